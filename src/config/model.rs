@@ -1,0 +1,509 @@
+//! The checked, typed model that everything above `config` works with.
+//!
+//! Built only by `config::validate` from the file types in `config::file`, with every default
+//! applied, so the planner and runtimes never see a missing field or an unparsed string.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use crate::config::file::{RunOn, RuntimeKind};
+
+/// A loaded project: `ferry.toml` and every stage file under `stages/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    /// The directory holding `ferry.toml`.
+    pub root: PathBuf,
+    /// `[project] name`.
+    pub name: String,
+    /// Where recorded state lives.
+    pub state: StateBackend,
+    /// Ordered pipeline steps (may be empty).
+    pub pipeline: Vec<PipelineStep>,
+}
+
+/// Where recorded state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum StateBackend {
+    /// `.ferry/state/<stage>.json` under the project root.
+    Local,
+    /// `s3://bucket/prefix/<stage>.json`.
+    S3 {
+        bucket: String,
+        prefix: String,
+        region: Option<String>,
+    },
+}
+
+/// One pipeline step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineStep {
+    pub name: String,
+    pub stages: Vec<String>,
+    pub required_checks: Vec<String>,
+}
+
+/// One stage: an environment with its runtime and apps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// The stage's name (the file name without extension).
+    pub name: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// Where it runs.
+    pub runtime: Runtime,
+    /// Apps by name.
+    pub apps: BTreeMap<String, App>,
+}
+
+/// Where a stage runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Runtime {
+    /// The local runtime on this machine.
+    Local,
+    /// AWS ECS.
+    Ecs(EcsRuntime),
+}
+
+impl Runtime {
+    /// `local` or `ecs`.
+    pub fn kind(&self) -> RuntimeKind {
+        match self {
+            Runtime::Local => RuntimeKind::Local,
+            Runtime::Ecs(_) => RuntimeKind::Ecs,
+        }
+    }
+}
+
+/// `[runtime]` of an ECS stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcsRuntime {
+    pub region: String,
+    pub cluster: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+    pub execution_role: Option<String>,
+    pub task_role: Option<String>,
+    pub log_group: Option<String>,
+}
+
+/// One app of a stage, with every default applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub name: String,
+    /// Image repository.
+    pub image: String,
+    /// Declared releases: id → digest.
+    pub releases: BTreeMap<u64, Digest>,
+    /// The release that should run; `None`: declared but not deployed.
+    pub active: Option<u64>,
+    pub scale: u32,
+    pub track: Option<String>,
+    pub depends_on: Vec<String>,
+    /// Everything that defines a runtime revision besides the image digest.
+    pub config: AppConfig,
+}
+
+impl App {
+    /// The digest of the active release, if any.
+    pub fn active_digest(&self) -> Option<&Digest> {
+        self.active.and_then(|id| self.releases.get(&id))
+    }
+}
+
+/// The part of an app that, when it changes, needs a new revision and a rollout: everything
+/// but the release and the scale. Recorded in state as the deployment's config snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AppConfig {
+    pub cpu: u32,
+    pub memory: u32,
+    /// Empty: the image's own command.
+    pub command: Vec<String>,
+    pub port: Option<u16>,
+    pub env: BTreeMap<String, String>,
+    /// Names of env vars whose values are masked in every output.
+    pub sensitive_env: BTreeSet<String>,
+    pub secrets: BTreeMap<String, SecretRef>,
+    pub health: Health,
+    pub deploy: DeploySettings,
+    pub release_tasks: Vec<ReleaseTask>,
+    pub target_group: Option<String>,
+}
+
+/// Health checks of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Health {
+    /// Container check command (`CMD-SHELL …`, `CMD …` or plain argv).
+    pub command: Option<Vec<String>>,
+    /// HTTP path of the network check.
+    pub path: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub grace_period: Duration,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            command: None,
+            path: None,
+            interval: Duration::from_millis(5_000),
+            timeout: Duration::from_millis(2_000),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            grace_period: Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// Rollout settings of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DeploySettings {
+    pub max_surge: Percent,
+    pub min_healthy: Percent,
+    pub timeout: Duration,
+    pub drain: Duration,
+    pub stop_timeout: Duration,
+}
+
+impl Default for DeploySettings {
+    fn default() -> Self {
+        DeploySettings {
+            max_surge: Percent(100),
+            min_healthy: Percent(100),
+            timeout: Duration::from_millis(5 * 60_000),
+            drain: Duration::from_millis(5_000),
+            stop_timeout: Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// A task run with a new release before it is activated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReleaseTask {
+    pub name: String,
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    pub run_on: RunOn,
+}
+
+/// An image digest: `sha256:` followed by 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    /// The full digest, `sha256:…`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `sha256:` and the first 12 hex digits, for humans.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(19)]
+    }
+
+    /// The 64 hex digits.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+
+    /// The digest of some bytes.
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        Digest(format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))))
+    }
+}
+
+/// Why a string is not a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an image digest")]
+pub struct DigestError(pub String);
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError(s.into()))?;
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Digest(s.to_string()))
+        } else {
+            Err(DigestError(s.into()))
+        }
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A reference to a secret, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecretRef {
+    /// `arn:aws:ssm:…:parameter/…`
+    Ssm(String),
+    /// `arn:aws:secretsmanager:…:secret:…`
+    SecretsManager(String),
+    /// `env:NAME`: read from ferry's own environment (local runtime).
+    Env(String),
+    /// `file:PATH`: read from a file inside the project (local runtime).
+    File(String),
+}
+
+impl SecretRef {
+    /// The reference as written in the stage file.
+    pub fn reference(&self) -> String {
+        match self {
+            SecretRef::Ssm(arn) | SecretRef::SecretsManager(arn) => arn.clone(),
+            SecretRef::Env(name) => format!("env:{name}"),
+            SecretRef::File(path) => format!("file:{path}"),
+        }
+    }
+
+    /// Whether the ECS runtime can resolve it (`valueFrom`).
+    pub fn is_aws(&self) -> bool {
+        matches!(self, SecretRef::Ssm(_) | SecretRef::SecretsManager(_))
+    }
+}
+
+/// Why a string is not a secret reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a secret reference")]
+pub struct SecretRefError;
+
+impl FromStr for SecretRef {
+    type Err = SecretRefError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("arn:") {
+            // arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            if parts.len() == 5 && !parts[4].is_empty() {
+                match parts[1] {
+                    "ssm" if parts[4].starts_with("parameter/") => {
+                        return Ok(SecretRef::Ssm(s.into()))
+                    }
+                    "secretsmanager" if parts[4].starts_with("secret:") => {
+                        return Ok(SecretRef::SecretsManager(s.into()))
+                    }
+                    _ => {}
+                }
+            }
+            return Err(SecretRefError);
+        }
+        if let Some(name) = s.strip_prefix("env:") {
+            let valid = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.as_bytes()[0].is_ascii_digit();
+            return if valid { Ok(SecretRef::Env(name.into())) } else { Err(SecretRefError) };
+        }
+        if let Some(path) = s.strip_prefix("file:") {
+            return if path.is_empty() { Err(SecretRefError) } else { Ok(SecretRef::File(path.into())) };
+        }
+        Err(SecretRefError)
+    }
+}
+
+impl Serialize for SecretRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.reference())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|_| serde::de::Error::custom(format!("`{s}` is not a secret reference")))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration with millisecond precision, written `"500ms"`, `"5s"`, `"10m"`, `"1h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(u64);
+
+impl Duration {
+    pub const fn from_millis(ms: u64) -> Duration {
+        Duration(ms)
+    }
+    pub fn as_millis(self) -> u64 {
+        self.0
+    }
+    pub fn to_std(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0)
+    }
+}
+
+/// Why a string is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a duration")]
+pub struct DurationError(pub String);
+
+impl FromStr for Duration {
+    type Err = DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || DurationError(s.into());
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().map_err(|_| err())?;
+        let factor = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(err()),
+        };
+        n.checked_mul(factor).map(Duration).ok_or_else(err)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0;
+        if ms != 0 && ms % 3_600_000 == 0 {
+            write!(f, "{}h", ms / 3_600_000)
+        } else if ms != 0 && ms % 60_000 == 0 {
+            write!(f, "{}m", ms / 60_000)
+        } else if ms % 1_000 == 0 {
+            write!(f, "{}s", ms / 1_000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A percentage, written `"100%"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Percent(pub u16);
+
+impl Percent {
+    /// `ceil(n * self / 100)`.
+    pub fn of_ceil(self, n: u32) -> u32 {
+        (n * u32::from(self.0)).div_ceil(100)
+    }
+    /// `floor(n * self / 100)`.
+    pub fn of_floor(self, n: u32) -> u32 {
+        n * u32::from(self.0) / 100
+    }
+}
+
+/// Why a string is not a percentage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a percentage")]
+pub struct PercentError(pub String);
+
+impl FromStr for Percent {
+    type Err = PercentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let num = s.strip_suffix('%').ok_or_else(|| PercentError(s.into()))?;
+        if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PercentError(s.into()));
+        }
+        num.parse::<u16>().map(Percent).map_err(|_| PercentError(s.into()))
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print_round_trip() {
+        for (text, ms) in [("500ms", 500), ("5s", 5_000), ("10m", 600_000), ("1h", 3_600_000), ("0s", 0)] {
+            let d: Duration = text.parse().unwrap();
+            assert_eq!(d.as_millis(), ms);
+            assert_eq!(d.to_string(), text);
+        }
+        for bad in ["", "5", "s", "5 s", "-1s", "1.5s", "5d"] {
+            assert!(bad.parse::<Duration>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn percentages_parse() {
+        assert_eq!("100%".parse::<Percent>().unwrap(), Percent(100));
+        assert_eq!(Percent(50).of_ceil(3), 2);
+        assert_eq!(Percent(50).of_floor(3), 1);
+        for bad in ["100", "%", "-5%", "x%"] {
+            assert!(bad.parse::<Percent>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn digests_are_sha256_and_64_lowercase_hex() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert!(good.parse::<Digest>().is_ok());
+        assert!(format!("sha256:{}", "A".repeat(64)).parse::<Digest>().is_err());
+        assert!(format!("sha256:{}", "a".repeat(63)).parse::<Digest>().is_err());
+        assert!(format!("md5:{}", "a".repeat(64)).parse::<Digest>().is_err());
+        assert_eq!(Digest::of_bytes(b"").hex().len(), 64);
+    }
+
+    #[test]
+    fn secret_references_are_recognised() {
+        assert!(matches!(
+            "arn:aws:ssm:eu-central-1:123456789012:parameter/shop/db".parse(),
+            Ok(SecretRef::Ssm(_))
+        ));
+        assert!(matches!(
+            "arn:aws:secretsmanager:eu-central-1:123456789012:secret:shop/db-AbCdEf".parse(),
+            Ok(SecretRef::SecretsManager(_))
+        ));
+        assert_eq!("env:DB_URL".parse(), Ok(SecretRef::Env("DB_URL".into())));
+        assert_eq!("file:secrets/db".parse(), Ok(SecretRef::File("secrets/db".into())));
+        for plain in ["hunter2", "postgres://u:p@db/x", "env:", "arn:aws:s3:::bucket", "file:"] {
+            assert!(plain.parse::<SecretRef>().is_err(), "{plain:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,695 @@
+//! Checks of project and stage files, reporting every problem at once with its location,
+//! and the conversion from the file types to the typed model with defaults applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::config::diagnostic::{Diagnostic, Diagnostics};
+use crate::config::file::{self, AppSection, ProjectFile, StageFile};
+use crate::config::model::*;
+use crate::config::source::{Format, PathSeg, SourceFile, Target};
+use crate::config::{stage_refs, PROJECT_FILE, STAGES_DIR};
+use crate::path;
+
+/// Read and parse a file; a missing or unreadable file is a diagnostic.
+pub fn read_source(root: &Path, rel: &Path) -> Result<SourceFile, Diagnostic> {
+    let text = std::fs::read_to_string(root.join(rel)).map_err(|e| {
+        Diagnostic::whole_file(rel, format!("cannot read {}: {e}", rel.display()))
+            .with_hint("run `ferry init` to create a project, or `-C DIR` to point at one")
+    })?;
+    SourceFile::parse(rel, text, Format::of_path(rel))
+}
+
+/// Deserialize `value` (found at `at` in `src`) into `T`, turning a serde error into a
+/// diagnostic at the offending key.
+fn deserialize<T: DeserializeOwned>(src: &SourceFile, at: &[PathSeg], value: serde_json::Value) -> Result<T, Diagnostic> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let mut path = at.to_vec();
+        for seg in err.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => path.push(PathSeg::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => path.push(PathSeg::Index(*index)),
+                _ => {}
+            }
+        }
+        let inner = err.into_inner().to_string();
+        let (message, hint) = explain_serde_error(&inner);
+        let target = if message.starts_with("unknown key") { Target::Key } else { Target::Value };
+        let mut d = src.diagnostic(&path, target, message);
+        if let Some(h) = hint {
+            d = d.with_hint(h);
+        }
+        d
+    })
+}
+
+/// serde says "unknown field `heath`, expected one of `a`, `b`"; we say "unknown key".
+fn explain_serde_error(msg: &str) -> (String, Option<String>) {
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        let (name, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        let name = name.trim_matches('`');
+        let expected_names: Vec<&str> = expected
+            .trim_start_matches("one of ")
+            .split(", ")
+            .map(|s| s.trim_matches('`'))
+            .filter(|s| !s.is_empty())
+            .collect();
+        let hint = match closest(name, &expected_names) {
+            Some(best) => format!("did you mean `{best}`? Known keys here: {}", expected_names.join(", ")),
+            None if expected_names.is_empty() => "remove it".to_string(),
+            None => format!("known keys here: {}", expected_names.join(", ")),
+        };
+        return (format!("unknown key `{name}`"), Some(hint));
+    }
+    if let Some(rest) = msg.strip_prefix("missing field ") {
+        return (
+            format!("missing key {}", rest.replace('`', "`")),
+            Some("add it: see `ferry schema stage` for every key".to_string()),
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        return (format!("wrong type: {rest}"), None);
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        return (format!("unknown value {rest}"), None);
+    }
+    (msg.to_string(), None)
+}
+
+/// The candidate closest to `name` by edit distance, if close enough to be a typo.
+fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Whether `name` is a DNS label: lowercase letters, digits and `-`, not starting or ending
+/// with `-`, at most `max` characters.
+pub fn is_dns_label(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Load and check `ferry.toml`.
+pub fn load_project(root: &Path) -> Result<Project, Diagnostics> {
+    let src = read_source(root, Path::new(PROJECT_FILE)).map_err(|d| Diagnostics(vec![d]))?;
+    let stages: Vec<String> = stage_refs(root).into_iter().map(|r| r.name).collect();
+    check_project(root, &src, &stages)
+}
+
+/// Check a parsed project file against the stage names that exist.
+pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result<Project, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let file: ProjectFile = deserialize(src, &[], src.root.to_json()).map_err(|d| Diagnostics(vec![d]))?;
+
+    if !is_dns_label(&file.project.name, 63) {
+        diags.push(
+            src.diagnostic(&path!["project", "name"], Target::Value, format!("project name `{}` is not a DNS label", file.project.name))
+                .with_hint("use lowercase letters, digits and `-`, at most 63 characters"),
+        );
+    }
+
+    let state = match file.state.clone().unwrap_or_default() {
+        file::StateSection { backend: file::StateBackendKind::Local, bucket, prefix, region } => {
+            for (key, set) in [("bucket", bucket.is_some()), ("prefix", prefix.is_some()), ("region", region.is_some())] {
+                if set {
+                    diags.push(
+                        src.diagnostic(&path!["state", key], Target::Key, format!("`{key}` only applies to the s3 backend"))
+                            .with_hint("remove it, or set `backend = \"s3\"`"),
+                    );
+                }
+            }
+            StateBackend::Local
+        }
+        file::StateSection { backend: file::StateBackendKind::S3, bucket, prefix, region } => {
+            if bucket.is_none() {
+                diags.push(
+                    src.diagnostic(&path!["state"], Target::Key, "the s3 state backend needs a `bucket`")
+                        .with_hint("add `bucket = \"my-ferry-state\"` under [state]"),
+                );
+            }
+            StateBackend::S3 {
+                bucket: bucket.unwrap_or_default(),
+                prefix: prefix.unwrap_or_else(|| file.project.name.clone()),
+                region,
+            }
+        }
+    };
+
+    let mut pipeline = Vec::new();
+    let mut seen_stage: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut seen_step: BTreeSet<&str> = BTreeSet::new();
+    let steps = file.pipeline.as_ref().map(|p| p.steps.as_slice()).unwrap_or_default();
+    for (i, step) in steps.iter().enumerate() {
+        if !seen_step.insert(&step.name) {
+            diags.push(
+                src.diagnostic(&path!["pipeline", "steps", i, "name"], Target::Value, format!("pipeline step `{}` is declared twice", step.name))
+                    .with_hint("give every step its own name"),
+            );
+        }
+        if step.stages.is_empty() {
+            diags.push(
+                src.diagnostic(&path!["pipeline", "steps", i, "stages"], Target::Value, format!("pipeline step `{}` has no stages", step.name))
+                    .with_hint("list at least one stage of `stages/`"),
+            );
+        }
+        for (j, stage) in step.stages.iter().enumerate() {
+            let at = path!["pipeline", "steps", i, "stages", j];
+            if !stages.iter().any(|s| s == stage) {
+                let known = if stages.is_empty() { "none".to_string() } else { stages.join(", ") };
+                diags.push(
+                    src.diagnostic(&at, Target::Value, format!("pipeline step `{}` names unknown stage `{stage}`", step.name))
+                        .with_hint(format!("create {STAGES_DIR}/{stage}.toml, or use a known stage ({known})")),
+                );
+            }
+            if let Some(prev) = seen_stage.insert(stage, i) {
+                diags.push(
+                    src.diagnostic(&at, Target::Value, format!("stage `{stage}` is in two pipeline steps: `{}` and `{}`", steps[prev].name, step.name))
+                        .with_hint("a stage belongs to one step; remove it from one of them"),
+                );
+            }
+        }
+        pipeline.push(PipelineStep { name: step.name.clone(), stages: step.stages.clone(), required_checks: step.required_checks.clone() });
+    }
+
+    if diags.is_empty() {
+        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline })
+    } else {
+        diags.sort();
+        Err(diags)
+    }
+}
+
+/// Load and check one stage of a project.
+pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
+    let refs = stage_refs(&project.root);
+    let Some(r) = refs.iter().find(|r| r.name == name) else {
+        let known: Vec<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+        let hint = if known.is_empty() {
+            format!("create {STAGES_DIR}/{name}.toml (`ferry init` makes a first one)")
+        } else {
+            format!("known stages: {}", known.join(", "))
+        };
+        return Err(Diagnostics(vec![Diagnostic::whole_file(
+            &Path::new(STAGES_DIR).join(format!("{name}.toml")),
+            format!("no stage `{name}`"),
+        )
+        .with_hint(hint)]));
+    };
+    let both = ["toml", "hcl"].iter().all(|ext| project.root.join(STAGES_DIR).join(format!("{name}.{ext}")).is_file());
+    if both {
+        return Err(Diagnostics(vec![Diagnostic::whole_file(&r.path, format!("stage `{name}` is written twice, as .toml and .hcl"))
+            .with_hint("keep one of the two files")]));
+    }
+    let src = read_source(&project.root, &r.path).map_err(|d| Diagnostics(vec![d]))?;
+    check_stage(&src, name)
+}
+
+/// Check a parsed stage file and build the typed stage.
+pub fn check_stage(src: &SourceFile, name: &str) -> Result<Stage, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let mut json = src.root.to_json();
+    // Apps are deserialized one by one, so a typo in one app does not hide the others.
+    let apps_json = json.as_object_mut().and_then(|o| o.remove("apps"));
+    let mut file: StageFile = deserialize(src, &[], json).map_err(|d| Diagnostics(vec![d]))?;
+    match apps_json {
+        Some(serde_json::Value::Object(apps)) => {
+            for (app, value) in apps {
+                match deserialize::<AppSection>(src, &path!["apps", &app], value) {
+                    Ok(section) => {
+                        file.apps.insert(app, section);
+                    }
+                    Err(d) => diags.push(d),
+                }
+            }
+        }
+        Some(_) => diags.push(src.diagnostic(&path!["apps"], Target::Value, "`apps` must be a table of apps").with_hint("write `[apps.NAME]` sections")),
+        None => {}
+    }
+
+    let runtime = check_runtime(src, &file, &mut diags);
+    let mut apps = BTreeMap::new();
+    for (app_name, section) in &file.apps {
+        if let Some(app) = check_app(src, app_name, section, &runtime, &mut diags) {
+            apps.insert(app_name.clone(), app);
+        }
+    }
+    check_across_apps(src, &file, &runtime, &mut diags);
+
+    if diags.is_empty() {
+        Ok(Stage { name: name.to_string(), file: src.path.clone(), runtime, apps })
+    } else {
+        diags.sort();
+        Err(diags)
+    }
+}
+
+fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) -> Runtime {
+    let Some(rt) = &file.runtime else { return Runtime::Local };
+    match rt.kind {
+        file::RuntimeKind::Local => {
+            let ecs_only = [
+                ("region", rt.region.is_some()),
+                ("cluster", rt.cluster.is_some()),
+                ("subnets", !rt.subnets.is_empty()),
+                ("security_groups", !rt.security_groups.is_empty()),
+                ("assign_public_ip", rt.assign_public_ip.is_some()),
+                ("execution_role", rt.execution_role.is_some()),
+                ("task_role", rt.task_role.is_some()),
+                ("log_group", rt.log_group.is_some()),
+            ];
+            for (key, set) in ecs_only {
+                if set {
+                    diags.push(
+                        src.diagnostic(&path!["runtime", key], Target::Key, format!("`{key}` only applies to the ecs runtime"))
+                            .with_hint("remove it, or set `kind = \"ecs\"`"),
+                    );
+                }
+            }
+            Runtime::Local
+        }
+        file::RuntimeKind::Ecs => {
+            for (key, missing, example) in [
+                ("region", rt.region.is_none(), "region = \"eu-central-1\""),
+                ("cluster", rt.cluster.is_none(), "cluster = \"my-cluster\""),
+            ] {
+                if missing {
+                    diags.push(
+                        src.diagnostic(&path!["runtime"], Target::Key, format!("the ecs runtime needs a `{key}`"))
+                            .with_hint(format!("add `{example}` under [runtime]")),
+                    );
+                }
+            }
+            for (key, arn) in [("execution_role", &rt.execution_role), ("task_role", &rt.task_role)] {
+                if let Some(arn) = arn {
+                    if !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/")) {
+                        diags.push(
+                            src.diagnostic(&path!["runtime", key], Target::Value, format!("`{arn}` is not an IAM role ARN"))
+                                .with_hint("use arn:aws:iam::ACCOUNT:role/NAME"),
+                        );
+                    }
+                }
+            }
+            Runtime::Ecs(EcsRuntime {
+                region: rt.region.clone().unwrap_or_default(),
+                cluster: rt.cluster.clone().unwrap_or_default(),
+                subnets: rt.subnets.clone(),
+                security_groups: rt.security_groups.clone(),
+                assign_public_ip: rt.assign_public_ip.unwrap_or(false),
+                execution_role: rt.execution_role.clone(),
+                task_role: rt.task_role.clone(),
+                log_group: rt.log_group.clone(),
+            })
+        }
+    }
+}
+
+/// Parse an optional string field with `FromStr`, reporting a located error.
+fn parse_opt<T: std::str::FromStr>(
+    src: &SourceFile,
+    at: Vec<PathSeg>,
+    value: &Option<String>,
+    default: T,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> T {
+    match value {
+        None => default,
+        Some(s) => s.parse().unwrap_or_else(|_| {
+            diags.push(src.diagnostic(&at, Target::Value, format!("`{s}` is not {what}")).with_hint(match what {
+                "a duration" => "write a whole number with a unit: \"500ms\", \"5s\", \"10m\", \"1h\"",
+                _ => "write a whole number with a percent sign, e.g. \"100%\"",
+            }));
+            default
+        }),
+    }
+}
+
+/// A positive integer field (at least `min`).
+#[allow(clippy::too_many_arguments)]
+fn int_field(src: &SourceFile, at: Vec<PathSeg>, value: Option<i64>, default: u32, min: i64, max: i64, what: &str, diags: &mut Diagnostics) -> u32 {
+    match value {
+        None => default,
+        Some(v) if v >= min && v <= max => v as u32,
+        Some(v) => {
+            diags.push(
+                src.diagnostic(&at, Target::Value, format!("{what} {v} is out of range"))
+                    .with_hint(format!("use a whole number from {min} to {max}")),
+            );
+            default
+        }
+    }
+}
+
+fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, diags: &mut Diagnostics) -> Option<App> {
+    let at = |rest: &[PathSeg]| {
+        let mut p = path!["apps", name];
+        p.extend_from_slice(rest);
+        p
+    };
+    let before = diags.len();
+
+    if !is_dns_label(name, 32) {
+        diags.push(
+            src.diagnostic(&at(&[]), Target::Key, format!("app name `{name}` is not a DNS label of at most 32 characters"))
+                .with_hint("use lowercase letters, digits and `-`, not at the start or end"),
+        );
+    }
+    if a.image.trim().is_empty() {
+        diags.push(src.diagnostic(&at(&path!["image"]), Target::Value, "`image` is empty").with_hint("name the image repository"));
+    }
+
+    // Releases: positive, unique ids; valid digests.
+    let mut releases: BTreeMap<u64, Digest> = BTreeMap::new();
+    let mut written: BTreeMap<u64, &str> = BTreeMap::new();
+    for (key, digest) in &a.releases {
+        let rel_at = at(&path!["releases", key]);
+        match key.parse::<i64>() {
+            Ok(id) if id > 0 => {
+                if let Some(other) = written.insert(id as u64, key) {
+                    diags.push(
+                        src.diagnostic(&rel_at, Target::Key, format!("release id {id} is declared twice (as `{other}` and `{key}`)"))
+                            .with_hint("every release needs its own id; ids are never reused"),
+                    );
+                }
+                match digest.parse::<Digest>() {
+                    Ok(d) => {
+                        releases.insert(id as u64, d);
+                    }
+                    Err(_) => diags.push(
+                        src.diagnostic(&rel_at, Target::Value, format!("release {id}: `{digest}` is not an image digest"))
+                            .with_hint("a digest is `sha256:` followed by 64 lowercase hex digits; `ferry image push` prints one"),
+                    ),
+                }
+            }
+            _ => diags.push(
+                src.diagnostic(&rel_at, Target::Key, format!("release id `{key}` is not a positive integer"))
+                    .with_hint("release ids are 1, 2, 3…, one more than the highest ever used"),
+            ),
+        }
+    }
+    let active = match a.active {
+        None => None,
+        Some(id) if id > 0 && written.contains_key(&(id as u64)) => Some(id as u64),
+        Some(id) => {
+            let declared: Vec<String> = written.keys().map(u64::to_string).collect();
+            diags.push(
+                src.diagnostic(&at(&path!["active"]), Target::Value, format!("active release {id} is not declared in [apps.{name}.releases]"))
+                    .with_hint(if declared.is_empty() {
+                        "declare it first: `ferry release create APP DIGEST`".to_string()
+                    } else {
+                        format!("declared releases: {}", declared.join(", "))
+                    }),
+            );
+            None
+        }
+    };
+
+    let scale = int_field(src, at(&path!["scale"]), a.scale, 1, 0, 1000, "scale", diags);
+    let cpu = int_field(src, at(&path!["cpu"]), a.cpu, 256, 1, 16_384, "cpu", diags);
+    let memory = int_field(src, at(&path!["memory"]), a.memory, 512, 1, 122_880, "memory", diags);
+    let port = a.port.map(|p| int_field(src, at(&path!["port"]), Some(p), 1, 1, 65_535, "port", diags) as u16);
+
+    let mut command = a.command.clone().unwrap_or_default();
+    if a.command.as_ref().is_some_and(Vec::is_empty) {
+        diags.push(src.diagnostic(&at(&path!["command"]), Target::Value, "`command` is empty").with_hint("remove it to use the image's own command"));
+        command.clear();
+    }
+    if port.is_none() && command.iter().any(|c| c.contains("${PORT}")) {
+        diags.push(
+            src.diagnostic(&at(&path!["command"]), Target::Value, "`command` uses ${PORT} but the app has no `port`")
+                .with_hint("add `port = 8080` to the app"),
+        );
+    }
+
+    for key in a.env.keys() {
+        if !is_env_name(key) {
+            diags.push(
+                src.diagnostic(&at(&path!["env", key]), Target::Key, format!("`{key}` is not an environment variable name"))
+                    .with_hint("use letters, digits and `_`, not starting with a digit"),
+            );
+        }
+    }
+    for (i, key) in a.sensitive_env.iter().enumerate() {
+        if !a.env.contains_key(key) {
+            diags.push(
+                src.diagnostic(&at(&path!["sensitive_env", i]), Target::Value, format!("`{key}` is marked sensitive but is not in [apps.{name}.env]"))
+                    .with_hint("list only names of this app's env variables"),
+            );
+        }
+    }
+
+    let mut secrets = BTreeMap::new();
+    for (key, reference) in &a.secrets {
+        let s_at = at(&path!["secrets", key]);
+        if !is_env_name(key) {
+            diags.push(
+                src.diagnostic(&s_at, Target::Key, format!("`{key}` is not an environment variable name"))
+                    .with_hint("use letters, digits and `_`, not starting with a digit"),
+            );
+        }
+        if a.env.contains_key(key) {
+            diags.push(
+                src.diagnostic(&s_at, Target::Key, format!("`{key}` is both in env and in secrets"))
+                    .with_hint("keep it in one of the two"),
+            );
+        }
+        match reference.parse::<SecretRef>() {
+            Ok(r) => {
+                if matches!(runtime, Runtime::Ecs(_)) && !r.is_aws() {
+                    diags.push(
+                        src.diagnostic(&s_at, Target::Value, format!("secret `{key}`: `{}` references cannot be resolved on ECS", reference.split(':').next().unwrap_or("")))
+                            .with_hint("on ECS use an SSM parameter or Secrets Manager ARN"),
+                    );
+                }
+                if let SecretRef::File(p) = &r {
+                    if Path::new(p).is_absolute() || Path::new(p).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                        diags.push(
+                            src.diagnostic(&s_at, Target::Value, format!("secret `{key}`: `{p}` is outside the project"))
+                                .with_hint("use a path relative to the project root, without `..`"),
+                        );
+                    }
+                }
+                secrets.insert(key.clone(), r);
+            }
+            // Never echo the value: it may be the secret itself.
+            Err(_) => diags.push(
+                src.diagnostic(&s_at, Target::Key, format!("secret `{key}` is a plain value, not a reference"))
+                    .with_hint("secrets are references: arn:aws:ssm:…:parameter/…, arn:aws:secretsmanager:…:secret:…, env:NAME or file:PATH; remove the value from the file and from its history"),
+            ),
+        }
+    }
+
+    let h = a.health.clone().unwrap_or_default();
+    let hd = Health::default();
+    let h_at = |k: &str| at(&path!["health", k]);
+    let health = Health {
+        command: h.command.clone(),
+        path: h.path.clone(),
+        interval: parse_opt(src, h_at("interval"), &h.interval, hd.interval, "a duration", diags),
+        timeout: parse_opt(src, h_at("timeout"), &h.timeout, hd.timeout, "a duration", diags),
+        healthy_threshold: int_field(src, h_at("healthy_threshold"), h.healthy_threshold, hd.healthy_threshold, 1, 100, "healthy_threshold", diags),
+        unhealthy_threshold: int_field(src, h_at("unhealthy_threshold"), h.unhealthy_threshold, hd.unhealthy_threshold, 1, 100, "unhealthy_threshold", diags),
+        grace_period: parse_opt(src, h_at("grace_period"), &h.grace_period, hd.grace_period, "a duration", diags),
+    };
+    if let Some(p) = &health.path {
+        if !p.starts_with('/') {
+            diags.push(src.diagnostic(&h_at("path"), Target::Value, format!("health path `{p}` does not start with `/`")).with_hint("write e.g. \"/health\""));
+        }
+        if port.is_none() {
+            diags.push(src.diagnostic(&h_at("path"), Target::Key, "a network health check needs the app's `port`").with_hint("add `port = 8080` to the app"));
+        }
+    }
+    if h.command.as_ref().is_some_and(|c| c.is_empty() || (c.len() == 1 && (c[0] == "CMD" || c[0] == "CMD-SHELL"))) {
+        diags.push(src.diagnostic(&h_at("command"), Target::Value, "health `command` has nothing to run").with_hint("e.g. [\"CMD-SHELL\", \"curl -f http://localhost:8080/health\"]"));
+    }
+    if health.timeout > health.interval {
+        diags.push(
+            src.diagnostic(&h_at("timeout"), Target::Value, format!("health timeout {} is longer than its interval {}", health.timeout, health.interval))
+                .with_hint("a check must finish before the next one starts"),
+        );
+    }
+
+    let d = a.deploy.clone().unwrap_or_default();
+    let dd = DeploySettings::default();
+    let d_at = |k: &str| at(&path!["deploy", k]);
+    let deploy = DeploySettings {
+        max_surge: parse_opt(src, d_at("max_surge"), &d.max_surge, dd.max_surge, "a percentage", diags),
+        min_healthy: parse_opt(src, d_at("min_healthy"), &d.min_healthy, dd.min_healthy, "a percentage", diags),
+        timeout: parse_opt(src, d_at("timeout"), &d.timeout, dd.timeout, "a duration", diags),
+        drain: parse_opt(src, d_at("drain"), &d.drain, dd.drain, "a duration", diags),
+        stop_timeout: parse_opt(src, d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
+    };
+    if deploy.min_healthy.0 > 100 {
+        diags.push(src.diagnostic(&d_at("min_healthy"), Target::Value, format!("min_healthy {} is over 100%", deploy.min_healthy)).with_hint("use 0% to 100%"));
+    }
+    if deploy.max_surge.0 == 0 && deploy.min_healthy.0 == 100 && d.max_surge.is_some() {
+        diags.push(
+            src.diagnostic(&d_at("max_surge"), Target::Value, "max_surge 0% with min_healthy 100% leaves no room to replace a task")
+                .with_hint("allow a surge (e.g. \"100%\") or lower min_healthy"),
+        );
+    }
+    if deploy.timeout.as_millis() == 0 {
+        diags.push(src.diagnostic(&d_at("timeout"), Target::Value, "deploy timeout is 0").with_hint("give new tasks time to turn healthy, e.g. \"5m\""));
+    }
+
+    let mut release_tasks = Vec::new();
+    let mut task_names = BTreeSet::new();
+    for (i, t) in a.release_tasks.iter().enumerate() {
+        let t_at = |k: &str| at(&path!["release_tasks", i, k]);
+        if !task_names.insert(t.name.as_str()) {
+            diags.push(src.diagnostic(&t_at("name"), Target::Value, format!("release task `{}` is declared twice", t.name)).with_hint("give each release task its own name"));
+        }
+        if !is_dns_label(&t.name, 32) {
+            diags.push(src.diagnostic(&t_at("name"), Target::Value, format!("release task name `{}` is not a DNS label", t.name)).with_hint("use lowercase letters, digits and `-`"));
+        }
+        if t.command.is_empty() {
+            diags.push(src.diagnostic(&t_at("command"), Target::Value, "release task `command` is empty").with_hint("e.g. [\"bin/rails\", \"db:migrate\"]"));
+        }
+        release_tasks.push(ReleaseTask {
+            name: t.name.clone(),
+            command: t.command.clone(),
+            timeout: parse_opt(src, t_at("timeout"), &t.timeout, Duration::from_millis(600_000), "a duration", diags),
+            run_on: t.run_on.unwrap_or_default(),
+        });
+    }
+
+    if let Some(tg) = &a.target_group {
+        if !matches!(runtime, Runtime::Ecs(_)) {
+            diags.push(src.diagnostic(&at(&path!["target_group"]), Target::Key, "`target_group` only applies to the ecs runtime").with_hint("remove it; the local runtime proxies `port` itself"));
+        } else if !tg.starts_with("arn:aws") || !tg.contains(":targetgroup/") {
+            diags.push(src.diagnostic(&at(&path!["target_group"]), Target::Value, format!("`{tg}` is not a target group ARN")).with_hint("use arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID"));
+        }
+    }
+    if let Some(tag) = &a.track {
+        if tag.is_empty() || tag.len() > 128 || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            diags.push(src.diagnostic(&at(&path!["track"]), Target::Value, format!("`{tag}` is not an image tag")).with_hint("tags use letters, digits, `.`, `_` and `-`"));
+        }
+    }
+
+    if diags.len() > before {
+        return None;
+    }
+    Some(App {
+        name: name.to_string(),
+        image: a.image.clone(),
+        releases,
+        active,
+        scale,
+        track: a.track.clone(),
+        depends_on: a.depends_on.clone(),
+        config: AppConfig {
+            cpu,
+            memory,
+            command,
+            port,
+            env: a.env.clone(),
+            sensitive_env: a.sensitive_env.iter().cloned().collect(),
+            secrets,
+            health,
+            deploy,
+            release_tasks,
+            target_group: a.target_group.clone(),
+        },
+    })
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
+}
+
+/// Checks that involve more than one app: `depends_on` targets and cycles, port clashes.
+fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diags: &mut Diagnostics) {
+    for (name, app) in &file.apps {
+        for (i, dep) in app.depends_on.iter().enumerate() {
+            let at = path!["apps", name, "depends_on", i];
+            if dep == name {
+                diags.push(src.diagnostic(&at, Target::Value, format!("app `{name}` depends on itself")).with_hint("remove it from depends_on"));
+            } else if !file.apps.contains_key(dep) {
+                let known: Vec<&str> = file.apps.keys().map(String::as_str).filter(|k| k != name).collect();
+                diags.push(
+                    src.diagnostic(&at, Target::Value, format!("app `{name}` depends on `{dep}`, which this stage does not declare"))
+                        .with_hint(if known.is_empty() { "declare it, or remove it from depends_on".to_string() } else { format!("apps in this stage: {}", known.join(", ")) }),
+                );
+            }
+        }
+    }
+    // Cycles: report each once, at the edge that closes it, printing the whole cycle.
+    let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
+    for start in file.apps.keys() {
+        if let Some(cycle) = find_cycle(file, start) {
+            let mut key = cycle.clone();
+            key.sort();
+            if reported.insert(key) {
+                let last = &cycle[cycle.len() - 1];
+                let idx = file.apps[last].depends_on.iter().position(|d| d == &cycle[0]).unwrap_or(0);
+                let mut shown = cycle.clone();
+                shown.push(cycle[0].clone());
+                diags.push(
+                    src.diagnostic(&path!["apps", last, "depends_on", idx], Target::Value, format!("depends_on forms a cycle: {}", shown.join(" → ")))
+                        .with_hint("deploy order must be a chain; remove one of these dependencies"),
+                );
+            }
+        }
+    }
+    if matches!(runtime, Runtime::Local) {
+        let mut ports: BTreeMap<i64, &str> = BTreeMap::new();
+        for (name, app) in &file.apps {
+            if let Some(p) = app.port {
+                if let Some(other) = ports.insert(p, name) {
+                    diags.push(
+                        src.diagnostic(&path!["apps", name, "port"], Target::Value, format!("apps `{other}` and `{name}` both use port {p}"))
+                            .with_hint("on the local runtime every app needs its own port"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A cycle through `start` in the depends_on graph, as the list of apps from `start`.
+fn find_cycle(file: &StageFile, start: &str) -> Option<Vec<String>> {
+    fn dfs(file: &StageFile, node: &str, start: &str, stack: &mut Vec<String>, seen: &mut BTreeSet<String>) -> bool {
+        let Some(app) = file.apps.get(node) else { return false };
+        for dep in &app.depends_on {
+            if dep == node {
+                continue;
+            }
+            if dep == start {
+                return true;
+            }
+            if seen.insert(dep.clone()) {
+                stack.push(dep.clone());
+                if dfs(file, dep, start, stack, seen) {
+                    return true;
+                }
+                stack.pop();
+            }
+        }
+        false
+    }
+    let mut stack = vec![start.to_string()];
+    let mut seen = BTreeSet::from([start.to_string()]);
+    dfs(file, start, start, &mut stack, &mut seen).then_some(stack)
+}

@@ -1,0 +1,6 @@
+//! ferry: declarative deploys of container apps to AWS ECS or a local runtime.
+//!
+//! See `docs/ARCHITECTURE.md` for a map of the modules.
+
+pub mod cli;
+pub mod config;

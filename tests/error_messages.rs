@@ -1,0 +1,1 @@
+//! Integration tests: error_messages.

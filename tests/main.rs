@@ -1,0 +1,11 @@
+//! The one integration test binary: runs the real `ferry` binary against real files,
+//! processes and (for AWS) a real emulator. One module per area.
+
+mod support;
+
+mod error_messages;
+mod examples;
+mod local_runtime;
+mod plan_cli;
+mod schema;
+mod state_store;

@@ -69,5 +69,9 @@ fn default_name(root: &Path) -> String {
     let raw = root.file_name().and_then(|n| n.to_str()).unwrap_or("app").to_lowercase();
     let cleaned: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let trimmed = cleaned.trim_matches('-');
-    if trimmed.is_empty() { "app".to_string() } else { trimmed.chars().take(63).collect() }
+    if trimmed.is_empty() {
+        "app".to_string()
+    } else {
+        trimmed.chars().take(63).collect()
+    }
 }

@@ -116,7 +116,9 @@ pub fn run() -> ExitCode {
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+        }
     };
     console::set_colors_enabled(color);
     console::set_colors_enabled_stderr(color && std::io::stderr().is_terminal() || cli.color == ColorChoice::Always);

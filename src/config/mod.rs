@@ -41,11 +41,16 @@ pub fn stage_refs(root: &Path) -> Vec<StageRef> {
     let Ok(entries) = std::fs::read_dir(root.join(STAGES_DIR)) else { return refs };
     for entry in entries.flatten() {
         let path = entry.path();
-        let (Some(stem), Some(ext)) = (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|e| e.to_str())) else {
+        let (Some(stem), Some(ext)) =
+            (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|e| e.to_str()))
+        else {
             continue;
         };
         if (ext == "toml" || ext == "hcl") && !refs.iter().any(|r| r.name == stem) {
-            refs.push(StageRef { name: stem.to_string(), path: Path::new(STAGES_DIR).join(path.file_name().unwrap_or_default()) });
+            refs.push(StageRef {
+                name: stem.to_string(),
+                path: Path::new(STAGES_DIR).join(path.file_name().unwrap_or_default()),
+            });
         }
     }
     refs.sort_by(|a, b| a.name.cmp(&b.name));

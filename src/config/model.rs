@@ -32,11 +32,7 @@ pub enum StateBackend {
     /// `.ferry/state/<stage>.json` under the project root.
     Local,
     /// `s3://bucket/prefix/<stage>.json`.
-    S3 {
-        bucket: String,
-        prefix: String,
-        region: Option<String>,
-    },
+    S3 { bucket: String, prefix: String, region: Option<String> },
 }
 
 /// One pipeline step.
@@ -287,9 +283,7 @@ impl FromStr for SecretRef {
             let parts: Vec<&str> = rest.splitn(5, ':').collect();
             if parts.len() == 5 && !parts[4].is_empty() {
                 match parts[1] {
-                    "ssm" if parts[4].starts_with("parameter/") => {
-                        return Ok(SecretRef::Ssm(s.into()))
-                    }
+                    "ssm" if parts[4].starts_with("parameter/") => return Ok(SecretRef::Ssm(s.into())),
                     "secretsmanager" if parts[4].starts_with("secret:") => {
                         return Ok(SecretRef::SecretsManager(s.into()))
                     }
@@ -492,10 +486,7 @@ mod tests {
 
     #[test]
     fn secret_references_are_recognised() {
-        assert!(matches!(
-            "arn:aws:ssm:eu-central-1:123456789012:parameter/shop/db".parse(),
-            Ok(SecretRef::Ssm(_))
-        ));
+        assert!(matches!("arn:aws:ssm:eu-central-1:123456789012:parameter/shop/db".parse(), Ok(SecretRef::Ssm(_))));
         assert!(matches!(
             "arn:aws:secretsmanager:eu-central-1:123456789012:secret:shop/db-AbCdEf".parse(),
             Ok(SecretRef::SecretsManager(_))

@@ -24,7 +24,11 @@ pub fn read_source(root: &Path, rel: &Path) -> Result<SourceFile, Diagnostic> {
 
 /// Deserialize `value` (found at `at` in `src`) into `T`, turning a serde error into a
 /// diagnostic at the offending key.
-fn deserialize<T: DeserializeOwned>(src: &SourceFile, at: &[PathSeg], value: serde_json::Value) -> Result<T, Diagnostic> {
+fn deserialize<T: DeserializeOwned>(
+    src: &SourceFile,
+    at: &[PathSeg],
+    value: serde_json::Value,
+) -> Result<T, Diagnostic> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let mut path = at.to_vec();
         for seg in err.path().iter() {
@@ -125,18 +129,27 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
 
     if !is_dns_label(&file.project.name, 63) {
         diags.push(
-            src.diagnostic(&path!["project", "name"], Target::Value, format!("project name `{}` is not a DNS label", file.project.name))
-                .with_hint("use lowercase letters, digits and `-`, at most 63 characters"),
+            src.diagnostic(
+                &path!["project", "name"],
+                Target::Value,
+                format!("project name `{}` is not a DNS label", file.project.name),
+            )
+            .with_hint("use lowercase letters, digits and `-`, at most 63 characters"),
         );
     }
 
     let state = match file.state.clone().unwrap_or_default() {
         file::StateSection { backend: file::StateBackendKind::Local, bucket, prefix, region } => {
-            for (key, set) in [("bucket", bucket.is_some()), ("prefix", prefix.is_some()), ("region", region.is_some())] {
+            for (key, set) in [("bucket", bucket.is_some()), ("prefix", prefix.is_some()), ("region", region.is_some())]
+            {
                 if set {
                     diags.push(
-                        src.diagnostic(&path!["state", key], Target::Key, format!("`{key}` only applies to the s3 backend"))
-                            .with_hint("remove it, or set `backend = \"s3\"`"),
+                        src.diagnostic(
+                            &path!["state", key],
+                            Target::Key,
+                            format!("`{key}` only applies to the s3 backend"),
+                        )
+                        .with_hint("remove it, or set `backend = \"s3\"`"),
                     );
                 }
             }
@@ -164,14 +177,22 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
     for (i, step) in steps.iter().enumerate() {
         if !seen_step.insert(&step.name) {
             diags.push(
-                src.diagnostic(&path!["pipeline", "steps", i, "name"], Target::Value, format!("pipeline step `{}` is declared twice", step.name))
-                    .with_hint("give every step its own name"),
+                src.diagnostic(
+                    &path!["pipeline", "steps", i, "name"],
+                    Target::Value,
+                    format!("pipeline step `{}` is declared twice", step.name),
+                )
+                .with_hint("give every step its own name"),
             );
         }
         if step.stages.is_empty() {
             diags.push(
-                src.diagnostic(&path!["pipeline", "steps", i, "stages"], Target::Value, format!("pipeline step `{}` has no stages", step.name))
-                    .with_hint("list at least one stage of `stages/`"),
+                src.diagnostic(
+                    &path!["pipeline", "steps", i, "stages"],
+                    Target::Value,
+                    format!("pipeline step `{}` has no stages", step.name),
+                )
+                .with_hint("list at least one stage of `stages/`"),
             );
         }
         for (j, stage) in step.stages.iter().enumerate() {
@@ -179,18 +200,30 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
             if !stages.iter().any(|s| s == stage) {
                 let known = if stages.is_empty() { "none".to_string() } else { stages.join(", ") };
                 diags.push(
-                    src.diagnostic(&at, Target::Value, format!("pipeline step `{}` names unknown stage `{stage}`", step.name))
-                        .with_hint(format!("create {STAGES_DIR}/{stage}.toml, or use a known stage ({known})")),
+                    src.diagnostic(
+                        &at,
+                        Target::Value,
+                        format!("pipeline step `{}` names unknown stage `{stage}`", step.name),
+                    )
+                    .with_hint(format!("create {STAGES_DIR}/{stage}.toml, or use a known stage ({known})")),
                 );
             }
             if let Some(prev) = seen_stage.insert(stage, i) {
                 diags.push(
-                    src.diagnostic(&at, Target::Value, format!("stage `{stage}` is in two pipeline steps: `{}` and `{}`", steps[prev].name, step.name))
-                        .with_hint("a stage belongs to one step; remove it from one of them"),
+                    src.diagnostic(
+                        &at,
+                        Target::Value,
+                        format!("stage `{stage}` is in two pipeline steps: `{}` and `{}`", steps[prev].name, step.name),
+                    )
+                    .with_hint("a stage belongs to one step; remove it from one of them"),
                 );
             }
         }
-        pipeline.push(PipelineStep { name: step.name.clone(), stages: step.stages.clone(), required_checks: step.required_checks.clone() });
+        pipeline.push(PipelineStep {
+            name: step.name.clone(),
+            stages: step.stages.clone(),
+            required_checks: step.required_checks.clone(),
+        });
     }
 
     if diags.is_empty() {
@@ -219,8 +252,11 @@ pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
     };
     let both = ["toml", "hcl"].iter().all(|ext| project.root.join(STAGES_DIR).join(format!("{name}.{ext}")).is_file());
     if both {
-        return Err(Diagnostics(vec![Diagnostic::whole_file(&r.path, format!("stage `{name}` is written twice, as .toml and .hcl"))
-            .with_hint("keep one of the two files")]));
+        return Err(Diagnostics(vec![Diagnostic::whole_file(
+            &r.path,
+            format!("stage `{name}` is written twice, as .toml and .hcl"),
+        )
+        .with_hint("keep one of the two files")]));
     }
     let src = read_source(&project.root, &r.path).map_err(|d| Diagnostics(vec![d]))?;
     check_stage(&src, name)
@@ -244,7 +280,10 @@ pub fn check_stage(src: &SourceFile, name: &str) -> Result<Stage, Diagnostics> {
                 }
             }
         }
-        Some(_) => diags.push(src.diagnostic(&path!["apps"], Target::Value, "`apps` must be a table of apps").with_hint("write `[apps.NAME]` sections")),
+        Some(_) => diags.push(
+            src.diagnostic(&path!["apps"], Target::Value, "`apps` must be a table of apps")
+                .with_hint("write `[apps.NAME]` sections"),
+        ),
         None => {}
     }
 
@@ -282,8 +321,12 @@ fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) ->
             for (key, set) in ecs_only {
                 if set {
                     diags.push(
-                        src.diagnostic(&path!["runtime", key], Target::Key, format!("`{key}` only applies to the ecs runtime"))
-                            .with_hint("remove it, or set `kind = \"ecs\"`"),
+                        src.diagnostic(
+                            &path!["runtime", key],
+                            Target::Key,
+                            format!("`{key}` only applies to the ecs runtime"),
+                        )
+                        .with_hint("remove it, or set `kind = \"ecs\"`"),
                     );
                 }
             }
@@ -305,8 +348,12 @@ fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) ->
                 if let Some(arn) = arn {
                     if !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/")) {
                         diags.push(
-                            src.diagnostic(&path!["runtime", key], Target::Value, format!("`{arn}` is not an IAM role ARN"))
-                                .with_hint("use arn:aws:iam::ACCOUNT:role/NAME"),
+                            src.diagnostic(
+                                &path!["runtime", key],
+                                Target::Value,
+                                format!("`{arn}` is not an IAM role ARN"),
+                            )
+                            .with_hint("use arn:aws:iam::ACCOUNT:role/NAME"),
                         );
                     }
                 }
@@ -348,7 +395,16 @@ fn parse_opt<T: std::str::FromStr>(
 
 /// A positive integer field (at least `min`).
 #[allow(clippy::too_many_arguments)]
-fn int_field(src: &SourceFile, at: Vec<PathSeg>, value: Option<i64>, default: u32, min: i64, max: i64, what: &str, diags: &mut Diagnostics) -> u32 {
+fn int_field(
+    src: &SourceFile,
+    at: Vec<PathSeg>,
+    value: Option<i64>,
+    default: u32,
+    min: i64,
+    max: i64,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> u32 {
     match value {
         None => default,
         Some(v) if v >= min && v <= max => v as u32,
@@ -372,12 +428,19 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
 
     if !is_dns_label(name, 32) {
         diags.push(
-            src.diagnostic(&at(&[]), Target::Key, format!("app name `{name}` is not a DNS label of at most 32 characters"))
-                .with_hint("use lowercase letters, digits and `-`, not at the start or end"),
+            src.diagnostic(
+                &at(&[]),
+                Target::Key,
+                format!("app name `{name}` is not a DNS label of at most 32 characters"),
+            )
+            .with_hint("use lowercase letters, digits and `-`, not at the start or end"),
         );
     }
     if a.image.trim().is_empty() {
-        diags.push(src.diagnostic(&at(&path!["image"]), Target::Value, "`image` is empty").with_hint("name the image repository"));
+        diags.push(
+            src.diagnostic(&at(&path!["image"]), Target::Value, "`image` is empty")
+                .with_hint("name the image repository"),
+        );
     }
 
     // Releases: positive, unique ids; valid digests.
@@ -389,8 +452,12 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
             Ok(id) if id > 0 => {
                 if let Some(other) = written.insert(id as u64, key) {
                     diags.push(
-                        src.diagnostic(&rel_at, Target::Key, format!("release id {id} is declared twice (as `{other}` and `{key}`)"))
-                            .with_hint("every release needs its own id; ids are never reused"),
+                        src.diagnostic(
+                            &rel_at,
+                            Target::Key,
+                            format!("release id {id} is declared twice (as `{other}` and `{key}`)"),
+                        )
+                        .with_hint("every release needs its own id; ids are never reused"),
                     );
                 }
                 match digest.parse::<Digest>() {
@@ -398,8 +465,14 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                         releases.insert(id as u64, d);
                     }
                     Err(_) => diags.push(
-                        src.diagnostic(&rel_at, Target::Value, format!("release {id}: `{digest}` is not an image digest"))
-                            .with_hint("a digest is `sha256:` followed by 64 lowercase hex digits; `ferry image push` prints one"),
+                        src.diagnostic(
+                            &rel_at,
+                            Target::Value,
+                            format!("release {id}: `{digest}` is not an image digest"),
+                        )
+                        .with_hint(
+                            "a digest is `sha256:` followed by 64 lowercase hex digits; `ferry image push` prints one",
+                        ),
                     ),
                 }
             }
@@ -415,12 +488,16 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         Some(id) => {
             let declared: Vec<String> = written.keys().map(u64::to_string).collect();
             diags.push(
-                src.diagnostic(&at(&path!["active"]), Target::Value, format!("active release {id} is not declared in [apps.{name}.releases]"))
-                    .with_hint(if declared.is_empty() {
-                        "declare it first: `ferry release create APP DIGEST`".to_string()
-                    } else {
-                        format!("declared releases: {}", declared.join(", "))
-                    }),
+                src.diagnostic(
+                    &at(&path!["active"]),
+                    Target::Value,
+                    format!("active release {id} is not declared in [apps.{name}.releases]"),
+                )
+                .with_hint(if declared.is_empty() {
+                    "declare it first: `ferry release create APP DIGEST`".to_string()
+                } else {
+                    format!("declared releases: {}", declared.join(", "))
+                }),
             );
             None
         }
@@ -433,7 +510,10 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
 
     let mut command = a.command.clone().unwrap_or_default();
     if a.command.as_ref().is_some_and(Vec::is_empty) {
-        diags.push(src.diagnostic(&at(&path!["command"]), Target::Value, "`command` is empty").with_hint("remove it to use the image's own command"));
+        diags.push(
+            src.diagnostic(&at(&path!["command"]), Target::Value, "`command` is empty")
+                .with_hint("remove it to use the image's own command"),
+        );
         command.clear();
     }
     if port.is_none() && command.iter().any(|c| c.contains("${PORT}")) {
@@ -446,16 +526,24 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     for key in a.env.keys() {
         if !is_env_name(key) {
             diags.push(
-                src.diagnostic(&at(&path!["env", key]), Target::Key, format!("`{key}` is not an environment variable name"))
-                    .with_hint("use letters, digits and `_`, not starting with a digit"),
+                src.diagnostic(
+                    &at(&path!["env", key]),
+                    Target::Key,
+                    format!("`{key}` is not an environment variable name"),
+                )
+                .with_hint("use letters, digits and `_`, not starting with a digit"),
             );
         }
     }
     for (i, key) in a.sensitive_env.iter().enumerate() {
         if !a.env.contains_key(key) {
             diags.push(
-                src.diagnostic(&at(&path!["sensitive_env", i]), Target::Value, format!("`{key}` is marked sensitive but is not in [apps.{name}.env]"))
-                    .with_hint("list only names of this app's env variables"),
+                src.diagnostic(
+                    &at(&path!["sensitive_env", i]),
+                    Target::Value,
+                    format!("`{key}` is marked sensitive but is not in [apps.{name}.env]"),
+                )
+                .with_hint("list only names of this app's env variables"),
             );
         }
     }
@@ -509,25 +597,56 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         path: h.path.clone(),
         interval: parse_opt(src, h_at("interval"), &h.interval, hd.interval, "a duration", diags),
         timeout: parse_opt(src, h_at("timeout"), &h.timeout, hd.timeout, "a duration", diags),
-        healthy_threshold: int_field(src, h_at("healthy_threshold"), h.healthy_threshold, hd.healthy_threshold, 1, 100, "healthy_threshold", diags),
-        unhealthy_threshold: int_field(src, h_at("unhealthy_threshold"), h.unhealthy_threshold, hd.unhealthy_threshold, 1, 100, "unhealthy_threshold", diags),
+        healthy_threshold: int_field(
+            src,
+            h_at("healthy_threshold"),
+            h.healthy_threshold,
+            hd.healthy_threshold,
+            1,
+            100,
+            "healthy_threshold",
+            diags,
+        ),
+        unhealthy_threshold: int_field(
+            src,
+            h_at("unhealthy_threshold"),
+            h.unhealthy_threshold,
+            hd.unhealthy_threshold,
+            1,
+            100,
+            "unhealthy_threshold",
+            diags,
+        ),
         grace_period: parse_opt(src, h_at("grace_period"), &h.grace_period, hd.grace_period, "a duration", diags),
     };
     if let Some(p) = &health.path {
         if !p.starts_with('/') {
-            diags.push(src.diagnostic(&h_at("path"), Target::Value, format!("health path `{p}` does not start with `/`")).with_hint("write e.g. \"/health\""));
+            diags.push(
+                src.diagnostic(&h_at("path"), Target::Value, format!("health path `{p}` does not start with `/`"))
+                    .with_hint("write e.g. \"/health\""),
+            );
         }
         if port.is_none() {
-            diags.push(src.diagnostic(&h_at("path"), Target::Key, "a network health check needs the app's `port`").with_hint("add `port = 8080` to the app"));
+            diags.push(
+                src.diagnostic(&h_at("path"), Target::Key, "a network health check needs the app's `port`")
+                    .with_hint("add `port = 8080` to the app"),
+            );
         }
     }
     if h.command.as_ref().is_some_and(|c| c.is_empty() || (c.len() == 1 && (c[0] == "CMD" || c[0] == "CMD-SHELL"))) {
-        diags.push(src.diagnostic(&h_at("command"), Target::Value, "health `command` has nothing to run").with_hint("e.g. [\"CMD-SHELL\", \"curl -f http://localhost:8080/health\"]"));
+        diags.push(
+            src.diagnostic(&h_at("command"), Target::Value, "health `command` has nothing to run")
+                .with_hint("e.g. [\"CMD-SHELL\", \"curl -f http://localhost:8080/health\"]"),
+        );
     }
     if health.timeout > health.interval {
         diags.push(
-            src.diagnostic(&h_at("timeout"), Target::Value, format!("health timeout {} is longer than its interval {}", health.timeout, health.interval))
-                .with_hint("a check must finish before the next one starts"),
+            src.diagnostic(
+                &h_at("timeout"),
+                Target::Value,
+                format!("health timeout {} is longer than its interval {}", health.timeout, health.interval),
+            )
+            .with_hint("a check must finish before the next one starts"),
         );
     }
 
@@ -542,16 +661,30 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         stop_timeout: parse_opt(src, d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
     };
     if deploy.min_healthy.0 > 100 {
-        diags.push(src.diagnostic(&d_at("min_healthy"), Target::Value, format!("min_healthy {} is over 100%", deploy.min_healthy)).with_hint("use 0% to 100%"));
+        diags.push(
+            src.diagnostic(
+                &d_at("min_healthy"),
+                Target::Value,
+                format!("min_healthy {} is over 100%", deploy.min_healthy),
+            )
+            .with_hint("use 0% to 100%"),
+        );
     }
     if deploy.max_surge.0 == 0 && deploy.min_healthy.0 == 100 && d.max_surge.is_some() {
         diags.push(
-            src.diagnostic(&d_at("max_surge"), Target::Value, "max_surge 0% with min_healthy 100% leaves no room to replace a task")
-                .with_hint("allow a surge (e.g. \"100%\") or lower min_healthy"),
+            src.diagnostic(
+                &d_at("max_surge"),
+                Target::Value,
+                "max_surge 0% with min_healthy 100% leaves no room to replace a task",
+            )
+            .with_hint("allow a surge (e.g. \"100%\") or lower min_healthy"),
         );
     }
     if deploy.timeout.as_millis() == 0 {
-        diags.push(src.diagnostic(&d_at("timeout"), Target::Value, "deploy timeout is 0").with_hint("give new tasks time to turn healthy, e.g. \"5m\""));
+        diags.push(
+            src.diagnostic(&d_at("timeout"), Target::Value, "deploy timeout is 0")
+                .with_hint("give new tasks time to turn healthy, e.g. \"5m\""),
+        );
     }
 
     let mut release_tasks = Vec::new();
@@ -559,13 +692,26 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     for (i, t) in a.release_tasks.iter().enumerate() {
         let t_at = |k: &str| at(&path!["release_tasks", i, k]);
         if !task_names.insert(t.name.as_str()) {
-            diags.push(src.diagnostic(&t_at("name"), Target::Value, format!("release task `{}` is declared twice", t.name)).with_hint("give each release task its own name"));
+            diags.push(
+                src.diagnostic(&t_at("name"), Target::Value, format!("release task `{}` is declared twice", t.name))
+                    .with_hint("give each release task its own name"),
+            );
         }
         if !is_dns_label(&t.name, 32) {
-            diags.push(src.diagnostic(&t_at("name"), Target::Value, format!("release task name `{}` is not a DNS label", t.name)).with_hint("use lowercase letters, digits and `-`"));
+            diags.push(
+                src.diagnostic(
+                    &t_at("name"),
+                    Target::Value,
+                    format!("release task name `{}` is not a DNS label", t.name),
+                )
+                .with_hint("use lowercase letters, digits and `-`"),
+            );
         }
         if t.command.is_empty() {
-            diags.push(src.diagnostic(&t_at("command"), Target::Value, "release task `command` is empty").with_hint("e.g. [\"bin/rails\", \"db:migrate\"]"));
+            diags.push(
+                src.diagnostic(&t_at("command"), Target::Value, "release task `command` is empty")
+                    .with_hint("e.g. [\"bin/rails\", \"db:migrate\"]"),
+            );
         }
         release_tasks.push(ReleaseTask {
             name: t.name.clone(),
@@ -577,14 +723,27 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
 
     if let Some(tg) = &a.target_group {
         if !matches!(runtime, Runtime::Ecs(_)) {
-            diags.push(src.diagnostic(&at(&path!["target_group"]), Target::Key, "`target_group` only applies to the ecs runtime").with_hint("remove it; the local runtime proxies `port` itself"));
+            diags.push(
+                src.diagnostic(
+                    &at(&path!["target_group"]),
+                    Target::Key,
+                    "`target_group` only applies to the ecs runtime",
+                )
+                .with_hint("remove it; the local runtime proxies `port` itself"),
+            );
         } else if !tg.starts_with("arn:aws") || !tg.contains(":targetgroup/") {
-            diags.push(src.diagnostic(&at(&path!["target_group"]), Target::Value, format!("`{tg}` is not a target group ARN")).with_hint("use arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID"));
+            diags.push(
+                src.diagnostic(&at(&path!["target_group"]), Target::Value, format!("`{tg}` is not a target group ARN"))
+                    .with_hint("use arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID"),
+            );
         }
     }
     if let Some(tag) = &a.track {
         if tag.is_empty() || tag.len() > 128 || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-            diags.push(src.diagnostic(&at(&path!["track"]), Target::Value, format!("`{tag}` is not an image tag")).with_hint("tags use letters, digits, `.`, `_` and `-`"));
+            diags.push(
+                src.diagnostic(&at(&path!["track"]), Target::Value, format!("`{tag}` is not an image tag"))
+                    .with_hint("tags use letters, digits, `.`, `_` and `-`"),
+            );
         }
     }
 
@@ -625,12 +784,23 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
         for (i, dep) in app.depends_on.iter().enumerate() {
             let at = path!["apps", name, "depends_on", i];
             if dep == name {
-                diags.push(src.diagnostic(&at, Target::Value, format!("app `{name}` depends on itself")).with_hint("remove it from depends_on"));
+                diags.push(
+                    src.diagnostic(&at, Target::Value, format!("app `{name}` depends on itself"))
+                        .with_hint("remove it from depends_on"),
+                );
             } else if !file.apps.contains_key(dep) {
                 let known: Vec<&str> = file.apps.keys().map(String::as_str).filter(|k| k != name).collect();
                 diags.push(
-                    src.diagnostic(&at, Target::Value, format!("app `{name}` depends on `{dep}`, which this stage does not declare"))
-                        .with_hint(if known.is_empty() { "declare it, or remove it from depends_on".to_string() } else { format!("apps in this stage: {}", known.join(", ")) }),
+                    src.diagnostic(
+                        &at,
+                        Target::Value,
+                        format!("app `{name}` depends on `{dep}`, which this stage does not declare"),
+                    )
+                    .with_hint(if known.is_empty() {
+                        "declare it, or remove it from depends_on".to_string()
+                    } else {
+                        format!("apps in this stage: {}", known.join(", "))
+                    }),
                 );
             }
         }
@@ -647,8 +817,12 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
                 let mut shown = cycle.clone();
                 shown.push(cycle[0].clone());
                 diags.push(
-                    src.diagnostic(&path!["apps", last, "depends_on", idx], Target::Value, format!("depends_on forms a cycle: {}", shown.join(" → ")))
-                        .with_hint("deploy order must be a chain; remove one of these dependencies"),
+                    src.diagnostic(
+                        &path!["apps", last, "depends_on", idx],
+                        Target::Value,
+                        format!("depends_on forms a cycle: {}", shown.join(" → ")),
+                    )
+                    .with_hint("deploy order must be a chain; remove one of these dependencies"),
                 );
             }
         }
@@ -659,8 +833,12 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
             if let Some(p) = app.port {
                 if let Some(other) = ports.insert(p, name) {
                     diags.push(
-                        src.diagnostic(&path!["apps", name, "port"], Target::Value, format!("apps `{other}` and `{name}` both use port {p}"))
-                            .with_hint("on the local runtime every app needs its own port"),
+                        src.diagnostic(
+                            &path!["apps", name, "port"],
+                            Target::Value,
+                            format!("apps `{other}` and `{name}` both use port {p}"),
+                        )
+                        .with_hint("on the local runtime every app needs its own port"),
                     );
                 }
             }

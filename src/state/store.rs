@@ -1,0 +1,264 @@
+//! The seam between ferry and where state is kept. A [`StateStore`] holds one state
+//! document and one lock per stage. Every implementation passes the same conformance suite
+//! (`tests/state_store.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::model::{StageState, STATE_FORMAT_VERSION};
+
+/// Result alias for state operations.
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+/// Who holds a stage's lock. Stored in the lock (file or object) so a second run can say
+/// who is in its way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Random id; `ferry force-unlock ID` names it.
+    pub id: String,
+    pub pid: u32,
+    pub host: String,
+    pub user: String,
+    /// The command line that took the lock, e.g. `ferry commit -s production`.
+    pub command: String,
+    pub created: DateTime<Utc>,
+}
+
+impl LockInfo {
+    /// Lock info for this process, running `command`.
+    pub fn for_this_process(command: &str) -> LockInfo {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            pid: std::process::id(),
+            host: hostname(),
+            user: std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+            command: command.to_string(),
+            created: Utc::now(),
+        }
+    }
+
+    /// One line naming the holder, for error messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "`{}` (pid {} on {}, user {}, since {})",
+            self.command,
+            self.pid,
+            self.host,
+            self.user,
+            self.created.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
+/// This machine's host name (best effort).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Everything that can go wrong reading, writing or locking state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another run holds the lock.
+    #[error("the state of stage `{stage}` is locked by {}{}", holder.describe(), if *stale { " — that process is no longer running (stale lock)" } else { "" })]
+    Locked { stage: String, holder: LockInfo, stale: bool },
+    /// The state moved since it was read: someone else wrote it.
+    #[error("the state of stage `{stage}` changed since it was read (expected serial {expected}, found {found}); nothing was written")]
+    Conflict { stage: String, expected: u64, found: u64 },
+    /// The state belongs to another lineage (recreated, or another project's).
+    #[error("the state of stage `{stage}` has lineage {found}, not {expected}; nothing was written")]
+    LineageMismatch { stage: String, expected: String, found: String },
+    /// Written by a newer ferry.
+    #[error(
+        "{location} has state format version {version}, newer than this ferry understands ({STATE_FORMAT_VERSION})"
+    )]
+    NewerVersion { location: String, version: u32 },
+    /// Does not parse.
+    #[error("{location} is not a valid state file: {message}")]
+    Corrupt { location: String, message: String },
+    /// Unlock or force-unlock with an id that is not the holder's.
+    #[error("the lock of stage `{stage}` is {}, not `{id}`", match held_by { Some(h) => format!("held by {} with id `{}`", h.describe(), h.id), None => "not held".to_string() })]
+    LockMismatch { stage: String, id: String, held_by: Option<LockInfo> },
+    /// The backend failed (disk, network, permissions).
+    #[error("{location}: {message}")]
+    Backend { location: String, message: String },
+}
+
+impl StateError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StateError::Locked { holder, stale: true, .. } => Some(format!(
+                "if no ferry is running for this stage, remove the lock with `ferry force-unlock {}`",
+                holder.id
+            )),
+            StateError::Locked { holder, .. } => Some(format!(
+                "wait for it to finish (or pass --lock-timeout 5m to wait); if it is gone, run `ferry force-unlock {}`",
+                holder.id
+            )),
+            StateError::Conflict { .. } => Some("run the command again to work from the new state".into()),
+            StateError::NewerVersion { .. } => Some("upgrade ferry; the file was left untouched".into()),
+            StateError::Corrupt { .. } => {
+                Some("the file was left untouched; `ferry state restore` brings back the previous copy".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where state is kept. All methods are per stage; implementations must be safe to use
+/// from several processes at once (the lock is the only coordination).
+pub trait StateStore: Send + Sync {
+    /// Where a stage's state lives, for messages (a path or an `s3://` URL).
+    fn location(&self, stage: &str) -> String;
+
+    /// Take the stage's lock now, or fail with [`StateError::Locked`] naming the holder.
+    fn try_lock(&self, stage: &str, info: &LockInfo) -> Result<()>;
+
+    /// Release a lock this run holds. Fails with [`StateError::LockMismatch`] when the lock is
+    /// held by another id.
+    fn unlock(&self, stage: &str, id: &str) -> Result<()>;
+
+    /// Remove a lock whatever holds it, given its id (`ferry force-unlock ID`).
+    fn force_unlock(&self, stage: &str, id: &str) -> Result<()>;
+
+    /// The current holder of the stage's lock, if any.
+    fn lock_holder(&self, stage: &str) -> Result<Option<LockInfo>>;
+
+    /// The stage's state; `None` when it has never been written.
+    fn read(&self, stage: &str) -> Result<Option<StageState>>;
+
+    /// Write `state` if the stored serial is still `state.serial` (or nothing is stored and
+    /// `state.serial` is 0) and the lineage matches; on success `state.serial` is
+    /// incremented to the stored value. Atomic: a reader sees the old or the new state.
+    fn write(&self, state: &mut StageState) -> Result<()>;
+
+    /// Take the lock, waiting up to `timeout` for another holder to let go (zero: fail at
+    /// once). Polling is written once here for every store.
+    fn lock(&self, stage: &str, info: &LockInfo, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.try_lock(stage, info) {
+                Err(StateError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A strict in-memory store for unit tests: same semantics as the real ones, one process.
+#[derive(Debug, Default)]
+pub struct InMemoryStateStore {
+    inner: Mutex<InMemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct InMemoryInner {
+    states: BTreeMap<String, StageState>,
+    locks: BTreeMap<String, LockInfo>,
+}
+
+impl InMemoryStateStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, InMemoryInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StateStore for InMemoryStateStore {
+    fn location(&self, stage: &str) -> String {
+        format!("memory:{stage}")
+    }
+
+    fn try_lock(&self, stage: &str, info: &LockInfo) -> Result<()> {
+        let mut inner = self.inner();
+        if let Some(holder) = inner.locks.get(stage) {
+            return Err(StateError::Locked { stage: stage.into(), holder: holder.clone(), stale: false });
+        }
+        inner.locks.insert(stage.into(), info.clone());
+        Ok(())
+    }
+
+    fn unlock(&self, stage: &str, id: &str) -> Result<()> {
+        let mut inner = self.inner();
+        match inner.locks.get(stage) {
+            Some(h) if h.id == id => {
+                inner.locks.remove(stage);
+                Ok(())
+            }
+            held_by => Err(StateError::LockMismatch { stage: stage.into(), id: id.into(), held_by: held_by.cloned() }),
+        }
+    }
+
+    fn force_unlock(&self, stage: &str, id: &str) -> Result<()> {
+        self.unlock(stage, id)
+    }
+
+    fn lock_holder(&self, stage: &str) -> Result<Option<LockInfo>> {
+        Ok(self.inner().locks.get(stage).cloned())
+    }
+
+    fn read(&self, stage: &str) -> Result<Option<StageState>> {
+        Ok(self.inner().states.get(stage).cloned())
+    }
+
+    fn write(&self, state: &mut StageState) -> Result<()> {
+        let mut inner = self.inner();
+        let stage = state.stage.clone();
+        match inner.states.get(&stage) {
+            Some(stored) if stored.lineage != state.lineage => {
+                return Err(StateError::LineageMismatch {
+                    stage,
+                    expected: state.lineage.clone(),
+                    found: stored.lineage.clone(),
+                })
+            }
+            Some(stored) if stored.serial != state.serial => {
+                return Err(StateError::Conflict { stage, expected: state.serial, found: stored.serial })
+            }
+            None if state.serial != 0 => return Err(StateError::Conflict { stage, expected: state.serial, found: 0 }),
+            _ => {}
+        }
+        state.serial += 1;
+        inner.states.insert(stage, state.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_store_enforces_serial_and_lock() {
+        let store = InMemoryStateStore::new();
+        let mut s = StageState::new("dev");
+        store.write(&mut s).unwrap();
+        assert_eq!(s.serial, 1);
+        let mut stale = s.clone();
+        stale.serial = 0;
+        assert!(matches!(store.write(&mut stale), Err(StateError::Conflict { .. })));
+        let a = LockInfo::for_this_process("a");
+        let b = LockInfo::for_this_process("b");
+        store.try_lock("dev", &a).unwrap();
+        assert!(matches!(store.lock("dev", &b, Duration::from_millis(120)), Err(StateError::Locked { .. })));
+        assert!(store.unlock("dev", &b.id).is_err());
+        store.unlock("dev", &a.id).unwrap();
+        store.try_lock("dev", &b).unwrap();
+    }
+}

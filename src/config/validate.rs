@@ -1,6 +1,10 @@
 //! Checks of project and stage files, reporting every problem at once with its location,
 //! and the conversion from the file types to the typed model with defaults applied.
 
+// `path![…]` builds a `Vec` because paths get extended (`at(&path![…])`); borrowing a literal
+// one as a slice is the common case and costs nothing that matters here.
+#![allow(clippy::useless_vec)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -69,7 +73,7 @@ fn explain_serde_error(msg: &str) -> (String, Option<String>) {
     }
     if let Some(rest) = msg.strip_prefix("missing field ") {
         return (
-            format!("missing key {}", rest.replace('`', "`")),
+            format!("missing key {rest}"),
             Some("add it: see `ferry schema stage` for every key".to_string()),
         );
     }

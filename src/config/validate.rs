@@ -72,10 +72,7 @@ fn explain_serde_error(msg: &str) -> (String, Option<String>) {
         return (format!("unknown key `{name}`"), Some(hint));
     }
     if let Some(rest) = msg.strip_prefix("missing field ") {
-        return (
-            format!("missing key {rest}"),
-            Some("add it: see `ferry schema stage` for every key".to_string()),
-        );
+        return (format!("missing key {rest}"), Some("add it: see `ferry schema stage` for every key".to_string()));
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
         return (format!("wrong type: {rest}"), None);

@@ -244,9 +244,12 @@ impl Tree {
                                 .map_err(|e| RegistryError::io(format!("cannot read {}", file.display()), e))?
                                 .len();
                             header.set_size(len);
-                            // `take` keeps the header's size true if the file grows meanwhile;
-                            // if it shrinks, the tar writer fails rather than archive a lie.
-                            builder.append_data(&mut header, path, f.take(len)).map_err(bad)?;
+                            // The header's size must stay true if the file changes meanwhile:
+                            // growth is cut off, and shrinking is an error, not a short entry.
+                            let exact = ExactReader { inner: f.take(len), remaining: len };
+                            builder
+                                .append_data(&mut header, path, exact)
+                                .map_err(|e| RegistryError::io(format!("cannot read {}", file.display()), e))?;
                         }
                     }
                 }
@@ -259,6 +262,23 @@ impl Tree {
             }
         }
         builder.into_inner().map_err(bad)
+    }
+}
+
+/// Reads exactly `remaining` bytes, failing if the source ends early.
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.remaining > 0 && !buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was being archived"));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
     }
 }
 

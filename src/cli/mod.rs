@@ -4,6 +4,7 @@
 
 mod completions;
 mod fmt;
+mod image;
 mod init;
 pub mod schema;
 mod validate;
@@ -47,6 +48,7 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     Schema(schema::SchemaArgs),
     Completions(completions::CompletionsArgs),
+    Image(image::ImageArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -139,6 +141,7 @@ pub fn run() -> ExitCode {
         Command::Fmt(args) => fmt::run(&ctx, args),
         Command::Schema(args) => schema::run(&ctx, args),
         Command::Completions(args) => completions::run(args),
+        Command::Image(args) => image::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! `ferry schema`: print the JSON Schema of the project or stage file.
 
 use clap::{Args, ValueEnum};
+use schemars::gen::SchemaSettings;
 
 use crate::cli::{print_out, CliResult, Context};
 use crate::config::file::{ProjectFile, StageFile};
@@ -25,9 +26,12 @@ pub enum SchemaKind {
 
 /// The schema as pretty JSON with a trailing newline, exactly as checked in under `schema/`.
 pub fn schema_json(kind: SchemaKind) -> String {
+    // TOML and HCL have no null, so an optional key is simply absent: leave `null` out of
+    // the types editors offer.
+    let generator = SchemaSettings::draft07().with(|s| s.option_add_null_type = false).into_generator();
     let schema = match kind {
-        SchemaKind::Project => schemars::schema_for!(ProjectFile),
-        SchemaKind::Stage => schemars::schema_for!(StageFile),
+        SchemaKind::Project => generator.into_root_schema_for::<ProjectFile>(),
+        SchemaKind::Stage => generator.into_root_schema_for::<StageFile>(),
     };
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use self::schema::*;
+
 /// `ferry.toml`: the project.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -19,9 +21,11 @@ pub struct ProjectFile {
     pub project: ProjectSection,
     /// Where recorded state lives. Default: local files under `.ferry/state/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_state")]
     pub state: Option<StateSection>,
-    /// The ordered promotion path from stage to stage.
+    /// The ordered promotion path from stage to stage. Default: no pipeline (no promotion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_pipeline")]
     pub pipeline: Option<PipelineSection>,
 }
 
@@ -29,7 +33,8 @@ pub struct ProjectFile {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectSection {
-    /// The project's name: a DNS label (lowercase letters, digits, `-`).
+    /// The project's name: a DNS label (lowercase letters, digits, `-`), at most 63 characters.
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub name: String,
 }
 
@@ -51,7 +56,7 @@ pub struct StateSection {
     /// `local` (default) or `s3`.
     #[serde(default)]
     pub backend: StateBackendKind,
-    /// S3 bucket (required for `s3`).
+    /// S3 bucket. Required for `s3`; no default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
     /// Key prefix inside the bucket. Default: the project name.
@@ -79,8 +84,8 @@ pub struct PipelineStepSection {
     pub name: String,
     /// Stages of this step; more than one is a fan-out (one promotion reaches all).
     pub stages: Vec<String>,
-    /// Status-check contexts that must be `success` for a digest before it is promoted
-    /// into this step.
+    /// Status-check contexts (e.g. `ci/tests`) that must be `success` for a digest before it
+    /// is promoted into this step. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_checks: Vec<String>,
 }
@@ -92,9 +97,11 @@ pub struct PipelineStepSection {
 pub struct StageFile {
     /// Where this stage runs. Default: the local runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_runtime")]
     pub runtime: Option<RuntimeSection>,
-    /// The stage's apps, by name (a DNS label of at most 32 characters).
+    /// The stage's apps, by name (a DNS label of at most 32 characters). Default: none.
     #[serde(default)]
+    #[schemars(schema_with = "apps_schema")]
     pub apps: BTreeMap<String, AppSection>,
 }
 
@@ -116,25 +123,27 @@ pub struct RuntimeSection {
     /// `local` (default) or `ecs`.
     #[serde(default)]
     pub kind: RuntimeKind,
-    /// AWS region (required for `ecs`).
+    /// AWS region, e.g. `eu-central-1`. Required for `ecs`; no default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// ECS cluster name (required for `ecs`).
+    /// ECS cluster name. Required for `ecs`; no default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    /// Subnet ids for awsvpc networking.
+    /// Subnet ids for awsvpc networking (Fargate needs at least one). Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subnets: Vec<String>,
-    /// Security group ids for awsvpc networking.
+    /// Security group ids for awsvpc networking. Default: none (the VPC's default group).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<String>,
-    /// Whether tasks get a public IP. Default: false.
+    /// Whether tasks get a public IP (needed in public subnets without a NAT gateway).
+    /// Default: false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_false")]
     pub assign_public_ip: Option<bool>,
-    /// Task execution role ARN (pulls images, reads secrets, writes logs).
+    /// Task execution role ARN (pulls images, reads secrets, writes logs). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_role: Option<String>,
-    /// Task role ARN (what the app's own code may call).
+    /// Task role ARN (what the app's own code may call). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_role: Option<String>,
     /// CloudWatch Logs group for task output. Default: `/ferry/<project>/<stage>`.
@@ -149,53 +158,68 @@ pub struct AppSection {
     /// Image repository (an ECR repository URI, or a local registry repository name).
     pub image: String,
     /// Releases: id (a positive integer, never reused) = image digest (`sha256:` + 64 hex).
+    /// Default: none.
     #[serde(default)]
+    #[schemars(schema_with = "releases_schema")]
     pub releases: BTreeMap<String, String>,
-    /// The id of the release that should run. Absent: the app is declared but not deployed.
+    /// The id of the release that should run. Default: none: the app is declared but not
+    /// deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub active: Option<i64>,
-    /// Number of tasks. Default: 1.
+    /// Number of tasks (0 stops the app but keeps it declared). Default: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_scale", range(min = 0, max = 1000))]
     pub scale: Option<i64>,
     /// CPU units (1024 = one vCPU). Default: 256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_cpu", range(min = 1, max = 16384))]
     pub cpu: Option<i64>,
     /// Memory in MiB. Default: 512.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_memory", range(min = 1, max = 122880))]
     pub memory: Option<i64>,
     /// Command and arguments; `${PORT}` is replaced by the task's port. Default: the image's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     /// The app's port: on the local runtime the stable port on 127.0.0.1 that proxies to
-    /// healthy tasks; on ECS the container port.
+    /// healthy tasks; on ECS the container port. Default: none (the app serves no traffic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i64>,
-    /// Apps whose deploys must finish before this app's deploy starts.
+    /// Apps of this stage whose deploys must finish before this app's deploy starts.
+    /// Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
-    /// Follow this registry tag (`ferry images sync`).
+    /// Follow this registry tag (`ferry images sync` adds and activates what it names).
+    /// Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
     pub track: Option<String>,
-    /// ECS only: ARN of a load balancer target group to register tasks with.
+    /// ECS only: ARN of a load balancer target group to register tasks with. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_group: Option<String>,
-    /// Plain environment variables.
+    /// Plain environment variables. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "env_schema")]
     pub env: BTreeMap<String, String>,
-    /// Names of `env` variables whose values are masked in plans and logs.
+    /// Names of `env` variables whose values are masked in plans and logs. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sensitive_env: Vec<String>,
-    /// Secrets: variable name = reference, never a value. `arn:aws:ssm:…`,
-    /// `arn:aws:secretsmanager:…`, or on the local runtime `env:NAME` / `file:PATH`.
+    /// Secrets: variable name = reference, never a value. `arn:aws:ssm:…:parameter/…`,
+    /// `arn:aws:secretsmanager:…:secret:…`, or on the local runtime `env:NAME` / `file:PATH`.
+    /// Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "secrets_schema")]
     pub secrets: BTreeMap<String, String>,
-    /// Health checks that gate every rollout.
+    /// Health checks that gate every rollout. Default: no container or network check (a
+    /// task counts as healthy once it runs), with the timings below.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSection>,
-    /// How a rollout proceeds.
+    /// How a rollout proceeds. Default: the settings below.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeploySection>,
-    /// One-off tasks run with a new release before it is activated (migrations).
+    /// One-off tasks run with a new release before it is activated (migrations). Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release_tasks: Vec<ReleaseTaskSection>,
 }
@@ -205,26 +229,33 @@ pub struct AppSection {
 #[serde(deny_unknown_fields)]
 pub struct HealthSection {
     /// Container check: healthy when it exits 0. `["CMD-SHELL", "…"]` runs through `sh -c`,
-    /// `["CMD", prog, args…]` (or just `[prog, args…]`) runs directly.
+    /// `["CMD", prog, args…]` (or just `[prog, args…]`) runs directly. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     /// Network check: HTTP GET of this path on the task's port; healthy on 2xx/3xx.
+    /// Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^/"))]
     pub path: Option<String>,
     /// Time between checks. Default: "5s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_interval", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub interval: Option<String>,
     /// Time a check may take. Default: "2s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_check_timeout", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub timeout: Option<String>,
     /// Consecutive passes before a task is healthy. Default: 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_healthy_threshold", range(min = 1, max = 100))]
     pub healthy_threshold: Option<i64>,
     /// Consecutive failures before a task is unhealthy. Default: 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_unhealthy_threshold", range(min = 1, max = 100))]
     pub unhealthy_threshold: Option<i64>,
     /// Time after start during which failed checks do not count. Default: "10s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_grace_period", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub grace_period: Option<String>,
 }
 
@@ -235,19 +266,24 @@ pub struct DeploySection {
     /// Extra tasks started beside the old during a rollout, as a share of `scale`.
     /// Default: "100%".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_percent_100", regex(pattern = r"^[0-9]+%$"))]
     pub max_surge: Option<String>,
     /// Share of `scale` that must stay healthy during a rollout. Default: "100%".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_percent_100", regex(pattern = r"^[0-9]+%$"))]
     pub min_healthy: Option<String>,
     /// How long new tasks may take to turn healthy before the rollout fails. Default: "5m".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_deploy_timeout", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub timeout: Option<String>,
     /// How long old tasks keep finishing in-flight requests before they are stopped.
     /// Default: "5s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_drain", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub drain: Option<String>,
     /// Time between SIGTERM and SIGKILL when a task is stopped. Default: "10s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_stop_timeout", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub stop_timeout: Option<String>,
 }
 
@@ -266,14 +302,127 @@ pub enum RunOn {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseTaskSection {
-    /// The task's name, e.g. `migrate`.
+    /// The task's name, e.g. `migrate`: a DNS label of at most 32 characters.
     pub name: String,
     /// Command and arguments, run with the new release's image and the app's config.
     pub command: Vec<String>,
     /// How long it may run. Default: "10m".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_task_timeout", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub timeout: Option<String>,
-    /// `release` (default) or `every_deploy`.
+    /// When it runs: `release` or `every_deploy`. Default: "release".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "default_run_on")]
     pub run_on: Option<RunOn>,
+}
+
+/// Schema-only pieces: the defaults shown to editors (the model applies the same ones in
+/// `config::validate`), and the maps whose keys and values follow a pattern.
+mod schema {
+    use schemars::gen::SchemaGenerator;
+    use schemars::schema::{InstanceType, ObjectValidation, Schema, SchemaObject, StringValidation};
+
+    use super::*;
+
+    pub fn default_state() -> Option<StateSection> {
+        Some(StateSection::default())
+    }
+    pub fn default_pipeline() -> Option<PipelineSection> {
+        Some(PipelineSection::default())
+    }
+    pub fn default_runtime() -> Option<RuntimeSection> {
+        Some(RuntimeSection::default())
+    }
+    pub fn default_false() -> Option<bool> {
+        Some(false)
+    }
+    pub fn default_scale() -> Option<i64> {
+        Some(1)
+    }
+    pub fn default_cpu() -> Option<i64> {
+        Some(256)
+    }
+    pub fn default_memory() -> Option<i64> {
+        Some(512)
+    }
+    pub fn default_healthy_threshold() -> Option<i64> {
+        Some(2)
+    }
+    pub fn default_unhealthy_threshold() -> Option<i64> {
+        Some(3)
+    }
+    pub fn default_interval() -> Option<String> {
+        Some("5s".into())
+    }
+    pub fn default_check_timeout() -> Option<String> {
+        Some("2s".into())
+    }
+    pub fn default_grace_period() -> Option<String> {
+        Some("10s".into())
+    }
+    pub fn default_percent_100() -> Option<String> {
+        Some("100%".into())
+    }
+    pub fn default_deploy_timeout() -> Option<String> {
+        Some("5m".into())
+    }
+    pub fn default_drain() -> Option<String> {
+        Some("5s".into())
+    }
+    pub fn default_stop_timeout() -> Option<String> {
+        Some("10s".into())
+    }
+    pub fn default_task_timeout() -> Option<String> {
+        Some("10m".into())
+    }
+    pub fn default_run_on() -> Option<RunOn> {
+        Some(RunOn::Release)
+    }
+
+    fn pattern(p: &str) -> Schema {
+        Schema::Object(SchemaObject {
+            instance_type: Some(InstanceType::String.into()),
+            string: Some(Box::new(StringValidation { pattern: Some(p.into()), ..Default::default() })),
+            ..Default::default()
+        })
+    }
+
+    /// An object whose keys match `keys` and whose values are `values`.
+    fn map(keys: &str, values: Schema) -> Schema {
+        Schema::Object(SchemaObject {
+            instance_type: Some(InstanceType::Object.into()),
+            object: Some(Box::new(ObjectValidation {
+                property_names: Some(Box::new(pattern(keys))),
+                additional_properties: Some(Box::new(values)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+    }
+
+    /// App names are DNS labels of at most 32 characters.
+    pub fn apps_schema(gen: &mut SchemaGenerator) -> Schema {
+        map(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$", gen.subschema_for::<AppSection>())
+    }
+
+    /// Release ids are positive integers; digests are `sha256:` and 64 lowercase hex digits.
+    pub fn releases_schema(_: &mut SchemaGenerator) -> Schema {
+        map(r"^[1-9][0-9]*$", pattern(r"^sha256:[0-9a-f]{64}$"))
+    }
+
+    const ENV_NAME: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
+
+    pub fn env_schema(gen: &mut SchemaGenerator) -> Schema {
+        map(ENV_NAME, gen.subschema_for::<String>())
+    }
+
+    /// Secrets are references, so a plain value fails in the editor already.
+    pub fn secrets_schema(_: &mut SchemaGenerator) -> Schema {
+        map(
+            ENV_NAME,
+            pattern(
+                r"^(arn:[^:]+:ssm:[^:]*:[^:]*:parameter/.+|arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:.+|env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$",
+            ),
+        )
+    }
 }

@@ -12,13 +12,29 @@ use crate::config::source::{SourceNode, SourceValue};
 pub fn parse(path: &Path, text: &str) -> Result<SourceNode, Diagnostic> {
     let doc = ImDocument::parse(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        // toml_edit's message spans several lines with its own excerpt; keep the first
-        // sentence and let our renderer draw the location.
-        let msg = e.message().lines().next().unwrap_or("invalid TOML").trim().to_string();
-        Diagnostic::at(path, text, span, format!("TOML syntax: {msg}"))
-            .with_hint("fix the syntax at the caret; see https://toml.io for the format")
+        // toml_edit's message is "what\nexpected …"; our renderer draws the location.
+        let msg = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
+        let msg = if msg.is_empty() { "invalid TOML".to_string() } else { msg };
+        let hint = syntax_hint(&msg);
+        Diagnostic::at(path, text, span, format!("TOML syntax: {msg}")).with_hint(hint)
     })?;
     Ok(table_node(doc.as_table(), None, text.len()))
+}
+
+/// What usually fixes each kind of syntax error; toml_edit's "expected" list alone can
+/// mislead (a missing `,` in an array is reported as "expected `]`").
+fn syntax_hint(msg: &str) -> &'static str {
+    if msg.starts_with("invalid array") {
+        "separate array items with `,` and close the array with `]`"
+    } else if msg.starts_with("invalid table header") {
+        "a table header is `[name]` or `[a.b]`, closed on the same line"
+    } else if msg.starts_with("invalid string") || msg.starts_with("invalid basic string") {
+        "quote text with \"…\" (or '…'), opened and closed on the same line"
+    } else if msg.starts_with("duplicate key") {
+        "each key may appear once per table; remove or rename one"
+    } else {
+        "fix the syntax at the caret; see https://toml.io for the format"
+    }
 }
 
 fn table_node(table: &Table, key_span: Option<Range<usize>>, len: usize) -> SourceNode {

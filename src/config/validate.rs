@@ -1,6 +1,10 @@
 //! Checks of project and stage files, reporting every problem at once with its location,
 //! and the conversion from the file types to the typed model with defaults applied.
 
+// `path![…]` builds a `Vec` because paths get extended (`at(&path![…])`); borrowing a literal
+// one as a slice is the common case and costs nothing that matters here.
+#![allow(clippy::useless_vec)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -68,10 +72,7 @@ fn explain_serde_error(msg: &str) -> (String, Option<String>) {
         return (format!("unknown key `{name}`"), Some(hint));
     }
     if let Some(rest) = msg.strip_prefix("missing field ") {
-        return (
-            format!("missing key {}", rest.replace('`', "`")),
-            Some("add it: see `ferry schema stage` for every key".to_string()),
-        );
+        return (format!("missing key {rest}"), Some("add it: see `ferry schema stage` for every key".to_string()));
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
         return (format!("wrong type: {rest}"), None);
@@ -446,7 +447,10 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     // Releases: positive, unique ids; valid digests.
     let mut releases: BTreeMap<u64, Digest> = BTreeMap::new();
     let mut written: BTreeMap<u64, &str> = BTreeMap::new();
-    for (key, digest) in &a.releases {
+    // In file order, so a duplicate is reported where it is written the second time.
+    let mut in_file_order: Vec<(&String, &String)> = a.releases.iter().collect();
+    in_file_order.sort_by_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
+    for (key, digest) in in_file_order {
         let rel_at = at(&path!["releases", key]);
         match key.parse::<i64>() {
             Ok(id) if id > 0 => {
@@ -455,7 +459,10 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                         src.diagnostic(
                             &rel_at,
                             Target::Key,
-                            format!("release id {id} is declared twice (as `{other}` and `{key}`)"),
+                            format!(
+                                "release id {id} is declared twice: as `{other}` on line {} and as `{key}`",
+                                line_of(src, &at(&path!["releases", other]), Target::Key)
+                            ),
                         )
                         .with_hint("every release needs its own id; ids are never reused"),
                     );
@@ -567,25 +574,44 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
             Ok(r) => {
                 if matches!(runtime, Runtime::Ecs(_)) && !r.is_aws() {
                     diags.push(
-                        src.diagnostic(&s_at, Target::Value, format!("secret `{key}`: `{}` references cannot be resolved on ECS", reference.split(':').next().unwrap_or("")))
-                            .with_hint("on ECS use an SSM parameter or Secrets Manager ARN"),
+                        src.diagnostic(
+                            &s_at,
+                            Target::Value,
+                            format!(
+                                "secret `{key}`: `{}` references cannot be resolved on ECS",
+                                reference.split(':').next().unwrap_or("")
+                            ),
+                        )
+                        .with_hint("on ECS use an SSM parameter or Secrets Manager ARN"),
                     );
                 }
                 if let SecretRef::File(p) = &r {
-                    if Path::new(p).is_absolute() || Path::new(p).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                    if Path::new(p).is_absolute()
+                        || Path::new(p).components().any(|c| matches!(c, std::path::Component::ParentDir))
+                    {
                         diags.push(
-                            src.diagnostic(&s_at, Target::Value, format!("secret `{key}`: `{p}` is outside the project"))
-                                .with_hint("use a path relative to the project root, without `..`"),
+                            src.diagnostic(
+                                &s_at,
+                                Target::Value,
+                                format!("secret `{key}`: `{p}` is outside the project"),
+                            )
+                            .with_hint("use a path relative to the project root, without `..`"),
                         );
                     }
                 }
                 secrets.insert(key.clone(), r);
             }
-            // Never echo the value: it may be the secret itself.
-            Err(_) => diags.push(
-                src.diagnostic(&s_at, Target::Key, format!("secret `{key}` is a plain value, not a reference"))
-                    .with_hint("secrets are references: arn:aws:ssm:…:parameter/…, arn:aws:secretsmanager:…:secret:…, env:NAME or file:PATH; remove the value from the file and from its history"),
-            ),
+            // Never echo the value, not even in the quoted source line: it may be the secret
+            // itself, and validate output ends up in CI logs.
+            Err(_) => {
+                let mut d = src
+                    .diagnostic(&s_at, Target::Key, format!("secret `{key}` is a plain value, not a reference"))
+                    .with_hint("secrets are references: arn:aws:ssm:…:parameter/…, arn:aws:secretsmanager:…:secret:…, env:NAME or file:PATH; remove the value from the file and from its history");
+                if !reference.is_empty() {
+                    d.source_line = d.source_line.replace(reference.as_str(), &"*".repeat(reference.chars().count()));
+                }
+                diags.push(d);
+            }
         }
     }
 
@@ -774,6 +800,12 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     })
 }
 
+/// The 1-based line of `path` in the file, for messages that mention a second place.
+fn line_of(src: &SourceFile, path: &[PathSeg], target: Target) -> usize {
+    let start = src.span_of(path, target).start.min(src.text.len());
+    src.text[..start].matches('\n').count() + 1
+}
+
 fn is_env_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
 }
@@ -828,18 +860,26 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
         }
     }
     if matches!(runtime, Runtime::Local) {
+        // In file order, so the clash is reported at the port written second.
+        let mut apps: Vec<(&String, &AppSection)> = file.apps.iter().collect();
+        apps.sort_by_key(|(name, _)| src.span_of(&path!["apps", *name], Target::Key).start);
         let mut ports: BTreeMap<i64, &str> = BTreeMap::new();
-        for (name, app) in &file.apps {
+        for (name, app) in apps {
             if let Some(p) = app.port {
-                if let Some(other) = ports.insert(p, name) {
+                if let Some(other) = ports.get(&p) {
+                    let other_line = line_of(src, &path!["apps", *other, "port"], Target::Value);
                     diags.push(
                         src.diagnostic(
                             &path!["apps", name, "port"],
                             Target::Value,
                             format!("apps `{other}` and `{name}` both use port {p}"),
                         )
-                        .with_hint("on the local runtime every app needs its own port"),
+                        .with_hint(format!(
+                            "on the local runtime every app needs its own port; `{other}` has {p} on line {other_line}"
+                        )),
                     );
+                } else {
+                    ports.insert(p, name);
                 }
             }
         }

@@ -5,6 +5,7 @@ mod support;
 
 mod error_messages;
 mod examples;
+mod hcl;
 mod local_runtime;
 mod plan_cli;
 mod schema;

@@ -29,9 +29,10 @@ app "api" {
   }
 
   env = {
-    LOG_LEVEL = "info"
+    LOG_LEVEL        = "info"
     API_TOKEN_ISSUER = "https://auth.example.com"
   }
+
   sensitive_env = ["API_TOKEN_ISSUER"]
 
   # references only, never values

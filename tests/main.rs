@@ -3,8 +3,10 @@
 
 mod support;
 
+mod edit;
 mod error_messages;
 mod examples;
+mod fmt;
 mod hcl;
 mod local_runtime;
 mod plan_cli;

@@ -60,7 +60,9 @@ fn after_newline(s: &str) -> String {
 /// Insert `structure` into `body` after the structures that precede it canonically.
 fn insert_in_order(body: &mut Body, structure: Structure, indent: &str) {
     let mut structure = structure;
-    structure.decor_mut().set_prefix(indent.to_string());
+    // A multi-line attribute gets a blank line before it, as `fmt` lays it out.
+    let blank = if structure.as_attribute().is_some_and(|a| a.value.to_string().contains('\n')) { "\n" } else { "" };
+    structure.decor_mut().set_prefix(format!("{blank}{indent}"));
     let r = rank(order::APP, structure_key(&structure));
     let ranks: Vec<usize> = body.iter().map(|s| rank(order::APP, structure_key(s))).collect();
     let at = ranks.iter().rposition(|k| *k <= r).map_or(0, |i| i + 1);
@@ -71,7 +73,7 @@ fn key_name(key: &ObjectKey) -> String {
     match key {
         ObjectKey::Ident(i) => i.as_str().to_string(),
         ObjectKey::Expression(Expression::String(s)) => s.value().clone(),
-        ObjectKey::Expression(e) => e.to_string().trim().to_string(),
+        ObjectKey::Expression(e) => key_name_text(&ObjectKey::Expression(e.clone())),
     }
 }
 

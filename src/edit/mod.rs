@@ -187,3 +187,163 @@ pub fn format_file(path: &Path, text: &str, kind: FileKind) -> Result<String, Di
         (false, false) => format!("{header}\n{body}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:2b51cdaabcdc9c35b36e998ec81d2ed8507def0e4709a4d5003414e727e67fa9";
+
+    const TOML: &str = r#"# Production.
+
+[apps.web]
+image = "web"   # the repository
+active = 2      # reviewed in PR 41
+
+[apps.web.releases]
+# the first one
+2 = "sha256:b652b6fe388c8320d02dfcdcace99b59fcda6773a11f89d444174c9d70e3ab79"
+
+[apps.web.env]
+RAILS_ENV = "production" # keep
+OLD = "x"
+
+[apps.web.health]
+command = ["CMD", "true"]
+
+[apps.api]
+image = "api"
+
+[apps.api.deploy]
+timeout = "5m"
+"#;
+
+    const HCL: &str = r#"# Production.
+
+app "web" {
+  image  = "web"   # the repository
+  active = 2       # reviewed in PR 41
+
+  releases = {
+    # the first one
+    2 = "sha256:b652b6fe388c8320d02dfcdcace99b59fcda6773a11f89d444174c9d70e3ab79"
+  }
+
+  env = {
+    RAILS_ENV = "production" # keep
+    OLD       = "x"
+  }
+
+  health {
+    command = ["CMD", "true"]
+  }
+}
+
+app "api" {
+  image = "api"
+
+  deploy {
+    timeout = "5m"
+  }
+}
+"#;
+
+    fn digest() -> Digest {
+        DIGEST.parse().unwrap()
+    }
+
+    /// The same edits on a file: a new release and activation, env changed, added, removed.
+    fn edit(path: &str, text: &str) -> StageEdit {
+        let mut e = StageEdit::parse(Path::new(path), text).unwrap();
+        e.add_release("web", 3, &digest()).unwrap();
+        e.set_active("web", 3).unwrap();
+        e.set_env("web", "RAILS_ENV", Some("staging")).unwrap();
+        e.set_env("web", "NEW", Some("1")).unwrap();
+        e.set_env("web", "OLD", None).unwrap();
+        // An app without releases, active or env gets them where `fmt` would put them.
+        e.add_release("api", 1, &digest()).unwrap();
+        e.set_active("api", 1).unwrap();
+        e.set_env("api", "LOG", Some("debug")).unwrap();
+        e
+    }
+
+    fn loads(path: &str, text: &str) -> crate::config::Stage {
+        let src = crate::config::source::SourceFile::parse(Path::new(path), text.to_string(), Format::of_path(Path::new(path)))
+            .unwrap();
+        crate::config::validate::check_stage(&src, "p").unwrap()
+    }
+
+    fn check_edited_model(path: &str, text: &str) {
+        let stage = loads(path, text);
+        let web = &stage.apps["web"];
+        assert_eq!(web.active, Some(3));
+        assert_eq!(web.releases[&3], digest());
+        assert_eq!(web.config.env.get("RAILS_ENV").map(String::as_str), Some("staging"));
+        assert_eq!(web.config.env.get("NEW").map(String::as_str), Some("1"));
+        assert!(!web.config.env.contains_key("OLD"));
+        let api = &stage.apps["api"];
+        assert_eq!((api.active, api.releases.len()), (Some(1), 1));
+        assert_eq!(api.config.env["LOG"], "debug");
+    }
+
+    #[test]
+    fn toml_edits_keep_comments_and_layout() {
+        let e = edit("stages/p.toml", TOML);
+        let text = e.to_string();
+        check_edited_model("stages/p.toml", &text);
+        insta::assert_snapshot!("toml_edited", text);
+        insta::assert_snapshot!("toml_edit_diff", e.diff(false));
+    }
+
+    #[test]
+    fn hcl_edits_keep_comments_and_layout() {
+        let e = edit("stages/p.hcl", HCL);
+        let text = e.to_string();
+        check_edited_model("stages/p.hcl", &text);
+        insta::assert_snapshot!("hcl_edited", text);
+        insta::assert_snapshot!("hcl_edit_diff", e.diff(false));
+    }
+
+    #[test]
+    fn removing_a_release_leaves_the_rest() {
+        for (path, text) in [("stages/p.toml", TOML), ("stages/p.hcl", HCL)] {
+            let mut e = StageEdit::parse(Path::new(path), text).unwrap();
+            e.add_release("web", 3, &digest()).unwrap();
+            e.remove_release("web", 2).unwrap();
+            e.set_active("web", 3).unwrap();
+            let stage = loads(path, &e.to_string());
+            assert_eq!(stage.apps["web"].releases.keys().collect::<Vec<_>>(), [&3], "{path}");
+            // The comment above release 2 goes with it; the others stay.
+            assert!(!e.to_string().contains("# the first one"), "{path}");
+            assert!(e.to_string().contains("# reviewed in PR 41"), "{path}");
+        }
+    }
+
+    #[test]
+    fn edits_refuse_what_does_not_fit() {
+        for (path, text) in [("stages/p.toml", TOML), ("stages/p.hcl", HCL)] {
+            let mut e = StageEdit::parse(Path::new(path), text).unwrap();
+            assert!(matches!(e.add_release("nope", 1, &digest()), Err(EditError::UnknownApp { .. })), "{path}");
+            assert!(matches!(e.add_release("web", 2, &digest()), Err(EditError::ReleaseExists { id: 2, .. })), "{path}");
+            assert!(matches!(e.remove_release("web", 9), Err(EditError::UnknownRelease { id: 9, .. })), "{path}");
+            assert!(!e.is_changed(), "{path}: failed edits change nothing\n{}", e.diff(false));
+            assert_eq!(e.to_string(), text, "{path}: an untouched file prints as read");
+        }
+    }
+
+    #[test]
+    fn format_is_idempotent_and_keeps_the_model() {
+        for (path, text) in [("stages/p.toml", TOML), ("stages/p.hcl", HCL)] {
+            let once = format_file(Path::new(path), text, FileKind::Stage).unwrap();
+            let twice = format_file(Path::new(path), &once, FileKind::Stage).unwrap();
+            assert_eq!(once, twice, "{path}");
+            let (mut a, mut b) = (loads(path, text), loads(path, &once));
+            a.file = PathBuf::new();
+            b.file = PathBuf::new();
+            assert_eq!(a, b, "{path}");
+            // Apps are sorted by name: `api` now comes before `web`.
+            assert!(once.find("api").unwrap() < once.find("web").unwrap(), "{path}:\n{once}");
+            assert!(once.starts_with("# Production.\n\n"), "{path}: the header stays on top");
+        }
+    }
+}

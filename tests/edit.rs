@@ -15,7 +15,8 @@ fn an_edited_hcl_example_loads_with_the_new_release_active() {
 
     let rel = "stages/production.hcl";
     let mut edit = StageEdit::parse(Path::new(rel), &p.read(rel)).unwrap();
-    let digest: config::Digest = "sha256:3333333333333333333333333333333333333333333333333333333333333333".parse().unwrap();
+    let digest: config::Digest =
+        "sha256:3333333333333333333333333333333333333333333333333333333333333333".parse().unwrap();
     edit.add_release("web", 4, &digest).unwrap();
     edit.set_active("web", 4).unwrap();
     let diff = edit.diff(false);

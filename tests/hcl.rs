@@ -85,7 +85,9 @@ fn a_stage_written_both_as_toml_and_hcl_is_an_error() {
 
 #[test]
 fn unknown_key_inside_an_object_is_located_in_the_hcl_file() {
-    let p = project_with_hcl("app \"web\" {\n  image = \"web\"\n  deploy {\n    max_surge = \"50%\"\n    timout = \"5m\"\n  }\n}\n");
+    let p = project_with_hcl(
+        "app \"web\" {\n  image = \"web\"\n  deploy {\n    max_surge = \"50%\"\n    timout = \"5m\"\n  }\n}\n",
+    );
     let run = p.run(&["validate"]);
     run.expect_code(1);
     let err = run.stderr();
@@ -93,4 +95,3 @@ fn unknown_key_inside_an_object_is_located_in_the_hcl_file() {
     assert!(err.contains("--> stages/production.hcl:5:5"), "{err}");
     assert!(err.contains("did you mean `timeout`?"), "{err}");
 }
-

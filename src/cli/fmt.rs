@@ -11,7 +11,9 @@ use crate::edit::{self, FileKind};
 
 /// Rewrite files in canonical key order and layout, keeping comments.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  ferry fmt\n  ferry fmt -s production\n  ferry fmt --check   # in CI: print a diff and exit 1 if a file would change")]
+#[command(
+    after_help = "Examples:\n  ferry fmt\n  ferry fmt -s production\n  ferry fmt --check   # in CI: print a diff and exit 1 if a file would change"
+)]
 pub struct FmtArgs {
     /// Change nothing; print a diff of every file that would change and exit 1 if any would.
     #[arg(long)]

@@ -115,8 +115,12 @@ impl Converter<'_> {
         // The plural key is created by the first block of its kind and points at it.
         let plural = if ident == APP_BLOCK { "apps" } else { "release_tasks" };
         if !entries.iter().any(|(k, _)| k == plural) {
-            let value = if ident == APP_BLOCK { SourceValue::Table(Vec::new()) } else { SourceValue::Array(Vec::new()) };
-            entries.push((plural.to_string(), SourceNode { key_span: Some(ident_span.clone()), span: span_of(block), value }));
+            let value =
+                if ident == APP_BLOCK { SourceValue::Table(Vec::new()) } else { SourceValue::Array(Vec::new()) };
+            entries.push((
+                plural.to_string(),
+                SourceNode { key_span: Some(ident_span.clone()), span: span_of(block), value },
+            ));
         }
         let Some((_, group)) = entries.iter_mut().find(|(k, _)| k == plural) else { unreachable!() };
         match &mut group.value {
@@ -141,8 +145,11 @@ impl Converter<'_> {
                             "remove the `name` attribute",
                         ));
                     }
-                    let name_node =
-                        SourceNode { key_span: Some(label_span.clone()), span: label_span, value: SourceValue::String(name) };
+                    let name_node = SourceNode {
+                        key_span: Some(label_span.clone()),
+                        span: label_span,
+                        value: SourceValue::String(name),
+                    };
                     fields.insert(0, ("name".to_string(), name_node));
                 }
                 tasks.push(node);
@@ -327,14 +334,14 @@ app "web" {
     #[test]
     fn spans_point_into_the_hcl_text() {
         let s = src(TEXT);
-        let at = |p: &[crate::config::source::PathSeg], t| &TEXT[s.span_of(p, t)];
-        assert_eq!(at(&path!["apps", "web"], Target::Key), "\"web\"");
-        assert_eq!(at(&path!["apps", "web", "releases", "2"], Target::Value), "\"sha256:aa\"");
-        assert_eq!(at(&path!["apps", "web", "releases", "2"], Target::Key), "2");
-        assert_eq!(at(&path!["apps", "web", "health", "path"], Target::Key), "path");
-        assert_eq!(at(&path!["apps", "web", "release_tasks", 0, "name"], Target::Value), "\"migrate\"");
+        let at = |p: Vec<crate::config::source::PathSeg>, t| &TEXT[s.span_of(&p, t)];
+        assert_eq!(at(path!["apps", "web"], Target::Key), "\"web\"");
+        assert_eq!(at(path!["apps", "web", "releases", "2"], Target::Value), "\"sha256:aa\"");
+        assert_eq!(at(path!["apps", "web", "releases", "2"], Target::Key), "2");
+        assert_eq!(at(path!["apps", "web", "health", "path"], Target::Key), "path");
+        assert_eq!(at(path!["apps", "web", "release_tasks", 0, "name"], Target::Value), "\"migrate\"");
         // A missing key points at the block that should hold it.
-        assert_eq!(at(&path!["runtime", "region"], Target::Key), "runtime");
+        assert_eq!(at(path!["runtime", "region"], Target::Key), "runtime");
     }
 
     #[test]

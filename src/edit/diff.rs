@@ -56,7 +56,10 @@ mod tests {
     fn shows_changed_lines_with_context() {
         let old = "a\nb\nc\n";
         let new = "a\nB\nc\n";
-        assert_eq!(unified_diff("f.toml", old, new, false), "--- a/f.toml\n+++ b/f.toml\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
+        assert_eq!(
+            unified_diff("f.toml", old, new, false),
+            "--- a/f.toml\n+++ b/f.toml\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
+        );
     }
 
     #[test]

@@ -229,7 +229,9 @@ pub(super) fn format(path: &Path, full: &str, rest: &str) -> Result<String, Diag
     sort_body(&mut body, |a, b| {
         let group = |s: &Structure| match s {
             Structure::Block(b) if b.has_ident("runtime") => (0, String::new()),
-            Structure::Block(b) if b.has_ident("app") => (1, b.labels.first().map(|l| l.as_str().to_string()).unwrap_or_default()),
+            Structure::Block(b) if b.has_ident("app") => {
+                (1, b.labels.first().map(|l| l.as_str().to_string()).unwrap_or_default())
+            }
             _ => (2, String::new()),
         };
         group(a).cmp(&group(b))
@@ -414,10 +416,20 @@ fn layout_expr(expr: &mut Expression, level: usize) {
                 } else {
                     key.decor_mut().set_prefix(" ");
                     key.decor_mut().set_suffix(" ");
-                    value.set_terminator(if i + 1 == n { ObjectValueTerminator::None } else { ObjectValueTerminator::Comma });
+                    value.set_terminator(if i + 1 == n {
+                        ObjectValueTerminator::None
+                    } else {
+                        ObjectValueTerminator::Comma
+                    });
                 }
             }
-            let trailing = if multi { "  ".repeat(level) } else if n == 0 { String::new() } else { " ".to_string() };
+            let trailing = if multi {
+                "  ".repeat(level)
+            } else if n == 0 {
+                String::new()
+            } else {
+                " ".to_string()
+            };
             object.set_trailing(trailing);
         }
         Expression::Array(array) if !multi => {

@@ -268,8 +268,12 @@ app "api" {
     }
 
     fn loads(path: &str, text: &str) -> crate::config::Stage {
-        let src = crate::config::source::SourceFile::parse(Path::new(path), text.to_string(), Format::of_path(Path::new(path)))
-            .unwrap();
+        let src = crate::config::source::SourceFile::parse(
+            Path::new(path),
+            text.to_string(),
+            Format::of_path(Path::new(path)),
+        )
+        .unwrap();
         crate::config::validate::check_stage(&src, "p").unwrap()
     }
 
@@ -324,7 +328,10 @@ app "api" {
         for (path, text) in [("stages/p.toml", TOML), ("stages/p.hcl", HCL)] {
             let mut e = StageEdit::parse(Path::new(path), text).unwrap();
             assert!(matches!(e.add_release("nope", 1, &digest()), Err(EditError::UnknownApp { .. })), "{path}");
-            assert!(matches!(e.add_release("web", 2, &digest()), Err(EditError::ReleaseExists { id: 2, .. })), "{path}");
+            assert!(
+                matches!(e.add_release("web", 2, &digest()), Err(EditError::ReleaseExists { id: 2, .. })),
+                "{path}"
+            );
             assert!(matches!(e.remove_release("web", 9), Err(EditError::UnknownRelease { id: 9, .. })), "{path}");
             assert!(!e.is_changed(), "{path}: failed edits change nothing\n{}", e.diff(false));
             assert_eq!(e.to_string(), text, "{path}: an untouched file prints as read");

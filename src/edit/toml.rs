@@ -337,4 +337,3 @@ fn visit_headers(table: &mut Table, f: &mut impl FnMut(&mut toml_edit::Decor)) {
         }
     }
 }
-

@@ -4,5 +4,9 @@
 
 pub mod cli;
 pub mod config;
+<<<<<<< HEAD
 pub mod registry;
+=======
+pub mod edit;
+>>>>>>> config-hcl
 pub mod state;

@@ -3,8 +3,11 @@
 
 mod support;
 
+mod edit;
 mod error_messages;
 mod examples;
+mod fmt;
+mod hcl;
 mod image;
 mod local_runtime;
 mod plan_cli;

@@ -1,11 +1,374 @@
-//! HCL to [`SourceNode`], with spans, via `hcl-edit`.
+//! HCL stage files to [`SourceNode`], with spans, via `hcl-edit`.
+//!
+//! The HCL form holds exactly the TOML model (see `docs/HCL.md`); this module only maps HCL's
+//! shapes onto the tree `toml_source` builds, so serde and every check in `validate` work
+//! unchanged and point into the `.hcl` file:
+//!
+//! - `key = value` is the entry `key`; an unlabelled block `health { … }` is the table `health`;
+//! - `app "web" { … }` is the table `apps.web`;
+//! - `release_task "migrate" { … }` is the element `release_tasks[i]` with `name = "migrate"`;
+//! - object keys may be identifiers, strings or numbers (`releases = { 2 = "sha256:…" }`).
+//!
+//! ferry does not evaluate HCL expressions: `"${PORT}"` stays the text `${PORT}`, as in TOML,
+//! and anything that would need evaluating (variables, functions, operators) is an error.
 
+use std::ops::Range;
 use std::path::Path;
 
+use hcl_edit::expr::{Expression, ObjectKey, UnaryOperator};
+use hcl_edit::structure::{Block, Body, Structure};
+use hcl_edit::template::Element;
+use hcl_edit::Span;
+
 use crate::config::diagnostic::Diagnostic;
-use crate::config::source::SourceNode;
+use crate::config::source::{SourceNode, SourceValue};
+
+/// Labelled blocks and the TOML key they stand for.
+const APP_BLOCK: &str = "app";
+const RELEASE_TASK_BLOCK: &str = "release_task";
 
 /// Parse an HCL stage file.
 pub fn parse(path: &Path, text: &str) -> Result<SourceNode, Diagnostic> {
-    Err(Diagnostic::at(path, text, 0..0, "HCL stage files are not supported yet"))
+    let body = parse_body(path, text)?;
+    Converter { path, text }.body(&body, None, 0..text.len())
+}
+
+/// Parse HCL text into an editable `hcl-edit` body; a syntax error is a located diagnostic.
+pub fn parse_body(path: &Path, text: &str) -> Result<Body, Diagnostic> {
+    hcl_edit::parser::parse_body(text).map_err(|e| {
+        let at = e.location().offset();
+        // hcl-edit's message is its own excerpt plus "expected …"; keep the message line and
+        // let our renderer draw the location.
+        let msg = e.message().lines().next().unwrap_or("invalid HCL").trim().to_string();
+        Diagnostic::at(path, text, at..at + 1, format!("HCL syntax: {msg}")).with_hint(
+            "fix the syntax at the caret; ferry's HCL form is described in docs/HCL.md \
+             (attributes `key = value`, blocks `name { … }`, `app \"NAME\" { … }`)",
+        )
+    })
+}
+
+struct Converter<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+fn span_of(s: &impl Span) -> Range<usize> {
+    s.span().unwrap_or(0..0)
+}
+
+impl Converter<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>, hint: &str) -> Diagnostic {
+        Diagnostic::at(self.path, self.text, span, message).with_hint(hint)
+    }
+
+    /// A table node from a body: attributes and blocks in file order.
+    fn body(&self, body: &Body, key_span: Option<Range<usize>>, span: Range<usize>) -> Result<SourceNode, Diagnostic> {
+        let mut entries: Vec<(String, SourceNode)> = Vec::new();
+        for structure in body.iter() {
+            match structure {
+                Structure::Attribute(attr) => {
+                    let key = attr.key.as_str().to_string();
+                    let key_span = span_of(&attr.key);
+                    self.unique(&entries, &key, key_span.clone())?;
+                    entries.push((key, self.expr(&attr.value, Some(key_span))?));
+                }
+                Structure::Block(block) => self.block(block, &mut entries)?,
+            }
+        }
+        Ok(SourceNode { key_span, span, value: SourceValue::Table(entries) })
+    }
+
+    fn unique(&self, entries: &[(String, SourceNode)], key: &str, at: Range<usize>) -> Result<(), Diagnostic> {
+        if entries.iter().any(|(k, _)| k == key) {
+            return Err(self.error(at, format!("`{key}` is set twice"), "keep one of the two"));
+        }
+        Ok(())
+    }
+
+    fn block(&self, block: &Block, entries: &mut Vec<(String, SourceNode)>) -> Result<(), Diagnostic> {
+        let ident = block.ident.as_str();
+        let ident_span = span_of(&block.ident);
+        let labelled = ident == APP_BLOCK || ident == RELEASE_TASK_BLOCK;
+        if !labelled {
+            if let Some(label) = block.labels.first() {
+                return Err(self.error(
+                    span_of(label),
+                    format!("block `{ident}` takes no label"),
+                    "only `app \"NAME\"` and `release_task \"NAME\"` blocks are labelled",
+                ));
+            }
+            self.unique(entries, ident, ident_span.clone())?;
+            let node = self.body(&block.body, Some(ident_span), span_of(block))?;
+            entries.push((ident.to_string(), node));
+            return Ok(());
+        }
+        let [label] = block.labels.as_slice() else {
+            let what = if ident == APP_BLOCK { "the app's name" } else { "the task's name" };
+            return Err(self.error(
+                ident_span,
+                format!("a `{ident}` block takes one label: {what}"),
+                &format!("write `{ident} \"NAME\" {{ … }}`"),
+            ));
+        };
+        let name = label.as_str().to_string();
+        let label_span = span_of(label);
+        // The plural key is created by the first block of its kind and points at it.
+        let plural = if ident == APP_BLOCK { "apps" } else { "release_tasks" };
+        if !entries.iter().any(|(k, _)| k == plural) {
+            let value =
+                if ident == APP_BLOCK { SourceValue::Table(Vec::new()) } else { SourceValue::Array(Vec::new()) };
+            entries.push((
+                plural.to_string(),
+                SourceNode { key_span: Some(ident_span.clone()), span: span_of(block), value },
+            ));
+        }
+        let Some((_, group)) = entries.iter_mut().find(|(k, _)| k == plural) else { unreachable!() };
+        match &mut group.value {
+            SourceValue::Table(apps) => {
+                if apps.iter().any(|(k, _)| *k == name) {
+                    return Err(self.error(
+                        label_span,
+                        format!("app `{name}` is declared twice"),
+                        "merge the two `app` blocks into one",
+                    ));
+                }
+                let node = self.body(&block.body, Some(label_span), span_of(block))?;
+                apps.push((name, node));
+            }
+            SourceValue::Array(tasks) => {
+                let mut node = self.body(&block.body, Some(label_span.clone()), span_of(block))?;
+                if let SourceValue::Table(fields) = &mut node.value {
+                    if let Some((_, set)) = fields.iter().find(|(k, _)| k == "name") {
+                        return Err(self.error(
+                            set.key_span.clone().unwrap_or(label_span),
+                            "a release task's name is its block label",
+                            "remove the `name` attribute",
+                        ));
+                    }
+                    let name_node = SourceNode {
+                        key_span: Some(label_span.clone()),
+                        span: label_span,
+                        value: SourceValue::String(name),
+                    };
+                    fields.insert(0, ("name".to_string(), name_node));
+                }
+                tasks.push(node);
+            }
+            // `apps = …` or `release_tasks = …` was also written as an attribute.
+            _ => {
+                return Err(self.error(
+                    ident_span,
+                    format!("`{plural}` is set both as an attribute and with `{ident}` blocks"),
+                    &format!("use `{ident}` blocks only"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn expr(&self, expr: &Expression, key_span: Option<Range<usize>>) -> Result<SourceNode, Diagnostic> {
+        let span = span_of(expr);
+        let value = match expr {
+            Expression::Bool(b) => SourceValue::Bool(*b.value()),
+            Expression::Number(n) => number(n.value()),
+            Expression::String(s) => SourceValue::String(s.value().clone()),
+            Expression::StringTemplate(t) => {
+                let mut out = String::new();
+                for element in t.iter() {
+                    match element {
+                        Element::Literal(s) => out.push_str(s.value()),
+                        Element::Interpolation(i) if i.expr.is_variable() => {
+                            out.push_str("${");
+                            out.push_str(i.expr.as_variable().map(|v| v.as_str()).unwrap_or_default());
+                            out.push('}');
+                        }
+                        _ => return Err(self.not_evaluated(span)),
+                    }
+                }
+                SourceValue::String(out)
+            }
+            Expression::Array(items) => {
+                SourceValue::Array(items.iter().map(|e| self.expr(e, None)).collect::<Result<_, _>>()?)
+            }
+            Expression::Object(object) => {
+                self.check_no_lost_entries(object, span.clone())?;
+                let mut entries: Vec<(String, SourceNode)> = Vec::new();
+                for (key, value) in object.iter() {
+                    let key_span = span_of(key);
+                    let name = match key {
+                        ObjectKey::Ident(i) => i.as_str().to_string(),
+                        ObjectKey::Expression(Expression::String(s)) => s.value().clone(),
+                        ObjectKey::Expression(Expression::Number(n)) => n.value().to_string(),
+                        ObjectKey::Expression(_) => {
+                            return Err(self.error(
+                                key_span,
+                                "an object key must be a name, a quoted string or a number",
+                                "write e.g. `2 = \"sha256:…\"` or `RAILS_ENV = \"production\"`",
+                            ))
+                        }
+                    };
+                    self.unique(&entries, &name, key_span.clone())?;
+                    entries.push((name, self.expr(value.expr(), Some(key_span))?));
+                }
+                SourceValue::Table(entries)
+            }
+            Expression::Parenthesis(p) => return self.expr(p.inner(), key_span),
+            Expression::UnaryOp(op) if op.operator.value() == &UnaryOperator::Neg => match &op.expr {
+                Expression::Number(n) => match number(n.value()) {
+                    SourceValue::Integer(i) => SourceValue::Integer(-i),
+                    SourceValue::Float(f) => SourceValue::Float(-f),
+                    other => other,
+                },
+                _ => return Err(self.not_evaluated(span)),
+            },
+            Expression::Null(_) => {
+                return Err(self.error(span, "`null` is not a value here", "remove the attribute to use its default"))
+            }
+            Expression::HeredocTemplate(_) => {
+                return Err(self.error(span, "heredocs are not supported", "write a quoted string"))
+            }
+            _ => return Err(self.not_evaluated(span)),
+        };
+        Ok(SourceNode { key_span, span, value })
+    }
+
+    /// hcl-edit keeps objects in a map, so `{ A = "1", A = "2" }` silently keeps only the
+    /// second `A`. Find such a lost entry: between the spans of the entries it kept, the text
+    /// holds only separators and comments, unless an entry was dropped there.
+    fn check_no_lost_entries(&self, object: &hcl_edit::expr::Object, span: Range<usize>) -> Result<(), Diagnostic> {
+        let mut gaps = Vec::new();
+        let mut from = span.start + 1;
+        for (key, value) in object.iter() {
+            let (k, v) = (span_of(key), span_of(value.expr()));
+            gaps.push(from..k.start);
+            from = v.end;
+        }
+        gaps.push(from..span.end.saturating_sub(1));
+        for gap in gaps {
+            let Some(text) = self.text.get(gap.clone()) else { continue };
+            let mut offset = gap.start;
+            for line in text.split_inclusive('\n') {
+                let code = line.split("//").next().unwrap_or("").split('#').next().unwrap_or("");
+                if let Some(eq) = code.find(['=', ':']) {
+                    let key = code[..eq].trim().trim_matches([',', ' ', '"']);
+                    let start = offset + code.find(|c: char| !c.is_whitespace() && c != ',').unwrap_or(0);
+                    return Err(self.error(
+                        start..start + key.len().max(1),
+                        format!("`{key}` is set twice in this object"),
+                        "keep one of the two",
+                    ));
+                }
+                offset += line.len();
+            }
+        }
+        Ok(())
+    }
+
+    fn not_evaluated(&self, span: Range<usize>) -> Diagnostic {
+        self.error(
+            span,
+            "ferry does not evaluate HCL expressions",
+            "write a literal value; `${NAME}` inside a string is kept as written",
+        )
+    }
+}
+
+fn number(n: &hcl_edit::Number) -> SourceValue {
+    match n.as_i64() {
+        Some(i) => SourceValue::Integer(i),
+        None => SourceValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::source::{Format, SourceFile, Target};
+    use crate::path;
+
+    fn src(text: &str) -> SourceFile {
+        SourceFile::parse(Path::new("stages/p.hcl"), text.to_string(), Format::Hcl).unwrap()
+    }
+
+    fn err(text: &str) -> Diagnostic {
+        SourceFile::parse(Path::new("stages/p.hcl"), text.to_string(), Format::Hcl).unwrap_err()
+    }
+
+    const TEXT: &str = r#"runtime {
+  kind = "local"
+}
+
+app "web" {
+  image   = "web"
+  command = ["serve", "${PORT}"]
+  releases = {
+    2 = "sha256:aa"
+    "10" = "sha256:bb"
+  }
+  env = { RAILS_ENV = "production" }
+  scale = -1
+  health {
+    path = "/health"
+  }
+  release_task "migrate" {
+    command = ["migrate"]
+  }
+}
+"#;
+
+    #[test]
+    fn maps_blocks_onto_the_toml_tree() {
+        let s = src(TEXT);
+        let json = s.root.to_json();
+        assert_eq!(json["runtime"]["kind"], "local");
+        assert_eq!(json["apps"]["web"]["command"][1], "${PORT}");
+        assert_eq!(json["apps"]["web"]["releases"]["2"], "sha256:aa");
+        assert_eq!(json["apps"]["web"]["releases"]["10"], "sha256:bb");
+        assert_eq!(json["apps"]["web"]["env"]["RAILS_ENV"], "production");
+        assert_eq!(json["apps"]["web"]["scale"], -1);
+        assert_eq!(json["apps"]["web"]["health"]["path"], "/health");
+        assert_eq!(json["apps"]["web"]["release_tasks"][0]["name"], "migrate");
+        assert_eq!(json["apps"]["web"]["release_tasks"][0]["command"][0], "migrate");
+    }
+
+    #[test]
+    fn spans_point_into_the_hcl_text() {
+        let s = src(TEXT);
+        let at = |p: Vec<crate::config::source::PathSeg>, t| &TEXT[s.span_of(&p, t)];
+        assert_eq!(at(path!["apps", "web"], Target::Key), "\"web\"");
+        assert_eq!(at(path!["apps", "web", "releases", "2"], Target::Value), "\"sha256:aa\"");
+        assert_eq!(at(path!["apps", "web", "releases", "2"], Target::Key), "2");
+        assert_eq!(at(path!["apps", "web", "health", "path"], Target::Key), "path");
+        assert_eq!(at(path!["apps", "web", "release_tasks", 0, "name"], Target::Value), "\"migrate\"");
+        // A missing key points at the block that should hold it.
+        assert_eq!(at(path!["runtime", "region"], Target::Key), "runtime");
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let d = err("app \"web\" {\n  image = \n}\n");
+        // The value is missing right after `=`.
+        assert_eq!((d.line, d.col, d.file.to_str()), (2, 11, Some("stages/p.hcl")), "{d}");
+        assert!(d.message.starts_with("HCL syntax: "), "{}", d.message);
+        assert!(d.hint.is_some());
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_map() {
+        let cases = [
+            ("app \"a\" {\n  image = var.x\n}\n", "does not evaluate", 2),
+            ("app {\n}\n", "takes one label", 1),
+            ("health \"x\" {\n}\n", "takes no label", 1),
+            ("app \"a\" {\n}\napp \"a\" {\n}\n", "declared twice", 3),
+            ("app \"a\" {\n  port = 1\n  port = 2\n}\n", "redefined attribute", 3),
+            ("app \"a\" {\n  env = { A = \"1\", A = \"2\" }\n}\n", "set twice", 2),
+            ("health {\n}\nhealth {\n}\n", "set twice", 3),
+            ("app \"a\" {\n  port = null\n}\n", "null", 2),
+        ];
+        for (text, message, line) in cases {
+            let d = err(text);
+            assert!(d.message.contains(message), "{text}: {}", d.message);
+            assert_eq!(d.line, line, "{text}");
+        }
+    }
 }

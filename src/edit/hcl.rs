@@ -1,0 +1,457 @@
+//! Edits and canonical formatting of HCL stage files, with `hcl-edit` so comments (kept in
+//! each structure's decor) travel with the attribute or block they describe.
+
+use std::cmp::Ordering;
+use std::path::Path;
+
+use hcl_edit::expr::{Expression, Object, ObjectKey, ObjectValue, ObjectValueTerminator};
+use hcl_edit::structure::{Attribute, Block, Body, Structure};
+use hcl_edit::{Decorate, Decorated, Ident, Number};
+
+use crate::config::diagnostic::Diagnostic;
+use crate::config::model::Digest;
+use crate::edit::order::{self, rank};
+use crate::edit::{AppAt, EditResult};
+
+fn app_block<'a>(body: &'a mut Body, at: &AppAt) -> EditResult<&'a mut Block> {
+    body.blocks_mut()
+        .find(|b| b.has_ident("app") && b.labels.len() == 1 && b.labels[0].as_str() == at.app)
+        .ok_or_else(|| at.unknown())
+}
+
+/// The TOML key a structure stands for, for ordering.
+fn structure_key(s: &Structure) -> &str {
+    match s {
+        Structure::Attribute(a) => a.key.as_str(),
+        Structure::Block(b) if b.has_ident("release_task") => "release_tasks",
+        Structure::Block(b) if b.has_ident("app") => "apps",
+        Structure::Block(b) => b.ident.as_str(),
+    }
+}
+
+fn attr_index(body: &Body, key: &str) -> Option<usize> {
+    body.iter().position(|s| s.as_attribute().is_some_and(|a| a.has_key(key)))
+}
+
+fn attr_value<'a>(body: &'a mut Body, key: &str) -> Option<&'a mut Expression> {
+    let i = attr_index(body, key)?;
+    body.get_mut(i).and_then(Structure::as_attribute_mut).map(|a| &mut a.value)
+}
+
+/// The indentation of a block's structures.
+fn child_indent(block: &Block) -> String {
+    let own = block.decor().prefix().map(|p| after_newline(p)).unwrap_or_default();
+    block
+        .body
+        .iter()
+        .find_map(|s| s.decor().prefix().map(|p| after_newline(p)))
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| format!("{own}  "))
+}
+
+fn raw(r: Option<&hcl_edit::RawString>) -> &str {
+    r.map(|r| &**r).unwrap_or("")
+}
+
+fn after_newline(s: &str) -> String {
+    s.rsplit('\n').next().unwrap_or("").to_string()
+}
+
+/// Insert `structure` into `body` after the structures that precede it canonically.
+fn insert_in_order(body: &mut Body, structure: Structure, indent: &str) {
+    let mut structure = structure;
+    // A multi-line attribute gets a blank line before it, as `fmt` lays it out.
+    let blank = if structure.as_attribute().is_some_and(|a| a.value.to_string().contains('\n')) { "\n" } else { "" };
+    structure.decor_mut().set_prefix(format!("{blank}{indent}"));
+    let r = rank(order::APP, structure_key(&structure));
+    let ranks: Vec<usize> = body.iter().map(|s| rank(order::APP, structure_key(s))).collect();
+    let at = ranks.iter().rposition(|k| *k <= r).map_or(0, |i| i + 1);
+    body.insert(at, structure);
+}
+
+fn key_name(key: &ObjectKey) -> String {
+    match key {
+        ObjectKey::Ident(i) => i.as_str().to_string(),
+        ObjectKey::Expression(Expression::String(s)) => s.value().clone(),
+        ObjectKey::Expression(e) => key_name_text(&ObjectKey::Expression(e.clone())),
+    }
+}
+
+fn find_key(object: &Object, name: &str) -> Option<ObjectKey> {
+    object.iter().find(|(k, _)| key_name(k) == name).map(|(k, _)| k.clone())
+}
+
+/// Append `key = value` to an object, laid out like its last entry.
+fn append_entry(object: &mut Object, key: ObjectKey, value: Expression, indent: &str) {
+    let mut key = key;
+    let mut value = ObjectValue::new(value);
+    let last = object.iter_mut().last();
+    match last {
+        None => {
+            key.decor_mut().set_prefix(format!("\n{indent}  "));
+            value.set_terminator(ObjectValueTerminator::Newline);
+            object.set_trailing(indent.to_string());
+        }
+        Some((last_key, last_value)) => {
+            let prefix = raw(last_key.decor().prefix()).to_string();
+            let ws = after_newline(&prefix);
+            let newline = last_value.terminator() != ObjectValueTerminator::Newline && prefix.contains('\n');
+            key.decor_mut().set_prefix(if newline { format!("\n{ws}") } else { ws });
+            if last_value.terminator() == ObjectValueTerminator::None {
+                last_value.set_terminator(ObjectValueTerminator::Comma);
+                value.set_terminator(ObjectValueTerminator::None);
+            } else {
+                value.set_terminator(last_value.terminator());
+            }
+        }
+    }
+    key.decor_mut().set_suffix(" ");
+    value.expr_mut().decor_mut().set_prefix(" ");
+    object.insert(key, value);
+}
+
+/// A new multi-line attribute `key = { name = value }`, as text parsed by hcl-edit.
+fn new_object_attr(key: &str, name: &str, value: &str, indent: &str) -> Structure {
+    let text = format!("{key} = {{\n{indent}  {name} = {value}\n{indent}}}\n");
+    let body = hcl_edit::parser::parse_body(&text).expect("generated HCL parses");
+    body.into_iter().next().expect("one attribute")
+}
+
+fn object_key(name: &str) -> ObjectKey {
+    if let Ok(n) = name.parse::<u64>() {
+        return ObjectKey::Expression(Expression::from(Number::from(n)));
+    }
+    match Ident::try_new(name) {
+        Ok(i) => ObjectKey::Ident(Decorated::new(i)),
+        Err(_) => ObjectKey::Expression(Expression::from(name)),
+    }
+}
+
+fn quoted(s: &str) -> String {
+    Expression::from(s).to_string()
+}
+
+pub(super) fn add_release(body: &mut Body, at: &AppAt, id: u64, digest: &Digest) -> EditResult {
+    let block = app_block(body, at)?;
+    let indent = child_indent(block);
+    let digest = digest.to_string();
+    match attr_value(&mut block.body, "releases") {
+        Some(value) => {
+            let object = value.as_object_mut().ok_or_else(|| at.not_a_table("releases"))?;
+            if find_key(object, &id.to_string()).is_some() {
+                return Err(at.release_exists(id));
+            }
+            append_entry(object, object_key(&id.to_string()), Expression::from(digest), &indent);
+        }
+        None => {
+            let attr = new_object_attr("releases", &id.to_string(), &quoted(&digest), &indent);
+            insert_in_order(&mut block.body, attr, &indent);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn remove_release(body: &mut Body, at: &AppAt, id: u64) -> EditResult {
+    let block = app_block(body, at)?;
+    let object = attr_value(&mut block.body, "releases").and_then(Expression::as_object_mut);
+    let Some(object) = object else { return Err(at.unknown_release(id)) };
+    let key = find_key(object, &id.to_string()).ok_or_else(|| at.unknown_release(id))?;
+    object.remove(&key);
+    Ok(())
+}
+
+pub(super) fn set_active(body: &mut Body, at: &AppAt, id: u64) -> EditResult {
+    let block = app_block(body, at)?;
+    let indent = child_indent(block);
+    let mut new = Expression::from(Number::from(id));
+    match attr_value(&mut block.body, "active") {
+        Some(old) => {
+            *new.decor_mut() = old.decor().clone();
+            *old = new;
+        }
+        None => insert_in_order(&mut block.body, Attribute::new(Ident::new("active"), new).into(), &indent),
+    }
+    Ok(())
+}
+
+pub(super) fn set_env(body: &mut Body, at: &AppAt, key: &str, value: Option<&str>) -> EditResult {
+    let block = app_block(body, at)?;
+    let indent = child_indent(block);
+    let Some(env) = attr_value(&mut block.body, "env") else {
+        if let Some(v) = value {
+            let attr = new_object_attr("env", &key_text(key), &quoted(v), &indent);
+            insert_in_order(&mut block.body, attr, &indent);
+        }
+        return Ok(());
+    };
+    let object = env.as_object_mut().ok_or_else(|| at.not_a_table("env"))?;
+    let existing = find_key(object, key);
+    match (value, existing) {
+        (Some(v), Some(k)) => {
+            if let Some(slot) = object.get_mut(&k) {
+                let mut new = Expression::from(v);
+                *new.decor_mut() = slot.expr().decor().clone();
+                *slot.expr_mut() = new;
+            }
+        }
+        (Some(v), None) => append_entry(object, object_key(key), Expression::from(v), &indent),
+        (None, Some(k)) => {
+            object.remove(&k);
+            if object.is_empty() {
+                if let Some(i) = attr_index(&block.body, "env") {
+                    block.body.remove(i);
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+fn key_text(key: &str) -> String {
+    key_name_text(&object_key(key))
+}
+
+// ---------------------------------------------------------------------------------------
+// Canonical formatting
+
+/// Format `rest` (the part of `full` after its header comment).
+pub(super) fn format(path: &Path, full: &str, rest: &str) -> Result<String, Diagnostic> {
+    let mut body = match hcl_edit::parser::parse_body(rest) {
+        Ok(b) => b,
+        Err(_) => {
+            return Err(match crate::config::hcl_source::parse_body(path, full) {
+                Err(d) => d,
+                Ok(_) => Diagnostic::whole_file(path, "HCL syntax error"),
+            })
+        }
+    };
+    sort_body(&mut body, |a, b| {
+        let group = |s: &Structure| match s {
+            Structure::Block(b) if b.has_ident("runtime") => (0, String::new()),
+            Structure::Block(b) if b.has_ident("app") => {
+                (1, b.labels.first().map(|l| l.as_str().to_string()).unwrap_or_default())
+            }
+            _ => (2, String::new()),
+        };
+        group(a).cmp(&group(b))
+    });
+    for block in body.blocks_mut() {
+        if block.has_ident("runtime") {
+            sort_body(&mut block.body, by_order(order::RUNTIME));
+        } else if block.has_ident("app") {
+            format_app(&mut block.body);
+        }
+    }
+    layout_body(&mut body, 0);
+    let out = body.to_string();
+    let out = out.trim_matches('\n');
+    Ok(if out.is_empty() { String::new() } else { format!("{out}\n") })
+}
+
+fn format_app(body: &mut Body) {
+    sort_body(body, by_order(order::APP));
+    for i in 0..body.len() {
+        let Some(attr) = body.get_mut(i).and_then(Structure::as_attribute_mut) else { continue };
+        let key = attr.key.as_str().to_string();
+        {
+            if let Some(object) = attr.value.as_object_mut() {
+                match key.as_str() {
+                    "releases" => sort_object(object, order::release_ids),
+                    "secrets" => sort_object(object, |a, b| a.cmp(b)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    for block in body.blocks_mut() {
+        match block.ident.as_str() {
+            "health" => sort_body(&mut block.body, by_order(order::HEALTH)),
+            "deploy" => sort_body(&mut block.body, by_order(order::DEPLOY)),
+            "release_task" => sort_body(&mut block.body, by_order(order::RELEASE_TASK)),
+            _ => {}
+        }
+    }
+}
+
+fn by_order(order: &'static [&'static str]) -> impl Fn(&Structure, &Structure) -> Ordering {
+    move |a, b| rank(order, structure_key(a)).cmp(&rank(order, structure_key(b)))
+}
+
+fn sort_body(body: &mut Body, cmp: impl Fn(&Structure, &Structure) -> Ordering) {
+    let decor = body.decor().clone();
+    let omit = body.prefer_omit_trailing_newline();
+    let mut items: Vec<Structure> = std::mem::take(body).into_iter().collect();
+    items.sort_by(|a, b| cmp(a, b));
+    *body = items.into_iter().collect();
+    *body.decor_mut() = decor;
+    body.set_prefer_omit_trailing_newline(omit);
+}
+
+fn sort_object(object: &mut Object, cmp: impl Fn(&str, &str) -> Ordering) {
+    let decor = object.decor().clone();
+    let trailing = object.trailing().clone();
+    let mut items: Vec<(ObjectKey, ObjectValue)> = std::mem::take(object).into_iter().collect();
+    items.sort_by(|a, b| cmp(&key_name(&a.0), &key_name(&b.0)));
+    *object = items.into_iter().collect();
+    *object.decor_mut() = decor;
+    object.set_trailing(trailing);
+}
+
+fn comments_of(decor: &hcl_edit::Decor, prefix: bool) -> Vec<String> {
+    let raw = if prefix { decor.prefix() } else { decor.suffix() };
+    order::comment_lines(self::raw(raw)).into_iter().map(str::to_string).collect()
+}
+
+/// The trailing comment of a value, as ` # …`, or nothing.
+fn trailing_comment(decor: &hcl_edit::Decor) -> String {
+    let c = comments_of(decor, false);
+    if c.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", c.join(" "))
+    }
+}
+
+fn prefix_with(comments: &[String], indent: &str, blank: bool) -> String {
+    let mut p = if blank { "\n".to_string() } else { String::new() };
+    for c in comments {
+        p.push_str(indent);
+        p.push_str(c);
+        p.push('\n');
+    }
+    p.push_str(indent);
+    p
+}
+
+/// Two-space indentation per level, `key = value` aligned in runs of one-line attributes,
+/// a blank line around blocks and multi-line attributes, comments kept.
+fn layout_body(body: &mut Body, level: usize) {
+    let indent = "  ".repeat(level);
+    let mut prev_multi = false;
+    let mut first = true;
+    for mut s in body.iter_mut() {
+        let comments = comments_of(s.decor(), true);
+        let suffix = trailing_comment(s.decor());
+        if let Some(block) = s.as_block_mut() {
+            block.ident.decor_mut().set_prefix("");
+            block.ident.decor_mut().set_suffix(" ");
+            for label in &mut block.labels {
+                label.decor_mut().set_prefix("");
+                label.decor_mut().set_suffix(" ");
+            }
+            block.body.set_prefer_oneline(false);
+            layout_body(&mut block.body, level + 1);
+            let inner = comments_of(block.body.decor(), true);
+            let closing = comments_of(block.body.decor(), false);
+            let prefix = if inner.is_empty() { String::new() } else { format!(" {}", inner.join(" ")) };
+            block.body.decor_mut().set_prefix(prefix);
+            block.body.decor_mut().set_suffix(prefix_with(&closing, &format!("{indent}  "), false)[2..].to_string());
+        } else if let Some(mut attr) = s.as_attribute_mut() {
+            attr.key_decor_mut().set_prefix("");
+            attr.key_decor_mut().set_suffix(" ");
+            let value = attr.value_mut();
+            layout_expr(value, level);
+            let c = trailing_comment(value.decor());
+            value.decor_mut().set_prefix(" ");
+            value.decor_mut().set_suffix(c);
+        }
+        let multi = s.as_block().is_some() || s.as_attribute().is_some_and(|a| a.value.to_string().contains('\n'));
+        let blank = !first && (multi || prev_multi);
+        s.decor_mut().set_prefix(prefix_with(&comments, &indent, blank));
+        s.decor_mut().set_suffix(suffix);
+        prev_multi = multi;
+        first = false;
+    }
+    align(body);
+}
+
+/// Pad keys so the `=` of consecutive one-line attributes line up (as `terraform fmt` does).
+fn align(body: &mut Body) {
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for (i, s) in body.iter().enumerate() {
+        let prefix = raw(s.decor().prefix());
+        let single = s.as_attribute().is_some_and(|a| !a.value.to_string().contains('\n'));
+        if !single || prefix.contains('\n') {
+            runs.push(std::mem::take(&mut current));
+        }
+        if single {
+            current.push(i);
+        }
+    }
+    runs.push(current);
+    for run in runs {
+        let width = run.iter().filter_map(|i| body.get(*i)?.as_attribute()).map(|a| a.key.as_str().len()).max();
+        for i in run {
+            if let Some(attr) = body.get_mut(i).and_then(Structure::as_attribute_mut) {
+                let pad = width.unwrap_or(0) - attr.key.as_str().len() + 1;
+                attr.key.decor_mut().set_suffix(" ".repeat(pad));
+            }
+        }
+    }
+}
+
+fn layout_expr(expr: &mut Expression, level: usize) {
+    let multi = expr.to_string().contains('\n');
+    match expr {
+        Expression::Object(object) => {
+            let n = object.len();
+            let inner = "  ".repeat(level + 1);
+            let width = object.iter().map(|(k, _)| key_name_text(k).len()).max().unwrap_or(0);
+            for (i, (mut key, value)) in object.iter_mut().enumerate() {
+                let comments = comments_of(key.decor(), true);
+                let pad = width - key_name_text(key.get()).len() + 1;
+                let expr = value.expr_mut();
+                layout_expr(expr, level + 1);
+                let c = trailing_comment(expr.decor());
+                expr.decor_mut().set_prefix(" ");
+                expr.decor_mut().set_suffix(c);
+                if multi {
+                    let mut prefix = if i == 0 { "\n".to_string() } else { String::new() };
+                    prefix.push_str(&prefix_with(&comments, &inner, false));
+                    key.decor_mut().set_prefix(prefix);
+                    key.decor_mut().set_suffix(" ".repeat(pad));
+                    value.set_terminator(ObjectValueTerminator::Newline);
+                } else {
+                    key.decor_mut().set_prefix(" ");
+                    key.decor_mut().set_suffix(" ");
+                    value.set_terminator(if i + 1 == n {
+                        ObjectValueTerminator::None
+                    } else {
+                        ObjectValueTerminator::Comma
+                    });
+                }
+            }
+            let trailing = if multi {
+                "  ".repeat(level)
+            } else if n == 0 {
+                String::new()
+            } else {
+                " ".to_string()
+            };
+            object.set_trailing(trailing);
+        }
+        Expression::Array(array) if !multi => {
+            for (i, item) in array.iter_mut().enumerate() {
+                layout_expr(item, level + 1);
+                item.decor_mut().set_prefix(if i == 0 { "" } else { " " });
+                item.decor_mut().set_suffix("");
+            }
+            array.set_trailing_comma(false);
+            array.set_trailing("");
+        }
+        _ => {}
+    }
+}
+
+fn key_name_text(key: &ObjectKey) -> String {
+    match key {
+        ObjectKey::Ident(i) => i.as_str().to_string(),
+        ObjectKey::Expression(e) => {
+            let mut e = e.clone();
+            e.decor_mut().clear();
+            e.to_string()
+        }
+    }
+}

@@ -4,9 +4,6 @@
 
 pub mod cli;
 pub mod config;
-<<<<<<< HEAD
-pub mod registry;
-=======
 pub mod edit;
->>>>>>> config-hcl
+pub mod registry;
 pub mod state;

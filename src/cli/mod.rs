@@ -4,8 +4,10 @@
 
 mod completions;
 mod fmt;
+mod force_unlock;
 mod init;
 pub mod schema;
+mod state;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -27,6 +29,10 @@ pub struct Cli {
     /// When to use colours.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// How long to wait for another run's lock on a stage's state, e.g. `30s`, `5m`
+    /// (default: fail at once).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "0s", env = "FERRY_LOCK_TIMEOUT")]
+    pub lock_timeout: config::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,6 +53,8 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     Schema(schema::SchemaArgs),
     Completions(completions::CompletionsArgs),
+    State(state::StateArgs),
+    ForceUnlock(force_unlock::ForceUnlockArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -75,6 +83,12 @@ impl From<Diagnostics> for CliError {
     }
 }
 
+impl From<crate::state::StateError> for CliError {
+    fn from(e: crate::state::StateError) -> Self {
+        CliError::Failed { message: e.to_string(), hint: e.hint() }
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         CliError::new(e.to_string())
@@ -90,6 +104,8 @@ pub struct Context {
     pub cwd: PathBuf,
     /// Whether to colour output on stdout.
     pub color: bool,
+    /// `--lock-timeout`: how long to wait for a stage's state lock.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Context {
@@ -132,13 +148,15 @@ pub fn run() -> ExitCode {
         },
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    let ctx = Context { cwd, color };
+    let ctx = Context { cwd, color, lock_timeout: cli.lock_timeout.to_std() };
     let result = match cli.command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Validate(args) => validate::run(&ctx, args),
         Command::Fmt(args) => fmt::run(&ctx, args),
         Command::Schema(args) => schema::run(&ctx, args),
         Command::Completions(args) => completions::run(args),
+        Command::State(args) => state::run(&ctx, args),
+        Command::ForceUnlock(args) => force_unlock::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -248,6 +248,10 @@ impl StateStore for LocalStateStore {
         self.state_path(stage).display().to_string()
     }
 
+    fn lock_location(&self, stage: &str) -> String {
+        self.lock_path(stage).display().to_string()
+    }
+
     fn try_lock(&self, stage: &str, info: &LockInfo) -> Result<()> {
         self.check_stage(stage)?;
         self.ensure_dir()?;

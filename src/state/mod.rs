@@ -12,5 +12,5 @@ pub mod store;
 
 pub use local::LocalStateStore;
 pub use model::*;
-pub use session::{command_line, open_store, LockedStage};
+pub use session::{command_line, open_store, LockedStage, StageLock};
 pub use store::{InMemoryStateStore, LockInfo, Restored, StateError, StateStore};

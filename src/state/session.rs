@@ -9,7 +9,7 @@ use crate::config::{Project, StateBackend};
 
 use super::local::LocalStateStore;
 use super::model::StageState;
-use super::store::{LockInfo, Restored, Result, StateError, StateStore};
+use super::store::{LockInfo, Result, StateError, StateStore};
 
 /// The folder under the project root holding the local store's files.
 pub const LOCAL_STATE_DIR: &str = ".ferry/state";
@@ -37,20 +37,68 @@ pub fn command_line() -> String {
     std::iter::once(program).chain(args).collect::<Vec<_>>().join(" ")
 }
 
-/// A stage's state, held under its lock until dropped.
-pub struct LockedStage {
+/// A stage's lock, held until dropped (or [`unlock`](Self::unlock)ed). For commands that
+/// must not read the state first, like `state restore` of a corrupt file; everything else
+/// uses [`LockedStage`].
+pub struct StageLock {
     store: Box<dyn StateStore>,
-    lock: LockInfo,
+    stage: String,
+    info: LockInfo,
+    held: bool,
+}
+
+impl std::fmt::Debug for StageLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageLock").field("stage", &self.stage).field("id", &self.info.id).finish()
+    }
+}
+
+impl StageLock {
+    /// Take `stage`'s lock in `store` as `info`, waiting up to `timeout`.
+    pub fn acquire(store: Box<dyn StateStore>, stage: &str, info: LockInfo, timeout: Duration) -> Result<StageLock> {
+        store.lock(stage, &info, timeout)?;
+        Ok(StageLock { store, stage: stage.to_string(), info, held: true })
+    }
+
+    /// The store the lock is in.
+    pub fn store(&self) -> &dyn StateStore {
+        self.store.as_ref()
+    }
+
+    /// The locked stage.
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// What the lock says about its holder (this process).
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    /// Let go of the lock now, reporting a failure (drop can only ignore it).
+    pub fn unlock(mut self) -> Result<()> {
+        self.held = false;
+        self.store.unlock(&self.stage, &self.info.id)
+    }
+}
+
+impl Drop for StageLock {
+    fn drop(&mut self) {
+        if self.held {
+            // Best effort: if this fails the lock stays and is reported (stale once this
+            // process is gone), which is the safe side.
+            let _ = self.store.unlock(&self.stage, &self.info.id);
+        }
+    }
+}
+
+/// A stage's state, held under its lock until dropped.
+#[derive(Debug)]
+pub struct LockedStage {
+    lock: StageLock,
     state: StageState,
     /// Whether a state has been stored (a fresh state is only in memory until written).
     stored: bool,
-    locked: bool,
-}
-
-impl std::fmt::Debug for LockedStage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockedStage").field("stage", &self.state.stage).field("lock", &self.lock.id).finish()
-    }
 }
 
 impl LockedStage {
@@ -60,17 +108,18 @@ impl LockedStage {
         LockedStage::acquire(open_store(project)?, stage, LockInfo::for_this_process(command), timeout)
     }
 
-    /// Lock `stage` of `store` as `lock`, waiting up to `timeout`, and read its state. A
-    /// stage never written starts as [`StageState::new`] (serial 0).
+    /// Lock `stage` of `store` as `lock`, waiting up to `timeout`, and read its state.
     pub fn acquire(store: Box<dyn StateStore>, stage: &str, lock: LockInfo, timeout: Duration) -> Result<LockedStage> {
-        store.lock(stage, &lock, timeout)?;
-        // From here the guard owns the lock: a failed read still unlocks on drop.
-        let mut session = LockedStage { store, lock, state: StageState::new(stage), stored: false, locked: true };
-        if let Some(state) = session.store.read(stage)? {
-            session.state = state;
-            session.stored = true;
+        LockedStage::read(StageLock::acquire(store, stage, lock, timeout)?)
+    }
+
+    /// Read the state under a lock already held. A stage never written starts as
+    /// [`StageState::new`] (serial 0). On error the lock is dropped, so released.
+    pub fn read(lock: StageLock) -> Result<LockedStage> {
+        match lock.store.read(&lock.stage)? {
+            Some(state) => Ok(LockedStage { lock, state, stored: true }),
+            None => Ok(LockedStage { state: StageState::new(&lock.stage), lock, stored: false }),
         }
-        Ok(session)
     }
 
     /// The state as last read or written.
@@ -85,12 +134,12 @@ impl LockedStage {
 
     /// The lock this session holds.
     pub fn lock_info(&self) -> &LockInfo {
-        &self.lock
+        &self.lock.info
     }
 
     /// The store, e.g. for its `location`.
     pub fn store(&self) -> &dyn StateStore {
-        self.store.as_ref()
+        self.lock.store()
     }
 
     /// Write `new_state` (normally a changed clone of [`state`](Self::state)), conditional
@@ -99,11 +148,11 @@ impl LockedStage {
     pub fn write(&mut self, mut new_state: StageState) -> Result<()> {
         if new_state.stage != self.state.stage {
             return Err(StateError::Backend {
-                location: self.store.location(&self.state.stage),
+                location: self.store().location(&self.state.stage),
                 message: format!("a state of stage `{}` cannot be written here", new_state.stage),
             });
         }
-        self.store.write(&mut new_state)?;
+        self.lock.store.write(&mut new_state)?;
         self.state = new_state;
         self.stored = true;
         Ok(())
@@ -116,30 +165,9 @@ impl LockedStage {
         self.write(next)
     }
 
-    /// Bring back the store's kept previous copy (see [`StateStore::restore_previous`]).
-    pub fn restore_previous(&mut self) -> Result<Restored> {
-        let restored = self.store.restore_previous(&self.state.stage)?;
-        if let Some(state) = self.store.read(&self.state.stage)? {
-            self.state = state;
-            self.stored = true;
-        }
-        Ok(restored)
-    }
-
     /// Let go of the lock now, reporting a failure (drop can only ignore it).
-    pub fn unlock(mut self) -> Result<()> {
-        self.locked = false;
-        self.store.unlock(&self.state.stage, &self.lock.id)
-    }
-}
-
-impl Drop for LockedStage {
-    fn drop(&mut self) {
-        if self.locked {
-            // Best effort: if this fails the lock stays and is reported (stale once this
-            // process is gone), which is the safe side.
-            let _ = self.store.unlock(&self.state.stage, &self.lock.id);
-        }
+    pub fn unlock(self) -> Result<()> {
+        self.lock.unlock()
     }
 }
 

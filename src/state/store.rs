@@ -153,6 +153,11 @@ pub trait StateStore: Send + Sync {
     /// incremented to the stored value. Atomic: a reader sees the old or the new state.
     fn write(&self, state: &mut StageState) -> Result<()>;
 
+    /// Where a stage's lock lives, for messages.
+    fn lock_location(&self, stage: &str) -> String {
+        format!("the lock of {}", self.location(stage))
+    }
+
     /// The kept copy from before the last write, when the store keeps one.
     fn read_previous(&self, stage: &str) -> Result<Option<StageState>> {
         let _ = stage;

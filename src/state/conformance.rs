@@ -178,7 +178,7 @@ pub fn lock_is_exclusive(b: &dyn Backend) {
     match two.try_lock("dev", &c) {
         Err(StateError::Locked { stage, holder, stale: false }) => {
             assert_eq!(stage, "dev");
-            assert_eq!(holder, a);
+            assert_eq!(*holder, a);
         }
         r => panic!("expected Locked, got {r:?}"),
     }
@@ -199,7 +199,7 @@ pub fn unlock_with_wrong_id_is_refused(b: &dyn Backend) {
     match store.unlock("dev", "not-the-id") {
         Err(StateError::LockMismatch { id, held_by: Some(h), .. }) => {
             assert_eq!(id, "not-the-id");
-            assert_eq!(h, a);
+            assert_eq!(*h, a);
         }
         r => panic!("expected LockMismatch, got {r:?}"),
     }

@@ -150,7 +150,7 @@ impl LocalStateStore {
 
     fn locked_error(&self, stage: &str, holder: LockInfo) -> StateError {
         let stale = holder.host == hostname() && process_is_gone(holder.pid);
-        StateError::Locked { stage: stage.into(), holder, stale }
+        StateError::Locked { stage: stage.into(), holder: Box::new(holder), stale }
     }
 
     /// Publish the lock file with `info`; `Ok(false)` when a lock file already exists.
@@ -186,7 +186,9 @@ impl LocalStateStore {
         };
         match held_by {
             Some(h) if h.id == id => self.unlink_lock(stage),
-            held_by => Err(StateError::LockMismatch { stage: stage.into(), id: id.into(), held_by }),
+            held_by => {
+                Err(StateError::LockMismatch { stage: stage.into(), id: id.into(), held_by: held_by.map(Box::new) })
+            }
         }
     }
 

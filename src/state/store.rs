@@ -68,9 +68,9 @@ pub fn hostname() -> String {
 /// Everything that can go wrong reading, writing or locking state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// Another run holds the lock.
+    /// Another run holds the lock. (Holder info is boxed to keep `Result`s small.)
     #[error("the state of stage `{stage}` is locked by {}{}", holder.describe(), if *stale { " — that process is no longer running (stale lock)" } else { "" })]
-    Locked { stage: String, holder: LockInfo, stale: bool },
+    Locked { stage: String, holder: Box<LockInfo>, stale: bool },
     /// The state moved since it was read: someone else wrote it.
     #[error("the state of stage `{stage}` changed since it was read (expected serial {expected}, found {found}); nothing was written")]
     Conflict { stage: String, expected: u64, found: u64 },
@@ -95,7 +95,7 @@ pub enum StateError {
     NoPrevious { location: String },
     /// Unlock or force-unlock with an id that is not the holder's.
     #[error("the lock of stage `{stage}` is {}, not `{id}`", match held_by { Some(h) => format!("held by {} with id `{}`", h.describe(), h.id), None => "not held".to_string() })]
-    LockMismatch { stage: String, id: String, held_by: Option<LockInfo> },
+    LockMismatch { stage: String, id: String, held_by: Option<Box<LockInfo>> },
     /// The backend failed (disk, network, permissions).
     #[error("{location}: {message}")]
     Backend { location: String, message: String },
@@ -274,7 +274,7 @@ impl StateStore for InMemoryStateStore {
     fn try_lock(&self, stage: &str, info: &LockInfo) -> Result<()> {
         let mut inner = self.inner();
         if let Some(holder) = inner.locks.get(stage) {
-            return Err(StateError::Locked { stage: stage.into(), holder: holder.clone(), stale: false });
+            return Err(StateError::Locked { stage: stage.into(), holder: Box::new(holder.clone()), stale: false });
         }
         inner.locks.insert(stage.into(), info.clone());
         Ok(())
@@ -287,7 +287,11 @@ impl StateStore for InMemoryStateStore {
                 inner.locks.remove(stage);
                 Ok(())
             }
-            held_by => Err(StateError::LockMismatch { stage: stage.into(), id: id.into(), held_by: held_by.cloned() }),
+            held_by => Err(StateError::LockMismatch {
+                stage: stage.into(),
+                id: id.into(),
+                held_by: held_by.cloned().map(Box::new),
+            }),
         }
     }
 
@@ -348,7 +352,11 @@ mod tests {
                 stage.into()
             }
             fn try_lock(&self, stage: &str, _: &LockInfo) -> Result<()> {
-                Err(StateError::Locked { stage: stage.into(), holder: LockInfo::for_this_process("x"), stale: true })
+                Err(StateError::Locked {
+                    stage: stage.into(),
+                    holder: Box::new(LockInfo::for_this_process("x")),
+                    stale: true,
+                })
             }
             fn unlock(&self, _: &str, _: &str) -> Result<()> {
                 Ok(())

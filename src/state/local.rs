@@ -16,7 +16,9 @@
 //!   hard-linked to `.previous`, rename over, fsync the directory. A reader sees the old or
 //!   the new file, and a crash leaves one of them. The compare-and-swap (read serial, check,
 //!   rename) runs under `flock(2)` on the directory so it holds between processes even
-//!   without the stage lock; the kernel drops that lock when a process dies.
+//!   without the stage lock; the kernel drops that lock when a process dies. Taking,
+//!   checking and removing the lock file happen under it too, so an unlock can never remove
+//!   a lock someone else took between its check and its unlink.
 //! - A stored file that does not parse, or has a newer format version, is refused and
 //!   never overwritten.
 
@@ -175,8 +177,12 @@ impl LocalStateStore {
         Ok(true)
     }
 
-    /// Remove the lock file if `matches` says it is the one meant.
+    /// Remove the lock file if it has `id` (or, forced, is unreadable with that token).
     fn remove_lock(&self, stage: &str, id: &str, accept_unreadable: bool) -> Result<()> {
+        if !self.dir.is_dir() {
+            return Err(StateError::LockMismatch { stage: stage.into(), id: id.into(), held_by: None });
+        }
+        let _exclusive = self.exclusive()?;
         let held_by = match self.holder(stage) {
             Ok(h) => h,
             Err(StateError::LockUnreadable { id: token, .. }) if accept_unreadable && token == id => {
@@ -257,7 +263,9 @@ impl StateStore for LocalStateStore {
     fn try_lock(&self, stage: &str, info: &LockInfo) -> Result<()> {
         self.check_stage(stage)?;
         self.ensure_dir()?;
-        // The holder may let go between our failed link and reading its file: try again.
+        let _exclusive = self.exclusive()?;
+        // Under the directory lock nobody lets go between our failed link and reading the
+        // holder, unless the file is removed by hand: then try again.
         for _ in 0..5 {
             if self.publish_lock(stage, info)? {
                 return Ok(());

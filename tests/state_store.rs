@@ -265,6 +265,13 @@ fn state_show_summarises_each_stage() {
     assert!(out.contains("  app  active  release  digest  scale  last deployment\n"), "{out}");
     assert!(out.contains("  api  -       -        -       -      -\n"), "{out}");
 
+    let holder = LockInfo::for_this_process("ferry commit");
+    store.try_lock("development", &holder).unwrap();
+    let run = p.run(&["state", "show"]);
+    assert!(run.stdout().contains(&format!("  locked by `ferry commit` (pid {}", holder.pid)), "{}", run.stdout());
+    assert!(run.stdout().contains(&format!("with id {}\n", holder.id)), "{}", run.stdout());
+    store.unlock("development", &holder.id).unwrap();
+
     let run = p.run(&["state", "show", "--json"]);
     run.expect_code(0);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();

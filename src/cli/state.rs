@@ -102,19 +102,12 @@ impl StageView {
         let mut out = String::new();
         let Some(state) = &self.state else {
             let _ = writeln!(out, "stage {}: no state recorded yet ({})", self.stage, self.location);
+            self.lock_text(&mut out);
             return out;
         };
         let _ = writeln!(out, "stage {} ({})", self.stage, self.location);
         let _ = writeln!(out, "  serial {}, lineage {}, format {}", state.serial, state.lineage, state.version);
-        match &self.lock {
-            LockView::Held(None) => {}
-            LockView::Held(Some(h)) => {
-                let _ = writeln!(out, "  locked by {} with id {}", h.describe(), h.id);
-            }
-            LockView::Unreadable { location, id } => {
-                let _ = writeln!(out, "  locked by an unreadable lock {location} with id {id}");
-            }
-        }
+        self.lock_text(&mut out);
         if state.apps.is_empty() {
             let _ = writeln!(out, "  no apps recorded");
             return out;
@@ -140,6 +133,19 @@ impl StageView {
             let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
         }
         out
+    }
+
+    /// The lock line, when the stage is locked.
+    fn lock_text(&self, out: &mut String) {
+        match &self.lock {
+            LockView::Held(None) => {}
+            LockView::Held(Some(h)) => {
+                let _ = writeln!(out, "  locked by {} with id {}", h.describe(), h.id);
+            }
+            LockView::Unreadable { location, id } => {
+                let _ = writeln!(out, "  locked by an unreadable lock {location} with id {id}");
+            }
+        }
     }
 
     fn json(&self) -> serde_json::Value {

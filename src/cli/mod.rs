@@ -5,8 +5,10 @@
 mod completions;
 mod fmt;
 mod image;
+mod force_unlock;
 mod init;
 pub mod schema;
+mod state;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -28,6 +30,10 @@ pub struct Cli {
     /// When to use colours.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// How long to wait for another run's lock on a stage's state, e.g. `30s`, `5m`
+    /// (default: fail at once).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "0s", env = "FERRY_LOCK_TIMEOUT")]
+    pub lock_timeout: config::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,6 +55,8 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     Completions(completions::CompletionsArgs),
     Image(image::ImageArgs),
+    State(state::StateArgs),
+    ForceUnlock(force_unlock::ForceUnlockArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -77,6 +85,12 @@ impl From<Diagnostics> for CliError {
     }
 }
 
+impl From<crate::state::StateError> for CliError {
+    fn from(e: crate::state::StateError) -> Self {
+        CliError::Failed { message: e.to_string(), hint: e.hint() }
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         CliError::new(e.to_string())
@@ -92,6 +106,8 @@ pub struct Context {
     pub cwd: PathBuf,
     /// Whether to colour output on stdout.
     pub color: bool,
+    /// `--lock-timeout`: how long to wait for a stage's state lock.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Context {
@@ -134,7 +150,7 @@ pub fn run() -> ExitCode {
         },
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    let ctx = Context { cwd, color };
+    let ctx = Context { cwd, color, lock_timeout: cli.lock_timeout.to_std() };
     let result = match cli.command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Validate(args) => validate::run(&ctx, args),
@@ -142,6 +158,8 @@ pub fn run() -> ExitCode {
         Command::Schema(args) => schema::run(&ctx, args),
         Command::Completions(args) => completions::run(args),
         Command::Image(args) => image::run(&ctx, args),
+        Command::State(args) => state::run(&ctx, args),
+        Command::ForceUnlock(args) => force_unlock::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

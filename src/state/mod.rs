@@ -1,8 +1,16 @@
-//! Recorded state: the model (`model`), and where it is kept (`store`: the `StateStore`
-//! trait and its implementations).
+//! Recorded state: the model (`model`), its one encoding (`codec`), where it is kept
+//! (`store`: the `StateStore` trait and the in-memory store; `local`: JSON files), the
+//! locked session commands work through (`session`), and the conformance suite every store
+//! passes (`conformance`).
 
+pub mod codec;
+pub mod conformance;
+pub mod local;
 pub mod model;
+pub mod session;
 pub mod store;
 
+pub use local::LocalStateStore;
 pub use model::*;
-pub use store::{InMemoryStateStore, LockInfo, StateError, StateStore};
+pub use session::{command_line, open_store, LockedStage, StageLock};
+pub use store::{InMemoryStateStore, LockInfo, Restored, StateError, StateStore};

@@ -1,14 +1,15 @@
 //! The seam between ferry and where state is kept. A [`StateStore`] holds one state
 //! document and one lock per stage. Every implementation passes the same conformance suite
-//! (`tests/state_store.rs`).
+//! ([`crate::state::conformance`]).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::codec;
 use super::model::{StageState, STATE_FORMAT_VERSION};
 
 /// Result alias for state operations.
@@ -67,9 +68,9 @@ pub fn hostname() -> String {
 /// Everything that can go wrong reading, writing or locking state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// Another run holds the lock.
+    /// Another run holds the lock. (Holder info is boxed to keep `Result`s small.)
     #[error("the state of stage `{stage}` is locked by {}{}", holder.describe(), if *stale { " — that process is no longer running (stale lock)" } else { "" })]
-    Locked { stage: String, holder: LockInfo, stale: bool },
+    Locked { stage: String, holder: Box<LockInfo>, stale: bool },
     /// The state moved since it was read: someone else wrote it.
     #[error("the state of stage `{stage}` changed since it was read (expected serial {expected}, found {found}); nothing was written")]
     Conflict { stage: String, expected: u64, found: u64 },
@@ -84,9 +85,17 @@ pub enum StateError {
     /// Does not parse.
     #[error("{location} is not a valid state file: {message}")]
     Corrupt { location: String, message: String },
+    /// A lock exists but does not say who holds it (torn by a crash between creating and
+    /// writing it, or damaged). It never goes away by itself; `id` is what
+    /// `ferry force-unlock` takes to remove exactly this lock.
+    #[error("the state of stage `{stage}` is locked by an unreadable lock {location} ({message})")]
+    LockUnreadable { stage: String, location: String, id: String, message: String },
+    /// `state restore` with no previous copy kept.
+    #[error("there is no previous copy of {location} to restore")]
+    NoPrevious { location: String },
     /// Unlock or force-unlock with an id that is not the holder's.
     #[error("the lock of stage `{stage}` is {}, not `{id}`", match held_by { Some(h) => format!("held by {} with id `{}`", h.describe(), h.id), None => "not held".to_string() })]
-    LockMismatch { stage: String, id: String, held_by: Option<LockInfo> },
+    LockMismatch { stage: String, id: String, held_by: Option<Box<LockInfo>> },
     /// The backend failed (disk, network, permissions).
     #[error("{location}: {message}")]
     Backend { location: String, message: String },
@@ -104,6 +113,9 @@ impl StateError {
                 "wait for it to finish (or pass --lock-timeout 5m to wait); if it is gone, run `ferry force-unlock {}`",
                 holder.id
             )),
+            StateError::LockUnreadable { id, .. } => {
+                Some(format!("if no ferry is running for this stage, remove the lock with `ferry force-unlock {id}`"))
+            }
             StateError::Conflict { .. } => Some("run the command again to work from the new state".into()),
             StateError::NewerVersion { .. } => Some("upgrade ferry; the file was left untouched".into()),
             StateError::Corrupt { .. } => {
@@ -141,14 +153,35 @@ pub trait StateStore: Send + Sync {
     /// incremented to the stored value. Atomic: a reader sees the old or the new state.
     fn write(&self, state: &mut StageState) -> Result<()>;
 
+    /// Where a stage's lock lives, for messages.
+    fn lock_location(&self, stage: &str) -> String {
+        format!("the lock of {}", self.location(stage))
+    }
+
+    /// The kept copy from before the last write, when the store keeps one.
+    fn read_previous(&self, stage: &str) -> Result<Option<StageState>> {
+        let _ = stage;
+        Ok(None)
+    }
+
+    /// Bring back the kept previous copy (the caller holds the lock). It is written as a new
+    /// serial above the one it replaces, so saved plans made against either are refused; a
+    /// current state that does not parse is set aside, never deleted.
+    fn restore_previous(&self, stage: &str) -> Result<Restored> {
+        Err(StateError::NoPrevious { location: self.location(stage) })
+    }
+
     /// Take the lock, waiting up to `timeout` for another holder to let go (zero: fail at
-    /// once). Polling is written once here for every store.
+    /// once). Polling is written once here for every store. A stale holder is not waited
+    /// for: it is gone and will never let go.
     fn lock(&self, stage: &str, info: &LockInfo, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_millis(50);
         loop {
             match self.try_lock(stage, info) {
-                Err(StateError::Locked { .. }) if Instant::now() < deadline => {
+                Err(StateError::Locked { stale: false, .. } | StateError::LockUnreadable { .. })
+                    if Instant::now() < deadline =>
+                {
                     std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
@@ -158,15 +191,54 @@ pub trait StateStore: Send + Sync {
     }
 }
 
+/// What [`StateStore::restore_previous`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// Serial of the previous copy that was brought back.
+    pub from_serial: u64,
+    /// Serial of the state it replaced, when that one was readable.
+    pub replaced_serial: Option<u64>,
+    /// Serial the restored state was written as.
+    pub serial: u64,
+    /// Where an unreadable current state was kept.
+    pub set_aside: Option<String>,
+}
+
+/// The compare-and-swap rule every store applies before writing `state` over `stored`:
+/// same lineage, and the serial the writer read is still the stored one (0 when nothing is
+/// stored). Serial 0 against a stored state is a conflict, whatever its lineage.
+pub fn check_write(stored: Option<&StageState>, state: &StageState) -> Result<()> {
+    let stage = || state.stage.clone();
+    match stored {
+        // A writer creating the state (serial 0) read nothing, so its fresh lineage cannot
+        // mismatch anything: someone else created it first.
+        Some(stored) if state.serial == 0 => {
+            Err(StateError::Conflict { stage: stage(), expected: 0, found: stored.serial })
+        }
+        Some(stored) if stored.lineage != state.lineage => Err(StateError::LineageMismatch {
+            stage: stage(),
+            expected: state.lineage.clone(),
+            found: stored.lineage.clone(),
+        }),
+        Some(stored) if stored.serial != state.serial => {
+            Err(StateError::Conflict { stage: stage(), expected: state.serial, found: stored.serial })
+        }
+        None if state.serial != 0 => Err(StateError::Conflict { stage: stage(), expected: state.serial, found: 0 }),
+        _ => Ok(()),
+    }
+}
+
 /// A strict in-memory store for unit tests: same semantics as the real ones, one process.
-#[derive(Debug, Default)]
+/// It keeps encoded bytes, not values, so it decodes (and refuses) exactly like the others.
+/// Clones share the same storage, like two clients of one bucket.
+#[derive(Debug, Default, Clone)]
 pub struct InMemoryStateStore {
-    inner: Mutex<InMemoryInner>,
+    inner: Arc<Mutex<InMemoryInner>>,
 }
 
 #[derive(Debug, Default)]
 struct InMemoryInner {
-    states: BTreeMap<String, StageState>,
+    states: BTreeMap<String, Vec<u8>>,
     locks: BTreeMap<String, LockInfo>,
 }
 
@@ -175,8 +247,22 @@ impl InMemoryStateStore {
         Self::default()
     }
 
+    /// Store raw bytes as a stage's state, bypassing every check (tests plant damage so).
+    pub fn put_raw(&self, stage: &str, bytes: &[u8]) {
+        self.inner().states.insert(stage.into(), bytes.to_vec());
+    }
+
+    /// The stage's stored bytes.
+    pub fn get_raw(&self, stage: &str) -> Option<Vec<u8>> {
+        self.inner().states.get(stage).cloned()
+    }
+
     fn inner(&self) -> std::sync::MutexGuard<'_, InMemoryInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn decode(&self, stage: &str, bytes: Option<&Vec<u8>>) -> Result<Option<StageState>> {
+        bytes.map(|b| codec::decode(&self.location(stage), stage, b)).transpose()
     }
 }
 
@@ -188,7 +274,7 @@ impl StateStore for InMemoryStateStore {
     fn try_lock(&self, stage: &str, info: &LockInfo) -> Result<()> {
         let mut inner = self.inner();
         if let Some(holder) = inner.locks.get(stage) {
-            return Err(StateError::Locked { stage: stage.into(), holder: holder.clone(), stale: false });
+            return Err(StateError::Locked { stage: stage.into(), holder: Box::new(holder.clone()), stale: false });
         }
         inner.locks.insert(stage.into(), info.clone());
         Ok(())
@@ -201,7 +287,11 @@ impl StateStore for InMemoryStateStore {
                 inner.locks.remove(stage);
                 Ok(())
             }
-            held_by => Err(StateError::LockMismatch { stage: stage.into(), id: id.into(), held_by: held_by.cloned() }),
+            held_by => Err(StateError::LockMismatch {
+                stage: stage.into(),
+                id: id.into(),
+                held_by: held_by.cloned().map(Box::new),
+            }),
         }
     }
 
@@ -214,28 +304,19 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn read(&self, stage: &str) -> Result<Option<StageState>> {
-        Ok(self.inner().states.get(stage).cloned())
+        let bytes = self.inner().states.get(stage).cloned();
+        self.decode(stage, bytes.as_ref())
     }
 
     fn write(&self, state: &mut StageState) -> Result<()> {
+        // One guard over check and store: the compare-and-swap is atomic.
         let mut inner = self.inner();
-        let stage = state.stage.clone();
-        match inner.states.get(&stage) {
-            Some(stored) if stored.lineage != state.lineage => {
-                return Err(StateError::LineageMismatch {
-                    stage,
-                    expected: state.lineage.clone(),
-                    found: stored.lineage.clone(),
-                })
-            }
-            Some(stored) if stored.serial != state.serial => {
-                return Err(StateError::Conflict { stage, expected: state.serial, found: stored.serial })
-            }
-            None if state.serial != 0 => return Err(StateError::Conflict { stage, expected: state.serial, found: 0 }),
-            _ => {}
-        }
-        state.serial += 1;
-        inner.states.insert(stage, state.clone());
+        let stored = self.decode(&state.stage, inner.states.get(&state.stage))?;
+        check_write(stored.as_ref(), state)?;
+        let mut next = state.clone();
+        next.serial += 1;
+        inner.states.insert(next.stage.clone(), codec::encode(&next));
+        state.serial = next.serial;
         Ok(())
     }
 }
@@ -261,4 +342,49 @@ mod tests {
         store.unlock("dev", &a.id).unwrap();
         store.try_lock("dev", &b).unwrap();
     }
+
+    #[test]
+    fn lock_does_not_wait_for_a_stale_holder() {
+        // A store whose only lock is stale: waiting could never succeed.
+        struct Stale;
+        impl StateStore for Stale {
+            fn location(&self, stage: &str) -> String {
+                stage.into()
+            }
+            fn try_lock(&self, stage: &str, _: &LockInfo) -> Result<()> {
+                Err(StateError::Locked {
+                    stage: stage.into(),
+                    holder: Box::new(LockInfo::for_this_process("x")),
+                    stale: true,
+                })
+            }
+            fn unlock(&self, _: &str, _: &str) -> Result<()> {
+                Ok(())
+            }
+            fn force_unlock(&self, _: &str, _: &str) -> Result<()> {
+                Ok(())
+            }
+            fn lock_holder(&self, _: &str) -> Result<Option<LockInfo>> {
+                Ok(None)
+            }
+            fn read(&self, _: &str) -> Result<Option<StageState>> {
+                Ok(None)
+            }
+            fn write(&self, _: &mut StageState) -> Result<()> {
+                Ok(())
+            }
+        }
+        let started = Instant::now();
+        let err = Stale.lock("dev", &LockInfo::for_this_process("y"), Duration::from_secs(60)).unwrap_err();
+        assert!(matches!(err, StateError::Locked { stale: true, .. }));
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+}
+
+/// The conformance suite, run against the in-memory store.
+#[cfg(test)]
+mod conformance_tests {
+    use super::InMemoryStateStore;
+
+    crate::state_store_conformance!(InMemoryStateStore::new());
 }

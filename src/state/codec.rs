@@ -1,0 +1,78 @@
+//! The one encoding of a [`StageState`] document, shared by every store, so a file written
+//! by the local store, an S3 object and the in-memory store are refused or accepted alike.
+//!
+//! Decoding checks the format `version` *before* the strict parse: a newer ferry may add
+//! fields this build does not know, and that must read as "newer version", not "corrupt".
+
+use super::model::{StageState, STATE_FORMAT_VERSION};
+use super::store::{Result, StateError};
+
+/// The stored bytes of `state`: pretty JSON (reviewable, diffable) with a final newline.
+pub fn encode(state: &StageState) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(state).expect("StageState serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Parse stored bytes of stage `stage` found at `location` (named in every error).
+pub fn decode(location: &str, stage: &str, bytes: &[u8]) -> Result<StageState> {
+    let corrupt = |message: String| StateError::Corrupt { location: location.to_string(), message };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(corrupt("the file is empty".into()));
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    match value.get("version").map(serde_json::Value::as_u64) {
+        Some(Some(v)) if v > u64::from(STATE_FORMAT_VERSION) => {
+            return Err(StateError::NewerVersion {
+                location: location.to_string(),
+                version: u32::try_from(v).unwrap_or(u32::MAX),
+            })
+        }
+        _ => {}
+    }
+    let state: StageState = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            corrupt(e.into_inner().to_string())
+        } else {
+            corrupt(format!("at `{path}`: {}", e.into_inner()))
+        }
+    })?;
+    if state.stage != stage {
+        return Err(corrupt(format!("it holds the state of stage `{}`, not `{stage}`", state.stage)));
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_names_the_problem() {
+        let s = StageState::new("dev");
+        assert_eq!(decode("f.json", "dev", &encode(&s)).unwrap(), s);
+
+        let err = decode("f.json", "dev", b"").unwrap_err().to_string();
+        assert_eq!(err, "f.json is not a valid state file: the file is empty");
+
+        let err = decode("f.json", "dev", b"{\"version\": 1,").unwrap_err().to_string();
+        assert!(err.starts_with("f.json is not a valid state file: EOF"), "{err}");
+
+        let mut v = serde_json::to_value(&s).unwrap();
+        v["serial"] = "three".into();
+        let err = decode("f.json", "dev", &serde_json::to_vec(&v).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("at `serial`"), "{err}");
+
+        let err = decode("f.json", "prod", &encode(&s)).unwrap_err().to_string();
+        assert!(err.contains("holds the state of stage `dev`, not `prod`"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_version_is_not_reported_as_corrupt() {
+        // A newer format may carry fields this build rejects; the version decides first.
+        let text = br#"{"version": 7, "lineage": "x", "serial": 1, "stage": "dev", "future": true}"#;
+        let err = decode("f.json", "dev", text).unwrap_err();
+        assert!(matches!(err, StateError::NewerVersion { version: 7, .. }), "{err}");
+    }
+}

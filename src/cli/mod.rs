@@ -4,8 +4,8 @@
 
 mod completions;
 mod fmt;
-mod image;
 mod force_unlock;
+mod image;
 mod init;
 pub mod schema;
 mod state;

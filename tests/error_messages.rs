@@ -70,6 +70,7 @@ error_message_tests! {
     toml_syntax_error => "toml-syntax-error",
     unknown_key_with_did_you_mean => "unknown-key",
     many_problems_all_reported_in_file_order => "many-problems",
+    project_and_stage_problems_reported_together => "project-and-stage",
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::{CliResult, Context};
-use crate::config;
+use crate::config::{self, Diagnostics, Project};
 
 /// Check ferry.toml and the stage files; exit 0 when valid, 1 with every problem located.
 #[derive(Debug, Args)]
@@ -15,10 +15,25 @@ pub struct ValidateArgs {
 }
 
 pub fn run(ctx: &Context, args: ValidateArgs) -> CliResult {
-    let project = ctx.project()?;
+    // Stage files are checked even when ferry.toml has problems, so one run reports every
+    // problem of the project, not just the first file's.
+    let root = ctx.root()?;
+    let (project, mut problems) = match config::load_project(&root) {
+        Ok(p) => (p, Diagnostics::default()),
+        Err(d) => (Project::unchecked(&root), d),
+    };
     let stages = match &args.stage {
-        Some(name) => vec![config::load_stage(&project, name)?],
-        None => config::load_stages(&project)?,
+        Some(name) => config::load_stage(&project, name).map(|s| vec![s]),
+        None => config::load_stages(&project),
+    };
+    let stages = match stages {
+        Ok(stages) if problems.is_empty() => stages,
+        Ok(_) => return Err(problems.into()),
+        Err(d) => {
+            problems.0.extend(d.0);
+            problems.sort();
+            return Err(problems.into());
+        }
     };
     let apps: usize = stages.iter().map(|s| s.apps.len()).sum();
     eprintln!(

@@ -35,6 +35,14 @@ pub enum StateBackend {
     S3 { bucket: String, prefix: String, region: Option<String> },
 }
 
+impl Project {
+    /// A stand-in for a project whose `ferry.toml` did not load, so its stage files can
+    /// still be checked and every problem reported in one run.
+    pub fn unchecked(root: &std::path::Path) -> Project {
+        Project { root: root.to_path_buf(), name: String::new(), state: StateBackend::Local, pipeline: Vec::new() }
+    }
+}
+
 /// One pipeline step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineStep {

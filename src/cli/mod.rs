@@ -2,9 +2,13 @@
 //! failures to exit codes (0 success, 1 error, 2 plan found changes with
 //! `--detailed-exitcode`).
 
+pub mod agent;
 mod completions;
+mod down;
 mod fmt;
 mod init;
+mod logs;
+pub mod ps;
 pub mod schema;
 mod validate;
 
@@ -47,6 +51,10 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     Schema(schema::SchemaArgs),
     Completions(completions::CompletionsArgs),
+    Agent(agent::AgentArgs),
+    Ps(ps::PsArgs),
+    Logs(logs::LogsArgs),
+    Down(down::DownArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -139,6 +147,10 @@ pub fn run() -> ExitCode {
         Command::Fmt(args) => fmt::run(&ctx, args),
         Command::Schema(args) => schema::run(&ctx, args),
         Command::Completions(args) => completions::run(args),
+        Command::Agent(args) => agent::run(&ctx, args),
+        Command::Ps(args) => ps::run(&ctx, args),
+        Command::Logs(args) => logs::run(&ctx, args),
+        Command::Down(args) => down::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,4 +183,9 @@ pub fn print_out(text: &str) -> CliResult {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// A small runtime for commands that talk to a runtime (the agent, AWS).
+pub fn tokio_runtime() -> CliResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }

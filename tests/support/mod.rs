@@ -96,3 +96,4 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+pub mod agent;

@@ -273,3 +273,37 @@ async fn the_agent_outlives_its_starter_and_down_stops_everything() {
     assert!(get(fx.app_port).await.is_err(), "the app port is closed");
     fx.project.run(&["agent", "status"]).expect_code(3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_replacement_with_small_surge_keeps_serving() {
+    let fx = LocalFixture::new();
+    let rt = &fx.runtime;
+    let mut rolling = settings();
+    // One extra task at a time, never fewer than two of three serving: the ECS-style roll
+    // with mixed versions, as opposed to the default all-at-once switch.
+    rolling.max_surge = ferry::config::Percent(33);
+    rolling.min_healthy = ferry::config::Percent(66);
+    let v1 = rt.register_revision(&fx.spec(1, &[])).await.unwrap();
+    let r1 = rt.deploy("web", &v1, 3, &rolling).await.unwrap();
+    fx.wait_for("first rollout", Duration::from_secs(30), completed(&r1)).await;
+    let load = Load::start(fx.app_port, 3);
+    let v2 = rt.register_revision(&fx.spec(2, &[])).await.unwrap();
+    let r2 = rt.deploy("web", &v2, 3, &rolling).await.unwrap();
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let s = fx.web().await;
+        let live = s.tasks.iter().filter(|t| t.last_status != Lifecycle::Stopped).count();
+        most = most.max(live);
+        if completed(&r2)(&s) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rolling rollout did not complete: {s:#?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let (ok, failures, bodies) = load.finish().await;
+    assert!(failures.is_empty(), "failed requests: {:?}", &failures[..failures.len().min(5)]);
+    assert!(ok > 20, "too little load: {ok}");
+    assert_eq!(bodies.last().map(String::as_str), Some("2"));
+    assert!(most <= 4, "surge of one task at most, saw {most} live tasks");
+}

@@ -4,7 +4,8 @@
 //!
 //! Rollout rules, per service, for its primary rollout to revision R with N desired tasks,
 //! surge S = ⌈N·max_surge⌉ (at least 1 when min_healthy is 100%, as ECS requires):
-//! * start tasks of R while fewer than N exist and the service has fewer than N+S tasks;
+//! * start tasks of R while fewer than N exist and the service has fewer than N+S tasks
+//!   (draining and stopping ones included);
 //! * when all N new tasks fit beside the old (S ≥ N, the default), traffic switches at once:
 //!   the old revision serves until N new tasks are healthy, then the new one serves and the
 //!   old tasks drain and stop — no mixed versions, no request to an unready task;
@@ -411,8 +412,11 @@ impl State {
 
         let mut start = 0;
         let mut stops: Vec<(TaskId, &'static str)> = Vec::new();
+        // Tasks still draining or stopping count against the surge, as on ECS: they hold
+        // resources until they are gone.
+        let stopping = self.tasks.values().filter(of_app).filter(|t| t.stop.is_some()).count();
         if new.len() < n {
-            let room = (n + surge).saturating_sub(new.len() + old.len());
+            let room = (n + surge).saturating_sub(new.len() + old.len() + stopping);
             start = (n - new.len()).min(room);
         }
         if new.len() > n {
@@ -433,7 +437,7 @@ impl State {
             sorted.sort_by_key(|t| (t.routable(service), t.seq));
             let mut drop = old.len().saturating_sub(keep);
             // Out of surge room: free one slot if serving stays at or above min healthy.
-            if drop == 0 && start == 0 && new.len() < n && old_routable + healthy_new > min_serving {
+            if drop == 0 && start == 0 && stopping == 0 && new.len() < n && old_routable + healthy_new > min_serving {
                 drop = 1;
             }
             stops.extend(sorted.iter().take(drop).map(|t| (t.id.clone(), "replaced by a new revision")));

@@ -621,3 +621,133 @@ impl Drop for InflightGuard {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AppConfig, Digest, Percent};
+
+    fn spec(release: u64) -> RevisionSpec {
+        RevisionSpec {
+            app: "web".into(),
+            release,
+            image: "local/web".into(),
+            digest: Digest::of_bytes(&release.to_be_bytes()),
+            config: AppConfig {
+                cpu: 256,
+                memory: 512,
+                command: vec!["true".into()],
+                port: None,
+                env: BTreeMap::from([("V".to_string(), release.to_string())]),
+                sensitive_env: Default::default(),
+                secrets: Default::default(),
+                health: Default::default(),
+                deploy: Default::default(),
+                release_tasks: Vec::new(),
+                target_group: None,
+            },
+            local_dir: Some(std::env::temp_dir()),
+        }
+    }
+
+    /// Play the runners' part: every started task turns RUNNING and HEALTHY, every stop
+    /// request completes.
+    fn settle(state: &mut State, started: &[TaskId]) {
+        for id in started {
+            let t = state.tasks.get_mut(id).unwrap();
+            t.lifecycle = Lifecycle::Running;
+            t.health = Health::Healthy;
+        }
+        for t in state.tasks.values_mut() {
+            if t.stop.is_some() {
+                t.lifecycle = Lifecycle::Stopped;
+            }
+        }
+    }
+
+    fn rollout_state(state: &State) -> (RolloutState, bool) {
+        let r = state.services[&key("dev", "web")].primary().unwrap();
+        (r.state, r.switched)
+    }
+
+    #[test]
+    fn default_rollout_switches_all_at_once_after_every_new_task_is_healthy() {
+        let mut state = State::default();
+        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        assert_eq!(state.register("dev", spec(1), BTreeMap::new()).unwrap(), v1);
+        state.deploy("dev", "web", &v1, 2, Some(DeploySettings::default()), "superseded").unwrap();
+        let first = state.reconcile().start;
+        assert_eq!(first.len(), 2);
+        settle(&mut state, &first);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::Completed, true));
+
+        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v2, 2, Some(DeploySettings::default()), "superseded").unwrap();
+        let second = state.reconcile().start;
+        assert_eq!(second.len(), 2, "100% surge: all new tasks beside the old");
+        assert!(state.tasks.values().filter(|t| t.revision == v1).all(|t| t.stop.is_none()));
+        assert_eq!(rollout_state(&state), (RolloutState::InProgress, false));
+        // One new task healthy is not enough to switch.
+        settle(&mut state, &second[..1]);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::InProgress, false));
+        settle(&mut state, &second[1..]);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::InProgress, true));
+        assert!(state.tasks.values().filter(|t| t.revision == v1).all(|t| t.stop.is_some()), "old tasks drain");
+        settle(&mut state, &[]);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::Completed, true));
+    }
+
+    #[test]
+    fn rollback_keeps_the_serving_revision_and_stops_the_new_tasks() {
+        let mut state = State::default();
+        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v1, 1, None, "superseded").unwrap();
+        let first = state.reconcile().start;
+        settle(&mut state, &first);
+        state.reconcile();
+        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v2, 1, None, "superseded").unwrap();
+        let bad = state.reconcile().start;
+        assert_eq!(bad.len(), 1);
+        state.deploy("dev", "web", &v1, 1, None, "rolled back").unwrap();
+        assert_eq!(rollout_state(&state), (RolloutState::InProgress, true), "v1 still serves: no switch needed");
+        assert!(state.reconcile().start.is_empty(), "the serving task is adopted, not replaced");
+        assert!(state.tasks[&bad[0]].stop.is_some());
+        assert!(state.tasks[&first[0]].stop.is_none());
+        settle(&mut state, &[]);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::Completed, true));
+        let failed = &state.services[&key("dev", "web")].rollouts[1];
+        assert_eq!((failed.state, failed.reason.as_deref()), (RolloutState::Failed, Some("rolled back")));
+    }
+
+    #[test]
+    fn small_surge_rolls_within_min_healthy() {
+        let mut state = State::default();
+        let settings = DeploySettings { max_surge: Percent(0), min_healthy: Percent(50), ..DeploySettings::default() };
+        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v1, 2, Some(settings.clone()), "superseded").unwrap();
+        let first = state.reconcile().start;
+        settle(&mut state, &first);
+        state.reconcile();
+        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v2, 2, Some(settings), "superseded").unwrap();
+        // No surge room: one old task goes first, keeping one of two serving (50%).
+        assert!(state.reconcile().start.is_empty());
+        let stopping = state.tasks.values().filter(|t| t.stop.is_some()).count();
+        assert_eq!(stopping, 1);
+        let mut guard = 0;
+        while rollout_state(&state).0 != RolloutState::Completed {
+            let started = state.reconcile().start;
+            settle(&mut state, &started);
+            let serving = state.tasks.values().filter(|t| t.routable(&state.services[&key("dev", "web")])).count();
+            assert!(serving >= 1, "never below min healthy");
+            guard += 1;
+            assert!(guard < 20, "rollout does not converge");
+        }
+    }
+}

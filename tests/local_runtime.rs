@@ -307,3 +307,27 @@ async fn a_rolling_replacement_with_small_surge_keeps_serving() {
     assert_eq!(bodies.last().map(String::as_str), Some("2"));
     assert!(most <= 4, "surge of one task at most, saw {most} live tasks");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_die_with_a_killed_agent() {
+    let fx = LocalFixture::new();
+    let rt = &fx.runtime;
+    let v1 = rt.register_revision(&fx.spec(1, &[])).await.unwrap();
+    let r1 = rt.deploy("web", &v1, 1, &settings()).await.unwrap();
+    let s = fx.wait_for("rollout", Duration::from_secs(30), completed(&r1)).await;
+    let task_pid = s.tasks[0].pid.unwrap();
+    let agent_pid = rt.layout().agent_pid().unwrap();
+    // SAFETY: the agent this test started.
+    unsafe { libc::kill(agent_pid as libc::pid_t, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone(task_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone(task_pid), "an orphaned task survived its agent");
+    // The next call starts a fresh agent, which takes over the stale socket.
+    assert_eq!(rt.observe(&[]).await.unwrap().len(), 0);
+    let v1 = rt.register_revision(&fx.spec(1, &[])).await.unwrap();
+    let r1 = rt.deploy("web", &v1, 1, &settings()).await.unwrap();
+    fx.wait_for("rollout on a fresh agent", Duration::from_secs(30), completed(&r1)).await;
+    assert_ne!(rt.layout().agent_pid(), Some(agent_pid));
+}

@@ -187,6 +187,16 @@ async fn start(agent: &Agent, id: &TaskId, plan: &Plan, log: &TaskLog) -> Result
         // Its own group, so stopping reaches the whole tree (shell wrappers, workers).
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe. If the agent dies without stopping its tasks
+    // (SIGKILL, OOM), the kernel kills them instead of leaving orphans holding ports. The
+    // signal follows the *thread* that spawned the child: tokio's worker threads live as
+    // long as the agent's runtime, and spawning happens on them.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().map_err(|e| format!("cannot start `{program}`: {e}"))?;
     let pid = child.id();
     // Names only: secret values never reach a log.

@@ -6,4 +6,5 @@ pub mod cli;
 pub mod config;
 pub mod edit;
 pub mod registry;
+pub mod runtime;
 pub mod state;

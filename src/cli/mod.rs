@@ -2,11 +2,15 @@
 //! failures to exit codes (0 success, 1 error, 2 plan found changes with
 //! `--detailed-exitcode`).
 
+pub mod agent;
 mod completions;
+mod down;
 mod fmt;
 mod force_unlock;
 mod image;
 mod init;
+mod logs;
+pub mod ps;
 pub mod schema;
 mod state;
 mod validate;
@@ -57,6 +61,10 @@ pub enum Command {
     Image(image::ImageArgs),
     State(state::StateArgs),
     ForceUnlock(force_unlock::ForceUnlockArgs),
+    Agent(agent::AgentArgs),
+    Ps(ps::PsArgs),
+    Logs(logs::LogsArgs),
+    Down(down::DownArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -160,6 +168,10 @@ pub fn run() -> ExitCode {
         Command::Image(args) => image::run(&ctx, args),
         Command::State(args) => state::run(&ctx, args),
         Command::ForceUnlock(args) => force_unlock::run(&ctx, args),
+        Command::Agent(args) => agent::run(&ctx, args),
+        Command::Ps(args) => ps::run(&ctx, args),
+        Command::Logs(args) => logs::run(&ctx, args),
+        Command::Down(args) => down::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -192,4 +204,9 @@ pub fn print_out(text: &str) -> CliResult {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// A small runtime for commands that talk to a runtime (the agent, AWS).
+pub fn tokio_runtime() -> CliResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }

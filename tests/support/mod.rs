@@ -98,3 +98,4 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+pub mod agent;

@@ -1,0 +1,140 @@
+//! `ferry ps [-s STAGE] [APP] [--json]`: apps and their tasks as the runtime sees them, in
+//! SetOps' layout (`web  ACTIVE 2 / 2 running tasks (0 pending)` and a task table).
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::cli::agent::runtime_error;
+use crate::cli::{print_out, CliError, CliResult, Context};
+use crate::config::{self, RuntimeKind};
+use crate::runtime::local::LocalRuntime;
+use crate::runtime::{Lifecycle, ServiceStatus, TaskKind};
+
+/// Show apps and their tasks.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  ferry ps\n  ferry ps -s production web\n  ferry ps --json")]
+pub struct PsArgs {
+    /// Only this stage (default: every local stage).
+    #[arg(short, long)]
+    pub stage: Option<String>,
+    /// Only this app.
+    pub app: Option<String>,
+    /// Include stopped tasks.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The stages to look at: the one named (it must run locally), or every local stage.
+pub(crate) fn local_stages(ctx: &Context, stage: Option<&str>) -> CliResult<Vec<String>> {
+    let project = ctx.project()?;
+    match stage {
+        Some(name) => {
+            let s = config::load_stage(&project, name)?;
+            if s.runtime.kind() != RuntimeKind::Local {
+                return Err(CliError::new(format!("stage {name} runs on ECS, which this command does not reach yet")));
+            }
+            Ok(vec![name.to_string()])
+        }
+        None => Ok(config::load_stages(&project)?
+            .into_iter()
+            .filter(|s| s.runtime.kind() == RuntimeKind::Local)
+            .map(|s| s.name)
+            .collect()),
+    }
+}
+
+#[derive(Serialize)]
+struct StageView {
+    stage: String,
+    services: Vec<ServiceStatus>,
+}
+
+pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
+    let root = ctx.root()?;
+    let stages = local_stages(ctx, args.stage.as_deref())?;
+    let apps: Vec<String> = args.app.iter().cloned().collect();
+    let rt = super::tokio_runtime()?;
+    let mut views = Vec::new();
+    for stage in stages {
+        let services =
+            rt.block_on(LocalRuntime::new(&root, &stage).observe_if_running(&apps)).map_err(runtime_error)?;
+        views.push(StageView { stage, services });
+    }
+    if args.json {
+        let text = serde_json::to_string_pretty(&serde_json::json!({ "stages": views }))
+            .map_err(|e| CliError::new(e.to_string()))?;
+        return print_out(&format!("{text}\n"));
+    }
+    let several = views.len() > 1;
+    let mut out = String::new();
+    for view in &views {
+        if several {
+            out.push_str(&format!("{}\n", console::style(format!("stage {}", view.stage)).bold()));
+        }
+        if view.services.is_empty() {
+            out.push_str("no apps running\n\n");
+        }
+        for s in &view.services {
+            out.push_str(&render_service(s, args.all));
+            out.push('\n');
+        }
+    }
+    print_out(&out)
+}
+
+/// One app: the SetOps summary line and its task table.
+pub fn render_service(s: &ServiceStatus, all: bool) -> String {
+    let mut out = format!(
+        "{}  {} {} / {} running tasks ({} pending)\n",
+        console::style(&s.app).bold(),
+        s.state.as_str(),
+        s.running,
+        s.desired,
+        s.pending
+    );
+    if let Some(r) = s.primary() {
+        let reason = r.reason.as_deref().map(|x| format!(" ({x})")).unwrap_or_default();
+        out.push_str(&format!("rollout {}  release {}  {}{reason}\n", r.id, r.release, r.state.as_str()));
+    }
+    let tasks: Vec<_> = s.tasks.iter().filter(|t| all || t.last_status != Lifecycle::Stopped).collect();
+    if tasks.is_empty() {
+        return out;
+    }
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+    };
+    let mut rows = vec![[
+        "ID".to_string(),
+        "Release".into(),
+        "Last Status".into(),
+        "Health Status".into(),
+        "Started At".into(),
+        "Stopped At".into(),
+        "Restarts".into(),
+    ]];
+    for t in tasks {
+        let id = match (t.kind, &t.name) {
+            (TaskKind::OneOff, Some(name)) => format!("{} ({name})", t.id),
+            _ => t.id.to_string(),
+        };
+        rows.push([
+            id,
+            t.release.to_string(),
+            t.last_status.as_str().into(),
+            t.health.as_str().into(),
+            time(t.started_at),
+            time(t.stopped_at),
+            t.restarts.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,301 @@
+//! The agent process (`ferry agent run`): one per project, holding `.ferry/agent/agent.lock`
+//! for its whole life so a second one started in a race exits at once. It answers
+//! [`protocol`](super::protocol) requests on its Unix socket, reconciles services every
+//! 100 ms (and whenever a task changes), and exits when asked (`Shutdown`, SIGTERM,
+//! SIGINT) — stopping every task first — or when a removal leaves nothing running.
+//!
+//! State is in memory only: tasks are the agent's children and die with it, and the
+//! recorded state (state store) is what `ferry commit` converges to again.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+
+use super::protocol::{AgentStatus, Reply, Request};
+use super::service::{State, Task};
+use super::{create_private_dir, proxy, task, Layout};
+use crate::runtime::{RuntimeError, RuntimeResult, TaskKind};
+
+/// How long `Down` and `Shutdown` wait for tasks to stop before answering anyway.
+const STOP_WAIT: Duration = Duration::from_secs(120);
+
+/// The shared agent: state behind one lock (critical sections are short and never await),
+/// plus the reconciler's wake-up.
+pub struct Agent {
+    pub layout: Layout,
+    state: Mutex<State>,
+    reconcile: Notify,
+    exit: Notify,
+    started_at: DateTime<Utc>,
+    /// Connections being answered: the agent does not exit under a client's feet.
+    busy: AtomicUsize,
+}
+
+impl Agent {
+    /// Run `f` on the state.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// Run `f` on one task, if it still exists.
+    pub fn update<R>(&self, id: &crate::runtime::TaskId, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
+        self.with_state(|s| s.tasks.get_mut(id).map(f))
+    }
+
+    /// Ask for a reconcile pass soon.
+    pub fn wake_reconciler(&self) {
+        self.reconcile.notify_one();
+    }
+}
+
+/// Run the agent for the project at `layout` until it exits. Returns `Ok(false)` when
+/// another agent already holds the lock.
+pub async fn run(layout: Layout) -> io::Result<bool> {
+    create_private_dir(&layout.agent_dir())?;
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(layout.lock_file())?;
+    // SAFETY: flock on a descriptor we own; released when the process exits.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Ok(false);
+    }
+    let socket = layout.socket();
+    if let Some(dir) = socket.parent() {
+        create_private_dir(dir)?;
+    }
+    // We hold the lock, so a socket file left here is from a dead agent.
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(layout.pid_file(), format!("{}\n", std::process::id()))?;
+    eprintln!("{} ferry agent {} listening on {}", Utc::now().to_rfc3339(), std::process::id(), socket.display());
+
+    let agent = Arc::new(Agent {
+        layout: layout.clone(),
+        state: Mutex::new(State::default()),
+        reconcile: Notify::new(),
+        exit: Notify::new(),
+        started_at: Utc::now(),
+        busy: AtomicUsize::new(0),
+    });
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((conn, _)) = accepted {
+                    agent.busy.fetch_add(1, Ordering::SeqCst);
+                    let agent = agent.clone();
+                    tokio::spawn(async move {
+                        let _ = serve_connection(&agent, conn).await;
+                        agent.busy.fetch_sub(1, Ordering::SeqCst);
+                        agent.wake_reconciler();
+                    });
+                }
+            }
+            _ = tick.tick() => {
+                reconcile(&agent);
+                // A removed socket (project deleted, or another agent took over after a
+                // crash) means nobody can reach us: stop rather than run unmanaged tasks.
+                if !socket.exists() {
+                    eprintln!("{} socket {} is gone; exiting", Utc::now().to_rfc3339(), socket.display());
+                    break;
+                }
+            }
+            _ = agent.reconcile.notified() => reconcile(&agent),
+            _ = agent.exit.notified() => break,
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+        let idle = agent.with_state(|s| s.exit_when_idle && s.services.is_empty() && s.live_tasks(None) == 0);
+        if idle && agent.busy.load(Ordering::SeqCst) == 0 {
+            eprintln!("{} nothing left to run; exiting", Utc::now().to_rfc3339());
+            break;
+        }
+    }
+    // Stop everything before leaving: tasks are our children and must not outlive us.
+    agent.with_state(|s| s.remove_stage(None));
+    stop_all(&agent).await;
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(layout.pid_file());
+    eprintln!("{} ferry agent {} exited", Utc::now().to_rfc3339(), std::process::id());
+    drop(lock);
+    Ok(true)
+}
+
+/// Reconcile, then start runners and close listeners outside the lock.
+fn reconcile(agent: &Arc<Agent>) {
+    let out = agent.with_state(|s| s.reconcile());
+    for handle in out.closed {
+        handle.abort();
+    }
+    for id in out.start {
+        tokio::spawn(task::run(agent.clone(), id));
+    }
+}
+
+/// Reconcile until no task is live (bounded by [`STOP_WAIT`]).
+async fn stop_all(agent: &Arc<Agent>) {
+    let deadline = tokio::time::Instant::now() + STOP_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        reconcile(agent);
+        if agent.with_state(|s| s.live_tasks(None) == 0 && s.services.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn serve_connection(agent: &Arc<Agent>, conn: UnixStream) -> io::Result<()> {
+    let (read, mut write) = conn.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => handle(agent, req).await.unwrap_or_else(Reply::error),
+        Err(e) => Reply::error(RuntimeError::Invalid(format!("bad request: {e}"))),
+    };
+    let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    write.shutdown().await
+}
+
+async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
+    match req {
+        Request::Status => Ok(Reply::Status(agent.with_state(|s| {
+            let mut stages: Vec<String> = s.services.keys().map(|(st, _)| st.clone()).collect();
+            stages.extend(s.tasks.values().map(|t| t.stage.clone()));
+            stages.sort();
+            stages.dedup();
+            AgentStatus {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at: agent.started_at,
+                stages,
+                tasks: s.live_tasks(None),
+            }
+        }))),
+        Request::Register { stage, spec, secrets } => {
+            let id = agent.with_state(|s| s.register(&stage, *spec, secrets))?;
+            Ok(Reply::Revision { id })
+        }
+        Request::Deploy { stage, app, revision, desired, settings } => {
+            let port = agent.with_state(|s| s.revision(&stage, &app, &revision).map(|r| r.spec.config.port))?;
+            ensure_listener(agent, &stage, &app, port).await?;
+            let id = agent.with_state(|s| {
+                s.deploy(&stage, &app, &revision, desired, Some(settings), "superseded by a newer rollout")
+            })?;
+            agent.wake_reconciler();
+            Ok(Reply::Rollout { id })
+        }
+        Request::RollBack { stage, app, revision } => {
+            let port = agent.with_state(|s| s.revision(&stage, &app, &revision).map(|r| r.spec.config.port))?;
+            let desired = agent
+                .with_state(|s| s.services.get(&(stage.clone(), app.clone())).map(|svc| svc.desired))
+                .ok_or_else(|| RuntimeError::NotFound(format!("app {app} is not running in stage {stage}")))?;
+            ensure_listener(agent, &stage, &app, port).await?;
+            let reason = format!("rolled back to {revision}");
+            let id = agent.with_state(|s| s.deploy(&stage, &app, &revision, desired, None, &reason))?;
+            agent.wake_reconciler();
+            Ok(Reply::Rollout { id })
+        }
+        Request::Observe { stage, apps } => {
+            Ok(Reply::Services { services: agent.with_state(|s| s.observe(&stage, &apps)) })
+        }
+        Request::Scale { stage, app, desired } => {
+            agent.with_state(|s| match s.services.get_mut(&(stage.clone(), app.clone())) {
+                Some(svc) if !svc.removing => {
+                    svc.desired = desired;
+                    Ok(())
+                }
+                _ => Err(RuntimeError::NotFound(format!("app {app} is not running in stage {stage}"))),
+            })?;
+            agent.wake_reconciler();
+            Ok(Reply::Done)
+        }
+        Request::Remove { stage, app } => {
+            agent.with_state(|s| {
+                if let Some(svc) = s.services.get_mut(&(stage.clone(), app.clone())) {
+                    svc.removing = true;
+                    s.exit_when_idle = true;
+                }
+            });
+            agent.wake_reconciler();
+            Ok(Reply::Done)
+        }
+        Request::RunTask { stage, spec } => {
+            let app = spec.app.clone();
+            let revision = spec.revision.clone();
+            let id = agent.with_state(|s| s.add_task(&stage, &app, &revision, Some(*spec)))?;
+            tokio::spawn(task::run(agent.clone(), id.clone()));
+            Ok(Reply::Task { id })
+        }
+        Request::StopTask { stage, app, task } => {
+            agent.with_state(|s| match s.tasks.get(&task) {
+                Some(t) if t.stage == stage && t.app == app => {
+                    // A service task stopped by hand is replaced, as on ECS.
+                    let drain = t.kind == TaskKind::Service;
+                    s.request_stop(&task, "stopped by request", drain);
+                    Ok(())
+                }
+                _ => Err(RuntimeError::NotFound(format!("no task {task} of app {app} in stage {stage}"))),
+            })?;
+            agent.wake_reconciler();
+            Ok(Reply::Done)
+        }
+        Request::Down { stage } => {
+            agent.with_state(|s| s.remove_stage(stage.as_deref()));
+            agent.wake_reconciler();
+            let deadline = tokio::time::Instant::now() + STOP_WAIT;
+            loop {
+                let done = agent.with_state(|s| {
+                    s.live_tasks(stage.as_deref()) == 0
+                        && !s.services.keys().any(|(st, _)| stage.as_ref().map_or(true, |x| x == st))
+                });
+                if done || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(Reply::Done)
+        }
+        Request::Shutdown => {
+            agent.exit.notify_one();
+            Ok(Reply::Done)
+        }
+    }
+}
+
+/// Make sure the app's port is bound (a new service, or a rollout that changes the port).
+async fn ensure_listener(agent: &Arc<Agent>, stage: &str, app: &str, port: Option<u16>) -> RuntimeResult<()> {
+    let Some(port) = port else { return Ok(()) };
+    let key = (stage.to_string(), app.to_string());
+    let bound = agent.with_state(|s| s.services.get(&key).is_some_and(|svc| svc.listeners.contains_key(&port)));
+    if bound {
+        return Ok(());
+    }
+    let listener = proxy::bind(port)
+        .await
+        .map_err(|e| RuntimeError::Invalid(format!("app {app}: cannot listen on 127.0.0.1:{port}: {e}")))?;
+    let handle = tokio::spawn(proxy::serve(agent.clone(), key.clone(), listener));
+    // The service record is created by the deploy that follows; keep the handle until then.
+    agent.with_state(|s| {
+        let svc = s.services.entry(key).or_insert_with(|| super::service::Service {
+            desired: 0,
+            rollouts: Vec::new(),
+            removing: false,
+            listeners: Default::default(),
+            next_backend: 0,
+        });
+        svc.listeners.insert(port, handle);
+    });
+    Ok(())
+}

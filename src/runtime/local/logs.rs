@@ -1,0 +1,144 @@
+//! Task log files: one per task, `<RFC 3339 time> <line>` per line, so `--since` can filter
+//! without an index and the files stay readable with `less`. Lines starting with `ferry: `
+//! are the agent's own notes about the task (started, exited, restarting).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::runtime::{LogLine, LogQuery, LogStream, RuntimeResult, TaskId};
+
+/// An open task log, shared by the stdout and stderr pumps and the agent's notes.
+#[derive(Debug, Clone)]
+pub struct TaskLog {
+    file: Arc<Mutex<File>>,
+}
+
+impl TaskLog {
+    /// Open (appending) the log at `path`, creating folders.
+    pub fn open(path: &Path) -> io::Result<TaskLog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(TaskLog { file: Arc::new(Mutex::new(file)) })
+    }
+
+    /// Append one line, stamped now. Errors are ignored: a full disk must not kill a task.
+    pub fn line(&self, text: &str) {
+        let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "{stamp} {text}");
+        }
+    }
+
+    /// Append an agent note.
+    pub fn note(&self, text: &str) {
+        self.line(&format!("ferry: {text}"));
+    }
+}
+
+/// Copy a child's output stream into the log line by line until it closes.
+pub async fn pump(stream: impl tokio::io::AsyncRead + Unpin, log: TaskLog) {
+    use tokio::io::AsyncBufReadExt;
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => log.line(&String::from_utf8_lossy(&buf)),
+        }
+    }
+}
+
+/// Parse one stored line.
+pub fn parse_line(line: &str) -> Option<(DateTime<Utc>, &str)> {
+    let (stamp, text) = line.split_once(' ').unwrap_or((line, ""));
+    let time = DateTime::parse_from_rfc3339(stamp).ok()?.with_timezone(&Utc);
+    Some((time, text))
+}
+
+/// Stream the logs in `dir` (every `*.log`, or the one task's) as asked. Without `follow`
+/// the existing lines of all files are sent in time order and the stream ends; with it,
+/// files are then tailed (new tasks' files included) until the receiver is dropped.
+pub fn stream(dir: PathBuf, query: LogQuery) -> RuntimeResult<LogStream> {
+    if let Some(task) = &query.task {
+        if !dir.join(format!("{task}.log")).exists() && !query.follow {
+            return Err(crate::runtime::RuntimeError::NotFound(format!("no log for task {task}")));
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut offsets: BTreeMap<PathBuf, u64> = BTreeMap::new();
+        let mut first = true;
+        loop {
+            let mut batch = Vec::new();
+            for path in files(&dir, query.task.as_ref()) {
+                let offset = offsets.entry(path.clone()).or_insert(0);
+                let task = TaskId(path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+                if let Ok(lines) = read_from(&path, offset) {
+                    for l in lines {
+                        if let Some((time, text)) = parse_line(&l) {
+                            if query.since.map_or(true, |s| time >= s) {
+                                batch.push(LogLine { task: task.clone(), time, text: text.to_string() });
+                            }
+                        }
+                    }
+                }
+            }
+            if first {
+                // Interleave tasks by time for the backlog; later batches are already live.
+                batch.sort_by_key(|l| l.time);
+                first = false;
+            }
+            for line in batch {
+                if tx.send(line).await.is_err() {
+                    return;
+                }
+            }
+            if !query.follow || tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Ok(rx)
+}
+
+fn files(dir: &Path, task: Option<&TaskId>) -> Vec<PathBuf> {
+    if let Some(task) = task {
+        let p = dir.join(format!("{task}.log"));
+        return if p.exists() { vec![p] } else { Vec::new() };
+    }
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Complete lines after `offset`, advancing it past them (a partial last line waits).
+fn read_from(path: &Path, offset: &mut u64) -> io::Result<Vec<String>> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(*offset))?;
+    let mut reader = BufReader::new(f);
+    let mut lines = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Ok(lines);
+        }
+        *offset += n as u64;
+        lines.push(String::from_utf8_lossy(&buf[..n - 1]).into_owned());
+    }
+}

@@ -1,0 +1,369 @@
+//! The local runtime: ECS in miniature on this machine.
+//!
+//! One background agent per project ([`agent`]) supervises tasks as child processes
+//! ([`task`]), runs their health checks ([`health`]), gives each app a stable port that
+//! proxies only to healthy tasks of the active revision ([`proxy`]) and keeps each task's
+//! log ([`logs`]). The rollout rules live in [`service`]. [`LocalRuntime`] is the client:
+//! it implements [`Runtime`] by sending [`protocol`] requests to the agent, starting the
+//! agent on demand.
+//!
+//! Files under the project root: `.ferry/agent/` (0700) holds `agent.sock` (0600),
+//! `agent.pid`, `agent.lock` and `agent.log`; task output goes to
+//! `.ferry/logs/<stage>/<app>/<task-id>.log`.
+
+pub mod agent;
+pub mod health;
+pub mod logs;
+pub mod protocol;
+pub mod proxy;
+pub mod service;
+pub mod task;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::config::{DeploySettings, SecretRef};
+use crate::runtime::{
+    LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
+    TaskId, TaskSpec,
+};
+use protocol::{AgentStatus, Reply, Request};
+
+/// Where the agent and task logs live under a project root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn agent_dir(&self) -> PathBuf {
+        self.root.join(".ferry").join("agent")
+    }
+    /// The agent's socket. Unix socket paths are limited to about 100 bytes, so a deep
+    /// project falls back to a per-project folder under the temp dir, named by a hash of
+    /// the root so both sides find it.
+    pub fn socket(&self) -> PathBuf {
+        let normal = self.agent_dir().join("agent.sock");
+        if normal.as_os_str().len() < 100 {
+            return normal;
+        }
+        let hash = crate::config::Digest::of_bytes(self.root.as_os_str().as_encoded_bytes());
+        std::env::temp_dir().join(format!("ferry-{}", &hash.hex()[..16])).join("agent.sock")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.agent_dir().join("agent.pid")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.agent_dir().join("agent.lock")
+    }
+    pub fn agent_log(&self) -> PathBuf {
+        self.agent_dir().join("agent.log")
+    }
+    pub fn logs_dir(&self, stage: &str, app: &str) -> PathBuf {
+        self.root.join(".ferry").join("logs").join(stage).join(app)
+    }
+    pub fn task_log(&self, stage: &str, app: &str, task: &TaskId) -> PathBuf {
+        self.logs_dir(stage, app).join(format!("{task}.log"))
+    }
+    /// The pid the agent wrote, if any (it may be stale).
+    pub fn agent_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()
+    }
+}
+
+/// Send one request to a running agent. `Ok(None)` when no agent listens.
+pub async fn request(layout: &Layout, req: &Request) -> RuntimeResult<Option<Reply>> {
+    let stream = match UnixStream::connect(layout.socket()).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(req).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+    line.push('\n');
+    write.write_all(line.as_bytes()).await?;
+    let mut answer = String::new();
+    BufReader::new(read).read_line(&mut answer).await?;
+    if answer.is_empty() {
+        return Err(RuntimeError::Unavailable("the agent closed the connection without answering".into()));
+    }
+    let reply: Reply = serde_json::from_str(&answer)
+        .map_err(|e| RuntimeError::Unavailable(format!("unreadable answer from the agent: {e}")))?;
+    reply.into_result().map(Some)
+}
+
+/// The running agent's status, or `None` when none runs.
+pub async fn agent_status(layout: &Layout) -> RuntimeResult<Option<AgentStatus>> {
+    match request(layout, &Request::Status).await? {
+        Some(Reply::Status(s)) => Ok(Some(s)),
+        Some(other) => Err(unexpected(other)),
+        None => Ok(None),
+    }
+}
+
+/// Start the agent detached (`PROGRAM agent run` in its own session, output to
+/// `agent.log`) unless one runs, and wait until it answers.
+pub async fn start_agent(layout: &Layout, program: &Path) -> RuntimeResult<AgentStatus> {
+    if let Some(s) = agent_status(layout).await? {
+        return Ok(s);
+    }
+    create_private_dir(&layout.agent_dir())?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(layout.agent_log())?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg("-C")
+        .arg(layout.root())
+        .args(["agent", "run"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the agent from our session and
+    // terminal so that it outlives us and ignores our Ctrl-C.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    // Reap it whenever it exits, so a long-lived starter (a test) keeps no zombie.
+    std::thread::spawn(move || child.wait());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = agent_status(layout).await? {
+            return Ok(s);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RuntimeError::Unavailable(format!(
+                "the agent did not start within 10s; see {}",
+                layout.agent_log().display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Ask the agent to stop its tasks and exit, and wait (up to `timeout`) until it is gone.
+/// `false` when no agent was running.
+pub async fn stop_agent(layout: &Layout, timeout: Duration) -> RuntimeResult<bool> {
+    let pid = layout.agent_pid();
+    if request(layout, &Request::Shutdown).await?.is_none() {
+        return Ok(false);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let alive = pid.is_some_and(process_alive);
+        if !alive && !layout.socket().exists() {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RuntimeError::Unavailable(format!("the agent did not exit within {}s", timeout.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: `Z` is a zombie.
+        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        // SAFETY: signal 0 only checks for existence.
+        Err(_) => unsafe { libc::kill(pid as libc::pid_t, 0) == 0 },
+    }
+}
+
+/// Create a folder (and parents) readable by its owner only.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn unexpected(reply: Reply) -> RuntimeError {
+    RuntimeError::Unavailable(format!("unexpected answer from the agent: {reply:?}"))
+}
+
+/// The local runtime for one stage of a project: a client of the project's agent.
+#[derive(Debug, Clone)]
+pub struct LocalRuntime {
+    layout: Layout,
+    stage: String,
+    program: PathBuf,
+}
+
+impl LocalRuntime {
+    /// The runtime of `stage` in the project at `root`. The agent is started on demand with
+    /// this executable (`ferry`); see [`LocalRuntime::with_agent_program`].
+    pub fn new(root: impl Into<PathBuf>, stage: impl Into<String>) -> Self {
+        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ferry"));
+        LocalRuntime { layout: Layout::new(root), stage: stage.into(), program }
+    }
+
+    /// Start the agent with another `ferry` binary (tests and embedders, whose own
+    /// executable is not ferry).
+    pub fn with_agent_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = program.into();
+        self
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// Send a request, starting the agent when none runs.
+    async fn call(&self, req: Request) -> RuntimeResult<Reply> {
+        if let Some(reply) = request(&self.layout, &req).await? {
+            return Ok(reply);
+        }
+        start_agent(&self.layout, &self.program).await?;
+        request(&self.layout, &req)
+            .await?
+            .ok_or_else(|| RuntimeError::Unavailable("the agent stopped right after starting".into()))
+    }
+
+    /// Stop every app of this stage and wait for their tasks to stop; the agent exits when
+    /// nothing is left. Does not start an agent. `false` when none was running.
+    pub async fn down(&self) -> RuntimeResult<bool> {
+        match request(&self.layout, &Request::Down { stage: Some(self.stage.clone()) }).await? {
+            Some(Reply::Done) => Ok(true),
+            Some(other) => Err(unexpected(other)),
+            None => Ok(false),
+        }
+    }
+
+    /// Like [`Runtime::observe`], but without starting an agent (an absent agent runs
+    /// nothing: every app is missing).
+    pub async fn observe_if_running(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
+        let req = Request::Observe { stage: self.stage.clone(), apps: apps.to_vec() };
+        match request(&self.layout, &req).await? {
+            Some(Reply::Services { services }) => Ok(services),
+            Some(other) => Err(unexpected(other)),
+            None => Ok(apps.iter().map(|a| ServiceStatus::missing(a)).collect()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for LocalRuntime {
+    async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId> {
+        let mut secrets = BTreeMap::new();
+        for (name, reference) in &spec.config.secrets {
+            match reference {
+                SecretRef::Env(var) => {
+                    let value = std::env::var(var).map_err(|_| {
+                        RuntimeError::Invalid(format!(
+                            "secret {name} of app {}: environment variable {var} is not set",
+                            spec.app
+                        ))
+                    })?;
+                    secrets.insert(name.clone(), value);
+                }
+                SecretRef::File(_) => {}
+                SecretRef::Ssm(_) | SecretRef::SecretsManager(_) => {
+                    let app = &spec.app;
+                    let hint = "the local runtime cannot read AWS references; use env:NAME or file:PATH";
+                    return Err(RuntimeError::Invalid(format!("secret {name} of app {app}: {hint}")));
+                }
+            }
+        }
+        let req = Request::Register { stage: self.stage.clone(), spec: Box::new(spec.clone()), secrets };
+        match self.call(req).await? {
+            Reply::Revision { id } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn deploy(
+        &self,
+        app: &str,
+        revision: &RevisionId,
+        desired_count: u32,
+        settings: &DeploySettings,
+    ) -> RuntimeResult<RolloutId> {
+        let req = Request::Deploy {
+            stage: self.stage.clone(),
+            app: app.into(),
+            revision: revision.clone(),
+            desired: desired_count,
+            settings: settings.clone(),
+        };
+        match self.call(req).await? {
+            Reply::Rollout { id } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn observe(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
+        // Observing never starts an agent: with none running, nothing runs.
+        self.observe_if_running(apps).await
+    }
+
+    async fn roll_back(&self, app: &str, to_revision: &RevisionId) -> RuntimeResult<RolloutId> {
+        let req = Request::RollBack { stage: self.stage.clone(), app: app.into(), revision: to_revision.clone() };
+        match self.call(req).await? {
+            Reply::Rollout { id } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn scale(&self, app: &str, desired_count: u32) -> RuntimeResult<()> {
+        let req = Request::Scale { stage: self.stage.clone(), app: app.into(), desired: desired_count };
+        match self.call(req).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn remove(&self, app: &str) -> RuntimeResult<()> {
+        let req = Request::Remove { stage: self.stage.clone(), app: app.into() };
+        match request(&self.layout, &req).await? {
+            Some(Reply::Done) | None => Ok(()),
+            Some(other) => Err(unexpected(other)),
+        }
+    }
+
+    async fn run_task(&self, spec: &TaskSpec) -> RuntimeResult<TaskId> {
+        let req = Request::RunTask { stage: self.stage.clone(), spec: Box::new(spec.clone()) };
+        match self.call(req).await? {
+            Reply::Task { id } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn stop_task(&self, app: &str, task: &TaskId) -> RuntimeResult<()> {
+        let req = Request::StopTask { stage: self.stage.clone(), app: app.into(), task: task.clone() };
+        match request(&self.layout, &req).await? {
+            Some(Reply::Done) => Ok(()),
+            Some(other) => Err(unexpected(other)),
+            None => Err(RuntimeError::NotFound(format!("no task {task}: the agent is not running"))),
+        }
+    }
+
+    async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream> {
+        // Log files are plain files on this machine: read them here, no agent needed.
+        logs::stream(self.layout.logs_dir(&self.stage, app), query.clone())
+    }
+}

@@ -1,0 +1,126 @@
+//! The agent's wire protocol: one JSON request line per connection, answered by one JSON
+//! reply line. One request per connection keeps both sides trivially correct (no
+//! multiplexing, no partial state) and costs a connect on a local socket, which is cheap.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::DeploySettings;
+use crate::runtime::{RevisionId, RevisionSpec, RolloutId, RuntimeError, ServiceStatus, TaskId, TaskSpec};
+
+/// What a client asks the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Is it alive, and what does it run.
+    Status,
+    /// Register a revision. `secrets` holds the values of `env:NAME` references, resolved
+    /// from the calling ferry's environment (where the model says they come from); `file:`
+    /// references are read by the agent when each task starts, so rotations apply.
+    Register {
+        stage: String,
+        spec: Box<RevisionSpec>,
+        secrets: BTreeMap<String, String>,
+    },
+    Deploy {
+        stage: String,
+        app: String,
+        revision: RevisionId,
+        desired: u32,
+        settings: DeploySettings,
+    },
+    Observe {
+        stage: String,
+        apps: Vec<String>,
+    },
+    RollBack {
+        stage: String,
+        app: String,
+        revision: RevisionId,
+    },
+    Scale {
+        stage: String,
+        app: String,
+        desired: u32,
+    },
+    Remove {
+        stage: String,
+        app: String,
+    },
+    RunTask {
+        stage: String,
+        spec: Box<TaskSpec>,
+    },
+    StopTask {
+        stage: String,
+        app: String,
+        task: TaskId,
+    },
+    /// Remove every app of a stage (every stage when `None`) and answer once their tasks
+    /// are stopped.
+    Down {
+        stage: Option<String>,
+    },
+    /// Stop every task and exit.
+    Shutdown,
+}
+
+/// What the agent answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Status(AgentStatus),
+    Revision { id: RevisionId },
+    Rollout { id: RolloutId },
+    Services { services: Vec<ServiceStatus> },
+    Task { id: TaskId },
+    Done,
+    Error { kind: ErrorKind, message: String },
+}
+
+/// The kind of a failed request, so the client can rebuild a [`RuntimeError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    Invalid,
+    Unavailable,
+}
+
+impl Reply {
+    /// The error reply for a runtime error.
+    pub fn error(e: RuntimeError) -> Reply {
+        let kind = match &e {
+            RuntimeError::NotFound(_) => ErrorKind::NotFound,
+            RuntimeError::Invalid(_) => ErrorKind::Invalid,
+            RuntimeError::Unavailable(_) | RuntimeError::Io(_) => ErrorKind::Unavailable,
+        };
+        Reply::Error { kind, message: e.to_string() }
+    }
+
+    /// Turn an error reply back into a [`RuntimeError`].
+    pub fn into_result(self) -> Result<Reply, RuntimeError> {
+        match self {
+            Reply::Error { kind, message } => Err(match kind {
+                ErrorKind::NotFound => RuntimeError::NotFound(message),
+                ErrorKind::Invalid => RuntimeError::Invalid(message),
+                ErrorKind::Unavailable => RuntimeError::Unavailable(message),
+            }),
+            other => Ok(other),
+        }
+    }
+}
+
+/// `ferry agent status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub pid: u32,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    /// Stages with at least one app.
+    pub stages: Vec<String>,
+    /// Tasks not yet stopped.
+    pub tasks: usize,
+}

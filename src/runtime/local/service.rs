@@ -1,0 +1,753 @@
+//! The agent's in-memory model (revisions, services, rollouts, tasks) and the rollout
+//! rules: [`State::reconcile`] decides which tasks to start and which to stop; task
+//! runners ([`super::task`]) carry it out and report back into the same state.
+//!
+//! Rollout rules, per service, for its primary rollout to revision R with N desired tasks,
+//! surge S = ⌈N·max_surge⌉ (at least 1 when min_healthy is 100%, as ECS requires):
+//! * start tasks of R while fewer than N exist and the service has fewer than N+S tasks
+//!   (draining and stopping ones included);
+//! * when all N new tasks fit beside the old (S ≥ N, the default), traffic switches at once:
+//!   the old revision serves until N new tasks are healthy, then the new one serves and the
+//!   old tasks drain and stop — no mixed versions, no request to an unready task;
+//! * otherwise (S < N) it rolls like ECS: healthy new tasks join traffic as they come, and old
+//!   tasks drain as enough new ones are healthy, never below ⌈N·min_healthy⌉ serving;
+//! * a rollout is COMPLETED once N tasks of R are healthy and every other task is stopped.
+//!
+//! Time limits and failure decisions are the apply engine's, not this module's.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::DeploySettings;
+use crate::runtime::{
+    Health, Lifecycle, RevisionId, RevisionSpec, RolloutId, RolloutState, RolloutStatus, RuntimeError, RuntimeResult,
+    ServiceState, ServiceStatus, TaskId, TaskKind, TaskSpec, TaskStatus,
+};
+
+/// `(stage, app)`.
+pub type AppKey = (String, String);
+
+/// How many stopped tasks of an app are kept for `ps` and failure reports.
+const KEEP_STOPPED: usize = 10;
+
+/// A registered revision.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    pub id: RevisionId,
+    pub spec: RevisionSpec,
+    /// Values of `env:` secrets, resolved by the client that registered it.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// One rollout.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub id: RolloutId,
+    pub revision: RevisionId,
+    pub release: u64,
+    pub settings: DeploySettings,
+    pub state: RolloutState,
+    pub reason: Option<String>,
+    /// Whether traffic goes to this revision's healthy tasks.
+    pub switched: bool,
+    pub failed_tasks: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An app with a desired count.
+#[derive(Debug)]
+pub struct Service {
+    pub desired: u32,
+    /// Oldest first; the last is the primary.
+    pub rollouts: Vec<Rollout>,
+    pub removing: bool,
+    /// Proxy listeners by port; more than one only while a rollout changes the port.
+    pub listeners: BTreeMap<u16, JoinHandle<()>>,
+    /// Round-robin position of the proxy.
+    pub next_backend: usize,
+}
+
+impl Service {
+    pub fn primary(&self) -> Option<&Rollout> {
+        self.rollouts.last()
+    }
+}
+
+/// Why and how a task is to stop.
+#[derive(Debug, Clone)]
+pub struct StopRequest {
+    pub reason: String,
+    /// Wait for in-flight requests first (service tasks being replaced or scaled in).
+    pub drain: bool,
+}
+
+/// One task.
+#[derive(Debug)]
+pub struct Task {
+    pub id: TaskId,
+    pub stage: String,
+    pub app: String,
+    pub kind: TaskKind,
+    pub name: Option<String>,
+    pub revision: RevisionId,
+    pub release: u64,
+    /// One-off tasks: the command and extra env.
+    pub one_off: Option<TaskSpec>,
+    pub lifecycle: Lifecycle,
+    pub health: Health,
+    pub ever_healthy: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub stopped_reason: Option<String>,
+    pub restarts: u32,
+    pub last_check: Option<String>,
+    pub port: Option<u16>,
+    pub pid: Option<u32>,
+    pub stop: Option<StopRequest>,
+    /// Requests the proxy is relaying to this task now.
+    pub inflight: Arc<AtomicUsize>,
+    /// Wakes the task's runner when `stop` is set.
+    pub wake: Arc<Notify>,
+    /// Creation order, for choosing which tasks to stop first.
+    pub seq: u64,
+}
+
+impl Task {
+    /// Whether the proxy may send it requests: RUNNING, HEALTHY, not asked to stop, and of
+    /// a revision that has traffic.
+    pub fn routable(&self, service: &Service) -> bool {
+        if self.kind != TaskKind::Service
+            || self.lifecycle != Lifecycle::Running
+            || self.health != Health::Healthy
+            || self.stop.is_some()
+        {
+            return false;
+        }
+        match service.primary() {
+            Some(p) if p.revision == self.revision => p.switched,
+            _ => true,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.lifecycle != Lifecycle::Stopped
+    }
+
+    fn status(&self, service: Option<&Service>) -> TaskStatus {
+        TaskStatus {
+            id: self.id.clone(),
+            kind: self.kind,
+            name: self.name.clone(),
+            revision: self.revision.clone(),
+            release: self.release,
+            last_status: self.lifecycle,
+            desired_status: if self.stop.is_some() || self.kind == TaskKind::OneOff && !self.is_live() {
+                Lifecycle::Stopped
+            } else {
+                Lifecycle::Running
+            },
+            health: self.health,
+            in_service: service.is_some_and(|s| self.routable(s)),
+            started_at: self.started_at,
+            stopped_at: self.stopped_at,
+            exit_code: self.exit_code,
+            stopped_reason: self.stopped_reason.clone(),
+            restarts: self.restarts,
+            last_check: self.last_check.clone(),
+            port: self.port,
+            pid: self.pid,
+        }
+    }
+}
+
+/// Everything the agent knows.
+#[derive(Debug, Default)]
+pub struct State {
+    pub revisions: BTreeMap<AppKey, Vec<Revision>>,
+    pub services: BTreeMap<AppKey, Service>,
+    pub tasks: BTreeMap<TaskId, Task>,
+    seq: u64,
+    /// Set by a removal: exit once nothing is left.
+    pub exit_when_idle: bool,
+}
+
+fn key(stage: &str, app: &str) -> AppKey {
+    (stage.to_string(), app.to_string())
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+impl State {
+    /// Register a revision, or return the identical one registered before.
+    pub fn register(
+        &mut self,
+        stage: &str,
+        spec: RevisionSpec,
+        secrets: BTreeMap<String, String>,
+    ) -> RuntimeResult<RevisionId> {
+        let Some(dir) = &spec.local_dir else {
+            return Err(RuntimeError::Invalid(format!(
+                "app {}: the local runtime needs the release's unpacked folder",
+                spec.app
+            )));
+        };
+        if !dir.is_dir() {
+            return Err(RuntimeError::Invalid(format!(
+                "app {}: release folder {} does not exist",
+                spec.app,
+                dir.display()
+            )));
+        }
+        if spec.config.command.is_empty() {
+            return Err(RuntimeError::Invalid(format!(
+                "app {}: the local runtime needs a command (images have no entrypoint here)",
+                spec.app
+            )));
+        }
+        let revisions = self.revisions.entry(key(stage, &spec.app)).or_default();
+        if let Some(r) = revisions.iter().find(|r| r.spec == spec && r.secrets == secrets) {
+            return Ok(r.id.clone());
+        }
+        let id = RevisionId(format!("{stage}-{}:{}", spec.app, revisions.len() + 1));
+        revisions.push(Revision { id: id.clone(), spec, secrets });
+        Ok(id)
+    }
+
+    pub fn revision(&self, stage: &str, app: &str, id: &RevisionId) -> RuntimeResult<&Revision> {
+        self.revisions
+            .get(&key(stage, app))
+            .and_then(|rs| rs.iter().find(|r| &r.id == id))
+            .ok_or_else(|| RuntimeError::NotFound(format!("app {app} has no revision {id}")))
+    }
+
+    /// Start a rollout to `revision`; the previous one, if still in progress, fails with
+    /// `superseded`. Returns the new rollout and whether the service is new (needs a proxy).
+    pub fn deploy(
+        &mut self,
+        stage: &str,
+        app: &str,
+        revision: &RevisionId,
+        desired: u32,
+        settings: Option<DeploySettings>,
+        superseded: &str,
+    ) -> RuntimeResult<RolloutId> {
+        let release = self.revision(stage, app, revision)?.spec.release;
+        let k = key(stage, app);
+        let settings = match settings {
+            Some(s) => s,
+            None => self.services.get(&k).and_then(|s| s.primary()).map(|r| r.settings.clone()).unwrap_or_default(),
+        };
+        let now = Utc::now();
+        let service = self.services.entry(k.clone()).or_insert_with(|| Service {
+            desired,
+            rollouts: Vec::new(),
+            removing: false,
+            listeners: BTreeMap::new(),
+            next_backend: 0,
+        });
+        service.removing = false;
+        service.desired = desired;
+        for r in &mut service.rollouts {
+            if r.state == RolloutState::InProgress {
+                r.state = RolloutState::Failed;
+                r.reason = Some(superseded.to_string());
+                r.updated_at = now;
+            }
+        }
+        // Tasks of this revision that already serve keep serving (a rollback, or a deploy of
+        // the running revision), so traffic starts switched in that case.
+        let serving = self
+            .tasks
+            .values()
+            .any(|t| (&t.stage, &t.app) == (&k.0, &k.1) && t.revision == *revision && t.routable(service));
+        let id = RolloutId(format!("ro-{}", new_id()));
+        service.rollouts.push(Rollout {
+            id: id.clone(),
+            revision: revision.clone(),
+            release,
+            settings,
+            state: RolloutState::InProgress,
+            reason: None,
+            switched: serving,
+            failed_tasks: 0,
+            created_at: now,
+            updated_at: now,
+        });
+        if service.rollouts.len() > 10 {
+            service.rollouts.remove(0);
+        }
+        Ok(id)
+    }
+
+    /// Create a task record (the caller spawns its runner).
+    pub fn add_task(
+        &mut self,
+        stage: &str,
+        app: &str,
+        revision: &RevisionId,
+        one_off: Option<TaskSpec>,
+    ) -> RuntimeResult<TaskId> {
+        let release = self.revision(stage, app, revision)?.spec.release;
+        self.seq += 1;
+        let id = TaskId(new_id());
+        let kind = if one_off.is_some() { TaskKind::OneOff } else { TaskKind::Service };
+        self.tasks.insert(
+            id.clone(),
+            Task {
+                id: id.clone(),
+                stage: stage.into(),
+                app: app.into(),
+                kind,
+                name: one_off.as_ref().map(|s| s.name.clone()),
+                revision: revision.clone(),
+                release,
+                one_off,
+                lifecycle: Lifecycle::Provisioning,
+                health: Health::Unknown,
+                ever_healthy: false,
+                started_at: None,
+                stopped_at: None,
+                exit_code: None,
+                stopped_reason: None,
+                restarts: 0,
+                last_check: None,
+                port: None,
+                pid: None,
+                stop: None,
+                inflight: Arc::new(AtomicUsize::new(0)),
+                wake: Arc::new(Notify::new()),
+                seq: self.seq,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Ask a task to stop (idempotent).
+    pub fn request_stop(&mut self, id: &TaskId, reason: &str, drain: bool) {
+        if let Some(t) = self.tasks.get_mut(id) {
+            if t.stop.is_none() && t.is_live() {
+                t.stop = Some(StopRequest { reason: reason.to_string(), drain });
+                t.wake.notify_one();
+            }
+        }
+    }
+
+    /// Mark every app of a stage (every stage: `None`) for removal.
+    pub fn remove_stage(&mut self, stage: Option<&str>) {
+        for ((s, _), service) in self.services.iter_mut() {
+            if stage.map_or(true, |st| st == s) {
+                service.removing = true;
+            }
+        }
+        let one_offs: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.kind == TaskKind::OneOff && stage.map_or(true, |st| st == t.stage))
+            .map(|t| t.id.clone())
+            .collect();
+        for id in one_offs {
+            self.request_stop(&id, "stage is going down", false);
+        }
+        self.exit_when_idle = true;
+    }
+
+    /// Tasks not yet stopped, in `stage` (all: `None`).
+    pub fn live_tasks(&self, stage: Option<&str>) -> usize {
+        self.tasks.values().filter(|t| t.is_live() && stage.map_or(true, |s| s == t.stage)).count()
+    }
+
+    /// Apply the rollout rules to every service. Returns tasks to start (records already
+    /// created) and listeners of removed services to close.
+    pub fn reconcile(&mut self) -> Reconciled {
+        let mut out = Reconciled::default();
+        let keys: Vec<AppKey> = self.services.keys().cloned().collect();
+        for k in keys {
+            self.reconcile_service(&k, &mut out);
+        }
+        self.prune();
+        out
+    }
+
+    fn reconcile_service(&mut self, k: &AppKey, out: &mut Reconciled) {
+        let now = Utc::now();
+        let service = &self.services[k];
+        let of_app = |t: &&Task| t.kind == TaskKind::Service && t.stage == k.0 && t.app == k.1 && t.is_live();
+        if service.removing {
+            let live: Vec<TaskId> = self.tasks.values().filter(of_app).map(|t| t.id.clone()).collect();
+            if live.is_empty() {
+                if let Some(s) = self.services.remove(k) {
+                    out.closed.extend(s.listeners.into_values());
+                }
+            } else {
+                for id in live {
+                    self.request_stop(&id, "service removed", true);
+                }
+            }
+            return;
+        }
+        let Some(primary) = service.primary().cloned() else { return };
+        let n = service.desired as usize;
+        let active: Vec<&Task> = self.tasks.values().filter(of_app).filter(|t| t.stop.is_none()).collect();
+        let (new, old): (Vec<&Task>, Vec<&Task>) = active.into_iter().partition(|t| t.revision == primary.revision);
+        let healthy = |t: &&&Task| t.lifecycle == Lifecycle::Running && t.health == Health::Healthy;
+        let healthy_new = new.iter().filter(healthy).count();
+        let mut surge = primary.settings.max_surge.of_ceil(n as u32) as usize;
+        let min_serving = primary.settings.min_healthy.of_ceil(n as u32) as usize;
+        if surge == 0 && min_serving >= n {
+            surge = 1;
+        }
+        let atomic = surge >= n || old.is_empty();
+        let old_routable = old.iter().filter(|t| t.routable(service)).count();
+        let switch = !primary.switched
+            && (!atomic || old.is_empty() || healthy_new >= n || (healthy_new > 0 && old_routable == 0));
+
+        let mut start = 0;
+        let mut stops: Vec<(TaskId, &'static str)> = Vec::new();
+        // Tasks still draining or stopping count against the surge, as on ECS: they hold
+        // resources until they are gone.
+        let stopping = self.tasks.values().filter(of_app).filter(|t| t.stop.is_some()).count();
+        if new.len() < n {
+            let room = (n + surge).saturating_sub(new.len() + old.len() + stopping);
+            start = (n - new.len()).min(room);
+        }
+        if new.len() > n {
+            let mut extra: Vec<&&Task> = new.iter().collect();
+            // Stop the unhealthy first, then the youngest.
+            extra.sort_by_key(|t| (t.health == Health::Healthy, std::cmp::Reverse(t.seq)));
+            stops.extend(extra.iter().take(new.len() - n).map(|t| (t.id.clone(), "scaled in")));
+        }
+        let switched = primary.switched || switch;
+        if atomic {
+            if switched {
+                stops.extend(old.iter().map(|t| (t.id.clone(), "replaced by a new revision")));
+            }
+        } else {
+            // Rolling: keep enough old tasks that old + healthy new cover N.
+            let keep = n.saturating_sub(healthy_new);
+            let mut sorted: Vec<&&Task> = old.iter().collect();
+            sorted.sort_by_key(|t| (t.routable(service), t.seq));
+            let mut drop = old.len().saturating_sub(keep);
+            // Out of surge room: free one slot if serving stays at or above min healthy.
+            if drop == 0 && start == 0 && stopping == 0 && new.len() < n && old_routable + healthy_new > min_serving {
+                drop = 1;
+            }
+            stops.extend(sorted.iter().take(drop).map(|t| (t.id.clone(), "replaced by a new revision")));
+        }
+        let others_live = self.tasks.values().filter(of_app).any(|t| t.revision != primary.revision);
+        let complete = primary.state == RolloutState::InProgress
+            && new.len() == n
+            && healthy_new == n
+            && start == 0
+            && !others_live;
+
+        let service = self.services.get_mut(k).expect("service");
+        let rollout = service.rollouts.last_mut().expect("primary");
+        if switch {
+            rollout.switched = true;
+            rollout.updated_at = now;
+        }
+        if complete {
+            rollout.state = RolloutState::Completed;
+            rollout.updated_at = now;
+            // A finished port change leaves only the current port's listener.
+            let port = self
+                .revisions
+                .get(k)
+                .and_then(|rs| rs.iter().find(|r| r.id == rollout.revision))
+                .and_then(|r| r.spec.config.port);
+            let stale: Vec<u16> = service.listeners.keys().copied().filter(|p| Some(*p) != port).collect();
+            for p in stale {
+                out.closed.extend(service.listeners.remove(&p));
+            }
+        }
+        let revision = primary.revision.clone();
+        for (id, reason) in stops {
+            self.request_stop(&id, reason, true);
+        }
+        for _ in 0..start {
+            if let Ok(id) = self.add_task(&k.0, &k.1, &revision, None) {
+                out.start.push(id);
+            }
+        }
+    }
+
+    /// Forget the oldest stopped tasks beyond [`KEEP_STOPPED`] per app.
+    fn prune(&mut self) {
+        let mut stopped: BTreeMap<AppKey, Vec<(u64, TaskId)>> = BTreeMap::new();
+        for t in self.tasks.values().filter(|t| !t.is_live()) {
+            stopped.entry(key(&t.stage, &t.app)).or_default().push((t.seq, t.id.clone()));
+        }
+        for (_, mut list) in stopped {
+            if list.len() > KEEP_STOPPED {
+                list.sort();
+                for (_, id) in &list[..list.len() - KEEP_STOPPED] {
+                    self.tasks.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Count a task that stopped or restarted before ever turning healthy against the
+    /// newest rollout of its revision.
+    pub fn count_failed(&mut self, id: &TaskId) {
+        let Some(t) = self.tasks.get(id) else { return };
+        if t.kind != TaskKind::Service || t.ever_healthy {
+            return;
+        }
+        let revision = t.revision.clone();
+        if let Some(s) = self.services.get_mut(&key(&t.stage, &t.app)) {
+            if let Some(r) = s.rollouts.iter_mut().rev().find(|r| r.revision == revision) {
+                r.failed_tasks += 1;
+                r.updated_at = Utc::now();
+            }
+        }
+    }
+
+    /// The status of `apps` of `stage` (every app with a service or tasks: empty).
+    pub fn observe(&self, stage: &str, apps: &[String]) -> Vec<ServiceStatus> {
+        let apps: Vec<String> = if apps.is_empty() {
+            let mut all: Vec<String> =
+                self.services.keys().filter(|(s, _)| s == stage).map(|(_, a)| a.clone()).collect();
+            all.extend(self.tasks.values().filter(|t| t.stage == stage).map(|t| t.app.clone()));
+            all.sort();
+            all.dedup();
+            all
+        } else {
+            apps.to_vec()
+        };
+        apps.iter().map(|app| self.observe_app(stage, app)).collect()
+    }
+
+    fn observe_app(&self, stage: &str, app: &str) -> ServiceStatus {
+        let k = key(stage, app);
+        let service = self.services.get(&k);
+        let mut tasks: Vec<&Task> = self.tasks.values().filter(|t| t.stage == stage && t.app == app).collect();
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.seq));
+        let Some(service) = service else {
+            let mut s = ServiceStatus::missing(app);
+            s.tasks = tasks.iter().map(|t| t.status(None)).collect();
+            return s;
+        };
+        let svc_tasks = || tasks.iter().filter(|t| t.kind == TaskKind::Service && t.is_live());
+        let primary = service.primary();
+        let rollouts = service
+            .rollouts
+            .iter()
+            .rev()
+            .map(|r| {
+                let of_rev = || svc_tasks().filter(|t| t.revision == r.revision && t.stop.is_none());
+                RolloutStatus {
+                    id: r.id.clone(),
+                    revision: r.revision.clone(),
+                    release: r.release,
+                    primary: primary.is_some_and(|p| p.id == r.id),
+                    state: r.state,
+                    reason: r.reason.clone(),
+                    desired: if primary.is_some_and(|p| p.id == r.id) { service.desired } else { 0 },
+                    running: of_rev().filter(|t| t.lifecycle == Lifecycle::Running).count() as u32,
+                    pending: of_rev().filter(|t| t.lifecycle.is_pending()).count() as u32,
+                    healthy: of_rev()
+                        .filter(|t| t.lifecycle == Lifecycle::Running && t.health == Health::Healthy)
+                        .count() as u32,
+                    failed_tasks: r.failed_tasks,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                }
+            })
+            .collect();
+        let port = primary.and_then(|p| self.revision(stage, app, &p.revision).ok()).and_then(|r| r.spec.config.port);
+        ServiceStatus {
+            app: app.to_string(),
+            state: if service.removing { ServiceState::Draining } else { ServiceState::Active },
+            revision: primary.map(|p| p.revision.clone()),
+            desired: if service.removing { 0 } else { service.desired },
+            running: svc_tasks().filter(|t| t.lifecycle == Lifecycle::Running).count() as u32,
+            pending: svc_tasks().filter(|t| t.lifecycle.is_pending()).count() as u32,
+            port,
+            rollouts,
+            tasks: tasks.iter().map(|t| t.status(Some(service))).collect(),
+        }
+    }
+
+    /// Pick a task for the proxy (round robin over routable tasks) and count the request
+    /// as in flight; `exclude` holds tasks that already refused this request.
+    pub fn pick_backend(&mut self, k: &AppKey, exclude: &[TaskId]) -> Option<(TaskId, u16, InflightGuard)> {
+        let service = self.services.get(k)?;
+        let candidates: Vec<&Task> = self
+            .tasks
+            .values()
+            .filter(|t| t.stage == k.0 && t.app == k.1 && !exclude.contains(&t.id) && t.routable(service))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let i = service.next_backend % candidates.len();
+        let t = candidates[i];
+        let picked = (t.id.clone(), t.port?, InflightGuard::new(t.inflight.clone()));
+        self.services.get_mut(k)?.next_backend = i + 1;
+        Some(picked)
+    }
+}
+
+/// What a reconcile pass asks the agent to do outside the lock.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    pub start: Vec<TaskId>,
+    pub closed: Vec<JoinHandle<()>>,
+}
+
+/// Counts one relayed request as in flight until dropped.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<AtomicUsize>);
+
+impl InflightGuard {
+    fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(counter)
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AppConfig, Digest, Percent};
+
+    fn spec(release: u64) -> RevisionSpec {
+        RevisionSpec {
+            app: "web".into(),
+            release,
+            image: "local/web".into(),
+            digest: Digest::of_bytes(&release.to_be_bytes()),
+            config: AppConfig {
+                cpu: 256,
+                memory: 512,
+                command: vec!["true".into()],
+                port: None,
+                env: BTreeMap::from([("V".to_string(), release.to_string())]),
+                sensitive_env: Default::default(),
+                secrets: Default::default(),
+                health: Default::default(),
+                deploy: Default::default(),
+                release_tasks: Vec::new(),
+                target_group: None,
+            },
+            local_dir: Some(std::env::temp_dir()),
+        }
+    }
+
+    /// Play the runners' part: every started task turns RUNNING and HEALTHY, every stop
+    /// request completes.
+    fn settle(state: &mut State, started: &[TaskId]) {
+        for id in started {
+            let t = state.tasks.get_mut(id).unwrap();
+            t.lifecycle = Lifecycle::Running;
+            t.health = Health::Healthy;
+        }
+        for t in state.tasks.values_mut() {
+            if t.stop.is_some() {
+                t.lifecycle = Lifecycle::Stopped;
+            }
+        }
+    }
+
+    fn rollout_state(state: &State) -> (RolloutState, bool) {
+        let r = state.services[&key("dev", "web")].primary().unwrap();
+        (r.state, r.switched)
+    }
+
+    #[test]
+    fn default_rollout_switches_all_at_once_after_every_new_task_is_healthy() {
+        let mut state = State::default();
+        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        assert_eq!(state.register("dev", spec(1), BTreeMap::new()).unwrap(), v1);
+        state.deploy("dev", "web", &v1, 2, Some(DeploySettings::default()), "superseded").unwrap();
+        let first = state.reconcile().start;
+        assert_eq!(first.len(), 2);
+        settle(&mut state, &first);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::Completed, true));
+
+        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v2, 2, Some(DeploySettings::default()), "superseded").unwrap();
+        let second = state.reconcile().start;
+        assert_eq!(second.len(), 2, "100% surge: all new tasks beside the old");
+        assert!(state.tasks.values().filter(|t| t.revision == v1).all(|t| t.stop.is_none()));
+        assert_eq!(rollout_state(&state), (RolloutState::InProgress, false));
+        // One new task healthy is not enough to switch.
+        settle(&mut state, &second[..1]);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::InProgress, false));
+        settle(&mut state, &second[1..]);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::InProgress, true));
+        assert!(state.tasks.values().filter(|t| t.revision == v1).all(|t| t.stop.is_some()), "old tasks drain");
+        settle(&mut state, &[]);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::Completed, true));
+    }
+
+    #[test]
+    fn rollback_keeps_the_serving_revision_and_stops_the_new_tasks() {
+        let mut state = State::default();
+        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v1, 1, None, "superseded").unwrap();
+        let first = state.reconcile().start;
+        settle(&mut state, &first);
+        state.reconcile();
+        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v2, 1, None, "superseded").unwrap();
+        let bad = state.reconcile().start;
+        assert_eq!(bad.len(), 1);
+        state.deploy("dev", "web", &v1, 1, None, "rolled back").unwrap();
+        assert_eq!(rollout_state(&state), (RolloutState::InProgress, true), "v1 still serves: no switch needed");
+        assert!(state.reconcile().start.is_empty(), "the serving task is adopted, not replaced");
+        assert!(state.tasks[&bad[0]].stop.is_some());
+        assert!(state.tasks[&first[0]].stop.is_none());
+        settle(&mut state, &[]);
+        state.reconcile();
+        assert_eq!(rollout_state(&state), (RolloutState::Completed, true));
+        let failed = &state.services[&key("dev", "web")].rollouts[1];
+        assert_eq!((failed.state, failed.reason.as_deref()), (RolloutState::Failed, Some("rolled back")));
+    }
+
+    #[test]
+    fn small_surge_rolls_within_min_healthy() {
+        let mut state = State::default();
+        let settings = DeploySettings { max_surge: Percent(0), min_healthy: Percent(50), ..DeploySettings::default() };
+        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v1, 2, Some(settings.clone()), "superseded").unwrap();
+        let first = state.reconcile().start;
+        settle(&mut state, &first);
+        state.reconcile();
+        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        state.deploy("dev", "web", &v2, 2, Some(settings), "superseded").unwrap();
+        // No surge room: one old task goes first, keeping one of two serving (50%).
+        assert!(state.reconcile().start.is_empty());
+        let stopping = state.tasks.values().filter(|t| t.stop.is_some()).count();
+        assert_eq!(stopping, 1);
+        let mut guard = 0;
+        while rollout_state(&state).0 != RolloutState::Completed {
+            let started = state.reconcile().start;
+            settle(&mut state, &started);
+            let serving = state.tasks.values().filter(|t| t.routable(&state.services[&key("dev", "web")])).count();
+            assert!(serving >= 1, "never below min healthy");
+            guard += 1;
+            assert!(guard < 20, "rollout does not converge");
+        }
+    }
+}

@@ -258,7 +258,7 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
             loop {
                 let done = agent.with_state(|s| {
                     s.live_tasks(stage.as_deref()) == 0
-                        && !s.services.keys().any(|(st, _)| stage.as_ref().map_or(true, |x| x == st))
+                        && !s.services.keys().any(|(st, _)| stage.as_ref().is_none_or(|x| x == st))
                 });
                 if done || tokio::time::Instant::now() >= deadline {
                     break;

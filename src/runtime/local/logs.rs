@@ -87,7 +87,7 @@ pub fn stream(dir: PathBuf, query: LogQuery) -> RuntimeResult<LogStream> {
                 if let Ok(lines) = read_from(&path, offset) {
                     for l in lines {
                         if let Some((time, text)) = parse_line(&l) {
-                            if query.since.map_or(true, |s| time >= s) {
+                            if query.since.is_none_or(|s| time >= s) {
                                 batch.push(LogLine { task: task.clone(), time, text: text.to_string() });
                             }
                         }

@@ -344,14 +344,14 @@ impl State {
     /// Mark every app of a stage (every stage: `None`) for removal.
     pub fn remove_stage(&mut self, stage: Option<&str>) {
         for ((s, _), service) in self.services.iter_mut() {
-            if stage.map_or(true, |st| st == s) {
+            if stage.is_none_or(|st| st == s) {
                 service.removing = true;
             }
         }
         let one_offs: Vec<TaskId> = self
             .tasks
             .values()
-            .filter(|t| t.kind == TaskKind::OneOff && stage.map_or(true, |st| st == t.stage))
+            .filter(|t| t.kind == TaskKind::OneOff && stage.is_none_or(|st| st == t.stage))
             .map(|t| t.id.clone())
             .collect();
         for id in one_offs {
@@ -362,7 +362,7 @@ impl State {
 
     /// Tasks not yet stopped, in `stage` (all: `None`).
     pub fn live_tasks(&self, stage: Option<&str>) -> usize {
-        self.tasks.values().filter(|t| t.is_live() && stage.map_or(true, |s| s == t.stage)).count()
+        self.tasks.values().filter(|t| t.is_live() && stage.is_none_or(|s| s == t.stage)).count()
     }
 
     /// Apply the rollout rules to every service. Returns tasks to start (records already

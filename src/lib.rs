@@ -5,4 +5,5 @@
 pub mod cli;
 pub mod config;
 pub mod plan;
+pub mod render;
 pub mod state;

@@ -4,7 +4,9 @@
 
 mod completions;
 mod fmt;
+mod graph;
 mod init;
+mod plan;
 pub mod schema;
 mod validate;
 
@@ -47,6 +49,8 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     Schema(schema::SchemaArgs),
     Completions(completions::CompletionsArgs),
+    Plan(plan::PlanArgs),
+    Graph(graph::GraphArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -139,6 +143,8 @@ pub fn run() -> ExitCode {
         Command::Fmt(args) => fmt::run(&ctx, args),
         Command::Schema(args) => schema::run(&ctx, args),
         Command::Completions(args) => completions::run(args),
+        Command::Plan(args) => plan::run(&ctx, args),
+        Command::Graph(args) => graph::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

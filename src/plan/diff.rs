@@ -53,7 +53,6 @@ pub struct FieldChange {
     /// Canonical rendering after.
     pub to: String,
     /// Key changes, for `env` and `secrets`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyChange>,
 }
 

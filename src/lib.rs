@@ -5,6 +5,8 @@
 pub mod cli;
 pub mod config;
 pub mod edit;
+pub mod plan;
 pub mod registry;
+pub mod render;
 pub mod runtime;
 pub mod state;

@@ -7,9 +7,11 @@ mod completions;
 mod down;
 mod fmt;
 mod force_unlock;
+mod graph;
 mod image;
 mod init;
 mod logs;
+mod plan;
 pub mod ps;
 pub mod schema;
 mod state;
@@ -58,13 +60,15 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     Schema(schema::SchemaArgs),
     Completions(completions::CompletionsArgs),
-    Image(image::ImageArgs),
-    State(state::StateArgs),
-    ForceUnlock(force_unlock::ForceUnlockArgs),
     Agent(agent::AgentArgs),
-    Ps(ps::PsArgs),
-    Logs(logs::LogsArgs),
     Down(down::DownArgs),
+    ForceUnlock(force_unlock::ForceUnlockArgs),
+    Graph(graph::GraphArgs),
+    Image(image::ImageArgs),
+    Logs(logs::LogsArgs),
+    Plan(plan::PlanArgs),
+    Ps(ps::PsArgs),
+    State(state::StateArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -165,13 +169,15 @@ pub fn run() -> ExitCode {
         Command::Fmt(args) => fmt::run(&ctx, args),
         Command::Schema(args) => schema::run(&ctx, args),
         Command::Completions(args) => completions::run(args),
-        Command::Image(args) => image::run(&ctx, args),
-        Command::State(args) => state::run(&ctx, args),
-        Command::ForceUnlock(args) => force_unlock::run(&ctx, args),
         Command::Agent(args) => agent::run(&ctx, args),
-        Command::Ps(args) => ps::run(&ctx, args),
-        Command::Logs(args) => logs::run(&ctx, args),
         Command::Down(args) => down::run(&ctx, args),
+        Command::ForceUnlock(args) => force_unlock::run(&ctx, args),
+        Command::Graph(args) => graph::run(&ctx, args),
+        Command::Image(args) => image::run(&ctx, args),
+        Command::Logs(args) => logs::run(&ctx, args),
+        Command::Plan(args) => plan::run(&ctx, args),
+        Command::Ps(args) => ps::run(&ctx, args),
+        Command::State(args) => state::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

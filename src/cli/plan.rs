@@ -1,0 +1,146 @@
+//! `ferry plan`: diff stage files against recorded state and show the changeset, or save it
+//! for `ferry commit FILE`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::cli::{print_out, CliError, CliResult, Context};
+use crate::config::{self, Project, Stage};
+use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
+use crate::render::{self, PlanView, StageView};
+use crate::state::{StageState, STATE_FORMAT_VERSION};
+
+/// Show what `ferry commit` would change: a changeset per stage.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit codes: 0 no changes (or changes without --detailed-exitcode), 1 error, 2 changes \
+                        with --detailed-exitcode.\n\nExamples:\n  ferry plan\n  ferry plan -s production -o \
+                        production.plan && ferry commit production.plan\n  ferry plan --all --markdown > \
+                        plan.md\n  ferry plan --json | jq .summary\n  ferry plan --detailed-exitcode || \
+                        echo \"changes (2) or error (1)\"")]
+pub struct PlanArgs {
+    /// The stage to plan. Not needed when the project has one stage.
+    #[arg(short, long, conflicts_with = "all")]
+    pub stage: Option<String>,
+    /// Plan every stage.
+    #[arg(long)]
+    pub all: bool,
+    /// Save the plan to FILE, to commit exactly this plan later.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the plan as JSON (docs/PLAN_JSON.md).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the plan as markdown, for a pull-request comment.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Exit 2 when the plan has changes.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Allow removing apps that the stage files no longer run.
+    #[arg(long)]
+    pub allow_remove: bool,
+}
+
+pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
+    let project = ctx.project()?;
+    let names = select_stages(&project, args.stage.as_deref(), args.all)?;
+    if args.out.is_some() && names.len() > 1 {
+        return Err(CliError::with_hint(
+            "-o saves the plan of one stage, and this plans several",
+            format!("pass -s STAGE (stages: {})", names.join(", ")),
+        ));
+    }
+    let options = PlanOptions { allow_remove: args.allow_remove };
+    let mut stages = Vec::new();
+    for name in &names {
+        let desired = config::load_stage(&project, name)?;
+        let recorded = read_recorded(&project, name)?;
+        let changeset = plan::plan(&desired, &recorded, &options).map_err(|e| CliError::new(e.to_string()))?;
+        if let Some(out) = &args.out {
+            save(ctx, &project, &desired, &recorded, changeset.clone(), out)?;
+        }
+        stages.push(StageView::build(&changeset, &recorded.lineage, recorded.serial, Some(&file_name(&desired))));
+    }
+    let view = PlanView { stages };
+    let text = if args.json {
+        render::json::render(&view)
+    } else if args.markdown {
+        render::markdown::render(&view)
+    } else {
+        render::text::render(&view, ctx.color)
+    };
+    print_out(&text)?;
+    if args.detailed_exitcode && view.has_changes() {
+        return Err(CliError::Exit(2));
+    }
+    Ok(())
+}
+
+/// The stages a command acts on: `-s`, every stage with `--all`, or the only one.
+pub(crate) fn select_stages(project: &Project, stage: Option<&str>, all: bool) -> CliResult<Vec<String>> {
+    if let Some(s) = stage {
+        return Ok(vec![s.to_string()]);
+    }
+    let names: Vec<String> = config::stage_refs(&project.root).into_iter().map(|r| r.name).collect();
+    match names.len() {
+        0 => Err(CliError::with_hint(
+            format!("no stage files in {}", project.root.join(config::STAGES_DIR).display()),
+            "create stages/NAME.toml (`ferry init` makes a first one)",
+        )),
+        1 => Ok(names),
+        _ if all => Ok(names),
+        _ => Err(CliError::with_hint(
+            format!("this project has {} stages: {}; say which", names.len(), names.join(", ")),
+            format!("pass -s STAGE (e.g. -s {}) or --all", names[0]),
+        )),
+    }
+}
+
+fn file_name(stage: &Stage) -> String {
+    stage.file.display().to_string()
+}
+
+fn save(
+    ctx: &Context,
+    project: &Project,
+    desired: &Stage,
+    recorded: &StageState,
+    changeset: Changeset,
+    out: &Path,
+) -> CliResult {
+    let read = |p: PathBuf| std::fs::read(&p).map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())));
+    let stage_bytes = read(project.root.join(&desired.file))?;
+    let project_bytes = read(project.root.join(config::PROJECT_FILE))?;
+    let saved = SavedPlan::new(changeset, recorded, plan::input_hash(&stage_bytes, &project_bytes), chrono::Utc::now());
+    let path = ctx.cwd.join(out);
+    saved.write(&path).map_err(|e| CliError::new(e.to_string()))?;
+    eprintln!(
+        "saved the plan of stage `{}` to {}; apply it with `ferry commit {}`",
+        desired.name,
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The recorded state of `stage`, or fresh state when it was never applied.
+// replaced by state::open_store on merge
+pub(crate) fn read_recorded(project: &Project, stage: &str) -> CliResult<StageState> {
+    let path = project.root.join(".ferry").join("state").join(format!("{stage}.json"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StageState::new(stage)),
+        Err(e) => return Err(CliError::new(format!("cannot read state file {}: {e}", path.display()))),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::new(format!("state file {} does not parse: {e}", path.display())))?;
+    if value.get("version").and_then(serde_json::Value::as_u64).is_some_and(|v| v > u64::from(STATE_FORMAT_VERSION)) {
+        return Err(CliError::with_hint(
+            format!("state file {} was written by a newer ferry", path.display()),
+            "upgrade ferry",
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| CliError::new(format!("state file {} does not parse: {e}", path.display())))
+}

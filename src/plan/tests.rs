@@ -1,0 +1,244 @@
+//! Planner tests: each kind of change gives the operations and edges it should, and the
+//! properties that hold for any stage and state (proptest).
+
+use proptest::prelude::*;
+
+use super::fixture::{app, applied, apply, digest, stage};
+use super::*;
+use crate::config::{ReleaseTask, RunOn, Stage};
+use crate::state::StageState;
+
+fn ids(cs: &Changeset) -> Vec<String> {
+    cs.operations.iter().map(Operation::id).collect()
+}
+
+fn has_edge(cs: &Changeset, from: &str, to: &str) -> bool {
+    cs.edges.iter().any(|e| e.from == from && e.to == to)
+}
+
+fn task(name: &str, run_on: RunOn) -> ReleaseTask {
+    ReleaseTask {
+        name: name.into(),
+        command: vec![name.into()],
+        timeout: crate::config::Duration::from_millis(1000),
+        run_on,
+    }
+}
+
+fn plan_ok(desired: &Stage, recorded: &StageState) -> Changeset {
+    plan(desired, recorded, &PlanOptions::default()).unwrap()
+}
+
+#[test]
+fn a_new_app_gets_the_full_chain() {
+    let mut web = app("web", 2);
+    web.config.release_tasks = vec![task("migrate", RunOn::Release), task("seed", RunOn::EveryDeploy)];
+    let s = stage("dev", [web]);
+    let cs = plan_ok(&s, &StageState::new("dev"));
+    assert_eq!(ids(&cs), ["web/verify", "web/register", "web/task/migrate", "web/task/seed", "web/deploy"]);
+    assert!(has_edge(&cs, "web/task/seed", "web/deploy"));
+    let Operation::Deploy { kind, from, description, .. } = &cs.operations[4] else { panic!() };
+    assert_eq!((*kind, from.is_none()), (DeployKind::Activate, true));
+    assert!(description.starts_with("Activate release 2 (sha256:"), "{description}");
+}
+
+#[test]
+fn no_changes_after_applying_and_reordering_changes_nothing() {
+    let s = stage("dev", [app("web", 2), app("api", 1)]);
+    let state = applied(&s);
+    assert!(plan_ok(&s, &state).is_empty());
+    // The model of a reordered file is the same model: maps are sorted.
+    let reordered = stage("dev", [app("api", 1), app("web", 2)]);
+    assert!(plan_ok(&reordered, &state).is_empty());
+}
+
+#[test]
+fn scale_only_is_a_scale() {
+    let mut s = stage("dev", [app("web", 1)]);
+    let state = applied(&s);
+    s.apps.get_mut("web").unwrap().scale = 4;
+    let cs = plan_ok(&s, &state);
+    assert_eq!(ids(&cs), ["web/scale"]);
+    let Operation::Scale { description, .. } = &cs.operations[0] else { panic!() };
+    assert_eq!(description, "Scale 1 → 4");
+}
+
+#[test]
+fn config_change_redeploys_the_same_release_running_only_every_deploy_tasks() {
+    let mut web = app("web", 1);
+    web.config.release_tasks = vec![task("migrate", RunOn::Release), task("warm", RunOn::EveryDeploy)];
+    web.config.env.insert("RAILS_ENV".into(), "staging".into());
+    let mut s = stage("dev", [web]);
+    let state = applied(&s);
+    let w = s.apps.get_mut("web").unwrap();
+    w.config.env.insert("RAILS_ENV".into(), "production".into());
+    w.config.env.insert("FEATURE_X".into(), "1".into());
+    w.scale = 2;
+    let cs = plan_ok(&s, &state);
+    assert_eq!(ids(&cs), ["web/verify", "web/register", "web/task/warm", "web/deploy"]);
+    let Operation::Deploy { kind, description, .. } = &cs.operations[3] else { panic!() };
+    assert_eq!(*kind, DeployKind::Config);
+    assert_eq!(description, "Config change: +FEATURE_X ~RAILS_ENV; scale 1 → 2");
+}
+
+#[test]
+fn activation_runs_release_tasks() {
+    let mut web = app("web", 2);
+    web.config.release_tasks = vec![task("migrate", RunOn::Release)];
+    web.active = Some(1);
+    let mut s = stage("dev", [web]);
+    let state = applied(&s);
+    s.apps.get_mut("web").unwrap().active = Some(2);
+    assert_eq!(ids(&plan_ok(&s, &state)), ["web/verify", "web/register", "web/task/migrate", "web/deploy"]);
+}
+
+#[test]
+fn depends_on_orders_deploys_across_apps_even_through_unchanged_apps() {
+    let mut web = app("web", 1);
+    web.depends_on = vec!["api".into()];
+    let mut api = app("api", 1);
+    api.depends_on = vec!["db".into()];
+    let mut s = stage("dev", [web, api, app("db", 1)]);
+    let state = applied(&s);
+    for name in ["web", "db"] {
+        s.apps.get_mut(name).unwrap().config.cpu = 512;
+    }
+    let cs = plan_ok(&s, &state);
+    assert!(has_edge(&cs, "db/deploy", "web/deploy"), "{:?}", cs.edges);
+    let cs = plan_ok(&s, &StageState::new("dev"));
+    assert!(has_edge(&cs, "api/deploy", "web/deploy") && has_edge(&cs, "db/deploy", "api/deploy"));
+    assert!(!has_edge(&cs, "db/deploy", "web/deploy"), "only direct edges when every app changes");
+}
+
+#[test]
+fn removal_needs_allow_remove_and_names_the_apps() {
+    let s = stage("dev", [app("web", 1), app("old", 1)]);
+    let state = applied(&s);
+    let mut s2 = stage("dev", [app("web", 1), app("idle", 1)]);
+    s2.apps.get_mut("idle").unwrap().active = None;
+    let idle_state = {
+        let mut st = state.clone();
+        apply(&stage("dev", [app("web", 1), app("old", 1), app("idle", 1)]), &mut st);
+        st
+    };
+    let err = plan(&s2, &idle_state, &PlanOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("`idle` (declared with no `active` release), `old` (no longer in the stage file)"), "{err}");
+    assert!(err.contains("--allow-remove"), "{err}");
+    let cs = plan(&s2, &idle_state, &PlanOptions { allow_remove: true }).unwrap();
+    assert_eq!(ids(&cs), ["idle/remove", "old/remove"]);
+}
+
+#[test]
+fn a_rebound_release_id_is_refused() {
+    let mut s = stage("dev", [app("web", 1)]);
+    let state = applied(&s);
+    s.apps.get_mut("web").unwrap().releases.insert(1, digest("other", 1));
+    let err = plan(&s, &state, &PlanOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("release 1 of app `web`") && err.contains("immutable"), "{err}");
+}
+
+#[test]
+fn old_revisions_are_pruned_after_the_deploy_that_retires_them() {
+    let mut s = stage("dev", [app("web", 1)]);
+    let mut state = applied(&s);
+    for cpu in 1..=KEEP_REVISIONS as u32 + 1 {
+        s.apps.get_mut("web").unwrap().config.cpu = 256 + cpu;
+        apply(&s, &mut state);
+    }
+    let web = &state.apps["web"];
+    assert_eq!(web.revisions.len(), KEEP_REVISIONS + 1, "the active one and KEEP inactive");
+    assert!(plan_ok(&s, &state).is_empty());
+    s.apps.get_mut("web").unwrap().config.cpu = 100;
+    let cs = plan_ok(&s, &state);
+    assert_eq!(ids(&cs).last().unwrap(), "web/prune");
+    assert!(has_edge(&cs, "web/deploy", "web/prune"));
+}
+
+// ---- properties -------------------------------------------------------------------------
+
+const NAMES: [&str; 5] = ["api", "cron", "db", "web", "worker"];
+
+fn arb_app(index: usize) -> impl Strategy<Value = Option<crate::config::App>> {
+    let name = NAMES[index];
+    (
+        any::<bool>(),
+        prop::option::of(1u64..=3),
+        0u32..4,
+        prop::collection::btree_map("[A-C]", "[xy]", 0..3),
+        prop::sample::select(vec![256u32, 512]),
+        0usize..3,
+        prop::collection::vec(any::<bool>(), index),
+        prop::bool::ANY,
+    )
+        .prop_map(move |(present, active, scale, env, cpu, tasks, deps, sensitive)| {
+            if !present {
+                return None;
+            }
+            let mut a = app(name, 3);
+            a.active = active;
+            a.scale = scale;
+            a.config.env = env;
+            a.config.cpu = cpu;
+            if sensitive {
+                a.config.sensitive_env.insert("A".into());
+            }
+            let all = [task("migrate", RunOn::Release), task("warm", RunOn::EveryDeploy)];
+            a.config.release_tasks = all.into_iter().take(tasks).collect();
+            // Only on apps earlier in NAMES: acyclic, as validation guarantees.
+            a.depends_on = deps.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| NAMES[i].to_string()).collect();
+            Some(a)
+        })
+}
+
+fn arb_stage() -> impl Strategy<Value = Stage> {
+    (arb_app(0), arb_app(1), arb_app(2), arb_app(3), arb_app(4)).prop_map(|(a, b, c, d, e)| {
+        let apps: Vec<_> = [a, b, c, d, e].into_iter().flatten().collect();
+        let present: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
+        let mut s = stage("dev", apps);
+        for a in s.apps.values_mut() {
+            a.depends_on.retain(|d| present.contains(d));
+        }
+        s
+    })
+}
+
+/// A recorded state: the result of applying zero to three earlier stages.
+fn arb_state() -> impl Strategy<Value = StageState> {
+    prop::collection::vec(arb_stage(), 0..3).prop_map(|history| {
+        let mut state = StageState::new("dev");
+        for s in &history {
+            apply(s, &mut state);
+        }
+        state
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn recording_a_plan_then_planning_again_plans_nothing(desired in arb_stage(), recorded in arb_state()) {
+        let cs = plan(&desired, &recorded, &PlanOptions { allow_remove: true }).unwrap();
+        let mut state = recorded.clone();
+        for op in cs.apply_order().unwrap() {
+            record(op, &mut state, &Outcome::succeeded(super::fixture::fixed_time()));
+        }
+        let again = plan(&desired, &state, &PlanOptions::default()).unwrap();
+        prop_assert!(again.is_empty(), "second plan: {:?}", ids(&again));
+    }
+
+    #[test]
+    fn the_graph_is_acyclic_and_the_order_respects_every_edge(desired in arb_stage(), recorded in arb_state()) {
+        let cs = plan(&desired, &recorded, &PlanOptions { allow_remove: true }).unwrap();
+        prop_assert!(!petgraph::algo::is_cyclic_directed(&cs.graph().unwrap()));
+        let order: Vec<String> = cs.apply_order().unwrap().iter().map(|o| o.id()).collect();
+        prop_assert_eq!(order.len(), cs.operations.len());
+        for e in &cs.edges {
+            let (a, b) = (order.iter().position(|i| *i == e.from), order.iter().position(|i| *i == e.to));
+            prop_assert!(a < b, "{} must come before {}", e.from, e.to);
+        }
+        // A saved plan holds the changeset exactly.
+        let json = serde_json::to_string(&cs).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Changeset>(&json).unwrap(), cs);
+    }
+}

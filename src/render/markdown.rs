@@ -1,0 +1,48 @@
+//! `ferry plan --markdown`: a pull-request comment. One summary line, a table per stage,
+//! and the full text plan folded into `<details>` so the comment stays short.
+
+use std::fmt::Write as _;
+
+use super::json::summary_text;
+use super::text::render_stage_plain;
+use super::view::PlanView;
+
+/// Render `view` as GitHub-flavoured markdown.
+pub fn render(view: &PlanView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "**ferry plan:** {}", summary_text(view));
+    for stage in &view.stages {
+        let _ = writeln!(out, "\n### Stage `{}`\n", stage.stage);
+        if stage.operations.is_empty() {
+            let _ = writeln!(out, "No changes. Stage `{}` matches recorded state.", stage.stage);
+            continue;
+        }
+        let several = view.stages.len() > 1;
+        if several {
+            let _ = writeln!(out, "{}\n", stage.counts.line());
+        }
+        let _ = writeln!(out, "| | App | Action | Release | Scale | Changes |");
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        for a in &stage.apps {
+            let changes = if a.changes.is_empty() { "–".to_string() } else { a.changes.join(", ") };
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {} | {} | {} | {} |",
+                a.symbol,
+                cell(&a.app),
+                a.action.as_str(),
+                a.release.text(),
+                a.scale.text(),
+                cell(&changes)
+            );
+        }
+        let _ = writeln!(out, "\n<details><summary>Details: {} operations</summary>\n", stage.operations.len());
+        let _ = writeln!(out, "```text\n{}```\n\n</details>", render_stage_plain(stage, several).replace("```", "'''"));
+    }
+    out
+}
+
+/// A table cell: pipes would end the cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}

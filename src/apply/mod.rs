@@ -119,10 +119,16 @@ enum Event {
     Watch(Box<Started>),
 }
 
+/// What a progress line shows, less the clock: a change resets the poll delay.
+type PhaseKey = (String, u32, u32, u32, u32);
+
 struct Walk<'a> {
     engine: &'a Engine,
     cs: &'a Changeset,
     session: &'a mut LockedStage,
+    /// State with every entry journaled so far; written by [`Walk::flush`].
+    working: crate::state::StageState,
+    dirty: bool,
     hook: &'a mut dyn Hook,
     nodes: Vec<Node>,
     deps: Vec<Vec<usize>>,
@@ -131,7 +137,7 @@ struct Walk<'a> {
     in_progress: Vec<Option<u64>>,
     revisions: BTreeMap<String, RevisionId>,
     join: JoinSet<(usize, Event)>,
-    watches: BTreeMap<usize, (Started, Option<(String, u32, u32, u32, u32)>)>,
+    watches: BTreeMap<usize, (Started, Option<PhaseKey>)>,
     log_tx: tokio::sync::mpsc::Sender<(String, LogLine)>,
     log_tasks: BTreeMap<usize, tokio::task::JoinHandle<()>>,
     done: usize,
@@ -162,6 +168,8 @@ impl Engine {
         let mut walk = Walk {
             engine: self,
             cs,
+            working: session.state().clone(),
+            dirty: false,
             session,
             hook,
             nodes: vec![Node::Waiting; n],
@@ -184,6 +192,13 @@ impl Engine {
         let mut next_poll = tokio::time::Instant::now() + delay;
         let mut observe_failures = 0;
         loop {
+            // Everything that ended already is handled before the one write and the next wait.
+            while let Some(joined) = walk.join.try_join_next() {
+                match joined {
+                    Ok((i, event)) => walk.on_event(i, event),
+                    Err(e) => panic!("an apply step panicked: {e}"),
+                }
+            }
             if !walk.aborting {
                 if let Some(reason) = self.abort.reason() {
                     walk.begin_abort(reason);
@@ -191,6 +206,7 @@ impl Engine {
                     walk.start_ready();
                 }
             }
+            walk.flush();
             if walk.done == n && walk.join.is_empty() && walk.watches.is_empty() {
                 break;
             }
@@ -247,17 +263,25 @@ impl Walk<'_> {
 
     fn start_ready(&mut self) {
         let limit = self.engine.parallelism.unwrap_or(usize::MAX).max(1);
+        let mut starting = Vec::new();
         for i in 0..self.nodes.len() {
             if self.running() >= limit {
-                return;
+                break;
             }
             if self.nodes[i] == Node::Waiting && self.deps[i].iter().all(|&d| self.nodes[d] == Node::Done) {
-                self.start(i);
+                self.prepare(i);
+                starting.push(i);
             }
+        }
+        // Rollouts are recorded `in_progress` before the runtime hears of them, in one write
+        // for everything starting now.
+        self.flush();
+        for i in starting {
+            self.spawn(i);
         }
     }
 
-    fn start(&mut self, i: usize) {
+    fn prepare(&mut self, i: usize) {
         self.nodes[i] = Node::Running;
         let now = Utc::now();
         self.started[i] = Some((now, Instant::now()));
@@ -265,7 +289,7 @@ impl Walk<'_> {
         self.hook.started(&op);
         if op.is_rollout() {
             let outcome = self.outcome(i, DeploymentStatus::Succeeded, None, None);
-            let entry = journal::in_progress(&op, self.session.state(), &outcome);
+            let entry = journal::in_progress(&op, &self.working, &outcome);
             if let Some(d) = entry {
                 let number = d.number;
                 let app = op.app().to_string();
@@ -274,6 +298,10 @@ impl Walk<'_> {
                 }
             }
         }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let op = self.op(i).clone();
         let ctx = self.engine.ops.clone();
         let abort = self.engine.abort.clone();
         let revision = self.revisions.get(op.app()).cloned();
@@ -363,18 +391,30 @@ impl Walk<'_> {
         }
     }
 
-    /// Write one journal entry. On failure the walk aborts: going on without a true record
-    /// would leave state that lies.
+    /// Add one journal entry to the working state; [`Walk::flush`] writes it before the
+    /// walk waits for anything, so entries of operations that end together share one write
+    /// (20 apps finishing at once would otherwise queue 20 writes behind each other).
     fn journal(&mut self, change: impl FnOnce(&mut crate::state::StageState)) -> bool {
         if self.journal_error.is_some() {
             return false;
         }
-        match self.session.update(change) {
-            Ok(()) => true,
+        change(&mut self.working);
+        self.dirty = true;
+        true
+    }
+
+    /// Write the working state if it changed. On failure the walk aborts: going on without
+    /// a true record would leave state that lies.
+    fn flush(&mut self) {
+        if !self.dirty || self.journal_error.is_some() {
+            return;
+        }
+        self.dirty = false;
+        match self.session.write(self.working.clone()) {
+            Ok(()) => self.working.serial = self.session.state().serial,
             Err(e) => {
                 self.engine.abort.trigger(format!("cannot write state: {e}"));
                 self.journal_error = Some(e);
-                false
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod commit;
 mod edit;
 mod error_messages;
 mod examples;

@@ -2,7 +2,9 @@
 //! failures to exit codes (0 success, 1 error, 2 plan found changes with
 //! `--detailed-exitcode`).
 
+mod abort;
 pub mod agent;
+mod commit;
 mod completions;
 mod down;
 mod fmt;
@@ -15,6 +17,7 @@ mod plan;
 pub mod ps;
 pub mod schema;
 mod state;
+mod task;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -56,6 +59,9 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Init(init::InitArgs),
+    Commit(commit::CommitArgs),
+    Abort(abort::AbortArgs),
+    Task(task::TaskArgs),
     Validate(validate::ValidateArgs),
     Fmt(fmt::FmtArgs),
     Schema(schema::SchemaArgs),
@@ -165,6 +171,9 @@ pub fn run() -> ExitCode {
     let ctx = Context { cwd, color, lock_timeout: cli.lock_timeout.to_std() };
     let result = match cli.command {
         Command::Init(args) => init::run(&ctx, args),
+        Command::Commit(args) => commit::run(&ctx, args),
+        Command::Abort(args) => abort::run(&ctx, args),
+        Command::Task(args) => task::run(&ctx, args),
         Command::Validate(args) => validate::run(&ctx, args),
         Command::Fmt(args) => fmt::run(&ctx, args),
         Command::Schema(args) => schema::run(&ctx, args),

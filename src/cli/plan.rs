@@ -9,7 +9,7 @@ use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, Project, Stage};
 use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
 use crate::render::{self, PlanView, StageView};
-use crate::state::{StageState, STATE_FORMAT_VERSION};
+use crate::state::StageState;
 
 /// Show what `ferry commit` would change: a changeset per stage.
 #[derive(Debug, Args)]
@@ -124,23 +124,10 @@ fn save(
     Ok(())
 }
 
-/// The recorded state of `stage`, or fresh state when it was never applied.
-// replaced by state::open_store on merge
+/// The recorded state of `stage`, or fresh state when it was never applied. Read through
+/// the state store without taking the lock: a plan only reads, and a saved plan is checked
+/// against the serial again when it is committed.
 pub(crate) fn read_recorded(project: &Project, stage: &str) -> CliResult<StageState> {
-    let path = project.root.join(".ferry").join("state").join(format!("{stage}.json"));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StageState::new(stage)),
-        Err(e) => return Err(CliError::new(format!("cannot read state file {}: {e}", path.display()))),
-    };
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::new(format!("state file {} does not parse: {e}", path.display())))?;
-    if value.get("version").and_then(serde_json::Value::as_u64).is_some_and(|v| v > u64::from(STATE_FORMAT_VERSION)) {
-        return Err(CliError::with_hint(
-            format!("state file {} was written by a newer ferry", path.display()),
-            "upgrade ferry",
-        ));
-    }
-    serde_json::from_value(value)
-        .map_err(|e| CliError::new(format!("state file {} does not parse: {e}", path.display())))
+    let store = crate::state::open_store(project)?;
+    Ok(store.read(stage)?.unwrap_or_else(|| StageState::new(stage)))
 }

@@ -1,0 +1,623 @@
+//! The apply engine: walk a changeset's DAG against a runtime, journaling each finished
+//! operation into state at once.
+//!
+//! * **Walk.** Every operation whose dependencies succeeded starts at once, up to
+//!   `parallelism` running together (default: no limit). A failed operation skips what
+//!   depends on it, transitively, and nothing else: independent apps carry on.
+//! * **Watch.** Deploys and scales start in spawned steps ([`ops`]) and are then watched from
+//!   one loop here, which polls `Runtime::observe` for every in-flight app in one call
+//!   (200 ms at first, backing off to 1 s while nothing changes) and judges each rollout
+//!   ([`rollout::judge`]): success only when ferry's rollout is COMPLETED, the planned
+//!   revision is primary and its tasks are healthy; failure fast on crash loops or at
+//!   `deploy.timeout`. A failed or aborted rollout is rolled back to the previous revision
+//!   and recorded with a reason that holds the task's check output, exit code and last log
+//!   lines.
+//! * **Journal.** A deployment is written `in_progress` when its rollout starts and settled
+//!   when it ends ([`journal`]); every other operation is recorded when it finishes. State
+//!   is written through [`LockedStage::update`], a conditional write per entry.
+//! * **Abort.** When the [`AbortSignal`] fires (Ctrl-C, SIGTERM, `ferry abort`), nothing new
+//!   starts, waiting operations are skipped, release tasks are stopped, and every in-flight
+//!   rollout is rolled back and recorded `aborted`.
+//! * **Progress** goes to a [`Hook`].
+
+pub mod abort;
+pub mod hook;
+pub mod journal;
+pub mod ops;
+pub mod rollout;
+pub mod source;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use petgraph::Direction;
+use tokio::task::JoinSet;
+
+pub use abort::AbortSignal;
+pub use hook::{Hook, HumanHook, JsonHook, OpOutcome, SilentHook, Step};
+use ops::{OpContext, Started};
+use rollout::Verdict;
+
+use crate::plan::{Changeset, InvalidChangeset, Operation, Outcome};
+use crate::runtime::{LogLine, LogQuery, RevisionId, Runtime};
+use crate::state::{DeploymentStatus, LockedStage, Source, StateError};
+
+/// First poll delay of in-flight rollouts.
+const POLL_START: Duration = Duration::from_millis(200);
+/// Longest poll delay, reached while nothing changes.
+const POLL_MAX: Duration = Duration::from_secs(1);
+/// Observe failures in a row after which in-flight rollouts are given up as failed.
+const OBSERVE_RETRIES: u32 = 5;
+/// How long a removal may take.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a walk could not be carried out at all (as opposed to operations failing).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("the changeset cannot be applied: {0}")]
+    Invalid(#[from] InvalidChangeset),
+}
+
+/// A deployment recorded by the walk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentResult {
+    pub app: String,
+    /// N in vN.
+    pub number: u64,
+    pub status: DeploymentStatus,
+    pub description: String,
+    pub reason: Option<String>,
+}
+
+/// What a walk did.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// Every operation's id and outcome, in the order they ended.
+    pub operations: Vec<(String, OpOutcome)>,
+    /// Deployments recorded, in the order they ended.
+    pub deployments: Vec<DeploymentResult>,
+    /// Why the walk was aborted, if it was.
+    pub aborted: Option<String>,
+}
+
+impl ApplyReport {
+    /// Whether every operation succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.aborted.is_none() && self.operations.iter().all(|(_, o)| o.is_success())
+    }
+}
+
+/// The engine and its settings.
+#[derive(Clone)]
+pub struct Engine {
+    pub ops: OpContext,
+    /// At most this many operations at once; `None`: no limit.
+    pub parallelism: Option<usize>,
+    /// Recorded as each deployment's source.
+    pub source: Source,
+    /// Stream new tasks' output to the hook while they roll out.
+    pub stream_logs: bool,
+    pub abort: AbortSignal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Waiting,
+    Running,
+    Done,
+}
+
+/// What a spawned step reports back.
+enum Event {
+    /// The operation ended (a revision id for registrations).
+    Finished { outcome: OpOutcome, revision: Option<RevisionId> },
+    /// A rollout started; watch it.
+    Watch(Box<Started>),
+}
+
+/// What a progress line shows, less the clock: a change resets the poll delay.
+type PhaseKey = (String, u32, u32, u32, u32);
+
+struct Walk<'a> {
+    engine: &'a Engine,
+    cs: &'a Changeset,
+    session: &'a mut LockedStage,
+    /// State with every entry journaled so far; written by [`Walk::flush`].
+    working: crate::state::StageState,
+    dirty: bool,
+    hook: &'a mut dyn Hook,
+    nodes: Vec<Node>,
+    deps: Vec<Vec<usize>>,
+    dependents: Vec<Vec<usize>>,
+    started: Vec<Option<(DateTime<Utc>, Instant)>>,
+    in_progress: Vec<Option<u64>>,
+    revisions: BTreeMap<String, RevisionId>,
+    join: JoinSet<(usize, Event)>,
+    watches: BTreeMap<usize, (Started, Option<PhaseKey>)>,
+    log_tx: tokio::sync::mpsc::Sender<(String, LogLine)>,
+    log_tasks: BTreeMap<usize, tokio::task::JoinHandle<()>>,
+    done: usize,
+    report: ApplyReport,
+    journal_error: Option<StateError>,
+    aborting: bool,
+}
+
+impl Engine {
+    /// Walk `cs`, journaling into `session`, reporting to `hook`.
+    pub async fn apply(
+        &self,
+        cs: &Changeset,
+        session: &mut LockedStage,
+        hook: &mut dyn Hook,
+    ) -> Result<ApplyReport, ApplyError> {
+        let graph = cs.graph()?;
+        cs.apply_order()?; // refuses cycles
+        let n = cs.operations.len();
+        let mut deps = vec![Vec::new(); n];
+        let mut dependents = vec![Vec::new(); n];
+        for node in graph.node_indices() {
+            let i = graph[node];
+            deps[i] = graph.neighbors_directed(node, Direction::Incoming).map(|d| graph[d]).collect();
+            dependents[i] = graph.neighbors_directed(node, Direction::Outgoing).map(|d| graph[d]).collect();
+        }
+        let (log_tx, mut log_rx) = tokio::sync::mpsc::channel(1024);
+        let mut walk = Walk {
+            engine: self,
+            cs,
+            working: session.state().clone(),
+            dirty: false,
+            session,
+            hook,
+            nodes: vec![Node::Waiting; n],
+            deps,
+            dependents,
+            started: vec![None; n],
+            in_progress: vec![None; n],
+            revisions: BTreeMap::new(),
+            join: JoinSet::new(),
+            watches: BTreeMap::new(),
+            log_tx,
+            log_tasks: BTreeMap::new(),
+            done: 0,
+            report: ApplyReport::default(),
+            journal_error: None,
+            aborting: false,
+        };
+        walk.hook.step(Step::Applying { total: n });
+        let mut delay = POLL_START;
+        let mut next_poll = tokio::time::Instant::now() + delay;
+        let mut observe_failures = 0;
+        loop {
+            // Everything that ended already is handled before the one write and the next wait.
+            while let Some(joined) = walk.join.try_join_next() {
+                match joined {
+                    Ok((i, event)) => walk.on_event(i, event),
+                    Err(e) => panic!("an apply step panicked: {e}"),
+                }
+            }
+            if !walk.aborting {
+                if let Some(reason) = self.abort.reason() {
+                    walk.begin_abort(reason);
+                } else {
+                    walk.start_ready();
+                }
+            }
+            walk.flush();
+            if walk.done == n && walk.join.is_empty() && walk.watches.is_empty() {
+                break;
+            }
+            let watching = !walk.watches.is_empty();
+            tokio::select! {
+                Some(joined) = walk.join.join_next(), if !walk.join.is_empty() => match joined {
+                    Ok((i, event)) => walk.on_event(i, event),
+                    Err(e) => panic!("an apply step panicked: {e}"),
+                },
+                Some((app, line)) = log_rx.recv() => walk.hook.log(&app, &line),
+                _ = tokio::time::sleep_until(next_poll), if watching => {
+                    let changed = match walk.poll().await {
+                        Ok(changed) => { observe_failures = 0; changed }
+                        Err(e) => {
+                            observe_failures += 1;
+                            if observe_failures >= OBSERVE_RETRIES {
+                                walk.fail_all_watches(&format!("cannot observe the runtime: {e}"));
+                            }
+                            false
+                        }
+                    };
+                    delay = if changed { POLL_START } else { (delay * 5 / 4).min(POLL_MAX) };
+                    next_poll = tokio::time::Instant::now() + delay;
+                },
+                reason = self.abort.requested(), if !walk.aborting => walk.begin_abort(reason),
+            }
+            if walk.watches.is_empty() {
+                // The next rollout to start is polled soon after it starts.
+                delay = POLL_START;
+                next_poll = tokio::time::Instant::now() + delay;
+            }
+        }
+        for (_, h) in std::mem::take(&mut walk.log_tasks) {
+            h.abort();
+        }
+        while let Ok((app, line)) = log_rx.try_recv() {
+            walk.hook.log(&app, &line);
+        }
+        if let Some(e) = walk.journal_error.take() {
+            return Err(e.into());
+        }
+        Ok(walk.report)
+    }
+}
+
+impl Walk<'_> {
+    fn op(&self, i: usize) -> &Operation {
+        &self.cs.operations[i]
+    }
+
+    fn running(&self) -> usize {
+        self.nodes.iter().filter(|n| **n == Node::Running).count()
+    }
+
+    fn start_ready(&mut self) {
+        let limit = self.engine.parallelism.unwrap_or(usize::MAX).max(1);
+        let mut starting = Vec::new();
+        for i in 0..self.nodes.len() {
+            if self.running() >= limit {
+                break;
+            }
+            if self.nodes[i] == Node::Waiting && self.deps[i].iter().all(|&d| self.nodes[d] == Node::Done) {
+                self.prepare(i);
+                starting.push(i);
+            }
+        }
+        // Rollouts are recorded `in_progress` before the runtime hears of them, in one write
+        // for everything starting now.
+        self.flush();
+        for i in starting {
+            self.spawn(i);
+        }
+    }
+
+    fn prepare(&mut self, i: usize) {
+        self.nodes[i] = Node::Running;
+        let now = Utc::now();
+        self.started[i] = Some((now, Instant::now()));
+        let op = self.op(i).clone();
+        self.hook.started(&op);
+        if op.is_rollout() {
+            let outcome = self.outcome(i, DeploymentStatus::Succeeded, None, None);
+            let entry = journal::in_progress(&op, &self.working, &outcome);
+            if let Some(d) = entry {
+                let number = d.number;
+                let app = op.app().to_string();
+                if self.journal(move |s| s.apps.entry(app).or_default().history.push(d)) {
+                    self.in_progress[i] = Some(number);
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let op = self.op(i).clone();
+        let ctx = self.engine.ops.clone();
+        let abort = self.engine.abort.clone();
+        let revision = self.revisions.get(op.app()).cloned();
+        let task_def = match &op {
+            Operation::RunReleaseTask { app, task, .. } => self.release_task(app, task),
+            _ => None,
+        };
+        self.join.spawn(async move {
+            let event = match &op {
+                Operation::VerifyImage { app, release, image, digest } => {
+                    Event::Finished { outcome: ops::verify(&ctx, app, *release, image, digest).await, revision: None }
+                }
+                Operation::RegisterRevision { app, release, image, digest, config, .. } => {
+                    match ops::register(&ctx, app, *release, image, digest, config).await {
+                        Ok(id) => Event::Finished {
+                            outcome: OpOutcome::Succeeded { detail: Some(id.to_string()) },
+                            revision: Some(id),
+                        },
+                        Err(reason) => failed(reason),
+                    }
+                }
+                Operation::RunReleaseTask { app, task, .. } => {
+                    let outcome = match (task_def, revision) {
+                        (Some(def), Some(rev)) => ops::run_release_task(&ctx, app, &def, rev, &abort).await,
+                        (None, _) => OpOutcome::Failed {
+                            status: DeploymentStatus::Failed,
+                            reason: format!("release task {task} of app {app} is not defined in the plan's deploy"),
+                        },
+                        // Plans always register before release tasks; a hand-edited one may not.
+                        (Some(_), None) => OpOutcome::Failed {
+                            status: DeploymentStatus::Failed,
+                            reason: format!("release task {task} of app {app}: no revision was registered before it"),
+                        },
+                    };
+                    Event::Finished { outcome, revision: None }
+                }
+                Operation::Deploy { app, from, to, .. } => {
+                    match ops::start_deploy(&ctx, app, from.as_ref(), to, revision).await {
+                        Ok(s) => Event::Watch(Box::new(s)),
+                        Err(reason) => failed(reason),
+                    }
+                }
+                Operation::Scale { app, running, from, to, .. } => {
+                    match ops::start_scale(&ctx, app, running, *from, *to).await {
+                        Ok(s) => Event::Watch(Box::new(s)),
+                        Err(reason) => failed(reason),
+                    }
+                }
+                Operation::RemoveApp { app, .. } => {
+                    Event::Finished { outcome: ops::remove(&ctx, app, REMOVE_TIMEOUT).await, revision: None }
+                }
+                // The runtime keeps no revisions worth deregistering yet (the local agent's
+                // live in memory); recording the prune keeps state's list short.
+                Operation::PruneRevisions { .. } => {
+                    Event::Finished { outcome: OpOutcome::Succeeded { detail: None }, revision: None }
+                }
+            };
+            (i, event)
+        });
+    }
+
+    /// The definition of a release task, from the target config of its app's deploy.
+    fn release_task(&self, app: &str, task: &str) -> Option<crate::config::ReleaseTask> {
+        self.cs.operations.iter().find_map(|op| match op {
+            Operation::Deploy { app: a, to, .. } if a == app => {
+                to.config.release_tasks.iter().find(|t| t.name == task).cloned()
+            }
+            _ => None,
+        })
+    }
+
+    fn outcome(
+        &self,
+        i: usize,
+        status: DeploymentStatus,
+        reason: Option<String>,
+        revision: Option<&RevisionId>,
+    ) -> Outcome {
+        let now = Utc::now();
+        Outcome {
+            status,
+            started_at: self.started[i].map_or(now, |(t, _)| t),
+            finished_at: now,
+            revision: revision.map(|r| r.to_string()),
+            reason,
+            source: self.engine.source.clone(),
+        }
+    }
+
+    /// Add one journal entry to the working state; [`Walk::flush`] writes it before the
+    /// walk waits for anything, so entries of operations that end together share one write
+    /// (20 apps finishing at once would otherwise queue 20 writes behind each other).
+    fn journal(&mut self, change: impl FnOnce(&mut crate::state::StageState)) -> bool {
+        if self.journal_error.is_some() {
+            return false;
+        }
+        change(&mut self.working);
+        self.dirty = true;
+        true
+    }
+
+    /// Write the working state if it changed. On failure the walk aborts: going on without
+    /// a true record would leave state that lies.
+    fn flush(&mut self) {
+        if !self.dirty || self.journal_error.is_some() {
+            return;
+        }
+        self.dirty = false;
+        match self.session.write(self.working.clone()) {
+            Ok(()) => self.working.serial = self.session.state().serial,
+            Err(e) => {
+                self.engine.abort.trigger(format!("cannot write state: {e}"));
+                self.journal_error = Some(e);
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize, event: Event) {
+        match event {
+            Event::Finished { outcome, revision } => self.finish(i, outcome, revision),
+            Event::Watch(started) => {
+                if let Some(reason) = self.engine.abort.reason() {
+                    // Started just as the abort came: undo it at once.
+                    self.spawn_roll_back(i, *started, DeploymentStatus::Aborted, reason, None);
+                    return;
+                }
+                if self.engine.stream_logs {
+                    self.follow_logs(i, &started);
+                }
+                self.watches.insert(i, (*started, None));
+            }
+        }
+    }
+
+    fn follow_logs(&mut self, i: usize, started: &Started) {
+        let runtime: Arc<dyn Runtime> = self.engine.ops.runtime.clone();
+        let app = started.watch.app.clone();
+        let old = started.old_tasks.clone();
+        let tx = self.log_tx.clone();
+        let since = Some(Utc::now() - chrono::Duration::seconds(1));
+        self.log_tasks.insert(
+            i,
+            tokio::spawn(async move {
+                let query = LogQuery { task: None, since, follow: true };
+                let Ok(mut lines) = runtime.logs(&app, &query).await else { return };
+                while let Some(line) = lines.recv().await {
+                    if !old.contains(&line.task) && tx.send((app.clone(), line)).await.is_err() {
+                        return;
+                    }
+                }
+            }),
+        );
+    }
+
+    /// One batched observation of every in-flight rollout. Returns whether anything changed.
+    async fn poll(&mut self) -> Result<bool, crate::runtime::RuntimeError> {
+        let apps: Vec<String> =
+            self.watches.values().map(|(s, _)| s.watch.app.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let statuses = self.engine.ops.runtime.observe(&apps).await?;
+        let now = Instant::now();
+        let mut changed = false;
+        let ids: Vec<usize> = self.watches.keys().copied().collect();
+        for i in ids {
+            let (started, last) = &self.watches[&i];
+            let Some(status) = statuses.iter().find(|s| s.app == started.watch.app) else { continue };
+            match rollout::judge(&started.watch, status, now) {
+                Verdict::Waiting(p) => {
+                    let key = (p.phase.clone(), p.running, p.pending, p.healthy, p.old);
+                    if last.as_ref() != Some(&key) {
+                        changed = true;
+                    }
+                    self.watches.get_mut(&i).expect("watched").1 = Some(key);
+                    let op = self.op(i).clone();
+                    self.hook.progress(&op, &p);
+                }
+                Verdict::Succeeded(p) => {
+                    changed = true;
+                    let op = self.op(i).clone();
+                    self.hook.progress(&op, &p);
+                    self.watches.remove(&i);
+                    self.stop_logs(i);
+                    self.finish(i, OpOutcome::Succeeded { detail: None }, None);
+                }
+                Verdict::Failed { reason, task } => {
+                    changed = true;
+                    let (started, _) = self.watches.remove(&i).expect("watched");
+                    self.stop_logs(i);
+                    self.spawn_roll_back(i, started, DeploymentStatus::Failed, reason, task.map(|t| *t));
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    fn stop_logs(&mut self, i: usize) {
+        if let Some(h) = self.log_tasks.remove(&i) {
+            h.abort();
+        }
+    }
+
+    fn fail_all_watches(&mut self, reason: &str) {
+        for (i, (started, _)) in std::mem::take(&mut self.watches) {
+            self.stop_logs(i);
+            self.spawn_roll_back(i, started, DeploymentStatus::Failed, reason.to_string(), None);
+        }
+    }
+
+    fn spawn_roll_back(
+        &mut self,
+        i: usize,
+        started: Started,
+        status: DeploymentStatus,
+        reason: String,
+        culprit: Option<crate::runtime::TaskStatus>,
+    ) {
+        let ctx = self.engine.ops.clone();
+        self.join.spawn(async move {
+            let reason = ops::roll_back(&ctx, &started, &reason, culprit.as_ref()).await;
+            (i, Event::Finished { outcome: OpOutcome::Failed { status, reason }, revision: None })
+        });
+    }
+
+    fn begin_abort(&mut self, reason: String) {
+        self.aborting = true;
+        self.report.aborted = Some(reason.clone());
+        self.hook.note(&format!("{reason}: rolling back in-flight deployments…"));
+        for (i, (started, _)) in std::mem::take(&mut self.watches) {
+            self.stop_logs(i);
+            self.spawn_roll_back(i, started, DeploymentStatus::Aborted, reason.clone(), None);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i] == Node::Waiting {
+                self.settle(i, OpOutcome::Skipped { because: reason.clone() });
+            }
+        }
+    }
+
+    /// An operation ended: journal it, report it, and skip its dependents if it failed.
+    fn finish(&mut self, i: usize, outcome: OpOutcome, revision: Option<RevisionId>) {
+        let op = self.op(i).clone();
+        let (status, reason) = match &outcome {
+            OpOutcome::Succeeded { .. } => (DeploymentStatus::Succeeded, None),
+            OpOutcome::Failed { status, reason } => (*status, Some(reason.clone())),
+            OpOutcome::Skipped { because } => (DeploymentStatus::Aborted, Some(because.clone())),
+        };
+        if let Some(rev) = &revision {
+            self.revisions.insert(op.app().to_string(), rev.clone());
+        }
+        let recorded = self.outcome(i, status, reason.clone(), revision.as_ref());
+        let mut outcome = outcome;
+        self.record(i, &op, &recorded, &mut outcome);
+        self.settle(i, outcome.clone());
+        if !outcome.is_success() {
+            self.skip_dependents(i, &op, status, reason.unwrap_or_default());
+        }
+    }
+
+    /// Journal `op`'s outcome; for rollouts, name the deployment in the outcome and report.
+    fn record(&mut self, i: usize, op: &Operation, recorded: &Outcome, outcome: &mut OpOutcome) {
+        let in_progress = self.in_progress[i];
+        let mut number = None;
+        let ok = self.journal(|s| number = journal::finish(op, s, recorded, in_progress));
+        if !ok {
+            return;
+        }
+        if let (Some(n), Operation::Deploy { description, .. } | Operation::Scale { description, .. }) = (number, op) {
+            if let OpOutcome::Succeeded { detail } = outcome {
+                *detail = Some(format!("→ v{n}"));
+            }
+            self.report.deployments.push(DeploymentResult {
+                app: op.app().to_string(),
+                number: n,
+                status: recorded.status,
+                description: description.clone(),
+                reason: recorded.reason.clone(),
+            });
+        }
+    }
+
+    /// Mark an operation done and tell the hook.
+    fn settle(&mut self, i: usize, outcome: OpOutcome) {
+        self.nodes[i] = Node::Done;
+        self.done += 1;
+        let elapsed = self.started[i].map_or(Duration::ZERO, |(_, t)| t.elapsed());
+        let op = self.op(i).clone();
+        self.hook.finished(&op, &outcome, elapsed, self.done, self.nodes.len());
+        self.report.operations.push((op.id(), outcome));
+    }
+
+    /// Skip everything that depends on `root`, transitively. A deploy or scale of the same
+    /// app that cannot start because its own verify, register or release task failed is a
+    /// failed deployment of that app, and is recorded as one.
+    fn skip_dependents(&mut self, root: usize, root_op: &Operation, status: DeploymentStatus, reason: String) {
+        let mut queue: VecDeque<usize> = self.dependents[root].iter().copied().collect();
+        let first_line = reason.lines().next().unwrap_or_default().to_string();
+        while let Some(d) = queue.pop_front() {
+            if self.nodes[d] != Node::Waiting {
+                continue;
+            }
+            let op = self.op(d).clone();
+            let own_app = op.app() == root_op.app() && !root_op.is_rollout();
+            if own_app && op.is_rollout() && status == DeploymentStatus::Failed {
+                let why = format!("not started: {} failed\n{reason}", root_op.id());
+                let recorded = self.outcome(d, DeploymentStatus::Failed, Some(why.clone()), None);
+                let mut outcome = OpOutcome::Failed { status: DeploymentStatus::Failed, reason: why };
+                self.record(d, &op, &recorded, &mut outcome);
+                self.settle(d, outcome);
+            } else {
+                let because = format!("{} did not succeed ({first_line})", root_op.id());
+                self.settle(d, OpOutcome::Skipped { because });
+            }
+            queue.extend(self.dependents[d].iter().copied());
+        }
+    }
+}
+
+fn failed(reason: String) -> Event {
+    Event::Finished { outcome: OpOutcome::Failed { status: DeploymentStatus::Failed, reason }, revision: None }
+}

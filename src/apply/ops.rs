@@ -1,0 +1,347 @@
+//! Carrying out single operations against the registry and the runtime. Each function is
+//! one step the engine spawns; none touches state (the engine journals what they return) and
+//! none decides about time except a release task's own timeout, which belongs to the task.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::abort::AbortSignal;
+use super::hook::OpOutcome;
+use super::rollout::{RolloutWatch, Watched};
+use crate::config::{AppConfig, Digest, ReleaseTask};
+use crate::plan::Running;
+use crate::registry::{LocalRegistry, Registry};
+use crate::runtime::{
+    Lifecycle, LogQuery, RevisionId, RevisionSpec, Runtime, ServiceState, ServiceStatus, TaskId, TaskSpec, TaskStatus,
+};
+use crate::state::DeploymentStatus;
+
+/// How many of a task's last log lines a failure report shows.
+pub const LOG_TAIL: usize = 10;
+
+/// What the operations need, cheap to clone into each spawned step.
+#[derive(Clone)]
+pub struct OpContext {
+    pub runtime: Arc<dyn Runtime>,
+    pub registry: Arc<dyn Registry>,
+    /// Local runtime: the registry to unpack from and the folder releases are unpacked into
+    /// (`.ferry/releases/`). `None` on ECS, which pulls images itself.
+    pub local_releases: Option<(Arc<LocalRegistry>, PathBuf)>,
+}
+
+/// A rollout that has started and is now watched by the engine's poll loop.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub watch: RolloutWatch,
+    /// What to return to when the gate fails: the revision that served before (`None`: a
+    /// first deploy, so failing stops the new tasks).
+    pub previous: Option<RevisionId>,
+    /// A scale's previous count, to scale back to.
+    pub scale_from: Option<u32>,
+    /// Tasks that existed before, whose log lines `--logs` leaves out.
+    pub old_tasks: BTreeSet<TaskId>,
+}
+
+/// Check the digest is in the registry.
+pub async fn verify(ctx: &OpContext, app: &str, release: u64, image: &str, digest: &Digest) -> OpOutcome {
+    let (registry, repo, d) = (ctx.registry.clone(), image.to_string(), digest.clone());
+    match tokio::task::spawn_blocking(move || registry.verify(&repo, &d)).await {
+        Ok(Ok(())) => OpOutcome::Succeeded { detail: Some(digest.short().to_string()) },
+        Ok(Err(e)) => {
+            let mut reason = format!("app {app}, release {release}: image {digest} is not in the registry: {e}");
+            if let Some(hint) = e.hint() {
+                reason.push_str(&format!("\nhint: {hint}"));
+            }
+            OpOutcome::Failed { status: DeploymentStatus::Failed, reason }
+        }
+        Err(e) => OpOutcome::Failed { status: DeploymentStatus::Failed, reason: e.to_string() },
+    }
+}
+
+/// Unpack the release (local runtime) and register a revision for it; idempotent.
+pub async fn register(
+    ctx: &OpContext,
+    app: &str,
+    release: u64,
+    image: &str,
+    digest: &Digest,
+    config: &AppConfig,
+) -> Result<RevisionId, String> {
+    let local_dir = match &ctx.local_releases {
+        Some((registry, dir)) => {
+            let dest = dir.join(digest.as_str());
+            let (registry, d, dest2) = (registry.clone(), digest.clone(), dest.clone());
+            tokio::task::spawn_blocking(move || registry.unpack(&d, &dest2))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("app {app}, release {release}: cannot unpack {digest}: {e}"))?;
+            Some(dest)
+        }
+        None => None,
+    };
+    let spec = RevisionSpec {
+        app: app.to_string(),
+        release,
+        image: image.to_string(),
+        digest: digest.clone(),
+        config: config.clone(),
+        local_dir,
+    };
+    ctx.runtime.register_revision(&spec).await.map_err(|e| format!("app {app}: cannot register release {release}: {e}"))
+}
+
+async fn register_running(ctx: &OpContext, app: &str, r: &Running) -> Result<RevisionId, String> {
+    register(ctx, app, r.release, &r.image, &r.digest, &r.config).await
+}
+
+async fn observe_one(ctx: &OpContext, app: &str) -> Result<ServiceStatus, String> {
+    let mut all = ctx.runtime.observe(&[app.to_string()]).await.map_err(|e| format!("cannot observe {app}: {e}"))?;
+    all.pop().ok_or_else(|| format!("the runtime said nothing about {app}"))
+}
+
+/// Start a deploy of `to` (registered as `revision` when the register step ran).
+pub async fn start_deploy(
+    ctx: &OpContext,
+    app: &str,
+    from: Option<&Running>,
+    to: &Running,
+    revision: Option<RevisionId>,
+) -> Result<Started, String> {
+    let target = match revision {
+        Some(r) => r,
+        None => register_running(ctx, app, to).await?,
+    };
+    let before = observe_one(ctx, app).await?;
+    // The recorded active deployment is what "previous" means; registering it again is
+    // idempotent and also works after the agent restarted. If its image is gone, fall back
+    // to what the runtime serves.
+    let serving =
+        before.primary().filter(|p| p.state == crate::runtime::RolloutState::Completed).map(|p| p.revision.clone());
+    let previous = match from {
+        Some(f) => register_running(ctx, app, f).await.ok().or(serving),
+        None => None,
+    };
+    start(ctx, app, before, target, to, previous, None).await
+}
+
+async fn start(
+    ctx: &OpContext,
+    app: &str,
+    before: ServiceStatus,
+    target: RevisionId,
+    to: &Running,
+    previous: Option<RevisionId>,
+    scale_from: Option<u32>,
+) -> Result<Started, String> {
+    let old_tasks = before.tasks.iter().map(|t| t.id.clone()).collect();
+    let settings = &to.config.deploy;
+    let rollout = ctx
+        .runtime
+        .deploy(app, &target, to.scale, settings)
+        .await
+        .map_err(|e| format!("app {app}: cannot start the rollout: {e}"))?;
+    let now = Instant::now();
+    Ok(Started {
+        watch: RolloutWatch {
+            app: app.to_string(),
+            watched: Watched::Deploy { rollout },
+            target,
+            desired: to.scale,
+            started: now,
+            deadline: now + settings.timeout.to_std(),
+        },
+        previous,
+        scale_from,
+        old_tasks,
+    })
+}
+
+/// Start a scale of the running revision to `to` tasks.
+pub async fn start_scale(ctx: &OpContext, app: &str, running: &Running, from: u32, to: u32) -> Result<Started, String> {
+    let before = observe_one(ctx, app).await?;
+    let wanted = Running { scale: to, ..running.clone() };
+    let Some(target) = before.revision.clone().filter(|_| before.state == ServiceState::Active) else {
+        // The runtime lost the service (a restarted agent): deploying the running revision
+        // at the new count is the same change.
+        let target = register_running(ctx, app, running).await?;
+        return start(ctx, app, before, target, &wanted, None, None).await;
+    };
+    ctx.runtime.scale(app, to).await.map_err(|e| format!("app {app}: cannot scale: {e}"))?;
+    let now = Instant::now();
+    Ok(Started {
+        watch: RolloutWatch {
+            app: app.to_string(),
+            watched: Watched::Scale,
+            target: target.clone(),
+            desired: to,
+            started: now,
+            deadline: now + running.config.deploy.timeout.to_std(),
+        },
+        previous: Some(target),
+        scale_from: Some(from),
+        old_tasks: before.tasks.iter().map(|t| t.id.clone()).collect(),
+    })
+}
+
+/// Undo a rollout that failed or was aborted: return to the previous revision (or count),
+/// or stop the new tasks of a first deploy. Returns the full reason to record and show:
+/// `reason`, what the culprit task reported, its last log lines, and what was undone.
+pub async fn roll_back(ctx: &OpContext, started: &Started, reason: &str, culprit: Option<&TaskStatus>) -> String {
+    let app = &started.watch.app;
+    let mut text = reason.to_string();
+    if let Some(t) = culprit {
+        text.push_str(&describe_task(t));
+        text.push_str(&log_tail(ctx, app, &t.id).await);
+    }
+    let undo = match (&started.scale_from, &started.previous) {
+        (Some(n), _) => ctx.runtime.scale(app, *n).await.map(|()| format!("scaled back to {n}")),
+        (None, Some(prev)) => {
+            ctx.runtime.roll_back(app, prev).await.map(|_| format!("rolled back to {prev}; it keeps serving"))
+        }
+        (None, None) => ctx.runtime.remove(app).await.map(|()| "stopped the new tasks (nothing served before)".into()),
+    };
+    match undo {
+        Ok(done) => text.push_str(&format!("\n{done}")),
+        Err(e) => text.push_str(&format!("\nrolling back failed too: {e}")),
+    }
+    text
+}
+
+/// `task 3f2a…: exit code 1; stopped: …; last check: …` on its own line.
+fn describe_task(t: &TaskStatus) -> String {
+    let mut parts = vec![format!("{} {}", t.last_status.as_str(), t.health.as_str())];
+    if let Some(code) = t.exit_code {
+        parts.push(format!("exit code {code}"));
+    }
+    if t.restarts > 0 {
+        parts.push(format!("{} restarts", t.restarts));
+    }
+    if let Some(r) = &t.stopped_reason {
+        parts.push(format!("stopped: {r}"));
+    }
+    if let Some(c) = &t.last_check {
+        parts.push(format!("last check: {}", c.trim()));
+    }
+    format!("\ntask {}: {}", t.id, parts.join("; "))
+}
+
+/// The last [`LOG_TAIL`] lines of a task's output, as `\n  | line` text (empty when none).
+pub async fn log_tail(ctx: &OpContext, app: &str, task: &TaskId) -> String {
+    let query = LogQuery { task: Some(task.clone()), since: None, follow: false };
+    let Ok(mut stream) = ctx.runtime.logs(app, &query).await else { return String::new() };
+    let mut lines = std::collections::VecDeque::new();
+    let collect = async {
+        while let Some(line) = stream.recv().await {
+            if lines.len() == LOG_TAIL {
+                lines.pop_front();
+            }
+            lines.push_back(line.text);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), collect).await;
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("\nlast {} log lines of task {task}:", lines.len());
+    for l in lines {
+        text.push_str(&format!("\n  | {l}"));
+    }
+    text
+}
+
+/// Run a release task with the new revision and wait for it, within its timeout. A
+/// non-zero exit, a timeout or an abort fails it (the task is stopped).
+pub async fn run_release_task(
+    ctx: &OpContext,
+    app: &str,
+    task: &ReleaseTask,
+    revision: RevisionId,
+    abort: &AbortSignal,
+) -> OpOutcome {
+    let spec = TaskSpec {
+        app: app.to_string(),
+        revision,
+        command: Some(task.command.clone()),
+        env: Default::default(),
+        name: task.name.clone(),
+    };
+    let failed = |reason: String| OpOutcome::Failed { status: DeploymentStatus::Failed, reason };
+    let id = match ctx.runtime.run_task(&spec).await {
+        Ok(id) => id,
+        Err(e) => return failed(format!("release task {} of app {app} did not start: {e}", task.name)),
+    };
+    let started = Instant::now();
+    let deadline = started + task.timeout.to_std();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let status = match observe_one(ctx, app).await {
+            Ok(s) => s.task(&id).cloned(),
+            Err(e) => return failed(e),
+        };
+        match status {
+            Some(t) if t.last_status == Lifecycle::Stopped => {
+                let secs = started.elapsed().as_secs_f64();
+                return match t.exit_code {
+                    Some(0) => OpOutcome::Succeeded { detail: Some(format!("task {id} exited 0 after {secs:.1}s")) },
+                    code => {
+                        let how = code.map_or_else(
+                            || {
+                                format!(
+                                    "ended without an exit code ({})",
+                                    t.stopped_reason.as_deref().unwrap_or("killed")
+                                )
+                            },
+                            |c| format!("exited with code {c}"),
+                        );
+                        let tail = log_tail(ctx, app, &id).await;
+                        failed(format!("release task {} (task {id}) {how}; the deploy does not start{tail}", task.name))
+                    }
+                };
+            }
+            Some(_) => {}
+            None => return failed(format!("the runtime lost release task {} (task {id})", task.name)),
+        }
+        if Instant::now() >= deadline {
+            let _ = ctx.runtime.stop_task(app, &id).await;
+            let tail = log_tail(ctx, app, &id).await;
+            return failed(format!(
+                "release task {} (task {id}) did not finish within its timeout ({}); stopped it{tail}",
+                task.name, task.timeout
+            ));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))) => {}
+            reason = abort.requested() => {
+                let _ = ctx.runtime.stop_task(app, &id).await;
+                return OpOutcome::Failed { status: DeploymentStatus::Aborted, reason: format!("{reason}; stopped release task {} (task {id})", task.name) };
+            }
+        }
+        delay = (delay * 3 / 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Remove an app and wait (bounded) until the runtime has forgotten it.
+pub async fn remove(ctx: &OpContext, app: &str, timeout: Duration) -> OpOutcome {
+    if let Err(e) = ctx.runtime.remove(app).await {
+        return OpOutcome::Failed { status: DeploymentStatus::Failed, reason: format!("cannot remove {app}: {e}") };
+    }
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match observe_one(ctx, app).await {
+            Ok(s) if s.state == ServiceState::Missing => return OpOutcome::Succeeded { detail: None },
+            Ok(_) => {}
+            Err(reason) => return OpOutcome::Failed { status: DeploymentStatus::Failed, reason },
+        }
+        if Instant::now() >= deadline {
+            return OpOutcome::Failed {
+                status: DeploymentStatus::Failed,
+                reason: format!("{app} still has tasks {}s after its removal", timeout.as_secs()),
+            };
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,329 @@
+//! Judging a rollout from one observation: still waiting (and for what), succeeded, or
+//! failed. Pure, so the rules are unit-tested without processes; the engine's single poll
+//! loop calls [`judge`] for every in-flight app after each batched `observe`.
+//!
+//! A deploy succeeds only when the rollout ferry created is COMPLETED, the service's primary
+//! revision is the planned one and the planned number of its tasks are RUNNING and HEALTHY.
+//! It fails fast — without waiting out `deploy.timeout` — when the runtime reports the
+//! rollout FAILED, or when new tasks keep dying before they ever turn healthy (more than
+//! [`RESTART_BUDGET`] failures per desired task).
+
+use std::time::{Duration, Instant};
+
+use crate::runtime::{
+    Health, Lifecycle, RevisionId, RolloutId, RolloutState, ServiceState, ServiceStatus, TaskKind, TaskStatus,
+};
+
+/// How many times each desired task may die (exit or fail its checks) before turning healthy
+/// before the rollout is failed. Small: a release that crashes at start crashes again, and
+/// waiting out a five-minute timeout for it only delays the report.
+pub const RESTART_BUDGET: u32 = 2;
+
+/// What is watched: a deploy to a new revision, or a scale of the running one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watched {
+    /// The rollout `deploy` returned.
+    Deploy { rollout: RolloutId },
+    /// A scale: there is no rollout id, the service's own counts tell.
+    Scale,
+}
+
+/// One in-flight rollout as the engine watches it.
+#[derive(Debug, Clone)]
+pub struct RolloutWatch {
+    pub app: String,
+    pub watched: Watched,
+    /// The revision that must end up primary.
+    pub target: RevisionId,
+    pub desired: u32,
+    pub started: Instant,
+    /// `deploy.timeout` from the start.
+    pub deadline: Instant,
+}
+
+/// Where a rollout stands, for progress lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// What it waits for, in words: `starting tasks`, `waiting for health`, `draining old tasks`…
+    pub phase: String,
+    pub desired: u32,
+    /// New tasks RUNNING.
+    pub running: u32,
+    /// New tasks not yet RUNNING.
+    pub pending: u32,
+    /// New tasks RUNNING and HEALTHY.
+    pub healthy: u32,
+    /// Other tasks still alive (old revision, draining).
+    pub old: u32,
+    /// New tasks that died before turning healthy.
+    pub failed: u32,
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// `waiting for health · 1/2 healthy, 1 pending`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("{}/{} healthy", self.healthy, self.desired)];
+        if self.pending > 0 {
+            parts.push(format!("{} pending", self.pending));
+        }
+        if self.old > 0 {
+            parts.push(format!("{} old", self.old));
+        }
+        if self.failed > 0 {
+            parts.push(format!("{} failed", self.failed));
+        }
+        format!("{} · {} · {:.1}s", self.phase, parts.join(", "), self.elapsed.as_secs_f64())
+    }
+}
+
+/// The verdict of one observation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Waiting(Progress),
+    Succeeded(Progress),
+    /// Why, and the new task that best explains it (for its check output, exit code, logs).
+    Failed {
+        reason: String,
+        task: Option<Box<TaskStatus>>,
+    },
+}
+
+fn alive(t: &TaskStatus) -> bool {
+    t.kind == TaskKind::Service && t.last_status != Lifecycle::Stopped && t.desired_status != Lifecycle::Stopped
+}
+
+/// Judge `watch` against `status` (the app's service) at `now`.
+pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verdict {
+    let new: Vec<&TaskStatus> = status.tasks.iter().filter(|t| alive(t) && t.revision == watch.target).collect();
+    let old = status
+        .tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::Service && t.last_status != Lifecycle::Stopped && t.revision != watch.target)
+        .count() as u32;
+    let running = new.iter().filter(|t| t.last_status == Lifecycle::Running).count() as u32;
+    let healthy =
+        new.iter().filter(|t| t.last_status == Lifecycle::Running && t.health == Health::Healthy).count() as u32;
+    let pending = new.iter().filter(|t| t.last_status.is_pending()).count() as u32;
+    let rollout = match &watch.watched {
+        Watched::Deploy { rollout } => status.rollout(rollout),
+        Watched::Scale => status.primary(),
+    };
+    let failed = rollout.map_or(0, |r| r.failed_tasks);
+    let mut progress = Progress {
+        phase: String::new(),
+        desired: watch.desired,
+        running,
+        pending,
+        healthy,
+        old,
+        failed,
+        elapsed: now.saturating_duration_since(watch.started),
+    };
+    // The task that explains a failure best: a new one that died or is unhealthy, else any new one.
+    let culprit = || {
+        let of_target = || status.tasks.iter().filter(|t| t.kind == TaskKind::Service && t.revision == watch.target);
+        of_target()
+            .find(|t| t.exit_code.is_some() || t.restarts > 0 || t.health == Health::Unhealthy)
+            .or_else(|| of_target().next())
+            .map(|t| Box::new(t.clone()))
+    };
+
+    if status.state == ServiceState::Missing {
+        return Verdict::Failed {
+            reason: format!("the runtime no longer knows app {} (was the agent stopped?)", watch.app),
+            task: None,
+        };
+    }
+    match (&watch.watched, rollout) {
+        (Watched::Deploy { rollout }, None) => {
+            return Verdict::Failed {
+                reason: format!("the runtime no longer knows rollout {rollout} of app {}", watch.app),
+                task: culprit(),
+            }
+        }
+        (_, Some(r)) if r.state == RolloutState::Failed => {
+            let why = r.reason.clone().unwrap_or_else(|| "no reason given".into());
+            return Verdict::Failed { reason: format!("the runtime failed the rollout: {why}"), task: culprit() };
+        }
+        _ => {}
+    }
+    if failed > RESTART_BUDGET * watch.desired.max(1) {
+        return Verdict::Failed {
+            reason: format!(
+                "new tasks keep dying before turning healthy ({failed} failures for {} desired task{})",
+                watch.desired,
+                if watch.desired == 1 { "" } else { "s" }
+            ),
+            task: culprit(),
+        };
+    }
+    let primary_ok = status.revision.as_ref() == Some(&watch.target);
+    let rollout_done = match &watch.watched {
+        Watched::Deploy { .. } => rollout.is_some_and(|r| r.state == RolloutState::Completed),
+        Watched::Scale => new.len() as u32 == watch.desired,
+    };
+    if rollout_done && primary_ok && healthy >= watch.desired && old == 0 {
+        progress.phase = "done".into();
+        return Verdict::Succeeded(progress);
+    }
+    if now >= watch.deadline {
+        let waited = watch.deadline.saturating_duration_since(watch.started);
+        return Verdict::Failed {
+            reason: format!(
+                "not healthy within the deploy timeout ({}s): {healthy} of {} new tasks healthy",
+                waited.as_secs(),
+                watch.desired
+            ),
+            task: culprit(),
+        };
+    }
+    progress.phase = if !primary_ok {
+        "waiting for the runtime to take the new revision".into()
+    } else if (new.len() as u32) < watch.desired || new.iter().any(|t| t.last_status < Lifecycle::Activating) {
+        "starting new tasks".into()
+    } else if healthy < watch.desired {
+        "waiting for health checks".into()
+    } else if old > 0 {
+        "draining old tasks".into()
+    } else if (new.len() as u32) > watch.desired {
+        "stopping extra tasks".into()
+    } else {
+        "completing".into()
+    };
+    Verdict::Waiting(progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{RolloutStatus, TaskId};
+    use chrono::Utc;
+
+    fn task(id: &str, rev: &str, last: Lifecycle, health: Health) -> TaskStatus {
+        TaskStatus {
+            id: TaskId(id.into()),
+            kind: TaskKind::Service,
+            name: None,
+            revision: RevisionId(rev.into()),
+            release: 1,
+            last_status: last,
+            desired_status: Lifecycle::Running,
+            health,
+            in_service: false,
+            started_at: None,
+            stopped_at: None,
+            exit_code: None,
+            stopped_reason: None,
+            restarts: 0,
+            last_check: None,
+            port: None,
+            pid: None,
+        }
+    }
+
+    fn service(state: RolloutState, failed: u32, tasks: Vec<TaskStatus>) -> ServiceStatus {
+        let mut s = ServiceStatus::missing("web");
+        s.state = ServiceState::Active;
+        s.revision = Some(RevisionId("v2".into()));
+        s.desired = 2;
+        s.rollouts = vec![RolloutStatus {
+            id: RolloutId("ro".into()),
+            revision: RevisionId("v2".into()),
+            release: 2,
+            primary: true,
+            state,
+            reason: None,
+            desired: 2,
+            running: 0,
+            pending: 0,
+            healthy: 0,
+            failed_tasks: failed,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }];
+        s.tasks = tasks;
+        s
+    }
+
+    fn watch(now: Instant) -> RolloutWatch {
+        RolloutWatch {
+            app: "web".into(),
+            watched: Watched::Deploy { rollout: RolloutId("ro".into()) },
+            target: RevisionId("v2".into()),
+            desired: 2,
+            started: now,
+            deadline: now + Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn waits_until_completed_primary_and_healthy() {
+        let now = Instant::now();
+        let w = watch(now);
+        let starting = service(
+            RolloutState::InProgress,
+            0,
+            vec![
+                task("a", "v2", Lifecycle::Pending, Health::Unknown),
+                task("b", "v2", Lifecycle::Running, Health::Healthy),
+                task("o", "v1", Lifecycle::Running, Health::Healthy),
+            ],
+        );
+        match judge(&w, &starting, now) {
+            Verdict::Waiting(p) => {
+                assert_eq!((p.healthy, p.pending, p.old), (1, 1, 1));
+                assert_eq!(p.phase, "starting new tasks");
+            }
+            other => panic!("{other:?}"),
+        }
+        let draining = service(
+            RolloutState::InProgress,
+            0,
+            vec![
+                task("a", "v2", Lifecycle::Running, Health::Healthy),
+                task("b", "v2", Lifecycle::Running, Health::Healthy),
+                task("o", "v1", Lifecycle::Deactivating, Health::Healthy),
+            ],
+        );
+        assert!(matches!(judge(&w, &draining, now), Verdict::Waiting(p) if p.phase == "draining old tasks"));
+        let done = service(
+            RolloutState::Completed,
+            0,
+            vec![
+                task("a", "v2", Lifecycle::Running, Health::Healthy),
+                task("b", "v2", Lifecycle::Running, Health::Healthy),
+            ],
+        );
+        assert!(matches!(judge(&w, &done, now), Verdict::Succeeded(_)));
+        // Completed but another revision primary (someone deployed over us): not ours.
+        let mut other = done.clone();
+        other.revision = Some(RevisionId("v3".into()));
+        assert!(matches!(judge(&w, &other, now), Verdict::Waiting(_)));
+    }
+
+    #[test]
+    fn fails_fast_on_crash_loops_and_on_timeout() {
+        let now = Instant::now();
+        let w = watch(now);
+        let mut crashed = task("a", "v2", Lifecycle::Pending, Health::Unknown);
+        crashed.exit_code = Some(3);
+        crashed.restarts = 3;
+        let looping = service(RolloutState::InProgress, 5, vec![crashed]);
+        match judge(&w, &looping, now) {
+            Verdict::Failed { reason, task } => {
+                assert!(reason.contains("keep dying"), "{reason}");
+                assert_eq!(task.unwrap().exit_code, Some(3));
+            }
+            other => panic!("{other:?}"),
+        }
+        let slow = service(RolloutState::InProgress, 0, vec![task("a", "v2", Lifecycle::Activating, Health::Unknown)]);
+        assert!(matches!(judge(&w, &slow, now + Duration::from_secs(5)), Verdict::Waiting(_)));
+        match judge(&w, &slow, now + Duration::from_secs(31)) {
+            Verdict::Failed { reason, .. } => assert!(reason.contains("deploy timeout (30s)"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let failed = service(RolloutState::Failed, 0, vec![]);
+        assert!(matches!(judge(&w, &failed, now), Verdict::Failed { .. }));
+    }
+}

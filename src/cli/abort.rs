@@ -1,0 +1,61 @@
+//! `ferry abort [-s STAGE]`: ask the `ferry commit` holding a stage's lock to abort — it
+//! rolls back its in-flight deployments, records them `aborted` and releases the lock — and
+//! wait until it has. The request is a file the committing engine polls
+//! (`.ferry/abort/<stage>.json`, see `apply::abort`), naming the lock it is meant for.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::apply::abort::{request_path, AbortRequest};
+use crate::cli::plan::select_stages;
+use crate::cli::{CliError, CliResult, Context};
+use crate::state::open_store;
+
+/// Abort the commit running on a stage, from another shell.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  ferry abort\n  ferry abort -s production --wait 10m")]
+pub struct AbortArgs {
+    /// The stage. Not needed when the project has one stage.
+    #[arg(short, long)]
+    pub stage: Option<String>,
+    /// How long to wait for the commit to roll back and let go of the lock.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub wait: crate::config::Duration,
+}
+
+pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
+    let project = ctx.project()?;
+    let stage = select_stages(&project, args.stage.as_deref(), false)?.remove(0);
+    let store = open_store(&project)?;
+    let Some(holder) = store.lock_holder(&stage)? else {
+        return Err(CliError::new(format!("nothing to abort: no ferry holds the lock of stage {stage}")));
+    };
+    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    let request = AbortRequest {
+        lock_id: holder.id.clone(),
+        requested_by: format!("{user} (pid {})", std::process::id()),
+        requested_at: chrono::Utc::now(),
+    };
+    let path = request_path(&project.root, &stage);
+    request.write(&path).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+    eprintln!("asked {} to abort; waiting for it to roll back…", holder.describe());
+    let deadline = Instant::now() + args.wait.to_std();
+    loop {
+        match store.lock_holder(&stage)? {
+            Some(h) if h.id == holder.id => {}
+            _ => {
+                eprintln!("aborted: stage {stage} is unlocked");
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            let _ = std::fs::remove_file(&path);
+            return Err(CliError::with_hint(
+                format!("{} still holds the lock of stage {stage} after {}", holder.describe(), args.wait),
+                format!("if it is gone, run `ferry force-unlock {}`", holder.id),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

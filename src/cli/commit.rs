@@ -1,0 +1,237 @@
+//! `ferry commit [-s STAGE] [PLANFILE] [--yes] [--parallelism N] [--logs]`: apply a
+//! changeset under the stage's lock, through the apply engine.
+//!
+//! Without a plan file it plans, shows the changeset and asks (on a terminal; elsewhere it
+//! refuses without `--yes`). With one it applies exactly that plan, or refuses it as stale
+//! naming what moved. Ctrl-C, SIGTERM or `ferry abort` roll back in-flight deployments and
+//! record them `aborted`. Exit codes: 0 all succeeded, 1 something failed, 130 aborted.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+
+use crate::apply::abort::{request_path, AbortRequest};
+use crate::apply::ops::OpContext;
+use crate::apply::{self, journal, AbortSignal, ApplyReport, Engine, Hook, HumanHook, JsonHook, Step};
+use crate::cli::plan::select_stages;
+use crate::cli::{print_out, CliError, CliResult, Context};
+use crate::config::{self, RuntimeKind};
+use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
+use crate::registry::LocalRegistry;
+use crate::render::{self, PlanView, StageView};
+use crate::runtime::local::LocalRuntime;
+use crate::state::{command_line, DeploymentStatus, LockedStage};
+
+/// The exit code of an aborted commit (128 + SIGINT, as shells report Ctrl-C).
+pub const EXIT_ABORTED: u8 = 130;
+
+/// Apply the changes of a stage: plan and apply, or apply a saved plan.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit codes: 0 every change succeeded, 1 something failed, 130 aborted.\n\nExamples:\n  \
+                        ferry commit\n  ferry commit --yes --parallelism 4\n  ferry plan -s production -o p.plan && \
+                        ferry commit p.plan\n  ferry abort -s production     # from another shell")]
+pub struct CommitArgs {
+    /// The stage. Not needed when the project has one stage, or with a plan file.
+    #[arg(short, long)]
+    pub stage: Option<String>,
+    /// A plan saved by `ferry plan -o FILE`: apply exactly it.
+    #[arg(value_name = "PLANFILE")]
+    pub plan_file: Option<PathBuf>,
+    /// Apply without asking.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// At most N operations at once (default: every operation whose dependencies are done).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallelism: Option<u32>,
+    /// Stream the new tasks' output while they roll out.
+    #[arg(long)]
+    pub logs: bool,
+    /// How to show progress on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
+    pub progress: ProgressStyle,
+    /// Allow removing apps that the stage files no longer run.
+    #[arg(long)]
+    pub allow_remove: bool,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressStyle {
+    /// Live lines on a terminal, plain lines otherwise.
+    Auto,
+    /// One line per change.
+    Plain,
+    /// One JSON object per event.
+    Json,
+}
+
+pub fn run(ctx: &Context, args: CommitArgs) -> CliResult {
+    let mut hook: Box<dyn Hook> = match args.progress {
+        ProgressStyle::Json => Box::new(JsonHook),
+        style => Box::new(HumanHook::new(style == ProgressStyle::Plain)),
+    };
+    hook.step(Step::Initializing);
+    let project = ctx.project()?;
+    let saved = match &args.plan_file {
+        Some(path) => Some(SavedPlan::read(&ctx.cwd.join(path)).map_err(|e| CliError::new(e.to_string()))?),
+        None => None,
+    };
+    let name = match (&args.stage, &saved) {
+        (Some(s), Some(p)) if *s != p.stage => {
+            return Err(CliError::new(format!("the plan file is for stage `{}`, not `{s}`", p.stage)))
+        }
+        (_, Some(p)) => p.stage.clone(),
+        (Some(s), None) => s.clone(),
+        (None, None) => select_stages(&project, None, false)?.remove(0),
+    };
+    let desired = config::load_stage(&project, &name)?;
+    if desired.runtime.kind() != RuntimeKind::Local {
+        return Err(CliError::new(format!("stage {name} runs on ECS, which `ferry commit` does not reach yet")));
+    }
+    let mut session = LockedStage::open(&project, &name, &command_line(), ctx.lock_timeout)?;
+
+    hook.step(Step::Planning);
+    let changeset = match saved {
+        Some(p) => fresh_changeset(&project, &desired, &session, p)?,
+        None => plan::plan(&desired, session.state(), &PlanOptions { allow_remove: args.allow_remove })
+            .map_err(|e| CliError::new(e.to_string()))?,
+    };
+    let view = PlanView {
+        stages: vec![StageView::build(
+            &changeset,
+            &session.state().lineage,
+            session.state().serial,
+            Some(&desired.file.display().to_string()),
+        )],
+    };
+    print_out(&render::text::render(&view, ctx.color))?;
+    if changeset.is_empty() {
+        settle_interrupted(&mut session, hook.as_mut())?;
+        return Ok(());
+    }
+    if args.plan_file.is_none() && !args.yes {
+        confirm(&name)?;
+    }
+    settle_interrupted(&mut session, hook.as_mut())?;
+
+    let root = project.root.clone();
+    let registry = Arc::new(LocalRegistry::for_project(&root));
+    let engine = Engine {
+        ops: OpContext {
+            runtime: Arc::new(LocalRuntime::new(&root, &name)),
+            registry: registry.clone(),
+            local_releases: Some((registry, root.join(".ferry").join("releases"))),
+        },
+        parallelism: args.parallelism.map(|n| n as usize),
+        source: apply::source::detect(&ctx.cwd),
+        stream_logs: args.logs,
+        abort: AbortSignal::new(),
+    };
+    let request = request_path(&root, &name);
+    let lock_id = session.lock_info().id.clone();
+    let rt = super::tokio_runtime()?;
+    let report = rt.block_on(async {
+        let signals = engine.abort.listen_for_signals()?;
+        let requests = engine.abort.listen_for_requests(request.clone(), lock_id.clone());
+        let report = engine.apply(&changeset, &mut session, hook.as_mut()).await;
+        signals.abort();
+        requests.abort();
+        report.map_err(|e| CliError::new(e.to_string()))
+    })?;
+    // A request that came too late to matter must not linger for the next run.
+    if AbortRequest::read(&request).is_some_and(|r| r.lock_id == lock_id) {
+        let _ = std::fs::remove_file(&request);
+    }
+    drop(hook);
+    session.unlock()?;
+    print_summary(&changeset, &report)?;
+    if report.aborted.is_some() {
+        Err(CliError::Exit(EXIT_ABORTED))
+    } else if report.succeeded() {
+        Ok(())
+    } else {
+        Err(CliError::Exit(1))
+    }
+}
+
+/// The saved plan's changeset, when nothing it was made against has moved.
+fn fresh_changeset(
+    project: &config::Project,
+    desired: &config::Stage,
+    session: &LockedStage,
+    saved: SavedPlan,
+) -> CliResult<Changeset> {
+    let read = |p: PathBuf| std::fs::read(&p).map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())));
+    let hash =
+        plan::input_hash(&read(project.root.join(&desired.file))?, &read(project.root.join(config::PROJECT_FILE))?);
+    let state = session.state();
+    // A never-applied stage has no stored lineage yet (each read makes up a fresh one), so
+    // only the serial and the inputs can have moved.
+    let lineage = if session.is_stored() { state.lineage.as_str() } else { saved.lineage.as_str() };
+    saved.check_fresh(lineage, state.serial, &hash).map_err(|stale| {
+        CliError::with_hint(stale.to_string(), format!("make a new plan: ferry plan -s {} -o FILE", saved.stage))
+    })?;
+    Ok(saved.changeset)
+}
+
+/// Settle deployments a killed commit left `in_progress` (see `apply::journal`).
+fn settle_interrupted(session: &mut LockedStage, hook: &mut dyn Hook) -> CliResult {
+    let left = journal::interrupted(session.state());
+    if left.is_empty() {
+        return Ok(());
+    }
+    session.update(|s| journal::settle_interrupted(s, chrono::Utc::now()))?;
+    let names: Vec<String> = left.iter().map(|(app, n)| format!("{app} v{n}")).collect();
+    hook.note(&format!("settled deployments an interrupted commit left in progress as aborted: {}", names.join(", ")));
+    Ok(())
+}
+
+/// Ask on a terminal; refuse elsewhere.
+fn confirm(stage: &str) -> CliResult {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::with_hint(
+            "not applying without confirmation: stdin is not a terminal",
+            "pass --yes, or review a saved plan: ferry plan -o FILE && ferry commit FILE",
+        ));
+    }
+    eprint!("Apply these changes to stage {stage}? Only `yes` applies: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        eprintln!("nothing applied");
+        Err(CliError::Exit(1))
+    }
+}
+
+fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
+    let mut out = String::from("\nSummary:\n");
+    let width = cs.apps().iter().map(|a| a.len()).max().unwrap_or(0);
+    for d in &report.deployments {
+        let status = match d.status {
+            DeploymentStatus::Succeeded => console::style(d.status.as_str()).green(),
+            _ => console::style(d.status.as_str()).red().bold(),
+        };
+        out.push_str(&format!("  {:width$}  v{:<3} {status}  {}\n", d.app, d.number, d.description));
+        if let Some(r) = d.reason.as_deref().and_then(|r| r.lines().next()) {
+            out.push_str(&format!("  {:width$}        {r}\n", ""));
+        }
+    }
+    let failed: Vec<&str> = report
+        .operations
+        .iter()
+        .filter(|(id, o)| !o.is_success() && !report.deployments.iter().any(|d| id == &format!("{}/deploy", d.app)))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if !failed.is_empty() {
+        out.push_str(&format!("  not done: {}\n", failed.join(", ")));
+    }
+    if let Some(reason) = &report.aborted {
+        out.push_str(&format!("  {reason}\n"));
+    }
+    print_out(&out)
+}

@@ -1,0 +1,535 @@
+//! `ferry commit`, `ferry abort` and `ferry task` end to end: the real binary on a temp
+//! project of small Python HTTP apps pushed with `ferry image push`, on the local runtime,
+//! 127.0.0.1 only. Every test stops its agent (and so every task) through a guard, and every
+//! background `ferry` it starts through another, also when it fails.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry::runtime::local::Layout;
+use serde_json::Value;
+
+use crate::support::agent::{free_port, AgentGuard};
+use crate::support::{Run, TestProject};
+
+/// The app: `/health` answers 200 unless a file `unhealthy` is in its folder; other paths
+/// answer the content of `release.txt`. `START_DELAY` seconds pass before it listens, and an
+/// `exit` file makes it exit at once with code 3.
+const APP_PY: &str = r#"
+import http.server, os, sys, time
+if os.path.exists("exit"):
+    print("boom: cannot start", flush=True)
+    sys.exit(3)
+time.sleep(float(os.environ.get("START_DELAY", "0")))
+port = int(os.environ["PORT"])
+body = open("release.txt").read().strip().encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200
+        if self.path == "/health" and os.path.exists("unhealthy"):
+            code = 503
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, fmt, *args):
+        pass
+print("listening on", port, flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+/// One app of the test stage.
+#[derive(Clone)]
+struct AppDef {
+    name: &'static str,
+    port: u16,
+    /// (release id, digest)
+    releases: Vec<(u64, String)>,
+    active: u64,
+    scale: u32,
+    start_delay: &'static str,
+    release_task: Option<&'static str>,
+    timeout: &'static str,
+}
+
+/// A temp project with its agent guard (dropped first, while the folder still exists).
+struct Project {
+    _guard: AgentGuard,
+    p: TestProject,
+}
+
+impl Project {
+    fn new() -> Project {
+        let p = TestProject::empty();
+        p.write("ferry.toml", "[project]\nname = \"test\"\n");
+        Project { _guard: AgentGuard { layout: Layout::new(p.path()) }, p }
+    }
+
+    /// Push an image of the app; `marker` is the body it answers, `extra` files are added
+    /// (`unhealthy`, `exit`). Returns the digest.
+    fn push(&self, repo: &str, marker: &str, extra: &[&str]) -> String {
+        let dir = format!("images/{repo}-{marker}-{}", extra.join("-"));
+        self.p.write(&format!("{dir}/app.py"), APP_PY);
+        self.p.write(&format!("{dir}/release.txt"), marker);
+        for f in extra {
+            self.p.write(&format!("{dir}/{f}"), "");
+        }
+        let run = self.p.run(&["image", "push", &dir, "--repo", repo]);
+        run.expect_code(0);
+        run.stdout().trim().to_string()
+    }
+
+    fn stage(&self, apps: &[AppDef]) {
+        let mut text = String::from("[runtime]\nkind = \"local\"\n");
+        for a in apps {
+            text.push_str(&format!(
+                "\n[apps.{n}]\nimage = \"{n}\"\nactive = {active}\nscale = {scale}\ncommand = [\"python3\", \"app.py\"]\n\
+                 port = {port}\n\n[apps.{n}.releases]\n",
+                n = a.name,
+                active = a.active,
+                scale = a.scale,
+                port = a.port
+            ));
+            for (id, d) in &a.releases {
+                text.push_str(&format!("{id} = \"{d}\"\n"));
+            }
+            text.push_str(&format!(
+                "\n[apps.{n}.env]\nSTART_DELAY = \"{}\"\n\n[apps.{n}.health]\npath = \"/health\"\ninterval = \"200ms\"\n\
+                 timeout = \"200ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\ngrace_period = \"3s\"\n\n\
+                 [apps.{n}.deploy]\ntimeout = \"{}\"\ndrain = \"500ms\"\nstop_timeout = \"2s\"\n",
+                a.start_delay,
+                a.timeout,
+                n = a.name
+            ));
+            if let Some(cmd) = a.release_task {
+                text.push_str(&format!(
+                    "\n[[apps.{n}.release_tasks]]\nname = \"migrate\"\ncommand = [\"python3\", \"-c\", \"{cmd}\"]\n\
+                     timeout = \"20s\"\n",
+                    n = a.name
+                ));
+            }
+        }
+        self.p.write("stages/dev.toml", &text);
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.p.run(args)
+    }
+
+    fn commit(&self) -> Run {
+        self.run(&["commit", "--yes"])
+    }
+
+    fn spawn(&self, args: &[&str]) -> ChildGuard {
+        let child = self.p.ferry().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        ChildGuard(Some(child))
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_str(&self.p.read(".ferry/state/dev.json")).expect("state parses")
+    }
+
+    fn history(&self, app: &str) -> Vec<Value> {
+        self.state()["apps"][app]["history"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn app(name: &'static str, releases: Vec<(u64, String)>, active: u64) -> AppDef {
+    AppDef { name, port: free_port(), releases, active, scale: 2, start_delay: "0", release_task: None, timeout: "20s" }
+}
+
+/// Kills a background `ferry` on drop, and collects its output.
+struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    fn pid(&self) -> i32 {
+        self.0.as_ref().unwrap().id() as i32
+    }
+    fn signal(&self, sig: i32) {
+        // SAFETY: a signal to the child this test started.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+    /// Wait (bounded) and return (code, stdout, stderr).
+    fn wait(mut self, timeout: Duration) -> (i32, String, String) {
+        let mut child = self.0.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ferry did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (mut out, mut err) = (String::new(), String::new());
+        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status.code().unwrap_or(-1), out, err)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Poll `cond` until it holds; panic naming `what` at the deadline.
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One GET of `/` through the app's port: the body on a 200.
+fn get(port: u16) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    if !buf.starts_with("HTTP/1.0 200") && !buf.starts_with("HTTP/1.1 200") {
+        return Err(format!("bad response: {:?}", buf.lines().next()));
+    }
+    Ok(buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+/// Continuous GETs from a few threads until finished.
+struct Load {
+    stop: Arc<AtomicBool>,
+    results: Arc<Mutex<Vec<Result<String, String>>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..3)
+            .map(|_| {
+                let (stop, results) = (stop.clone(), results.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..100_000 {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let r = get(port);
+                        results.lock().unwrap().push(r);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })
+            })
+            .collect();
+        Load { stop, results, threads }
+    }
+
+    /// (successful bodies, failures)
+    fn finish(self) -> (Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let results = self.results.lock().unwrap();
+        let ok = results.iter().filter_map(|r| r.clone().ok()).collect();
+        let failed = results.iter().filter_map(|r| r.clone().err()).collect();
+        (ok, failed)
+    }
+}
+
+fn in_progress(p: &Project, app: &str) -> bool {
+    Path::new(&p.p.path().join(".ferry/state/dev.json")).exists()
+        && p.history(app).iter().any(|d| d["status"] == "in_progress")
+}
+
+#[test]
+fn first_commit_serves_then_a_rolling_deploy_under_load_loses_no_request() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    p.stage(&[web.clone()]);
+    let run = p.commit();
+    run.expect_code(0);
+    assert!(run.stderr().contains("Applying… (0/3)"), "{}", run.stderr());
+    assert!(run.stdout().contains("web  v1   succeeded"), "{}", run.stdout());
+    assert_eq!(get(web.port).unwrap(), "one");
+
+    let d2 = p.push("web", "two", &[]);
+    web.releases.push((2, d2));
+    web.active = 2;
+    p.stage(&[web.clone()]);
+    let load = Load::start(web.port);
+    std::thread::sleep(Duration::from_millis(200));
+    let run = p.commit();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = load.finish();
+    run.expect_code(0);
+    assert!(failed.is_empty(), "failed requests during the rollout: {failed:?}");
+    assert_eq!(ok.first().map(String::as_str), Some("one"));
+    assert_eq!(ok.last().map(String::as_str), Some("two"));
+    let h = p.history("web");
+    assert_eq!(h.len(), 2);
+    assert_eq!((h[1]["number"].as_u64(), h[1]["status"].as_str()), (Some(2), Some("succeeded")));
+    assert_eq!(p.state()["apps"]["web"]["active"]["release"], 2);
+    // A second commit has nothing to do.
+    p.commit().expect_code(0);
+    assert_eq!(p.history("web").len(), 2);
+
+    // A task killed with SIGKILL is restarted, and `ps` shows it.
+    let ps: Value = serde_json::from_str(&p.run(&["ps", "--json"]).stdout()).unwrap();
+    let tasks = ps["stages"][0]["services"][0]["tasks"].as_array().unwrap().clone();
+    let victim = tasks.iter().find(|t| t["last_status"] == "RUNNING").unwrap();
+    let pid = victim["pid"].as_u64().unwrap() as i32;
+    // SAFETY: a task process this test's agent started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let id = victim["id"].as_str().unwrap().to_string();
+    wait_until("the killed task's restart", Duration::from_secs(15), || {
+        let ps: Value = serde_json::from_str(&p.run(&["ps", "--json"]).stdout()).unwrap();
+        let t = ps["stages"][0]["services"][0]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id.as_str())
+            .cloned();
+        t.is_some_and(|t| t["restarts"].as_u64() >= Some(1) && t["last_status"] == "RUNNING" && t["pid"] != pid)
+    });
+    let text = p.run(&["ps"]).stdout();
+    assert!(text.contains(&id) && text.contains("RUNNING"), "{text}");
+}
+
+#[test]
+fn a_release_that_never_turns_healthy_fails_and_the_old_keeps_serving() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    web.timeout = "4s";
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    let bad = p.push("web", "bad", &["unhealthy"]);
+    web.releases.push((2, bad));
+    web.active = 2;
+    p.stage(&[web.clone()]);
+    let load = Load::start(web.port);
+    let run = p.commit();
+    let (ok, failed) = load.finish();
+    run.expect_code(1);
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(ok.iter().all(|b| b == "one"), "only the old release served");
+    assert!(run.stderr().contains("not healthy within the deploy timeout"), "{}", run.stderr());
+    assert!(run.stderr().contains("last check"), "the check output is shown: {}", run.stderr());
+    assert!(run.stdout().contains("web  v2   failed"), "{}", run.stdout());
+    let h = p.history("web");
+    assert_eq!(h[1]["status"], "failed");
+    assert!(h[1]["reason"].as_str().unwrap().contains("rolled back"), "{}", h[1]["reason"]);
+    assert_eq!(p.state()["apps"]["web"]["active"]["release"], 1);
+    assert_eq!(get(web.port).unwrap(), "one");
+}
+
+#[test]
+fn an_independent_app_carries_on_when_another_crashes() {
+    let p = Project::new();
+    let good = p.push("good", "good", &[]);
+    let crash = p.push("crash", "crash", &["exit"]);
+    let a = app("good", vec![(1, good)], 1);
+    let b = app("crash", vec![(1, crash)], 1);
+    p.stage(&[a.clone(), b]);
+    let run = p.commit();
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.contains("keep dying before turning healthy"), "fails fast, not at the timeout: {err}");
+    assert!(err.contains("boom: cannot start"), "the task's last log lines are shown: {err}");
+    assert!(err.contains("exit code 3"), "{err}");
+    assert_eq!(p.history("good")[0]["status"], "succeeded");
+    assert_eq!(p.history("crash")[0]["status"], "failed");
+    assert_eq!(get(a.port).unwrap(), "good");
+}
+
+#[test]
+fn release_tasks_run_before_the_deploy_and_a_failing_one_keeps_the_old_release() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let d2 = p.push("web", "two", &[]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    web.releases.push((2, d2));
+    web.active = 2;
+    web.release_task = Some("import sys; print('migrating failed'); sys.exit(4)");
+    p.stage(&[web.clone()]);
+    let run = p.commit();
+    run.expect_code(1);
+    assert!(run.stderr().contains("exited with code 4"), "{}", run.stderr());
+    assert!(run.stderr().contains("migrating failed"), "log lines shown: {}", run.stderr());
+    let h = p.history("web");
+    assert_eq!(h[1]["status"], "failed");
+    assert_eq!(get(web.port).unwrap(), "one");
+
+    web.release_task = Some("print('migrated')");
+    p.stage(&[web.clone()]);
+    let run = p.commit();
+    run.expect_code(0);
+    assert!(run.stderr().contains("web/task/migrate"), "{}", run.stderr());
+    assert_eq!(get(web.port).unwrap(), "two");
+    assert_eq!(p.history("web")[2]["status"], "succeeded");
+}
+
+#[test]
+fn a_saved_plan_is_applied_as_reviewed_or_refused_when_stale() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    web.scale = 1;
+    p.stage(&[web.clone()]);
+    p.run(&["plan", "-o", "first.plan"]).expect_code(0);
+    p.run(&["commit", "first.plan"]).expect_code(0);
+    p.run(&["plan", "-o", "stale.plan"]).expect_code(0);
+    web.scale = 2;
+    p.stage(&[web.clone()]);
+    let run = p.run(&["commit", "stale.plan"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("is stale") && run.stderr().contains("stage file"), "{}", run.stderr());
+    // Without a terminal and without --yes, nothing is applied.
+    let run = p.run(&["commit"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("--yes"), "{}", run.stderr());
+    p.commit().expect_code(0);
+    let h = p.history("web");
+    assert_eq!((h[1]["kind"].as_str(), h[1]["scale"].as_u64()), (Some("scale"), Some(2)));
+}
+
+#[test]
+fn two_commits_at_once_one_is_refused_naming_the_other() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    web.start_delay = "1.5";
+    p.stage(&[web]);
+    let first = p.spawn(&["commit", "--yes"]);
+    wait_until("the first commit's deployment", Duration::from_secs(15), || in_progress(&p, "web"));
+    let second = p.commit();
+    second.expect_code(1);
+    assert!(second.stderr().contains("ferry commit --yes"), "{}", second.stderr());
+    assert!(second.stderr().contains(&format!("pid {}", first.pid())), "{}", second.stderr());
+    let (code, _, err) = first.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_commit_killed_mid_rollout_leaves_true_state_and_the_next_converges() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let d2 = p.push("web", "two", &[]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    web.releases.push((2, d2));
+    web.active = 2;
+    web.start_delay = "2";
+    p.stage(&[web.clone()]);
+    let first = p.spawn(&["commit", "--yes"]);
+    wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));
+    first.signal(libc::SIGKILL);
+    let _ = first.wait(Duration::from_secs(10));
+    // The killed commit's lock stays, reported stale; the documented way on is force-unlock.
+    let refused = p.commit();
+    refused.expect_code(1);
+    let err = refused.stderr();
+    assert!(err.contains("stale lock"), "{err}");
+    let id = err.rsplit("force-unlock ").next().unwrap().trim().trim_end_matches('`').to_string();
+    p.run(&["force-unlock", &id]).expect_code(0);
+    let state = p.state();
+    let serial = state["serial"].as_u64().unwrap();
+    assert_eq!(state["apps"]["web"]["active"]["release"], 1, "nothing claims v2 succeeded");
+    assert_eq!(get(web.port).unwrap(), "one", "the old release still serves");
+
+    let run = p.commit();
+    run.expect_code(0);
+    assert!(run.stderr().contains("settled deployments an interrupted commit left in progress"), "{}", run.stderr());
+    let state = p.state();
+    assert!(state["serial"].as_u64().unwrap() > serial);
+    let h = p.history("web");
+    let statuses: Vec<&str> = h.iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["succeeded", "aborted", "succeeded"]);
+    let numbers: Vec<u64> = h.iter().map(|d| d["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert_eq!(get(web.port).unwrap(), "two");
+    p.commit().expect_code(0);
+    assert_eq!(p.history("web").len(), 3, "converged: nothing left to do");
+}
+
+fn abort_test(by_command: bool) {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let bad = p.push("web", "bad", &["unhealthy"]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    web.releases.push((2, bad));
+    web.active = 2;
+    web.timeout = "60s";
+    p.stage(&[web.clone()]);
+    let commit = p.spawn(&["commit", "--yes"]);
+    wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));
+    if by_command {
+        p.run(&["abort"]).expect_code(0);
+    } else {
+        commit.signal(libc::SIGINT);
+    }
+    let (code, out, err) = commit.wait(Duration::from_secs(30));
+    assert_eq!(code, 130, "{out}\n{err}");
+    let expected = if by_command { "aborted by `ferry abort`" } else { "aborted by Ctrl-C" };
+    assert!(err.contains(expected), "{err}");
+    let h = p.history("web");
+    assert_eq!(h[1]["status"], "aborted");
+    assert_eq!(p.state()["apps"]["web"]["active"]["release"], 1);
+    assert_eq!(get(web.port).unwrap(), "one");
+    let unlocked = p.run(&["abort"]);
+    unlocked.expect_code(1);
+    assert!(unlocked.stderr().contains("nothing to abort"), "the lock is released: {}", unlocked.stderr());
+}
+
+#[test]
+fn ctrl_c_aborts_and_rolls_back() {
+    abort_test(false);
+}
+
+#[test]
+fn ferry_abort_from_another_shell_aborts_and_rolls_back() {
+    abort_test(true);
+}
+
+#[test]
+fn task_run_streams_output_and_exits_with_the_task_code() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    p.stage(&[app("web", vec![(1, d1)], 1)]);
+    // Any declared release, before anything is deployed.
+    let run = p.run(&[
+        "task",
+        "run",
+        "web",
+        "--env",
+        "X=42",
+        "--",
+        "python3",
+        "-c",
+        "import os,sys; print('x is', os.environ['X'], open('release.txt').read()); sys.exit(7)",
+    ]);
+    run.expect_code(7);
+    assert!(run.stdout().contains("x is 42 one"), "{}", run.stdout());
+    let list = p.run(&["task", "list", "web"]);
+    list.expect_code(0);
+    assert!(list.stdout().contains("STOPPED") && list.stdout().contains(" 7 "), "{}", list.stdout());
+}

@@ -48,7 +48,10 @@ impl Changeset {
 
     /// The operation with this id.
     pub fn operation(&self, id: &str) -> Option<&Operation> {
-        self.operations.iter().find(|op| op.id() == id)
+        // Compare the app first: `id()` allocates, and the apply engine looks up every
+        // operation of a large changeset.
+        let app = id.split('/').next().unwrap_or(id);
+        self.operations.iter().find(|op| op.app() == app && op.id() == id)
     }
 
     /// Ids of the operations that must finish before `id` starts.

@@ -31,6 +31,9 @@ pub enum DeployKind {
 
 /// One operation of a changeset. Every variant names its app; [`Operation::id`] is stable
 /// (`web/deploy`) so edges, saved plans and progress output refer to operations by id.
+// Deploys carry two configs and the rest little; boxing would only add indirection to a
+// list of a few thousand operations built once per plan.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Operation {

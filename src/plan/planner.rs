@@ -116,7 +116,7 @@ pub fn plan(desired: &Stage, recorded: &StageState, options: &PlanOptions) -> Re
         match desired.apps.get(name) {
             Some(app) if app.active.is_some() => deployed = plan_app(app, state, &mut cs),
             _ if state.active.is_some() => {
-                let running = state.active.as_ref().map(|a| running_of(a));
+                let running = state.active.as_ref().map(running_of);
                 cs.operations.push(Operation::RemoveApp { app: name.to_string(), running });
                 deployed = true;
             }
@@ -208,7 +208,7 @@ fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
         config: app.config.clone(),
         config_hash: config_hash(&app.config),
     };
-    let from = from.map(|a| running_of(a));
+    let from = from.map(running_of);
     let (kind, mut description) = if same_release {
         let a = from.as_ref().expect("same release implies an active deployment");
         (DeployKind::Config, describe_config_change(&config_diff(&a.image, &a.config, &app.image, &app.config)))

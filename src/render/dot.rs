@@ -14,7 +14,7 @@ pub fn render(stage: &StageView) -> String {
         let _ = writeln!(out, "  subgraph {} {{", quote(&format!("cluster_{}", app.app)));
         let _ = writeln!(out, "    label={};", quote(&format!("{} {} ({})", app.symbol, app.app, app.action.as_str())));
         for id in &app.operations {
-            let Some(op) = stage.operations.iter().find(|o| &o.id == id) else { continue };
+            let Some(op) = stage.operation(id) else { continue };
             let args: Vec<String> = op.arguments.iter().map(|(k, v)| format!("{k}={}", shorten_digests(v))).collect();
             let label = format!("{} {}\\n{}", op.symbol, op.id, args.join("\\n"));
             let _ = writeln!(out, "    {} [label={}];", quote(&op.id), quote_label(&label));

@@ -77,7 +77,7 @@ fn render_stage(out: &mut String, stage: &StageView, p: &Painter, with_count: bo
             }
         }
         for id in &app.operations {
-            let Some(op) = stage.operations.iter().find(|o| &o.id == id) else { continue };
+            let Some(op) = stage.operation(id) else { continue };
             let args: Vec<String> = op.arguments.iter().map(|(k, v)| format!("{k}={}", shorten_digests(v))).collect();
             let line = format!("{:<2} {:<17} {}", op.symbol, op.kind, args.join(" "));
             let _ = writeln!(out, "    {}", p.symbol(op.symbol, line.trim_end()));

@@ -2,6 +2,8 @@
 //! markdown and DOT cannot disagree about what a plan does. Values are already masked here
 //! (see `plan::diff`), so no renderer can show a sensitive one.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::Serialize;
 
 use crate::plan::diff::{config_diff, config_fields, short_digest, FieldChange};
@@ -176,15 +178,34 @@ impl PlanView {
 }
 
 impl StageView {
+    /// The operation with this id. Operation ids are `APP/…` and operations are grouped by
+    /// app, so a binary search on the app narrows it to a handful.
+    pub fn operation(&self, id: &str) -> Option<&OperationView> {
+        let app = id.split('/').next().unwrap_or(id);
+        let start = self.operations.partition_point(|o| o.app.as_str() < app);
+        self.operations[start..]
+            .iter()
+            .take_while(|o| o.app == app)
+            .find(|o| o.id == id)
+            .or_else(|| self.operations.iter().find(|o| o.id == id))
+    }
+
     /// The view of `changeset`, made against state `lineage`/`serial`, from `file`.
     pub fn build(changeset: &Changeset, lineage: &str, serial: u64, file: Option<&str>) -> StageView {
-        let mut apps: Vec<AppView> = Vec::new();
+        // Indexes built once: a stage of 1,000 apps has thousands of operations and edges,
+        // and scanning them per app or per operation would be quadratic.
+        let mut by_app: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+        for op in &changeset.operations {
+            by_app.entry(op.app()).or_default().push(op);
+        }
+        let mut deps: HashMap<&str, Vec<String>> = HashMap::new();
+        for e in &changeset.edges {
+            deps.entry(e.to.as_str()).or_default().push(e.from.clone());
+        }
+        let mut apps: Vec<AppView> = Vec::with_capacity(by_app.len());
         let mut counts = Counts::default();
-        // Operations are grouped by app in the changeset (the planner emits them so), but
-        // a hand-made changeset might not be: look the app up rather than rely on it.
-        for name in changeset.apps() {
-            let ops: Vec<&Operation> = changeset.operations.iter().filter(|o| o.app() == name).collect();
-            let view = app_view(name, &ops);
+        for (name, ops) in &by_app {
+            let view = app_view(name, ops);
             match view.action {
                 Action::Add => counts.add += 1,
                 Action::Deploy => counts.deploy += 1,
@@ -199,12 +220,12 @@ impl StageView {
             .iter()
             .map(|op| {
                 let id = op.id();
-                let depends_on = changeset.dependencies(&id).map(str::to_string).collect();
+                let depends_on = deps.get(id.as_str()).cloned().unwrap_or_default();
                 OperationView {
                     app: op.app().to_string(),
                     kind: op.kind_name(),
                     symbol: op.symbol(),
-                    arguments: arguments(op, changeset),
+                    arguments: arguments(op, &by_app[op.app()]),
                     depends_on,
                     id,
                 }
@@ -290,7 +311,7 @@ fn app_view(name: &str, ops: &[&Operation]) -> AppView {
     view
 }
 
-fn arguments(op: &Operation, changeset: &Changeset) -> Vec<(String, String)> {
+fn arguments(op: &Operation, app_ops: &[&Operation]) -> Vec<(String, String)> {
     let kv = |k: &str, v: String| (k.to_string(), v);
     match op {
         Operation::VerifyImage { release, image, digest, .. } => {
@@ -304,7 +325,7 @@ fn arguments(op: &Operation, changeset: &Changeset) -> Vec<(String, String)> {
         Operation::RunReleaseTask { app, task, release, .. } => {
             let mut args = vec![kv("task", task.clone()), kv("release", release.to_string())];
             // The task's definition lives in the deploy's target config.
-            let def = changeset.operations.iter().find_map(|o| match o {
+            let def = app_ops.iter().find_map(|o| match o {
                 Operation::Deploy { app: a, to, .. } if a == app => {
                     to.config.release_tasks.iter().find(|t| &t.name == task).cloned()
                 }

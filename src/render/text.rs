@@ -132,7 +132,7 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>], indent: &str) 
         for (i, (cell, w)) in cells.zip(&widths).enumerate() {
             if i + 1 < widths.len() {
                 s.push_str(cell);
-                s.extend(std::iter::repeat(' ').take(w - cell.chars().count() + 2));
+                s.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
             } else {
                 s.push_str(cell);
             }

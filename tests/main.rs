@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli_help;
 mod commit;
 mod edit;
 mod error_messages;

@@ -21,10 +21,13 @@ pub struct AgentArgs {
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Start the agent in the background (no-op when it runs).
+    #[command(after_help = "Example:\n  ferry agent start && ferry agent status")]
     Start,
     /// Stop every local task of this project and the agent.
+    #[command(after_help = "Example:\n  ferry agent stop")]
     Stop,
     /// Show whether the agent runs (exit 3 when it does not).
+    #[command(after_help = "Example:\n  ferry agent status || echo 'not running'")]
     Status,
     /// Run the agent in the foreground (what `start` runs).
     #[command(hide = true)]

@@ -32,6 +32,7 @@ pub enum TaskCommand {
                             --release 4 --env DRY_RUN=1 -- bin/seed")]
     Run(RunArgs),
     /// Show an app's recent one-off tasks.
+    #[command(after_help = "Example:\n  ferry task list web -s staging")]
     List(ListArgs),
 }
 

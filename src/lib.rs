@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod config;
 pub mod edit;
+pub mod history;
 pub mod registry;
 pub mod state;

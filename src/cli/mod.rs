@@ -5,8 +5,12 @@
 mod completions;
 mod fmt;
 mod force_unlock;
+mod history;
 mod image;
 mod init;
+mod release;
+mod releases;
+mod rollback;
 pub mod schema;
 mod state;
 mod validate;
@@ -57,6 +61,10 @@ pub enum Command {
     Image(image::ImageArgs),
     State(state::StateArgs),
     ForceUnlock(force_unlock::ForceUnlockArgs),
+    Release(release::ReleaseArgs),
+    Releases(releases::ReleasesArgs),
+    History(history::HistoryArgs),
+    Rollback(rollback::RollbackArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -160,6 +168,10 @@ pub fn run() -> ExitCode {
         Command::Image(args) => image::run(&ctx, args),
         Command::State(args) => state::run(&ctx, args),
         Command::ForceUnlock(args) => force_unlock::run(&ctx, args),
+        Command::Release(args) => release::run(&ctx, args),
+        Command::Releases(args) => releases::run(&ctx, args),
+        Command::History(args) => history::run(&ctx, args),
+        Command::Rollback(args) => rollback::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

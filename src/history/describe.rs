@@ -75,7 +75,7 @@ pub fn describe_change(prev: Option<&ActiveDeployment>, next: &NextDeployment<'_
 }
 
 /// `sha256:` and six hex digits with an ellipsis: enough to tell releases apart in a list.
-pub(crate) fn short_digest(digest: &Digest) -> String {
+pub fn short_digest(digest: &Digest) -> String {
     format!("sha256:{}…", &digest.hex()[..6])
 }
 

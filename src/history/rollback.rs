@@ -97,9 +97,11 @@ pub fn rollback_target(app: &AppState, requested: Option<u64>) -> Result<&Deploy
             d
         }
         // With nothing running (the app was removed), the last good one is the target.
-        None => succeeded()
-            .filter(|d| running.is_none_or(|r| d.number < r))
-            .last()
+        None => app
+            .history
+            .iter()
+            .rev()
+            .find(|d| d.status == DeploymentStatus::Succeeded && running.is_none_or(|r| d.number < r))
             .ok_or(RollbackRefusal::TooFewSucceeded { count: 1 })?,
     };
     if let Some(active) = &app.active {

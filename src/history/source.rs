@@ -41,6 +41,9 @@ fn non_empty(s: String) -> Option<String> {
     (!s.trim().is_empty()).then_some(s)
 }
 
+/// Looks an environment variable up.
+type Env<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
 /// CI systems and the variables that name their commit, branch, actor and run. A CI
 /// checkout is often a detached `HEAD` of a merge commit, so its variables say better
 /// than git what was built.
@@ -48,7 +51,7 @@ struct Ci {
     commit: &'static str,
     branch: &'static [&'static str],
     author: &'static [&'static str],
-    run: fn(&dyn Fn(&str) -> Option<String>) -> Option<String>,
+    run: fn(&Env<'_>) -> Option<String>,
 }
 
 const CI: &[Ci] = &[
@@ -95,7 +98,7 @@ impl Source {
     }
 
     /// [`detect`](Self::detect) from given parts: `env` looks variables up.
-    pub fn from_parts(env: &dyn Fn(&str) -> Option<String>, git: Option<GitCheckout>, user: Option<String>) -> Source {
+    pub fn from_parts(env: &Env<'_>, git: Option<GitCheckout>, user: Option<String>) -> Source {
         let env = |k: &str| env(k).and_then(non_empty);
         let first = |names: &[&str]| names.iter().find_map(|n| env(n));
         // Buildkite may say `HEAD` before it resolved the commit.

@@ -10,8 +10,10 @@ use crate::config;
 use crate::history::{now, relative_time};
 use crate::state::{Deployment, DeploymentStatus};
 
-/// List an app's deployments, newest first: what changed, when, from which commit, and how
-/// it ended (a failed one shows why on the line below).
+/// List an app's deployments vN, newest first.
+///
+/// Each line says what changed, when, from which commit, and how it ended; a failed or
+/// aborted one shows why on the lines below.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ferry history web\n  ferry history web -s production -n 5\n  \
                         ferry history web --json | jq '.deployments[0].status'")]

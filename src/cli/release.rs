@@ -252,11 +252,11 @@ pub(super) fn open_edit(project: &Project, stage: &Stage) -> CliResult<StageEdit
     StageEdit::parse(&rel, &text).map_err(|d| CliError::Config(config::Diagnostics(vec![d])))
 }
 
-/// Write an edit back (when it changed anything), print its diff, and apply it at once with
-/// `--commit`.
+/// Write an edit back (when it changed anything), print its diff, and apply the stage file
+/// at once with `--commit` (also when the file already said so: it may not be applied yet).
 pub(super) fn finish(ctx: &Context, project: &Project, stage: &Stage, edit: &StageEdit, commit: bool) -> CliResult {
     if !edit.is_changed() {
-        return Ok(());
+        return if commit { commit_edited_stage(ctx, &stage.name) } else { Ok(()) };
     }
     let rel = stage_path(project, stage);
     let path = project.root.join(&rel);

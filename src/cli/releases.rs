@@ -11,7 +11,10 @@ use crate::cli::release::{app_state, find_app, load_stage};
 use crate::cli::{print_out, CliResult, Context};
 use crate::history::{now, relative_time};
 
-/// List an app's releases, newest first. `*` marks the active one in the stage file.
+/// List an app's releases, newest first.
+///
+/// `*` marks the active one in the stage file. Releases recorded in state but deleted from
+/// the file are listed too: their ids stay taken.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ferry releases web\n  ferry releases web -s production --json")]
 pub struct ReleasesArgs {

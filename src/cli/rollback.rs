@@ -11,13 +11,15 @@ use crate::cli::{CliError, CliResult, Context};
 use crate::edit::Restore;
 use crate::history::{rollback_target, short_digest};
 
-/// Restore what an app ran in an earlier deployment: its release (re-declared if it was
-/// deleted from the file), scale, command, env, secret references, health and deploy
-/// settings. Prints the diff; `ferry commit` applies it.
+/// Edit the stage file back to what an earlier deployment ran.
+///
+/// Restores deployment vN's release (re-declared if it was deleted from the file), scale,
+/// command, env, secret references, health and deploy settings, and prints the diff;
+/// `ferry commit` applies it and records "Rollback to vN".
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ferry rollback web              # to the last good deployment before this one\n  \
-                        ferry rollback web v5 -s production\n  ferry history web                # lists deployments vN"
+    after_help = "Examples:\n  ferry rollback web                    # the last good deployment before this one\n  \
+                        ferry rollback web v5 -s production   # deployment v5 (`ferry history web` lists them)"
 )]
 pub struct RollbackArgs {
     /// The app.
@@ -67,7 +69,7 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
             stage.file.display(),
             stage.name
         );
-        return Ok(());
+        return finish(ctx, &project, &stage, &edit, args.commit);
     }
     for field in &unrestored.0 {
         eprintln!("note: {what} ran other {field}; the file keeps today's (edit them by hand if needed)");

@@ -236,6 +236,25 @@ app "web" {
     }
 
     #[test]
+    fn settings_without_a_value_are_removed_and_defaults_written_out() {
+        for (path, text) in [("stages/staging.toml", TOML), ("stages/staging.hcl", HCL)] {
+            let web = load(path, text).apps["web"].clone();
+            let mut config = web.config.clone();
+            config.command = vec![];
+            config.port = None;
+            config.deploy = Default::default();
+            let mut edit = StageEdit::parse(Path::new(path), text).unwrap();
+            let digest: Digest = D2.parse().unwrap();
+            edit.restore(&web, Restore { release: 2, digest: &digest, scale: 4, config: &config }).unwrap();
+            let out = edit.to_string();
+            assert!(!out.contains("command") && !out.contains("port"), "{path}: no command, no port:\n{out}");
+            // A default is written out rather than the key dropped: the diff says what it is.
+            assert!(out.contains("timeout = \"5m\""), "{path}:\n{out}");
+            assert_eq!(load(path, &out).apps["web"].config, config, "{path}");
+        }
+    }
+
+    #[test]
     fn a_release_bound_to_another_digest_is_refused() {
         let web = load("stages/staging.toml", TOML).apps["web"].clone();
         let mut edit = StageEdit::parse(Path::new("stages/staging.toml"), TOML).unwrap();

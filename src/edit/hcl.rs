@@ -254,6 +254,7 @@ fn set_attr(body: &mut Body, key: &str, value: Option<&FileValue>, indent: &str,
             let mut attr = Attribute::new(Ident::new(key), to_expr(v));
             attr.value.decor_mut().set_prefix(" ");
             insert_ordered(body, attr.into(), indent, order);
+            align_new(body, key);
         }
         (None, _) => {
             if let Some(i) = attr_index(body, key) {
@@ -262,6 +263,29 @@ fn set_attr(body: &mut Body, key: &str, value: Option<&FileValue>, indent: &str,
         }
     }
     body.is_empty()
+}
+
+/// Line the `=` of the new attribute `key` up with a one-line neighbour's, as `fmt` (and
+/// most hand-written files) align runs of attributes, so the new line fits in. Only the new
+/// line changes: a longer key than its neighbours' stays unaligned rather than re-padding
+/// lines the edit is not about.
+fn align_new(body: &mut Body, key: &str) {
+    let Some(i) = attr_index(body, key) else { return };
+    let one_line = |s: &Structure| {
+        s.as_attribute().filter(|a| !a.value.to_string().contains('\n')).map(|a| {
+            let pad = raw(a.key.decor().suffix()).len().max(1);
+            a.key.as_str().len() + pad
+        })
+    };
+    // A neighbour counts when no blank line separates it from the new attribute.
+    let blank = |s: &Structure| raw(s.decor().prefix()).matches('\n').count() > 1;
+    let before = i.checked_sub(1).and_then(|j| body.get(j)).and_then(one_line);
+    let after = body.get(i + 1).filter(|s| !blank(s)).and_then(one_line);
+    let Some(column) = before.or(after) else { return };
+    if let Some(attr) = body.get_mut(i).and_then(Structure::as_attribute_mut) {
+        let pad = column.saturating_sub(key.len()).max(1);
+        attr.key.decor_mut().set_suffix(" ".repeat(pad));
+    }
 }
 
 pub(super) fn set_app_value(body: &mut Body, at: &AppAt, key: &str, value: Option<&FileValue>) -> EditResult {

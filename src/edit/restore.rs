@@ -255,6 +255,17 @@ app "web" {
     }
 
     #[test]
+    fn a_new_hcl_attribute_lines_up_with_its_neighbours() {
+        let web = load("stages/staging.hcl", HCL).apps["web"].clone();
+        let mut config = web.config.clone();
+        config.cpu = 512;
+        let mut edit = StageEdit::parse(Path::new("stages/staging.hcl"), HCL).unwrap();
+        let digest: Digest = D2.parse().unwrap();
+        edit.restore(&web, Restore { release: 2, digest: &digest, scale: 4, config: &config }).unwrap();
+        assert!(edit.to_string().contains("  scale   = 4\n  cpu     = 512\n  command = ["), "{edit}");
+    }
+
+    #[test]
     fn a_release_bound_to_another_digest_is_refused() {
         let web = load("stages/staging.toml", TOML).apps["web"].clone();
         let mut edit = StageEdit::parse(Path::new("stages/staging.toml"), TOML).unwrap();

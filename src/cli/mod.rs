@@ -10,11 +10,15 @@ mod down;
 mod fmt;
 mod force_unlock;
 mod graph;
+mod history;
 mod image;
 mod init;
 mod logs;
 mod plan;
 pub mod ps;
+mod release;
+mod releases;
+mod rollback;
 pub mod schema;
 mod state;
 mod task;
@@ -70,10 +74,14 @@ pub enum Command {
     Down(down::DownArgs),
     ForceUnlock(force_unlock::ForceUnlockArgs),
     Graph(graph::GraphArgs),
+    History(history::HistoryArgs),
     Image(image::ImageArgs),
     Logs(logs::LogsArgs),
     Plan(plan::PlanArgs),
     Ps(ps::PsArgs),
+    Release(release::ReleaseArgs),
+    Releases(releases::ReleasesArgs),
+    Rollback(rollback::RollbackArgs),
     State(state::StateArgs),
 }
 
@@ -182,10 +190,14 @@ pub fn run() -> ExitCode {
         Command::Down(args) => down::run(&ctx, args),
         Command::ForceUnlock(args) => force_unlock::run(&ctx, args),
         Command::Graph(args) => graph::run(&ctx, args),
+        Command::History(args) => history::run(&ctx, args),
         Command::Image(args) => image::run(&ctx, args),
         Command::Logs(args) => logs::run(&ctx, args),
         Command::Plan(args) => plan::run(&ctx, args),
         Command::Ps(args) => ps::run(&ctx, args),
+        Command::Release(args) => release::run(&ctx, args),
+        Command::Releases(args) => releases::run(&ctx, args),
+        Command::Rollback(args) => rollback::run(&ctx, args),
         Command::State(args) => state::run(&ctx, args),
     };
     match result {

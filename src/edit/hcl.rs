@@ -11,7 +11,7 @@ use hcl_edit::{Decorate, Decorated, Ident, Number};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::model::Digest;
 use crate::edit::order::{self, rank};
-use crate::edit::{AppAt, EditResult};
+use crate::edit::{AppAt, EditResult, FileValue};
 
 fn app_block<'a>(body: &'a mut Body, at: &AppAt) -> EditResult<&'a mut Block> {
     body.blocks_mut()
@@ -59,12 +59,17 @@ fn after_newline(s: &str) -> String {
 
 /// Insert `structure` into `body` after the structures that precede it canonically.
 fn insert_in_order(body: &mut Body, structure: Structure, indent: &str) {
+    insert_ordered(body, structure, indent, order::APP);
+}
+
+/// Insert `structure` into `body` after the structures that precede it in `order`.
+fn insert_ordered(body: &mut Body, structure: Structure, indent: &str, order: &[&str]) {
     let mut structure = structure;
     // A multi-line attribute gets a blank line before it, as `fmt` lays it out.
     let blank = if structure.as_attribute().is_some_and(|a| a.value.to_string().contains('\n')) { "\n" } else { "" };
     structure.decor_mut().set_prefix(format!("{blank}{indent}"));
-    let r = rank(order::APP, structure_key(&structure));
-    let ranks: Vec<usize> = body.iter().map(|s| rank(order::APP, structure_key(s))).collect();
+    let r = rank(order, structure_key(&structure));
+    let ranks: Vec<usize> = body.iter().map(|s| rank(order, structure_key(s))).collect();
     let at = ranks.iter().rposition(|k| *k <= r).map_or(0, |i| i + 1);
     body.insert(at, structure);
 }
@@ -210,6 +215,163 @@ pub(super) fn set_env(body: &mut Body, at: &AppAt, key: &str, value: Option<&str
 
 fn key_text(key: &str) -> String {
     key_name_text(&object_key(key))
+}
+
+// ---------------------------------------------------------------------------------------
+// Edits of any app value (rollback restores a deployment's whole config this way)
+
+/// `value` as an HCL expression, laid out as `fmt` writes it.
+fn to_expr(value: &FileValue) -> Expression {
+    let text = match value {
+        FileValue::Int(n) => n.to_string(),
+        FileValue::Str(s) => literal(s),
+        FileValue::List(items) => format!("[{}]", items.iter().map(|i| literal(i)).collect::<Vec<_>>().join(", ")),
+    };
+    let body = hcl_edit::parser::parse_body(&format!("x = {text}\n")).expect("generated HCL parses");
+    let attr = body.into_iter().next().and_then(|s| s.into_attribute().ok()).expect("one attribute");
+    let mut expr = attr.value;
+    expr.decor_mut().clear();
+    expr
+}
+
+/// `s` as an HCL string literal. `${…}` stays as written, not escaped to `$${…}`: ferry
+/// reads strings as text and never evaluates templates, so `"${PORT}"` in an HCL file means
+/// what it means in TOML. JSON's escapes (`\"`, `\\`, `\n`, `\uXXXX`) are HCL's too.
+fn literal(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+/// Set (keeping its trailing comment) or remove attribute `key` of `body`, a new one going
+/// where `order` puts it. Returns whether `body` is now empty.
+fn set_attr(body: &mut Body, key: &str, value: Option<&FileValue>, indent: &str, order: &[&str]) -> bool {
+    match (value, attr_value(body, key)) {
+        (Some(v), Some(old)) => {
+            let mut new = to_expr(v);
+            *new.decor_mut() = old.decor().clone();
+            *old = new;
+        }
+        (Some(v), None) => {
+            let mut attr = Attribute::new(Ident::new(key), to_expr(v));
+            attr.value.decor_mut().set_prefix(" ");
+            insert_ordered(body, attr.into(), indent, order);
+            align_new(body, key);
+        }
+        (None, _) => {
+            if let Some(i) = attr_index(body, key) {
+                body.remove(i);
+            }
+        }
+    }
+    body.is_empty()
+}
+
+/// Line the `=` of the new attribute `key` up with a one-line neighbour's, as `fmt` (and
+/// most hand-written files) align runs of attributes, so the new line fits in. Only the new
+/// line changes: a longer key than its neighbours' stays unaligned rather than re-padding
+/// lines the edit is not about.
+fn align_new(body: &mut Body, key: &str) {
+    let Some(i) = attr_index(body, key) else { return };
+    let one_line = |s: &Structure| {
+        s.as_attribute().filter(|a| !a.value.to_string().contains('\n')).map(|a| {
+            let pad = raw(a.key.decor().suffix()).len().max(1);
+            a.key.as_str().len() + pad
+        })
+    };
+    // A neighbour counts when no blank line separates it from the new attribute.
+    let blank = |s: &Structure| raw(s.decor().prefix()).matches('\n').count() > 1;
+    let before = i.checked_sub(1).and_then(|j| body.get(j)).and_then(one_line);
+    let after = body.get(i + 1).filter(|s| !blank(s)).and_then(one_line);
+    let Some(column) = before.or(after) else { return };
+    if let Some(attr) = body.get_mut(i).and_then(Structure::as_attribute_mut) {
+        let pad = column.saturating_sub(key.len()).max(1);
+        attr.key.decor_mut().set_suffix(" ".repeat(pad));
+    }
+}
+
+pub(super) fn set_app_value(body: &mut Body, at: &AppAt, key: &str, value: Option<&FileValue>) -> EditResult {
+    let block = app_block(body, at)?;
+    let indent = child_indent(block);
+    set_attr(&mut block.body, key, value, &indent, order::APP);
+    Ok(())
+}
+
+/// Set or remove `key` of the app's `section`: an object attribute (`env`, `secrets`) or an
+/// unlabelled block (`health`, `deploy`). A missing one is created where `fmt` would put it;
+/// one emptied by a removal goes away.
+pub(super) fn set_section_value(
+    body: &mut Body,
+    at: &AppAt,
+    section: &str,
+    key: &str,
+    value: Option<&FileValue>,
+) -> EditResult {
+    if matches!(section, "env" | "secrets") {
+        return set_object_entry(body, at, section, key, value);
+    }
+    let order = match section {
+        "health" => order::HEALTH,
+        "deploy" => order::DEPLOY,
+        _ => &[],
+    };
+    let block = app_block(body, at)?;
+    let indent = child_indent(block);
+    let index =
+        block.body.iter().position(|s| s.as_block().is_some_and(|b| b.has_ident(section) && b.labels.is_empty()));
+    match (index, value) {
+        (Some(i), _) => {
+            let Some(sub) = block.body.get_mut(i).and_then(Structure::as_block_mut) else { return Ok(()) };
+            let inner = child_indent(sub);
+            if set_attr(&mut sub.body, key, value, &inner, order) {
+                block.body.remove(i);
+            }
+        }
+        (None, Some(v)) => {
+            let text = format!("{section} {{\n{indent}  {key} = {}\n{indent}}}\n", to_expr(v));
+            let new = hcl_edit::parser::parse_body(&text).expect("generated HCL parses");
+            let new = new.into_iter().next().expect("one block");
+            insert_in_order(&mut block.body, new, &indent);
+            // A block is set off by a blank line, as `fmt` lays it out.
+            if let Some(mut s) = block.body.iter_mut().find(|s| s.as_block().is_some_and(|b| b.has_ident(section))) {
+                s.decor_mut().set_prefix(format!("\n{indent}"));
+            }
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// Set or remove entry `key` of the app's object attribute `attr` (`env`, `secrets`).
+fn set_object_entry(body: &mut Body, at: &AppAt, attr: &str, key: &str, value: Option<&FileValue>) -> EditResult {
+    let block = app_block(body, at)?;
+    let indent = child_indent(block);
+    let Some(object) = attr_value(&mut block.body, attr) else {
+        if let Some(v) = value {
+            let attr = new_object_attr(attr, &key_text(key), &to_expr(v).to_string(), &indent);
+            insert_in_order(&mut block.body, attr, &indent);
+        }
+        return Ok(());
+    };
+    let object = object.as_object_mut().ok_or_else(|| at.not_a_table(attr))?;
+    match (value, find_key(object, key)) {
+        (Some(v), Some(k)) => {
+            if let Some(slot) = object.get_mut(&k) {
+                let mut new = to_expr(v);
+                *new.decor_mut() = slot.expr().decor().clone();
+                *slot.expr_mut() = new;
+            }
+        }
+        (Some(v), None) => append_entry(object, object_key(key), to_expr(v), &indent),
+        (None, Some(k)) => {
+            object.remove(&k);
+            if object.is_empty() {
+                if let Some(i) = attr_index(&block.body, attr) {
+                    block.body.remove(i);
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

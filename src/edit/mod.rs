@@ -9,12 +9,14 @@
 mod diff;
 mod hcl;
 pub mod order;
+mod restore;
 mod toml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use diff::unified_diff;
+pub use restore::{Restore, Unrestored};
 
 use crate::config::diagnostic::Diagnostic;
 use crate::config::model::Digest;
@@ -32,6 +34,10 @@ pub enum EditError {
     /// `remove_release` with an id the app does not declare.
     #[error("{file}: app `{app}` declares no release {id}")]
     UnknownRelease { file: PathBuf, app: String, id: u64 },
+    /// A restore would bind a declared release id to another digest; release ids are
+    /// immutable, so the file or the recorded history was changed by hand.
+    #[error("{file}: release {id} of app `{app}` is {declared}, not {expected} as recorded")]
+    ReleaseChanged { file: PathBuf, app: String, id: u64, declared: Digest, expected: Digest },
     /// A key holds something other than what ferry writes there (e.g. `env` is a string), so
     /// editing it would guess at the user's intent.
     #[error("{file}: `{key}` of app `{app}` is not a table; fix the file first (`ferry validate`)")]
@@ -40,6 +46,15 @@ pub enum EditError {
 
 /// The result of an edit.
 pub type EditResult<T = ()> = Result<T, EditError>;
+
+/// A value ferry writes into a stage file: the few shapes app settings take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileValue {
+    Int(i64),
+    Str(String),
+    /// A list of strings (`command`, `sensitive_env`).
+    List(Vec<String>),
+}
 
 /// A stage file open for editing.
 #[derive(Debug, Clone)]
@@ -113,6 +128,27 @@ impl StageEdit {
         match &mut self.doc {
             Document::Toml(doc) => toml::set_env(doc, &at, key, value),
             Document::Hcl(body) => hcl::set_env(body, &at, key, value),
+        }
+    }
+
+    /// Set the app's own key `key` (`scale`, `cpu`, `command`, `port`…) to `value`, or remove
+    /// it with `None` (the default applies again). A trailing comment on the line is kept.
+    pub fn set_app_value(&mut self, app: &str, key: &str, value: Option<&FileValue>) -> EditResult {
+        let at = self.at(app);
+        match &mut self.doc {
+            Document::Toml(doc) => toml::set_app_value(doc, &at, key, value),
+            Document::Hcl(body) => hcl::set_app_value(body, &at, key, value),
+        }
+    }
+
+    /// Set `key` of the app's `section` (`health`, `deploy`, `env`, `secrets`) to `value`, or
+    /// remove it with `None`. A missing section is created where `fmt` would put it; a section
+    /// left empty is removed.
+    pub fn set_section_value(&mut self, app: &str, section: &str, key: &str, value: Option<&FileValue>) -> EditResult {
+        let at = self.at(app);
+        match &mut self.doc {
+            Document::Toml(doc) => toml::set_section_value(doc, &at, section, key, value),
+            Document::Hcl(body) => hcl::set_section_value(body, &at, section, key, value),
         }
     }
 

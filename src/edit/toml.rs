@@ -9,7 +9,7 @@ use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike, Value};
 use crate::config::diagnostic::Diagnostic;
 use crate::config::model::Digest;
 use crate::edit::order::{self, rank};
-use crate::edit::{AppAt, EditResult, FileKind};
+use crate::edit::{AppAt, EditResult, FileKind, FileValue};
 
 /// Parse an editable document; a syntax error is located like the loader's.
 pub(super) fn parse(path: &Path, text: &str) -> Result<DocumentMut, Diagnostic> {
@@ -336,4 +336,61 @@ fn visit_headers(table: &mut Table, f: &mut impl FnMut(&mut toml_edit::Decor)) {
             _ => {}
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Edits of any app value (rollback restores a deployment's whole config this way)
+
+fn to_value(v: &FileValue) -> Value {
+    match v {
+        FileValue::Int(n) => Value::from(*n),
+        FileValue::Str(s) => Value::from(s.as_str()),
+        FileValue::List(items) => Value::Array(items.iter().map(String::as_str).collect()),
+    }
+}
+
+pub(super) fn set_app_value(doc: &mut DocumentMut, at: &AppAt, key: &str, value: Option<&FileValue>) -> EditResult {
+    let app = app_mut(doc, at)?;
+    let table = app.as_table_like_mut().ok_or_else(|| at.unknown())?;
+    match value {
+        Some(v) => set_value(table, key, to_value(v), order::APP),
+        None => drop(table.remove(key)),
+    }
+    Ok(())
+}
+
+/// Set or remove `key` of the app's table `section` (`health`, `deploy`, `env`, `secrets`).
+/// A missing table is created where `fmt` would put it; one emptied by a removal goes away.
+pub(super) fn set_section_value(
+    doc: &mut DocumentMut,
+    at: &AppAt,
+    section: &str,
+    key: &str,
+    value: Option<&FileValue>,
+) -> EditResult {
+    let app = app_mut(doc, at)?;
+    let order = match section {
+        "health" => order::HEALTH,
+        "deploy" => order::DEPLOY,
+        // Maps keep the order the team wrote them in; a new key goes last.
+        _ => &[],
+    };
+    match value {
+        Some(v) => set_value(sub_table(app, at, section)?, key, to_value(v), order),
+        None => {
+            let Some(t) = app.as_table_like_mut() else { return Err(at.unknown()) };
+            let emptied = match t.get_mut(section) {
+                Some(item) => {
+                    let table = item.as_table_like_mut().ok_or_else(|| at.not_a_table(section))?;
+                    table.remove(key);
+                    table.is_empty()
+                }
+                None => false,
+            };
+            if emptied {
+                t.remove(section);
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,79 @@
+//! `ferry rollback APP [vN]`: edit the stage file so the app's active release and config are
+//! those deployment vN ran (default: the last good one before what runs now), and print the
+//! diff. It records nothing itself: applying the file records the deployment, and the apply
+//! engine recognises it as "Rollback to vN" by its release and config
+//! (`history::rollback_target_matching`), whoever made the edit.
+
+use clap::Args;
+
+use crate::cli::release::{app_state, find_app, finish, load_stage, open_edit};
+use crate::cli::{CliError, CliResult, Context};
+use crate::edit::Restore;
+use crate::history::{rollback_target, short_digest};
+
+/// Edit the stage file back to what an earlier deployment ran.
+///
+/// Restores deployment vN's release (re-declared if it was deleted from the file), scale,
+/// command, env, secret references, health and deploy settings, and prints the diff;
+/// `ferry commit` applies it and records "Rollback to vN".
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ferry rollback web                    # the last good deployment before this one\n  \
+                        ferry rollback web v5 -s production   # deployment v5 (`ferry history web` lists them)"
+)]
+pub struct RollbackArgs {
+    /// The app.
+    pub app: String,
+    /// The deployment to go back to, `vN` or `N`. Default: the last succeeded deployment
+    /// before the one that runs now.
+    #[arg(value_parser = parse_deployment, value_name = "vN")]
+    pub deployment: Option<u64>,
+    /// The stage. Default: the project's only stage.
+    #[arg(short, long)]
+    pub stage: Option<String>,
+    /// Apply the edited stage file at once, as `ferry commit` would.
+    #[arg(long)]
+    pub commit: bool,
+}
+
+fn parse_deployment(s: &str) -> Result<u64, String> {
+    s.strip_prefix('v')
+        .unwrap_or(s)
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a deployment: write vN, e.g. v5"))
+}
+
+pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
+    let project = ctx.project()?;
+    let stage = load_stage(&project, args.stage)?;
+    let app = find_app(&stage, &args.app)?;
+    let recorded = app_state(&project, &stage.name, &app.name)?;
+    let target = rollback_target(&recorded, args.deployment).map_err(|refusal| {
+        CliError::with_hint(format!("cannot roll back {}: {refusal}", app.name), refusal.hint(&app.name))
+    })?;
+    let mut edit = open_edit(&project, &stage)?;
+    let restore =
+        Restore { release: target.release, digest: &target.digest, scale: target.scale, config: &target.config };
+    let unrestored = edit.restore(app, restore).map_err(|e| {
+        CliError::with_hint(
+            e.to_string(),
+            "release ids are immutable: restore the release line as it was, or check the state with `ferry state show`",
+        )
+    })?;
+    let what = format!("v{} (release {}, {})", target.number, target.release, short_digest(&target.digest));
+    if !edit.is_changed() {
+        eprintln!(
+            "{} already declares what {what} ran; `ferry plan -s {}` shows what applying it changes",
+            stage.file.display(),
+            stage.name
+        );
+        return finish(ctx, &project, &stage, &edit, args.commit);
+    }
+    for field in &unrestored.0 {
+        eprintln!("note: {what} ran other {field}; the file keeps today's (edit them by hand if needed)");
+    }
+    eprintln!("rolling {} back to {what}", app.name);
+    finish(ctx, &project, &stage, &edit, args.commit)
+}

@@ -9,7 +9,9 @@ use ferry::edit::StageEdit;
 use ferry::state::DeploymentStatus;
 
 use crate::history::{digest, ferry, file_config, record, Dep};
+use crate::support::agent::{free_port, AgentGuard};
 use crate::support::TestProject;
+use ferry::runtime::local::Layout;
 
 const STAGE: &str = "stages/development.toml";
 /// What `ferry image push image-v2 --repo web` prints in the quickstart.
@@ -95,12 +97,21 @@ fn hcl_edits_keep_comments_and_layout_and_ecs_verification_waits_for_ecr() {
 }
 
 #[test]
-fn commit_waits_for_ferry_commit_and_says_the_file_is_edited() {
+fn commit_applies_the_edited_file_at_once() {
     let p = TestProject::from_example("quickstart");
-    let run = p.run(&["release", "create", "web", V2, "--no-verify", "--commit"]);
-    run.expect_code(1);
-    assert!(run.stderr().contains("error: `--commit` arrives with `ferry commit`\n"), "{}", run.stderr());
+    let _agent = AgentGuard { layout: Layout::new(p.path()) };
+    // The example's fixed port could be taken on a shared machine; the test takes a free one.
+    let stage = p.read("stages/development.toml").replace("port = 18080", &format!("port = {}", free_port()));
+    p.write("stages/development.toml", &stage);
+    p.run(&["image", "push", "image-v2", "--repo", "web"]).expect_code(0);
+    let run = p.run(&["release", "create", "web", V2, "--activate", "--commit"]);
+    run.expect_code(0);
     assert!(web(&p).releases.contains_key(&2));
+    let history = p.run(&["history", "web", "--json"]);
+    history.expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&history.stdout()).unwrap();
+    let newest = &json["deployments"].as_array().expect("a list of deployments")[0];
+    assert_eq!((newest["release"].as_u64(), newest["status"].as_str()), (Some(2), Some("succeeded")), "{json:#}");
 }
 
 /// The quickstart after release 2 shipped with other env and release 1 was deleted from the

@@ -25,7 +25,6 @@ pub mod hook;
 pub mod journal;
 pub mod ops;
 pub mod rollout;
-pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;

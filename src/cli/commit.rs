@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 
 use crate::apply::abort::{request_path, AbortRequest};
 use crate::apply::ops::OpContext;
-use crate::apply::{self, journal, AbortSignal, ApplyReport, Engine, Hook, HumanHook, JsonHook, Step};
+use crate::apply::{journal, AbortSignal, ApplyReport, Engine, Hook, HumanHook, JsonHook, Step};
 use crate::cli::plan::select_stages;
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, RuntimeKind};
@@ -125,7 +125,7 @@ pub fn run(ctx: &Context, args: CommitArgs) -> CliResult {
             local_releases: Some((registry, root.join(".ferry").join("releases"))),
         },
         parallelism: args.parallelism.map(|n| n as usize),
-        source: apply::source::detect(&ctx.cwd),
+        source: crate::state::Source::detect(&ctx.cwd),
         stream_logs: args.logs,
         abort: AbortSignal::new(),
     };

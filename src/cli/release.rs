@@ -279,10 +279,18 @@ pub(super) fn finish(ctx: &Context, project: &Project, stage: &Stage, edit: &Sta
 
 /// `--commit`: apply the stage file just edited, as `ferry commit -s STAGE` would. The one
 /// place the editing commands (`release`, `rollback`) reach the apply engine.
-pub(super) fn commit_edited_stage(_ctx: &Context, stage: &str) -> CliResult {
-    // TODO(commit): call the `ferry commit` command for `stage` here once it exists.
-    Err(CliError::with_hint(
-        "`--commit` arrives with `ferry commit`",
-        format!("the stage file is edited as shown; apply it with `ferry commit -s {stage}` once that exists"),
-    ))
+pub(super) fn commit_edited_stage(ctx: &Context, stage: &str) -> CliResult {
+    // Asking for `--commit` is the confirmation: the diff was just printed.
+    super::commit::run(
+        ctx,
+        super::commit::CommitArgs {
+            stage: Some(stage.to_string()),
+            plan_file: None,
+            yes: true,
+            parallelism: None,
+            logs: false,
+            progress: super::commit::ProgressStyle::Auto,
+            allow_remove: false,
+        },
+    )
 }

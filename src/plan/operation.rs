@@ -53,7 +53,17 @@ pub enum Operation {
     /// task's definition is in the deploy's target config.
     RunReleaseTask { app: String, task: String, release: u64, digest: Digest },
     /// Health-gated replacement of the app's tasks. `from` is `None` on a first deploy.
-    Deploy { app: String, kind: DeployKind, from: Option<Running>, to: Running, description: String },
+    Deploy {
+        app: String,
+        kind: DeployKind,
+        from: Option<Running>,
+        to: Running,
+        description: String,
+        /// Set when `to` is exactly what an earlier succeeded deployment vN ran (release and
+        /// config): the deploy is recorded as "Rollback to vN".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rollback_to: Option<u64>,
+    },
     /// Change the number of tasks of the active deployment; no new revision.
     Scale { app: String, running: Running, from: u32, to: u32, description: String },
     /// Stop every task of the app. `running` is what it ran (`None`: nothing active).

@@ -222,6 +222,12 @@ fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
         }
         (DeployKind::Activate, d)
     };
+    // Going back to exactly what an earlier deployment ran (what `ferry rollback` edits the
+    // file to) is reviewed and recorded as that rollback, not as a new activation.
+    let rollback_to = crate::history::rollback_target_matching(state, release, &to.config_hash);
+    if let Some(n) = rollback_to {
+        description = format!("Rollback to v{n} (release {release}, {})", short_digest(digest));
+    }
     if let Some(a) = from.as_ref().filter(|a| a.scale != app.scale) {
         description.push_str(&format!("; scale {} → {}", a.scale, app.scale));
     }
@@ -252,7 +258,7 @@ fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
             });
         }
     }
-    cs.operations.push(Operation::Deploy { app: app.name.clone(), kind, from, to, description });
+    cs.operations.push(Operation::Deploy { app: app.name.clone(), kind, from, to, description, rollback_to });
     true
 }
 

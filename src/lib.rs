@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for a map of the modules.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod edit;

@@ -8,11 +8,20 @@
 //! unlock's conditional `DeleteObject` (all native in moto 5.2.5, made atomic by the
 //! harness serving one request at a time) and the previous copy's
 //! `x-amz-copy-source-if-match` (added by the harness, since moto ignores it). What it
-//! cannot: moto never answers `409 ConditionalRequestConflict` and never loses an answer, so
-//! the store's handling of those (read again; recognise its own retried write) is not
-//! exercised here.
+//! cannot: moto never answers `409 ConditionalRequestConflict`, so the store's handling of
+//! it (read again, retry or report the conflict) is not exercised; and it never loses an
+//! answer, so a test interceptor ([`LoseAnswers`]) turns answers into `503`s to make the SDK
+//! retry a conditional request that already took effect.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use aws_sdk_s3::config::interceptors::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
 
 use ferry::aws;
 use ferry::state::conformance::{sample, Backend};
@@ -359,4 +368,95 @@ fn the_emulator_refuses_stale_conditions_like_s3() {
         assert_eq!(code(&e), "PreconditionFailed");
         s3.delete_object().bucket(&bucket).key("k").if_match(&current).send().await.unwrap();
     });
+}
+
+/// Turns S3's answer to the next `remaining` PutObject requests on keys ending in `suffix`
+/// into a `503` after S3 carried them out, so the SDK sends them again: what happens when
+/// an answer is lost on the network. The emulator cannot do this by itself.
+#[derive(Debug, Clone)]
+struct LoseAnswers {
+    suffix: &'static str,
+    remaining: Arc<AtomicUsize>,
+    armed: Arc<AtomicBool>,
+}
+
+impl LoseAnswers {
+    fn new(suffix: &'static str, count: usize) -> Self {
+        LoseAnswers { suffix, remaining: Arc::new(AtomicUsize::new(count)), armed: Arc::default() }
+    }
+
+    fn remaining(&self) -> usize {
+        self.remaining.load(Ordering::SeqCst)
+    }
+}
+
+impl Intercept for LoseAnswers {
+    fn name(&self) -> &'static str {
+        "LoseAnswers"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = ctx.request();
+        let path = request.uri().split('?').next().unwrap_or_default();
+        let put_object = request.method() == "PUT"
+            && path.ends_with(self.suffix)
+            && request.headers().get("x-amz-copy-source").is_none();
+        self.armed.store(put_object, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.armed.load(Ordering::SeqCst)
+            && ctx.response().status().is_success()
+            && self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            *ctx.response_mut().status_mut() = 503.try_into()?;
+        }
+        Ok(())
+    }
+}
+
+/// A conditional request whose answer was lost is sent again by the SDK and then fails
+/// against its own first attempt; the store recognises its own success (the lock by its
+/// attempt id, the state by its bytes) instead of reporting itself as the holder or a
+/// conflict.
+#[test]
+fn a_retried_request_recognises_its_own_success() {
+    let f = S3Fixture::new();
+    let store_losing = |lose: &LoseAnswers| {
+        let config = aws_sdk_s3::config::Builder::from(&f.moto.sdk_config())
+            .force_path_style(true)
+            .interceptor(lose.clone())
+            .build();
+        S3StateStore::new(aws_sdk_s3::Client::from_conf(config), &f.bucket, &f.prefix)
+    };
+
+    let lose = LoseAnswers::new(".lock", 1);
+    let store = store_losing(&lose);
+    let info = LockInfo::for_this_process("ferry commit");
+    store.try_lock("dev", &info).expect("the retried lock request is ours");
+    assert_eq!(lose.remaining(), 0, "the first answer was lost");
+    assert_eq!(store.lock_holder("dev").unwrap(), Some(info.clone()));
+    assert!(matches!(store.try_lock("dev", &info), Err(StateError::Locked { .. })), "still not re-entrant");
+
+    let lose = LoseAnswers::new(".json", 2);
+    let store = store_losing(&lose);
+    let mut s = sample("dev");
+    store.write(&mut s).expect("create, answer lost");
+    s.apps.insert("api".into(), AppState::default());
+    store.write(&mut s).expect("update, answer lost");
+    assert_eq!(lose.remaining(), 0, "both answers were lost");
+    assert_eq!(s.serial, 2);
+    assert_eq!(f.store().read("dev").unwrap(), Some(s));
+    assert_eq!(f.store().read_previous("dev").unwrap().unwrap().serial, 1);
 }

@@ -15,5 +15,6 @@ mod image;
 mod local_runtime;
 mod plan_cli;
 mod releases;
+mod s3_store;
 mod schema;
 mod state_store;

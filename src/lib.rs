@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod edit;
+pub mod pipeline;
 pub mod plan;
 pub mod registry;
 pub mod render;

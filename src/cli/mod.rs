@@ -11,12 +11,16 @@ mod fmt;
 mod force_unlock;
 mod graph;
 mod image;
+mod images;
 mod init;
 mod logs;
+mod pipeline;
 mod plan;
+mod promote;
 pub mod ps;
 pub mod schema;
 mod state;
+mod status;
 mod task;
 mod validate;
 
@@ -75,6 +79,10 @@ pub enum Command {
     Plan(plan::PlanArgs),
     Ps(ps::PsArgs),
     State(state::StateArgs),
+    Promote(promote::PromoteArgs),
+    Status(status::StatusArgs),
+    Pipeline(pipeline::PipelineArgs),
+    Images(images::ImagesArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -187,6 +195,10 @@ pub fn run() -> ExitCode {
         Command::Plan(args) => plan::run(&ctx, args),
         Command::Ps(args) => ps::run(&ctx, args),
         Command::State(args) => state::run(&ctx, args),
+        Command::Promote(args) => promote::run(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Pipeline(args) => pipeline::run(&ctx, args),
+        Command::Images(args) => images::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

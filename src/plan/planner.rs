@@ -252,7 +252,7 @@ fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
             });
         }
     }
-    cs.operations.push(Operation::Deploy { app: app.name.clone(), kind, from, to, description });
+    cs.operations.push(Operation::Deploy { app: app.name.clone(), kind, from, to, description, record_as: None });
     true
 }
 

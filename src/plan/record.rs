@@ -79,11 +79,11 @@ pub fn record(op: &Operation, state: &mut StageState, outcome: &Outcome) {
                 registered_at: outcome.finished_at,
             });
         }
-        Operation::Deploy { kind, to, description, .. } => {
-            let kind = match kind {
+        Operation::Deploy { kind, to, description, record_as, .. } => {
+            let kind = record_as.unwrap_or(match kind {
                 DeployKind::Activate => DeploymentKind::Activate,
                 DeployKind::Config => DeploymentKind::Config,
-            };
+            });
             let revision = app_state
                 .revisions
                 .iter()

@@ -11,6 +11,7 @@ mod fmt;
 mod hcl;
 mod image;
 mod local_runtime;
+mod pipeline;
 mod plan_cli;
 mod schema;
 mod state_store;

@@ -117,19 +117,19 @@ pub(crate) fn commit_stage(
     hook: &mut dyn Hook,
 ) -> CliResult {
     let from_file = saved.is_some();
-    let desired = config::load_stage(&project, &name)?;
+    let desired = config::load_stage(project, name)?;
     if desired.runtime.kind() != RuntimeKind::Local {
         return Err(CliError::new(format!("stage {name} runs on ECS, which `ferry commit` does not reach yet")));
     }
-    let mut session = LockedStage::open(&project, &name, &command_line(), ctx.lock_timeout)?;
+    let mut session = LockedStage::open(project, name, &command_line(), ctx.lock_timeout)?;
 
     hook.step(Step::Planning);
     let changeset = match saved {
-        Some(p) => fresh_changeset(&project, &desired, &session, p)?,
+        Some(p) => fresh_changeset(project, &desired, &session, p)?,
         None => {
             let mut cs = plan::plan(&desired, session.state(), &PlanOptions { allow_remove: args.allow_remove })
                 .map_err(|e| CliError::new(e.to_string()))?;
-            crate::cli::promote::label_promotions(&project, session.state(), &mut cs)?;
+            crate::cli::promote::label_promotions(project, session.state(), &mut cs)?;
             cs
         }
     };
@@ -147,7 +147,7 @@ pub(crate) fn commit_stage(
         return Ok(());
     }
     if !from_file && !args.yes {
-        confirm(&name)?;
+        confirm(name)?;
     }
     settle_interrupted(&mut session, hook)?;
 
@@ -164,7 +164,7 @@ pub(crate) fn commit_stage(
         stream_logs: args.logs,
         abort: AbortSignal::new(),
     };
-    let request = request_path(&root, &name);
+    let request = request_path(&root, name);
     let lock_id = session.lock_info().id.clone();
     let rt = super::tokio_runtime()?;
     let report = rt.block_on(async {

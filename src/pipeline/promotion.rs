@@ -243,3 +243,72 @@ pub fn label_deploys(records: &dyn RecordStore, recorded: &StageState, cs: &mut 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::records::InMemoryRecordStore;
+    use crate::plan::fixture::{app, applied, apply, digest, fixed_time, stage};
+    use crate::plan::{plan, record, Outcome, PlanOptions};
+
+    fn deploy_of(cs: &Changeset) -> (&str, Option<DeploymentKind>) {
+        cs.operations
+            .iter()
+            .find_map(|op| match op {
+                Operation::Deploy { description, record_as, .. } => Some((description.as_str(), *record_as)),
+                _ => None,
+            })
+            .expect("a deploy")
+    }
+
+    #[test]
+    fn a_pending_promotion_labels_its_deploy_until_it_succeeded_once() {
+        let records = InMemoryRecordStore::default();
+        let mut state = applied(&stage("prod", [app("web", 1)]));
+        let two = stage("prod", [app("web", 2)]);
+        let pending = PendingPromotion {
+            app: "web".into(),
+            release: 2,
+            digest: digest("web", 2),
+            from_stage: "development".into(),
+            from_release: 7,
+            at: fixed_time() - chrono::Duration::hours(1),
+        };
+        // A promotion of another digest under the same id, or into another stage, is not it.
+        let other = PendingPromotion { digest: digest("web", 9), ..pending.clone() };
+        records::update(&records, "promotions/prod", |log: &mut PromotionLog| log.promotions.push(other.clone()))
+            .unwrap();
+        let mut cs = plan(&two, &state, &PlanOptions::default()).unwrap();
+        label_deploys(&records, &state, &mut cs).unwrap();
+        assert!(deploy_of(&cs).0.starts_with("Activate release 2"), "{}", deploy_of(&cs).0);
+        assert_eq!(deploy_of(&cs).1, None);
+
+        records::update(&records, "promotions/prod", |log: &mut PromotionLog| log.promotions.push(pending.clone()))
+            .unwrap();
+        let mut cs = plan(&two, &state, &PlanOptions::default()).unwrap();
+        label_deploys(&records, &state, &mut cs).unwrap();
+        assert_eq!(deploy_of(&cs), ("Promotion from development (release 7)", Some(DeploymentKind::Promotion)));
+        for op in cs.apply_order().unwrap() {
+            record(op, &mut state, &Outcome::succeeded(fixed_time()));
+        }
+        let last = state.apps["web"].history.last().unwrap();
+        assert_eq!(last.kind, DeploymentKind::Promotion);
+        assert_eq!(last.description, "Promotion from development (release 7)");
+
+        // Back to 1 and forward to 2 again later: an ordinary activation now.
+        apply(
+            &stage(
+                "prod",
+                [app("web", 2)].map(|mut a| {
+                    a.active = Some(1);
+                    a
+                }),
+            ),
+            &mut state,
+        );
+        let mut cs = plan(&two, &state, &PlanOptions::default()).unwrap();
+        label_deploys(&records, &state, &mut cs).unwrap();
+        assert!(deploy_of(&cs).0.starts_with("Activate release 2"), "{}", deploy_of(&cs).0);
+        assert_eq!(deploy_of(&cs).1, None);
+    }
+}

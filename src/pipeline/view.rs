@@ -148,3 +148,36 @@ impl PipelineView {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PipelineStep, StateBackend};
+    use crate::plan::fixture::{app, applied, stage};
+
+    #[test]
+    fn marks_what_differs_from_the_step_before() {
+        let step = |name: &str, stages: &[&str]| PipelineStep {
+            name: name.into(),
+            stages: stages.iter().map(|s| s.to_string()).collect(),
+            required_checks: vec!["ci/tests".into()],
+        };
+        let project = Project {
+            root: "/nowhere".into(),
+            name: "shop".into(),
+            state: StateBackend::Local,
+            pipeline: vec![step("development", &["dev"]), step("production", &["eu", "us"])],
+        };
+        let stages = [stage("dev", [app("web", 2)]), stage("eu", [app("web", 2)]), stage("us", [app("web", 1)])];
+        let recorded = BTreeMap::from([("eu".to_string(), applied(&stage("eu", [app("web", 1)])))]);
+        let view = PipelineView::build(&project, &stages, &recorded);
+        let prod = &view.steps[1];
+        assert!(!view.steps[0].stages[0].differs_from_previous);
+        assert!(!prod.stages[0].differs_from_previous && prod.stages[1].differs_from_previous);
+        assert_eq!(prod.stages[0].apps[0].deployed_release, Some(1));
+        let text = view.render_text(false);
+        assert!(text.contains("2. production   requires: ci/tests"), "{text}");
+        assert!(text.contains("   us  (differs from previous step)"), "{text}");
+        assert!(text.contains("deployed: release 1"), "{text}");
+    }
+}

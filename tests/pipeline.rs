@@ -170,6 +170,14 @@ fn promote_commit_deploys_every_target_stage_as_a_promotion() {
         assert_eq!(web["active"]["digest"], d2.as_str());
         assert_eq!(web["active"]["config"]["env"]["VERSION"], stage, "config not promoted");
     }
+    // Concurrently: each stage's deployment started before the other's finished.
+    let span = |stage: &str| {
+        let last = t.state(stage)["apps"]["web"]["history"].as_array().unwrap().last().unwrap().clone();
+        let at = |k: &str| chrono::DateTime::parse_from_rfc3339(last[k].as_str().unwrap()).unwrap();
+        (at("started_at"), at("finished_at"))
+    };
+    let (eu, us) = (span("production-eu"), span("production-us"));
+    assert!(eu.0 < us.1 && us.0 < eu.1, "rollouts did not overlap: {eu:?} {us:?}");
     // Applied: a later plan has nothing to do, and the label does not stick to it.
     let plan = t.run(&["plan", "-s", "production-eu", "--detailed-exitcode"]);
     plan.expect_code(0);

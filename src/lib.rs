@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod edit;
 pub mod history;
+pub mod pipeline;
 pub mod plan;
 pub mod registry;
 pub mod render;

@@ -324,6 +324,13 @@ async fn tasks_die_with_a_killed_agent() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(gone(task_pid), "an orphaned task survived its agent");
+    // Tasks get their parent-death signal when the agent's spawning thread exits, which can be
+    // before the dying agent's last thread closes the listening socket; until then a connect
+    // still succeeds and goes unanswered. Wait for the socket to refuse connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(rt.layout().socket()).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The next call starts a fresh agent, which takes over the stale socket.
     assert_eq!(rt.observe(&[]).await.unwrap().len(), 0);
     let v1 = rt.register_revision(&fx.spec(1, &[])).await.unwrap();

@@ -13,6 +13,7 @@ mod hcl;
 mod history;
 mod image;
 mod local_runtime;
+mod pipeline;
 mod plan_cli;
 mod releases;
 mod s3_store;

@@ -86,17 +86,52 @@ pub fn run(ctx: &Context, args: CommitArgs) -> CliResult {
         (Some(s), None) => s.clone(),
         (None, None) => select_stages(&project, None, false)?.remove(0),
     };
-    let desired = config::load_stage(&project, &name)?;
+    let options = StageCommit {
+        yes: args.yes,
+        parallelism: args.parallelism.map(|n| n as usize),
+        logs: args.logs,
+        allow_remove: args.allow_remove,
+    };
+    commit_stage(ctx, &project, &name, saved, &options, hook.as_mut())
+}
+
+/// How [`commit_stage`] applies a stage.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StageCommit {
+    /// Apply without asking.
+    pub yes: bool,
+    pub parallelism: Option<usize>,
+    pub logs: bool,
+    pub allow_remove: bool,
+}
+
+/// Plan (or take the saved plan of) one stage and apply it under the stage's own lock,
+/// printing the changeset and a summary; `Err(Exit(…))` when something failed. Promotion
+/// calls this for each of its target stages at once, on their own threads.
+pub(crate) fn commit_stage(
+    ctx: &Context,
+    project: &config::Project,
+    name: &str,
+    saved: Option<SavedPlan>,
+    args: &StageCommit,
+    hook: &mut dyn Hook,
+) -> CliResult {
+    let from_file = saved.is_some();
+    let desired = config::load_stage(project, name)?;
     if desired.runtime.kind() != RuntimeKind::Local {
         return Err(CliError::new(format!("stage {name} runs on ECS, which `ferry commit` does not reach yet")));
     }
-    let mut session = LockedStage::open(&project, &name, &command_line(), ctx.lock_timeout)?;
+    let mut session = LockedStage::open(project, name, &command_line(), ctx.lock_timeout)?;
 
     hook.step(Step::Planning);
     let changeset = match saved {
-        Some(p) => fresh_changeset(&project, &desired, &session, p)?,
-        None => plan::plan(&desired, session.state(), &PlanOptions { allow_remove: args.allow_remove })
-            .map_err(|e| CliError::new(e.to_string()))?,
+        Some(p) => fresh_changeset(project, &desired, &session, p)?,
+        None => {
+            let mut cs = plan::plan(&desired, session.state(), &PlanOptions { allow_remove: args.allow_remove })
+                .map_err(|e| CliError::new(e.to_string()))?;
+            crate::cli::promote::label_promotions(project, session.state(), &mut cs)?;
+            cs
+        }
     };
     let view = PlanView {
         stages: vec![StageView::build(
@@ -108,34 +143,34 @@ pub fn run(ctx: &Context, args: CommitArgs) -> CliResult {
     };
     print_out(&render::text::render(&view, ctx.color))?;
     if changeset.is_empty() {
-        settle_interrupted(&mut session, hook.as_mut())?;
+        settle_interrupted(&mut session, hook)?;
         return Ok(());
     }
-    if args.plan_file.is_none() && !args.yes {
-        confirm(&name)?;
+    if !from_file && !args.yes {
+        confirm(name)?;
     }
-    settle_interrupted(&mut session, hook.as_mut())?;
+    settle_interrupted(&mut session, hook)?;
 
     let root = project.root.clone();
     let registry = Arc::new(LocalRegistry::for_project(&root));
     let engine = Engine {
         ops: OpContext {
-            runtime: Arc::new(LocalRuntime::new(&root, &name)),
+            runtime: Arc::new(LocalRuntime::new(&root, name)),
             registry: registry.clone(),
             local_releases: Some((registry, root.join(".ferry").join("releases"))),
         },
-        parallelism: args.parallelism.map(|n| n as usize),
+        parallelism: args.parallelism,
         source: crate::state::Source::detect(&ctx.cwd),
         stream_logs: args.logs,
         abort: AbortSignal::new(),
     };
-    let request = request_path(&root, &name);
+    let request = request_path(&root, name);
     let lock_id = session.lock_info().id.clone();
     let rt = super::tokio_runtime()?;
     let report = rt.block_on(async {
         let signals = engine.abort.listen_for_signals()?;
         let requests = engine.abort.listen_for_requests(request.clone(), lock_id.clone());
-        let report = engine.apply(&changeset, &mut session, hook.as_mut()).await;
+        let report = engine.apply(&changeset, &mut session, hook).await;
         signals.abort();
         requests.abort();
         report.map_err(|e| CliError::new(e.to_string()))
@@ -144,7 +179,6 @@ pub fn run(ctx: &Context, args: CommitArgs) -> CliResult {
     if AbortRequest::read(&request).is_some_and(|r| r.lock_id == lock_id) {
         let _ = std::fs::remove_file(&request);
     }
-    drop(hook);
     session.unlock()?;
     print_summary(&changeset, &report)?;
     if report.aborted.is_some() {

@@ -12,15 +12,19 @@ mod force_unlock;
 mod graph;
 mod history;
 mod image;
+mod images;
 mod init;
 mod logs;
+mod pipeline;
 mod plan;
+mod promote;
 pub mod ps;
 mod release;
 mod releases;
 mod rollback;
 pub mod schema;
 mod state;
+mod status;
 mod task;
 mod validate;
 
@@ -83,6 +87,10 @@ pub enum Command {
     Releases(releases::ReleasesArgs),
     Rollback(rollback::RollbackArgs),
     State(state::StateArgs),
+    Promote(promote::PromoteArgs),
+    Status(status::StatusArgs),
+    Pipeline(pipeline::PipelineArgs),
+    Images(images::ImagesArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -199,6 +207,10 @@ pub fn run() -> ExitCode {
         Command::Releases(args) => releases::run(&ctx, args),
         Command::Rollback(args) => rollback::run(&ctx, args),
         Command::State(args) => state::run(&ctx, args),
+        Command::Promote(args) => promote::run(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Pipeline(args) => pipeline::run(&ctx, args),
+        Command::Images(args) => images::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -56,7 +56,8 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
     for name in &names {
         let desired = config::load_stage(&project, name)?;
         let recorded = read_recorded(&project, name)?;
-        let changeset = plan::plan(&desired, &recorded, &options).map_err(|e| CliError::new(e.to_string()))?;
+        let mut changeset = plan::plan(&desired, &recorded, &options).map_err(|e| CliError::new(e.to_string()))?;
+        crate::cli::promote::label_promotions(&project, &recorded, &mut changeset)?;
         if let Some(out) = &args.out {
             save(ctx, &project, &desired, &recorded, changeset.clone(), out)?;
         }

@@ -108,10 +108,7 @@ fn create(ctx: &Context, args: CreateArgs) -> CliResult {
             // A digest once declared and since deleted from the file comes back under its
             // id: an id stands for one digest forever. Anything else gets a fresh id.
             let before = recorded.releases.iter().find(|(_, r)| r.digest == digest).map(|(id, _)| *id);
-            let id = before.unwrap_or_else(|| {
-                let in_file = app.releases.keys().next_back().copied().unwrap_or(0);
-                in_file.max(recorded.max_release_id()) + 1
-            });
+            let id = before.unwrap_or_else(|| crate::pipeline::next_release_id(app, Some(&recorded)));
             edit.add_release(&app.name, id, &digest).map_err(edit_err)?;
             match before {
                 Some(_) => eprintln!("added release {id} of {} back ({})", app.name, short_digest(&digest)),

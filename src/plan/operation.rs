@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AppConfig, Digest};
+use crate::state::DeploymentKind;
 
 /// What an app runs (or will run): release, image, scale and config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,16 +54,16 @@ pub enum Operation {
     /// task's definition is in the deploy's target config.
     RunReleaseTask { app: String, task: String, release: u64, digest: Digest },
     /// Health-gated replacement of the app's tasks. `from` is `None` on a first deploy.
+    /// `record_as` is set by commands that know why the release changes (a promotion, a
+    /// rollback) and then names the recorded deployment's kind instead of `kind`.
     Deploy {
         app: String,
         kind: DeployKind,
         from: Option<Running>,
         to: Running,
         description: String,
-        /// Set when `to` is exactly what an earlier succeeded deployment vN ran (release and
-        /// config): the deploy is recorded as "Rollback to vN".
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        rollback_to: Option<u64>,
+        record_as: Option<DeploymentKind>,
     },
     /// Change the number of tasks of the active deployment; no new revision.
     Scale { app: String, running: Running, from: u32, to: u32, description: String },

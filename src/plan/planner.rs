@@ -258,7 +258,8 @@ fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
             });
         }
     }
-    cs.operations.push(Operation::Deploy { app: app.name.clone(), kind, from, to, description, rollback_to });
+    let record_as = rollback_to.map(|_| crate::state::DeploymentKind::Rollback);
+    cs.operations.push(Operation::Deploy { app: app.name.clone(), kind, from, to, description, record_as });
     true
 }
 

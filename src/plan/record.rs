@@ -79,12 +79,11 @@ pub fn record(op: &Operation, state: &mut StageState, outcome: &Outcome) {
                 registered_at: outcome.finished_at,
             });
         }
-        Operation::Deploy { kind, to, description, rollback_to, .. } => {
-            let kind = match (kind, rollback_to) {
-                (_, Some(_)) => DeploymentKind::Rollback,
-                (DeployKind::Activate, None) => DeploymentKind::Activate,
-                (DeployKind::Config, None) => DeploymentKind::Config,
-            };
+        Operation::Deploy { kind, to, description, record_as, .. } => {
+            let kind = record_as.unwrap_or(match kind {
+                DeployKind::Activate => DeploymentKind::Activate,
+                DeployKind::Config => DeploymentKind::Config,
+            });
             let revision = app_state
                 .revisions
                 .iter()

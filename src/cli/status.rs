@@ -1,0 +1,164 @@
+//! `ferry status set|list`: status checks of an app's image digests, reported by other
+//! systems (CI, QA sign-off) and kept with their history in the project's record store.
+//! A pipeline step's `required_checks` must be `success` before `ferry promote` moves a
+//! digest into it.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::cli::{print_out, CliError, CliResult, Context};
+use crate::config::Digest;
+use crate::pipeline::{open_records, CheckState, StatusReport, StatusStore};
+
+/// Report and list status checks of image digests.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ferry status set web sha256:2b51cd… ci/tests success --url https://ci.example/run/42\n  \
+                        ferry status list web\n  ferry status list web sha256:2b51cd… --json"
+)]
+pub struct StatusArgs {
+    #[command(subcommand)]
+    pub command: StatusCommand,
+}
+
+/// `ferry status …`.
+#[derive(Debug, Subcommand)]
+pub enum StatusCommand {
+    Set(SetArgs),
+    List(ListArgs),
+}
+
+/// Record the state of check CONTEXT for an app's image digest (the latest report counts).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  ferry status set web \"$DIGEST\" qa/signoff failure --description \"checkout broken\" \
+                        --url https://qa.example/42"
+)]
+pub struct SetArgs {
+    /// The app.
+    pub app: String,
+    /// The image digest, `sha256:` and 64 hex digits.
+    pub digest: String,
+    /// The check's name, e.g. `ci/tests`.
+    pub context: String,
+    /// pending, success, failure or error.
+    #[arg(value_enum)]
+    pub state: CheckState,
+    /// A short human description.
+    #[arg(long, short)]
+    pub description: Option<String>,
+    /// Where to read more (the CI run, the review).
+    #[arg(long, short)]
+    pub url: Option<String>,
+}
+
+/// List the latest state of each check per digest, and with --history every report.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  ferry status list web\n  ferry status list web \"$DIGEST\" --json")]
+pub struct ListArgs {
+    /// The app.
+    pub app: String,
+    /// Only this digest.
+    pub digest: Option<String>,
+    /// Print JSON: `{app, latest: […], history: […]}`.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list every earlier report, oldest first.
+    #[arg(long)]
+    pub history: bool,
+}
+
+pub fn run(ctx: &Context, args: StatusArgs) -> CliResult {
+    match args.command {
+        StatusCommand::Set(a) => set(ctx, a),
+        StatusCommand::List(a) => list(ctx, a),
+    }
+}
+
+fn parse_digest(s: &str) -> CliResult<Digest> {
+    s.parse().map_err(|e: crate::config::DigestError| {
+        CliError::with_hint(e.to_string(), "a digest is `sha256:` and 64 hex digits, as `ferry image push` prints")
+    })
+}
+
+fn set(ctx: &Context, args: SetArgs) -> CliResult {
+    let project = ctx.project()?;
+    let digest = parse_digest(&args.digest)?;
+    if args.context.trim().is_empty() {
+        return Err(CliError::new("the check's context must not be empty"));
+    }
+    let store = StatusStore::new(open_records(&project)?);
+    store.set(
+        &args.app,
+        StatusReport {
+            digest: digest.clone(),
+            context: args.context.clone(),
+            state: args.state,
+            description: args.description,
+            url: args.url,
+            at: chrono::Utc::now(),
+        },
+    )?;
+    eprintln!("{} {} {}: {}", args.app, digest.short(), args.context, args.state);
+    Ok(())
+}
+
+fn list(ctx: &Context, args: ListArgs) -> CliResult {
+    let project = ctx.project()?;
+    let digest = args.digest.as_deref().map(parse_digest).transpose()?;
+    let log = StatusStore::new(open_records(&project)?).log(&args.app)?;
+    let history: Vec<&StatusReport> = log.history(digest.as_ref()).collect();
+    // Digests in the order they were first reported.
+    let mut digests: Vec<&Digest> = Vec::new();
+    for r in &history {
+        if !digests.contains(&&r.digest) {
+            digests.push(&r.digest);
+        }
+    }
+    let latest: Vec<&StatusReport> = digests.iter().flat_map(|d| log.latest(d).into_values()).collect();
+    if args.json {
+        let doc = json!({ "app": args.app, "latest": latest, "history": history });
+        return print_out(&format!("{}\n", serde_json::to_string_pretty(&doc).expect("reports serialise")));
+    }
+    if history.is_empty() {
+        eprintln!("no status checks reported for {}", args.app);
+        return Ok(());
+    }
+    let mut out = String::new();
+    let width = latest.iter().map(|r| r.context.len()).max().unwrap_or(0);
+    for d in &digests {
+        out.push_str(&format!("{d}\n"));
+        for r in latest.iter().filter(|r| &&r.digest == d) {
+            out.push_str(&format!("  {}\n", line(r, width, ctx.color)));
+        }
+    }
+    if args.history {
+        out.push_str("\nhistory (oldest first):\n");
+        let width = history.iter().map(|r| r.context.len()).max().unwrap_or(0);
+        for r in &history {
+            out.push_str(&format!("  {}  {}\n", r.digest.short(), line(r, width, ctx.color)));
+        }
+    }
+    print_out(&out)
+}
+
+fn line(r: &StatusReport, width: usize, color: bool) -> String {
+    let state = format!("{:<7}", r.state.as_str());
+    let state = if !color {
+        state
+    } else {
+        match r.state {
+            CheckState::Success => console::style(state).green().to_string(),
+            CheckState::Pending => console::style(state).yellow().to_string(),
+            _ => console::style(state).red().to_string(),
+        }
+    };
+    let mut s = format!("{:width$}  {state}  {}", r.context, r.at.format("%Y-%m-%d %H:%M:%S UTC"));
+    if let Some(d) = &r.description {
+        s.push_str(&format!("  {d}"));
+    }
+    if let Some(u) = &r.url {
+        s.push_str(&format!("  {u}"));
+    }
+    s
+}

@@ -1,0 +1,315 @@
+//! Promotion: copy a release's digest (never its config) from an app in one stage to the
+//! same app in every stage of the next pipeline step.
+//!
+//! [`prepare`] works out, per target stage, the edit of its stage file: the digest is added
+//! as the app's next release and activated, or — when the stage already declares it —
+//! that release is re-activated, never duplicated. Scale, config and secrets stay the
+//! target's own. Required checks of the target step are checked first.
+//!
+//! So the deployments that apply it are recorded "Promotion from STAGE (release N)" even
+//! when the edit is committed later by a plain `ferry commit`, [`record_pending`] notes each
+//! promoted (stage, app, release, digest) in the record store as `promotions/<stage>`, and
+//! [`label_deploys`] relabels a planned deploy of exactly that release until a deployment
+//! of it succeeds.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::records::{self, RecordStore};
+use super::status::StatusLog;
+use super::{next_release_id, step_named, step_of, PipelineError, Result};
+use crate::config::{self, Digest, PipelineStep, Project, Stage};
+use crate::edit::StageEdit;
+use crate::plan::{Changeset, Operation};
+use crate::state::{open_store, DeploymentKind, DeploymentStatus, StageState};
+
+/// What a promotion does to one target stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetChange {
+    /// The digest is new to the stage: declared as release N and activated.
+    NewRelease,
+    /// The stage already declares the digest as release N: it is activated again.
+    Reactivate,
+    /// Release N with the digest is already the active one: nothing to edit.
+    AlreadyActive,
+}
+
+/// One target stage of a promotion, with its edited (not yet written) stage file.
+#[derive(Debug)]
+pub struct Target {
+    pub stage: String,
+    /// The stage file, relative to the project root.
+    pub file: PathBuf,
+    pub edit: StageEdit,
+    /// The release id the digest has (or gets) in this stage.
+    pub release: u64,
+    pub change: TargetChange,
+}
+
+/// A prepared promotion.
+#[derive(Debug)]
+pub struct Promotion {
+    pub app: String,
+    pub from_stage: String,
+    pub from_release: u64,
+    pub digest: Digest,
+    /// The step promoted into.
+    pub step: PipelineStep,
+    pub targets: Vec<Target>,
+}
+
+impl Promotion {
+    /// What deployments applying it are recorded as.
+    pub fn description(&self) -> String {
+        describe(&self.from_stage, self.from_release)
+    }
+}
+
+/// "Promotion from STAGE (release N)", N being the release's id in the source stage.
+pub fn describe(from_stage: &str, from_release: u64) -> String {
+    format!("Promotion from {from_stage} (release {from_release})")
+}
+
+/// Work out the promotion of `app` from `from_stage` (its active release, or `release`) into
+/// the next step (or the step `to`), refusing when a required check of that step is not
+/// `success` for the digest. Nothing is written.
+pub fn prepare(
+    project: &Project,
+    status: &StatusLog,
+    app: &str,
+    from_stage: &str,
+    release: Option<u64>,
+    to: Option<&str>,
+) -> Result<Promotion> {
+    let from_index = step_of(project, from_stage).ok_or_else(|| PipelineError::NotInPipeline(from_stage.into()))?;
+    let step = match to {
+        Some(name) => step_named(project, name)?.clone(),
+        None => project.pipeline.get(from_index + 1).cloned().ok_or_else(|| PipelineError::LastStep {
+            stage: from_stage.into(),
+            step: project.pipeline[from_index].name.clone(),
+        })?,
+    };
+    let source = config::load_stage(project, from_stage)?;
+    let source_app =
+        source.apps.get(app).ok_or_else(|| PipelineError::UnknownApp { stage: from_stage.into(), app: app.into() })?;
+    let from_release = match release.or(source_app.active) {
+        Some(id) => id,
+        None => return Err(PipelineError::NoActiveRelease { stage: from_stage.into(), app: app.into() }),
+    };
+    let digest = source_app.releases.get(&from_release).cloned().ok_or_else(|| PipelineError::UnknownRelease {
+        stage: from_stage.into(),
+        app: app.into(),
+        release: from_release,
+    })?;
+
+    let unmet = status.unmet(&digest, &step.required_checks);
+    if !unmet.is_empty() {
+        return Err(PipelineError::ChecksNotMet {
+            app: app.into(),
+            digest: digest.to_string(),
+            step: step.name.clone(),
+            unmet,
+        });
+    }
+
+    let store = open_store(project)?;
+    let mut targets = Vec::new();
+    for name in step.stages.iter().filter(|s| *s != from_stage) {
+        let stage = config::load_stage(project, name)?;
+        let recorded = store.read(name)?;
+        targets.push(target(project, &stage, recorded.as_ref(), app, &digest)?);
+    }
+    Ok(Promotion { app: app.into(), from_stage: from_stage.into(), from_release, digest, step, targets })
+}
+
+fn target(
+    project: &Project,
+    stage: &Stage,
+    recorded: Option<&StageState>,
+    app: &str,
+    digest: &Digest,
+) -> Result<Target> {
+    let declared =
+        stage.apps.get(app).ok_or_else(|| PipelineError::UnknownApp { stage: stage.name.clone(), app: app.into() })?;
+    let (file, mut edit) = open_edit(project, stage)?;
+    let held = declared.releases.iter().find(|(_, d)| *d == digest).map(|(id, _)| *id);
+    let (release, change) = match held {
+        Some(id) if declared.active == Some(id) => (id, TargetChange::AlreadyActive),
+        Some(id) => {
+            edit.set_active(app, id)?;
+            (id, TargetChange::Reactivate)
+        }
+        None => {
+            let id = next_release_id(declared, recorded.and_then(|s| s.apps.get(app)));
+            edit.add_release(app, id, digest)?;
+            edit.set_active(app, id)?;
+            (id, TargetChange::NewRelease)
+        }
+    };
+    Ok(Target { stage: stage.name.clone(), file, edit, release, change })
+}
+
+/// Open a stage's file for a format-preserving edit; the path is relative to the root.
+pub fn open_edit(project: &Project, stage: &Stage) -> Result<(PathBuf, StageEdit)> {
+    let rel = config::stage_refs(&project.root)
+        .into_iter()
+        .find(|r| r.name == stage.name)
+        .map_or_else(|| stage.file.clone(), |r| r.path);
+    let text = std::fs::read_to_string(project.root.join(&rel))
+        .map_err(|source| PipelineError::Io { path: rel.display().to_string(), source })?;
+    let edit = StageEdit::parse(&rel, &text).map_err(|d| PipelineError::Config(config::Diagnostics(vec![d])))?;
+    Ok((rel, edit))
+}
+
+/// Write an edited stage file: beside it first, then renamed over, so an interrupted write
+/// never leaves half a file.
+pub fn write_edit(root: &Path, file: &Path, edit: &StageEdit) -> Result<()> {
+    let path = root.join(file);
+    let tmp = path.with_extension("ferry-edit");
+    std::fs::write(&tmp, edit.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| PipelineError::Io { path: file.display().to_string(), source })
+}
+
+/// A promoted release not yet deployed in its stage: the document `promotions/<stage>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPromotion {
+    pub app: String,
+    pub release: u64,
+    pub digest: Digest,
+    pub from_stage: String,
+    pub from_release: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// Every promotion into one stage, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionLog {
+    #[serde(default)]
+    pub promotions: Vec<PendingPromotion>,
+}
+
+fn key(stage: &str) -> String {
+    format!("promotions/{stage}")
+}
+
+/// Note the promotion's changed targets, so their deployments are labelled as promotions.
+pub fn record_pending(records: &dyn RecordStore, promotion: &Promotion, at: DateTime<Utc>) -> Result<()> {
+    for t in promotion.targets.iter().filter(|t| t.change != TargetChange::AlreadyActive) {
+        let pending = PendingPromotion {
+            app: promotion.app.clone(),
+            release: t.release,
+            digest: promotion.digest.clone(),
+            from_stage: promotion.from_stage.clone(),
+            from_release: promotion.from_release,
+            at,
+        };
+        records::update(records, &key(&t.stage), |log: &mut PromotionLog| {
+            // Keep the log short: only promotions that may still be deployed matter.
+            log.promotions.retain(|p| p.app != pending.app || p.release != pending.release);
+            log.promotions.push(pending.clone());
+        })?;
+    }
+    Ok(())
+}
+
+/// Relabel the deploys of `cs` that apply a pending promotion into its stage, given the
+/// stage's recorded state: description "Promotion from STAGE (release N)", recorded as a
+/// [`DeploymentKind::Promotion`]. A promotion counts as pending until a deployment of its
+/// release succeeds after it was made.
+pub fn label_deploys(records: &dyn RecordStore, recorded: &StageState, cs: &mut Changeset) -> Result<()> {
+    let log: PromotionLog = records::load(records, &key(&cs.stage))?;
+    if log.promotions.is_empty() {
+        return Ok(());
+    }
+    for op in &mut cs.operations {
+        let Operation::Deploy { app, to, description, record_as, .. } = op else { continue };
+        let pending = log.promotions.iter().rev().find(|p| {
+            &p.app == app
+                && p.release == to.release
+                && p.digest == to.digest
+                && !recorded.apps.get(app).is_some_and(|s| {
+                    s.history.iter().any(|d| {
+                        d.release == p.release && d.status == DeploymentStatus::Succeeded && d.started_at >= p.at
+                    })
+                })
+        });
+        if let Some(p) = pending {
+            *description = describe(&p.from_stage, p.from_release);
+            *record_as = Some(DeploymentKind::Promotion);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::records::InMemoryRecordStore;
+    use crate::plan::fixture::{app, applied, apply, digest, fixed_time, stage};
+    use crate::plan::{plan, record, Outcome, PlanOptions};
+
+    fn deploy_of(cs: &Changeset) -> (&str, Option<DeploymentKind>) {
+        cs.operations
+            .iter()
+            .find_map(|op| match op {
+                Operation::Deploy { description, record_as, .. } => Some((description.as_str(), *record_as)),
+                _ => None,
+            })
+            .expect("a deploy")
+    }
+
+    #[test]
+    fn a_pending_promotion_labels_its_deploy_until_it_succeeded_once() {
+        let records = InMemoryRecordStore::default();
+        let mut state = applied(&stage("prod", [app("web", 1)]));
+        let two = stage("prod", [app("web", 2)]);
+        let pending = PendingPromotion {
+            app: "web".into(),
+            release: 2,
+            digest: digest("web", 2),
+            from_stage: "development".into(),
+            from_release: 7,
+            at: fixed_time() - chrono::Duration::hours(1),
+        };
+        // A promotion of another digest under the same id, or into another stage, is not it.
+        let other = PendingPromotion { digest: digest("web", 9), ..pending.clone() };
+        records::update(&records, "promotions/prod", |log: &mut PromotionLog| log.promotions.push(other.clone()))
+            .unwrap();
+        let mut cs = plan(&two, &state, &PlanOptions::default()).unwrap();
+        label_deploys(&records, &state, &mut cs).unwrap();
+        assert!(deploy_of(&cs).0.starts_with("Activate release 2"), "{}", deploy_of(&cs).0);
+        assert_eq!(deploy_of(&cs).1, None);
+
+        records::update(&records, "promotions/prod", |log: &mut PromotionLog| log.promotions.push(pending.clone()))
+            .unwrap();
+        let mut cs = plan(&two, &state, &PlanOptions::default()).unwrap();
+        label_deploys(&records, &state, &mut cs).unwrap();
+        assert_eq!(deploy_of(&cs), ("Promotion from development (release 7)", Some(DeploymentKind::Promotion)));
+        for op in cs.apply_order().unwrap() {
+            record(op, &mut state, &Outcome::succeeded(fixed_time()));
+        }
+        let last = state.apps["web"].history.last().unwrap();
+        assert_eq!(last.kind, DeploymentKind::Promotion);
+        assert_eq!(last.description, "Promotion from development (release 7)");
+
+        // Back to 1 and forward to 2 again later: no promotion any more, but exactly what v2
+        // ran, so the planner names it a rollback to v2.
+        apply(
+            &stage(
+                "prod",
+                [app("web", 2)].map(|mut a| {
+                    a.active = Some(1);
+                    a
+                }),
+            ),
+            &mut state,
+        );
+        let mut cs = plan(&two, &state, &PlanOptions::default()).unwrap();
+        label_deploys(&records, &state, &mut cs).unwrap();
+        assert!(deploy_of(&cs).0.starts_with("Rollback to v2 (release 2"), "{}", deploy_of(&cs).0);
+        assert_eq!(deploy_of(&cs).1, Some(DeploymentKind::Rollback));
+    }
+}

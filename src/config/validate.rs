@@ -19,11 +19,15 @@ use crate::path;
 
 /// Read and parse a file; a missing or unreadable file is a diagnostic.
 pub fn read_source(root: &Path, rel: &Path) -> Result<SourceFile, Diagnostic> {
-    let text = std::fs::read_to_string(root.join(rel)).map_err(|e| {
+    SourceFile::parse(rel, read_text(root, rel)?, Format::of_path(rel))
+}
+
+/// Read a file's text; a missing or unreadable file is a diagnostic.
+fn read_text(root: &Path, rel: &Path) -> Result<String, Diagnostic> {
+    std::fs::read_to_string(root.join(rel)).map_err(|e| {
         Diagnostic::whole_file(rel, format!("cannot read {}: {e}", rel.display()))
             .with_hint("run `ferry init` to create a project, or `-C DIR` to point at one")
-    })?;
-    SourceFile::parse(rel, text, Format::of_path(rel))
+    })
 }
 
 /// Deserialize `value` (found at `at` in `src`) into `T`, turning a serde error into a
@@ -126,7 +130,7 @@ pub fn load_project(root: &Path) -> Result<Project, Diagnostics> {
 /// Check a parsed project file against the stage names that exist.
 pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result<Project, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let file: ProjectFile = deserialize(src, &[], src.root.to_json()).map_err(|d| Diagnostics(vec![d]))?;
+    let file: ProjectFile = deserialize(src, &[], src.root().to_json()).map_err(|d| Diagnostics(vec![d]))?;
 
     if !is_dns_label(&file.project.name, 63) {
         diags.push(
@@ -259,14 +263,54 @@ pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
         )
         .with_hint("keep one of the two files")]));
     }
-    let src = read_source(&project.root, &r.path).map_err(|d| Diagnostics(vec![d]))?;
+    let text = read_text(&project.root, &r.path).map_err(|d| Diagnostics(vec![d]))?;
+    let format = Format::of_path(&r.path);
+    if format == Format::Toml {
+        if let Some(file) = deserialize_valid_toml(&text) {
+            return check_stage_file(&SourceFile::unparsed(&r.path, text, format), file, Diagnostics::default(), name);
+        }
+    }
+    let src = SourceFile::parse(&r.path, text, format).map_err(|d| Diagnostics(vec![d]))?;
     check_stage(&src, name)
+}
+
+/// The fast path for a stage file that is valid TOML of the right shape: deserialize it
+/// straight from the TOML document. `None` when anything is off; the caller then takes the
+/// slow path ([`check_stage`]), which builds the spanned tree, deserializes app by app and
+/// reports every problem at its place. The fast path must accept exactly what the slow one
+/// accepts, with the same result: both read the same toml_edit document with the same serde
+/// types, except that toml_edit also takes an empty table or array as a unit enum variant
+/// (`run_on = { release = {} }`), which the slow path rejects, so enum keys must be strings.
+fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
+    use serde::Deserialize as _;
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let is_str = |item: Option<&toml_edit::Item>| item.is_none_or(toml_edit::Item::is_str);
+    let root = doc.as_table();
+    if !is_str(root.get("runtime").and_then(|rt| rt.get("kind"))) {
+        return None;
+    }
+    if let Some(apps) = root.get("apps").and_then(toml_edit::Item::as_table_like) {
+        for (_, app) in apps.iter() {
+            let Some(tasks) = app.get("release_tasks") else { continue };
+            let all_str = match tasks {
+                toml_edit::Item::ArrayOfTables(ts) => ts.iter().all(|t| is_str(t.get("run_on"))),
+                toml_edit::Item::Value(toml_edit::Value::Array(ts)) => {
+                    ts.iter().all(|t| t.as_inline_table().is_none_or(|t| t.get("run_on").is_none_or(|v| v.is_str())))
+                }
+                _ => true,
+            };
+            if !all_str {
+                return None;
+            }
+        }
+    }
+    StageFile::deserialize(toml_edit::de::Deserializer::from(doc)).ok()
 }
 
 /// Check a parsed stage file and build the typed stage.
 pub fn check_stage(src: &SourceFile, name: &str) -> Result<Stage, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let mut json = src.root.to_json();
+    let mut json = src.root().to_json();
     // Apps are deserialized one by one, so a typo in one app does not hide the others.
     let apps_json = json.as_object_mut().and_then(|o| o.remove("apps"));
     let mut file: StageFile = deserialize(src, &[], json).map_err(|d| Diagnostics(vec![d]))?;
@@ -287,7 +331,17 @@ pub fn check_stage(src: &SourceFile, name: &str) -> Result<Stage, Diagnostics> {
         ),
         None => {}
     }
+    check_stage_file(src, file, diags, name)
+}
 
+/// Check a deserialized stage file (`diags`: what deserializing it found) and build the
+/// typed stage.
+fn check_stage_file(
+    src: &SourceFile,
+    file: StageFile,
+    mut diags: Diagnostics,
+    name: &str,
+) -> Result<Stage, Diagnostics> {
     let runtime = check_runtime(src, &file, &mut diags);
     let mut apps = BTreeMap::new();
     for (app_name, section) in &file.apps {
@@ -448,8 +502,13 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     let mut releases: BTreeMap<u64, Digest> = BTreeMap::new();
     let mut written: BTreeMap<u64, &str> = BTreeMap::new();
     // In file order, so a duplicate is reported where it is written the second time.
+    // Only ids written twice (`1` and `01`) make the order matter, and finding where each
+    // key is written costs a walk of the file's tree, so sort only then.
     let mut in_file_order: Vec<(&String, &String)> = a.releases.iter().collect();
-    in_file_order.sort_by_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
+    let mut ids = BTreeSet::new();
+    if in_file_order.iter().any(|(key, _)| key.parse::<i64>().is_ok_and(|id| id > 0 && !ids.insert(id))) {
+        in_file_order.sort_by_cached_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
+    }
     for (key, digest) in in_file_order {
         let rel_at = at(&path!["releases", key]);
         match key.parse::<i64>() {
@@ -861,8 +920,12 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
     }
     if matches!(runtime, Runtime::Local) {
         // In file order, so the clash is reported at the port written second.
+        // Sorting needs each app's place in the file; only a clash makes it matter.
         let mut apps: Vec<(&String, &AppSection)> = file.apps.iter().collect();
-        apps.sort_by_key(|(name, _)| src.span_of(&path!["apps", *name], Target::Key).start);
+        let mut seen = BTreeSet::new();
+        if apps.iter().filter_map(|(_, app)| app.port).any(|p| !seen.insert(p)) {
+            apps.sort_by_cached_key(|(name, _)| src.span_of(&path!["apps", *name], Target::Key).start);
+        }
         let mut ports: BTreeMap<i64, &str> = BTreeMap::new();
         for (name, app) in apps {
             if let Some(p) = app.port {
@@ -910,4 +973,62 @@ fn find_cycle(file: &StageFile, start: &str) -> Option<Vec<String>> {
     let mut stack = vec![start.to_string()];
     let mut seen = BTreeSet::from([start.to_string()]);
     dfs(file, start, start, &mut stack, &mut seen).then_some(stack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stage as the fast path loads it, when it takes it.
+    fn fast(text: &str) -> Option<Result<Stage, Diagnostics>> {
+        let file = deserialize_valid_toml(text)?;
+        let src = SourceFile::unparsed(Path::new("stages/p.toml"), text.to_string(), Format::Toml);
+        Some(check_stage_file(&src, file, Diagnostics::default(), "p"))
+    }
+
+    /// The stage as the slow path loads it.
+    fn slow(text: &str) -> Result<Stage, Diagnostics> {
+        let src = SourceFile::parse(Path::new("stages/p.toml"), text.to_string(), Format::Toml)
+            .map_err(|d| Diagnostics(vec![d]))?;
+        check_stage(&src, "p")
+    }
+
+    #[test]
+    fn the_fast_path_loads_what_the_slow_one_does() {
+        let stage = crate::plan::fixture::large_stage(12, 3);
+        let text = crate::plan::fixture::stage_toml(&stage);
+        let loaded = fast(&text).expect("a valid file takes the fast path").expect("it loads");
+        assert_eq!(loaded, slow(&text).unwrap());
+        assert_eq!(loaded.apps, stage.apps);
+    }
+
+    #[test]
+    fn problems_found_after_the_fast_path_are_reported_as_by_the_slow_one() {
+        let digest = format!("\"sha256:{}\"", "a".repeat(64));
+        let text = format!(
+            "[apps.web]\nimage = \"web\"\nport = 80\n[apps.web.releases]\n01 = {digest}\n1 = {digest}\n2 = \"x\"\n\
+             [apps.api]\nimage = \"api\"\nport = 80\ndepends_on = [\"db\"]\n[apps.api.health]\ntimeout = \"9s\"\n"
+        );
+        let found = fast(&text).expect("the file deserializes").unwrap_err();
+        assert_eq!(found, slow(&text).unwrap_err());
+        assert_eq!(found.0.len(), 5, "{found:?}");
+    }
+
+    #[test]
+    fn an_enum_written_as_a_table_takes_the_slow_path_and_is_refused() {
+        let task = "[apps.web]\nimage = \"web\"\n[[apps.web.release_tasks]]\nname = \"m\"\ncommand = [\"m\"]\n";
+        for text in [
+            "[runtime]\nkind = { local = {} }\n".to_string(),
+            "[runtime.kind]\nlocal = []\n".to_string(),
+            format!("{task}run_on = {{ release = {{}} }}\n"),
+            format!("{task}[apps.web.release_tasks.run_on]\nrelease = {{}}\n"),
+            "[apps.web]\nimage = \"web\"\nrelease_tasks = [{ name = \"m\", command = [\"m\"], run_on = { release = [] } }]\n"
+                .to_string(),
+        ] {
+            // What the guard is for: toml_edit's deserializer alone would take these.
+            assert!(toml::from_str::<StageFile>(&text).is_ok(), "{text}");
+            assert!(deserialize_valid_toml(&text).is_none(), "{text}");
+            assert!(slow(&text).is_err(), "{text}");
+        }
+    }
 }

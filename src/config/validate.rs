@@ -427,10 +427,11 @@ fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) ->
     }
 }
 
-/// Parse an optional string field with `FromStr`, reporting a located error.
+/// Parse an optional string field with `FromStr`, reporting a located error. `at` makes
+/// the field's path, only when there is something to report.
 fn parse_opt<T: std::str::FromStr>(
     src: &SourceFile,
-    at: Vec<PathSeg>,
+    at: impl FnOnce() -> Vec<PathSeg>,
     value: &Option<String>,
     default: T,
     what: &str,
@@ -439,7 +440,7 @@ fn parse_opt<T: std::str::FromStr>(
     match value {
         None => default,
         Some(s) => s.parse().unwrap_or_else(|_| {
-            diags.push(src.diagnostic(&at, Target::Value, format!("`{s}` is not {what}")).with_hint(match what {
+            diags.push(src.diagnostic(&at(), Target::Value, format!("`{s}` is not {what}")).with_hint(match what {
                 "a duration" => "write a whole number with a unit: \"500ms\", \"5s\", \"10m\", \"1h\"",
                 _ => "write a whole number with a percent sign, e.g. \"100%\"",
             }));
@@ -452,7 +453,7 @@ fn parse_opt<T: std::str::FromStr>(
 #[allow(clippy::too_many_arguments)]
 fn int_field(
     src: &SourceFile,
-    at: Vec<PathSeg>,
+    at: impl FnOnce() -> Vec<PathSeg>,
     value: Option<i64>,
     default: u32,
     min: i64,
@@ -465,7 +466,7 @@ fn int_field(
         Some(v) if v >= min && v <= max => v as u32,
         Some(v) => {
             diags.push(
-                src.diagnostic(&at, Target::Value, format!("{what} {v} is out of range"))
+                src.diagnostic(&at(), Target::Value, format!("{what} {v} is out of range"))
                     .with_hint(format!("use a whole number from {min} to {max}")),
             );
             default
@@ -510,13 +511,13 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         in_file_order.sort_by_cached_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
     }
     for (key, digest) in in_file_order {
-        let rel_at = at(&path!["releases", key]);
+        let rel_at = || at(&path!["releases", key]);
         match key.parse::<i64>() {
             Ok(id) if id > 0 => {
                 if let Some(other) = written.insert(id as u64, key) {
                     diags.push(
                         src.diagnostic(
-                            &rel_at,
+                            &rel_at(),
                             Target::Key,
                             format!(
                                 "release id {id} is declared twice: as `{other}` on line {} and as `{key}`",
@@ -532,7 +533,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                     }
                     Err(_) => diags.push(
                         src.diagnostic(
-                            &rel_at,
+                            &rel_at(),
                             Target::Value,
                             format!("release {id}: `{digest}` is not an image digest"),
                         )
@@ -543,7 +544,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                 }
             }
             _ => diags.push(
-                src.diagnostic(&rel_at, Target::Key, format!("release id `{key}` is not a positive integer"))
+                src.diagnostic(&rel_at(), Target::Key, format!("release id `{key}` is not a positive integer"))
                     .with_hint("release ids are 1, 2, 3…, one more than the highest ever used"),
             ),
         }
@@ -569,10 +570,10 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         }
     };
 
-    let scale = int_field(src, at(&path!["scale"]), a.scale, 1, 0, 1000, "scale", diags);
-    let cpu = int_field(src, at(&path!["cpu"]), a.cpu, 256, 1, 16_384, "cpu", diags);
-    let memory = int_field(src, at(&path!["memory"]), a.memory, 512, 1, 122_880, "memory", diags);
-    let port = a.port.map(|p| int_field(src, at(&path!["port"]), Some(p), 1, 1, 65_535, "port", diags) as u16);
+    let scale = int_field(src, || at(&path!["scale"]), a.scale, 1, 0, 1000, "scale", diags);
+    let cpu = int_field(src, || at(&path!["cpu"]), a.cpu, 256, 1, 16_384, "cpu", diags);
+    let memory = int_field(src, || at(&path!["memory"]), a.memory, 512, 1, 122_880, "memory", diags);
+    let port = a.port.map(|p| int_field(src, || at(&path!["port"]), Some(p), 1, 1, 65_535, "port", diags) as u16);
 
     let mut command = a.command.clone().unwrap_or_default();
     if a.command.as_ref().is_some_and(Vec::is_empty) {
@@ -680,11 +681,11 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     let health = Health {
         command: h.command.clone(),
         path: h.path.clone(),
-        interval: parse_opt(src, h_at("interval"), &h.interval, hd.interval, "a duration", diags),
-        timeout: parse_opt(src, h_at("timeout"), &h.timeout, hd.timeout, "a duration", diags),
+        interval: parse_opt(src, || h_at("interval"), &h.interval, hd.interval, "a duration", diags),
+        timeout: parse_opt(src, || h_at("timeout"), &h.timeout, hd.timeout, "a duration", diags),
         healthy_threshold: int_field(
             src,
-            h_at("healthy_threshold"),
+            || h_at("healthy_threshold"),
             h.healthy_threshold,
             hd.healthy_threshold,
             1,
@@ -694,7 +695,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         ),
         unhealthy_threshold: int_field(
             src,
-            h_at("unhealthy_threshold"),
+            || h_at("unhealthy_threshold"),
             h.unhealthy_threshold,
             hd.unhealthy_threshold,
             1,
@@ -702,7 +703,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
             "unhealthy_threshold",
             diags,
         ),
-        grace_period: parse_opt(src, h_at("grace_period"), &h.grace_period, hd.grace_period, "a duration", diags),
+        grace_period: parse_opt(src, || h_at("grace_period"), &h.grace_period, hd.grace_period, "a duration", diags),
     };
     if let Some(p) = &health.path {
         if !p.starts_with('/') {
@@ -739,11 +740,11 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     let dd = DeploySettings::default();
     let d_at = |k: &str| at(&path!["deploy", k]);
     let deploy = DeploySettings {
-        max_surge: parse_opt(src, d_at("max_surge"), &d.max_surge, dd.max_surge, "a percentage", diags),
-        min_healthy: parse_opt(src, d_at("min_healthy"), &d.min_healthy, dd.min_healthy, "a percentage", diags),
-        timeout: parse_opt(src, d_at("timeout"), &d.timeout, dd.timeout, "a duration", diags),
-        drain: parse_opt(src, d_at("drain"), &d.drain, dd.drain, "a duration", diags),
-        stop_timeout: parse_opt(src, d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
+        max_surge: parse_opt(src, || d_at("max_surge"), &d.max_surge, dd.max_surge, "a percentage", diags),
+        min_healthy: parse_opt(src, || d_at("min_healthy"), &d.min_healthy, dd.min_healthy, "a percentage", diags),
+        timeout: parse_opt(src, || d_at("timeout"), &d.timeout, dd.timeout, "a duration", diags),
+        drain: parse_opt(src, || d_at("drain"), &d.drain, dd.drain, "a duration", diags),
+        stop_timeout: parse_opt(src, || d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
     };
     if deploy.min_healthy.0 > 100 {
         diags.push(
@@ -801,7 +802,14 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         release_tasks.push(ReleaseTask {
             name: t.name.clone(),
             command: t.command.clone(),
-            timeout: parse_opt(src, t_at("timeout"), &t.timeout, Duration::from_millis(600_000), "a duration", diags),
+            timeout: parse_opt(
+                src,
+                || t_at("timeout"),
+                &t.timeout,
+                Duration::from_millis(600_000),
+                "a duration",
+                diags,
+            ),
             run_on: t.run_on.unwrap_or_default(),
         });
     }
@@ -896,9 +904,11 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
             }
         }
     }
-    // Cycles: report each once, at the edge that closes it, printing the whole cycle.
+    // Cycles: report each once, at the edge that closes it, printing the whole cycle. Looking
+    // for one from every app costs a walk per app, so first see whether there is any.
     let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
-    for start in file.apps.keys() {
+    let starts = if has_cycle(file) { file.apps.keys().collect() } else { Vec::new() };
+    for start in starts {
         if let Some(cycle) = find_cycle(file, start) {
             let mut key = cycle.clone();
             key.sort();
@@ -947,6 +957,35 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
             }
         }
     }
+}
+
+/// Whether the depends_on graph has a cycle, leaving aside an app that depends on itself
+/// and names of apps that do not exist (both reported on their own), in linear time: peel
+/// off apps whose dependencies are all peeled off; what remains is on or behind a cycle.
+fn has_cycle(file: &StageFile) -> bool {
+    let index: BTreeMap<&str, usize> = file.apps.keys().enumerate().map(|(i, name)| (name.as_str(), i)).collect();
+    let mut pending = vec![0_usize; index.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); index.len()];
+    for (i, (name, app)) in file.apps.iter().enumerate() {
+        for dep in app.depends_on.iter().filter(|dep| *dep != name) {
+            if let Some(&j) = index.get(dep.as_str()) {
+                pending[i] += 1;
+                dependents[j].push(i);
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..pending.len()).filter(|&i| pending[i] == 0).collect();
+    let mut peeled = 0;
+    while let Some(j) = ready.pop() {
+        peeled += 1;
+        for &i in &dependents[j] {
+            pending[i] -= 1;
+            if pending[i] == 0 {
+                ready.push(i);
+            }
+        }
+    }
+    peeled < pending.len()
 }
 
 /// A cycle through `start` in the depends_on graph, as the list of apps from `start`.
@@ -1012,6 +1051,30 @@ mod tests {
         let found = fast(&text).expect("the file deserializes").unwrap_err();
         assert_eq!(found, slow(&text).unwrap_err());
         assert_eq!(found.0.len(), 5, "{found:?}");
+    }
+
+    #[test]
+    fn has_cycle_agrees_with_find_cycle() {
+        let stage = |deps: &[(&str, &[&str])]| StageFile {
+            apps: deps
+                .iter()
+                .map(|(name, on)| {
+                    let on = on.iter().map(|d| d.to_string()).collect();
+                    (name.to_string(), AppSection { depends_on: on, ..AppSection::default() })
+                })
+                .collect(),
+            ..StageFile::default()
+        };
+        for (deps, cyclic) in [
+            (vec![("a", &["b"][..]), ("b", &["c"]), ("c", &[])], false),
+            (vec![("a", &["a", "x"][..]), ("b", &["a", "a"])], false),
+            (vec![("a", &["b"][..]), ("b", &["c"]), ("c", &["a"]), ("d", &["a"])], true),
+            (vec![("a", &["b", "b"][..]), ("b", &["a"])], true),
+        ] {
+            let file = stage(&deps);
+            assert_eq!(has_cycle(&file), cyclic, "{deps:?}");
+            assert_eq!(file.apps.keys().any(|start| find_cycle(&file, start).is_some()), cyclic, "{deps:?}");
+        }
     }
 
     #[test]

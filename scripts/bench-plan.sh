@@ -26,6 +26,14 @@ median_ms() { # command… → median wall time in ms over $runs runs
   printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.1f", m / 1000}'
 }
 
+cpu_ms() { # command… → median user+sys CPU time in ms over $runs runs: on a loaded machine
+  # wall time mostly measures waiting for a core; CPU time (10 ms resolution) does not
+  [ -x /usr/bin/time ] || { echo "n/a"; return; }
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -f '%U %S' "$@" 2>&1 >/dev/null | tail -1
+  done | awk '{print ($1 + $2) * 1000}' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
+}
+
 peak_rss_mb() { # command… → peak RSS in MB
   if [ -x /usr/bin/time ]; then
     /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F: '/Maximum resident set size/ {printf "%.1f", $2 / 1024}'
@@ -47,6 +55,7 @@ for case in no-change all-change; do
     median=$(median_ms "$ferry" -C "$dir" plan)
   fi
   echo "median: ${median} ms over $runs runs"
+  echo "CPU (user+sys) median: $(cpu_ms "$ferry" -C "$dir" plan) ms"
   echo "peak RSS: $(peak_rss_mb "$ferry" -C "$dir" plan) MB"
   for fmt in --json --markdown; do
     echo "  $fmt median: $(median_ms "$ferry" -C "$dir" plan $fmt) ms"

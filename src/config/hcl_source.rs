@@ -319,7 +319,7 @@ app "web" {
     #[test]
     fn maps_blocks_onto_the_toml_tree() {
         let s = src(TEXT);
-        let json = s.root.to_json();
+        let json = s.root().to_json();
         assert_eq!(json["runtime"]["kind"], "local");
         assert_eq!(json["apps"]["web"]["command"][1], "${PORT}");
         assert_eq!(json["apps"]["web"]["releases"]["2"], "sha256:aa");

@@ -4,7 +4,12 @@
 //! (so both formats deserialize into the same `config::file` types), and maps a key path
 //! such as `apps.web.releases.2` back to the byte span of that key or value, so any check
 //! anywhere can report `file:line:col` without the model carrying spans around.
+//!
+//! Building the tree costs more than reading a valid file needs, so a [`SourceFile`] may
+//! be made without it ([`SourceFile::unparsed`]): the tree is then built the first time a
+//! check asks where something is, which only happens when there is a problem to report.
 
+use std::cell::OnceCell;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -120,13 +125,14 @@ impl SourceNode {
     }
 }
 
-/// A loaded file: its path, text and tree.
+/// A loaded file: its path, text and (built on demand) tree.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     /// The path shown in diagnostics.
     pub path: PathBuf,
     pub text: String,
-    pub root: SourceNode,
+    format: Format,
+    root: OnceCell<SourceNode>,
 }
 
 /// The file formats a stage may be written in.
@@ -154,14 +160,33 @@ impl SourceFile {
             Format::Toml => crate::config::toml_source::parse(path, &text)?,
             Format::Hcl => crate::config::hcl_source::parse(path, &text)?,
         };
-        Ok(SourceFile { path: path.to_path_buf(), text, root })
+        Ok(SourceFile { path: path.to_path_buf(), text, format, root: OnceCell::from(root) })
+    }
+
+    /// A file whose text is already known to parse (a serde deserializer read it), with its
+    /// tree left to be built on first use: a valid file never needs it.
+    pub fn unparsed(path: &Path, text: String, format: Format) -> SourceFile {
+        SourceFile { path: path.to_path_buf(), text, format, root: OnceCell::new() }
+    }
+
+    /// The file's tree.
+    pub fn root(&self) -> &SourceNode {
+        self.root.get_or_init(|| {
+            let parsed = match self.format {
+                Format::Toml => crate::config::toml_source::parse(&self.path, &self.text),
+                Format::Hcl => crate::config::hcl_source::parse(&self.path, &self.text),
+            };
+            // `unparsed` is only given text that parsed already (with the same toml_edit);
+            // were it not so, diagnostics would point at the file's start rather than panic.
+            parsed.unwrap_or(SourceNode { key_span: None, span: 0..0, value: SourceValue::Table(Vec::new()) })
+        })
     }
 
     /// The span of `path` in the file: of the key or of the value. Where the path does not
     /// exist (a missing field), the span of the deepest table it reaches, pointing at its
     /// key (e.g. the `[apps.web]` header) so the user sees where to add it.
     pub fn span_of(&self, path: &[PathSeg], target: Target) -> Range<usize> {
-        let (node, found) = self.root.walk(path);
+        let (node, found) = self.root().walk(path);
         match (found, target) {
             (true, Target::Value) => node.span.clone(),
             _ => node.key_span.clone().unwrap_or_else(|| node.span.clone()),

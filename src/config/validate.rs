@@ -19,11 +19,15 @@ use crate::path;
 
 /// Read and parse a file; a missing or unreadable file is a diagnostic.
 pub fn read_source(root: &Path, rel: &Path) -> Result<SourceFile, Diagnostic> {
-    let text = std::fs::read_to_string(root.join(rel)).map_err(|e| {
+    SourceFile::parse(rel, read_text(root, rel)?, Format::of_path(rel))
+}
+
+/// Read a file's text; a missing or unreadable file is a diagnostic.
+fn read_text(root: &Path, rel: &Path) -> Result<String, Diagnostic> {
+    std::fs::read_to_string(root.join(rel)).map_err(|e| {
         Diagnostic::whole_file(rel, format!("cannot read {}: {e}", rel.display()))
             .with_hint("run `ferry init` to create a project, or `-C DIR` to point at one")
-    })?;
-    SourceFile::parse(rel, text, Format::of_path(rel))
+    })
 }
 
 /// Deserialize `value` (found at `at` in `src`) into `T`, turning a serde error into a
@@ -126,7 +130,7 @@ pub fn load_project(root: &Path) -> Result<Project, Diagnostics> {
 /// Check a parsed project file against the stage names that exist.
 pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result<Project, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let file: ProjectFile = deserialize(src, &[], src.root.to_json()).map_err(|d| Diagnostics(vec![d]))?;
+    let file: ProjectFile = deserialize(src, &[], src.root().to_json()).map_err(|d| Diagnostics(vec![d]))?;
 
     if !is_dns_label(&file.project.name, 63) {
         diags.push(
@@ -259,14 +263,54 @@ pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
         )
         .with_hint("keep one of the two files")]));
     }
-    let src = read_source(&project.root, &r.path).map_err(|d| Diagnostics(vec![d]))?;
+    let text = read_text(&project.root, &r.path).map_err(|d| Diagnostics(vec![d]))?;
+    let format = Format::of_path(&r.path);
+    if format == Format::Toml {
+        if let Some(file) = deserialize_valid_toml(&text) {
+            return check_stage_file(&SourceFile::unparsed(&r.path, text, format), file, Diagnostics::default(), name);
+        }
+    }
+    let src = SourceFile::parse(&r.path, text, format).map_err(|d| Diagnostics(vec![d]))?;
     check_stage(&src, name)
+}
+
+/// The fast path for a stage file that is valid TOML of the right shape: deserialize it
+/// straight from the TOML document. `None` when anything is off; the caller then takes the
+/// slow path ([`check_stage`]), which builds the spanned tree, deserializes app by app and
+/// reports every problem at its place. The fast path must accept exactly what the slow one
+/// accepts, with the same result: both read the same toml_edit document with the same serde
+/// types, except that toml_edit also takes an empty table or array as a unit enum variant
+/// (`run_on = { release = {} }`), which the slow path rejects, so enum keys must be strings.
+fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
+    use serde::Deserialize as _;
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let is_str = |item: Option<&toml_edit::Item>| item.is_none_or(toml_edit::Item::is_str);
+    let root = doc.as_table();
+    if !is_str(root.get("runtime").and_then(|rt| rt.get("kind"))) {
+        return None;
+    }
+    if let Some(apps) = root.get("apps").and_then(toml_edit::Item::as_table_like) {
+        for (_, app) in apps.iter() {
+            let Some(tasks) = app.get("release_tasks") else { continue };
+            let all_str = match tasks {
+                toml_edit::Item::ArrayOfTables(ts) => ts.iter().all(|t| is_str(t.get("run_on"))),
+                toml_edit::Item::Value(toml_edit::Value::Array(ts)) => {
+                    ts.iter().all(|t| t.as_inline_table().is_none_or(|t| t.get("run_on").is_none_or(|v| v.is_str())))
+                }
+                _ => true,
+            };
+            if !all_str {
+                return None;
+            }
+        }
+    }
+    StageFile::deserialize(toml_edit::de::Deserializer::from(doc)).ok()
 }
 
 /// Check a parsed stage file and build the typed stage.
 pub fn check_stage(src: &SourceFile, name: &str) -> Result<Stage, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let mut json = src.root.to_json();
+    let mut json = src.root().to_json();
     // Apps are deserialized one by one, so a typo in one app does not hide the others.
     let apps_json = json.as_object_mut().and_then(|o| o.remove("apps"));
     let mut file: StageFile = deserialize(src, &[], json).map_err(|d| Diagnostics(vec![d]))?;
@@ -287,7 +331,17 @@ pub fn check_stage(src: &SourceFile, name: &str) -> Result<Stage, Diagnostics> {
         ),
         None => {}
     }
+    check_stage_file(src, file, diags, name)
+}
 
+/// Check a deserialized stage file (`diags`: what deserializing it found) and build the
+/// typed stage.
+fn check_stage_file(
+    src: &SourceFile,
+    file: StageFile,
+    mut diags: Diagnostics,
+    name: &str,
+) -> Result<Stage, Diagnostics> {
     let runtime = check_runtime(src, &file, &mut diags);
     let mut apps = BTreeMap::new();
     for (app_name, section) in &file.apps {
@@ -373,10 +427,11 @@ fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) ->
     }
 }
 
-/// Parse an optional string field with `FromStr`, reporting a located error.
+/// Parse an optional string field with `FromStr`, reporting a located error. `at` makes
+/// the field's path, only when there is something to report.
 fn parse_opt<T: std::str::FromStr>(
     src: &SourceFile,
-    at: Vec<PathSeg>,
+    at: impl FnOnce() -> Vec<PathSeg>,
     value: &Option<String>,
     default: T,
     what: &str,
@@ -385,7 +440,7 @@ fn parse_opt<T: std::str::FromStr>(
     match value {
         None => default,
         Some(s) => s.parse().unwrap_or_else(|_| {
-            diags.push(src.diagnostic(&at, Target::Value, format!("`{s}` is not {what}")).with_hint(match what {
+            diags.push(src.diagnostic(&at(), Target::Value, format!("`{s}` is not {what}")).with_hint(match what {
                 "a duration" => "write a whole number with a unit: \"500ms\", \"5s\", \"10m\", \"1h\"",
                 _ => "write a whole number with a percent sign, e.g. \"100%\"",
             }));
@@ -398,7 +453,7 @@ fn parse_opt<T: std::str::FromStr>(
 #[allow(clippy::too_many_arguments)]
 fn int_field(
     src: &SourceFile,
-    at: Vec<PathSeg>,
+    at: impl FnOnce() -> Vec<PathSeg>,
     value: Option<i64>,
     default: u32,
     min: i64,
@@ -411,7 +466,7 @@ fn int_field(
         Some(v) if v >= min && v <= max => v as u32,
         Some(v) => {
             diags.push(
-                src.diagnostic(&at, Target::Value, format!("{what} {v} is out of range"))
+                src.diagnostic(&at(), Target::Value, format!("{what} {v} is out of range"))
                     .with_hint(format!("use a whole number from {min} to {max}")),
             );
             default
@@ -448,16 +503,21 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     let mut releases: BTreeMap<u64, Digest> = BTreeMap::new();
     let mut written: BTreeMap<u64, &str> = BTreeMap::new();
     // In file order, so a duplicate is reported where it is written the second time.
+    // Only ids written twice (`1` and `01`) make the order matter, and finding where each
+    // key is written costs a walk of the file's tree, so sort only then.
     let mut in_file_order: Vec<(&String, &String)> = a.releases.iter().collect();
-    in_file_order.sort_by_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
+    let mut ids = BTreeSet::new();
+    if in_file_order.iter().any(|(key, _)| key.parse::<i64>().is_ok_and(|id| id > 0 && !ids.insert(id))) {
+        in_file_order.sort_by_cached_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
+    }
     for (key, digest) in in_file_order {
-        let rel_at = at(&path!["releases", key]);
+        let rel_at = || at(&path!["releases", key]);
         match key.parse::<i64>() {
             Ok(id) if id > 0 => {
                 if let Some(other) = written.insert(id as u64, key) {
                     diags.push(
                         src.diagnostic(
-                            &rel_at,
+                            &rel_at(),
                             Target::Key,
                             format!(
                                 "release id {id} is declared twice: as `{other}` on line {} and as `{key}`",
@@ -473,7 +533,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                     }
                     Err(_) => diags.push(
                         src.diagnostic(
-                            &rel_at,
+                            &rel_at(),
                             Target::Value,
                             format!("release {id}: `{digest}` is not an image digest"),
                         )
@@ -484,7 +544,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                 }
             }
             _ => diags.push(
-                src.diagnostic(&rel_at, Target::Key, format!("release id `{key}` is not a positive integer"))
+                src.diagnostic(&rel_at(), Target::Key, format!("release id `{key}` is not a positive integer"))
                     .with_hint("release ids are 1, 2, 3…, one more than the highest ever used"),
             ),
         }
@@ -510,10 +570,10 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         }
     };
 
-    let scale = int_field(src, at(&path!["scale"]), a.scale, 1, 0, 1000, "scale", diags);
-    let cpu = int_field(src, at(&path!["cpu"]), a.cpu, 256, 1, 16_384, "cpu", diags);
-    let memory = int_field(src, at(&path!["memory"]), a.memory, 512, 1, 122_880, "memory", diags);
-    let port = a.port.map(|p| int_field(src, at(&path!["port"]), Some(p), 1, 1, 65_535, "port", diags) as u16);
+    let scale = int_field(src, || at(&path!["scale"]), a.scale, 1, 0, 1000, "scale", diags);
+    let cpu = int_field(src, || at(&path!["cpu"]), a.cpu, 256, 1, 16_384, "cpu", diags);
+    let memory = int_field(src, || at(&path!["memory"]), a.memory, 512, 1, 122_880, "memory", diags);
+    let port = a.port.map(|p| int_field(src, || at(&path!["port"]), Some(p), 1, 1, 65_535, "port", diags) as u16);
 
     let mut command = a.command.clone().unwrap_or_default();
     if a.command.as_ref().is_some_and(Vec::is_empty) {
@@ -621,11 +681,11 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     let health = Health {
         command: h.command.clone(),
         path: h.path.clone(),
-        interval: parse_opt(src, h_at("interval"), &h.interval, hd.interval, "a duration", diags),
-        timeout: parse_opt(src, h_at("timeout"), &h.timeout, hd.timeout, "a duration", diags),
+        interval: parse_opt(src, || h_at("interval"), &h.interval, hd.interval, "a duration", diags),
+        timeout: parse_opt(src, || h_at("timeout"), &h.timeout, hd.timeout, "a duration", diags),
         healthy_threshold: int_field(
             src,
-            h_at("healthy_threshold"),
+            || h_at("healthy_threshold"),
             h.healthy_threshold,
             hd.healthy_threshold,
             1,
@@ -635,7 +695,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         ),
         unhealthy_threshold: int_field(
             src,
-            h_at("unhealthy_threshold"),
+            || h_at("unhealthy_threshold"),
             h.unhealthy_threshold,
             hd.unhealthy_threshold,
             1,
@@ -643,7 +703,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
             "unhealthy_threshold",
             diags,
         ),
-        grace_period: parse_opt(src, h_at("grace_period"), &h.grace_period, hd.grace_period, "a duration", diags),
+        grace_period: parse_opt(src, || h_at("grace_period"), &h.grace_period, hd.grace_period, "a duration", diags),
     };
     if let Some(p) = &health.path {
         if !p.starts_with('/') {
@@ -680,11 +740,11 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     let dd = DeploySettings::default();
     let d_at = |k: &str| at(&path!["deploy", k]);
     let deploy = DeploySettings {
-        max_surge: parse_opt(src, d_at("max_surge"), &d.max_surge, dd.max_surge, "a percentage", diags),
-        min_healthy: parse_opt(src, d_at("min_healthy"), &d.min_healthy, dd.min_healthy, "a percentage", diags),
-        timeout: parse_opt(src, d_at("timeout"), &d.timeout, dd.timeout, "a duration", diags),
-        drain: parse_opt(src, d_at("drain"), &d.drain, dd.drain, "a duration", diags),
-        stop_timeout: parse_opt(src, d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
+        max_surge: parse_opt(src, || d_at("max_surge"), &d.max_surge, dd.max_surge, "a percentage", diags),
+        min_healthy: parse_opt(src, || d_at("min_healthy"), &d.min_healthy, dd.min_healthy, "a percentage", diags),
+        timeout: parse_opt(src, || d_at("timeout"), &d.timeout, dd.timeout, "a duration", diags),
+        drain: parse_opt(src, || d_at("drain"), &d.drain, dd.drain, "a duration", diags),
+        stop_timeout: parse_opt(src, || d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
     };
     if deploy.min_healthy.0 > 100 {
         diags.push(
@@ -742,7 +802,14 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         release_tasks.push(ReleaseTask {
             name: t.name.clone(),
             command: t.command.clone(),
-            timeout: parse_opt(src, t_at("timeout"), &t.timeout, Duration::from_millis(600_000), "a duration", diags),
+            timeout: parse_opt(
+                src,
+                || t_at("timeout"),
+                &t.timeout,
+                Duration::from_millis(600_000),
+                "a duration",
+                diags,
+            ),
             run_on: t.run_on.unwrap_or_default(),
         });
     }
@@ -837,9 +904,11 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
             }
         }
     }
-    // Cycles: report each once, at the edge that closes it, printing the whole cycle.
+    // Cycles: report each once, at the edge that closes it, printing the whole cycle. Looking
+    // for one from every app costs a walk per app, so first see whether there is any.
     let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
-    for start in file.apps.keys() {
+    let starts = if has_cycle(file) { file.apps.keys().collect() } else { Vec::new() };
+    for start in starts {
         if let Some(cycle) = find_cycle(file, start) {
             let mut key = cycle.clone();
             key.sort();
@@ -861,8 +930,12 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
     }
     if matches!(runtime, Runtime::Local) {
         // In file order, so the clash is reported at the port written second.
+        // Sorting needs each app's place in the file; only a clash makes it matter.
         let mut apps: Vec<(&String, &AppSection)> = file.apps.iter().collect();
-        apps.sort_by_key(|(name, _)| src.span_of(&path!["apps", *name], Target::Key).start);
+        let mut seen = BTreeSet::new();
+        if apps.iter().filter_map(|(_, app)| app.port).any(|p| !seen.insert(p)) {
+            apps.sort_by_cached_key(|(name, _)| src.span_of(&path!["apps", *name], Target::Key).start);
+        }
         let mut ports: BTreeMap<i64, &str> = BTreeMap::new();
         for (name, app) in apps {
             if let Some(p) = app.port {
@@ -884,6 +957,35 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
             }
         }
     }
+}
+
+/// Whether the depends_on graph has a cycle, leaving aside an app that depends on itself
+/// and names of apps that do not exist (both reported on their own), in linear time: peel
+/// off apps whose dependencies are all peeled off; what remains is on or behind a cycle.
+fn has_cycle(file: &StageFile) -> bool {
+    let index: BTreeMap<&str, usize> = file.apps.keys().enumerate().map(|(i, name)| (name.as_str(), i)).collect();
+    let mut pending = vec![0_usize; index.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); index.len()];
+    for (i, (name, app)) in file.apps.iter().enumerate() {
+        for dep in app.depends_on.iter().filter(|dep| *dep != name) {
+            if let Some(&j) = index.get(dep.as_str()) {
+                pending[i] += 1;
+                dependents[j].push(i);
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..pending.len()).filter(|&i| pending[i] == 0).collect();
+    let mut peeled = 0;
+    while let Some(j) = ready.pop() {
+        peeled += 1;
+        for &i in &dependents[j] {
+            pending[i] -= 1;
+            if pending[i] == 0 {
+                ready.push(i);
+            }
+        }
+    }
+    peeled < pending.len()
 }
 
 /// A cycle through `start` in the depends_on graph, as the list of apps from `start`.
@@ -910,4 +1012,86 @@ fn find_cycle(file: &StageFile, start: &str) -> Option<Vec<String>> {
     let mut stack = vec![start.to_string()];
     let mut seen = BTreeSet::from([start.to_string()]);
     dfs(file, start, start, &mut stack, &mut seen).then_some(stack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stage as the fast path loads it, when it takes it.
+    fn fast(text: &str) -> Option<Result<Stage, Diagnostics>> {
+        let file = deserialize_valid_toml(text)?;
+        let src = SourceFile::unparsed(Path::new("stages/p.toml"), text.to_string(), Format::Toml);
+        Some(check_stage_file(&src, file, Diagnostics::default(), "p"))
+    }
+
+    /// The stage as the slow path loads it.
+    fn slow(text: &str) -> Result<Stage, Diagnostics> {
+        let src = SourceFile::parse(Path::new("stages/p.toml"), text.to_string(), Format::Toml)
+            .map_err(|d| Diagnostics(vec![d]))?;
+        check_stage(&src, "p")
+    }
+
+    #[test]
+    fn the_fast_path_loads_what_the_slow_one_does() {
+        let stage = crate::plan::fixture::large_stage(12, 3);
+        let text = crate::plan::fixture::stage_toml(&stage);
+        let loaded = fast(&text).expect("a valid file takes the fast path").expect("it loads");
+        assert_eq!(loaded, slow(&text).unwrap());
+        assert_eq!(loaded.apps, stage.apps);
+    }
+
+    #[test]
+    fn problems_found_after_the_fast_path_are_reported_as_by_the_slow_one() {
+        let digest = format!("\"sha256:{}\"", "a".repeat(64));
+        let text = format!(
+            "[apps.web]\nimage = \"web\"\nport = 80\n[apps.web.releases]\n01 = {digest}\n1 = {digest}\n2 = \"x\"\n\
+             [apps.api]\nimage = \"api\"\nport = 80\ndepends_on = [\"db\"]\n[apps.api.health]\ntimeout = \"9s\"\n"
+        );
+        let found = fast(&text).expect("the file deserializes").unwrap_err();
+        assert_eq!(found, slow(&text).unwrap_err());
+        assert_eq!(found.0.len(), 5, "{found:?}");
+    }
+
+    #[test]
+    fn has_cycle_agrees_with_find_cycle() {
+        let stage = |deps: &[(&str, &[&str])]| StageFile {
+            apps: deps
+                .iter()
+                .map(|(name, on)| {
+                    let on = on.iter().map(|d| d.to_string()).collect();
+                    (name.to_string(), AppSection { depends_on: on, ..AppSection::default() })
+                })
+                .collect(),
+            ..StageFile::default()
+        };
+        for (deps, cyclic) in [
+            (vec![("a", &["b"][..]), ("b", &["c"]), ("c", &[])], false),
+            (vec![("a", &["a", "x"][..]), ("b", &["a", "a"])], false),
+            (vec![("a", &["b"][..]), ("b", &["c"]), ("c", &["a"]), ("d", &["a"])], true),
+            (vec![("a", &["b", "b"][..]), ("b", &["a"])], true),
+        ] {
+            let file = stage(&deps);
+            assert_eq!(has_cycle(&file), cyclic, "{deps:?}");
+            assert_eq!(file.apps.keys().any(|start| find_cycle(&file, start).is_some()), cyclic, "{deps:?}");
+        }
+    }
+
+    #[test]
+    fn an_enum_written_as_a_table_takes_the_slow_path_and_is_refused() {
+        let task = "[apps.web]\nimage = \"web\"\n[[apps.web.release_tasks]]\nname = \"m\"\ncommand = [\"m\"]\n";
+        for text in [
+            "[runtime]\nkind = { local = {} }\n".to_string(),
+            "[runtime.kind]\nlocal = []\n".to_string(),
+            format!("{task}run_on = {{ release = {{}} }}\n"),
+            format!("{task}[apps.web.release_tasks.run_on]\nrelease = {{}}\n"),
+            "[apps.web]\nimage = \"web\"\nrelease_tasks = [{ name = \"m\", command = [\"m\"], run_on = { release = [] } }]\n"
+                .to_string(),
+        ] {
+            // What the guard is for: toml_edit's deserializer alone would take these.
+            assert!(toml::from_str::<StageFile>(&text).is_ok(), "{text}");
+            assert!(deserialize_valid_toml(&text).is_none(), "{text}");
+            assert!(slow(&text).is_err(), "{text}");
+        }
+    }
 }

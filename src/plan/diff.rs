@@ -77,8 +77,14 @@ pub fn config_diff(old_image: &str, old: &AppConfig, new_image: &str, new: &AppC
             out.push(FieldChange { field, from, to, keys });
         }
     };
-    push("image", old_image.to_string(), new_image.to_string(), vec![]);
-    push("command", render_command(&old.command), render_command(&new.command), vec![]);
+    // Only fields whose values differ are rendered: equal values render equal, so this
+    // skips nothing `push` would keep, and rendering is most of the cost of a diff.
+    if old_image != new_image {
+        push("image", old_image.to_string(), new_image.to_string(), vec![]);
+    }
+    if old.command != new.command {
+        push("command", render_command(&old.command), render_command(&new.command), vec![]);
+    }
     if old.env != new.env {
         let keys = map_changes(&old.env, &new.env, &sensitive);
         let (from, to) = render_env(old, new, &sensitive);
@@ -89,14 +95,30 @@ pub fn config_diff(old_image: &str, old: &AppConfig, new_image: &str, new: &AppC
         let (a, b): (BTreeMap<String, String>, BTreeMap<String, String>) = (refs(old), refs(new));
         push("secrets", render_map(&a), render_map(&b), map_changes(&a, &b, &BTreeSet::new()));
     }
-    push("cpu", old.cpu.to_string(), new.cpu.to_string(), vec![]);
-    push("memory", old.memory.to_string(), new.memory.to_string(), vec![]);
-    push("port", opt(old.port), opt(new.port), vec![]);
-    push("health", render_health(old), render_health(new), vec![]);
-    push("deploy", render_deploy(old), render_deploy(new), vec![]);
-    push("release_tasks", render_tasks(old), render_tasks(new), vec![]);
-    push("sensitive_env", list(&old.sensitive_env), list(&new.sensitive_env), vec![]);
-    push("target_group", opt(old.target_group.as_ref()), opt(new.target_group.as_ref()), vec![]);
+    if old.cpu != new.cpu {
+        push("cpu", old.cpu.to_string(), new.cpu.to_string(), vec![]);
+    }
+    if old.memory != new.memory {
+        push("memory", old.memory.to_string(), new.memory.to_string(), vec![]);
+    }
+    if old.port != new.port {
+        push("port", opt(old.port), opt(new.port), vec![]);
+    }
+    if old.health != new.health {
+        push("health", render_health(old), render_health(new), vec![]);
+    }
+    if old.deploy != new.deploy {
+        push("deploy", render_deploy(old), render_deploy(new), vec![]);
+    }
+    if old.release_tasks != new.release_tasks {
+        push("release_tasks", render_tasks(old), render_tasks(new), vec![]);
+    }
+    if old.sensitive_env != new.sensitive_env {
+        push("sensitive_env", list(&old.sensitive_env), list(&new.sensitive_env), vec![]);
+    }
+    if old.target_group != new.target_group {
+        push("target_group", opt(old.target_group.as_ref()), opt(new.target_group.as_ref()), vec![]);
+    }
     out
 }
 

@@ -17,6 +17,23 @@ pub fn encode(state: &StageState) -> Vec<u8> {
 /// Parse stored bytes of stage `stage` found at `location` (named in every error).
 pub fn decode(location: &str, stage: &str, bytes: &[u8]) -> Result<StageState> {
     let corrupt = |message: String| StateError::Corrupt { location: location.to_string(), message };
+    // The common case, a well-formed file: parse it straight into the model. Only a file
+    // that fails takes the slow path below, which reads it as a JSON value first, so the
+    // version is checked before the strict parse and the error names the bad field's path.
+    let state = match serde_json::from_slice::<StageState>(bytes) {
+        Ok(state) if state.version <= STATE_FORMAT_VERSION => state,
+        Ok(state) => return Err(StateError::NewerVersion { location: location.to_string(), version: state.version }),
+        Err(_) => decode_slowly(location, bytes)?,
+    };
+    if state.stage != stage {
+        return Err(corrupt(format!("it holds the state of stage `{}`, not `{stage}`", state.stage)));
+    }
+    Ok(state)
+}
+
+/// Parse bytes that do not parse as a [`StageState`], to say why.
+fn decode_slowly(location: &str, bytes: &[u8]) -> Result<StageState> {
+    let corrupt = |message: String| StateError::Corrupt { location: location.to_string(), message };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(corrupt("the file is empty".into()));
     }
@@ -38,9 +55,6 @@ pub fn decode(location: &str, stage: &str, bytes: &[u8]) -> Result<StageState> {
             corrupt(format!("at `{path}`: {}", e.into_inner()))
         }
     })?;
-    if state.stage != stage {
-        return Err(corrupt(format!("it holds the state of stage `{}`, not `{stage}`", state.stage)));
-    }
     Ok(state)
 }
 

@@ -12,5 +12,6 @@ mod hcl;
 mod image;
 mod local_runtime;
 mod plan_cli;
+mod s3_store;
 mod schema;
 mod state_store;

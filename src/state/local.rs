@@ -235,13 +235,13 @@ impl LocalStateStore {
 
 /// The id `force-unlock` takes for a lock file that does not parse: derived from its bytes,
 /// so it removes exactly the file that was reported and not a lock taken since.
-fn unreadable_lock_id(bytes: &[u8]) -> String {
+pub(super) fn unreadable_lock_id(bytes: &[u8]) -> String {
     format!("unreadable-{}", &hex::encode(Sha256::digest(bytes))[..12])
 }
 
 /// Whether `pid` is certainly not running on this host (`kill(pid, 0)` says `ESRCH`).
 /// Another user's process (`EPERM`) is running.
-fn process_is_gone(pid: u32) -> bool {
+pub(super) fn process_is_gone(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     if pid <= 0 {
         return false; // 0 and negatives address process groups, not one process

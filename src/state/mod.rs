@@ -1,5 +1,6 @@
 //! Recorded state: the model (`model`), its one encoding (`codec`), where it is kept
-//! (`store`: the `StateStore` trait and the in-memory store; `local`: JSON files), the
+//! (`store`: the `StateStore` trait and the in-memory store; `local`: JSON files; `s3`:
+//! objects in an S3 bucket, written with conditional requests), the
 //! locked session commands work through (`session`), and the conformance suite every store
 //! passes (`conformance`).
 
@@ -7,10 +8,12 @@ pub mod codec;
 pub mod conformance;
 pub mod local;
 pub mod model;
+pub mod s3;
 pub mod session;
 pub mod store;
 
 pub use local::LocalStateStore;
 pub use model::*;
+pub use s3::S3StateStore;
 pub use session::{command_line, open_store, LockedStage, StageLock};
 pub use store::{InMemoryStateStore, LockInfo, Restored, StateError, StateStore};

@@ -9,6 +9,7 @@ use crate::config::{Project, StateBackend};
 
 use super::local::LocalStateStore;
 use super::model::StageState;
+use super::s3::S3StateStore;
 use super::store::{LockInfo, Result, StateError, StateStore};
 
 /// The folder under the project root holding the local store's files.
@@ -18,12 +19,9 @@ pub const LOCAL_STATE_DIR: &str = ".ferry/state";
 pub fn open_store(project: &Project) -> Result<Box<dyn StateStore>> {
     match &project.state {
         StateBackend::Local => Ok(Box::new(LocalStateStore::new(project.root.join(LOCAL_STATE_DIR)))),
-        StateBackend::S3 { bucket, prefix, .. } => Err(StateError::Backend {
-            location: format!("s3://{bucket}/{prefix}"),
-            message: "the S3 state store is not available in this build yet; use `backend = \"local\"` in \
-                      ferry.toml for now"
-                .into(),
-        }),
+        StateBackend::S3 { bucket, prefix, region } => {
+            Ok(Box::new(S3StateStore::connect(bucket, prefix, region.as_deref())?))
+        }
     }
 }
 

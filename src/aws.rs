@@ -1,0 +1,134 @@
+//! What every AWS client in ferry shares: how the SDK configuration is loaded, and how
+//! ferry's synchronous code runs the SDK's futures.
+//!
+//! - Configuration: the standard chain (environment, shared config and credentials files,
+//!   SSO, credential processes, container and instance metadata), with the region taken from
+//!   ferry's own files when they name one. `AWS_ENDPOINT_URL` (and the per-service
+//!   `AWS_ENDPOINT_URL_<SERVICE>`) are honoured by the SDK itself; when an endpoint is set, S3
+//!   clients use path-style addressing, because local emulators and most S3-compatible
+//!   servers do not resolve `bucket.host` names.
+//! - Futures: [`block_on`] runs them on one process-wide tokio runtime. Callers may be plain
+//!   threads or may themselves run inside another tokio runtime (where blocking on a runtime
+//!   panics), so in that case the future is driven from a scoped helper thread.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+
+/// Where and as whom to reach AWS. Everything left `None` comes from the standard chain.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// The region, when ferry's files name one (`[state] region`, `[runtime] region`).
+    pub region: Option<String>,
+    /// An endpoint for every service (tests point this at the emulator); otherwise
+    /// `AWS_ENDPOINT_URL` or the SDK's default.
+    pub endpoint_url: Option<String>,
+    /// Fixed credentials instead of the chain (tests).
+    pub credentials: Option<Credentials>,
+}
+
+/// Load the SDK configuration for `settings`. Credentials are resolved lazily, on the first
+/// request, so this fails on nothing and is cheap.
+pub async fn load_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        // The SDK sets no overall timeout by default: a black-holed network would hang a
+        // deploy forever. Per attempt, so the standard retries still get their chance.
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build(),
+    );
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(credentials) = &settings.credentials {
+        loader = loader.credentials_provider(SharedCredentialsProvider::new(credentials.clone()));
+    }
+    loader.load().await
+}
+
+/// Whether requests go to an endpoint other than AWS's own (an emulator, a compatible
+/// server): set in the configuration or the environment.
+pub fn has_custom_endpoint(config: &SdkConfig, service_env: &str) -> bool {
+    config.endpoint_url().is_some()
+        || [String::from("AWS_ENDPOINT_URL"), format!("AWS_ENDPOINT_URL_{service_env}")]
+            .iter()
+            .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
+}
+
+/// An S3 client for `config`: path-style addressing when the endpoint is not AWS's.
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let s3_config =
+        aws_sdk_s3::config::Builder::from(config).force_path_style(has_custom_endpoint(config, "S3")).build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+/// The runtime every AWS future runs on, created on first use and kept for the process.
+/// Two workers: ferry's AWS work is waiting on the network, not computing.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-aws")
+            .enable_all()
+            .build()
+            .expect("cannot start the tokio runtime for AWS requests")
+    })
+}
+
+/// Run `future` to completion from synchronous code, on the shared AWS runtime.
+///
+/// Safe to call from any thread, including a worker of another tokio runtime: there,
+/// blocking in place would panic ("cannot start a runtime from within a runtime"), so the
+/// future is driven from a scoped helper thread while this one waits. (That blocks the
+/// calling worker for the duration, which is what a synchronous call means.)
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|scope| {
+            scope.spawn(|| runtime().block_on(future)).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    } else {
+        runtime().block_on(future)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_on_works_inside_and_outside_a_runtime() {
+        assert_eq!(block_on(async { 1 + 1 }), 2);
+        let outer = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let inside = outer.block_on(async {
+            block_on(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                3
+            })
+        });
+        assert_eq!(inside, 3);
+    }
+
+    #[test]
+    fn an_explicit_endpoint_selects_path_style() {
+        let config = block_on(load_config(&AwsSettings {
+            region: Some("eu-central-1".into()),
+            endpoint_url: Some("http://127.0.0.1:1".into()),
+            credentials: Some(Credentials::new("a", "b", None, None, "test")),
+        }));
+        assert!(has_custom_endpoint(&config, "S3"));
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-central-1"));
+    }
+}

@@ -1,0 +1,362 @@
+//! The S3 state store against the moto emulator ([`crate::support::moto`]): the shared
+//! conformance suite, racing writers, the exact objects read back with an independent client
+//! (boto3), and the `ferry` binary using `backend = "s3"` through the standard AWS chain.
+//!
+//! Every test takes a bucket of its own on the one shared server, so they run in parallel.
+//!
+//! What the emulator checks: the lock's `If-None-Match: *`, the state's `If-Match`, the
+//! unlock's conditional `DeleteObject` (all native in moto 5.2.5, made atomic by the
+//! harness serving one request at a time) and the previous copy's
+//! `x-amz-copy-source-if-match` (added by the harness, since moto ignores it). What it
+//! cannot: moto never answers `409 ConditionalRequestConflict` and never loses an answer, so
+//! the store's handling of those (read again; recognise its own retried write) is not
+//! exercised here.
+
+use std::time::Duration;
+
+use ferry::aws;
+use ferry::state::conformance::{sample, Backend};
+use ferry::state::{AppState, LockInfo, S3StateStore, StageState, StateError, StateStore};
+
+use crate::support::moto::Moto;
+use crate::support::TestProject;
+
+/// One bucket on the shared emulator; every client is a store with its own SDK client.
+struct S3Fixture {
+    moto: &'static Moto,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Fixture {
+    fn new() -> Self {
+        let moto = Moto::shared();
+        S3Fixture { moto, bucket: moto.new_bucket("ferry-state"), prefix: "ferry/shop".into() }
+    }
+
+    fn store(&self) -> S3StateStore {
+        S3StateStore::new(aws::s3_client(&self.moto.sdk_config()), &self.bucket, &self.prefix)
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}/{name}", self.prefix)
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let client = self.moto.s3();
+        aws::block_on(async {
+            match client.get_object().bucket(&self.bucket).key(key).send().await {
+                Ok(out) => Some(out.body.collect().await.expect("body").to_vec()),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+                Err(e) => panic!("get {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)),
+            }
+        })
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) {
+        let client = self.moto.s3();
+        aws::block_on(async {
+            client.put_object().bucket(&self.bucket).key(key).body(bytes.to_vec().into()).send().await
+        })
+        .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+    }
+}
+
+impl Backend for S3Fixture {
+    fn client(&self) -> Box<dyn StateStore> {
+        Box::new(self.store())
+    }
+    fn put_raw(&self, stage: &str, bytes: &[u8]) {
+        self.put(&self.key(&format!("{stage}.json")), bytes)
+    }
+    fn get_raw(&self, stage: &str) -> Option<Vec<u8>> {
+        self.get(&self.key(&format!("{stage}.json")))
+    }
+}
+
+mod conformance {
+    use super::S3Fixture;
+
+    ferry::state_store_conformance!(S3Fixture::new());
+}
+
+/// Two stores read the same serial and write at the same moment: one wins, the other gets
+/// a conflict naming both serials, the winner's state and the previous copy are intact, and
+/// the loser's change lands after it reads again.
+#[test]
+fn two_stores_racing_from_the_same_serial_lose_nothing() {
+    let f = S3Fixture::new();
+    let mut base = sample("dev");
+    f.store().write(&mut base).unwrap();
+    let (one, two) = (f.store(), f.store());
+    let barrier = std::sync::Barrier::new(2);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [("one", &one), ("two", &two)]
+            .into_iter()
+            .map(|(name, store)| {
+                let (barrier, mut s) = (&barrier, store.read("dev").unwrap().unwrap());
+                scope.spawn(move || {
+                    s.apps.insert(format!("from-{name}"), AppState::default());
+                    barrier.wait();
+                    store.write(&mut s).map(|()| s)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (winner, loser) = match (&results[0], &results[1]) {
+        (Ok(w), Err(e)) => (w.clone(), (&two, e)),
+        (Err(e), Ok(w)) => (w.clone(), (&one, e)),
+        other => panic!("expected exactly one winner: {other:?}"),
+    };
+    assert!(matches!(loser.1, StateError::Conflict { expected: 1, found: 2, .. }), "{:?}", loser.1);
+    let location = format!("s3://{}/ferry/shop/dev.json", f.bucket);
+    assert!(loser.1.to_string().contains("changed since it was read (expected serial 1, found 2)"), "{}", loser.1);
+    assert_eq!(one.location("dev"), location);
+    assert_eq!(f.store().read("dev").unwrap(), Some(winner.clone()), "the winner's write is stored");
+    assert_eq!(f.store().read_previous("dev").unwrap(), Some(base), "the previous copy is the replaced state");
+
+    let mut again = loser.0.read("dev").unwrap().unwrap();
+    let name = if winner.apps.contains_key("from-one") { "from-two" } else { "from-one" };
+    again.apps.insert(name.into(), AppState::default());
+    loser.0.write(&mut again).unwrap();
+    let stored = f.store().read("dev").unwrap().unwrap();
+    assert_eq!(stored.serial, 3);
+    assert!(stored.apps.contains_key("from-one") && stored.apps.contains_key("from-two"), "nothing lost");
+}
+
+/// boto3, not ferry's SDK, lists and reads the bucket: exactly the state, its previous copy
+/// and the lock, under the prefix, holding exactly what was written.
+#[test]
+fn objects_read_back_by_boto3_are_exactly_as_written() {
+    let f = S3Fixture::new();
+    let store = f.store();
+    let mut s = sample("dev");
+    store.write(&mut s).unwrap();
+    let first = s.clone();
+    s.apps.insert("api".into(), AppState::default());
+    store.write(&mut s).unwrap();
+    let lock = LockInfo::for_this_process("ferry commit -s dev");
+    store.try_lock("dev", &lock).unwrap();
+
+    let script = r#"
+import json, sys, boto3
+s3 = boto3.client("s3")
+bucket = sys.argv[1]
+listing = s3.list_objects_v2(Bucket=bucket)
+out = {}
+for item in listing.get("Contents", []):
+    obj = s3.get_object(Bucket=bucket, Key=item["Key"])
+    out[item["Key"]] = {"body": obj["Body"].read().decode(), "content_type": obj["ContentType"]}
+print(json.dumps(out))
+"#;
+    let run = f.moto.python(script, &[&f.bucket]);
+    assert!(run.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&run.stderr));
+    let objects: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON from boto3");
+    let keys: Vec<&str> = objects.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["ferry/shop/dev.json", "ferry/shop/dev.json.previous", "ferry/shop/dev.lock"]);
+    let body = |key: &str| objects[key]["body"].as_str().unwrap().to_string();
+    for key in keys {
+        assert_eq!(objects[key]["content_type"], "application/json", "{key}");
+    }
+
+    let stored: serde_json::Value = serde_json::from_str(&body("ferry/shop/dev.json")).unwrap();
+    assert_eq!(stored, serde_json::to_value(&s).unwrap());
+    assert_eq!(stored["serial"], 2);
+    assert_eq!(stored["stage"], "dev");
+    assert!(body("ferry/shop/dev.json").ends_with("}\n"), "the one encoding: pretty JSON, final newline");
+    let previous: serde_json::Value = serde_json::from_str(&body("ferry/shop/dev.json.previous")).unwrap();
+    assert_eq!(previous, serde_json::to_value(&first).unwrap());
+    let held: LockInfo = serde_json::from_str(&body("ferry/shop/dev.lock")).unwrap();
+    assert_eq!(held, lock);
+
+    store.unlock("dev", &lock.id).unwrap();
+    assert_eq!(f.get("ferry/shop/dev.lock"), None, "unlock deletes the lock object");
+}
+
+/// The store is synchronous but must work when called from inside a tokio runtime (where
+/// blocking on another runtime would panic), also on a current-thread one.
+#[test]
+fn works_when_called_from_inside_a_tokio_runtime() {
+    let f = S3Fixture::new();
+    let store = f.store();
+    for runtime in [
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap(),
+    ] {
+        let serial = runtime.block_on(async {
+            let mut s = store.read("dev").unwrap().unwrap_or_else(|| sample("dev"));
+            store.write(&mut s).unwrap();
+            s.serial
+        });
+        assert_eq!(store.read("dev").unwrap().unwrap().serial, serial);
+    }
+}
+
+/// A lock taken on this host by a process that is gone is reported stale (and not taken
+/// over); the same pid on another host says nothing, since no pid can be checked remotely.
+#[test]
+fn a_lock_of_a_dead_process_on_this_host_is_stale() {
+    let f = S3Fixture::new();
+    let store = f.store();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let mut holder = LockInfo::for_this_process("ferry commit");
+    holder.pid = child.id();
+    child.wait().unwrap();
+    store.try_lock("dev", &holder).unwrap();
+    let err = store.lock("dev", &LockInfo::for_this_process("ferry plan"), Duration::from_secs(30)).unwrap_err();
+    assert!(matches!(&err, StateError::Locked { stale: true, .. }), "{err:?}");
+    assert_eq!(store.lock_holder("dev").unwrap(), Some(holder.clone()), "still there");
+
+    store.force_unlock("dev", &holder.id).unwrap();
+    holder.host = "elsewhere.example".into();
+    store.try_lock("dev", &holder).unwrap();
+    let err = store.try_lock("dev", &LockInfo::for_this_process("ferry plan")).unwrap_err();
+    assert!(matches!(err, StateError::Locked { stale: false, .. }), "{err:?}");
+}
+
+/// A lock object that does not parse is reported with its s3:// URL and removed only by
+/// force-unlock with the id derived from its bytes.
+#[test]
+fn an_unreadable_lock_is_reported_and_can_be_forced() {
+    let f = S3Fixture::new();
+    let store = f.store();
+    f.put("ferry/shop/dev.lock", b"{\"id\": \"abc\", \"pid\": 12");
+    let err = store.try_lock("dev", &LockInfo::for_this_process("ferry plan")).unwrap_err();
+    let StateError::LockUnreadable { location, id, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(location, &format!("s3://{}/ferry/shop/dev.lock", f.bucket));
+    assert!(store.unlock("dev", id).is_err(), "plain unlock does not remove it");
+    assert!(store.force_unlock("dev", "unreadable-000000000000").is_err(), "another id");
+    store.force_unlock("dev", id).unwrap();
+    assert_eq!(f.get("ferry/shop/dev.lock"), None);
+}
+
+/// `state restore` semantics on S3: the previous copy comes back under a new serial, the
+/// replaced state becomes the previous copy, and a corrupt state is kept aside, not deleted.
+#[test]
+fn restore_brings_back_the_previous_copy() {
+    let f = S3Fixture::new();
+    let store = f.store();
+    assert!(matches!(store.restore_previous("dev"), Err(StateError::NoPrevious { .. })));
+    let mut s = sample("dev");
+    store.write(&mut s).unwrap();
+    let good = s.clone();
+    s.apps.clear();
+    store.write(&mut s).unwrap();
+
+    let r = store.restore_previous("dev").unwrap();
+    assert_eq!((r.from_serial, r.replaced_serial, r.serial, r.set_aside), (1, Some(2), 3, None));
+    let now = store.read("dev").unwrap().unwrap();
+    assert_eq!((now.serial, &now.apps, &now.lineage), (3, &good.apps, &good.lineage));
+    assert_eq!(store.read_previous("dev").unwrap().unwrap().serial, 2, "the restore can be undone");
+
+    f.put("ferry/shop/dev.json", b"{garbage");
+    let r = store.restore_previous("dev").unwrap();
+    assert_eq!((r.from_serial, r.replaced_serial, r.serial), (2, None, 4));
+    let aside = r.set_aside.unwrap();
+    let prefix = format!("s3://{}/", f.bucket);
+    assert!(aside.starts_with(&format!("{prefix}ferry/shop/dev.json.corrupt-")), "{aside}");
+    assert_eq!(f.get(&aside[prefix.len()..]).as_deref(), Some(&b"{garbage"[..]), "kept byte for byte");
+    assert_eq!(store.read("dev").unwrap().unwrap().serial, 4);
+}
+
+/// A bucket that does not exist is a backend error naming the object and S3's reason.
+#[test]
+fn a_missing_bucket_is_a_clear_error() {
+    let moto = Moto::shared();
+    let store = S3StateStore::new(aws::s3_client(&moto.sdk_config()), "no-such-bucket-for-ferry", "p");
+    let err = store.read("dev").unwrap_err();
+    assert!(matches!(err, StateError::Backend { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "s3://no-such-bucket-for-ferry/p/dev.json: NoSuchBucket: The specified bucket does not exist"
+    );
+    let mut s = StageState::new("dev");
+    assert!(matches!(store.write(&mut s), Err(StateError::Backend { .. })));
+}
+
+/// The real binary with `backend = "s3"`: `open_store` connects through the standard chain
+/// (endpoint, region and credentials from the environment only), and the state commands see
+/// what a store wrote, locks included.
+#[test]
+fn ferry_uses_the_s3_backend_from_ferry_toml() {
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("ferry-cli");
+    let p = TestProject::empty();
+    p.run(&["init", "--name", "shop"]).expect_code(0);
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"shop\"\n\n[state]\nbackend = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"teams/shop\"\n"
+        ),
+    );
+    let run = |args: &[&str]| {
+        let mut cmd = p.ferry();
+        moto.configure(&mut cmd);
+        crate::support::Run(cmd.args(args).output().expect("run ferry"))
+    };
+
+    let store = S3StateStore::new(moto.s3(), &bucket, "teams/shop");
+    let mut s = StageState::new("development");
+    s.apps.insert("web".into(), AppState::default());
+    store.write(&mut s).unwrap();
+    let holder = LockInfo::for_this_process("ferry commit -s development");
+    store.try_lock("development", &holder).unwrap();
+
+    let out = run(&["state", "show", "-s", "development", "--json"]);
+    out.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout()).expect("JSON");
+    let stage = &doc["stages"][0];
+    assert_eq!(stage["location"], format!("s3://{bucket}/teams/shop/development.json"));
+    assert_eq!(stage["serial"], 1);
+    assert_eq!(stage["lineage"], s.lineage.as_str());
+    assert_eq!(stage["lock"]["id"], holder.id.as_str(), "{stage}");
+
+    let out = run(&["state", "restore", "-s", "development"]);
+    out.expect_code(1);
+    assert!(out.stderr().contains("is locked by `ferry commit -s development`"), "{}", out.stderr());
+
+    run(&["force-unlock", &holder.id]).expect_code(0);
+    assert_eq!(store.lock_holder("development").unwrap(), None);
+
+    // Without a region anywhere, the error says where to set one.
+    let mut cmd = p.ferry();
+    moto.configure(&mut cmd);
+    cmd.env_remove("AWS_REGION").env_remove("AWS_DEFAULT_REGION");
+    let out = crate::support::Run(cmd.args(["state", "show"]).output().unwrap());
+    out.expect_code(1);
+    assert!(out.stderr().contains("no AWS region is configured"), "{}", out.stderr());
+}
+
+/// What the store relies on, checked on the emulator itself with plain SDK calls: every
+/// condition is refused with S3's `412 PreconditionFailed`, and an `If-Match` on a missing
+/// key with `404 NoSuchKey`. (The copy-source condition is the harness's addition.)
+#[test]
+fn the_emulator_refuses_stale_conditions_like_s3() {
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("ferry-conditions");
+    let s3 = moto.s3();
+    let code = |e: &dyn aws_sdk_s3::error::ProvideErrorMetadata| e.code().unwrap_or("none").to_string();
+    aws::block_on(async {
+        let put = || s3.put_object().bucket(&bucket).key("k");
+        let first = put().body(b"1".to_vec().into()).if_none_match("*").send().await.unwrap();
+        let old = first.e_tag().unwrap().to_string();
+        let e = put().body(b"2".to_vec().into()).if_none_match("*").send().await.unwrap_err();
+        assert_eq!(code(&e), "PreconditionFailed");
+        put().body(b"2".to_vec().into()).if_match(&old).send().await.unwrap();
+        let e = put().body(b"3".to_vec().into()).if_match(&old).send().await.unwrap_err();
+        assert_eq!(code(&e), "PreconditionFailed");
+        let e = s3.put_object().bucket(&bucket).key("none").if_match(&old).send().await.unwrap_err();
+        assert_eq!(code(&e), "NoSuchKey");
+
+        let copy = || s3.copy_object().bucket(&bucket).key("k.previous").copy_source(format!("{bucket}/k"));
+        let e = copy().copy_source_if_match(&old).send().await.unwrap_err();
+        assert_eq!(code(&e), "PreconditionFailed");
+        let current = s3.head_object().bucket(&bucket).key("k").send().await.unwrap().e_tag().unwrap().to_string();
+        copy().copy_source_if_match(&current).send().await.unwrap();
+
+        let e = s3.delete_object().bucket(&bucket).key("k").if_match(&old).send().await.unwrap_err();
+        assert_eq!(code(&e), "PreconditionFailed");
+        s3.delete_object().bucket(&bucket).key("k").if_match(&current).send().await.unwrap();
+    });
+}

@@ -4,6 +4,7 @@
 mod support;
 
 mod commit;
+mod ecs_runtime;
 mod edit;
 mod error_messages;
 mod examples;

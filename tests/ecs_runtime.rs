@@ -143,6 +143,46 @@ impl Fixture {
         EcsRuntime::from_clients(&self.stage, &self.settings, ecs, aws_sdk_cloudwatchlogs::Client::new(&sdk))
     }
 
+    /// A project whose one stage (named like the fixture's) runs app `api` of `image` on
+    /// this cluster, with a 3 s deploy timeout.
+    fn project(&self, image: &str, digest: &str) -> crate::support::TestProject {
+        let f = self;
+        let (uri, pushed) = (image, digest);
+        let p = crate::support::TestProject::empty();
+        p.write("ferry.toml", "[project]\nname = \"shop\"\n");
+        let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+        p.write(
+            &format!("stages/{}.toml", f.stage),
+            &format!(
+                r#"[runtime]
+kind = "ecs"
+region = "{REGION}"
+cluster = "{cluster}"
+subnets = [{subnets}]
+security_groups = [{groups}]
+
+[apps.api]
+image = "{uri}"
+active = 1
+scale = 1
+cpu = 256
+memory = 512
+port = 8080
+
+[apps.api.releases]
+1 = "{pushed}"
+
+[apps.api.deploy]
+timeout = "3s"
+"#,
+                cluster = f.settings.cluster,
+                subnets = list(&f.settings.subnets),
+                groups = list(&f.settings.security_groups),
+            ),
+        );
+        p
+    }
+
     fn read_service(&self, app: &str) -> Value {
         python_json(self.moto, READ_SERVICE, &[&self.settings.cluster, &format!("{}-{app}", self.stage)])
     }
@@ -541,38 +581,7 @@ fn commit_of_an_ecs_stage_is_strict_about_done() {
     let f = Fixture::new();
     let repo = python_json(f.moto, SETUP_REPOSITORY, &[&unique("shop/api-")]);
     let (uri, pushed) = (repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
-    let p = crate::support::TestProject::empty();
-    p.write("ferry.toml", "[project]\nname = \"shop\"\n");
-    let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
-    p.write(
-        &format!("stages/{}.toml", f.stage),
-        &format!(
-            r#"[runtime]
-kind = "ecs"
-region = "{REGION}"
-cluster = "{cluster}"
-subnets = [{subnets}]
-security_groups = [{groups}]
-
-[apps.api]
-image = "{uri}"
-active = 1
-scale = 1
-cpu = 256
-memory = 512
-port = 8080
-
-[apps.api.releases]
-1 = "{pushed}"
-
-[apps.api.deploy]
-timeout = "3s"
-"#,
-            cluster = f.settings.cluster,
-            subnets = list(&f.settings.subnets),
-            groups = list(&f.settings.security_groups),
-        ),
-    );
+    let p = f.project(uri, pushed);
     let mut cmd = p.ferry();
     f.moto.configure(&mut cmd);
     let run = crate::support::Run(cmd.args(["commit", "--yes", "-s", &f.stage]).output().unwrap());
@@ -599,4 +608,32 @@ print(json.dumps({"revisions": arns, "status": [x["status"] for x in s]}))
     let read: Value = serde_json::from_slice(&read.stdout).unwrap();
     assert_eq!(read["revisions"].as_array().unwrap().len(), 1, "{read}");
     assert_ne!(read["status"], serde_json::json!(["ACTIVE"]), "{read}");
+}
+
+/// `ferry ps` and `ferry logs` on an ECS stage, through the binary and the standard chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ps_and_logs_reach_an_ecs_stage() {
+    let f = Fixture::new();
+    let rt = f.runtime();
+    let v1 = rt.register_revision(&spec("api", 1)).await.unwrap();
+    rt.deploy("api", &v1, 2, &DeploySettings::default()).await.unwrap();
+    let p = f.project(&spec("api", 1).image, digest(1).as_str());
+    let run = |args: &[&str]| {
+        let mut cmd = p.ferry();
+        f.moto.configure(&mut cmd);
+        crate::support::Run(cmd.args(args).output().unwrap())
+    };
+    let ps = run(&["ps", "-s", &f.stage, "--json"]);
+    ps.expect_code(0);
+    let ps: Value = serde_json::from_str(&ps.stdout()).unwrap();
+    let api = &ps["stages"][0]["services"][0];
+    assert_eq!((api["app"].as_str(), api["state"].as_str()), (Some("api"), Some("ACTIVE")), "{ps:#}");
+    assert_eq!((api["revision"].as_str(), api["desired"].as_u64()), (Some(v1.as_str()), Some(2)));
+
+    python_json(f.moto, PUT_LOGS, &[&format!("/ferry/{}", f.stage), "ferry/api/abc123", "listening on 8080"]);
+    python_json(f.moto, PUT_LOGS, &[&format!("/ferry/{}", f.stage), "ferry/other/def456", "not api"]);
+    let logs = run(&["logs", "-s", &f.stage, "api"]);
+    logs.expect_code(0);
+    assert!(logs.stdout().contains("abc123 listening on 8080"), "{}", logs.stdout());
+    assert!(!logs.stdout().contains("not api"), "{}", logs.stdout());
 }

@@ -17,10 +17,11 @@ use crate::apply::ops::OpContext;
 use crate::apply::{journal, AbortSignal, ApplyReport, Engine, Hook, HumanHook, JsonHook, Step};
 use crate::cli::plan::select_stages;
 use crate::cli::{print_out, CliError, CliResult, Context};
-use crate::config::{self, RuntimeKind};
+use crate::config;
 use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
-use crate::registry::LocalRegistry;
+use crate::registry::{EcrRegistry, LocalRegistry};
 use crate::render::{self, PlanView, StageView};
+use crate::runtime::ecs::EcsRuntime;
 use crate::runtime::local::LocalRuntime;
 use crate::state::{command_line, DeploymentStatus, LockedStage};
 
@@ -118,9 +119,6 @@ pub(crate) fn commit_stage(
 ) -> CliResult {
     let from_file = saved.is_some();
     let desired = config::load_stage(project, name)?;
-    if desired.runtime.kind() != RuntimeKind::Local {
-        return Err(CliError::new(format!("stage {name} runs on ECS, which `ferry commit` does not reach yet")));
-    }
     let mut session = LockedStage::open(project, name, &command_line(), ctx.lock_timeout)?;
 
     hook.step(Step::Planning);
@@ -152,13 +150,8 @@ pub(crate) fn commit_stage(
     settle_interrupted(&mut session, hook)?;
 
     let root = project.root.clone();
-    let registry = Arc::new(LocalRegistry::for_project(&root));
     let engine = Engine {
-        ops: OpContext {
-            runtime: Arc::new(LocalRuntime::new(&root, name)),
-            registry: registry.clone(),
-            local_releases: Some((registry, root.join(".ferry").join("releases"))),
-        },
+        ops: op_context(&root, &desired),
         parallelism: args.parallelism,
         source: crate::state::Source::detect(&ctx.cwd),
         stream_logs: args.logs,
@@ -187,6 +180,28 @@ pub(crate) fn commit_stage(
         Ok(())
     } else {
         Err(CliError::Exit(1))
+    }
+}
+
+/// The runtime and registry of a stage: the local ones, or ECS and ECR in its region.
+pub(crate) fn op_context(root: &std::path::Path, stage: &config::Stage) -> OpContext {
+    match &stage.runtime {
+        config::Runtime::Local => {
+            let registry = Arc::new(LocalRegistry::for_project(root));
+            OpContext {
+                runtime: Arc::new(LocalRuntime::new(root, &stage.name)),
+                registry: registry.clone(),
+                local_releases: Some((registry, root.join(".ferry").join("releases"))),
+            }
+        }
+        config::Runtime::Ecs(ecs) => {
+            let sdk = crate::aws::block_on(crate::runtime::ecs::load_sdk_config(&ecs.region));
+            OpContext {
+                runtime: Arc::new(EcsRuntime::new(&stage.name, ecs, &sdk)),
+                registry: Arc::new(EcrRegistry::new(&sdk)),
+                local_releases: None,
+            }
+        }
     }
 }
 

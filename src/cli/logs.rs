@@ -1,11 +1,14 @@
 //! `ferry logs [-s STAGE] APP [--task ID] [-f] [--since DURATION]`: task output from the
-//! runtime, oldest first, each line stamped with its time and task.
+//! runtime (the local agent's files, or CloudWatch Logs on ECS), oldest first, each line
+//! stamped with its time and task.
+
+use std::sync::Arc;
 
 use clap::Args;
 
 use crate::cli::agent::runtime_error;
 use crate::cli::{CliError, CliResult, Context};
-use crate::config::Duration;
+use crate::config::{self, Duration};
 use crate::runtime::local::LocalRuntime;
 use crate::runtime::{LogQuery, Runtime, TaskId};
 
@@ -15,7 +18,7 @@ use crate::runtime::{LogQuery, Runtime, TaskId};
     after_help = "Examples:\n  ferry logs web\n  ferry logs -s production web --since 10m -f\n  ferry logs web --task 3f2a9c1d0b7e"
 )]
 pub struct LogsArgs {
-    /// The stage (default: the only local stage).
+    /// The stage (default: the only local stage, or the only stage).
     #[arg(short, long)]
     pub stage: Option<String>,
     /// The app.
@@ -33,15 +36,16 @@ pub struct LogsArgs {
 
 pub fn run(ctx: &Context, args: LogsArgs) -> CliResult {
     let root = ctx.root()?;
-    let stages = super::ps::local_stages(ctx, args.stage.as_deref())?;
-    let stage = match stages.as_slice() {
-        [one] => one.clone(),
-        [] => return Err(CliError::new("no stage runs on the local runtime")),
+    let mut stages = super::ps::observed_stages(ctx, args.stage.as_deref())?;
+    let stage = match stages.len() {
+        1 => stages.remove(0),
+        0 => return Err(CliError::new("the project has no stage")),
         _ => {
+            let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
             return Err(CliError::with_hint(
-                format!("several local stages ({}): which one?", stages.join(", ")),
+                format!("several stages ({}): which one?", names.join(", ")),
                 "pass `-s STAGE`",
-            ))
+            ));
         }
     };
     let query = LogQuery {
@@ -51,7 +55,10 @@ pub fn run(ctx: &Context, args: LogsArgs) -> CliResult {
     };
     let rt = super::tokio_runtime()?;
     rt.block_on(async {
-        let runtime = LocalRuntime::new(&root, &stage);
+        let runtime: Arc<dyn Runtime> = match &stage.runtime {
+            config::Runtime::Local => Arc::new(LocalRuntime::new(&root, &stage.name)),
+            config::Runtime::Ecs(_) => super::commit::op_context(&root, &stage).runtime,
+        };
         let mut lines = runtime.logs(&args.app, &query).await.map_err(runtime_error)?;
         while let Some(line) = lines.recv().await {
             let text = format!(

@@ -14,7 +14,7 @@ use crate::runtime::{Lifecycle, ServiceStatus, TaskKind};
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ferry ps\n  ferry ps -s production web\n  ferry ps --json")]
 pub struct PsArgs {
-    /// Only this stage (default: every local stage).
+    /// Only this stage (default: every local stage; every stage when none is local).
     #[arg(short, long)]
     pub stage: Option<String>,
     /// Only this app.
@@ -46,6 +46,21 @@ pub(crate) fn local_stages(ctx: &Context, stage: Option<&str>) -> CliResult<Vec<
     }
 }
 
+/// The stages `ps` and `logs` look at: the one named (local or ECS); otherwise every local
+/// stage, or every stage when none runs locally (AWS is only asked when a stage needs it).
+pub(crate) fn observed_stages(ctx: &Context, stage: Option<&str>) -> CliResult<Vec<config::Stage>> {
+    let project = ctx.project()?;
+    if let Some(name) = stage {
+        return Ok(vec![config::load_stage(&project, name)?]);
+    }
+    let all = config::load_stages(&project)?;
+    if all.iter().any(|s| s.runtime.kind() == RuntimeKind::Local) {
+        Ok(all.into_iter().filter(|s| s.runtime.kind() == RuntimeKind::Local).collect())
+    } else {
+        Ok(all)
+    }
+}
+
 #[derive(Serialize)]
 struct StageView {
     stage: String,
@@ -54,14 +69,20 @@ struct StageView {
 
 pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
     let root = ctx.root()?;
-    let stages = local_stages(ctx, args.stage.as_deref())?;
+    let stages = observed_stages(ctx, args.stage.as_deref())?;
     let apps: Vec<String> = args.app.iter().cloned().collect();
     let rt = super::tokio_runtime()?;
     let mut views = Vec::new();
     for stage in stages {
-        let services =
-            rt.block_on(LocalRuntime::new(&root, &stage).observe_if_running(&apps)).map_err(runtime_error)?;
-        views.push(StageView { stage, services });
+        let services = rt
+            .block_on(async {
+                match &stage.runtime {
+                    config::Runtime::Local => LocalRuntime::new(&root, &stage.name).observe_if_running(&apps).await,
+                    config::Runtime::Ecs(_) => super::commit::op_context(&root, &stage).runtime.observe(&apps).await,
+                }
+            })
+            .map_err(runtime_error)?;
+        views.push(StageView { stage: stage.name, services });
     }
     if args.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({ "stages": views }))

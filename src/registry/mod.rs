@@ -2,15 +2,17 @@
 //!
 //! [`Registry`] is the seam the planner and runtimes use: does this repository hold this
 //! digest, and which digest does this tag name. [`LocalRegistry`] is the content-addressed
-//! store of the local runtime under `.ferry/registry/` (filled by `ferry image push`); ECR
-//! implements the same trait for ECS stages.
+//! store of the local runtime under `.ferry/registry/` (filled by `ferry image push`);
+//! [`EcrRegistry`] implements the same trait on ECR for ECS stages.
 //!
 //! Errors name the repository and digest; callers add the app and release, which only they
 //! know.
 
 mod archive;
+pub mod ecr;
 mod local;
 
+pub use ecr::EcrRegistry;
 pub use local::{LocalRegistry, Pushed};
 
 use crate::config::Digest;
@@ -51,6 +53,9 @@ pub enum RegistryError {
     /// A stored blob no longer matches its digest.
     #[error("stored image {digest} is corrupt: its content hashes to {actual}")]
     Corrupt { digest: Digest, actual: Digest },
+    /// A remote registry (ECR) could not be asked or gave an unusable answer.
+    #[error("{0}")]
+    Remote(String),
     /// The file system failed.
     #[error("{context}: {source}")]
     Io {
@@ -68,6 +73,9 @@ impl RegistryError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
+            RegistryError::DigestNotFound { repo, .. } if repo.contains(".dkr.ecr.") => {
+                Some(format!("push the image to ECR first (`docker push {repo}:TAG` prints its digest)"))
+            }
             RegistryError::DigestNotFound { repo, .. } => {
                 Some(format!("push the image first: `ferry image push DIR --repo {repo}` prints its digest"))
             }
@@ -88,7 +96,7 @@ impl RegistryError {
                     .into(),
             ),
             RegistryError::Corrupt { .. } => Some("push the image again to restore it".into()),
-            RegistryError::Io { .. } => None,
+            RegistryError::Io { .. } | RegistryError::Remote(_) => None,
         }
     }
 }

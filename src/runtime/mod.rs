@@ -18,6 +18,7 @@
 //! counts) and the engine decides. The only exception mirrors ECS: a runtime may report a
 //! rollout `FAILED` when it was superseded or rolled back.
 
+pub mod ecs;
 pub mod local;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,570 @@
+//! The ECS runtime: [`Runtime`] on AWS ECS (Fargate, awsvpc), with logs from CloudWatch.
+//!
+//! One stage is one [`EcsRuntime`]: its region, cluster and network settings. Per app:
+//!
+//! * revisions are task definitions of family `<stage>-<app>` ([`revision`]), tagged
+//!   `ferry:stage`, `ferry:app`, `ferry:release` and `ferry:spec` (a hash of everything in
+//!   it, so an identical revision is found and reused);
+//! * the service is named `<stage>-<app>` too, tagged `ferry:stage` and `ferry:app`, with
+//!   the deployment circuit breaker (with rollback) always on;
+//! * a rollout is an ECS deployment; observing maps deployments and tasks ([`status`]);
+//! * one-off tasks are RunTask with `startedBy = ferry`; logs are the awslogs streams
+//!   `ferry/<app>/<task-id>` in the stage's log group ([`logs`]).
+//!
+//! Like every runtime it only starts, stops and reports: polling, timeouts and rollback
+//! decisions are the apply engine's. What it does to stay cheap under that polling: one
+//! `observe` costs ⌈services/10⌉ DescribeServices, one or two ListTasks and ⌈tasks/100⌉
+//! DescribeTasks, task definitions are described once per process (they are immutable), and
+//! throttled calls are retried by the SDK's standard strategy (exponential backoff with full
+//! jitter) with more attempts than its default.
+
+pub mod logs;
+pub mod revision;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_ecs::config::retry::RetryConfig;
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DeploymentCircuitBreaker, DeploymentConfiguration,
+    DesiredStatus, KeyValuePair, LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags, Service,
+    TaskDefinitionField, TaskOverride,
+};
+
+use crate::config::{self, DeploySettings};
+use crate::runtime::{
+    LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
+    TaskId, TaskSpec,
+};
+use revision::{family, tag, Rendered, StageSettings, TAG_APP, TAG_SPEC, TAG_STAGE, TAG_TASK};
+
+/// DescribeServices takes at most this many services per call.
+const SERVICES_PER_CALL: usize = 10;
+/// DescribeTasks takes at most this many tasks per call.
+const TASKS_PER_CALL: usize = 100;
+/// How many of a family's newest ACTIVE revisions are compared before registering a new one.
+const REUSE_WINDOW: usize = 10;
+/// Who starts one-off tasks.
+pub const STARTED_BY: &str = "ferry";
+
+/// What ferry remembers about a registered task definition (immutable, so cached forever).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionInfo {
+    pub release: u64,
+    pub app: String,
+    pub has_health_check: bool,
+    pub port: Option<u16>,
+    pub target_group: Option<String>,
+    pub grace_period_s: i32,
+}
+
+/// The ECS runtime of one stage.
+pub struct EcsRuntime {
+    stage: String,
+    settings: config::EcsRuntime,
+    ecs: aws_sdk_ecs::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    revisions: Mutex<HashMap<String, RevisionInfo>>,
+}
+
+/// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered
+/// exponential backoff from 200 ms, since a poll loop over many services can meet throttling.
+/// Public so tests can add an interceptor before building.
+pub fn ecs_config(sdk: &SdkConfig) -> aws_sdk_ecs::config::Builder {
+    aws_sdk_ecs::config::Builder::from(sdk).retry_config(
+        RetryConfig::standard()
+            .with_max_attempts(8)
+            .with_initial_backoff(Duration::from_millis(200))
+            .with_max_backoff(Duration::from_secs(10)),
+    )
+}
+
+/// The SDK configuration for a stage in `region`: the standard credential chain, with
+/// `AWS_ENDPOINT_URL` honoured (see [`crate::aws`]).
+pub async fn load_sdk_config(region: &str) -> SdkConfig {
+    crate::aws::load_config(&crate::aws::AwsSettings { region: Some(region.to_string()), ..Default::default() }).await
+}
+
+impl EcsRuntime {
+    /// The runtime of `stage` with clients built from `sdk`.
+    pub fn new(stage: &str, settings: &config::EcsRuntime, sdk: &SdkConfig) -> Self {
+        Self::from_clients(
+            stage,
+            settings,
+            aws_sdk_ecs::Client::from_conf(ecs_config(sdk).build()),
+            aws_sdk_cloudwatchlogs::Client::new(sdk),
+        )
+    }
+
+    /// The runtime of `stage` with the given clients (tests wrap the ECS one).
+    pub fn from_clients(
+        stage: &str,
+        settings: &config::EcsRuntime,
+        ecs: aws_sdk_ecs::Client,
+        logs: aws_sdk_cloudwatchlogs::Client,
+    ) -> Self {
+        EcsRuntime { stage: stage.to_string(), settings: settings.clone(), ecs, logs, revisions: Mutex::default() }
+    }
+
+    /// The service (and family) name of `app`.
+    pub fn service_name(&self, app: &str) -> String {
+        family(&self.stage, app)
+    }
+
+    fn stage_settings(&self) -> StageSettings<'_> {
+        StageSettings {
+            stage: &self.stage,
+            region: &self.settings.region,
+            execution_role: self.settings.execution_role.as_deref(),
+            task_role: self.settings.task_role.as_deref(),
+            log_group: self.settings.log_group.as_deref(),
+        }
+    }
+
+    /// The stage's log group.
+    pub fn log_group(&self) -> String {
+        revision::log_group(&self.stage, self.settings.log_group.as_deref())
+    }
+
+    fn network(&self) -> RuntimeResult<NetworkConfiguration> {
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(self.settings.subnets.clone()))
+            .set_security_groups(Some(self.settings.security_groups.clone()))
+            .assign_public_ip(if self.settings.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        Ok(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
+    }
+
+    /// What ferry knows about a task definition; described (with tags) on first use.
+    pub async fn revision_info(&self, arn: &str) -> RuntimeResult<RevisionInfo> {
+        if let Some(info) = self.revisions.lock().expect("revision cache").get(arn) {
+            return Ok(info.clone());
+        }
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))?;
+        let td = out.task_definition().ok_or_else(|| RuntimeError::NotFound(format!("no task definition {arn}")))?;
+        let container = td.container_definitions().first();
+        let info = RevisionInfo {
+            release: revision::tag_value(out.tags(), revision::TAG_RELEASE).and_then(|r| r.parse().ok()).unwrap_or(0),
+            app: revision::tag_value(out.tags(), TAG_APP)
+                .map(str::to_string)
+                .or_else(|| container.and_then(|c| c.name()).map(str::to_string))
+                .unwrap_or_default(),
+            has_health_check: container.is_some_and(|c| c.health_check().is_some()),
+            port: container
+                .and_then(|c| c.port_mappings().first())
+                .and_then(|p| p.container_port())
+                .and_then(|p| u16::try_from(p).ok()),
+            target_group: revision::tag_value(out.tags(), revision::TAG_TARGET_GROUP).map(str::to_string),
+            grace_period_s: container.and_then(|c| c.health_check()).and_then(|h| h.start_period()).unwrap_or(0),
+        };
+        let arn = td.task_definition_arn().unwrap_or(arn).to_string();
+        self.revisions.lock().expect("revision cache").insert(arn, info.clone());
+        Ok(info)
+    }
+
+    fn remember(&self, arn: &str, r: &Rendered) {
+        let info = RevisionInfo {
+            release: r.release,
+            app: r.app.clone(),
+            has_health_check: r.health_command.is_some(),
+            port: r.port,
+            target_group: r.target_group.clone(),
+            grace_period_s: r.health_start_period_s,
+        };
+        self.revisions.lock().expect("revision cache").insert(arn.to_string(), info);
+    }
+
+    /// An ACTIVE revision of the family whose `ferry:spec` tag is `hash`, looking at the
+    /// newest [`REUSE_WINDOW`] only.
+    async fn find_registered(&self, family: &str, hash: &str) -> RuntimeResult<Option<String>> {
+        let mut arns: Vec<String> = Vec::new();
+        let mut pages = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("cannot list task definitions", e))?;
+            // familyPrefix is a prefix: `prod-web` also lists `prod-web-worker`.
+            arns.extend(
+                page.task_definition_arns()
+                    .iter()
+                    .filter(|a| {
+                        a.rsplit_once('/').and_then(|(_, fr)| fr.rsplit_once(':')).map(|(f, _)| f) == Some(family)
+                    })
+                    .cloned(),
+            );
+        }
+        arns.sort_by_key(|a| std::cmp::Reverse(revision::revision_number(a)));
+        for arn in arns.into_iter().take(REUSE_WINDOW) {
+            let out = self
+                .ecs
+                .describe_task_definition()
+                .task_definition(&arn)
+                .include(TaskDefinitionField::Tags)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))?;
+            if revision::tag_value(out.tags(), TAG_SPEC) == Some(hash) {
+                return Ok(Some(arn));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The services of `names` (each `None` when missing or INACTIVE), ⌈n/10⌉ calls.
+    async fn describe_services(&self, names: &[String]) -> RuntimeResult<Vec<Option<Service>>> {
+        let mut found: HashMap<String, Service> = HashMap::new();
+        for chunk in names.chunks(SERVICES_PER_CALL) {
+            let out = self
+                .ecs
+                .describe_services()
+                .cluster(&self.settings.cluster)
+                .set_services(Some(chunk.to_vec()))
+                .include(aws_sdk_ecs::types::ServiceField::Tags)
+                .send()
+                .await
+                .map_err(|e| sdk_error("cannot describe services", e))?;
+            for s in out.services() {
+                if s.status() != Some("INACTIVE") {
+                    if let Some(name) = s.service_name() {
+                        found.insert(name.to_string(), s.clone());
+                    }
+                }
+            }
+        }
+        Ok(names.iter().map(|n| found.remove(n)).collect())
+    }
+
+    /// Every service of the cluster that belongs to this stage, by app.
+    async fn stage_services(&self) -> RuntimeResult<Vec<(String, Service)>> {
+        let mut arns = Vec::new();
+        let mut pages = self.ecs.list_services().cluster(&self.settings.cluster).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("cannot list services", e))?;
+            // `…:service/<cluster>/<name>`: describe by name, as `describe_services` maps them.
+            arns.extend(page.service_arns().iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
+        }
+        let described = self.describe_services(&arns).await?;
+        Ok(described
+            .into_iter()
+            .flatten()
+            .filter(|s| revision::tag_value(s.tags(), TAG_STAGE) == Some(self.stage.as_str()))
+            .filter_map(|s| Some((revision::tag_value(s.tags(), TAG_APP)?.to_string(), s)))
+            .collect())
+    }
+
+    /// Current and recently stopped tasks: of one family, or of the whole cluster.
+    async fn tasks(&self, family: Option<&str>) -> RuntimeResult<Vec<aws_sdk_ecs::types::Task>> {
+        let mut arns = Vec::new();
+        for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let mut pages = self
+                .ecs
+                .list_tasks()
+                .cluster(&self.settings.cluster)
+                .set_family(family.map(str::to_string))
+                .desired_status(desired)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                arns.extend(page.map_err(|e| sdk_error("cannot list tasks", e))?.task_arns().iter().cloned());
+            }
+        }
+        // A task that stopped between the two listings is in both.
+        let mut unique = std::collections::HashSet::new();
+        arns.retain(|a| unique.insert(a.clone()));
+        let mut tasks = Vec::new();
+        for chunk in arns.chunks(TASKS_PER_CALL) {
+            let out = self
+                .ecs
+                .describe_tasks()
+                .cluster(&self.settings.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .include(aws_sdk_ecs::types::TaskField::Tags)
+                .send()
+                .await
+                .map_err(|e| sdk_error("cannot describe tasks", e))?;
+            tasks.extend(out.tasks().iter().cloned());
+        }
+        Ok(tasks)
+    }
+
+    fn deployment_configuration(settings: &DeploySettings) -> DeploymentConfiguration {
+        DeploymentConfiguration::builder()
+            .minimum_healthy_percent(i32::from(settings.min_healthy.0))
+            .maximum_percent(100 + i32::from(settings.max_surge.0))
+            .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(true).build())
+            .build()
+    }
+
+    fn load_balancers(app: &str, info: &RevisionInfo) -> RuntimeResult<Option<Vec<LoadBalancer>>> {
+        let Some(tg) = &info.target_group else { return Ok(None) };
+        let port = info
+            .port
+            .ok_or_else(|| RuntimeError::Invalid(format!("app {app} has a target group but no port to register")))?;
+        Ok(Some(vec![LoadBalancer::builder()
+            .target_group_arn(tg)
+            .container_name(app)
+            .container_port(i32::from(port))
+            .build()]))
+    }
+}
+
+/// The PRIMARY deployment of a service as a rollout id.
+fn primary_rollout(service: Option<&Service>, what: &str) -> RuntimeResult<RolloutId> {
+    service
+        .and_then(|s| s.deployments().iter().find(|d| d.status() == Some("PRIMARY")))
+        .and_then(|d| d.id())
+        .map(|id| RolloutId(id.to_string()))
+        .ok_or_else(|| RuntimeError::Unavailable(format!("ECS returned no primary deployment after {what}")))
+}
+
+/// An SDK error as a [`RuntimeError`]: not-found and invalid-request codes keep their
+/// meaning; the rest (network, throttling after every retry, server errors) is unavailable.
+pub(crate) fn sdk_error<E, R>(what: &str, e: SdkError<E, R>) -> RuntimeError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().map(str::to_string);
+    let text = format!("{what}: {}", DisplayErrorContext(&e));
+    match code.as_deref() {
+        Some(
+            "ClusterNotFoundException"
+            | "ServiceNotFoundException"
+            | "ServiceNotActiveException"
+            | "ResourceNotFoundException"
+            | "TaskDefinitionNotFoundException",
+        ) => RuntimeError::NotFound(text),
+        Some(
+            "InvalidParameterException" | "ClientException" | "AccessDeniedException" | "PlatformUnknownException",
+        ) => RuntimeError::Invalid(text),
+        _ => RuntimeError::Unavailable(text),
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for EcsRuntime {
+    async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId> {
+        let rendered = Rendered::new(spec, &self.stage_settings());
+        let hash = rendered.hash();
+        if let Some(arn) = self.find_registered(&rendered.family, &hash).await? {
+            self.remember(&arn, &rendered);
+            return Ok(RevisionId(arn));
+        }
+        let out = rendered
+            .register(&self.ecs)?
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot register a task definition for {}", spec.app), e))?;
+        let arn = out
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .ok_or_else(|| RuntimeError::Unavailable("ECS returned no task definition ARN".into()))?
+            .to_string();
+        self.remember(&arn, &rendered);
+        Ok(RevisionId(arn))
+    }
+
+    async fn deploy(
+        &self,
+        app: &str,
+        revision: &RevisionId,
+        desired_count: u32,
+        settings: &DeploySettings,
+    ) -> RuntimeResult<RolloutId> {
+        let info = self.revision_info(revision.as_str()).await?;
+        let name = self.service_name(app);
+        let existing = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
+        let load_balancers = Self::load_balancers(app, &info)?;
+        let grace = load_balancers.as_ref().map(|_| info.grace_period_s);
+        let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
+        match existing {
+            Some(s) if s.status() == Some("DRAINING") => Err(RuntimeError::Unavailable(format!(
+                "service {name} is being deleted; deploy again once ECS has removed it"
+            ))),
+            Some(_) => {
+                let out = self
+                    .ecs
+                    .update_service()
+                    .cluster(&self.settings.cluster)
+                    .service(&name)
+                    .task_definition(revision.as_str())
+                    .desired_count(desired)
+                    .deployment_configuration(Self::deployment_configuration(settings))
+                    .network_configuration(self.network()?)
+                    // An update with an empty list removes a target group the app no longer has.
+                    .set_load_balancers(Some(load_balancers.unwrap_or_default()))
+                    .set_health_check_grace_period_seconds(grace)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&format!("cannot update service {name}"), e))?;
+                primary_rollout(out.service(), "UpdateService")
+            }
+            None => {
+                let out = self
+                    .ecs
+                    .create_service()
+                    .cluster(&self.settings.cluster)
+                    .service_name(&name)
+                    .task_definition(revision.as_str())
+                    .desired_count(desired)
+                    .launch_type(LaunchType::Fargate)
+                    .deployment_configuration(Self::deployment_configuration(settings))
+                    .network_configuration(self.network()?)
+                    .set_load_balancers(load_balancers)
+                    .set_health_check_grace_period_seconds(grace)
+                    .propagate_tags(PropagateTags::Service)
+                    .enable_ecs_managed_tags(true)
+                    .tags(tag(TAG_STAGE, &self.stage))
+                    .tags(tag(TAG_APP, app))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&format!("cannot create service {name}"), e))?;
+                primary_rollout(out.service(), "CreateService")
+            }
+        }
+    }
+
+    async fn observe(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
+        let services: Vec<(String, Option<Service>)> = if apps.is_empty() {
+            self.stage_services().await?.into_iter().map(|(a, s)| (a, Some(s))).collect()
+        } else {
+            let names: Vec<String> = apps.iter().map(|a| self.service_name(a)).collect();
+            apps.iter().cloned().zip(self.describe_services(&names).await?).collect()
+        };
+        let only = match apps {
+            [one] => Some(self.service_name(one)),
+            _ => None,
+        };
+        let tasks = self.tasks(only.as_deref()).await?;
+        let mut out = Vec::with_capacity(services.len());
+        for (app, service) in services {
+            let family = self.service_name(&app);
+            let of_app: Vec<&aws_sdk_ecs::types::Task> =
+                tasks.iter().filter(|t| status::task_family(t) == Some(family.as_str())).collect();
+            out.push(status::service_status(self, &app, service.as_ref(), &of_app).await?);
+        }
+        Ok(out)
+    }
+
+    async fn roll_back(&self, app: &str, to_revision: &RevisionId) -> RuntimeResult<RolloutId> {
+        // An update back to the previous task definition: ECS starts its tasks beside the
+        // abandoned deployment's and stops those, and old tasks still serving keep serving.
+        let name = self.service_name(app);
+        let out = self
+            .ecs
+            .update_service()
+            .cluster(&self.settings.cluster)
+            .service(&name)
+            .task_definition(to_revision.as_str())
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot roll service {name} back"), e))?;
+        primary_rollout(out.service(), "the rollback")
+    }
+
+    async fn scale(&self, app: &str, desired_count: u32) -> RuntimeResult<()> {
+        let name = self.service_name(app);
+        let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
+        self.ecs
+            .update_service()
+            .cluster(&self.settings.cluster)
+            .service(&name)
+            .desired_count(desired)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot scale service {name}"), e))?;
+        Ok(())
+    }
+
+    async fn remove(&self, app: &str) -> RuntimeResult<()> {
+        let name = self.service_name(app);
+        if self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten().is_none() {
+            return Ok(());
+        }
+        // force: ECS drains and stops the tasks itself; the service turns INACTIVE after.
+        self.ecs
+            .delete_service()
+            .cluster(&self.settings.cluster)
+            .service(&name)
+            .force(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot delete service {name}"), e))?;
+        Ok(())
+    }
+
+    async fn run_task(&self, spec: &TaskSpec) -> RuntimeResult<TaskId> {
+        let info = self.revision_info(spec.revision.as_str()).await?;
+        let port = info.port.map(|p| p.to_string());
+        let mut container = ContainerOverride::builder().name(&spec.app);
+        if let Some(cmd) = &spec.command {
+            container = container.set_command(Some(
+                cmd.iter().map(|a| port.as_ref().map_or_else(|| a.clone(), |p| a.replace("${PORT}", p))).collect(),
+            ));
+        }
+        for (k, v) in &spec.env {
+            container = container.environment(KeyValuePair::builder().name(k).value(v).build());
+        }
+        let out = self
+            .ecs
+            .run_task()
+            .cluster(&self.settings.cluster)
+            .task_definition(spec.revision.as_str())
+            .launch_type(LaunchType::Fargate)
+            .count(1)
+            .started_by(STARTED_BY)
+            .network_configuration(self.network()?)
+            .overrides(TaskOverride::builder().container_overrides(container.build()).build())
+            .tags(tag(TAG_STAGE, &self.stage))
+            .tags(tag(TAG_APP, &spec.app))
+            .tags(tag(TAG_TASK, &spec.name))
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot start task {} of {}", spec.name, spec.app), e))?;
+        if let Some(task) = out.tasks().first().and_then(|t| t.task_arn()) {
+            return Ok(TaskId(status::task_id(task).to_string()));
+        }
+        let why: Vec<String> = out
+            .failures()
+            .iter()
+            .map(|f| format!("{} {}", f.reason().unwrap_or("failed"), f.detail().unwrap_or_default()))
+            .collect();
+        Err(RuntimeError::Unavailable(format!("ECS did not start task {}: {}", spec.name, why.join("; "))))
+    }
+
+    async fn stop_task(&self, _app: &str, task: &TaskId) -> RuntimeResult<()> {
+        self.ecs
+            .stop_task()
+            .cluster(&self.settings.cluster)
+            .task(task.as_str())
+            .reason("stopped by ferry")
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot stop task {task}"), e))?;
+        Ok(())
+    }
+
+    async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream> {
+        Ok(logs::stream(self.logs.clone(), self.log_group(), app.to_string(), query.clone()))
+    }
+}

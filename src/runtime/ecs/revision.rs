@@ -1,0 +1,301 @@
+//! Revisions on ECS: how a [`RevisionSpec`] becomes a task definition, and how ferry tells
+//! whether an identical one is already registered.
+//!
+//! Everything that goes into the task definition is first rendered into [`Rendered`], a
+//! plain value whose SHA-256 is stored as the `ferry:spec` tag. Registering looks for an
+//! ACTIVE revision of the family carrying the same hash and reuses it, so re-registering the
+//! previous release (which every deploy does, to know what to roll back to) adds nothing.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::{
+    Compatibility, ContainerDefinition, HealthCheck, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
+    PortMapping, Secret, Tag, TransportProtocol,
+};
+use serde::Serialize;
+
+use crate::runtime::{RevisionSpec, RuntimeError, RuntimeResult};
+
+/// Tag names ferry puts on what it creates.
+pub const TAG_STAGE: &str = "ferry:stage";
+pub const TAG_APP: &str = "ferry:app";
+pub const TAG_RELEASE: &str = "ferry:release";
+pub const TAG_SPEC: &str = "ferry:spec";
+pub const TAG_TARGET_GROUP: &str = "ferry:target-group";
+pub const TAG_TASK: &str = "ferry:task";
+
+/// Everything a task definition holds, in ferry's terms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rendered {
+    pub family: String,
+    pub container: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, String>,
+    pub port: Option<u16>,
+    /// ECS form: `["CMD-SHELL", "…"]` or `["CMD", …]`.
+    pub health_command: Option<Vec<String>>,
+    pub health_interval_s: i32,
+    pub health_timeout_s: i32,
+    pub health_retries: i32,
+    pub health_start_period_s: i32,
+    pub cpu: u32,
+    pub memory: u32,
+    pub stop_timeout_s: i32,
+    pub execution_role: Option<String>,
+    pub task_role: Option<String>,
+    pub log_group: String,
+    pub log_create_group: bool,
+    pub region: String,
+    pub stage: String,
+    pub app: String,
+    pub release: u64,
+    pub target_group: Option<String>,
+}
+
+/// What the stage's `[runtime]` adds to every revision.
+pub struct StageSettings<'a> {
+    pub stage: &'a str,
+    pub region: &'a str,
+    pub execution_role: Option<&'a str>,
+    pub task_role: Option<&'a str>,
+    /// `None`: `/ferry/<stage>`, created by the awslogs driver on first use.
+    pub log_group: Option<&'a str>,
+}
+
+/// The task definition family, service name and container name of an app: `<stage>-<app>`
+/// (the container is named after the app).
+pub fn family(stage: &str, app: &str) -> String {
+    format!("{stage}-{app}")
+}
+
+/// The log group of a stage.
+pub fn log_group(stage: &str, configured: Option<&str>) -> String {
+    configured.map_or_else(|| format!("/ferry/{stage}"), str::to_string)
+}
+
+/// The awslogs stream prefix; streams are `<prefix>/<container>/<task-id>`.
+pub const LOG_STREAM_PREFIX: &str = "ferry";
+
+fn secs(d: crate::config::Duration, min: i32, max: i32) -> i32 {
+    ((d.as_millis() / 1000).min(i32::MAX as u64) as i32).clamp(min, max)
+}
+
+impl Rendered {
+    /// Render `spec` for `stage`.
+    pub fn new(spec: &RevisionSpec, stage: &StageSettings<'_>) -> Rendered {
+        let c = &spec.config;
+        let port_text = c.port.map(|p| p.to_string());
+        let command = c
+            .command
+            .iter()
+            .map(|a| match &port_text {
+                Some(p) => a.replace("${PORT}", p),
+                None => a.clone(),
+            })
+            .collect();
+        let mut environment = c.env.clone();
+        if let Some(p) = &port_text {
+            environment.entry("PORT".into()).or_insert_with(|| p.clone());
+        }
+        let health_command = c.health.command.as_ref().map(|cmd| match cmd.first().map(String::as_str) {
+            Some("CMD" | "CMD-SHELL" | "NONE") => cmd.clone(),
+            _ => std::iter::once("CMD".to_string()).chain(cmd.iter().cloned()).collect(),
+        });
+        Rendered {
+            family: family(stage.stage, &spec.app),
+            container: spec.app.clone(),
+            image: format!("{}@{}", spec.image, spec.digest),
+            command,
+            environment,
+            secrets: c.secrets.iter().map(|(k, v)| (k.clone(), v.reference())).collect(),
+            port: c.port,
+            health_command,
+            health_interval_s: secs(c.health.interval, 5, 300),
+            health_timeout_s: secs(c.health.timeout, 2, 60),
+            health_retries: c.health.unhealthy_threshold.clamp(1, 10) as i32,
+            health_start_period_s: secs(c.health.grace_period, 0, 300),
+            cpu: c.cpu,
+            memory: c.memory,
+            stop_timeout_s: secs(c.deploy.stop_timeout, 2, 120),
+            execution_role: stage.execution_role.map(str::to_string),
+            task_role: stage.task_role.map(str::to_string),
+            log_group: log_group(stage.stage, stage.log_group),
+            log_create_group: stage.log_group.is_none(),
+            region: stage.region.to_string(),
+            stage: stage.stage.to_string(),
+            app: spec.app.clone(),
+            release: spec.release,
+            target_group: c.target_group.clone(),
+        }
+    }
+
+    /// The hash stored as `ferry:spec`: equal hashes mean identical task definitions.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a rendered revision serialises");
+        crate::config::Digest::of_bytes(&json).hex().to_string()
+    }
+
+    /// The tags of the task definition.
+    pub fn tags(&self) -> Vec<Tag> {
+        let mut tags = vec![
+            tag(TAG_STAGE, &self.stage),
+            tag(TAG_APP, &self.app),
+            tag(TAG_RELEASE, &self.release.to_string()),
+            tag(TAG_SPEC, &self.hash()),
+        ];
+        if let Some(tg) = &self.target_group {
+            tags.push(tag(TAG_TARGET_GROUP, tg));
+        }
+        tags
+    }
+
+    /// The one container.
+    pub fn container_definition(&self) -> RuntimeResult<ContainerDefinition> {
+        let mut b = ContainerDefinition::builder()
+            .name(&self.container)
+            .image(&self.image)
+            .essential(true)
+            // Container-level memory as well as the task's: a hard limit the container cannot
+            // exceed (and what RunTask needs on EC2 capacity).
+            .memory(self.memory as i32)
+            .stop_timeout(self.stop_timeout_s)
+            .set_command((!self.command.is_empty()).then(|| self.command.clone()))
+            .set_environment(Some(
+                self.environment.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect(),
+            ))
+            .set_secrets(Some(
+                self.secrets
+                    .iter()
+                    .map(|(k, v)| Secret::builder().name(k).value_from(v).build().map_err(invalid))
+                    .collect::<RuntimeResult<Vec<_>>>()?,
+            ));
+        if let Some(port) = self.port {
+            b = b.port_mappings(
+                PortMapping::builder()
+                    .container_port(port as i32)
+                    .host_port(port as i32)
+                    .protocol(TransportProtocol::Tcp)
+                    .build(),
+            );
+        }
+        if let Some(cmd) = &self.health_command {
+            b = b.health_check(
+                HealthCheck::builder()
+                    .set_command(Some(cmd.clone()))
+                    .interval(self.health_interval_s)
+                    .timeout(self.health_timeout_s)
+                    .retries(self.health_retries)
+                    .start_period(self.health_start_period_s)
+                    .build()
+                    .map_err(invalid)?,
+            );
+        }
+        let mut log = LogConfiguration::builder()
+            .log_driver(LogDriver::Awslogs)
+            .options("awslogs-group", &self.log_group)
+            .options("awslogs-region", &self.region)
+            .options("awslogs-stream-prefix", LOG_STREAM_PREFIX);
+        if self.log_create_group {
+            log = log.options("awslogs-create-group", "true");
+        }
+        Ok(b.log_configuration(log.build().map_err(invalid)?).build())
+    }
+
+    /// A RegisterTaskDefinition request for this revision (Fargate, awsvpc).
+    pub fn register(
+        &self,
+        client: &aws_sdk_ecs::Client,
+    ) -> RuntimeResult<aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder>
+    {
+        Ok(client
+            .register_task_definition()
+            .family(&self.family)
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu(self.cpu.to_string())
+            .memory(self.memory.to_string())
+            .set_execution_role_arn(self.execution_role.clone())
+            .set_task_role_arn(self.task_role.clone())
+            .container_definitions(self.container_definition()?)
+            .set_tags(Some(self.tags())))
+    }
+}
+
+/// A tag.
+pub fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+/// The value of `key` among `tags`.
+pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+fn invalid(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Invalid(e.to_string())
+}
+
+/// The revision number at the end of a task definition ARN (`…:task-definition/fam:12`).
+pub fn revision_number(arn: &str) -> u64 {
+    arn.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AppConfig, Health, SecretRef};
+
+    fn spec() -> RevisionSpec {
+        let mut env = BTreeMap::new();
+        env.insert("RAILS_ENV".into(), "production".into());
+        let mut secrets = BTreeMap::new();
+        secrets.insert("DB".into(), SecretRef::Ssm("arn:aws:ssm:eu-central-1:123456789012:parameter/db".into()));
+        RevisionSpec {
+            app: "web".into(),
+            release: 3,
+            image: "123.dkr.ecr.eu-central-1.amazonaws.com/shop/web".into(),
+            digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
+            config: AppConfig {
+                cpu: 256,
+                memory: 512,
+                command: vec!["puma".into(), "-p".into(), "${PORT}".into()],
+                port: Some(8080),
+                env,
+                sensitive_env: Default::default(),
+                secrets,
+                health: Health { command: Some(vec!["curl".into(), "-f".into(), "x".into()]), ..Health::default() },
+                deploy: Default::default(),
+                release_tasks: vec![],
+                target_group: None,
+            },
+            local_dir: None,
+        }
+    }
+
+    #[test]
+    fn renders_what_ecs_needs() {
+        let stage = StageSettings {
+            stage: "prod",
+            region: "eu-central-1",
+            execution_role: None,
+            task_role: None,
+            log_group: None,
+        };
+        let r = Rendered::new(&spec(), &stage);
+        assert_eq!(r.family, "prod-web");
+        assert_eq!(r.image, format!("123.dkr.ecr.eu-central-1.amazonaws.com/shop/web@sha256:{}", "a".repeat(64)));
+        assert_eq!(r.command, ["puma", "-p", "8080"]);
+        assert_eq!(r.environment.get("PORT").map(String::as_str), Some("8080"));
+        assert_eq!(r.health_command.as_deref().unwrap()[0], "CMD");
+        assert_eq!(r.log_group, "/ferry/prod");
+        assert_eq!(r.hash(), Rendered::new(&spec(), &stage).hash());
+        let mut other = spec();
+        other.release = 4;
+        assert_ne!(r.hash(), Rendered::new(&other, &stage).hash());
+        let c = r.container_definition().unwrap();
+        assert_eq!(c.secrets()[0].value_from(), "arn:aws:ssm:eu-central-1:123456789012:parameter/db");
+        assert_eq!(revision_number("arn:aws:ecs:r:1:task-definition/prod-web:12"), 12);
+    }
+}

@@ -1,0 +1,639 @@
+//! The ECS runtime and the ECR registry against the moto emulator
+//! ([`crate::support::moto`]).
+//!
+//! Each test takes a cluster and a stage name of its own on the one shared server, so they
+//! run in parallel. Clusters, ECR repositories and log events are set up with boto3 (an
+//! independent client), and what ferry created is read back both through the SDK (the
+//! runtime's own `observe`) and through boto3.
+//!
+//! What moto 5.2.5 does and does not do, and so what is checked where:
+//! - services never launch tasks, and a deployment's `rolloutState` stays IN_PROGRESS; a
+//!   rollout can therefore neither succeed nor fail on its own here;
+//! - `create_service` drops `deploymentConfiguration` (`update_service` keeps it), so the
+//!   deployment configuration is read back after an update;
+//! - awsvpc subnets and security groups must be the default VPC's (looked up with EC2).
+//!
+//! The failure paths the emulator cannot produce — a deployment failed by the circuit
+//! breaker, and a new task that stops before turning healthy — come from a fault-injecting
+//! layer: an SDK interceptor ([`Faults`]) on the runtime's ECS client that rewrites the
+//! *typed* DescribeServices / ListTasks / DescribeTasks outputs as ECS would report them.
+//! Everything else in those answers (and every other call) is moto's. The apply engine's
+//! own decision (`rollout::judge`) and undo (`ops::roll_back`, `Engine::apply`) then run on
+//! them, and the effect on the emulator is read back.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::config::interceptors::FinalizerInterceptorContextMut;
+use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_ecs::error::BoxError;
+use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+use aws_sdk_ecs::types::{Container, DeploymentRolloutState, HealthStatus, Task};
+use serde_json::Value;
+
+use ferry::apply::ops::{self, OpContext, Started};
+use ferry::apply::rollout::{judge, RolloutWatch, Verdict, Watched};
+use ferry::config::{AppConfig, DeploySettings, Digest, EcsRuntime as EcsSettings, Health, SecretRef};
+use ferry::registry::{EcrRegistry, Registry, RegistryError};
+use ferry::runtime::ecs::{ecs_config, EcsRuntime};
+use ferry::runtime::{Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
+
+use crate::support::moto::{Moto, REGION};
+
+/// Looks up the default VPC's subnets and security group and creates a cluster.
+const SETUP_CLUSTER: &str = r#"
+import boto3, json, sys
+ec2, ecs = boto3.client("ec2"), boto3.client("ecs")
+vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
+subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]]
+groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}])
+ecs.create_cluster(clusterName=sys.argv[1])
+print(json.dumps({"subnets": sorted(subnets)[:2], "security_groups": [g["GroupId"] for g in groups["SecurityGroups"]]}))
+"#;
+
+/// Creates a repository holding one image (digest given explicitly, as moto needs).
+const SETUP_REPOSITORY: &str = r#"
+import boto3, hashlib, json, sys
+ecr = boto3.client("ecr")
+repo = ecr.create_repository(repositoryName=sys.argv[1])["repository"]
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7, "digest": "sha256:" + "1" * 64},
+    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 9, "digest": "sha256:" + hashlib.sha256(sys.argv[1].encode()).hexdigest()}]})
+digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+ecr.put_image(repositoryName=sys.argv[1], imageManifest=manifest, imageTag="prod", imageDigest=digest)
+print(json.dumps({"uri": repo["repositoryUri"], "digest": digest}))
+"#;
+
+/// Reads a service, its task definition and both their tags back.
+const READ_SERVICE: &str = r#"
+import boto3, json, sys
+ecs = boto3.client("ecs")
+s = ecs.describe_services(cluster=sys.argv[1], services=[sys.argv[2]], include=["TAGS"])["services"][0]
+td = ecs.describe_task_definition(taskDefinition=s["taskDefinition"], include=["TAGS"])
+print(json.dumps({"service": s, "taskDefinition": td["taskDefinition"], "taskDefinitionTags": td.get("tags", [])}, default=str))
+"#;
+
+/// Writes log lines into a task's awslogs stream.
+const PUT_LOGS: &str = r#"
+import boto3, sys, time
+logs = boto3.client("logs")
+try:
+    logs.create_log_group(logGroupName=sys.argv[1])
+except logs.exceptions.ResourceAlreadyExistsException:
+    pass
+logs.create_log_stream(logGroupName=sys.argv[1], logStreamName=sys.argv[2])
+now = int(time.time() * 1000)
+logs.put_log_events(logGroupName=sys.argv[1], logStreamName=sys.argv[2],
+    logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(sys.argv[3:])])
+"#;
+
+fn python_json(moto: &Moto, script: &str, args: &[&str]) -> Value {
+    let out = moto.python(script, args);
+    assert!(out.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// A cluster and a stage of their own on the shared server.
+struct Fixture {
+    moto: &'static Moto,
+    stage: String,
+    settings: EcsSettings,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let moto = Moto::shared();
+        let cluster = unique("cluster-");
+        let net = python_json(moto, SETUP_CLUSTER, &[&cluster]);
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+        };
+        let settings = EcsSettings {
+            region: REGION.into(),
+            cluster,
+            subnets: strings(&net["subnets"]),
+            security_groups: strings(&net["security_groups"]),
+            assign_public_ip: false,
+            execution_role: Some("arn:aws:iam::123456789012:role/ecsTaskExecutionRole".into()),
+            task_role: None,
+            log_group: None,
+        };
+        Fixture { moto, stage: unique("s"), settings }
+    }
+
+    fn runtime(&self) -> EcsRuntime {
+        EcsRuntime::new(&self.stage, &self.settings, &self.moto.sdk_config())
+    }
+
+    /// A runtime whose ECS answers pass through `faults`.
+    fn faulty_runtime(&self, faults: Arc<Faults>) -> EcsRuntime {
+        let sdk = self.moto.sdk_config();
+        let ecs = aws_sdk_ecs::Client::from_conf(ecs_config(&sdk).interceptor(FaultLayer(faults)).build());
+        EcsRuntime::from_clients(&self.stage, &self.settings, ecs, aws_sdk_cloudwatchlogs::Client::new(&sdk))
+    }
+
+    /// A project whose one stage (named like the fixture's) runs app `api` of `image` on
+    /// this cluster, with a 3 s deploy timeout.
+    fn project(&self, image: &str, digest: &str) -> crate::support::TestProject {
+        let f = self;
+        let (uri, pushed) = (image, digest);
+        let p = crate::support::TestProject::empty();
+        p.write("ferry.toml", "[project]\nname = \"shop\"\n");
+        let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+        p.write(
+            &format!("stages/{}.toml", f.stage),
+            &format!(
+                r#"[runtime]
+kind = "ecs"
+region = "{REGION}"
+cluster = "{cluster}"
+subnets = [{subnets}]
+security_groups = [{groups}]
+
+[apps.api]
+image = "{uri}"
+active = 1
+scale = 1
+cpu = 256
+memory = 512
+port = 8080
+
+[apps.api.releases]
+1 = "{pushed}"
+
+[apps.api.deploy]
+timeout = "3s"
+"#,
+                cluster = f.settings.cluster,
+                subnets = list(&f.settings.subnets),
+                groups = list(&f.settings.security_groups),
+            ),
+        );
+        p
+    }
+
+    fn read_service(&self, app: &str) -> Value {
+        python_json(self.moto, READ_SERVICE, &[&self.settings.cluster, &format!("{}-{app}", self.stage)])
+    }
+}
+
+fn digest(n: u8) -> Digest {
+    format!("sha256:{}", format!("{n:02x}").repeat(32)).parse().unwrap()
+}
+
+fn spec(app: &str, release: u64) -> RevisionSpec {
+    let mut env = BTreeMap::new();
+    env.insert("RAILS_ENV".to_string(), "production".to_string());
+    let mut secrets = BTreeMap::new();
+    secrets.insert(
+        "DATABASE_URL".to_string(),
+        SecretRef::Ssm("arn:aws:ssm:eu-central-1:123456789012:parameter/shop/db-url".into()),
+    );
+    RevisionSpec {
+        app: app.into(),
+        release,
+        image: "123456789012.dkr.ecr.eu-central-1.amazonaws.com/shop/web".into(),
+        digest: digest(release as u8),
+        config: AppConfig {
+            cpu: 256,
+            memory: 512,
+            command: vec!["puma".into(), "-p".into(), "${PORT}".into()],
+            port: Some(8080),
+            env,
+            sensitive_env: Default::default(),
+            secrets,
+            health: Health {
+                command: Some(vec!["CMD-SHELL".into(), "curl -f http://localhost:8080/health || exit 1".into()]),
+                ..Health::default()
+            },
+            deploy: DeploySettings::default(),
+            release_tasks: vec![],
+            target_group: None,
+        },
+        local_dir: None,
+    }
+}
+
+fn tag<'a>(tags: &'a Value, key: &str) -> Option<&'a str> {
+    tags.as_array()?.iter().find(|t| t["key"] == key).and_then(|t| t["value"].as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_revision_is_reused_and_tagged() {
+    let f = Fixture::new();
+    let rt = f.runtime();
+    let first = rt.register_revision(&spec("web", 1)).await.unwrap();
+    assert!(first.as_str().ends_with(&format!(":task-definition/{}-web:1", f.stage)), "{first}");
+    assert_eq!(rt.register_revision(&spec("web", 1)).await.unwrap(), first, "same spec, same revision");
+    // A fresh runtime (another process) finds it too, through the tags.
+    assert_eq!(f.runtime().register_revision(&spec("web", 1)).await.unwrap(), first);
+    let second = rt.register_revision(&spec("web", 2)).await.unwrap();
+    assert_ne!(second, first);
+    let mut changed = spec("web", 2);
+    changed.config.env.insert("NEW".into(), "1".into());
+    let third = rt.register_revision(&changed).await.unwrap();
+    assert_ne!(third, second, "a config change is a new revision");
+    // Going back to release 1 (a rollback) reuses its revision.
+    assert_eq!(rt.register_revision(&spec("web", 1)).await.unwrap(), first);
+
+    // Read back with the SDK, as planned.
+    let client = aws_sdk_ecs::Client::new(&f.moto.sdk_config());
+    let out = client
+        .describe_task_definition()
+        .task_definition(first.as_str())
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let td = out.task_definition().unwrap();
+    assert_eq!(td.family(), Some(format!("{}-web", f.stage).as_str()));
+    assert_eq!((td.cpu(), td.memory()), (Some("256"), Some("512")));
+    assert_eq!(td.execution_role_arn(), f.settings.execution_role.as_deref());
+    let c = &td.container_definitions()[0];
+    assert_eq!(c.name(), Some("web"));
+    assert_eq!(
+        c.image(),
+        Some(format!("123456789012.dkr.ecr.eu-central-1.amazonaws.com/shop/web@{}", digest(1)).as_str())
+    );
+    assert_eq!(c.command(), ["puma", "-p", "8080"]);
+    assert_eq!(c.secrets()[0].value_from(), "arn:aws:ssm:eu-central-1:123456789012:parameter/shop/db-url");
+    assert_eq!(c.port_mappings()[0].container_port(), Some(8080));
+    assert_eq!(c.health_check().unwrap().command()[0], "CMD-SHELL");
+    let log = c.log_configuration().unwrap();
+    assert_eq!(
+        log.options().unwrap().get("awslogs-group").map(String::as_str),
+        Some(format!("/ferry/{}", f.stage).as_str())
+    );
+    let tags: BTreeMap<&str, &str> = out.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
+    assert_eq!(tags.get("ferry:stage"), Some(&f.stage.as_str()));
+    assert_eq!(tags.get("ferry:app"), Some(&"web"));
+    assert_eq!(tags.get("ferry:release"), Some(&"1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_creates_then_updates_the_service_as_planned() {
+    let f = Fixture::new();
+    let rt = f.runtime();
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    let settings =
+        DeploySettings { max_surge: "50%".parse().unwrap(), min_healthy: "75%".parse().unwrap(), ..Default::default() };
+    let rollout = rt.deploy("web", &v1, 2, &settings).await.unwrap();
+
+    // Through the runtime's own observe.
+    let status = rt.observe(&["web".to_string(), "api".to_string()]).await.unwrap();
+    assert_eq!(status.len(), 2);
+    let web = &status[0];
+    assert_eq!((web.state, web.revision.as_ref(), web.desired), (ServiceState::Active, Some(&v1), 2));
+    let primary = web.primary().unwrap();
+    assert_eq!((&primary.id, &primary.revision, primary.release), (&rollout, &v1, 1));
+    assert_eq!(status[1].state, ServiceState::Missing);
+    // Every app of the stage: found by its tags.
+    let all = rt.observe(&[]).await.unwrap();
+    assert_eq!(all.iter().map(|s| s.app.as_str()).collect::<Vec<_>>(), ["web"]);
+
+    // Through boto3.
+    let read = f.read_service("web");
+    let s = &read["service"];
+    assert_eq!(s["taskDefinition"], v1.as_str());
+    assert_eq!(s["desiredCount"], 2);
+    assert_eq!(s["launchType"], "FARGATE");
+    assert_eq!(tag(&s["tags"], "ferry:stage"), Some(f.stage.as_str()));
+    assert_eq!(tag(&s["tags"], "ferry:app"), Some("web"));
+    let vpc = &s["networkConfiguration"]["awsvpcConfiguration"];
+    assert_eq!(vpc["subnets"], serde_json::json!(f.settings.subnets));
+    assert_eq!(vpc["assignPublicIp"], "DISABLED");
+    assert_eq!(
+        read["taskDefinition"]["containerDefinitions"][0]["image"],
+        format!("{}@{}", spec("web", 1).image, digest(1))
+    );
+    assert_eq!(tag(&read["taskDefinitionTags"], "ferry:release"), Some("1"));
+
+    // An update to release 2 (moto keeps deploymentConfiguration on update only).
+    let v2 = rt.register_revision(&spec("web", 2)).await.unwrap();
+    rt.deploy("web", &v2, 3, &settings).await.unwrap();
+    let read = f.read_service("web");
+    let s = &read["service"];
+    assert_eq!((s["taskDefinition"].as_str(), s["desiredCount"].as_i64()), (Some(v2.as_str()), Some(3)));
+    let dc = &s["deploymentConfiguration"];
+    assert_eq!((dc["minimumHealthyPercent"].as_i64(), dc["maximumPercent"].as_i64()), (Some(75), Some(150)));
+    assert_eq!(dc["deploymentCircuitBreaker"], serde_json::json!({"enable": true, "rollback": true}));
+    assert_eq!(rt.observe(&["web".to_string()]).await.unwrap()[0].revision.as_ref(), Some(&v2));
+
+    // Rolling back is an update to the previous task definition.
+    rt.roll_back("web", &v1).await.unwrap();
+    assert_eq!(f.read_service("web")["service"]["taskDefinition"], v1.as_str());
+    rt.scale("web", 1).await.unwrap();
+    assert_eq!(f.read_service("web")["service"]["desiredCount"], 1);
+    rt.remove("web").await.unwrap();
+    let gone = rt.observe(&["web".to_string()]).await.unwrap();
+    assert_ne!(gone[0].state, ServiceState::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_off_tasks_run_with_overrides_and_stop() {
+    let f = Fixture::new();
+    let rt = f.runtime();
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    let task = rt
+        .run_task(&TaskSpec {
+            app: "web".into(),
+            revision: v1.clone(),
+            command: Some(vec!["bin/rails".into(), "db:migrate".into()]),
+            env: BTreeMap::from([("VERBOSE".to_string(), "1".to_string())]),
+            name: "migrate".into(),
+        })
+        .await
+        .unwrap();
+    let status = rt.observe(&["web".to_string()]).await.unwrap();
+    let t = status[0].task(&task).expect("the task is observed");
+    assert_eq!((t.kind, t.name.as_deref(), &t.revision, t.release), (TaskKind::OneOff, Some("migrate"), &v1, 1));
+    let client = aws_sdk_ecs::Client::new(&f.moto.sdk_config());
+    let described = client.describe_tasks().cluster(&f.settings.cluster).tasks(task.as_str()).send().await.unwrap();
+    let d = &described.tasks()[0];
+    assert_eq!(d.started_by(), Some("ferry"));
+    let o = &d.overrides().unwrap().container_overrides()[0];
+    assert_eq!(o.command(), ["bin/rails", "db:migrate"]);
+
+    rt.stop_task("web", &task).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = rt.observe(&["web".to_string()]).await.unwrap();
+        let t = s[0].task(&task).expect("a stopped task is still observed").clone();
+        if t.last_status == Lifecycle::Stopped {
+            assert_eq!(t.stopped_reason.as_deref(), Some("stopped by ferry"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "task never stopped: {t:?}");
+    }
+}
+
+#[test]
+fn ecr_verifies_digests_and_resolves_tags() {
+    let moto = Moto::shared();
+    let name = unique("shop/web-");
+    let repo = python_json(moto, SETUP_REPOSITORY, &[&name]);
+    let uri = repo["uri"].as_str().unwrap();
+    let pushed: Digest = repo["digest"].as_str().unwrap().parse().unwrap();
+    let registry = EcrRegistry::new(&moto.sdk_config());
+    registry.verify(uri, &pushed).unwrap();
+    registry.verify(&name, &pushed).unwrap();
+    match registry.verify(uri, &digest(9)) {
+        Err(RegistryError::DigestNotFound { repo, digest: d }) => assert_eq!((repo.as_str(), d), (uri, digest(9))),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(registry.verify(&unique("nothing-"), &pushed), Err(RegistryError::DigestNotFound { .. })));
+    assert_eq!(registry.resolve_tag(uri, "prod").unwrap(), pushed);
+    assert!(matches!(registry.resolve_tag(uri, "nope"), Err(RegistryError::TagNotFound { .. })));
+}
+
+/// What the fault layer makes ECS report.
+#[derive(Debug, Default)]
+struct Faults {
+    /// This deployment (by id): FAILED by the circuit breaker. By id, not task definition:
+    /// moto's deployment keeps naming the old task definition after an update.
+    fail_deployment: Mutex<Option<String>>,
+    /// A task of a deployment that stopped before turning healthy, counted in its
+    /// `failedTasks`.
+    stopped_task: Mutex<Option<StoppedTask>>,
+}
+
+#[derive(Debug, Clone)]
+struct StoppedTask {
+    rollout: String,
+    revision: String,
+    arn: String,
+    service: String,
+    container: String,
+}
+
+#[derive(Debug)]
+struct FaultLayer(Arc<Faults>);
+
+impl Intercept for FaultLayer {
+    fn name(&self) -> &'static str {
+        "FaultLayer"
+    }
+
+    fn modify_before_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Ok(output)) = context.output_or_error_mut() else { return Ok(()) };
+        let failing = self.0.fail_deployment.lock().unwrap().clone();
+        let stopped = self.0.stopped_task.lock().unwrap().clone();
+        if let Some(out) = output.downcast_mut::<DescribeServicesOutput>() {
+            for d in out.services.iter_mut().flatten().flat_map(|s| s.deployments.iter_mut().flatten()) {
+                if failing.is_some() && d.id == failing {
+                    d.rollout_state = Some(DeploymentRolloutState::Failed);
+                    d.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
+                    d.failed_tasks = 3;
+                }
+                if let Some(t) = &stopped {
+                    if d.id.as_ref() == Some(&t.rollout) {
+                        d.failed_tasks = 3;
+                    }
+                }
+            }
+        } else if let Some(out) = output.downcast_mut::<ListTasksOutput>() {
+            if let Some(t) = &stopped {
+                out.task_arns.get_or_insert_with(Vec::new).push(t.arn.clone());
+            }
+        } else if let Some(out) = output.downcast_mut::<DescribeTasksOutput>() {
+            if let Some(StoppedTask { revision: td, arn, service, container, .. }) = &stopped {
+                // ECS would list the made-up ARN under failures (moto lists nothing): answer it.
+                out.failures.get_or_insert_with(Vec::new).retain(|f| f.arn.as_ref() != Some(arn));
+                let tasks = out.tasks.get_or_insert_with(Vec::new);
+                if !tasks.iter().any(|t| t.task_arn.as_ref() == Some(arn)) {
+                    let now = aws_sdk_ecs::primitives::DateTime::from_secs(chrono::Utc::now().timestamp());
+                    tasks.push(
+                        Task::builder()
+                            .task_arn(arn)
+                            .task_definition_arn(td)
+                            .group(format!("service:{service}"))
+                            .last_status("STOPPED")
+                            .desired_status("STOPPED")
+                            .health_status(HealthStatus::from("UNKNOWN"))
+                            .stopped_reason("Essential container in task exited")
+                            .started_at(now)
+                            .stopped_at(now)
+                            .containers(Container::builder().name(container).exit_code(3).build())
+                            .build(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn watch(app: &str, rollout: ferry::runtime::RolloutId, target: ferry::runtime::RevisionId) -> RolloutWatch {
+    let now = Instant::now();
+    RolloutWatch {
+        app: app.into(),
+        watched: Watched::Deploy { rollout },
+        target,
+        desired: 1,
+        started: now,
+        deadline: now + Duration::from_secs(300),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_breaker_failure_rolls_the_service_back_to_the_previous_revision() {
+    let f = Fixture::new();
+    let faults = Arc::new(Faults::default());
+    let rt: Arc<dyn Runtime> = Arc::new(f.faulty_runtime(faults.clone()));
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    rt.deploy("web", &v1, 1, &DeploySettings::default()).await.unwrap();
+    let v2 = rt.register_revision(&spec("web", 2)).await.unwrap();
+    let rollout = rt.deploy("web", &v2, 1, &DeploySettings::default()).await.unwrap();
+    *faults.fail_deployment.lock().unwrap() = Some(rollout.to_string());
+
+    let w = watch("web", rollout, v2.clone());
+    let status = rt.observe(&["web".to_string()]).await.unwrap().remove(0);
+    let reason = match judge(&w, &status, Instant::now()) {
+        Verdict::Failed { reason, .. } => reason,
+        other => panic!("the engine must fail a rollout ECS failed: {other:?}"),
+    };
+    assert!(reason.contains("circuit breaker"), "{reason}");
+
+    let ctx = OpContext {
+        runtime: rt.clone(),
+        registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
+        local_releases: None,
+    };
+    let started = Started { watch: w, previous: Some(v1.clone()), scale_from: None, old_tasks: Default::default() };
+    let text = ops::roll_back(&ctx, &started, &reason, None).await;
+    assert!(text.contains(&format!("rolled back to {v1}")), "{text}");
+    assert_eq!(
+        f.read_service("web")["service"]["taskDefinition"],
+        v1.as_str(),
+        "the service runs the previous revision"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_stops_before_turning_healthy_is_reported_with_exit_code_reason_and_logs() {
+    let f = Fixture::new();
+    let faults = Arc::new(Faults::default());
+    let rt: Arc<dyn Runtime> = Arc::new(f.faulty_runtime(faults.clone()));
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    rt.deploy("web", &v1, 1, &DeploySettings::default()).await.unwrap();
+    let v2 = rt.register_revision(&spec("web", 2)).await.unwrap();
+    let rollout = rt.deploy("web", &v2, 1, &DeploySettings::default()).await.unwrap();
+    let task_id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let arn = format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task_id}", f.settings.cluster);
+    *faults.stopped_task.lock().unwrap() = Some(StoppedTask {
+        rollout: rollout.to_string(),
+        revision: v2.to_string(),
+        arn,
+        service: format!("{}-web", f.stage),
+        container: "web".into(),
+    });
+    python_json(
+        f.moto,
+        PUT_LOGS,
+        &[&format!("/ferry/{}", f.stage), &format!("ferry/web/{task_id}"), "booting", "panic: DATABASE_URL is not set"],
+    );
+
+    let w = watch("web", rollout, v2.clone());
+    let status = rt.observe(&["web".to_string()]).await.unwrap().remove(0);
+    let (reason, culprit) = match judge(&w, &status, Instant::now()) {
+        Verdict::Failed { reason, task } => (reason, task),
+        other => panic!("{other:?}"),
+    };
+    let culprit = culprit.expect("the stopped task explains the failure");
+    assert_eq!((culprit.id.as_str(), culprit.exit_code, culprit.kind), (task_id, Some(3), TaskKind::Service));
+
+    let ctx = OpContext {
+        runtime: rt.clone(),
+        registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
+        local_releases: None,
+    };
+    let started = Started { watch: w, previous: Some(v1.clone()), scale_from: None, old_tasks: Default::default() };
+    let text = ops::roll_back(&ctx, &started, &reason, Some(&culprit)).await;
+    for expected in ["exit code 3", "stopped: Essential container in task exited", "| panic: DATABASE_URL is not set"] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+    assert_eq!(f.read_service("web")["service"]["taskDefinition"], v1.as_str());
+}
+
+/// The whole path through the `ferry` binary and the standard AWS chain (`AWS_ENDPOINT_URL`):
+/// ECR verification, task definition registration and the service creation happen against
+/// the emulator; since moto never starts a service's tasks, the gate must *not* report
+/// success — the deploy fails at its timeout, the new service is removed (nothing served
+/// before), the deployment is recorded `failed`, and `commit` exits 1.
+#[test]
+fn commit_of_an_ecs_stage_is_strict_about_done() {
+    let f = Fixture::new();
+    let repo = python_json(f.moto, SETUP_REPOSITORY, &[&unique("shop/api-")]);
+    let (uri, pushed) = (repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
+    let p = f.project(uri, pushed);
+    let mut cmd = p.ferry();
+    f.moto.configure(&mut cmd);
+    let run = crate::support::Run(cmd.args(["commit", "--yes", "-s", &f.stage]).output().unwrap());
+    run.expect_code(1);
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(all.contains("not healthy within the deploy timeout (3s)"), "{all}");
+
+    let state: Value = serde_json::from_str(&p.read(&format!(".ferry/state/{}.json", f.stage))).unwrap();
+    let history = state["apps"]["api"]["history"].as_array().cloned().unwrap_or_default();
+    assert_eq!(history.last().map(|d| d["status"].clone()), Some(Value::from("failed")), "{state:#}");
+
+    // What ferry left on the emulator, read back with boto3: the revision it registered,
+    // and the service it created and removed again.
+    let read = f.moto.python(
+        r#"
+import boto3, json, sys
+ecs = boto3.client("ecs")
+arns = ecs.list_task_definitions(familyPrefix=sys.argv[2])["taskDefinitionArns"]
+s = ecs.describe_services(cluster=sys.argv[1], services=[sys.argv[2]])["services"]
+print(json.dumps({"revisions": arns, "status": [x["status"] for x in s]}))
+"#,
+        &[&f.settings.cluster, &format!("{}-api", f.stage)],
+    );
+    let read: Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(read["revisions"].as_array().unwrap().len(), 1, "{read}");
+    assert_ne!(read["status"], serde_json::json!(["ACTIVE"]), "{read}");
+}
+
+/// `ferry ps` and `ferry logs` on an ECS stage, through the binary and the standard chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ps_and_logs_reach_an_ecs_stage() {
+    let f = Fixture::new();
+    let rt = f.runtime();
+    let v1 = rt.register_revision(&spec("api", 1)).await.unwrap();
+    rt.deploy("api", &v1, 2, &DeploySettings::default()).await.unwrap();
+    let p = f.project(&spec("api", 1).image, digest(1).as_str());
+    let run = |args: &[&str]| {
+        let mut cmd = p.ferry();
+        f.moto.configure(&mut cmd);
+        crate::support::Run(cmd.args(args).output().unwrap())
+    };
+    let ps = run(&["ps", "-s", &f.stage, "--json"]);
+    ps.expect_code(0);
+    let ps: Value = serde_json::from_str(&ps.stdout()).unwrap();
+    let api = &ps["stages"][0]["services"][0];
+    assert_eq!((api["app"].as_str(), api["state"].as_str()), (Some("api"), Some("ACTIVE")), "{ps:#}");
+    assert_eq!((api["revision"].as_str(), api["desired"].as_u64()), (Some(v1.as_str()), Some(2)));
+
+    python_json(f.moto, PUT_LOGS, &[&format!("/ferry/{}", f.stage), "ferry/api/abc123", "listening on 8080"]);
+    python_json(f.moto, PUT_LOGS, &[&format!("/ferry/{}", f.stage), "ferry/other/def456", "not api"]);
+    let logs = run(&["logs", "-s", &f.stage, "api"]);
+    logs.expect_code(0);
+    assert!(logs.stdout().contains("abc123 listening on 8080"), "{}", logs.stdout());
+    assert!(!logs.stdout().contains("not api"), "{}", logs.stdout());
+}

@@ -10,7 +10,7 @@ use ferry::state::DeploymentStatus;
 
 use crate::history::{digest, ferry, file_config, record, Dep};
 use crate::support::agent::{free_port, AgentGuard};
-use crate::support::TestProject;
+use crate::support::{Run, TestProject};
 use ferry::runtime::local::Layout;
 
 const STAGE: &str = "stages/development.toml";
@@ -81,17 +81,17 @@ fn ids_are_never_reused_after_a_release_is_deleted_from_the_file() {
 }
 
 #[test]
-fn hcl_edits_keep_comments_and_layout_and_ecs_verification_waits_for_ecr() {
+fn hcl_edits_keep_comments_and_layout_and_ecs_digests_are_verified_in_ecr() {
     let p = TestProject::from_example("hcl");
     let rel = "stages/production.hcl";
     let d = digest(0xa).to_string();
-    let run = p.run(&["release", "create", "web", &d, "--activate", "-s", "production"]);
+    // The ECS stage's digests are verified in ECR (the emulator, which has no such image).
+    let mut cmd = p.ferry();
+    crate::support::moto::Moto::shared().configure(&mut cmd);
+    let run = Run(cmd.args(["release", "create", "web", &d, "--activate", "-s", "production"]).output().unwrap());
     run.expect_code(1);
-    assert!(
-        run.stderr().contains("verifying digests there comes with the ECS runtime\n  hint: pass --no-verify"),
-        "{}",
-        run.stderr()
-    );
+    assert!(run.stderr().contains(&d), "the error names the digest: {}", run.stderr());
+    assert!(run.stderr().contains("push the image to ECR first"), "{}", run.stderr());
     p.run(&["release", "create", "web", &d, "--activate", "-s", "production", "--no-verify"]).expect_code(0);
     insta::assert_snapshot!("hcl_create_activate_file", p.read(rel));
 }

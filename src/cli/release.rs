@@ -180,13 +180,10 @@ fn verify(project: &Project, stage: &Stage, app: &App, digest: &Digest) -> CliRe
 pub fn registry_for_stage(project: &Project, stage: &Stage) -> CliResult<Box<dyn Registry>> {
     match &stage.runtime {
         Runtime::Local => Ok(Box::new(LocalRegistry::for_project(&project.root))),
-        Runtime::Ecs(ecs) => Err(CliError::with_hint(
-            format!(
-                "stage `{}` keeps its images in ECR ({}), and verifying digests there comes with the ECS runtime",
-                stage.name, ecs.region
-            ),
-            "pass --no-verify to add the release unverified",
-        )),
+        Runtime::Ecs(ecs) => {
+            let sdk = crate::aws::block_on(crate::runtime::ecs::load_sdk_config(&ecs.region));
+            Ok(Box::new(crate::registry::ecr::EcrRegistry::new(&sdk)))
+        }
     }
 }
 

@@ -295,8 +295,7 @@ mod tests {
         assert_eq!(last.kind, DeploymentKind::Promotion);
         assert_eq!(last.description, "Promotion from development (release 7)");
 
-        // Back to 1 and forward to 2 again later: no promotion any more, but exactly what v2
-        // ran, so the planner names it a rollback to v2.
+        // Back to 1 and forward to 2 again later: an ordinary activation now.
         apply(
             &stage(
                 "prod",
@@ -309,7 +308,7 @@ mod tests {
         );
         let mut cs = plan(&two, &state, &PlanOptions::default()).unwrap();
         label_deploys(&records, &state, &mut cs).unwrap();
-        assert!(deploy_of(&cs).0.starts_with("Rollback to v2 (release 2"), "{}", deploy_of(&cs).0);
-        assert_eq!(deploy_of(&cs).1, Some(DeploymentKind::Rollback));
+        assert!(deploy_of(&cs).0.starts_with("Activate release 2"), "{}", deploy_of(&cs).0);
+        assert_eq!(deploy_of(&cs).1, None);
     }
 }

@@ -29,6 +29,33 @@ fn plan_ok(desired: &Stage, recorded: &StageState) -> Changeset {
     plan(desired, recorded, &PlanOptions::default()).unwrap()
 }
 
+/// The deploy operation's description and the kind it will be recorded as.
+fn deploy_label(cs: &Changeset) -> (String, Option<crate::state::DeploymentKind>) {
+    cs.operations
+        .iter()
+        .find_map(|op| match op {
+            Operation::Deploy { description, record_as, .. } => Some((description.clone(), *record_as)),
+            _ => None,
+        })
+        .expect("a deploy")
+}
+
+#[test]
+fn going_back_to_an_earlier_deployment_is_a_rollback_and_going_forward_again_is_not() {
+    let mut state = applied(&stage("dev", [app("web", 1)])); // v1: release 1
+    let two = stage("dev", [app("web", 2)]);
+    apply(&two, &mut state); // v2: release 2
+    let mut back = two.clone();
+    back.apps.get_mut("web").unwrap().active = Some(1);
+    let (description, kind) = deploy_label(&plan_ok(&back, &state));
+    assert!(description.starts_with("Rollback to v1 (release 1"), "{description}");
+    assert_eq!(kind, Some(crate::state::DeploymentKind::Rollback));
+    apply(&back, &mut state); // v3: back on release 1
+    let (description, kind) = deploy_label(&plan_ok(&two, &state));
+    assert!(description.starts_with("Activate release 2"), "{description}");
+    assert_eq!(kind, None);
+}
+
 #[test]
 fn a_new_app_gets_the_full_chain() {
     let mut web = app("web", 2);

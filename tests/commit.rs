@@ -310,6 +310,23 @@ fn first_commit_serves_then_a_rolling_deploy_under_load_loses_no_request() {
 }
 
 #[test]
+fn after_down_the_next_commit_starts_the_stage_again() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let web = app("web", vec![(1, d1)], 1);
+    p.stage(std::slice::from_ref(&web));
+    p.commit().expect_code(0);
+    assert_eq!(get(web.port).unwrap(), "one");
+    p.run(&["down"]).expect_code(0);
+    wait_until("the app's port to close after down", Duration::from_secs(20), || get(web.port).is_err());
+    // State no longer claims the app runs: the plan deploys it again.
+    p.run(&["plan", "--detailed-exitcode"]).expect_code(2);
+    p.commit().expect_code(0);
+    assert_eq!(get(web.port).unwrap(), "one");
+    assert_eq!(p.history("web").len(), 2, "the restart is a new deployment");
+}
+
+#[test]
 fn a_release_that_never_turns_healthy_fails_and_the_old_keeps_serving() {
     let p = Project::new();
     let d1 = p.push("web", "one", &[]);

@@ -1,11 +1,14 @@
 //! `ferry down [-s STAGE]`: stop a stage's local tasks (every stage's without `-s`); the
-//! agent exits once nothing is left.
+//! agent exits once nothing is left. The stage's state then records nothing running, so the
+//! next `ferry commit` starts the apps again instead of planning "no changes" for a stage
+//! that serves nothing.
 
 use clap::Args;
 
 use crate::cli::agent::runtime_error;
 use crate::cli::{CliResult, Context};
 use crate::runtime::local::{self, protocol, Layout, LocalRuntime};
+use crate::state::{command_line, LockedStage};
 
 /// Stop every app of a stage on the local runtime.
 #[derive(Debug, Args)]
@@ -18,13 +21,11 @@ pub struct DownArgs {
 
 pub fn run(ctx: &Context, args: DownArgs) -> CliResult {
     let root = ctx.root()?;
+    let stages = super::ps::local_stages(ctx, args.stage.as_deref())?;
     let rt = super::tokio_runtime()?;
     rt.block_on(async {
         let running = match &args.stage {
-            Some(stage) => {
-                super::ps::local_stages(ctx, Some(stage))?;
-                LocalRuntime::new(&root, stage).down().await.map_err(runtime_error)?
-            }
+            Some(stage) => LocalRuntime::new(&root, stage).down().await.map_err(runtime_error)?,
             None => local::request(&Layout::new(&root), &protocol::Request::Down { stage: None })
                 .await
                 .map_err(runtime_error)?
@@ -35,6 +36,23 @@ pub fn run(ctx: &Context, args: DownArgs) -> CliResult {
             (true, Some(stage)) => eprintln!("stopped every task of stage {stage}"),
             (true, None) => eprintln!("stopped every task"),
         }
-        Ok(())
-    })
+        Ok::<(), crate::cli::CliError>(())
+    })?;
+    forget_running(ctx, &stages)
+}
+
+/// Record that nothing runs on these stages any more (history and releases stay), under
+/// each stage's lock.
+fn forget_running(ctx: &Context, stages: &[String]) -> CliResult {
+    let project = ctx.project()?;
+    for stage in stages {
+        let mut session = LockedStage::open(&project, stage, &command_line(), ctx.lock_timeout)?;
+        if !session.is_stored() || session.state().apps.values().all(|a| a.active.is_none()) {
+            continue;
+        }
+        session.update(|state| state.apps.values_mut().for_each(|a| a.active = None))?;
+        session.unlock()?;
+        eprintln!("stage {stage}: recorded as stopped; `ferry commit -s {stage}` starts it again");
+    }
+    Ok(())
 }

@@ -323,7 +323,9 @@ fn after_down_the_next_commit_starts_the_stage_again() {
     p.run(&["plan", "--detailed-exitcode"]).expect_code(2);
     p.commit().expect_code(0);
     assert_eq!(get(web.port).unwrap(), "one");
-    assert_eq!(p.history("web").len(), 2, "the restart is a new deployment");
+    let history = p.history("web");
+    assert_eq!(history.len(), 2, "the restart is a new deployment");
+    assert!(history[1]["description"].as_str().unwrap().starts_with("Activate release 1"), "{:#?}", history[1]);
 }
 
 #[test]

@@ -225,10 +225,10 @@ fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
     // Going back to exactly what an earlier deployment ran (what `ferry rollback` edits the
     // file to) is reviewed and recorded as that rollback, not as a new activation. Moving to
     // a higher release id is a roll forward, even when that release ran before (activating
-    // release 2 again after rolling back to 1), so it stays an activation.
-    let rolls_forward = from.as_ref().is_some_and(|a| release > a.release);
-    let rollback_to =
-        crate::history::rollback_target_matching(state, release, &to.config_hash).filter(|_| !rolls_forward);
+    // release 2 again after rolling back to 1), so it stays an activation; and starting an
+    // app that runs nothing (after `ferry down`) rolls nothing back.
+    let rolls_back = from.as_ref().is_some_and(|a| release <= a.release);
+    let rollback_to = crate::history::rollback_target_matching(state, release, &to.config_hash).filter(|_| rolls_back);
     if let Some(n) = rollback_to {
         description = format!("Rollback to v{n} (release {release}, {})", short_digest(digest));
     }

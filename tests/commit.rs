@@ -18,13 +18,16 @@ use crate::support::agent::{free_port, AgentGuard};
 use crate::support::{Run, TestProject};
 
 /// The app: `/health` answers 200 unless a file `unhealthy` is in its folder; other paths
-/// answer the content of `release.txt`. `START_DELAY` seconds pass before it listens, and an
-/// `exit` file makes it exit at once with code 3.
-const APP_PY: &str = r#"
-import http.server, os, sys, time
+/// answer the content of `release.txt`. `START_DELAY` seconds pass before it listens, an
+/// `exit` file makes it exit at once with code 3, and with a `fork` file a child process
+/// serves while the first one waits for it (a task that is a tree of processes).
+pub(crate) const APP_PY: &str = r#"
+import http.server, os, subprocess, sys, time
 if os.path.exists("exit"):
     print("boom: cannot start", flush=True)
     sys.exit(3)
+if os.path.exists("fork") and "FORKED" not in os.environ:
+    sys.exit(subprocess.call([sys.executable, "app.py"], env=dict(os.environ, FORKED="1")))
 time.sleep(float(os.environ.get("START_DELAY", "0")))
 port = int(os.environ["PORT"])
 body = open("release.txt").read().strip().encode()
@@ -45,26 +48,26 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 
 /// One app of the test stage.
 #[derive(Clone)]
-struct AppDef {
-    name: &'static str,
-    port: u16,
+pub(crate) struct AppDef {
+    pub name: &'static str,
+    pub port: u16,
     /// (release id, digest)
-    releases: Vec<(u64, String)>,
-    active: u64,
-    scale: u32,
-    start_delay: &'static str,
-    release_task: Option<&'static str>,
-    timeout: &'static str,
+    pub releases: Vec<(u64, String)>,
+    pub active: u64,
+    pub scale: u32,
+    pub start_delay: &'static str,
+    pub release_task: Option<&'static str>,
+    pub timeout: &'static str,
 }
 
 /// A temp project with its agent guard (dropped first, while the folder still exists).
-struct Project {
+pub(crate) struct Project {
     _guard: AgentGuard,
-    p: TestProject,
+    pub p: TestProject,
 }
 
 impl Project {
-    fn new() -> Project {
+    pub fn new() -> Project {
         let p = TestProject::empty();
         p.write("ferry.toml", "[project]\nname = \"test\"\n");
         Project { _guard: AgentGuard { layout: Layout::new(p.path()) }, p }
@@ -72,7 +75,7 @@ impl Project {
 
     /// Push an image of the app; `marker` is the body it answers, `extra` files are added
     /// (`unhealthy`, `exit`). Returns the digest.
-    fn push(&self, repo: &str, marker: &str, extra: &[&str]) -> String {
+    pub fn push(&self, repo: &str, marker: &str, extra: &[&str]) -> String {
         let dir = format!("images/{repo}-{marker}-{}", extra.join("-"));
         self.p.write(&format!("{dir}/app.py"), APP_PY);
         self.p.write(&format!("{dir}/release.txt"), marker);
@@ -84,7 +87,7 @@ impl Project {
         run.stdout().trim().to_string()
     }
 
-    fn stage(&self, apps: &[AppDef]) {
+    pub fn stage(&self, apps: &[AppDef]) {
         let mut text = String::from("[runtime]\nkind = \"local\"\n");
         for a in apps {
             text.push_str(&format!(
@@ -117,45 +120,45 @@ impl Project {
         self.p.write("stages/dev.toml", &text);
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub fn run(&self, args: &[&str]) -> Run {
         self.p.run(args)
     }
 
-    fn commit(&self) -> Run {
+    pub fn commit(&self) -> Run {
         self.run(&["commit", "--yes"])
     }
 
-    fn spawn(&self, args: &[&str]) -> ChildGuard {
+    pub fn spawn(&self, args: &[&str]) -> ChildGuard {
         let child = self.p.ferry().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         ChildGuard(Some(child))
     }
 
-    fn state(&self) -> Value {
+    pub fn state(&self) -> Value {
         serde_json::from_str(&self.p.read(".ferry/state/dev.json")).expect("state parses")
     }
 
-    fn history(&self, app: &str) -> Vec<Value> {
+    pub fn history(&self, app: &str) -> Vec<Value> {
         self.state()["apps"][app]["history"].as_array().cloned().unwrap_or_default()
     }
 }
 
-fn app(name: &'static str, releases: Vec<(u64, String)>, active: u64) -> AppDef {
+pub(crate) fn app(name: &'static str, releases: Vec<(u64, String)>, active: u64) -> AppDef {
     AppDef { name, port: free_port(), releases, active, scale: 2, start_delay: "0", release_task: None, timeout: "20s" }
 }
 
 /// Kills a background `ferry` on drop, and collects its output.
-struct ChildGuard(Option<Child>);
+pub(crate) struct ChildGuard(Option<Child>);
 
 impl ChildGuard {
-    fn pid(&self) -> i32 {
+    pub fn pid(&self) -> i32 {
         self.0.as_ref().unwrap().id() as i32
     }
-    fn signal(&self, sig: i32) {
+    pub fn signal(&self, sig: i32) {
         // SAFETY: a signal to the child this test started.
         unsafe { libc::kill(self.pid(), sig) };
     }
     /// Wait (bounded) and return (code, stdout, stderr).
-    fn wait(mut self, timeout: Duration) -> (i32, String, String) {
+    pub fn wait(mut self, timeout: Duration) -> (i32, String, String) {
         let mut child = self.0.take().unwrap();
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -186,7 +189,7 @@ impl Drop for ChildGuard {
 }
 
 /// Poll `cond` until it holds; panic naming `what` at the deadline.
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -195,7 +198,7 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 /// One GET of `/` through the app's port: the body on a 200.
-fn get(port: u16) -> Result<String, String> {
+pub(crate) fn get(port: u16) -> Result<String, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
@@ -208,14 +211,14 @@ fn get(port: u16) -> Result<String, String> {
 }
 
 /// Continuous GETs from a few threads until finished.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     results: Arc<Mutex<Vec<Result<String, String>>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(port: u16) -> Load {
+    pub fn start(port: u16) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let results = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..3)
@@ -237,7 +240,7 @@ impl Load {
     }
 
     /// (successful bodies, failures)
-    fn finish(self) -> (Vec<String>, Vec<String>) {
+    pub fn finish(self) -> (Vec<String>, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             let _ = t.join();
@@ -249,7 +252,7 @@ impl Load {
     }
 }
 
-fn in_progress(p: &Project, app: &str) -> bool {
+pub(crate) fn in_progress(p: &Project, app: &str) -> bool {
     Path::new(&p.p.path().join(".ferry/state/dev.json")).exists()
         && p.history(app).iter().any(|d| d["status"] == "in_progress")
 }

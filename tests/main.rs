@@ -9,6 +9,7 @@ mod ecs_runtime;
 mod edit;
 mod error_messages;
 mod examples;
+mod faults;
 mod fmt;
 mod hcl;
 mod history;

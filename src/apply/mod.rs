@@ -55,7 +55,8 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Why a walk could not be carried out at all (as opposed to operations failing).
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error(transparent)]
+    /// A journal write failed: the walk stopped there, and the state last written stays.
+    #[error("cannot write state, so the commit stopped (the state last written stays as it was): {0}")]
     State(#[from] StateError),
     #[error("the changeset cannot be applied: {0}")]
     Invalid(#[from] InvalidChangeset),
@@ -273,10 +274,17 @@ impl Walk<'_> {
             }
         }
         // Rollouts are recorded `in_progress` before the runtime hears of them, in one write
-        // for everything starting now.
+        // for everything starting now. When that write fails, nothing starts: the runtime must
+        // not run what state cannot record.
         self.flush();
         for i in starting {
-            self.spawn(i);
+            match &self.journal_error {
+                None => self.spawn(i),
+                Some(e) => {
+                    let because = format!("not started: cannot write state: {e}");
+                    self.settle(i, OpOutcome::Skipped { because });
+                }
+            }
         }
     }
 

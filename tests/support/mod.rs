@@ -105,3 +105,4 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 pub mod agent;
+pub mod failing_store;

@@ -515,7 +515,13 @@ async fn a_circuit_breaker_failure_rolls_the_service_back_to_the_previous_revisi
         registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
         local_releases: None,
     };
-    let started = Started { watch: w, previous: Some(v1.clone()), scale_from: None, old_tasks: Default::default() };
+    let started = Started {
+        watch: w,
+        previous: Some(v1.clone()),
+        previous_release: None,
+        scale_from: None,
+        old_tasks: Default::default(),
+    };
     let text = ops::roll_back(&ctx, &started, &reason, None).await;
     assert!(text.contains(&format!("rolled back to {v1}")), "{text}");
     assert_eq!(
@@ -563,7 +569,13 @@ async fn a_task_that_stops_before_turning_healthy_is_reported_with_exit_code_rea
         registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
         local_releases: None,
     };
-    let started = Started { watch: w, previous: Some(v1.clone()), scale_from: None, old_tasks: Default::default() };
+    let started = Started {
+        watch: w,
+        previous: Some(v1.clone()),
+        previous_release: None,
+        scale_from: None,
+        old_tasks: Default::default(),
+    };
     let text = ops::roll_back(&ctx, &started, &reason, Some(&culprit)).await;
     for expected in ["exit code 3", "stopped: Essential container in task exited", "| panic: DATABASE_URL is not set"] {
         assert!(text.contains(expected), "{expected:?} missing from:\n{text}");

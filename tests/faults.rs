@@ -1,8 +1,9 @@
 //! Fault injection on the local runtime: releases that crash at start, never listen, or
 //! fail after turning healthy; a state write that fails (a full disk, through a failing
-//! store wrapper: the one fault no real part produces on cue); a corrupted state file. Each checks what ferry
+//! store wrapper: the one fault no real part produces on cue); the agent killed with
+//! SIGKILL mid-rollout and between commits; a corrupted state file. Each checks what ferry
 //! promises: the old release keeps serving, nothing is recorded as succeeded that did not,
-//! the error says what happened.
+//! the error says what happened, no process or port is left behind.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,11 +12,11 @@ use std::time::Duration;
 use ferry::apply::ops::OpContext;
 use ferry::apply::{AbortSignal, ApplyError, Engine, SilentHook};
 use ferry::registry::LocalRegistry;
-use ferry::runtime::local::LocalRuntime;
+use ferry::runtime::local::{process_alive, LocalRuntime};
 use ferry::state::{DeploymentStatus, LocalStateStore, LockInfo, LockedStage, StateStore};
 use serde_json::Value;
 
-use crate::commit::{app, get, wait_until, Load, Project};
+use crate::commit::{app, get, in_progress, wait_until, Load, Project};
 use crate::support::failing_store::FullDiskStore;
 use crate::support::ferry_bin;
 
@@ -32,6 +33,24 @@ fn all_tasks(p: &Project) -> Vec<Value> {
 fn ps_tasks(p: &Project, args: &[&str]) -> Vec<Value> {
     let ps: Value = serde_json::from_str(&p.run(args).stdout()).unwrap_or(Value::Null);
     ps["stages"][0]["services"][0]["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+/// Live processes whose session id is `sid`: an agent started by ferry leads its own
+/// session, and every task process, children included, stays in it.
+fn session_members(sid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let session = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(3)?.parse().ok());
+            session == Some(sid) && process_alive(*pid)
+        })
+        .collect()
+}
+
+fn agent_pid(p: &Project) -> u32 {
+    ferry::runtime::local::Layout::new(p.p.path()).agent_pid().expect("an agent pid file")
 }
 
 #[test]
@@ -206,6 +225,71 @@ async fn a_state_write_that_fails_stops_the_commit_and_keeps_the_last_good_state
     let statuses: Vec<Value> = p.history("web").iter().map(|d| d["status"].clone()).collect();
     assert_eq!(statuses, ["succeeded", "aborted", "succeeded"]);
     assert_eq!(get(web.port).unwrap(), "two");
+}
+
+#[test]
+fn an_agent_killed_mid_rollout_is_replaced_its_leftovers_killed_and_state_stays_true() {
+    let p = Project::new();
+    // Both releases serve from a child process: what the kernel's parent-death signal
+    // does not reach, and what the next agent must clean up.
+    let d1 = p.push("web", "one", &["fork"]);
+    let d2 = p.push("web", "two", &["fork"]);
+    let mut web = app("web", vec![(1, d1), (2, d2)], 1);
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    assert_eq!(get(web.port).unwrap(), "one");
+
+    web.active = 2;
+    web.start_delay = "3";
+    p.stage(&[web.clone()]);
+    let old_agent = agent_pid(&p);
+    let commit = p.spawn(&["commit", "--yes"]);
+    // Two tasks of each release, each a parent and its child, plus the agent.
+    wait_until("release 2's tasks to start their children", Duration::from_secs(20), || {
+        in_progress(&p, "web") && session_members(old_agent).len() >= 9
+    });
+    let left = session_members(old_agent);
+    // SAFETY: the agent this test started.
+    unsafe { libc::kill(old_agent as libc::pid_t, libc::SIGKILL) };
+
+    let (code, out, err) = commit.wait(Duration::from_secs(60));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("the runtime no longer knows app web"), "{err}");
+    assert!(err.contains("started release 1 again"), "the previous release is brought back: {err}");
+    wait_until("every process of the killed agent to be gone", Duration::from_secs(20), || {
+        left.iter().all(|&pid| !process_alive(pid))
+    });
+    let new_agent = agent_pid(&p);
+    assert_ne!(new_agent, old_agent);
+    let status = p.run(&["agent", "status"]).stdout();
+    assert!(status.contains("killed processes a killed agent left running"), "reported: {status}");
+    let h = p.history("web");
+    assert_eq!(h[1]["status"], "failed", "{h:#?}");
+    assert_eq!(p.state()["apps"]["web"]["active"]["release"], 1);
+    wait_until("release 1 to serve again", Duration::from_secs(30), || get(web.port).as_deref() == Ok("one"));
+
+    // The next commit deploys release 2 on the new agent.
+    web.start_delay = "0";
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    assert_eq!(get(web.port).unwrap(), "two");
+
+    // Killed between commits: the next commit finds the app gone, records it stopped and
+    // starts it again, instead of "no changes" for a stage that serves nothing.
+    let agent = agent_pid(&p);
+    let left = session_members(agent);
+    unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) };
+    wait_until("the killed agent's socket to refuse", Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(ferry::runtime::local::Layout::new(p.p.path()).socket()).is_err()
+    });
+    let run = p.commit();
+    run.expect_code(0);
+    assert!(run.stderr().contains("the local agent does not run web"), "{}", run.stderr());
+    assert!(left.iter().all(|&pid| !process_alive(pid)), "the killed agent's processes are gone");
+    assert_eq!(get(web.port).unwrap(), "two");
+    let h = p.history("web");
+    let last = h.last().unwrap();
+    assert_eq!((last["status"].as_str(), last["release"].as_u64()), (Some("succeeded"), Some(2)), "{last:#?}");
 }
 
 #[test]

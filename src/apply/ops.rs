@@ -14,7 +14,8 @@ use crate::config::{AppConfig, Digest, ReleaseTask};
 use crate::plan::Running;
 use crate::registry::{LocalRegistry, Registry};
 use crate::runtime::{
-    Lifecycle, LogQuery, RevisionId, RevisionSpec, Runtime, ServiceState, ServiceStatus, TaskId, TaskSpec, TaskStatus,
+    Lifecycle, LogQuery, RevisionId, RevisionSpec, Runtime, RuntimeError, ServiceState, ServiceStatus, TaskId,
+    TaskSpec, TaskStatus,
 };
 use crate::state::DeploymentStatus;
 
@@ -38,6 +39,9 @@ pub struct Started {
     /// What to return to when the gate fails: the revision that served before (`None`: a
     /// first deploy, so failing stops the new tasks).
     pub previous: Option<RevisionId>,
+    /// The release behind `previous`, to deploy again if the runtime lost it (a local agent
+    /// killed mid-rollout comes back knowing nothing).
+    pub previous_release: Option<Running>,
     /// A scale's previous count, to scale back to.
     pub scale_from: Option<u32>,
     /// Tasks that existed before, whose log lines `--logs` leaves out.
@@ -123,7 +127,9 @@ pub async fn start_deploy(
         Some(f) => register_running(ctx, app, f).await.ok().or(serving),
         None => None,
     };
-    start(ctx, app, before, target, to, previous, None).await
+    let mut started = start(ctx, app, before, target, to, previous, None).await?;
+    started.previous_release = from.cloned();
+    Ok(started)
 }
 
 async fn start(
@@ -153,6 +159,7 @@ async fn start(
             deadline: now + settings.timeout.to_std(),
         },
         previous,
+        previous_release: None,
         scale_from,
         old_tasks,
     })
@@ -180,6 +187,7 @@ pub async fn start_scale(ctx: &OpContext, app: &str, running: &Running, from: u3
             deadline: now + running.config.deploy.timeout.to_std(),
         },
         previous: Some(target),
+        previous_release: Some(running.clone()),
         scale_from: Some(from),
         old_tasks: before.tasks.iter().map(|t| t.id.clone()).collect(),
     })
@@ -202,11 +210,26 @@ pub async fn roll_back(ctx: &OpContext, started: &Started, reason: &str, culprit
         }
         (None, None) => ctx.runtime.remove(app).await.map(|()| "stopped the new tasks (nothing served before)".into()),
     };
+    let undo = match (undo, &started.previous_release) {
+        (Err(RuntimeError::NotFound(lost)), Some(previous)) => redeploy(ctx, app, previous, &lost).await,
+        (undo, _) => undo,
+    };
     match undo {
         Ok(done) => text.push_str(&format!("\n{done}")),
         Err(e) => text.push_str(&format!("\nrolling back failed too: {e}")),
     }
     text
+}
+
+/// The runtime no longer knows what served before (`lost` says why): deploy that release
+/// again, as a new revision at its recorded count.
+async fn redeploy(ctx: &OpContext, app: &str, previous: &Running, lost: &str) -> Result<String, RuntimeError> {
+    let revision = register_running(ctx, app, previous).await.map_err(RuntimeError::Unavailable)?;
+    ctx.runtime.deploy(app, &revision, previous.scale, &previous.config.deploy).await?;
+    Ok(format!(
+        "the runtime had lost the previous revision ({lost}); started release {} again as {revision}",
+        previous.release
+    ))
 }
 
 /// `task 3f2a…: exit code 1; stopped: …; last check: …` on its own line.

@@ -64,14 +64,24 @@ pub fn run(ctx: &Context, args: AgentArgs) -> CliResult {
                 Ok(())
             }
             AgentCommand::Status => match local::agent_status(&layout).await.map_err(runtime_error)? {
-                Some(s) => print_out(&format!(
-                    "agent running (pid {}, ferry {}, since {})\nstages: {}\nlive tasks: {}\n",
-                    s.pid,
-                    s.version,
-                    s.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                    if s.stages.is_empty() { "-".to_string() } else { s.stages.join(", ") },
-                    s.tasks
-                )),
+                Some(s) => {
+                    let mut text = format!(
+                        "agent running (pid {}, ferry {}, since {})\nstages: {}\nlive tasks: {}\n",
+                        s.pid,
+                        s.version,
+                        s.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        if s.stages.is_empty() { "-".to_string() } else { s.stages.join(", ") },
+                        s.tasks
+                    );
+                    if !s.killed_leftovers.is_empty() {
+                        let pids: Vec<String> = s.killed_leftovers.iter().map(u32::to_string).collect();
+                        text.push_str(&format!(
+                            "at start, killed processes a killed agent left running: pids {}\n",
+                            pids.join(", ")
+                        ));
+                    }
+                    print_out(&text)
+                }
                 None => {
                     print_out("agent not running\n")?;
                     Err(CliError::Exit(3))

@@ -23,6 +23,7 @@ use crate::registry::{EcrRegistry, LocalRegistry};
 use crate::render::{self, PlanView, StageView};
 use crate::runtime::ecs::EcsRuntime;
 use crate::runtime::local::LocalRuntime;
+use crate::runtime::ServiceState;
 use crate::state::{command_line, DeploymentStatus, LockedStage};
 
 /// The exit code of an aborted commit (128 + SIGINT, as shells report Ctrl-C).
@@ -120,6 +121,9 @@ pub(crate) fn commit_stage(
     let from_file = saved.is_some();
     let desired = config::load_stage(project, name)?;
     let mut session = LockedStage::open(project, name, &command_line(), ctx.lock_timeout)?;
+    if !from_file {
+        forget_lost_apps(&project.root, &desired, &mut session, hook)?;
+    }
 
     hook.step(Step::Planning);
     let changeset = match saved {
@@ -223,6 +227,48 @@ fn fresh_changeset(
         CliError::with_hint(stale.to_string(), format!("make a new plan: ferry plan -s {} -o FILE", saved.stage))
     })?;
     Ok(saved.changeset)
+}
+
+/// Record as stopped the apps state says run but the local agent does not run (it was
+/// killed, or the machine restarted), as `ferry down` would have: the plan then starts
+/// them again instead of "no changes" for an app that serves nothing. A saved plan is
+/// applied as reviewed, so this runs only when the commit plans.
+fn forget_lost_apps(
+    root: &std::path::Path,
+    desired: &config::Stage,
+    session: &mut LockedStage,
+    hook: &mut dyn Hook,
+) -> CliResult {
+    if !matches!(desired.runtime, config::Runtime::Local) {
+        return Ok(());
+    }
+    let active: Vec<String> =
+        session.state().apps.iter().filter(|(_, a)| a.active.is_some()).map(|(name, _)| name.clone()).collect();
+    if active.is_empty() {
+        return Ok(());
+    }
+    let runtime = LocalRuntime::new(root, &desired.name);
+    let services = super::tokio_runtime()?
+        .block_on(runtime.observe_if_running(&active))
+        .map_err(|e| CliError::new(format!("cannot ask the local agent what runs: {e}")))?;
+    let lost: Vec<String> = services.into_iter().filter(|s| s.state == ServiceState::Missing).map(|s| s.app).collect();
+    if lost.is_empty() {
+        return Ok(());
+    }
+    session.update(|s| {
+        for app in &lost {
+            if let Some(a) = s.apps.get_mut(app) {
+                a.active = None;
+            }
+        }
+    })?;
+    hook.note(&format!(
+        "the local agent does not run {}, recorded as running (was the agent killed, or the machine restarted?); \
+         recorded as stopped, this commit starts {} again",
+        lost.join(", "),
+        if lost.len() == 1 { "it" } else { "them" }
+    ));
+    Ok(())
 }
 
 /// Settle deployments a killed commit left `in_progress` (see `apply::journal`).

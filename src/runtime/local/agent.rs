@@ -5,7 +5,9 @@
 //! SIGINT) — stopping every task first — or when a removal leaves nothing running.
 //!
 //! State is in memory only: tasks are the agent's children and die with it, and the
-//! recorded state (state store) is what `ferry commit` converges to again.
+//! recorded state (state store) is what `ferry commit` converges to again. What a killed
+//! agent's tasks left running (their own children) the next agent kills at start
+//! ([`leftovers`](super::leftovers)).
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -20,7 +22,7 @@ use tokio::sync::Notify;
 
 use super::protocol::{AgentStatus, Reply, Request};
 use super::service::{State, Task};
-use super::{create_private_dir, proxy, task, Layout};
+use super::{create_private_dir, leftovers, proxy, task, Layout};
 use crate::runtime::{RuntimeError, RuntimeResult, TaskKind};
 
 /// How long `Down` and `Shutdown` wait for tasks to stop before answering anyway.
@@ -36,6 +38,8 @@ pub struct Agent {
     started_at: DateTime<Utc>,
     /// Connections being answered: the agent does not exit under a client's feet.
     busy: AtomicUsize,
+    /// Pids of processes a killed predecessor left, which this agent killed at start.
+    killed_leftovers: Vec<u32>,
 }
 
 impl Agent {
@@ -69,8 +73,19 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
     if let Some(dir) = socket.parent() {
         create_private_dir(dir)?;
     }
-    // We hold the lock, so a socket file left here is from a dead agent.
+    // We hold the lock, so a socket file left here is from a dead agent, and so are any
+    // processes still in its session: kill them before anything starts (see `leftovers`).
     let _ = std::fs::remove_file(&socket);
+    let previous = leftovers::previous_agent(&layout.pid_file());
+    let killed_leftovers = previous.map(leftovers::kill_leftovers).unwrap_or_default();
+    if let Some(previous) = previous.filter(|_| !killed_leftovers.is_empty()) {
+        eprintln!(
+            "{} killed {} process(es) left by agent {previous}, which ended without stopping its tasks: pids {:?}",
+            Utc::now().to_rfc3339(),
+            killed_leftovers.len(),
+            killed_leftovers
+        );
+    }
     let listener = UnixListener::bind(&socket)?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     std::fs::write(layout.pid_file(), format!("{}\n", std::process::id()))?;
@@ -83,6 +98,7 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
         exit: Notify::new(),
         started_at: Utc::now(),
         busy: AtomicUsize::new(0),
+        killed_leftovers,
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -181,6 +197,7 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
                 started_at: agent.started_at,
                 stages,
                 tasks: s.live_tasks(None),
+                killed_leftovers: agent.killed_leftovers.clone(),
             }
         }))),
         Request::Register { stage, spec, secrets } => {

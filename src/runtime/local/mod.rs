@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod health;
+pub mod leftovers;
 pub mod logs;
 pub mod protocol;
 pub mod proxy;

@@ -123,4 +123,8 @@ pub struct AgentStatus {
     pub stages: Vec<String>,
     /// Tasks not yet stopped.
     pub tasks: usize,
+    /// Pids of task processes a killed agent left behind, which this agent killed when it
+    /// started (see `leftovers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub killed_leftovers: Vec<u32>,
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use ferry::apply::ops::OpContext;
 use ferry::apply::{AbortSignal, ApplyError, Engine, SilentHook};
 use ferry::registry::LocalRegistry;
+use ferry::runtime::local::leftovers::session_members;
 use ferry::runtime::local::{process_alive, LocalRuntime};
 use ferry::state::{DeploymentStatus, LocalStateStore, LockInfo, LockedStage, StateStore};
 use serde_json::Value;
@@ -33,20 +34,6 @@ fn all_tasks(p: &Project) -> Vec<Value> {
 fn ps_tasks(p: &Project, args: &[&str]) -> Vec<Value> {
     let ps: Value = serde_json::from_str(&p.run(args).stdout()).unwrap_or(Value::Null);
     ps["stages"][0]["services"][0]["tasks"].as_array().cloned().unwrap_or_default()
-}
-
-/// Live processes whose session id is `sid`: an agent started by ferry leads its own
-/// session, and every task process, children included, stays in it.
-fn session_members(sid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let session = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(3)?.parse().ok());
-            session == Some(sid) && process_alive(*pid)
-        })
-        .collect()
 }
 
 fn agent_pid(p: &Project) -> u32 {

@@ -20,4 +20,5 @@ mod plan_cli;
 mod releases;
 mod s3_store;
 mod schema;
+mod soak;
 mod state_store;

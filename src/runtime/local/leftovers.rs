@@ -51,8 +51,8 @@ pub fn kill_leftovers(previous_pid: u32) -> Vec<u32> {
     left
 }
 
-/// Live processes (zombies excluded) whose session id is `sid`.
-fn session_members(sid: u32) -> Vec<u32> {
+/// Live processes (zombies excluded, this one too) whose session id is `sid`.
+pub fn session_members(sid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let me = std::process::id();
     let mut pids: Vec<u32> = entries

@@ -58,6 +58,8 @@ pub(crate) struct AppDef {
     pub start_delay: &'static str,
     pub release_task: Option<&'static str>,
     pub timeout: &'static str,
+    /// Health-check grace period: failed checks before it ends do not count.
+    pub grace: &'static str,
 }
 
 /// A temp project with its agent guard (dropped first, while the folder still exists).
@@ -103,9 +105,10 @@ impl Project {
             }
             text.push_str(&format!(
                 "\n[apps.{n}.env]\nSTART_DELAY = \"{}\"\n\n[apps.{n}.health]\npath = \"/health\"\ninterval = \"200ms\"\n\
-                 timeout = \"200ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\ngrace_period = \"3s\"\n\n\
+                 timeout = \"200ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\ngrace_period = \"{}\"\n\n\
                  [apps.{n}.deploy]\ntimeout = \"{}\"\ndrain = \"500ms\"\nstop_timeout = \"2s\"\n",
                 a.start_delay,
+                a.grace,
                 a.timeout,
                 n = a.name
             ));
@@ -143,7 +146,17 @@ impl Project {
 }
 
 pub(crate) fn app(name: &'static str, releases: Vec<(u64, String)>, active: u64) -> AppDef {
-    AppDef { name, port: free_port(), releases, active, scale: 2, start_delay: "0", release_task: None, timeout: "20s" }
+    AppDef {
+        name,
+        port: free_port(),
+        releases,
+        active,
+        scale: 2,
+        start_delay: "0",
+        release_task: None,
+        timeout: "20s",
+        grace: "3s",
+    }
 }
 
 /// Kills a background `ferry` on drop, and collects its output.
@@ -437,6 +450,7 @@ fn two_commits_at_once_one_is_refused_naming_the_other() {
     let d1 = p.push("web", "one", &[]);
     let mut web = app("web", vec![(1, d1)], 1);
     web.start_delay = "1.5";
+    web.grace = "15s"; // room for the delay plus a slow Python start on a loaded machine
     p.stage(&[web]);
     let first = p.spawn(&["commit", "--yes"]);
     wait_until("the first commit's deployment", Duration::from_secs(15), || in_progress(&p, "web"));
@@ -459,6 +473,9 @@ fn a_commit_killed_mid_rollout_leaves_true_state_and_the_next_converges() {
     web.releases.push((2, d2));
     web.active = 2;
     web.start_delay = "2";
+    // The app listens only after 2 s; on a loaded machine Python's own start adds seconds
+    // more, so the grace period leaves room for both (the test is about the kill, not health).
+    web.grace = "15s";
     p.stage(&[web.clone()]);
     let first = p.spawn(&["commit", "--yes"]);
     wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));

@@ -3,7 +3,7 @@
 //! step, the status checks a step requires first, and image tracking (`track = "TAG"`).
 //!
 //! - [`records`]: the project-level record store (status checks, image imports, pending
-//!   promotions) beside the stages' state, local now and S3 later.
+//!   promotions) beside the stages' state, in `.ferry/` or the S3 state bucket.
 //! - [`status`]: status checks and their history.
 //! - [`promotion`]: what a promotion edits, and the label its deployments are recorded with.
 //! - [`tracking`]: `images sync` — follow registry tags.

@@ -70,9 +70,6 @@ pub enum PipelineError {
     /// Required checks of the target step are missing or not `success`.
     #[error("{}", checks_message(.app, .digest, .step, .unmet))]
     ChecksNotMet { app: String, digest: String, step: String, unmet: Vec<UnmetCheck> },
-    /// A tracked tag cannot be followed on this stage's runtime yet.
-    #[error("stage `{stage}` runs on ECS; following tags in ECR is not available in this build yet")]
-    TrackingUnsupported { stage: String },
 }
 
 fn checks_message(app: &str, digest: &str, step: &str, unmet: &[UnmetCheck]) -> String {

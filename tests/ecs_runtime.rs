@@ -44,7 +44,7 @@ use ferry::runtime::{Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, T
 use crate::support::moto::{Moto, REGION};
 
 /// Looks up the default VPC's subnets and security group and creates a cluster.
-const SETUP_CLUSTER: &str = r#"
+pub(crate) const SETUP_CLUSTER: &str = r#"
 import boto3, json, sys
 ec2, ecs = boto3.client("ec2"), boto3.client("ecs")
 vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
@@ -55,7 +55,7 @@ print(json.dumps({"subnets": sorted(subnets)[:2], "security_groups": [g["GroupId
 "#;
 
 /// Creates a repository holding one image (digest given explicitly, as moto needs).
-const SETUP_REPOSITORY: &str = r#"
+pub(crate) const SETUP_REPOSITORY: &str = r#"
 import boto3, hashlib, json, sys
 ecr = boto3.client("ecr")
 repo = ecr.create_repository(repositoryName=sys.argv[1])["repository"]
@@ -102,7 +102,7 @@ logs.put_log_events(logGroupName=sys.argv[1], logStreamName=sys.argv[2],
     logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(sys.argv[3:])])
 "#;
 
-fn python_json(moto: &Moto, script: &str, args: &[&str]) -> Value {
+pub(crate) fn python_json(moto: &Moto, script: &str, args: &[&str]) -> Value {
     let out = moto.python(script, args);
     assert!(out.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -112,7 +112,7 @@ fn python_json(moto: &Moto, script: &str, args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 

@@ -243,12 +243,12 @@ fn plan_refresh_shows_drift_made_behind_ferrys_back_and_commit_puts_it_back() {
     assert_eq!(last["status"], "succeeded", "{last:#}");
     assert!(last["description"].as_str().unwrap().starts_with("Revert drift: desired count 1 → 3"), "{last:#}");
 
-    // The count alone: planned back as a scale.
+    // The count alone: planned back as a scale, through a saved plan.
     let client = aws_sdk_ecs::Client::new(&moto.sdk_config());
     aws::block_on(client.update_service().cluster(&cluster).service(&service).desired_count(2).send()).unwrap();
-    let scale = run(&["plan", "--refresh", "--detailed-exitcode"]);
+    let scale = run(&["plan", "--refresh", "--detailed-exitcode", "-o", "drift.plan"]);
     scale.expect_code(2);
     assert!(scale.stdout().contains("~ api: Revert drift: desired count 2 → 1"), "{}", scale.stdout());
-    run(&["commit", "--refresh", "--yes", "--progress", "plain"]).expect_code(0);
+    run(&["commit", "drift.plan", "--progress", "plain"]).expect_code(0);
     assert_eq!(service_now(&moto, &cluster, &service), (committed, 1));
 }

@@ -1,8 +1,7 @@
 //! `ferry images sync|history`: follow registry tags (the local registry, or ECR for ECS
-//! stages). An app with `track = "TAG"` gets the
-//! digest its tag names as a new, active release in its stage file whenever the tag moves;
-//! every move is recorded (time, tag, old → new digest). Built for a schedule:
-//! `ferry images sync && ferry commit --yes`.
+//! stages). An app with `track = "TAG"` gets the digest its tag names as a new, active
+//! release in its stage file whenever the tag moves; every move is recorded (time, tag,
+//! old → new digest). Built for a schedule: `ferry images sync && ferry commit --yes`.
 
 use clap::{Args, Subcommand};
 

@@ -572,3 +572,28 @@ fn task_run_streams_output_and_exits_with_the_task_code() {
     list.expect_code(0);
     assert!(list.stdout().contains("STOPPED") && list.stdout().contains(" 7 "), "{}", list.stdout());
 }
+
+/// `plan --refresh` on the local runtime: what the agent runs matches recorded state (no
+/// change); with the agent stopped behind ferry's back the service is missing, shown as
+/// drift, and `commit --refresh` starts it again.
+#[test]
+fn refresh_on_the_local_runtime_sees_a_stopped_agent_and_commit_starts_it_again() {
+    let t = Project::new();
+    let d1 = t.push("web", "one", &[]);
+    let web = AppDef { scale: 1, ..app("web", vec![(1, d1)], 1) };
+    t.stage(std::slice::from_ref(&web));
+    t.commit().expect_code(0);
+    let same = t.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    assert!(same.expect_code(0).stdout().contains("matches recorded state and what runs"), "{}", same.stdout());
+
+    drop(AgentGuard { layout: Layout::new(t.p.path()) });
+    t.run(&["plan", "--detailed-exitcode"]).expect_code(0);
+    let drift = t.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    drift.expect_code(2);
+    assert!(drift.stdout().contains("  web: service missing\n"), "{}", drift.stdout());
+    assert!(drift.stdout().contains("± web: Revert drift: service missing"), "{}", drift.stdout());
+
+    t.run(&["commit", "--refresh", "--yes"]).expect_code(0);
+    assert_eq!(get(web.port), Ok("one".to_string()));
+    t.run(&["plan", "--refresh", "--detailed-exitcode"]).expect_code(0);
+}

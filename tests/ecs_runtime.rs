@@ -44,7 +44,7 @@ use ferry::runtime::{Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, T
 use crate::support::moto::{Moto, REGION};
 
 /// Looks up the default VPC's subnets and security group and creates a cluster.
-const SETUP_CLUSTER: &str = r#"
+pub(crate) const SETUP_CLUSTER: &str = r#"
 import boto3, json, sys
 ec2, ecs = boto3.client("ec2"), boto3.client("ecs")
 vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
@@ -55,7 +55,7 @@ print(json.dumps({"subnets": sorted(subnets)[:2], "security_groups": [g["GroupId
 "#;
 
 /// Creates a repository holding one image (digest given explicitly, as moto needs).
-const SETUP_REPOSITORY: &str = r#"
+pub(crate) const SETUP_REPOSITORY: &str = r#"
 import boto3, hashlib, json, sys
 ecr = boto3.client("ecr")
 repo = ecr.create_repository(repositoryName=sys.argv[1])["repository"]
@@ -65,6 +65,18 @@ manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.
 digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
 ecr.put_image(repositoryName=sys.argv[1], imageManifest=manifest, imageTag="prod", imageDigest=digest)
 print(json.dumps({"uri": repo["repositoryUri"], "digest": digest}))
+"#;
+
+/// Pushes another image manifest (made unique by `argv[2]`) under tag `argv[3]` of
+/// repository `argv[1]`; prints its digest.
+const PUSH_TAG: &str = r#"
+import boto3, hashlib, json, sys
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7, "digest": "sha256:" + "2" * 64},
+    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 9, "digest": "sha256:" + hashlib.sha256(sys.argv[2].encode()).hexdigest()}]})
+digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+boto3.client("ecr").put_image(repositoryName=sys.argv[1], imageManifest=manifest, imageTag=sys.argv[3], imageDigest=digest)
+print(json.dumps(digest))
 "#;
 
 /// Reads a service, its task definition and both their tags back.
@@ -90,7 +102,7 @@ logs.put_log_events(logGroupName=sys.argv[1], logStreamName=sys.argv[2],
     logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(sys.argv[3:])])
 "#;
 
-fn python_json(moto: &Moto, script: &str, args: &[&str]) -> Value {
+pub(crate) fn python_json(moto: &Moto, script: &str, args: &[&str]) -> Value {
     let out = moto.python(script, args);
     assert!(out.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -100,7 +112,7 @@ fn python_json(moto: &Moto, script: &str, args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
@@ -395,6 +407,55 @@ fn ecr_verifies_digests_and_resolves_tags() {
     assert!(matches!(registry.verify(&unique("nothing-"), &pushed), Err(RegistryError::DigestNotFound { .. })));
     assert_eq!(registry.resolve_tag(uri, "prod").unwrap(), pushed);
     assert!(matches!(registry.resolve_tag(uri, "nope"), Err(RegistryError::TagNotFound { .. })));
+}
+
+/// `ferry images sync` on an ECS stage resolves the tracked tag in ECR: each manifest pushed
+/// under the tag (PutImage through boto3) becomes the app's next release, activated in the
+/// stage file, and the move is recorded for `images history`.
+#[test]
+fn images_sync_follows_a_tag_in_ecr() {
+    let f = Fixture::new();
+    let name = unique("shop/api-");
+    let repo = python_json(f.moto, SETUP_REPOSITORY, &[&name]);
+    let (uri, first) = (repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
+    let p = f.project(uri, first);
+    let file = format!("stages/{}.toml", f.stage);
+    p.write(&file, &p.read(&file).replace("active = 1\n", "active = 1\ntrack = \"prod\"\n"));
+    let run = |args: &[&str]| {
+        let mut cmd = p.ferry();
+        f.moto.configure(&mut cmd);
+        crate::support::Run(cmd.args(args).output().unwrap())
+    };
+    let quiet = run(&["images", "sync", "-s", &f.stage]);
+    assert!(quiet.expect_code(0).stdout().is_empty(), "the tag names release 1: {}", quiet.stdout());
+
+    let mut digests = vec![first.to_string()];
+    for (release, build) in [(2, "build-2"), (3, "build-3")] {
+        let pushed = python_json(f.moto, PUSH_TAG, &[&name, build, "prod"]);
+        let pushed = pushed.as_str().unwrap().to_string();
+        let sync = run(&["images", "sync", "-s", &f.stage]);
+        sync.expect_code(0);
+        let moved = format!(
+            "api follows tag `prod`: {} → {} (new release {release})",
+            &digests[release - 2][..19],
+            &pushed[..19]
+        );
+        assert!(sync.stdout().contains(&moved), "{}", sync.stdout());
+        let text = p.read(&file);
+        assert!(text.contains(&format!("{release} = \"{pushed}\"")), "{text}");
+        assert!(text.contains(&format!("active = {release}\n")), "{text}");
+        digests.push(pushed);
+    }
+    let history = run(&["images", "history", "api", "--json"]);
+    let imports: Value = serde_json::from_str(&history.expect_code(0).stdout()).unwrap();
+    let moves: Vec<(&str, &str, u64)> = imports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["from"].as_str().unwrap(), m["to"].as_str().unwrap(), m["release"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(moves, [(&*digests[0], &*digests[1], 2), (&*digests[1], &*digests[2], 3)]);
+    assert!(imports.as_array().unwrap().iter().all(|m| m["tag"] == "prod" && m["stage"] == f.stage.as_str()));
 }
 
 /// What the fault layer makes ECS report.

@@ -5,6 +5,7 @@ mod support;
 
 mod cli_help;
 mod commit;
+mod ecs_drift;
 mod ecs_runtime;
 mod edit;
 mod error_messages;

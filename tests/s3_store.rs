@@ -24,6 +24,7 @@ use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
 
 use ferry::aws;
+use ferry::pipeline::records::{update, RecordStore, S3RecordStore};
 use ferry::state::conformance::{sample, Backend};
 use ferry::state::{AppState, LockInfo, S3StateStore, StageState, StateError, StateStore};
 
@@ -459,4 +460,125 @@ fn a_retried_request_recognises_its_own_success() {
     assert_eq!(s.serial, 2);
     assert_eq!(f.store().read("dev").unwrap(), Some(s));
     assert_eq!(f.store().read_previous("dev").unwrap().unwrap().serial, 1);
+}
+
+/// Project records (status checks, image imports) on S3: the record store conformance suite
+/// (conditional create and replace, racing read-modify-writes that lose nothing), under
+/// `<prefix>/records/`.
+#[test]
+fn the_s3_record_store_conforms() {
+    let f = S3Fixture::new();
+    let records = S3RecordStore::new(f.store());
+    ferry::pipeline::records::conformance(&records);
+    assert_eq!(records.location("status/web"), format!("s3://{}/ferry/shop/records/status/web.json", f.bucket));
+    assert_eq!(f.get("ferry/shop/records/counter.json").as_deref(), Some(&b"40\n"[..]));
+}
+
+/// A record write whose answer is lost is sent again by the SDK and refused against its own
+/// first attempt; the store recognises it by its attempt id, so the update is neither
+/// reported as a conflict nor applied twice.
+#[test]
+fn a_retried_record_write_recognises_its_own_success() {
+    let f = S3Fixture::new();
+    let lose = LoseAnswers::new("counter.json", 2);
+    let config = aws_sdk_s3::config::Builder::from(&f.moto.sdk_config())
+        .force_path_style(true)
+        .interceptor(lose.clone())
+        .build();
+    let store = S3StateStore::new(aws_sdk_s3::Client::from_conf(config), &f.bucket, &f.prefix);
+    let records = S3RecordStore::new(store);
+    for _ in 0..3 {
+        update(&records, "counter", |n: &mut u64| *n += 1).unwrap();
+    }
+    assert_eq!(lose.remaining(), 0, "two answers were lost");
+    assert_eq!(f.get("ferry/shop/records/counter.json").as_deref(), Some(&b"3\n"[..]));
+}
+
+/// `ferry status set|list` and `ferry promote` on a project with `backend = "s3"`: the checks
+/// live in the state bucket with their history, a required check refuses the promotion until
+/// it is `success`, and writers racing from separate processes lose no report. The object is
+/// read back with the SDK.
+#[test]
+fn status_checks_of_an_s3_project_live_in_the_state_bucket() {
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("ferry-records");
+    let p = TestProject::empty();
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"shop\"\n\n[state]\nbackend = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"teams/shop\"\n\n\
+             [[pipeline.steps]]\nname = \"development\"\nstages = [\"development\"]\n\n\
+             [[pipeline.steps]]\nname = \"production\"\nstages = [\"production\"]\nrequired_checks = [\"ci/tests\"]\n"
+        ),
+    );
+    let ferry = |args: &[&str]| {
+        let mut cmd = p.ferry();
+        moto.configure(&mut cmd);
+        cmd.args(args);
+        cmd
+    };
+    let run = |args: &[&str]| crate::support::Run(ferry(args).output().expect("run ferry"));
+    let mut digests = Vec::new();
+    for version in ["one", "two"] {
+        p.write(&format!("images/{version}/VERSION"), version);
+        let push = run(&["image", "push", &format!("images/{version}"), "--repo", "web"]);
+        digests.push(push.expect_code(0).stdout().trim().to_string());
+    }
+    let (d1, d2) = (&digests[0], &digests[1]);
+    let stage = |releases: &str, active: u64| {
+        format!("[apps.web]\nimage = \"web\"\nactive = {active}\nport = 8080\n\n[apps.web.releases]\n{releases}")
+    };
+    p.write("stages/development.toml", &stage(&format!("1 = \"{d1}\"\n2 = \"{d2}\"\n"), 2));
+    p.write("stages/production.toml", &stage(&format!("1 = \"{d1}\"\n"), 1));
+
+    let refused = run(&["promote", "web", "--from", "development"]);
+    refused.expect_code(1);
+    assert!(refused.stderr().contains("ci/tests: missing"), "{}", refused.stderr());
+    run(&["status", "set", "web", d2, "ci/tests", "failure", "-d", "2 failed", "-u", "https://ci/9"]).expect_code(0);
+    let refused = run(&["promote", "web", "--from", "development"]);
+    refused.expect_code(1);
+    assert!(refused.stderr().contains("ci/tests: failure — 2 failed (https://ci/9)"), "{}", refused.stderr());
+
+    // Nine writers at once, each from its own process: every report is kept.
+    let mut writers: Vec<(String, std::process::Child)> = (0..8)
+        .map(|i| {
+            let context = format!("load/{i}");
+            let child = ferry(&["status", "set", "web", d2, &context, "success"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn ferry");
+            (context, child)
+        })
+        .collect();
+    let ci = ferry(&["status", "set", "web", d2, "ci/tests", "success"]).stderr(std::process::Stdio::piped()).spawn();
+    writers.push(("ci/tests".into(), ci.expect("spawn ferry")));
+    for (context, child) in writers {
+        let out = child.wait_with_output().expect("wait for ferry");
+        assert!(out.status.success(), "{context}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let list = run(&["status", "list", "web", d2, "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&list.expect_code(0).stdout()).expect("JSON");
+    assert_eq!(doc["history"].as_array().unwrap().len(), 10, "{doc:#}");
+    let latest = doc["latest"].as_array().unwrap();
+    assert_eq!(latest.len(), 9, "{doc:#}");
+    assert!(latest.iter().all(|r| r["state"] == "success"), "{doc:#}");
+
+    let promoted = run(&["promote", "web", "--from", "development"]);
+    promoted.expect_code(0);
+    assert!(p.read("stages/production.toml").contains(&format!("2 = \"{d2}\"")), "{}", promoted.stderr());
+
+    // The object itself, through the SDK: the whole history, oldest first.
+    let client = moto.s3();
+    let body = aws::block_on(async {
+        let out = client.get_object().bucket(&bucket).key("teams/shop/records/status/web.json").send().await;
+        out.expect("the status object exists").body.collect().await.expect("body").to_vec()
+    });
+    let stored: serde_json::Value = serde_json::from_slice(&body).expect("JSON object");
+    let reports = stored["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 10);
+    assert_eq!((reports[0]["context"].as_str(), reports[0]["state"].as_str()), (Some("ci/tests"), Some("failure")));
+    assert_eq!(reports[0]["description"], "2 failed");
+    assert!(!p.path().join(".ferry/status").exists(), "nothing kept locally");
 }

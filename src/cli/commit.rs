@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use crate::apply::abort::{request_path, AbortRequest};
 use crate::apply::ops::OpContext;
 use crate::apply::{journal, AbortSignal, ApplyReport, Engine, Hook, HumanHook, JsonHook, Step};
-use crate::cli::plan::select_stages;
+use crate::cli::plan::{plan_stage, select_stages};
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config;
 use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
@@ -56,6 +56,10 @@ pub struct CommitArgs {
     /// Allow removing apps that the stage files no longer run.
     #[arg(long)]
     pub allow_remove: bool,
+    /// First read what the runtime runs, and put back what drifted from recorded state (as
+    /// `ferry plan --refresh` shows it).
+    #[arg(long, conflicts_with = "plan_file")]
+    pub refresh: bool,
 }
 
 /// `--progress`.
@@ -93,6 +97,7 @@ pub fn run(ctx: &Context, args: CommitArgs) -> CliResult {
         parallelism: args.parallelism.map(|n| n as usize),
         logs: args.logs,
         allow_remove: args.allow_remove,
+        refresh: args.refresh,
     };
     commit_stage(ctx, &project, &name, saved, &options, hook.as_mut())
 }
@@ -105,6 +110,8 @@ pub(crate) struct StageCommit {
     pub parallelism: Option<usize>,
     pub logs: bool,
     pub allow_remove: bool,
+    /// Plan against what the runtime runs too (`--refresh`).
+    pub refresh: bool,
 }
 
 /// Plan (or take the saved plan of) one stage and apply it under the stage's own lock,
@@ -129,8 +136,8 @@ pub(crate) fn commit_stage(
     let changeset = match saved {
         Some(p) => fresh_changeset(project, &desired, &session, p)?,
         None => {
-            let mut cs = plan::plan(&desired, session.state(), &PlanOptions { allow_remove: args.allow_remove })
-                .map_err(|e| CliError::new(e.to_string()))?;
+            let options = PlanOptions { allow_remove: args.allow_remove };
+            let mut cs = plan_stage(project, &desired, session.state(), &options, args.refresh)?;
             crate::cli::promote::label_promotions(project, session.state(), &mut cs)?;
             cs
         }

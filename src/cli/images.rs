@@ -1,16 +1,16 @@
-//! `ferry images sync|history`: follow registry tags. An app with `track = "TAG"` gets the
-//! digest its tag names as a new, active release in its stage file whenever the tag moves;
-//! every move is recorded (time, tag, old → new digest). Built for a schedule:
-//! `ferry images sync && ferry commit --yes`.
+//! `ferry images sync|history`: follow registry tags (the local registry, or ECR for ECS
+//! stages). An app with `track = "TAG"` gets the digest its tag names as a new, active
+//! release in its stage file whenever the tag moves; every move is recorded (time, tag,
+//! old → new digest). Built for a schedule: `ferry images sync && ferry commit --yes`.
 
 use clap::{Args, Subcommand};
 
+use crate::cli::release::registry_for_stage;
 use crate::cli::{print_out, CliError, CliResult, Context};
-use crate::config::{self, RuntimeKind};
+use crate::config;
+use crate::pipeline::open_records;
 use crate::pipeline::promotion::write_edit;
 use crate::pipeline::tracking::{self, ImageImport};
-use crate::pipeline::{open_records, PipelineError};
-use crate::registry::LocalRegistry;
 use crate::state::open_store;
 
 /// Follow registry tags of apps with `track = "TAG"`.
@@ -67,7 +67,6 @@ fn sync(ctx: &Context, args: SyncArgs) -> CliResult {
         None => config::stage_refs(&project.root).into_iter().map(|r| r.name).collect(),
     };
     let store = open_store(&project)?;
-    let registry = LocalRegistry::for_project(&project.root);
     let records = if args.dry_run { None } else { Some(open_records(&project)?) };
     let now = chrono::Utc::now();
     let mut moved = 0;
@@ -76,16 +75,10 @@ fn sync(ctx: &Context, args: SyncArgs) -> CliResult {
         if !stage.apps.values().any(|a| a.track.is_some()) {
             continue;
         }
-        if stage.runtime.kind() != RuntimeKind::Local {
-            let e = PipelineError::TrackingUnsupported { stage: name.clone() };
-            if args.stage.is_some() {
-                return Err(e.into());
-            }
-            eprintln!("skipping: {e}");
-            continue;
-        }
+        // The local registry, or ECR in the stage's region.
+        let registry = registry_for_stage(&project, &stage)?;
         let recorded = store.read(name)?;
-        let sync = tracking::sync_stage(&project, &stage, recorded.as_ref(), &registry, now)?;
+        let sync = tracking::sync_stage(&project, &stage, recorded.as_ref(), registry.as_ref(), now)?;
         let mut out = String::new();
         for m in &sync.moves {
             out.push_str(&describe(m));

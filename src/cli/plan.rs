@@ -14,7 +14,8 @@ use crate::state::StageState;
 /// Show what `ferry commit` would change: a changeset per stage.
 #[derive(Debug, Args)]
 #[command(after_help = "Exit codes: 0 no changes (or changes without --detailed-exitcode), 1 error, 2 changes \
-                        with --detailed-exitcode.\n\nExamples:\n  ferry plan\n  ferry plan -s production -o \
+                        with --detailed-exitcode.\n\nExamples:\n  ferry plan\n  ferry plan --refresh \
+                        --detailed-exitcode     # drift shows as changes\n  ferry plan -s production -o \
                         production.plan && ferry commit production.plan\n  ferry plan --all --markdown > \
                         plan.md\n  ferry plan --json | jq .summary\n  ferry plan --detailed-exitcode || \
                         echo \"changes (2) or error (1)\"")]
@@ -40,6 +41,10 @@ pub struct PlanArgs {
     /// Allow removing apps that the stage files no longer run.
     #[arg(long)]
     pub allow_remove: bool,
+    /// First read what the runtime runs, and show and plan back what drifted from recorded
+    /// state (a changed task definition or desired count, a missing service).
+    #[arg(long)]
+    pub refresh: bool,
 }
 
 pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
@@ -56,7 +61,7 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
     for name in &names {
         let desired = config::load_stage(&project, name)?;
         let recorded = read_recorded(&project, name)?;
-        let mut changeset = plan::plan(&desired, &recorded, &options).map_err(|e| CliError::new(e.to_string()))?;
+        let mut changeset = plan_stage(&project, &desired, &recorded, &options, args.refresh)?;
         crate::cli::promote::label_promotions(&project, &recorded, &mut changeset)?;
         if let Some(out) = &args.out {
             save(ctx, &project, &desired, &recorded, changeset.clone(), out)?;
@@ -76,6 +81,27 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
         return Err(CliError::Exit(2));
     }
     Ok(())
+}
+
+/// Plan `desired` against `recorded`; with `refresh`, against what the stage's runtime runs
+/// too (gathered first, so the planner stays pure).
+pub(crate) fn plan_stage(
+    project: &Project,
+    desired: &Stage,
+    recorded: &StageState,
+    options: &PlanOptions,
+    refresh: bool,
+) -> CliResult<Changeset> {
+    let planned = if refresh {
+        let runtime = crate::cli::commit::op_context(&project.root, desired).runtime;
+        let live = super::tokio_runtime()?
+            .block_on(crate::runtime::live::gather(runtime.as_ref(), recorded))
+            .map_err(|e| CliError::new(format!("cannot refresh stage `{}`: {e}", desired.name)))?;
+        plan::plan_refreshed(desired, recorded, &live, options)
+    } else {
+        plan::plan(desired, recorded, options)
+    };
+    planned.map_err(|e| CliError::new(e.to_string()))
 }
 
 /// The stages a command acts on: `-s`, every stage with `--all`, or the only one.

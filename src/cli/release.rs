@@ -285,6 +285,7 @@ pub(super) fn commit_edited_stage(ctx: &Context, stage: &str) -> CliResult {
             logs: false,
             progress: super::commit::ProgressStyle::Auto,
             allow_remove: false,
+            refresh: false,
         },
     )
 }

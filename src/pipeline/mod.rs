@@ -3,7 +3,7 @@
 //! step, the status checks a step requires first, and image tracking (`track = "TAG"`).
 //!
 //! - [`records`]: the project-level record store (status checks, image imports, pending
-//!   promotions) beside the stages' state, local now and S3 later.
+//!   promotions) beside the stages' state, in `.ferry/` or the S3 state bucket.
 //! - [`status`]: status checks and their history.
 //! - [`promotion`]: what a promotion edits, and the label its deployments are recorded with.
 //! - [`tracking`]: `images sync` — follow registry tags.
@@ -70,9 +70,6 @@ pub enum PipelineError {
     /// Required checks of the target step are missing or not `success`.
     #[error("{}", checks_message(.app, .digest, .step, .unmet))]
     ChecksNotMet { app: String, digest: String, step: String, unmet: Vec<UnmetCheck> },
-    /// A tracked tag cannot be followed on this stage's runtime yet.
-    #[error("stage `{stage}` runs on ECS; following tags in ECR is not available in this build yet")]
-    TrackingUnsupported { stage: String },
 }
 
 fn checks_message(app: &str, digest: &str, step: &str, unmet: &[UnmetCheck]) -> String {

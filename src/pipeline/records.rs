@@ -3,14 +3,18 @@
 //!
 //! Unlike a stage's state these records have no lock of their own: every change is a short
 //! read-modify-write, so a conditional write ([`RecordStore::write`] with the version that
-//! was read) is all the coordination needed, and [`update`] retries on a conflict. That maps
-//! one to one onto S3 (`If-None-Match: *` to create, `If-Match: ETag` to replace), where an
-//! implementation can be added next to [`LocalRecordStore`] without touching callers.
+//! was read) is all the coordination needed, and [`update`] retries on a conflict.
 //!
 //! [`LocalRecordStore`] keeps `<project>/.ferry/<key>.json` (e.g. `.ferry/status/web.json`)
 //! with the discipline of the local state store: the compare-and-swap runs under `flock(2)`
 //! on the directory, and the file is replaced atomically (temp file, fsync, rename, fsync
 //! the directory), so a reader sees the old or the new document.
+//!
+//! [`S3RecordStore`] keeps `s3://<bucket>/<prefix>/records/<key>.json` beside the stages'
+//! state objects, through the S3 state store's own requests: a document is created with
+//! `If-None-Match: *` and replaced with `If-Match` of the ETag that was read, so S3 decides
+//! which of two writers wins and the other re-reads; a write carries a random attempt id as
+//! metadata, so a request the SDK retried after a lost answer recognises its own success.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -25,6 +29,8 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{Project, StateBackend};
+use crate::state::s3::{Failure, RETRIES};
+use crate::state::{S3StateStore, StateError};
 
 /// Result alias for record operations.
 pub type Result<T, E = RecordError> = std::result::Result<T, E>;
@@ -66,10 +72,18 @@ pub trait RecordStore: Send + Sync {
 pub fn open_records(project: &Project) -> Result<Box<dyn RecordStore>> {
     match &project.state {
         StateBackend::Local => Ok(Box::new(LocalRecordStore::new(project.root.join(".ferry")))),
-        StateBackend::S3 { bucket, prefix, .. } => Err(RecordError::Backend {
-            location: format!("s3://{bucket}/{prefix}"),
-            message: "project records (status checks, image imports) in S3 are not available in this build yet".into(),
-        }),
+        StateBackend::S3 { bucket, prefix, region } => {
+            let objects = S3StateStore::connect(bucket, prefix, region.as_deref()).map_err(backend_error)?;
+            Ok(Box::new(S3RecordStore::new(objects)))
+        }
+    }
+}
+
+/// A state store's backend failure as a record store's.
+fn backend_error(e: StateError) -> RecordError {
+    match e {
+        StateError::Backend { location, message } => RecordError::Backend { location, message },
+        other => RecordError::Backend { location: "state store".into(), message: other.to_string() },
     }
 }
 
@@ -210,6 +224,66 @@ impl RecordStore for LocalRecordStore {
             return Err(Self::backend(&path, e));
         }
         File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Self::backend(&dir, e))
+    }
+}
+
+/// JSON objects under `<prefix>/records/` of the project's S3 state bucket.
+#[derive(Debug, Clone)]
+pub struct S3RecordStore {
+    /// The state store of the same bucket and prefix, for its conditional requests.
+    objects: S3StateStore,
+}
+
+impl S3RecordStore {
+    /// Records beside the state objects of `objects`.
+    pub fn new(objects: S3StateStore) -> Self {
+        S3RecordStore { objects }
+    }
+
+    /// The object key of `key`: `<prefix>/records/<key>.json`.
+    pub fn object_key(&self, key: &str) -> String {
+        self.objects.key(&format!("records/{key}.json"))
+    }
+}
+
+impl RecordStore for S3RecordStore {
+    fn location(&self, key: &str) -> String {
+        self.objects.url(&self.object_key(key))
+    }
+
+    fn read(&self, key: &str) -> Result<Option<(Vec<u8>, Version)>> {
+        check_key(key)?;
+        let object = self.objects.get(&self.object_key(key)).map_err(backend_error)?;
+        Ok(object.map(|o| (o.bytes, Version(o.etag))))
+    }
+
+    fn write(&self, key: &str, bytes: &[u8], expected: Option<&Version>) -> Result<()> {
+        check_key(key)?;
+        let object_key = self.object_key(key);
+        let expected = expected.map(|v| v.0.as_str());
+        let attempt = uuid::Uuid::new_v4().to_string();
+        for _ in 0..RETRIES {
+            match self.objects.put_if(&object_key, bytes, expected, Some(&attempt)) {
+                Ok(()) => return Ok(()),
+                // Refused, or (409) another conditional write in flight: look at what is stored.
+                Err(failure @ (Failure::Precondition | Failure::NotFound | Failure::InFlight)) => {
+                    let stored = self.objects.get(&object_key).map_err(backend_error)?;
+                    let unchanged = stored.as_ref().map(|o| o.etag.as_str()) == expected;
+                    match stored {
+                        // An earlier attempt of this write took effect; its answer was lost.
+                        Some(o) if o.attempt.as_deref() == Some(attempt.as_str()) => return Ok(()),
+                        // S3 asks to read again and retry while the version is still ours.
+                        _ if matches!(failure, Failure::InFlight) && unchanged => {}
+                        _ => return Err(RecordError::Precondition { location: self.location(key) }),
+                    }
+                }
+                Err(failure) => return Err(backend_error(self.objects.unexpected(&object_key, failure))),
+            }
+        }
+        Err(RecordError::Backend {
+            location: self.location(key),
+            message: "S3 kept reporting a conflicting write in flight; try again".into(),
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 use serde::{Deserialize, Serialize};
 
+use super::drift::Drift;
 use super::operation::Operation;
 
 /// `from` must finish before `to` starts. Both are operation ids.
@@ -38,6 +39,13 @@ pub struct Changeset {
     pub stage: String,
     pub operations: Vec<Operation>,
     pub edges: Vec<Edge>,
+    /// Whether it was planned against what the runtime runs (`plan --refresh`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refreshed: bool,
+    /// Apps whose live service drifted from recorded state (`--refresh` only); their
+    /// operations put them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Drift>,
 }
 
 impl Changeset {
@@ -133,6 +141,7 @@ mod tests {
             stage: "dev".into(),
             operations: vec![prune("a"), prune("b"), prune("c")],
             edges: vec![edge("c/prune", "a/prune")],
+            ..Changeset::default()
         };
         let ids: Vec<String> = cs.apply_order().unwrap().iter().map(|o| o.id()).collect();
         assert_eq!(ids, ["b/prune", "c/prune", "a/prune"]);
@@ -144,6 +153,7 @@ mod tests {
             stage: "dev".into(),
             operations: vec![prune("a"), prune("b")],
             edges: vec![edge("a/prune", "b/prune"), edge("b/prune", "a/prune")],
+            ..Changeset::default()
         };
         assert!(matches!(cs.apply_order(), Err(InvalidChangeset::Cycle(_))));
         cs.edges = vec![edge("a/prune", "zz/prune")];

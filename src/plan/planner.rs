@@ -9,8 +9,10 @@ use std::fmt;
 
 use super::changeset::{Changeset, Edge};
 use super::diff::{config_diff, describe_config_change, short_digest};
+use super::drift::{plan_back, Drift};
 use super::operation::{DeployKind, Operation, Running};
 use crate::config::{App, Digest, RunOn, Stage};
+use crate::runtime::live::LiveStage;
 use crate::state::{config_hash, AppState, StageState};
 
 /// How many inactive runtime revisions an app keeps: enough to roll back a few deployments
@@ -97,6 +99,27 @@ impl fmt::Display for RemovalReason {
 
 /// Diff `desired` against `recorded` into a changeset.
 pub fn plan(desired: &Stage, recorded: &StageState, options: &PlanOptions) -> Result<Changeset, PlanError> {
+    plan_with(desired, recorded, None, options)
+}
+
+/// [`plan`], and where `live` (what the runtime runs, gathered by `plan --refresh`) drifted
+/// from `recorded`, the drift (in [`Changeset::drift`]) and the operations that put it back
+/// ([`super::drift`]).
+pub fn plan_refreshed(
+    desired: &Stage,
+    recorded: &StageState,
+    live: &LiveStage,
+    options: &PlanOptions,
+) -> Result<Changeset, PlanError> {
+    plan_with(desired, recorded, Some(live), options)
+}
+
+fn plan_with(
+    desired: &Stage,
+    recorded: &StageState,
+    live: Option<&LiveStage>,
+    options: &PlanOptions,
+) -> Result<Changeset, PlanError> {
     check_releases(desired, recorded)?;
     let removals = removals(desired, recorded);
     if !removals.is_empty() && !options.allow_remove {
@@ -106,7 +129,7 @@ pub fn plan(desired: &Stage, recorded: &StageState, options: &PlanOptions) -> Re
     let empty = AppState::default();
     let names: BTreeSet<&str> =
         desired.apps.keys().map(String::as_str).chain(recorded.apps.keys().map(String::as_str)).collect();
-    let mut cs = Changeset { stage: desired.name.clone(), operations: Vec::new(), edges: Vec::new() };
+    let mut cs = Changeset { stage: desired.name.clone(), refreshed: live.is_some(), ..Changeset::default() };
     // The op that finishes each app's rollout (deploy or scale), for depends_on edges.
     let mut rollouts: BTreeMap<&str, String> = BTreeMap::new();
     for name in names {
@@ -114,7 +137,14 @@ pub fn plan(desired: &Stage, recorded: &StageState, options: &PlanOptions) -> Re
         let before = cs.operations.len();
         let mut deployed = false;
         match desired.apps.get(name) {
-            Some(app) if app.active.is_some() => deployed = plan_app(app, state, &mut cs),
+            Some(app) if app.active.is_some() => {
+                deployed = plan_app(app, state, &mut cs);
+                let service = live.and_then(|l| l.services.get(name));
+                if let Some(drift) = service.and_then(|s| Drift::detect(state, s)) {
+                    deployed = plan_back(app, state, &drift, &mut cs.operations, before) || deployed;
+                    cs.drift.push(drift);
+                }
+            }
             _ if state.active.is_some() => {
                 let running = state.active.as_ref().map(running_of);
                 cs.operations.push(Operation::RemoveApp { app: name.to_string(), running });
@@ -169,7 +199,8 @@ fn removals(desired: &Stage, recorded: &StageState) -> Vec<(String, RemovalReaso
         .collect()
 }
 
-fn running_of(a: &crate::state::ActiveDeployment) -> Running {
+/// What an active deployment runs.
+pub(super) fn running_of(a: &crate::state::ActiveDeployment) -> Running {
     Running {
         release: a.release,
         digest: a.digest.clone(),

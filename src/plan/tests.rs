@@ -269,3 +269,109 @@ proptest! {
         prop_assert_eq!(serde_json::from_str::<Changeset>(&json).unwrap(), cs);
     }
 }
+
+mod drift {
+    use super::*;
+    use crate::runtime::live::{DefinitionChange, LiveService, LiveStage};
+    use crate::runtime::RevisionId;
+
+    /// What runs for `web`: present with `desired` tasks and `changes` to its definition.
+    fn live(desired: u32, changes: &[(&str, &str, &str)]) -> LiveStage {
+        let service = LiveService {
+            app: "web".into(),
+            present: true,
+            revision: Some(RevisionId("web:9".into())),
+            desired,
+            changes: changes
+                .iter()
+                .map(|(f, r, l)| DefinitionChange {
+                    field: f.to_string(),
+                    recorded: r.to_string(),
+                    live: l.to_string(),
+                })
+                .collect(),
+        };
+        LiveStage { services: [("web".to_string(), service)].into() }
+    }
+
+    fn refreshed(desired: &Stage, state: &StageState, live: &LiveStage) -> Changeset {
+        plan_refreshed(desired, state, live, &PlanOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn what_runs_as_recorded_is_no_change() {
+        let s = stage("dev", [app("web", 1)]);
+        let cs = refreshed(&s, &applied(&s), &live(1, &[]));
+        assert!(cs.is_empty() && cs.drift.is_empty() && cs.refreshed, "{cs:?}");
+        assert!(!plan_ok(&s, &applied(&s)).refreshed);
+    }
+
+    #[test]
+    fn a_changed_definition_is_deployed_back_with_the_recorded_release_and_config() {
+        let s = stage("dev", [app("web", 1)]);
+        let state = applied(&s);
+        let cs = refreshed(&s, &state, &live(3, &[("container.web.environment.DEBUG", "", "1")]));
+        assert_eq!(ids(&cs), ["web/verify", "web/register", "web/deploy"]);
+        assert!(has_edge(&cs, "web/register", "web/deploy"));
+        let Operation::Deploy { from, to, description, kind, .. } = &cs.operations[2] else { panic!() };
+        let active = state.apps["web"].active.as_ref().unwrap();
+        assert_eq!((to.release, &to.config, to.scale, *kind), (active.release, &active.config, 1, DeployKind::Config));
+        assert_eq!(from.as_ref(), Some(&Running { scale: active.scale, ..to.clone() }));
+        assert_eq!(description, "Revert drift: desired count 1 → 3; task definition: 1 field differs");
+        assert_eq!(cs.drift[0].revision.as_deref(), Some("web:9"));
+        // Applied, the recorded state is what it was: the next refresh against the same
+        // (now reverted) service plans nothing.
+        let mut after = state.clone();
+        apply(&s, &mut after);
+        assert!(refreshed(&s, &after, &live(1, &[])).is_empty());
+    }
+
+    #[test]
+    fn a_changed_count_alone_is_scaled_back_and_a_file_scale_starts_from_the_live_count() {
+        let s = stage("dev", [app("web", 1)]);
+        let state = applied(&s);
+        let cs = refreshed(&s, &state, &live(4, &[]));
+        assert_eq!(ids(&cs), ["web/scale"]);
+        let Operation::Scale { from, to, description, .. } = &cs.operations[0] else { panic!() };
+        assert_eq!((*from, *to), (4, 1));
+        assert!(description.starts_with("Revert drift: desired count 4 → 1 (release 1"), "{description}");
+
+        let mut bigger = s.clone();
+        bigger.apps.get_mut("web").unwrap().scale = 2;
+        let cs = refreshed(&bigger, &state, &live(4, &[]));
+        assert_eq!(ids(&cs), ["web/scale"]);
+        let Operation::Scale { from, to, .. } = &cs.operations[0] else { panic!() };
+        assert_eq!((*from, *to), (4, 2));
+        // A definition drift with a file scale: one deploy at the file's count.
+        let cs = refreshed(&bigger, &state, &live(1, &[("memory", "512", "1024")]));
+        assert_eq!(ids(&cs), ["web/verify", "web/register", "web/deploy"]);
+        let Operation::Deploy { to, .. } = &cs.operations[2] else { panic!() };
+        assert_eq!(to.scale, 2);
+    }
+
+    #[test]
+    fn a_missing_service_is_deployed_and_a_file_change_deploys_anyway() {
+        let s = stage("dev", [app("web", 1)]);
+        let state = applied(&s);
+        let mut gone = live(0, &[]);
+        gone.services.get_mut("web").unwrap().present = false;
+        let cs = refreshed(&s, &state, &gone);
+        assert_eq!(ids(&cs), ["web/verify", "web/register", "web/deploy"]);
+        assert_eq!(cs.drift[0].summary(), "service missing");
+
+        let two = stage("dev", [app("web", 2)]);
+        let cs = refreshed(&two, &state, &live(3, &[("cpu", "256", "512")]));
+        assert_eq!(ids(&cs), ids(&plan_ok(&two, &state)), "the file's deploy puts it back");
+        assert_eq!(cs.drift.len(), 1, "and the drift is still shown");
+    }
+
+    #[test]
+    fn sensitive_env_values_are_masked() {
+        let mut s = stage("dev", [app("web", 1)]);
+        s.apps.get_mut("web").unwrap().config.sensitive_env.insert("TOKEN".into());
+        let state = applied(&s);
+        let cs = refreshed(&s, &state, &live(1, &[("container.web.environment.TOKEN", "abc", "xyz")]));
+        let c = &cs.drift[0].changes[0];
+        assert_eq!((c.recorded.as_str(), c.live.as_str()), ("(sensitive)", "(sensitive, changed)"));
+    }
+}

@@ -41,6 +41,11 @@ pub fn summary_text(view: &PlanView) -> String {
         view.counts().line()
     } else {
         let names: Vec<String> = view.stages.iter().map(|s| format!("`{}`", s.stage)).collect();
-        format!("No changes. Stage {} matches recorded state.", names.join(", "))
+        let what = if view.stages.iter().all(|s| s.refreshed) && !view.stages.is_empty() {
+            "recorded state and what runs"
+        } else {
+            "recorded state"
+        };
+        format!("No changes. Stage {} matches {what}.", names.join(", "))
     }
 }

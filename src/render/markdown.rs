@@ -14,12 +14,22 @@ pub fn render(view: &PlanView) -> String {
     for stage in &view.stages {
         let _ = writeln!(out, "\n### Stage `{}`\n", stage.stage);
         if stage.operations.is_empty() {
-            let _ = writeln!(out, "No changes. Stage `{}` matches recorded state.", stage.stage);
+            let _ = writeln!(out, "{}", stage.no_changes_line());
             continue;
         }
         let several = view.stages.len() > 1;
         if several {
             let _ = writeln!(out, "{}\n", stage.counts.line());
+        }
+        if !stage.drifted().is_empty() {
+            let _ = writeln!(out, "**Drift** (the runtime no longer runs what was recorded; planned back):\n");
+            for d in stage.drifted() {
+                let _ = writeln!(out, "- `{}`: {}", d.app, d.summary());
+                for c in &d.changes {
+                    let _ = writeln!(out, "  - `{}`: `{}` → `{}`", c.field, cell(&c.recorded), cell(&c.live));
+                }
+            }
+            out.push('\n');
         }
         let _ = writeln!(out, "| | App | Action | Release | Scale | Changes |");
         let _ = writeln!(out, "|---|---|---|---|---|---|");

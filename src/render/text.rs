@@ -15,7 +15,7 @@ pub fn render(view: &PlanView, color: bool) -> String {
     let mut out = String::new();
     if !view.has_changes() {
         for s in &view.stages {
-            let _ = writeln!(out, "No changes. Stage `{}` matches recorded state.", s.stage);
+            let _ = writeln!(out, "{}", s.no_changes_line());
         }
         return out;
     }
@@ -38,12 +38,13 @@ fn render_stage(out: &mut String, stage: &StageView, p: &Painter, with_count: bo
     let file = stage.file.as_deref().map(|f| format!("{f}, ")).unwrap_or_default();
     let _ = writeln!(out, "{}", p.bold(&format!("Stage `{}` ({file}state serial {})", stage.stage, stage.serial)));
     if stage.operations.is_empty() {
-        let _ = writeln!(out, "  No changes. Stage `{}` matches recorded state.", stage.stage);
+        let _ = writeln!(out, "  {}", stage.no_changes_line());
         return;
     }
     if with_count {
         let _ = writeln!(out, "{}", stage.counts.line());
     }
+    render_drift(out, stage, p);
     out.push('\n');
     let rows: Vec<Vec<String>> = stage
         .apps
@@ -101,6 +102,24 @@ fn render_stage(out: &mut String, stage: &StageView, p: &Painter, with_count: bo
         })
         .collect();
     table(out, &["#", "OPERATION", "TYPE", "ARGUMENTS", "AFTER"], &rows, "  ");
+}
+
+/// The apps that drifted from recorded state (`--refresh`): what differs, recorded → live.
+fn render_drift(out: &mut String, stage: &StageView, p: &Painter) {
+    if stage.drifted().is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{}", p.bold("Drift: the runtime no longer runs what was recorded (planned back below)"));
+    for d in stage.drifted() {
+        let _ = writeln!(out, "  {}: {}", d.app, d.summary());
+        if let Some(r) = &d.revision {
+            let _ = writeln!(out, "    live revision: {r}");
+        }
+        for c in &d.changes {
+            let show = |v: &str| if v.is_empty() { "(none)".to_string() } else { v.to_string() };
+            let _ = writeln!(out, "    {}: {} → {}", c.field, show(&c.recorded), show(&c.live));
+        }
+    }
 }
 
 /// Line diff of two canonical renderings: `- old`, `+ new`, `  same`. A new field (empty

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::plan::diff::{config_diff, config_fields, short_digest, FieldChange};
-use crate::plan::{Changeset, DeployKind, Operation};
+use crate::plan::{Changeset, DeployKind, Drift, Operation};
 
 /// Version of the JSON plan format (`docs/PLAN_JSON.md`).
 pub const JSON_FORMAT_VERSION: u32 = 1;
@@ -153,6 +153,13 @@ pub struct StageView {
     pub counts: Counts,
     pub apps: Vec<AppView>,
     pub operations: Vec<OperationView>,
+    /// Whether the plan was made against what the runtime runs (`--refresh`); only then in
+    /// JSON, so plans without it read as before.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refreshed: bool,
+    /// Apps whose live service drifted from recorded state, by app: `None` without `--refresh`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Vec<Drift>>,
 }
 
 /// Everything a renderer needs: one or more stages.
@@ -239,7 +246,20 @@ impl StageView {
             counts,
             apps,
             operations,
+            refreshed: changeset.refreshed,
+            drift: changeset.refreshed.then(|| changeset.drift.clone()),
         }
+    }
+
+    /// The apps that drifted (none without `--refresh`).
+    pub fn drifted(&self) -> &[Drift] {
+        self.drift.as_deref().unwrap_or_default()
+    }
+
+    /// `matches recorded state`, and with `--refresh` `and what runs`.
+    pub fn no_changes_line(&self) -> String {
+        let what = if self.refreshed { "recorded state and what runs" } else { "recorded state" };
+        format!("No changes. Stage `{}` matches {what}.", self.stage)
     }
 }
 

@@ -19,6 +19,7 @@
 //! rollout `FAILED` when it was superseded or rolled back.
 
 pub mod ecs;
+pub mod live;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -408,6 +409,14 @@ pub trait Runtime: Send + Sync {
 
     /// The output of `app`'s tasks (or one task).
     async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream>;
+
+    /// What runs for each of `recorded` (`plan --refresh`), in the same order: presence,
+    /// revision, desired count and how the revision differs from the recorded one. By
+    /// default from [`observe`](Runtime::observe), comparing revision ids.
+    async fn live(&self, recorded: &[live::RecordedService]) -> RuntimeResult<Vec<live::LiveService>> {
+        let apps: Vec<String> = recorded.iter().map(|r| r.spec.app.clone()).collect();
+        Ok(live::by_revision_id(recorded, &self.observe(&apps).await?))
+    }
 }
 
 /// Wait until a task is STOPPED and return its status, polling `observe` with backoff from

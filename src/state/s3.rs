@@ -45,12 +45,13 @@ use super::model::StageState;
 use super::store::{check_write, hostname, LockInfo, Restored, Result, StateError, StateStore};
 use crate::aws::{self, AwsSettings};
 
-/// User metadata key (`x-amz-meta-…`) naming the `try_lock` call that created a lock.
+/// User metadata key (`x-amz-meta-…`) naming the call that wrote an object (a `try_lock`,
+/// a project record's conditional write), so a retried request recognises its own success.
 const ATTEMPT_METADATA: &str = "ferry-lock-attempt";
 
 /// How often a step is tried again when the object changes under it (a lock let go between
 /// the refused create and the read of its holder, a `409` from a request in flight).
-const RETRIES: usize = 5;
+pub(crate) const RETRIES: usize = 5;
 
 /// State in `s3://<bucket>/<prefix>/`.
 #[derive(Debug, Clone)]
@@ -61,17 +62,17 @@ pub struct S3StateStore {
     prefix: String,
 }
 
-/// An object as read: its bytes, ETag and the lock attempt id it was created with.
+/// An object as read: its bytes, ETag and the attempt id it was written with.
 #[derive(Debug)]
-struct Object {
-    bytes: Vec<u8>,
-    etag: String,
-    attempt: Option<String>,
+pub(crate) struct Object {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) etag: String,
+    pub(crate) attempt: Option<String>,
 }
 
 /// Why a request failed, as far as the store's logic cares.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// `412`: a condition did not hold.
     Precondition,
     /// `409 ConditionalRequestConflict`: a competing conditional request was in flight.
@@ -140,7 +141,8 @@ impl S3StateStore {
         self.key(&format!("{stage}.lock"))
     }
 
-    fn key(&self, name: &str) -> String {
+    /// The key of `name` under the prefix.
+    pub(crate) fn key(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_string()
         } else {
@@ -148,7 +150,8 @@ impl S3StateStore {
         }
     }
 
-    fn url(&self, key: &str) -> String {
+    /// `s3://bucket/key`, for messages.
+    pub(crate) fn url(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
 
@@ -156,7 +159,7 @@ impl S3StateStore {
         StateError::Backend { location: self.url(key), message: message.into() }
     }
 
-    fn unexpected(&self, key: &str, failure: Failure) -> StateError {
+    pub(crate) fn unexpected(&self, key: &str, failure: Failure) -> StateError {
         let message = match failure {
             Failure::Other(message) => message,
             other => format!("unexpected answer from S3: {other:?}"),
@@ -180,7 +183,7 @@ impl S3StateStore {
     // --- requests -------------------------------------------------------------------
 
     /// `GetObject`; `None` when there is no such key.
-    fn get(&self, key: &str) -> Result<Option<Object>> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Object>> {
         aws::block_on(async {
             let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
                 Ok(out) => out,
@@ -200,7 +203,13 @@ impl S3StateStore {
     }
 
     /// `PutObject` with a condition: `If-Match: etag`, or `If-None-Match: *` when `None`.
-    fn put_if(&self, key: &str, bytes: &[u8], if_match: Option<&str>, attempt: Option<&str>) -> Result<(), Failure> {
+    pub(crate) fn put_if(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        if_match: Option<&str>,
+        attempt: Option<&str>,
+    ) -> Result<(), Failure> {
         aws::block_on(async {
             let mut req = self
                 .client

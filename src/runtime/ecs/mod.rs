@@ -18,6 +18,7 @@
 //! throttled calls are retried by the SDK's standard strategy (exponential backoff with full
 //! jitter) with more attempts than its default.
 
+pub mod drift;
 pub mod logs;
 pub mod revision;
 pub mod status;
@@ -36,6 +37,7 @@ use aws_sdk_ecs::types::{
 };
 
 use crate::config::{self, DeploySettings};
+use crate::runtime::live::LiveService;
 use crate::runtime::{
     LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
     TaskId, TaskSpec,
@@ -149,14 +151,7 @@ impl EcsRuntime {
         if let Some(info) = self.revisions.lock().expect("revision cache").get(arn) {
             return Ok(info.clone());
         }
-        let out = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(arn)
-            .include(TaskDefinitionField::Tags)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))?;
+        let out = self.describe_task_definition(arn).await?;
         let td = out.task_definition().ok_or_else(|| RuntimeError::NotFound(format!("no task definition {arn}")))?;
         let container = td.container_definitions().first();
         let info = RevisionInfo {
@@ -176,6 +171,20 @@ impl EcsRuntime {
         let arn = td.task_definition_arn().unwrap_or(arn).to_string();
         self.revisions.lock().expect("revision cache").insert(arn, info.clone());
         Ok(info)
+    }
+
+    /// DescribeTaskDefinition of `arn`, with its tags.
+    async fn describe_task_definition(
+        &self,
+        arn: &str,
+    ) -> RuntimeResult<aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput> {
+        self.ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))
     }
 
     fn remember(&self, arn: &str, r: &Rendered) {
@@ -566,5 +575,9 @@ impl Runtime for EcsRuntime {
 
     async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream> {
         Ok(logs::stream(self.logs.clone(), self.log_group(), app.to_string(), query.clone()))
+    }
+
+    async fn live(&self, recorded: &[crate::runtime::live::RecordedService]) -> RuntimeResult<Vec<LiveService>> {
+        drift::live(self, recorded).await
     }
 }

@@ -243,11 +243,12 @@ pub fn revision_number(arn: &str) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{AppConfig, Health, SecretRef};
 
-    fn spec() -> RevisionSpec {
+    /// A revision spec with every kind of field.
+    pub(crate) fn spec() -> RevisionSpec {
         let mut env = BTreeMap::new();
         env.insert("RAILS_ENV".into(), "production".into());
         let mut secrets = BTreeMap::new();
@@ -274,15 +275,14 @@ mod tests {
         }
     }
 
+    /// Stage `prod` with no roles and the default log group.
+    pub(crate) fn prod() -> StageSettings<'static> {
+        StageSettings { stage: "prod", region: "eu-central-1", execution_role: None, task_role: None, log_group: None }
+    }
+
     #[test]
     fn renders_what_ecs_needs() {
-        let stage = StageSettings {
-            stage: "prod",
-            region: "eu-central-1",
-            execution_role: None,
-            task_role: None,
-            log_group: None,
-        };
+        let stage = prod();
         let r = Rendered::new(&spec(), &stage);
         assert_eq!(r.family, "prod-web");
         assert_eq!(r.image, format!("123.dkr.ecr.eu-central-1.amazonaws.com/shop/web@sha256:{}", "a".repeat(64)));

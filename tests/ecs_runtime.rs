@@ -31,15 +31,18 @@ use aws_sdk_ecs::error::BoxError;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
 use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
-use aws_sdk_ecs::types::{Container, DeploymentRolloutState, HealthStatus, Task};
+use aws_sdk_ecs::types::{Container, DeploymentRolloutState, HealthStatus, ServiceEvent, Task};
 use serde_json::Value;
 
 use ferry::apply::ops::{self, OpContext, Started};
 use ferry::apply::rollout::{judge, RolloutWatch, Verdict, Watched};
+use ferry::apply::{AbortSignal, Engine, Hook};
 use ferry::config::{AppConfig, DeploySettings, Digest, EcsRuntime as EcsSettings, Health, SecretRef};
+use ferry::plan::{Changeset, DeployKind, Operation, Running};
 use ferry::registry::{EcrRegistry, Registry, RegistryError};
 use ferry::runtime::ecs::{ecs_config, EcsRuntime};
 use ferry::runtime::{Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
+use ferry::state::{DeploymentStatus, InMemoryStateStore, LockInfo, LockedStage};
 
 use crate::support::moto::{Moto, REGION};
 
@@ -403,14 +406,20 @@ struct Faults {
     /// This deployment (by id): FAILED by the circuit breaker. By id, not task definition:
     /// moto's deployment keeps naming the old task definition after an update.
     fail_deployment: Mutex<Option<String>>,
-    /// A task of a deployment that stopped before turning healthy, counted in its
-    /// `failedTasks`.
+    /// A task of a revision that stopped before turning healthy, reported once a
+    /// DescribeServices answer shows the service on that revision (as ECS would: the task
+    /// is started by the deployment to it).
     stopped_task: Mutex<Option<StoppedTask>>,
+    /// Whether the stopped task's revision has been seen on the service.
+    deployed: Mutex<bool>,
+    /// Service events, oldest first; `Some(revision)`: only once the service is on it.
+    events: Mutex<Vec<(String, Option<String>)>>,
 }
 
 #[derive(Debug, Clone)]
 struct StoppedTask {
-    rollout: String,
+    /// The deployment whose `failedTasks` counts it (`None`: ECS has not counted it yet).
+    rollout: Option<String>,
     revision: String,
     arn: String,
     service: String,
@@ -435,44 +444,66 @@ impl Intercept for FaultLayer {
         let failing = self.0.fail_deployment.lock().unwrap().clone();
         let stopped = self.0.stopped_task.lock().unwrap().clone();
         if let Some(out) = output.downcast_mut::<DescribeServicesOutput>() {
-            for d in out.services.iter_mut().flatten().flat_map(|s| s.deployments.iter_mut().flatten()) {
-                if failing.is_some() && d.id == failing {
-                    d.rollout_state = Some(DeploymentRolloutState::Failed);
-                    d.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
-                    d.failed_tasks = 3;
+            for s in out.services.iter_mut().flatten() {
+                let on = s.task_definition.clone();
+                if stopped.as_ref().is_some_and(|t| Some(&t.revision) == on.as_ref()) {
+                    *self.0.deployed.lock().unwrap() = true;
                 }
-                if let Some(t) = &stopped {
-                    if d.id.as_ref() == Some(&t.rollout) {
+                let events = self.0.events.lock().unwrap().clone();
+                let now = chrono::Utc::now().timestamp();
+                let mut shown: Vec<ServiceEvent> = events
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, only_on))| only_on.is_none() || only_on == &on)
+                    .map(|(n, (message, _))| {
+                        ServiceEvent::builder()
+                            .id(format!("event-{n}"))
+                            .created_at(aws_sdk_ecs::primitives::DateTime::from_secs(now))
+                            .message(message)
+                            .build()
+                    })
+                    .collect();
+                shown.reverse(); // ECS lists the newest first
+                s.events = Some(shown);
+                for d in s.deployments.iter_mut().flatten() {
+                    if failing.is_some() && d.id == failing {
+                        d.rollout_state = Some(DeploymentRolloutState::Failed);
+                        d.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
+                        d.failed_tasks = 3;
+                    }
+                    if stopped.as_ref().is_some_and(|t| t.rollout.is_some() && d.id == t.rollout) {
                         d.failed_tasks = 3;
                     }
                 }
             }
-        } else if let Some(out) = output.downcast_mut::<ListTasksOutput>() {
-            if let Some(t) = &stopped {
-                out.task_arns.get_or_insert_with(Vec::new).push(t.arn.clone());
-            }
+        }
+        let Some(StoppedTask { revision: td, arn, service, container, .. }) =
+            stopped.filter(|_| *self.0.deployed.lock().unwrap())
+        else {
+            return Ok(());
+        };
+        if let Some(out) = output.downcast_mut::<ListTasksOutput>() {
+            out.task_arns.get_or_insert_with(Vec::new).push(arn);
         } else if let Some(out) = output.downcast_mut::<DescribeTasksOutput>() {
-            if let Some(StoppedTask { revision: td, arn, service, container, .. }) = &stopped {
-                // ECS would list the made-up ARN under failures (moto lists nothing): answer it.
-                out.failures.get_or_insert_with(Vec::new).retain(|f| f.arn.as_ref() != Some(arn));
-                let tasks = out.tasks.get_or_insert_with(Vec::new);
-                if !tasks.iter().any(|t| t.task_arn.as_ref() == Some(arn)) {
-                    let now = aws_sdk_ecs::primitives::DateTime::from_secs(chrono::Utc::now().timestamp());
-                    tasks.push(
-                        Task::builder()
-                            .task_arn(arn)
-                            .task_definition_arn(td)
-                            .group(format!("service:{service}"))
-                            .last_status("STOPPED")
-                            .desired_status("STOPPED")
-                            .health_status(HealthStatus::from("UNKNOWN"))
-                            .stopped_reason("Essential container in task exited")
-                            .started_at(now)
-                            .stopped_at(now)
-                            .containers(Container::builder().name(container).exit_code(3).build())
-                            .build(),
-                    );
-                }
+            // ECS would list the made-up ARN under failures (moto lists nothing): answer it.
+            out.failures.get_or_insert_with(Vec::new).retain(|f| f.arn.as_ref() != Some(&arn));
+            let tasks = out.tasks.get_or_insert_with(Vec::new);
+            if !tasks.iter().any(|t| t.task_arn.as_ref() == Some(&arn)) {
+                let now = aws_sdk_ecs::primitives::DateTime::from_secs(chrono::Utc::now().timestamp());
+                tasks.push(
+                    Task::builder()
+                        .task_arn(arn)
+                        .task_definition_arn(td)
+                        .group(format!("service:{service}"))
+                        .last_status("STOPPED")
+                        .desired_status("STOPPED")
+                        .health_status(HealthStatus::from("UNKNOWN"))
+                        .stopped_reason("Essential container in task exited")
+                        .started_at(now)
+                        .stopped_at(now)
+                        .containers(Container::builder().name(container).exit_code(3).build())
+                        .build(),
+                );
             }
         }
         Ok(())
@@ -488,6 +519,9 @@ fn watch(app: &str, rollout: ferry::runtime::RolloutId, target: ferry::runtime::
         desired: 1,
         started: now,
         deadline: now + Duration::from_secs(300),
+        old_tasks: Default::default(),
+        failed_before: 0,
+        restarts_in_place: false,
     }
 }
 
@@ -515,7 +549,7 @@ async fn a_circuit_breaker_failure_rolls_the_service_back_to_the_previous_revisi
         registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
         local_releases: None,
     };
-    let started = Started { watch: w, previous: Some(v1.clone()), scale_from: None, old_tasks: Default::default() };
+    let started = Started { watch: w, previous: Some(v1.clone()), scale_from: None, events_before: None };
     let text = ops::roll_back(&ctx, &started, &reason, None).await;
     assert!(text.contains(&format!("rolled back to {v1}")), "{text}");
     assert_eq!(
@@ -537,7 +571,7 @@ async fn a_task_that_stops_before_turning_healthy_is_reported_with_exit_code_rea
     let task_id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
     let arn = format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task_id}", f.settings.cluster);
     *faults.stopped_task.lock().unwrap() = Some(StoppedTask {
-        rollout: rollout.to_string(),
+        rollout: Some(rollout.to_string()),
         revision: v2.to_string(),
         arn,
         service: format!("{}-web", f.stage),
@@ -563,12 +597,145 @@ async fn a_task_that_stops_before_turning_healthy_is_reported_with_exit_code_rea
         registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
         local_releases: None,
     };
-    let started = Started { watch: w, previous: Some(v1.clone()), scale_from: None, old_tasks: Default::default() };
+    let started = Started { watch: w, previous: Some(v1.clone()), scale_from: None, events_before: None };
     let text = ops::roll_back(&ctx, &started, &reason, Some(&culprit)).await;
     for expected in ["exit code 3", "stopped: Essential container in task exited", "| panic: DATABASE_URL is not set"] {
         assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
     assert_eq!(f.read_service("web")["service"]["taskDefinition"], v1.as_str());
+}
+
+/// Records what the engine reports.
+#[derive(Default)]
+struct RecordingHook {
+    events: Vec<String>,
+}
+
+impl Hook for RecordingHook {
+    fn service_event(&mut self, op: &Operation, event: &ferry::runtime::ServiceEvent) {
+        self.events.push(format!("{}: {}", op.app(), event.message));
+    }
+}
+
+fn running(release: u64) -> Running {
+    let s = spec("web", release);
+    Running {
+        release,
+        digest: s.digest,
+        image: s.image,
+        scale: 1,
+        config_hash: ferry::state::config_hash(&s.config),
+        config: s.config,
+    }
+}
+
+/// The apply engine on ECS, end to end but for two facts only ECS produces and the
+/// fault layer stands in for: a task of the new revision that stops (exit code 3) before
+/// ECS has counted it in the deployment's `failedTasks`, and the service events around it.
+/// The deploy must fail at its first poll — not at its 5-minute timeout — with the task's
+/// stop reason, exit code, last log lines and the events since the deploy (not older
+/// ones), which the hook also saw as they came; the service must run the previous task
+/// definition again (read back with boto3); state records the deployment `failed`; and the
+/// service and the new task definition carry the deployment's `ferry:deployment` tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_fails_at_the_first_new_task_that_stops_and_returns_to_the_previous_revision() {
+    let f = Fixture::new();
+    let faults = Arc::new(Faults::default());
+    let rt: Arc<dyn Runtime> = Arc::new(f.faulty_runtime(faults.clone()));
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    rt.deploy("web", &v1, 1, &DeploySettings::default()).await.unwrap();
+    // Registered now only to know the ARN the fault names; the engine finds and reuses it.
+    let v2 = rt.register_revision(&spec("web", 2)).await.unwrap();
+    let task_id = "9a8b7c6d5e4f30211203f4e5d6c7b8a9";
+    let service = format!("{}-web", f.stage);
+    *faults.stopped_task.lock().unwrap() = Some(StoppedTask {
+        rollout: None,
+        revision: v2.to_string(),
+        arn: format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task_id}", f.settings.cluster),
+        service: service.clone(),
+        container: "web".into(),
+    });
+    *faults.events.lock().unwrap() = vec![
+        (format!("(service {service}) has reached a steady state."), None),
+        (format!("(service {service}) has started 1 tasks: (task {task_id})."), Some(v2.to_string())),
+        (format!("(service {service}) has stopped 1 running tasks: (task {task_id})."), Some(v2.to_string())),
+    ];
+    python_json(
+        f.moto,
+        PUT_LOGS,
+        &[&format!("/ferry/{}", f.stage), &format!("ferry/web/{task_id}"), "booting", "panic: DATABASE_URL is not set"],
+    );
+
+    let mut to = running(2);
+    to.config.deploy.timeout = "5m".parse().unwrap();
+    let cs = Changeset {
+        stage: f.stage.clone(),
+        operations: vec![Operation::Deploy {
+            app: "web".into(),
+            kind: DeployKind::Activate,
+            from: Some(running(1)),
+            to,
+            description: "Deploy release 2".into(),
+            record_as: None,
+        }],
+        edges: vec![],
+    };
+    let store = InMemoryStateStore::new();
+    let mut session =
+        LockedStage::acquire(Box::new(store), &f.stage, LockInfo::for_this_process("test"), Duration::ZERO).unwrap();
+    let engine = Engine {
+        ops: OpContext {
+            runtime: rt.clone(),
+            registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
+            local_releases: None,
+        },
+        parallelism: None,
+        source: Default::default(),
+        stream_logs: false,
+        abort: AbortSignal::new(),
+    };
+    let mut hook = RecordingHook::default();
+    let began = Instant::now();
+    let report = engine.apply(&cs, &mut session, &mut hook).await.unwrap();
+    assert!(began.elapsed() < Duration::from_secs(60), "failed fast, not at the timeout: {:?}", began.elapsed());
+
+    let d = &report.deployments[0];
+    assert_eq!(d.status, DeploymentStatus::Failed, "{report:?}");
+    let reason = d.reason.as_deref().unwrap();
+    for expected in [
+        &format!("new task {task_id} stopped before the rollout was healthy: Essential container in task exited"),
+        "exit code 3",
+        "| panic: DATABASE_URL is not set",
+        "service events:",
+        &format!("has started 1 tasks: (task {task_id})"),
+        &format!("has stopped 1 running tasks: (task {task_id})"),
+        &format!("rolled back to {v1}"),
+    ] {
+        assert!(reason.contains(expected), "{expected:?} missing from:\n{reason}");
+    }
+    assert!(!reason.contains("steady state"), "an event from before the deploy is not its own:\n{reason}");
+    assert_eq!(
+        hook.events,
+        [
+            format!("web: (service {service}) has started 1 tasks: (task {task_id})."),
+            format!("web: (service {service}) has stopped 1 running tasks: (task {task_id})."),
+        ],
+        "events are shown as they come, oldest first, each once"
+    );
+    let recorded = session.state().apps["web"].history.last().unwrap().clone();
+    assert_eq!((recorded.number, recorded.status), (d.number, DeploymentStatus::Failed));
+
+    let read = f.read_service("web");
+    assert_eq!(read["service"]["taskDefinition"], v1.as_str(), "the service runs the previous revision");
+    let label = format!("v{}", d.number);
+    assert_eq!(tag(&read["service"]["tags"], "ferry:deployment"), Some(label.as_str()), "{read:#}");
+    let td = python_json(
+        f.moto,
+        "import boto3, json, sys\nprint(json.dumps(boto3.client('ecs').describe_task_definition(taskDefinition=sys.argv[1], include=['TAGS']).get('tags', [])))",
+        &[v2.as_str()],
+    );
+    assert_eq!(tag(&td, "ferry:deployment"), Some(label.as_str()), "{td:#}");
+    assert_eq!(tag(&td, "ferry:release"), Some("2"), "{td:#}");
 }
 
 /// The whole path through the `ferry` binary and the standard AWS chain (`AWS_ENDPOINT_URL`):

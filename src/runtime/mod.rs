@@ -308,6 +308,15 @@ impl ServiceState {
     }
 }
 
+/// Something the runtime's scheduler said about a service (an ECS service event: "has
+/// started 2 tasks", "is unable to place a task", "has reached a steady state").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub message: String,
+}
+
 /// One app as observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatus {
@@ -324,6 +333,10 @@ pub struct ServiceStatus {
     pub rollouts: Vec<RolloutStatus>,
     /// Current and recently stopped tasks, service and one-off.
     pub tasks: Vec<TaskStatus>,
+    /// The scheduler's recent events, newest first (ECS keeps the last 100; the local
+    /// runtime has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<ServiceEvent>,
 }
 
 impl ServiceStatus {
@@ -339,6 +352,7 @@ impl ServiceStatus {
             port: None,
             rollouts: Vec::new(),
             tasks: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -367,6 +381,12 @@ impl ServiceStatus {
 /// [`observe`]: Runtime::observe
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync {
+    /// Whether a task that crashes or fails its checks is restarted in place (the local
+    /// agent, with backoff) rather than stopped for good and replaced by a new task (ECS).
+    /// The engine tolerates a few in-place restarts during a rollout, but fails it at the
+    /// first new task that stops where a stop is final.
+    fn restarts_in_place(&self) -> bool;
+
     /// Register how to run a release (ECS: RegisterTaskDefinition). Registering an
     /// identical spec again returns the existing revision.
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId>;
@@ -382,6 +402,16 @@ pub trait Runtime: Send + Sync {
         desired_count: u32,
         settings: &DeploySettings,
     ) -> RuntimeResult<RolloutId>;
+
+    /// Note which deployment (vN in the stage's history) a rollout started by [`deploy`]
+    /// records as, where the runtime can keep it (ECS: the `ferry:deployment` tag on the
+    /// service and its task definition). Best effort for the caller: the deployment is
+    /// recorded in state either way.
+    ///
+    /// [`deploy`]: Runtime::deploy
+    async fn label_deployment(&self, _app: &str, _revision: &RevisionId, _deployment: u64) -> RuntimeResult<()> {
+        Ok(())
+    }
 
     /// The status of `apps` (empty: every app of the stage), in one batched call. Unknown
     /// apps come back as [`ServiceState::Missing`].

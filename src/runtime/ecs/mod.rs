@@ -40,7 +40,7 @@ use crate::runtime::{
     LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
     TaskId, TaskSpec,
 };
-use revision::{family, tag, Rendered, StageSettings, TAG_APP, TAG_SPEC, TAG_STAGE, TAG_TASK};
+use revision::{family, tag, Rendered, StageSettings, TAG_APP, TAG_DEPLOYMENT, TAG_SPEC, TAG_STAGE, TAG_TASK};
 
 /// DescribeServices takes at most this many services per call.
 const SERVICES_PER_CALL: usize = 10;
@@ -69,6 +69,8 @@ pub struct EcsRuntime {
     ecs: aws_sdk_ecs::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     revisions: Mutex<HashMap<String, RevisionInfo>>,
+    /// Service ARNs by app, as CreateService/UpdateService returned them (for TagResource).
+    service_arns: Mutex<HashMap<String, String>>,
 }
 
 /// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered
@@ -107,7 +109,14 @@ impl EcsRuntime {
         ecs: aws_sdk_ecs::Client,
         logs: aws_sdk_cloudwatchlogs::Client,
     ) -> Self {
-        EcsRuntime { stage: stage.to_string(), settings: settings.clone(), ecs, logs, revisions: Mutex::default() }
+        EcsRuntime {
+            stage: stage.to_string(),
+            settings: settings.clone(),
+            ecs,
+            logs,
+            revisions: Mutex::default(),
+            service_arns: Mutex::default(),
+        }
     }
 
     /// The service (and family) name of `app`.
@@ -328,6 +337,31 @@ impl EcsRuntime {
     }
 }
 
+impl EcsRuntime {
+    /// Remember a service's ARN from a CreateService/UpdateService answer.
+    fn remember_service(&self, app: &str, service: Option<&Service>) {
+        if let Some(arn) = service.and_then(|s| s.service_arn()) {
+            self.service_arns.lock().expect("service ARN cache").insert(app.to_string(), arn.to_string());
+        }
+    }
+
+    /// The ARN of `app`'s service: remembered from the deploy, else described.
+    async fn service_arn(&self, app: &str) -> RuntimeResult<String> {
+        if let Some(arn) = self.service_arns.lock().expect("service ARN cache").get(app) {
+            return Ok(arn.clone());
+        }
+        let name = self.service_name(app);
+        let service = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
+        self.remember_service(app, service.as_ref());
+        self.service_arns
+            .lock()
+            .expect("service ARN cache")
+            .get(app)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound(format!("no service {name}")))
+    }
+}
+
 /// The PRIMARY deployment of a service as a rollout id.
 fn primary_rollout(service: Option<&Service>, what: &str) -> RuntimeResult<RolloutId> {
     service
@@ -363,6 +397,11 @@ where
 
 #[async_trait::async_trait]
 impl Runtime for EcsRuntime {
+    /// ECS never restarts a task: one that stops is gone, and the service starts another.
+    fn restarts_in_place(&self) -> bool {
+        false
+    }
+
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId> {
         let rendered = Rendered::new(spec, &self.stage_settings());
         let hash = rendered.hash();
@@ -417,6 +456,7 @@ impl Runtime for EcsRuntime {
                     .send()
                     .await
                     .map_err(|e| sdk_error(&format!("cannot update service {name}"), e))?;
+                self.remember_service(app, out.service());
                 primary_rollout(out.service(), "UpdateService")
             }
             None => {
@@ -439,9 +479,24 @@ impl Runtime for EcsRuntime {
                     .send()
                     .await
                     .map_err(|e| sdk_error(&format!("cannot create service {name}"), e))?;
+                self.remember_service(app, out.service());
                 primary_rollout(out.service(), "CreateService")
             }
         }
+    }
+
+    async fn label_deployment(&self, app: &str, revision: &RevisionId, deployment: u64) -> RuntimeResult<()> {
+        let label = format!("v{deployment}");
+        for arn in [self.service_arn(app).await?, revision.to_string()] {
+            self.ecs
+                .tag_resource()
+                .resource_arn(&arn)
+                .tags(tag(TAG_DEPLOYMENT, &label))
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("cannot tag {arn}"), e))?;
+        }
+        Ok(())
     }
 
     async fn observe(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
@@ -479,6 +534,13 @@ impl Runtime for EcsRuntime {
             .send()
             .await
             .map_err(|e| sdk_error(&format!("cannot roll service {name} back"), e))?;
+        // The failure report says the previous revision serves: hold ECS to it.
+        let now = out.service().and_then(|s| s.task_definition()).unwrap_or_default();
+        if now != to_revision.as_str() {
+            return Err(RuntimeError::Unavailable(format!(
+                "service {name} runs {now} after the rollback, not {to_revision}"
+            )));
+        }
         primary_rollout(out.service(), "the rollback")
     }
 

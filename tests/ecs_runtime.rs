@@ -107,16 +107,21 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
-/// A cluster and a stage of their own on the shared server.
-struct Fixture {
-    moto: &'static Moto,
+/// A cluster and a stage of their own on the shared server (or on a test's own).
+struct Fixture<'m> {
+    moto: &'m Moto,
     stage: String,
     settings: EcsSettings,
 }
 
-impl Fixture {
-    fn new() -> Fixture {
-        let moto = Moto::shared();
+impl Fixture<'static> {
+    fn new() -> Fixture<'static> {
+        Fixture::on(Moto::shared())
+    }
+}
+
+impl<'m> Fixture<'m> {
+    fn on(moto: &'m Moto) -> Fixture<'m> {
         let cluster = unique("cluster-");
         let net = python_json(moto, SETUP_CLUSTER, &[&cluster]);
         let strings = |v: &Value| -> Vec<String> {
@@ -775,6 +780,124 @@ print(json.dumps({"revisions": arns, "status": [x["status"] for x in s]}))
     let read: Value = serde_json::from_slice(&read.stdout).unwrap();
     assert_eq!(read["revisions"].as_array().unwrap().len(), 1, "{read}");
     assert_ne!(read["status"], serde_json::json!(["ACTIVE"]), "{read}");
+}
+
+/// Sets how moto advances ECS tasks (its state manager): `{"progression": "manual",
+/// "times": N}` moves a task one step per N DescribeTasks, `{"progression": "immediate"}`
+/// straight to STOPPED.
+const SET_TASK_TRANSITION: &str = r#"
+import json, os, sys, urllib.request
+body = json.dumps({"model_name": "ecs::task", "transition": json.loads(sys.argv[1])}).encode()
+req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/moto-api/state-manager/set-transition", data=body, method="POST")
+urllib.request.urlopen(req).read()
+"#;
+
+/// Kills a background `ferry` when dropped (a failing test leaves nothing running).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ferry task run` on an ECS stage, through the binary and the standard chain: RunTask
+/// with the command and env overrides, `startedBy` ferry and the stage's awsvpc network;
+/// the task's CloudWatch output printed *while it runs* (on a server of its own, moto's
+/// state manager holds the task RUNNING until the test lets it stop); ferry exits with the
+/// essential container's exit code (moto's containers always exit 0: a non-zero code is
+/// not something the emulator can produce); `ferry task list` shows it. Read back with boto3.
+#[test]
+fn task_run_on_ecs_streams_its_cloudwatch_output_while_it_runs_and_exits_with_its_code() {
+    let moto = Moto::start(&[]);
+    let f = Fixture::on(&moto);
+    python_json(&moto, SET_TASK_TRANSITION, &[r#"{"progression": "manual", "times": 1000000}"#]);
+    let repo = python_json(&moto, SETUP_REPOSITORY, &[&unique("shop/api-")]);
+    let p = f.project(repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
+    let mut cmd = p.ferry();
+    moto.configure(&mut cmd);
+    cmd.args(["task", "run", "-s", &f.stage, "api", "--env", "DRY_RUN=1", "--", "bin/migrate", "--verbose"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    // The task ferry started, seen with another client.
+    let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let arn = loop {
+        let listed = ferry::aws::block_on(ecs.list_tasks().cluster(&f.settings.cluster).started_by("ferry").send());
+        if let Some(arn) = listed.ok().and_then(|l| l.task_arns().first().cloned()) {
+            break arn;
+        }
+        assert!(Instant::now() < deadline, "ferry started no task");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    python_json(
+        &moto,
+        PUT_LOGS,
+        &[&format!("/ferry/{}", f.stage), &format!("ferry/api/{id}"), "migrating 1 of 2", "migrated 2 of 2"],
+    );
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l == "migrated 2 of 2") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("the task's output was not streamed ({e}); got {seen:?}"),
+        }
+    }
+    let task = python_json(
+        &moto,
+        "import boto3, json, sys\nprint(json.dumps(boto3.client('ecs').describe_tasks(cluster=sys.argv[1], tasks=[sys.argv[2]], include=['TAGS'])['tasks'][0], default=str))",
+        &[&f.settings.cluster, &arn],
+    );
+    assert_eq!(task["lastStatus"], "RUNNING", "the output came while the task ran");
+
+    // Let it end; ferry follows it to STOPPED and exits with its code.
+    python_json(&moto, SET_TASK_TRANSITION, &[r#"{"progression": "immediate"}"#]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "ferry task run did not end after the task stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("task {id} of app api (release 1) started")), "{err}");
+    seen.extend(lines.iter());
+    assert_eq!(seen, ["migrating 1 of 2", "migrated 2 of 2"], "each line once, in order");
+
+    assert_eq!(task["startedBy"], "ferry");
+    assert_eq!(
+        task["taskDefinitionArn"].as_str().unwrap().rsplit('/').next(),
+        Some(format!("{}-api:1", f.stage).as_str())
+    );
+    let o = &task["overrides"]["containerOverrides"][0];
+    assert_eq!(o["name"], "api");
+    assert_eq!(o["command"], serde_json::json!(["bin/migrate", "--verbose"]));
+    assert_eq!(o["environment"], serde_json::json!([{"name": "DRY_RUN", "value": "1"}]));
+    assert_eq!(tag(&task["tags"], "ferry:task"), Some("one-off"));
+    let subnet = task["attachments"][0]["details"].as_array().unwrap().iter().find(|d| d["name"] == "subnetId");
+    assert_eq!(subnet.map(|d| d["value"].clone()), Some(Value::from(f.settings.subnets[0].clone())));
+
+    let mut cmd = p.ferry();
+    moto.configure(&mut cmd);
+    let list = crate::support::Run(cmd.args(["task", "list", "-s", &f.stage, "api"]).output().unwrap());
+    list.expect_code(0);
+    let row = list.stdout().lines().find(|l| l.starts_with(&id[..12])).map(str::to_string);
+    assert!(row.as_deref().is_some_and(|r| r.contains("one-off") && r.contains("STOPPED")), "{}", list.stdout());
 }
 
 /// `ferry ps` and `ferry logs` on an ECS stage, through the binary and the standard chain.

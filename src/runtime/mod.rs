@@ -466,3 +466,49 @@ pub async fn wait_for_task(
         delay = (delay * 2).min(std::time::Duration::from_secs(2));
     }
 }
+
+/// Follow a one-off task to its end: pass each line of its output to `out` as it comes,
+/// poll `observe` (backing off from 100 ms to 1 s) until the task is STOPPED, and return its
+/// final status. Lines the stream had not delivered by then (CloudWatch is polled) are read
+/// once more from the start and the ones past those shown are passed on, so nothing the
+/// task wrote is lost at its end.
+pub async fn follow_task(
+    runtime: &dyn Runtime,
+    app: &str,
+    task: &TaskId,
+    out: &mut (dyn FnMut(&LogLine) + Send),
+) -> RuntimeResult<TaskStatus> {
+    let query = |follow| LogQuery { task: Some(task.clone()), since: None, follow };
+    let mut lines = runtime.logs(app, &query(true)).await?;
+    let mut shown = 0usize;
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut next_poll = tokio::time::Instant::now();
+    let status = loop {
+        tokio::select! {
+            Some(line) = lines.recv() => {
+                out(&line);
+                shown += 1;
+                continue;
+            }
+            _ = tokio::time::sleep_until(next_poll) => {}
+        }
+        let services = runtime.observe(&[app.to_string()]).await?;
+        match services.iter().find_map(|s| s.task(task)) {
+            Some(t) if t.last_status == Lifecycle::Stopped => break t.clone(),
+            Some(_) => {}
+            None => return Err(RuntimeError::NotFound(format!("the runtime lost task {task} of app {app}"))),
+        }
+        next_poll = tokio::time::Instant::now() + delay;
+        delay = (delay * 3 / 2).min(std::time::Duration::from_secs(1));
+    };
+    drop(lines);
+    let mut all = runtime.logs(app, &query(false)).await?;
+    let mut seen = 0usize;
+    while let Some(line) = all.recv().await {
+        seen += 1;
+        if seen > shown {
+            out(&line);
+        }
+    }
+    Ok(status)
+}

@@ -346,6 +346,13 @@ async fn deploy_creates_then_updates_the_service_as_planned() {
     rt.remove("web").await.unwrap();
     let gone = rt.observe(&["web".to_string()]).await.unwrap();
     assert_ne!(gone[0].state, ServiceState::Active);
+    // Deploying a removed app creates its service anew.
+    rt.deploy("web", &v2, 1, &settings).await.unwrap();
+    let read = f.read_service("web");
+    assert_eq!(
+        (read["service"]["status"].as_str(), read["service"]["taskDefinition"].as_str()),
+        (Some("ACTIVE"), Some(v2.as_str()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

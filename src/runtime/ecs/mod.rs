@@ -60,6 +60,8 @@ pub struct RevisionInfo {
     pub port: Option<u16>,
     pub target_group: Option<String>,
     pub grace_period_s: i32,
+    /// The `ferry:spec` hash it was registered with (`None`: not registered by ferry).
+    pub spec: Option<String>,
 }
 
 /// The ECS runtime of one stage.
@@ -181,13 +183,14 @@ impl EcsRuntime {
                 .and_then(|p| u16::try_from(p).ok()),
             target_group: revision::tag_value(out.tags(), revision::TAG_TARGET_GROUP).map(str::to_string),
             grace_period_s: container.and_then(|c| c.health_check()).and_then(|h| h.start_period()).unwrap_or(0),
+            spec: revision::tag_value(out.tags(), TAG_SPEC).map(str::to_string),
         };
         let arn = td.task_definition_arn().unwrap_or(arn).to_string();
         self.revisions.lock().expect("revision cache").insert(arn, info.clone());
         Ok(info)
     }
 
-    fn remember(&self, arn: &str, r: &Rendered) {
+    fn remember(&self, arn: &str, r: &Rendered, hash: &str) {
         let info = RevisionInfo {
             release: r.release,
             app: r.app.clone(),
@@ -195,6 +198,7 @@ impl EcsRuntime {
             port: r.port,
             target_group: r.target_group.clone(),
             grace_period_s: r.health_start_period_s,
+            spec: Some(hash.to_string()),
         };
         self.revisions.lock().expect("revision cache").insert(arn.to_string(), info);
     }
@@ -223,16 +227,10 @@ impl EcsRuntime {
             );
         }
         arns.sort_by_key(|a| std::cmp::Reverse(revision::revision_number(a)));
+        // Described once per process (and not at all when registered by it): a deploy looks
+        // for both its target and the previous revision.
         for arn in arns.into_iter().take(REUSE_WINDOW) {
-            let out = self
-                .ecs
-                .describe_task_definition()
-                .task_definition(&arn)
-                .include(TaskDefinitionField::Tags)
-                .send()
-                .await
-                .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))?;
-            if revision::tag_value(out.tags(), TAG_SPEC) == Some(hash) {
+            if self.revision_info(&arn).await?.spec.as_deref() == Some(hash) {
                 return Ok(Some(arn));
             }
         }
@@ -406,7 +404,7 @@ impl Runtime for EcsRuntime {
         let rendered = Rendered::new(spec, &self.stage_settings());
         let hash = rendered.hash();
         if let Some(arn) = self.find_registered(&rendered.family, &hash).await? {
-            self.remember(&arn, &rendered);
+            self.remember(&arn, &rendered, &hash);
             return Ok(RevisionId(arn));
         }
         let out = rendered
@@ -419,7 +417,7 @@ impl Runtime for EcsRuntime {
             .and_then(|t| t.task_definition_arn())
             .ok_or_else(|| RuntimeError::Unavailable("ECS returned no task definition ARN".into()))?
             .to_string();
-        self.remember(&arn, &rendered);
+        self.remember(&arn, &rendered, &hash);
         Ok(RevisionId(arn))
     }
 
@@ -432,57 +430,62 @@ impl Runtime for EcsRuntime {
     ) -> RuntimeResult<RolloutId> {
         let info = self.revision_info(revision.as_str()).await?;
         let name = self.service_name(app);
-        let existing = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
         let load_balancers = Self::load_balancers(app, &info)?;
         let grace = load_balancers.as_ref().map(|_| info.grace_period_s);
         let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
-        match existing {
-            Some(s) if s.status() == Some("DRAINING") => Err(RuntimeError::Unavailable(format!(
-                "service {name} is being deleted; deploy again once ECS has removed it"
-            ))),
-            Some(_) => {
-                let out = self
-                    .ecs
-                    .update_service()
-                    .cluster(&self.settings.cluster)
-                    .service(&name)
-                    .task_definition(revision.as_str())
-                    .desired_count(desired)
-                    .deployment_configuration(Self::deployment_configuration(settings))
-                    .network_configuration(self.network()?)
-                    // An update with an empty list removes a target group the app no longer has.
-                    .set_load_balancers(Some(load_balancers.unwrap_or_default()))
-                    .set_health_check_grace_period_seconds(grace)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&format!("cannot update service {name}"), e))?;
+        // Most deploys update a service that exists: try that first, and describe only
+        // when ECS says there is none to update (one request less per app and deploy).
+        let updated = self
+            .ecs
+            .update_service()
+            .cluster(&self.settings.cluster)
+            .service(&name)
+            .task_definition(revision.as_str())
+            .desired_count(desired)
+            .deployment_configuration(Self::deployment_configuration(settings))
+            .network_configuration(self.network()?)
+            // An update with an empty list removes a target group the app no longer has.
+            .set_load_balancers(Some(load_balancers.clone().unwrap_or_default()))
+            .set_health_check_grace_period_seconds(grace)
+            .send()
+            .await;
+        match updated {
+            // (moto updates a deleted, INACTIVE service instead of refusing: create it anew.)
+            Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
                 self.remember_service(app, out.service());
-                primary_rollout(out.service(), "UpdateService")
+                return primary_rollout(out.service(), "UpdateService");
             }
-            None => {
-                let out = self
-                    .ecs
-                    .create_service()
-                    .cluster(&self.settings.cluster)
-                    .service_name(&name)
-                    .task_definition(revision.as_str())
-                    .desired_count(desired)
-                    .launch_type(LaunchType::Fargate)
-                    .deployment_configuration(Self::deployment_configuration(settings))
-                    .network_configuration(self.network()?)
-                    .set_load_balancers(load_balancers)
-                    .set_health_check_grace_period_seconds(grace)
-                    .propagate_tags(PropagateTags::Service)
-                    .enable_ecs_managed_tags(true)
-                    .tags(tag(TAG_STAGE, &self.stage))
-                    .tags(tag(TAG_APP, app))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&format!("cannot create service {name}"), e))?;
-                self.remember_service(app, out.service());
-                primary_rollout(out.service(), "CreateService")
-            }
+            Ok(_) => {}
+            Err(e) if matches!(e.code(), Some("ServiceNotFoundException" | "ServiceNotActiveException")) => {}
+            Err(e) => return Err(sdk_error(&format!("cannot update service {name}"), e)),
         }
+        let existing = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
+        if existing.is_some_and(|s| s.status() == Some("DRAINING")) {
+            return Err(RuntimeError::Unavailable(format!(
+                "service {name} is being deleted; deploy again once ECS has removed it"
+            )));
+        }
+        let out = self
+            .ecs
+            .create_service()
+            .cluster(&self.settings.cluster)
+            .service_name(&name)
+            .task_definition(revision.as_str())
+            .desired_count(desired)
+            .launch_type(LaunchType::Fargate)
+            .deployment_configuration(Self::deployment_configuration(settings))
+            .network_configuration(self.network()?)
+            .set_load_balancers(load_balancers)
+            .set_health_check_grace_period_seconds(grace)
+            .propagate_tags(PropagateTags::Service)
+            .enable_ecs_managed_tags(true)
+            .tags(tag(TAG_STAGE, &self.stage))
+            .tags(tag(TAG_APP, app))
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot create service {name}"), e))?;
+        self.remember_service(app, out.service());
+        primary_rollout(out.service(), "CreateService")
     }
 
     async fn label_deployment(&self, app: &str, revision: &RevisionId, deployment: u64) -> RuntimeResult<()> {

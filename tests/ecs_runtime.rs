@@ -41,7 +41,7 @@ use ferry::config::{AppConfig, DeploySettings, Digest, EcsRuntime as EcsSettings
 use ferry::plan::{Changeset, DeployKind, Operation, Running};
 use ferry::registry::{EcrRegistry, Registry, RegistryError};
 use ferry::runtime::ecs::{ecs_config, EcsRuntime};
-use ferry::runtime::{Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
+use ferry::runtime::{follow_task, Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
 use ferry::state::{DeploymentStatus, InMemoryStateStore, LockInfo, LockedStage};
 
 use crate::support::moto::{Moto, REGION};
@@ -426,7 +426,12 @@ struct Faults {
     deployed: Mutex<bool>,
     /// Service events, oldest first; `Some(revision)`: only once the service is on it.
     events: Mutex<Vec<(String, Option<String>)>>,
+    /// A task (by ARN) that ends with these container exit codes, by container name.
+    exits: Mutex<Option<(String, ExitCodes)>>,
 }
+
+/// Exit codes by container name.
+type ExitCodes = Vec<(String, i32)>;
 
 #[derive(Debug, Clone)]
 struct StoppedTask {
@@ -487,6 +492,18 @@ impl Intercept for FaultLayer {
                         d.failed_tasks = 3;
                     }
                 }
+            }
+        }
+        if let (Some(out), Some((arn, codes))) =
+            (output.downcast_mut::<DescribeTasksOutput>(), self.0.exits.lock().unwrap().clone())
+        {
+            for t in out.tasks.iter_mut().flatten().filter(|t| t.task_arn.as_ref() == Some(&arn)) {
+                t.last_status = Some("STOPPED".into());
+                t.desired_status = Some("STOPPED".into());
+                t.stopped_reason = Some("Essential container in task exited".into());
+                t.containers = Some(
+                    codes.iter().map(|(name, code)| Container::builder().name(name).exit_code(*code).build()).collect(),
+                );
             }
         }
         let Some(StoppedTask { revision: td, arn, service, container, .. }) =
@@ -905,6 +922,48 @@ fn task_run_on_ecs_streams_its_cloudwatch_output_while_it_runs_and_exits_with_it
     list.expect_code(0);
     let row = list.stdout().lines().find(|l| l.starts_with(&id[..12])).map(str::to_string);
     assert!(row.as_deref().is_some_and(|r| r.contains("one-off") && r.contains("STOPPED")), "{}", list.stdout());
+}
+
+/// A one-off task on ECS ends with the exit code of the app's (essential) container, not of
+/// a sidecar listed first; its whole CloudWatch output is passed on, also lines that were
+/// only there once it had stopped. moto's containers always exit 0, so the fault layer
+/// reports the task STOPPED with a sidecar that exited 0 and the app's container with 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_off_task_ends_with_its_essential_containers_exit_code_and_all_its_output() {
+    let f = Fixture::new();
+    let faults = Arc::new(Faults::default());
+    let rt = f.faulty_runtime(faults.clone());
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    let spec = TaskSpec {
+        app: "web".into(),
+        revision: v1,
+        command: Some(vec!["bin/rails".into(), "db:migrate".into()]),
+        env: BTreeMap::new(),
+        name: "migrate".into(),
+    };
+    let task = rt.run_task(&spec).await.unwrap();
+    let arn = format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task}", f.settings.cluster);
+    python_json(
+        f.moto,
+        PUT_LOGS,
+        &[
+            &format!("/ferry/{}", f.stage),
+            &format!("ferry/web/{task}"),
+            "== 20260101 AddIndex: migrating",
+            "PG::DuplicateTable",
+        ],
+    );
+    *faults.exits.lock().unwrap() = Some((arn, vec![("log-router".into(), 0), ("web".into(), 3)]));
+    let mut lines = Vec::new();
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        follow_task(&rt, "web", &task, &mut |l: &ferry::runtime::LogLine| lines.push(l.text.clone())),
+    )
+    .await
+    .expect("the task is followed to its end")
+    .unwrap();
+    assert_eq!((status.last_status, status.exit_code), (Lifecycle::Stopped, Some(3)), "{status:?}");
+    assert_eq!(lines, ["== 20260101 AddIndex: migrating", "PG::DuplicateTable"]);
 }
 
 /// `ferry ps` and `ferry logs` on an ECS stage, through the binary and the standard chain.

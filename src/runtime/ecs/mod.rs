@@ -204,8 +204,15 @@ impl EcsRuntime {
     }
 
     /// An ACTIVE revision of the family whose `ferry:spec` tag is `hash`, looking at the
-    /// newest [`REUSE_WINDOW`] only.
+    /// newest [`REUSE_WINDOW`] only — or one this process already saw (a deploy looks up
+    /// its target and then the previous revision, found while looking for the target).
     async fn find_registered(&self, family: &str, hash: &str) -> RuntimeResult<Option<String>> {
+        let seen = self.revisions.lock().expect("revision cache").iter().find_map(|(arn, info)| {
+            (info.spec.as_deref() == Some(hash) && revision::arn_family(arn) == Some(family)).then(|| arn.clone())
+        });
+        if seen.is_some() {
+            return Ok(seen);
+        }
         let mut arns: Vec<String> = Vec::new();
         let mut pages = self
             .ecs
@@ -218,12 +225,7 @@ impl EcsRuntime {
             let page = page.map_err(|e| sdk_error("cannot list task definitions", e))?;
             // familyPrefix is a prefix: `prod-web` also lists `prod-web-worker`.
             arns.extend(
-                page.task_definition_arns()
-                    .iter()
-                    .filter(|a| {
-                        a.rsplit_once('/').and_then(|(_, fr)| fr.rsplit_once(':')).map(|(f, _)| f) == Some(family)
-                    })
-                    .cloned(),
+                page.task_definition_arns().iter().filter(|a| revision::arn_family(a) == Some(family)).cloned(),
             );
         }
         arns.sort_by_key(|a| std::cmp::Reverse(revision::revision_number(a)));

@@ -226,6 +226,11 @@ impl Rendered {
     }
 }
 
+/// The family of a task definition ARN (`…:task-definition/<family>:<revision>`).
+pub fn arn_family(arn: &str) -> Option<&str> {
+    arn.rsplit_once('/').and_then(|(_, fr)| fr.rsplit_once(':')).map(|(f, _)| f)
+}
+
 /// A tag.
 pub fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()

@@ -24,8 +24,7 @@ pub fn task_id(arn: &str) -> &str {
 
 /// The family of the task's task definition.
 pub fn task_family(t: &Task) -> Option<&str> {
-    let arn = t.task_definition_arn()?;
-    arn.rsplit_once('/').and_then(|(_, fr)| fr.rsplit_once(':')).map(|(f, _)| f)
+    revision::arn_family(t.task_definition_arn()?)
 }
 
 fn time(t: Option<&aws_sdk_ecs::primitives::DateTime>) -> Option<DateTime<Utc>> {

@@ -31,15 +31,18 @@ use aws_sdk_ecs::error::BoxError;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
 use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
-use aws_sdk_ecs::types::{Container, DeploymentRolloutState, HealthStatus, Task};
+use aws_sdk_ecs::types::{Container, DeploymentRolloutState, HealthStatus, ServiceEvent, Task};
 use serde_json::Value;
 
 use ferry::apply::ops::{self, OpContext, Started};
 use ferry::apply::rollout::{judge, RolloutWatch, Verdict, Watched};
+use ferry::apply::{AbortSignal, Engine, Hook};
 use ferry::config::{AppConfig, DeploySettings, Digest, EcsRuntime as EcsSettings, Health, SecretRef};
+use ferry::plan::{Changeset, DeployKind, Operation, Running};
 use ferry::registry::{EcrRegistry, Registry, RegistryError};
 use ferry::runtime::ecs::{ecs_config, EcsRuntime};
-use ferry::runtime::{Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
+use ferry::runtime::{follow_task, Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
+use ferry::state::{DeploymentStatus, InMemoryStateStore, LockInfo, LockedStage};
 
 use crate::support::moto::{Moto, REGION};
 
@@ -116,16 +119,21 @@ pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
-/// A cluster and a stage of their own on the shared server.
-struct Fixture {
-    moto: &'static Moto,
+/// A cluster and a stage of their own on the shared server (or on a test's own).
+struct Fixture<'m> {
+    moto: &'m Moto,
     stage: String,
     settings: EcsSettings,
 }
 
-impl Fixture {
-    fn new() -> Fixture {
-        let moto = Moto::shared();
+impl Fixture<'static> {
+    fn new() -> Fixture<'static> {
+        Fixture::on(Moto::shared())
+    }
+}
+
+impl<'m> Fixture<'m> {
+    fn on(moto: &'m Moto) -> Fixture<'m> {
         let cluster = unique("cluster-");
         let net = python_json(moto, SETUP_CLUSTER, &[&cluster]);
         let strings = |v: &Value| -> Vec<String> {
@@ -350,6 +358,13 @@ async fn deploy_creates_then_updates_the_service_as_planned() {
     rt.remove("web").await.unwrap();
     let gone = rt.observe(&["web".to_string()]).await.unwrap();
     assert_ne!(gone[0].state, ServiceState::Active);
+    // Deploying a removed app creates its service anew.
+    rt.deploy("web", &v2, 1, &settings).await.unwrap();
+    let read = f.read_service("web");
+    assert_eq!(
+        (read["service"]["status"].as_str(), read["service"]["taskDefinition"].as_str()),
+        (Some("ACTIVE"), Some(v2.as_str()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,14 +479,25 @@ struct Faults {
     /// This deployment (by id): FAILED by the circuit breaker. By id, not task definition:
     /// moto's deployment keeps naming the old task definition after an update.
     fail_deployment: Mutex<Option<String>>,
-    /// A task of a deployment that stopped before turning healthy, counted in its
-    /// `failedTasks`.
+    /// A task of a revision that stopped before turning healthy, reported once a
+    /// DescribeServices answer shows the service on that revision (as ECS would: the task
+    /// is started by the deployment to it).
     stopped_task: Mutex<Option<StoppedTask>>,
+    /// Whether the stopped task's revision has been seen on the service.
+    deployed: Mutex<bool>,
+    /// Service events, oldest first; `Some(revision)`: only once the service is on it.
+    events: Mutex<Vec<(String, Option<String>)>>,
+    /// A task (by ARN) that ends with these container exit codes, by container name.
+    exits: Mutex<Option<(String, ExitCodes)>>,
 }
+
+/// Exit codes by container name.
+type ExitCodes = Vec<(String, i32)>;
 
 #[derive(Debug, Clone)]
 struct StoppedTask {
-    rollout: String,
+    /// The deployment whose `failedTasks` counts it (`None`: ECS has not counted it yet).
+    rollout: Option<String>,
     revision: String,
     arn: String,
     service: String,
@@ -496,44 +522,78 @@ impl Intercept for FaultLayer {
         let failing = self.0.fail_deployment.lock().unwrap().clone();
         let stopped = self.0.stopped_task.lock().unwrap().clone();
         if let Some(out) = output.downcast_mut::<DescribeServicesOutput>() {
-            for d in out.services.iter_mut().flatten().flat_map(|s| s.deployments.iter_mut().flatten()) {
-                if failing.is_some() && d.id == failing {
-                    d.rollout_state = Some(DeploymentRolloutState::Failed);
-                    d.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
-                    d.failed_tasks = 3;
+            for s in out.services.iter_mut().flatten() {
+                let on = s.task_definition.clone();
+                if stopped.as_ref().is_some_and(|t| Some(&t.revision) == on.as_ref()) {
+                    *self.0.deployed.lock().unwrap() = true;
                 }
-                if let Some(t) = &stopped {
-                    if d.id.as_ref() == Some(&t.rollout) {
+                let events = self.0.events.lock().unwrap().clone();
+                let now = chrono::Utc::now().timestamp();
+                let mut shown: Vec<ServiceEvent> = events
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, only_on))| only_on.is_none() || only_on == &on)
+                    .map(|(n, (message, _))| {
+                        ServiceEvent::builder()
+                            .id(format!("event-{n}"))
+                            .created_at(aws_sdk_ecs::primitives::DateTime::from_secs(now))
+                            .message(message)
+                            .build()
+                    })
+                    .collect();
+                shown.reverse(); // ECS lists the newest first
+                s.events = Some(shown);
+                for d in s.deployments.iter_mut().flatten() {
+                    if failing.is_some() && d.id == failing {
+                        d.rollout_state = Some(DeploymentRolloutState::Failed);
+                        d.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
+                        d.failed_tasks = 3;
+                    }
+                    if stopped.as_ref().is_some_and(|t| t.rollout.is_some() && d.id == t.rollout) {
                         d.failed_tasks = 3;
                     }
                 }
             }
-        } else if let Some(out) = output.downcast_mut::<ListTasksOutput>() {
-            if let Some(t) = &stopped {
-                out.task_arns.get_or_insert_with(Vec::new).push(t.arn.clone());
+        }
+        if let (Some(out), Some((arn, codes))) =
+            (output.downcast_mut::<DescribeTasksOutput>(), self.0.exits.lock().unwrap().clone())
+        {
+            for t in out.tasks.iter_mut().flatten().filter(|t| t.task_arn.as_ref() == Some(&arn)) {
+                t.last_status = Some("STOPPED".into());
+                t.desired_status = Some("STOPPED".into());
+                t.stopped_reason = Some("Essential container in task exited".into());
+                t.containers = Some(
+                    codes.iter().map(|(name, code)| Container::builder().name(name).exit_code(*code).build()).collect(),
+                );
             }
+        }
+        let Some(StoppedTask { revision: td, arn, service, container, .. }) =
+            stopped.filter(|_| *self.0.deployed.lock().unwrap())
+        else {
+            return Ok(());
+        };
+        if let Some(out) = output.downcast_mut::<ListTasksOutput>() {
+            out.task_arns.get_or_insert_with(Vec::new).push(arn);
         } else if let Some(out) = output.downcast_mut::<DescribeTasksOutput>() {
-            if let Some(StoppedTask { revision: td, arn, service, container, .. }) = &stopped {
-                // ECS would list the made-up ARN under failures (moto lists nothing): answer it.
-                out.failures.get_or_insert_with(Vec::new).retain(|f| f.arn.as_ref() != Some(arn));
-                let tasks = out.tasks.get_or_insert_with(Vec::new);
-                if !tasks.iter().any(|t| t.task_arn.as_ref() == Some(arn)) {
-                    let now = aws_sdk_ecs::primitives::DateTime::from_secs(chrono::Utc::now().timestamp());
-                    tasks.push(
-                        Task::builder()
-                            .task_arn(arn)
-                            .task_definition_arn(td)
-                            .group(format!("service:{service}"))
-                            .last_status("STOPPED")
-                            .desired_status("STOPPED")
-                            .health_status(HealthStatus::from("UNKNOWN"))
-                            .stopped_reason("Essential container in task exited")
-                            .started_at(now)
-                            .stopped_at(now)
-                            .containers(Container::builder().name(container).exit_code(3).build())
-                            .build(),
-                    );
-                }
+            // ECS would list the made-up ARN under failures (moto lists nothing): answer it.
+            out.failures.get_or_insert_with(Vec::new).retain(|f| f.arn.as_ref() != Some(&arn));
+            let tasks = out.tasks.get_or_insert_with(Vec::new);
+            if !tasks.iter().any(|t| t.task_arn.as_ref() == Some(&arn)) {
+                let now = aws_sdk_ecs::primitives::DateTime::from_secs(chrono::Utc::now().timestamp());
+                tasks.push(
+                    Task::builder()
+                        .task_arn(arn)
+                        .task_definition_arn(td)
+                        .group(format!("service:{service}"))
+                        .last_status("STOPPED")
+                        .desired_status("STOPPED")
+                        .health_status(HealthStatus::from("UNKNOWN"))
+                        .stopped_reason("Essential container in task exited")
+                        .started_at(now)
+                        .stopped_at(now)
+                        .containers(Container::builder().name(container).exit_code(3).build())
+                        .build(),
+                );
             }
         }
         Ok(())
@@ -549,6 +609,9 @@ fn watch(app: &str, rollout: ferry::runtime::RolloutId, target: ferry::runtime::
         desired: 1,
         started: now,
         deadline: now + Duration::from_secs(300),
+        old_tasks: Default::default(),
+        failed_before: 0,
+        restarts_in_place: false,
     }
 }
 
@@ -576,13 +639,8 @@ async fn a_circuit_breaker_failure_rolls_the_service_back_to_the_previous_revisi
         registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
         local_releases: None,
     };
-    let started = Started {
-        watch: w,
-        previous: Some(v1.clone()),
-        previous_release: None,
-        scale_from: None,
-        old_tasks: Default::default(),
-    };
+    let started =
+        Started { watch: w, previous: Some(v1.clone()), previous_release: None, scale_from: None, events_before: None };
     let text = ops::roll_back(&ctx, &started, &reason, None).await;
     assert!(text.contains(&format!("rolled back to {v1}")), "{text}");
     assert_eq!(
@@ -604,7 +662,7 @@ async fn a_task_that_stops_before_turning_healthy_is_reported_with_exit_code_rea
     let task_id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
     let arn = format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task_id}", f.settings.cluster);
     *faults.stopped_task.lock().unwrap() = Some(StoppedTask {
-        rollout: rollout.to_string(),
+        rollout: Some(rollout.to_string()),
         revision: v2.to_string(),
         arn,
         service: format!("{}-web", f.stage),
@@ -630,18 +688,146 @@ async fn a_task_that_stops_before_turning_healthy_is_reported_with_exit_code_rea
         registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
         local_releases: None,
     };
-    let started = Started {
-        watch: w,
-        previous: Some(v1.clone()),
-        previous_release: None,
-        scale_from: None,
-        old_tasks: Default::default(),
-    };
+    let started =
+        Started { watch: w, previous: Some(v1.clone()), previous_release: None, scale_from: None, events_before: None };
     let text = ops::roll_back(&ctx, &started, &reason, Some(&culprit)).await;
     for expected in ["exit code 3", "stopped: Essential container in task exited", "| panic: DATABASE_URL is not set"] {
         assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
     assert_eq!(f.read_service("web")["service"]["taskDefinition"], v1.as_str());
+}
+
+/// Records what the engine reports.
+#[derive(Default)]
+struct RecordingHook {
+    events: Vec<String>,
+}
+
+impl Hook for RecordingHook {
+    fn service_event(&mut self, op: &Operation, event: &ferry::runtime::ServiceEvent) {
+        self.events.push(format!("{}: {}", op.app(), event.message));
+    }
+}
+
+fn running(release: u64) -> Running {
+    let s = spec("web", release);
+    Running {
+        release,
+        digest: s.digest,
+        image: s.image,
+        scale: 1,
+        config_hash: ferry::state::config_hash(&s.config),
+        config: s.config,
+    }
+}
+
+/// The apply engine on ECS, end to end but for two facts only ECS produces and the
+/// fault layer stands in for: a task of the new revision that stops (exit code 3) before
+/// ECS has counted it in the deployment's `failedTasks`, and the service events around it.
+/// The deploy must fail at its first poll — not at its 5-minute timeout — with the task's
+/// stop reason, exit code, last log lines and the events since the deploy (not older
+/// ones), which the hook also saw as they came; the service must run the previous task
+/// definition again (read back with boto3); state records the deployment `failed`; and the
+/// service and the new task definition carry the deployment's `ferry:deployment` tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_fails_at_the_first_new_task_that_stops_and_returns_to_the_previous_revision() {
+    let f = Fixture::new();
+    let faults = Arc::new(Faults::default());
+    let rt: Arc<dyn Runtime> = Arc::new(f.faulty_runtime(faults.clone()));
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    rt.deploy("web", &v1, 1, &DeploySettings::default()).await.unwrap();
+    // Registered now only to know the ARN the fault names; the engine finds and reuses it.
+    let v2 = rt.register_revision(&spec("web", 2)).await.unwrap();
+    let task_id = "9a8b7c6d5e4f30211203f4e5d6c7b8a9";
+    let service = format!("{}-web", f.stage);
+    *faults.stopped_task.lock().unwrap() = Some(StoppedTask {
+        rollout: None,
+        revision: v2.to_string(),
+        arn: format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task_id}", f.settings.cluster),
+        service: service.clone(),
+        container: "web".into(),
+    });
+    *faults.events.lock().unwrap() = vec![
+        (format!("(service {service}) has reached a steady state."), None),
+        (format!("(service {service}) has started 1 tasks: (task {task_id})."), Some(v2.to_string())),
+        (format!("(service {service}) has stopped 1 running tasks: (task {task_id})."), Some(v2.to_string())),
+    ];
+    python_json(
+        f.moto,
+        PUT_LOGS,
+        &[&format!("/ferry/{}", f.stage), &format!("ferry/web/{task_id}"), "booting", "panic: DATABASE_URL is not set"],
+    );
+
+    let mut to = running(2);
+    to.config.deploy.timeout = "5m".parse().unwrap();
+    let cs = Changeset {
+        stage: f.stage.clone(),
+        operations: vec![Operation::Deploy {
+            app: "web".into(),
+            kind: DeployKind::Activate,
+            from: Some(running(1)),
+            to,
+            description: "Deploy release 2".into(),
+            record_as: None,
+        }],
+        ..Changeset::default()
+    };
+    let store = InMemoryStateStore::new();
+    let mut session =
+        LockedStage::acquire(Box::new(store), &f.stage, LockInfo::for_this_process("test"), Duration::ZERO).unwrap();
+    let engine = Engine {
+        ops: OpContext {
+            runtime: rt.clone(),
+            registry: Arc::new(EcrRegistry::new(&f.moto.sdk_config())),
+            local_releases: None,
+        },
+        parallelism: None,
+        source: Default::default(),
+        stream_logs: false,
+        abort: AbortSignal::new(),
+    };
+    let mut hook = RecordingHook::default();
+    let began = Instant::now();
+    let report = engine.apply(&cs, &mut session, &mut hook).await.unwrap();
+    assert!(began.elapsed() < Duration::from_secs(60), "failed fast, not at the timeout: {:?}", began.elapsed());
+
+    let d = &report.deployments[0];
+    assert_eq!(d.status, DeploymentStatus::Failed, "{report:?}");
+    let reason = d.reason.as_deref().unwrap();
+    for expected in [
+        &format!("new task {task_id} stopped before the rollout was healthy: Essential container in task exited"),
+        "exit code 3",
+        "| panic: DATABASE_URL is not set",
+        "service events:",
+        &format!("has started 1 tasks: (task {task_id})"),
+        &format!("has stopped 1 running tasks: (task {task_id})"),
+        &format!("rolled back to {v1}"),
+    ] {
+        assert!(reason.contains(expected), "{expected:?} missing from:\n{reason}");
+    }
+    assert!(!reason.contains("steady state"), "an event from before the deploy is not its own:\n{reason}");
+    assert_eq!(
+        hook.events,
+        [
+            format!("web: (service {service}) has started 1 tasks: (task {task_id})."),
+            format!("web: (service {service}) has stopped 1 running tasks: (task {task_id})."),
+        ],
+        "events are shown as they come, oldest first, each once"
+    );
+    let recorded = session.state().apps["web"].history.last().unwrap().clone();
+    assert_eq!((recorded.number, recorded.status), (d.number, DeploymentStatus::Failed));
+
+    let read = f.read_service("web");
+    assert_eq!(read["service"]["taskDefinition"], v1.as_str(), "the service runs the previous revision");
+    let label = format!("v{}", d.number);
+    assert_eq!(tag(&read["service"]["tags"], "ferry:deployment"), Some(label.as_str()), "{read:#}");
+    let td = python_json(
+        f.moto,
+        "import boto3, json, sys\nprint(json.dumps(boto3.client('ecs').describe_task_definition(taskDefinition=sys.argv[1], include=['TAGS']).get('tags', [])))",
+        &[v2.as_str()],
+    );
+    assert_eq!(tag(&td, "ferry:deployment"), Some(label.as_str()), "{td:#}");
+    assert_eq!(tag(&td, "ferry:release"), Some("2"), "{td:#}");
 }
 
 /// The whole path through the `ferry` binary and the standard AWS chain (`AWS_ENDPOINT_URL`):
@@ -681,6 +867,166 @@ print(json.dumps({"revisions": arns, "status": [x["status"] for x in s]}))
     let read: Value = serde_json::from_slice(&read.stdout).unwrap();
     assert_eq!(read["revisions"].as_array().unwrap().len(), 1, "{read}");
     assert_ne!(read["status"], serde_json::json!(["ACTIVE"]), "{read}");
+}
+
+/// Sets how moto advances ECS tasks (its state manager): `{"progression": "manual",
+/// "times": N}` moves a task one step per N DescribeTasks, `{"progression": "immediate"}`
+/// straight to STOPPED.
+const SET_TASK_TRANSITION: &str = r#"
+import json, os, sys, urllib.request
+body = json.dumps({"model_name": "ecs::task", "transition": json.loads(sys.argv[1])}).encode()
+req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/moto-api/state-manager/set-transition", data=body, method="POST")
+urllib.request.urlopen(req).read()
+"#;
+
+/// Kills a background `ferry` when dropped (a failing test leaves nothing running).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ferry task run` on an ECS stage, through the binary and the standard chain: RunTask
+/// with the command and env overrides, `startedBy` ferry and the stage's awsvpc network;
+/// the task's CloudWatch output printed *while it runs* (on a server of its own, moto's
+/// state manager holds the task RUNNING until the test lets it stop); ferry exits with the
+/// essential container's exit code (moto's containers always exit 0: a non-zero code is
+/// not something the emulator can produce); `ferry task list` shows it. Read back with boto3.
+#[test]
+fn task_run_on_ecs_streams_its_cloudwatch_output_while_it_runs_and_exits_with_its_code() {
+    let moto = Moto::start(&[]);
+    let f = Fixture::on(&moto);
+    python_json(&moto, SET_TASK_TRANSITION, &[r#"{"progression": "manual", "times": 1000000}"#]);
+    let repo = python_json(&moto, SETUP_REPOSITORY, &[&unique("shop/api-")]);
+    let p = f.project(repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
+    let mut cmd = p.ferry();
+    moto.configure(&mut cmd);
+    cmd.args(["task", "run", "-s", &f.stage, "api", "--env", "DRY_RUN=1", "--", "bin/migrate", "--verbose"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    // The task ferry started, seen with another client.
+    let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let arn = loop {
+        let listed = ferry::aws::block_on(ecs.list_tasks().cluster(&f.settings.cluster).started_by("ferry").send());
+        if let Some(arn) = listed.ok().and_then(|l| l.task_arns().first().cloned()) {
+            break arn;
+        }
+        assert!(Instant::now() < deadline, "ferry started no task");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    python_json(
+        &moto,
+        PUT_LOGS,
+        &[&format!("/ferry/{}", f.stage), &format!("ferry/api/{id}"), "migrating 1 of 2", "migrated 2 of 2"],
+    );
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l == "migrated 2 of 2") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("the task's output was not streamed ({e}); got {seen:?}"),
+        }
+    }
+    let task = python_json(
+        &moto,
+        "import boto3, json, sys\nprint(json.dumps(boto3.client('ecs').describe_tasks(cluster=sys.argv[1], tasks=[sys.argv[2]], include=['TAGS'])['tasks'][0], default=str))",
+        &[&f.settings.cluster, &arn],
+    );
+    assert_eq!(task["lastStatus"], "RUNNING", "the output came while the task ran");
+
+    // Let it end; ferry follows it to STOPPED and exits with its code.
+    python_json(&moto, SET_TASK_TRANSITION, &[r#"{"progression": "immediate"}"#]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "ferry task run did not end after the task stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("task {id} of app api (release 1) started")), "{err}");
+    seen.extend(lines.iter());
+    assert_eq!(seen, ["migrating 1 of 2", "migrated 2 of 2"], "each line once, in order");
+
+    assert_eq!(task["startedBy"], "ferry");
+    assert_eq!(
+        task["taskDefinitionArn"].as_str().unwrap().rsplit('/').next(),
+        Some(format!("{}-api:1", f.stage).as_str())
+    );
+    let o = &task["overrides"]["containerOverrides"][0];
+    assert_eq!(o["name"], "api");
+    assert_eq!(o["command"], serde_json::json!(["bin/migrate", "--verbose"]));
+    assert_eq!(o["environment"], serde_json::json!([{"name": "DRY_RUN", "value": "1"}]));
+    assert_eq!(tag(&task["tags"], "ferry:task"), Some("one-off"));
+    let subnet = task["attachments"][0]["details"].as_array().unwrap().iter().find(|d| d["name"] == "subnetId");
+    assert_eq!(subnet.map(|d| d["value"].clone()), Some(Value::from(f.settings.subnets[0].clone())));
+
+    let mut cmd = p.ferry();
+    moto.configure(&mut cmd);
+    let list = crate::support::Run(cmd.args(["task", "list", "-s", &f.stage, "api"]).output().unwrap());
+    list.expect_code(0);
+    let row = list.stdout().lines().find(|l| l.starts_with(&id[..12])).map(str::to_string);
+    assert!(row.as_deref().is_some_and(|r| r.contains("one-off") && r.contains("STOPPED")), "{}", list.stdout());
+}
+
+/// A one-off task on ECS ends with the exit code of the app's (essential) container, not of
+/// a sidecar listed first; its whole CloudWatch output is passed on, also lines that were
+/// only there once it had stopped. moto's containers always exit 0, so the fault layer
+/// reports the task STOPPED with a sidecar that exited 0 and the app's container with 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_off_task_ends_with_its_essential_containers_exit_code_and_all_its_output() {
+    let f = Fixture::new();
+    let faults = Arc::new(Faults::default());
+    let rt = f.faulty_runtime(faults.clone());
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    let spec = TaskSpec {
+        app: "web".into(),
+        revision: v1,
+        command: Some(vec!["bin/rails".into(), "db:migrate".into()]),
+        env: BTreeMap::new(),
+        name: "migrate".into(),
+    };
+    let task = rt.run_task(&spec).await.unwrap();
+    let arn = format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task}", f.settings.cluster);
+    python_json(
+        f.moto,
+        PUT_LOGS,
+        &[
+            &format!("/ferry/{}", f.stage),
+            &format!("ferry/web/{task}"),
+            "== 20260101 AddIndex: migrating",
+            "PG::DuplicateTable",
+        ],
+    );
+    *faults.exits.lock().unwrap() = Some((arn, vec![("log-router".into(), 0), ("web".into(), 3)]));
+    let mut lines = Vec::new();
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        follow_task(&rt, "web", &task, &mut |l: &ferry::runtime::LogLine| lines.push(l.text.clone())),
+    )
+    .await
+    .expect("the task is followed to its end")
+    .unwrap();
+    assert_eq!((status.last_status, status.exit_code), (Lifecycle::Stopped, Some(3)), "{status:?}");
+    assert_eq!(lines, ["== 20260101 AddIndex: migrating", "PG::DuplicateTable"]);
 }
 
 /// `ferry ps` and `ferry logs` on an ECS stage, through the binary and the standard chain.

@@ -8,17 +8,19 @@
 //! unlock's conditional `DeleteObject` (all native in moto 5.2.5, made atomic by the
 //! harness serving one request at a time) and the previous copy's
 //! `x-amz-copy-source-if-match` (added by the harness, since moto ignores it). What it
-//! cannot: moto never answers `409 ConditionalRequestConflict`, so the store's handling of
-//! it (read again, retry or report the conflict) is not exercised; and it never loses an
-//! answer, so a test interceptor ([`LoseAnswers`]) turns answers into `503`s to make the SDK
-//! retry a conditional request that already took effect.
+//! cannot: moto never answers `409 ConditionalRequestConflict`, so a test interceptor
+//! ([`InFlightConflicts`]) makes a request fail on the emulator and answers it with that 409
+//! (with, in one test, a real competing write landing first); and it never loses an answer,
+//! so another ([`LoseAnswers`]) turns answers into `503`s to make the SDK retry a
+//! conditional request that already took effect.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_s3::config::interceptors::{
-    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef,
 };
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
@@ -581,4 +583,165 @@ fn status_checks_of_an_s3_project_live_in_the_state_bucket() {
     assert_eq!((reports[0]["context"].as_str(), reports[0]["state"].as_str()), (Some("ci/tests"), Some("failure")));
     assert_eq!(reports[0]["description"], "2 failed");
     assert!(!p.path().join(".ferry/status").exists(), "nothing kept locally");
+}
+
+/// A competing request run just before the conflicting one, as if it had been in flight.
+type Competitor = Box<dyn FnOnce() + Send>;
+
+/// Makes S3 answer the next `remaining` PutObject requests on keys ending in `suffix` with
+/// `409 ConditionalRequestConflict`, S3's answer while a competing conditional request on
+/// the object is in flight — which moto never gives, and which no real part of the test
+/// setup can provoke (the harness serialises requests). The request is first made to have
+/// no effect on the emulator: its condition is replaced by an `If-Match` that no object
+/// has, which moto refuses; then its refusal is rewritten to the 409. `competitor`, when
+/// set, runs (for real, through another store) just before the first such request.
+#[derive(Clone)]
+struct InFlightConflicts {
+    suffix: &'static str,
+    remaining: Arc<AtomicUsize>,
+    armed: Arc<AtomicBool>,
+    competitor: Arc<Mutex<Option<Competitor>>>,
+}
+
+impl std::fmt::Debug for InFlightConflicts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlightConflicts").field("suffix", &self.suffix).field("remaining", &self.remaining).finish()
+    }
+}
+
+impl InFlightConflicts {
+    fn new(suffix: &'static str, count: usize) -> Self {
+        InFlightConflicts {
+            suffix,
+            remaining: Arc::new(AtomicUsize::new(count)),
+            armed: Arc::default(),
+            competitor: Arc::default(),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.remaining.load(Ordering::SeqCst)
+    }
+
+    /// A store on the fixture's bucket whose requests pass through this layer.
+    fn store(&self, f: &S3Fixture) -> S3StateStore {
+        let config = aws_sdk_s3::config::Builder::from(&f.moto.sdk_config())
+            .force_path_style(true)
+            .interceptor(self.clone())
+            .build();
+        S3StateStore::new(aws_sdk_s3::Client::from_conf(config), &f.bucket, &f.prefix)
+    }
+}
+
+impl Intercept for InFlightConflicts {
+    fn name(&self) -> &'static str {
+        "InFlightConflicts"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = ctx.request_mut();
+        let path = request.uri().split('?').next().unwrap_or_default().to_string();
+        let put_object = request.method() == "PUT"
+            && path.ends_with(self.suffix)
+            && request.headers().get("x-amz-copy-source").is_none();
+        let conflict =
+            put_object && self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        self.armed.store(conflict, Ordering::SeqCst);
+        if conflict {
+            if let Some(competitor) = self.competitor.lock().unwrap().take() {
+                // Its own thread: it drives its requests with its own `block_on`.
+                std::thread::spawn(competitor).join().expect("the competing request");
+            }
+            let headers = request.headers_mut();
+            headers.remove("If-None-Match");
+            headers.insert("If-Match", "\"00000000000000000000000000000000\"");
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            let response = ctx.response_mut();
+            assert!(!response.status().is_success(), "the emulator must have refused the neutralised request");
+            *response.status_mut() = 409.try_into()?;
+            *response.body_mut() = aws_sdk_s3::primitives::SdkBody::from(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>ConditionalRequestConflict</Code>\
+                 <Message>A conflicting conditional operation is currently in progress against this resource. \
+                 Please try again.</Message></Error>",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A `409 ConditionalRequestConflict` while nothing changed (the competing request failed
+/// or did not touch the object) is tried again: the lock is taken and both the first write
+/// (`If-None-Match: *`) and an update (`If-Match`) land, with the previous copy as usual.
+#[test]
+fn a_conflicting_request_in_flight_is_tried_again() {
+    let f = S3Fixture::new();
+    let conflicts = InFlightConflicts::new(".lock", 1);
+    let info = LockInfo::for_this_process("ferry commit");
+    conflicts.store(&f).try_lock("dev", &info).expect("taken on the second try");
+    assert_eq!(conflicts.remaining(), 0, "the 409 was answered");
+    assert_eq!(f.store().lock_holder("dev").unwrap(), Some(info));
+
+    let conflicts = InFlightConflicts::new(".json", 2);
+    let store = conflicts.store(&f);
+    let mut s = sample("dev");
+    store.write(&mut s).expect("create after a 409");
+    let first = s.clone();
+    s.apps.insert("api".into(), AppState::default());
+    store.write(&mut s).expect("update after a 409");
+    assert_eq!(conflicts.remaining(), 0, "both 409s were answered");
+    assert_eq!(s.serial, 2);
+    assert_eq!(f.store().read("dev").unwrap(), Some(s));
+    assert_eq!(f.store().read_previous("dev").unwrap(), Some(first));
+}
+
+/// A `409` because a competing write was in flight — and landed: the store reads again,
+/// sees another serial and reports the conflict; the competitor's state is stored, the
+/// previous copy is the state both started from, and nothing of either is lost. A `409`
+/// that never ends is a clear error after a bounded number of tries, with nothing written.
+#[test]
+fn a_write_refused_while_a_competing_one_lands_is_a_conflict() {
+    let f = S3Fixture::new();
+    let mut base = sample("dev");
+    f.store().write(&mut base).unwrap();
+
+    let conflicts = InFlightConflicts::new(".json", 1);
+    let mut theirs = base.clone();
+    theirs.apps.insert("theirs".into(), AppState::default());
+    let competitor = f.store();
+    let landed = Arc::new(Mutex::new(None));
+    let landed_by = landed.clone();
+    *conflicts.competitor.lock().unwrap() = Some(Box::new(move || {
+        competitor.write(&mut theirs).expect("the competing write lands");
+        *landed_by.lock().unwrap() = Some(theirs);
+    }));
+    let mut ours = base.clone();
+    ours.apps.insert("ours".into(), AppState::default());
+    let err = conflicts.store(&f).write(&mut ours).unwrap_err();
+    assert!(matches!(err, StateError::Conflict { expected: 1, found: 2, .. }), "{err:?}");
+    assert_eq!(ours.serial, 1, "our state is not claimed written");
+    let theirs = landed.lock().unwrap().clone().expect("the competitor ran");
+    assert_eq!(f.store().read("dev").unwrap(), Some(theirs.clone()), "the competitor's write is stored");
+    assert_eq!(f.store().read_previous("dev").unwrap(), Some(base), "the previous copy is what both replaced");
+
+    let forever = InFlightConflicts::new(".json", usize::MAX);
+    let mut again = f.store().read("dev").unwrap().unwrap();
+    again.apps.insert("ours".into(), AppState::default());
+    let err = forever.store(&f).write(&mut again).unwrap_err();
+    assert!(err.to_string().contains("kept reporting a conflicting write in flight"), "{err}");
+    assert_eq!(f.store().read("dev").unwrap(), Some(theirs), "nothing written");
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::rollout::Progress;
 use crate::plan::Operation;
-use crate::runtime::LogLine;
+use crate::runtime::{LogLine, ServiceEvent};
 use crate::state::DeploymentStatus;
 
 /// A step of the whole command, before and around the walk.
@@ -59,6 +59,8 @@ pub trait Hook {
     fn progress(&mut self, _op: &Operation, _progress: &Progress) {}
     /// An operation ended; `done` of `total` operations have ended.
     fn finished(&mut self, _op: &Operation, _outcome: &OpOutcome, _elapsed: Duration, _done: usize, _total: usize) {}
+    /// The runtime's scheduler said something about a rollout's service (an ECS service event).
+    fn service_event(&mut self, _op: &Operation, _event: &ServiceEvent) {}
     /// A line of a new task's output (`commit --logs`).
     fn log(&mut self, _app: &str, _line: &LogLine) {}
     /// Something to tell the user: an abort starting, a settled deployment.
@@ -186,6 +188,10 @@ impl Hook for HumanHook {
         self.say(&text);
     }
 
+    fn service_event(&mut self, op: &Operation, event: &ServiceEvent) {
+        self.say(&format!("  {}: {} {}", op.app(), console::style("event").dim(), event.message));
+    }
+
     fn log(&mut self, app: &str, line: &LogLine) {
         self.say(&format!("  {} {} {}", console::style(app).cyan(), console::style(&line.task).dim(), line.text));
     }
@@ -242,6 +248,12 @@ impl Hook for JsonHook {
         self.emit(json!({
             "event": "finished", "operation": op.id(), "app": op.app(), "status": status, "detail": text,
             "elapsed_ms": elapsed.as_millis() as u64, "done": done, "total": total,
+        }));
+    }
+    fn service_event(&mut self, op: &Operation, event: &ServiceEvent) {
+        self.emit(json!({
+            "event": "service_event", "operation": op.id(), "app": op.app(), "id": event.id,
+            "time": event.time, "message": event.message,
         }));
     }
     fn log(&mut self, app: &str, line: &LogLine) {

@@ -40,7 +40,7 @@ use ops::{OpContext, Started};
 use rollout::Verdict;
 
 use crate::plan::{Changeset, InvalidChangeset, Operation, Outcome};
-use crate::runtime::{LogLine, LogQuery, RevisionId, Runtime};
+use crate::runtime::{LogLine, LogQuery, RevisionId, Runtime, ServiceEvent};
 use crate::state::{DeploymentStatus, LockedStage, Source, StateError};
 
 /// First poll delay of in-flight rollouts.
@@ -49,6 +49,8 @@ const POLL_START: Duration = Duration::from_millis(200);
 const POLL_MAX: Duration = Duration::from_secs(1);
 /// Observe failures in a row after which in-flight rollouts are given up as failed.
 const OBSERVE_RETRIES: u32 = 5;
+/// How many of a failed rollout's newest scheduler events its recorded reason keeps.
+const EVENTS_IN_REASON: usize = 10;
 /// How long a removal may take.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -140,6 +142,8 @@ struct Walk<'a> {
     watches: BTreeMap<usize, (Started, Option<PhaseKey>)>,
     log_tx: tokio::sync::mpsc::Sender<(String, LogLine)>,
     log_tasks: BTreeMap<usize, tokio::task::JoinHandle<()>>,
+    /// Scheduler events shown per watched rollout, kept for its failure report.
+    events: BTreeMap<usize, Vec<ServiceEvent>>,
     done: usize,
     report: ApplyReport,
     journal_error: Option<StateError>,
@@ -182,6 +186,7 @@ impl Engine {
             watches: BTreeMap::new(),
             log_tx,
             log_tasks: BTreeMap::new(),
+            events: BTreeMap::new(),
             done: 0,
             report: ApplyReport::default(),
             journal_error: None,
@@ -312,6 +317,7 @@ impl Walk<'_> {
         let ctx = self.engine.ops.clone();
         let abort = self.engine.abort.clone();
         let revision = self.revisions.get(op.app()).cloned();
+        let deployment = self.in_progress[i];
         let task_def = match &op {
             Operation::RunReleaseTask { app, task, .. } => self.release_task(app, task),
             _ => None,
@@ -346,13 +352,13 @@ impl Walk<'_> {
                     Event::Finished { outcome, revision: None }
                 }
                 Operation::Deploy { app, from, to, .. } => {
-                    match ops::start_deploy(&ctx, app, from.as_ref(), to, revision).await {
+                    match ops::start_deploy(&ctx, app, from.as_ref(), to, revision, deployment).await {
                         Ok(s) => Event::Watch(Box::new(s)),
                         Err(reason) => failed(reason),
                     }
                 }
                 Operation::Scale { app, running, from, to, .. } => {
-                    match ops::start_scale(&ctx, app, running, *from, *to).await {
+                    match ops::start_scale(&ctx, app, running, (*from, *to), deployment).await {
                         Ok(s) => Event::Watch(Box::new(s)),
                         Err(reason) => failed(reason),
                     }
@@ -446,7 +452,7 @@ impl Walk<'_> {
     fn follow_logs(&mut self, i: usize, started: &Started) {
         let runtime: Arc<dyn Runtime> = self.engine.ops.runtime.clone();
         let app = started.watch.app.clone();
-        let old = started.old_tasks.clone();
+        let old = started.watch.old_tasks.clone();
         let tx = self.log_tx.clone();
         let since = Some(Utc::now() - chrono::Duration::seconds(1));
         self.log_tasks.insert(
@@ -472,8 +478,20 @@ impl Walk<'_> {
         let mut changed = false;
         let ids: Vec<usize> = self.watches.keys().copied().collect();
         for i in ids {
-            let (started, last) = &self.watches[&i];
+            let started = &self.watches[&i].0;
             let Some(status) = statuses.iter().find(|s| s.app == started.watch.app) else { continue };
+            let shown = self.events.entry(i).or_default();
+            let fresh: Vec<ServiceEvent> =
+                rollout::new_events(status, started.events_before.as_deref(), shown).into_iter().cloned().collect();
+            if !fresh.is_empty() {
+                changed = true;
+                let op = self.op(i).clone();
+                for e in &fresh {
+                    self.hook.service_event(&op, e);
+                }
+                self.events.entry(i).or_default().extend(fresh);
+            }
+            let (started, last) = &self.watches[&i];
             match rollout::judge(&started.watch, status, now) {
                 Verdict::Waiting(p) => {
                     let key = (p.phase.clone(), p.running, p.pending, p.healthy, p.old);
@@ -490,6 +508,7 @@ impl Walk<'_> {
                     self.hook.progress(&op, &p);
                     self.watches.remove(&i);
                     self.stop_logs(i);
+                    self.events.remove(&i);
                     self.finish(i, OpOutcome::Succeeded { detail: None }, None);
                 }
                 Verdict::Failed { reason, task } => {
@@ -524,6 +543,13 @@ impl Walk<'_> {
         reason: String,
         culprit: Option<crate::runtime::TaskStatus>,
     ) {
+        let mut reason = reason;
+        if let Some(events) = self.events.remove(&i).filter(|e| !e.is_empty()) {
+            reason.push_str("\nservice events:");
+            for e in events.iter().rev().take(EVENTS_IN_REASON).rev() {
+                reason.push_str(&format!("\n  {} {}", e.time.format("%H:%M:%S"), e.message));
+            }
+        }
         let ctx = self.engine.ops.clone();
         self.join.spawn(async move {
             let reason = ops::roll_back(&ctx, &started, &reason, culprit.as_ref()).await;

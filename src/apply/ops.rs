@@ -44,8 +44,8 @@ pub struct Started {
     pub previous_release: Option<Running>,
     /// A scale's previous count, to scale back to.
     pub scale_from: Option<u32>,
-    /// Tasks that existed before, whose log lines `--logs` leaves out.
-    pub old_tasks: BTreeSet<TaskId>,
+    /// The newest scheduler event before the rollout: only later ones are its own.
+    pub events_before: Option<String>,
 }
 
 /// Check the digest is in the registry.
@@ -105,13 +105,15 @@ async fn observe_one(ctx: &OpContext, app: &str) -> Result<ServiceStatus, String
     all.pop().ok_or_else(|| format!("the runtime said nothing about {app}"))
 }
 
-/// Start a deploy of `to` (registered as `revision` when the register step ran).
+/// Start a deploy of `to` (registered as `revision` when the register step ran), recorded
+/// as deployment v`deployment`.
 pub async fn start_deploy(
     ctx: &OpContext,
     app: &str,
     from: Option<&Running>,
     to: &Running,
     revision: Option<RevisionId>,
+    deployment: Option<u64>,
 ) -> Result<Started, String> {
     let target = match revision {
         Some(r) => r,
@@ -127,7 +129,7 @@ pub async fn start_deploy(
         Some(f) => register_running(ctx, app, f).await.ok().or(serving),
         None => None,
     };
-    let mut started = start(ctx, app, before, target, to, previous, None).await?;
+    let mut started = start(ctx, app, before, target, to, previous, deployment).await?;
     started.previous_release = from.cloned();
     Ok(started)
 }
@@ -139,15 +141,18 @@ async fn start(
     target: RevisionId,
     to: &Running,
     previous: Option<RevisionId>,
-    scale_from: Option<u32>,
+    deployment: Option<u64>,
 ) -> Result<Started, String> {
-    let old_tasks = before.tasks.iter().map(|t| t.id.clone()).collect();
     let settings = &to.config.deploy;
     let rollout = ctx
         .runtime
         .deploy(app, &target, to.scale, settings)
         .await
         .map_err(|e| format!("app {app}: cannot start the rollout: {e}"))?;
+    if let Some(n) = deployment {
+        // A label only: state records the deployment whether or not the runtime keeps it.
+        let _ = ctx.runtime.label_deployment(app, &target, n).await;
+    }
     let now = Instant::now();
     Ok(Started {
         watch: RolloutWatch {
@@ -157,25 +162,42 @@ async fn start(
             desired: to.scale,
             started: now,
             deadline: now + settings.timeout.to_std(),
+            old_tasks: old_tasks(&before),
+            failed_before: 0,
+            restarts_in_place: ctx.runtime.restarts_in_place(),
         },
         previous,
         previous_release: None,
-        scale_from,
-        old_tasks,
+        scale_from: None,
+        events_before: before.events.first().map(|e| e.id.clone()),
     })
 }
 
-/// Start a scale of the running revision to `to` tasks.
-pub async fn start_scale(ctx: &OpContext, app: &str, running: &Running, from: u32, to: u32) -> Result<Started, String> {
+fn old_tasks(before: &ServiceStatus) -> BTreeSet<TaskId> {
+    before.tasks.iter().map(|t| t.id.clone()).collect()
+}
+
+/// Start a scale of the running revision to `to` tasks, recorded as deployment v`deployment`.
+pub async fn start_scale(
+    ctx: &OpContext,
+    app: &str,
+    running: &Running,
+    (from, to): (u32, u32),
+    deployment: Option<u64>,
+) -> Result<Started, String> {
     let before = observe_one(ctx, app).await?;
     let wanted = Running { scale: to, ..running.clone() };
     let Some(target) = before.revision.clone().filter(|_| before.state == ServiceState::Active) else {
         // The runtime lost the service (a restarted agent): deploying the running revision
         // at the new count is the same change.
         let target = register_running(ctx, app, running).await?;
-        return start(ctx, app, before, target, &wanted, None, None).await;
+        return start(ctx, app, before, target, &wanted, None, deployment).await;
     };
+    let failed_before = before.primary().map_or(0, |r| r.failed_tasks);
     ctx.runtime.scale(app, to).await.map_err(|e| format!("app {app}: cannot scale: {e}"))?;
+    if let Some(n) = deployment {
+        let _ = ctx.runtime.label_deployment(app, &target, n).await;
+    }
     let now = Instant::now();
     Ok(Started {
         watch: RolloutWatch {
@@ -185,11 +207,14 @@ pub async fn start_scale(ctx: &OpContext, app: &str, running: &Running, from: u3
             desired: to,
             started: now,
             deadline: now + running.config.deploy.timeout.to_std(),
+            old_tasks: old_tasks(&before),
+            failed_before,
+            restarts_in_place: ctx.runtime.restarts_in_place(),
         },
         previous: Some(target),
         previous_release: Some(running.clone()),
         scale_from: Some(from),
-        old_tasks: before.tasks.iter().map(|t| t.id.clone()).collect(),
+        events_before: before.events.first().map(|e| e.id.clone()),
     })
 }
 

@@ -5,13 +5,21 @@
 //! A deploy succeeds only when the rollout ferry created is COMPLETED, the service's primary
 //! revision is the planned one and the planned number of its tasks are RUNNING and HEALTHY.
 //! It fails fast — without waiting out `deploy.timeout` — when the runtime reports the
-//! rollout FAILED, or when new tasks keep dying before they ever turn healthy (more than
-//! [`RESTART_BUDGET`] failures per desired task).
+//! rollout FAILED, or when new tasks die before they ever turn healthy. How many deaths that
+//! takes depends on the runtime ([`Runtime::restarts_in_place`]): the local agent restarts a
+//! crashed task in place, so a few restarts may be transient and each desired task may fail
+//! [`RESTART_BUDGET`] times; on ECS a stopped task is final (ECS starts a new one, and its
+//! circuit breaker counts), so the first new task that stops fails the rollout — at once,
+//! while ECS still remembers the task's stop reason, exit code and logs.
+//!
+//! [`Runtime::restarts_in_place`]: crate::runtime::Runtime::restarts_in_place
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::runtime::{
-    Health, Lifecycle, RevisionId, RolloutId, RolloutState, ServiceState, ServiceStatus, TaskKind, TaskStatus,
+    Health, Lifecycle, RevisionId, RolloutId, RolloutState, ServiceEvent, ServiceState, ServiceStatus, TaskId,
+    TaskKind, TaskStatus,
 };
 
 /// How many times each desired task may die (exit or fail its checks) before turning healthy
@@ -39,6 +47,14 @@ pub struct RolloutWatch {
     pub started: Instant,
     /// `deploy.timeout` from the start.
     pub deadline: Instant,
+    /// Tasks that existed before the rollout: neither new nor its failures.
+    pub old_tasks: BTreeSet<TaskId>,
+    /// The watched rollout's failed-task count when the watch began (a scale watches the
+    /// primary rollout, whose earlier failures are not the scale's).
+    pub failed_before: u32,
+    /// [`Runtime::restarts_in_place`](crate::runtime::Runtime::restarts_in_place) of the
+    /// runtime: tolerate a few restarts, or fail at the first new task that stops.
+    pub restarts_in_place: bool,
 }
 
 /// Where a rollout stands, for progress lines.
@@ -93,6 +109,24 @@ fn alive(t: &TaskStatus) -> bool {
     t.kind == TaskKind::Service && t.last_status != Lifecycle::Stopped && t.desired_status != Lifecycle::Stopped
 }
 
+/// The scheduler events of `status` that belong to a rollout and were not `shown` yet,
+/// oldest first: those newer than `before` (the newest event before it started; events
+/// come newest first, and ids rather than times tell, so clock skew cannot hide one).
+pub fn new_events<'a>(
+    status: &'a ServiceStatus,
+    before: Option<&str>,
+    shown: &[ServiceEvent],
+) -> Vec<&'a ServiceEvent> {
+    let mut fresh: Vec<&ServiceEvent> = status
+        .events
+        .iter()
+        .take_while(|e| Some(e.id.as_str()) != before)
+        .filter(|e| !shown.iter().any(|s| s.id == e.id))
+        .collect();
+    fresh.reverse();
+    fresh
+}
+
 /// Judge `watch` against `status` (the app's service) at `now`.
 pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verdict {
     let new: Vec<&TaskStatus> = status.tasks.iter().filter(|t| alive(t) && t.revision == watch.target).collect();
@@ -109,7 +143,7 @@ pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verd
         Watched::Deploy { rollout } => status.rollout(rollout),
         Watched::Scale => status.primary(),
     };
-    let failed = rollout.map_or(0, |r| r.failed_tasks);
+    let failed = rollout.map_or(0, |r| r.failed_tasks).saturating_sub(watch.failed_before);
     let mut progress = Progress {
         phase: String::new(),
         desired: watch.desired,
@@ -120,11 +154,19 @@ pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verd
         failed,
         elapsed: now.saturating_duration_since(watch.started),
     };
-    // The task that explains a failure best: a new one that died or is unhealthy, else any new one.
+    let of_target = || {
+        status
+            .tasks
+            .iter()
+            .filter(|t| t.kind == TaskKind::Service && t.revision == watch.target && !watch.old_tasks.contains(&t.id))
+    };
+    // A new task that stopped (on a runtime where stopping is final, one is a failure).
+    let stopped = || of_target().find(|t| t.last_status == Lifecycle::Stopped);
+    // The task that explains a failure best: a new one that stopped, died or is unhealthy,
+    // else any new one.
     let culprit = || {
-        let of_target = || status.tasks.iter().filter(|t| t.kind == TaskKind::Service && t.revision == watch.target);
-        of_target()
-            .find(|t| t.exit_code.is_some() || t.restarts > 0 || t.health == Health::Unhealthy)
+        stopped()
+            .or_else(|| of_target().find(|t| t.exit_code.is_some() || t.restarts > 0 || t.health == Health::Unhealthy))
             .or_else(|| of_target().next())
             .map(|t| Box::new(t.clone()))
     };
@@ -148,7 +190,20 @@ pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verd
         }
         _ => {}
     }
-    if failed > RESTART_BUDGET * watch.desired.max(1) {
+    if !watch.restarts_in_place {
+        if let Some(t) = stopped() {
+            return Verdict::Failed {
+                reason: format!(
+                    "new task {} stopped before the rollout was healthy: {}",
+                    t.id,
+                    t.stopped_reason.as_deref().unwrap_or("no reason given")
+                ),
+                task: culprit(),
+            };
+        }
+    }
+    let budget = if watch.restarts_in_place { RESTART_BUDGET * watch.desired.max(1) } else { 0 };
+    if failed > budget {
         return Verdict::Failed {
             reason: format!(
                 "new tasks keep dying before turning healthy ({failed} failures for {} desired task{})",
@@ -254,6 +309,9 @@ mod tests {
             desired: 2,
             started: now,
             deadline: now + Duration::from_secs(30),
+            old_tasks: BTreeSet::new(),
+            failed_before: 0,
+            restarts_in_place: true,
         }
     }
 
@@ -325,5 +383,57 @@ mod tests {
         }
         let failed = service(RolloutState::Failed, 0, vec![]);
         assert!(matches!(judge(&w, &failed, now), Verdict::Failed { .. }));
+    }
+
+    #[test]
+    fn where_a_stop_is_final_the_first_new_task_that_stops_fails_the_rollout() {
+        let now = Instant::now();
+        let w =
+            RolloutWatch { restarts_in_place: false, old_tasks: BTreeSet::from([TaskId("old".into())]), ..watch(now) };
+        let mut dead = task("a", "v2", Lifecycle::Stopped, Health::Unknown);
+        dead.exit_code = Some(1);
+        dead.stopped_reason = Some("Essential container in task exited".into());
+        // ECS has not counted it yet (failedTasks 0): the stopped task is enough.
+        let s = service(RolloutState::InProgress, 0, vec![task("b", "v2", Lifecycle::Running, Health::Healthy), dead]);
+        match judge(&w, &s, now) {
+            Verdict::Failed { reason, task } => {
+                assert!(reason.contains("new task a stopped") && reason.contains("Essential container"), "{reason}");
+                assert_eq!(task.unwrap().exit_code, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same observation on a runtime that restarts in place is within the budget.
+        assert!(matches!(judge(&watch(now), &s, now), Verdict::Waiting(_)));
+        // One failure counted by the runtime is enough too.
+        let counted = service(RolloutState::InProgress, 1, vec![task("b", "v2", Lifecycle::Pending, Health::Unknown)]);
+        assert!(matches!(judge(&w, &counted, now), Verdict::Failed { .. }));
+        // A task of the revision that stopped before the rollout (drained by an earlier
+        // deploy, now rolled back to) is not a failure of this one.
+        let mut earlier = task("old", "v2", Lifecycle::Stopped, Health::Unknown);
+        earlier.stopped_reason = Some("Scaling activity initiated by deployment".into());
+        let back =
+            service(RolloutState::InProgress, 0, vec![earlier, task("b", "v2", Lifecycle::Pending, Health::Unknown)]);
+        assert!(matches!(judge(&w, &back, now), Verdict::Waiting(_)));
+    }
+
+    #[test]
+    fn a_scale_does_not_inherit_earlier_failures_of_its_rollout() {
+        let now = Instant::now();
+        let w = RolloutWatch { watched: Watched::Scale, failed_before: 5, ..watch(now) };
+        let s = service(RolloutState::Completed, 6, vec![task("a", "v2", Lifecycle::Pending, Health::Unknown)]);
+        assert!(matches!(judge(&w, &s, now), Verdict::Waiting(_)));
+        let s = service(RolloutState::Completed, 10, vec![task("a", "v2", Lifecycle::Pending, Health::Unknown)]);
+        assert!(matches!(judge(&w, &s, now), Verdict::Failed { .. }));
+    }
+
+    #[test]
+    fn only_events_after_the_rollout_began_are_new_and_each_once() {
+        let event = |id: &str| ServiceEvent { id: id.into(), time: Utc::now(), message: format!("event {id}") };
+        let mut s = service(RolloutState::InProgress, 0, vec![]);
+        s.events = vec![event("3"), event("2"), event("1")];
+        let ids = |v: Vec<&ServiceEvent>| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(new_events(&s, Some("1"), &[])), ["2", "3"], "oldest first, none from before");
+        assert_eq!(ids(new_events(&s, Some("1"), &[event("2")])), ["3"]);
+        assert_eq!(ids(new_events(&s, None, &[])), ["1", "2", "3"], "a new service: all are its own");
     }
 }

@@ -1,22 +1,20 @@
 //! `ferry task run APP [--release ID] [--env K=V…] -- CMD ARGS…` runs a one-off task with a
 //! declared release's image and the app's config (any declared release, not only the active
-//! one: run a migration before activating), streams its output and exits with its exit code.
-//! `ferry task list APP` shows the app's recent one-off tasks.
+//! one: run a migration before activating), streams its output and exits with its exit code
+//! (that of the essential container on ECS). `ferry task list APP` shows the app's recent
+//! one-off tasks. Both work on local and ECS stages.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::apply::ops::{self, OpContext};
+use crate::apply::ops;
 use crate::cli::agent::runtime_error;
 use crate::cli::plan::select_stages;
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, RuntimeKind};
-use crate::registry::LocalRegistry;
 use crate::runtime::local::LocalRuntime;
-use crate::runtime::{Lifecycle, LogQuery, Runtime, TaskKind, TaskSpec};
+use crate::runtime::{follow_task, LogLine, TaskKind, TaskSpec};
 
 /// One-off tasks.
 #[derive(Debug, Args)]
@@ -66,18 +64,15 @@ pub fn run(ctx: &Context, args: TaskArgs) -> CliResult {
     }
 }
 
-fn local_stage(ctx: &Context, stage: Option<&str>) -> CliResult<(config::Project, config::Stage)> {
+fn load_stage(ctx: &Context, stage: Option<&str>) -> CliResult<(config::Project, config::Stage)> {
     let project = ctx.project()?;
     let name = select_stages(&project, stage, false)?.remove(0);
     let stage = config::load_stage(&project, &name)?;
-    if stage.runtime.kind() != RuntimeKind::Local {
-        return Err(CliError::new(format!("stage {name} runs on ECS, which `ferry task` does not reach yet")));
-    }
     Ok((project, stage))
 }
 
 fn run_task(ctx: &Context, args: RunArgs) -> CliResult {
-    let (project, stage) = local_stage(ctx, args.stage.as_deref())?;
+    let (project, stage) = load_stage(ctx, args.stage.as_deref())?;
     let app = stage.apps.get(&args.app).ok_or_else(|| {
         let names: Vec<&str> = stage.apps.keys().map(String::as_str).collect();
         CliError::new(format!("stage {} has no app `{}` (apps: {})", stage.name, args.app, names.join(", ")))
@@ -95,14 +90,10 @@ fn run_task(ctx: &Context, args: RunArgs) -> CliResult {
         let (k, v) = kv.split_once('=').ok_or_else(|| CliError::new(format!("--env {kv}: expected K=V")))?;
         env.insert(k.to_string(), v.to_string());
     }
-    let root = project.root.clone();
-    let runtime = Arc::new(LocalRuntime::new(&root, &stage.name));
-    let registry = Arc::new(LocalRegistry::for_project(&root));
-    let ctx_ops = OpContext {
-        runtime: runtime.clone(),
-        registry: registry.clone(),
-        local_releases: Some((registry, root.join(".ferry").join("releases"))),
-    };
+    // The local agent or ECS (RunTask with the stage's network, startedBy ferry, output
+    // from CloudWatch Logs): the same steps through the runtime seam.
+    let ctx_ops = super::commit::op_context(&project.root, &stage);
+    let runtime = ctx_ops.runtime.clone();
     let rt = super::tokio_runtime()?;
     let code = rt.block_on(async {
         let revision = ops::register(&ctx_ops, &app.name, release, &app.image, digest, &app.config)
@@ -117,32 +108,17 @@ fn run_task(ctx: &Context, args: RunArgs) -> CliResult {
         };
         let id = runtime.run_task(&spec).await.map_err(runtime_error)?;
         eprintln!("task {id} of app {} (release {release}) started", app.name);
-        let query = LogQuery { task: Some(id.clone()), since: None, follow: true };
-        let mut lines = runtime.logs(&app.name, &query).await.map_err(runtime_error)?;
-        let mut interrupt = Box::pin(tokio::signal::ctrl_c());
-        let mut delay = Duration::from_millis(100);
-        let status = loop {
-            tokio::select! {
-                Some(line) = lines.recv() => { let _ = print_out(&format!("{}\n", line.text)); continue; }
-                _ = tokio::time::sleep(delay) => {}
-                _ = &mut interrupt => {
-                    let _ = runtime.stop_task(&app.name, &id).await;
-                    eprintln!("interrupted: stopped task {id}");
-                    return Ok(130u8);
-                }
-            }
-            delay = (delay * 3 / 2).min(Duration::from_millis(500));
-            let services = runtime.observe(std::slice::from_ref(&app.name)).await.map_err(runtime_error)?;
-            match services.iter().find_map(|s| s.task(&id)) {
-                Some(t) if t.last_status == Lifecycle::Stopped => break t.clone(),
-                Some(_) => {}
-                None => return Err(CliError::new(format!("the runtime lost task {id}"))),
+        let mut print = |line: &LogLine| {
+            let _ = print_out(&format!("{}\n", line.text));
+        };
+        let status = tokio::select! {
+            status = follow_task(runtime.as_ref(), &app.name, &id, &mut print) => status.map_err(runtime_error)?,
+            _ = tokio::signal::ctrl_c() => {
+                let _ = runtime.stop_task(&app.name, &id).await;
+                eprintln!("interrupted: stopped task {id}");
+                return Ok::<u8, CliError>(130);
             }
         };
-        // The last lines may still be on their way from the log file.
-        while let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(300), lines.recv()).await {
-            let _ = print_out(&format!("{}\n", line.text));
-        }
         match status.exit_code {
             Some(c) => {
                 if c != 0 {
@@ -167,10 +143,20 @@ fn run_task(ctx: &Context, args: RunArgs) -> CliResult {
 }
 
 fn list(ctx: &Context, args: ListArgs) -> CliResult {
-    let (project, stage) = local_stage(ctx, args.stage.as_deref())?;
-    let runtime = LocalRuntime::new(&project.root, &stage.name);
-    let rt = super::tokio_runtime()?;
-    let services = rt.block_on(runtime.observe_if_running(std::slice::from_ref(&args.app))).map_err(runtime_error)?;
+    let (project, stage) = load_stage(ctx, args.stage.as_deref())?;
+    let apps = std::slice::from_ref(&args.app);
+    let services = match stage.runtime.kind() {
+        // Listing must not start the agent.
+        RuntimeKind::Local => {
+            let runtime = LocalRuntime::new(&project.root, &stage.name);
+            super::tokio_runtime()?.block_on(runtime.observe_if_running(apps))
+        }
+        RuntimeKind::Ecs => {
+            let runtime = super::commit::op_context(&project.root, &stage).runtime;
+            super::tokio_runtime()?.block_on(runtime.observe(apps))
+        }
+    }
+    .map_err(runtime_error)?;
     let mut out = format!(
         "{:<14} {:<10} {:<8} {:<15} {:<5} {:<20}\n",
         "ID", "Name", "Release", "Last Status", "Exit", "Started At"

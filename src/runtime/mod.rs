@@ -309,6 +309,15 @@ impl ServiceState {
     }
 }
 
+/// Something the runtime's scheduler said about a service (an ECS service event: "has
+/// started 2 tasks", "is unable to place a task", "has reached a steady state").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub message: String,
+}
+
 /// One app as observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatus {
@@ -325,6 +334,10 @@ pub struct ServiceStatus {
     pub rollouts: Vec<RolloutStatus>,
     /// Current and recently stopped tasks, service and one-off.
     pub tasks: Vec<TaskStatus>,
+    /// The scheduler's recent events, newest first (ECS keeps the last 100; the local
+    /// runtime has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<ServiceEvent>,
 }
 
 impl ServiceStatus {
@@ -340,6 +353,7 @@ impl ServiceStatus {
             port: None,
             rollouts: Vec::new(),
             tasks: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -368,6 +382,12 @@ impl ServiceStatus {
 /// [`observe`]: Runtime::observe
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync {
+    /// Whether a task that crashes or fails its checks is restarted in place (the local
+    /// agent, with backoff) rather than stopped for good and replaced by a new task (ECS).
+    /// The engine tolerates a few in-place restarts during a rollout, but fails it at the
+    /// first new task that stops where a stop is final.
+    fn restarts_in_place(&self) -> bool;
+
     /// Register how to run a release (ECS: RegisterTaskDefinition). Registering an
     /// identical spec again returns the existing revision.
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId>;
@@ -383,6 +403,16 @@ pub trait Runtime: Send + Sync {
         desired_count: u32,
         settings: &DeploySettings,
     ) -> RuntimeResult<RolloutId>;
+
+    /// Note which deployment (vN in the stage's history) a rollout started by [`deploy`]
+    /// records as, where the runtime can keep it (ECS: the `ferry:deployment` tag on the
+    /// service and its task definition). Best effort for the caller: the deployment is
+    /// recorded in state either way.
+    ///
+    /// [`deploy`]: Runtime::deploy
+    async fn label_deployment(&self, _app: &str, _revision: &RevisionId, _deployment: u64) -> RuntimeResult<()> {
+        Ok(())
+    }
 
     /// The status of `apps` (empty: every app of the stage), in one batched call. Unknown
     /// apps come back as [`ServiceState::Missing`].
@@ -444,4 +474,50 @@ pub async fn wait_for_task(
         tokio::time::sleep(delay.min(deadline - now)).await;
         delay = (delay * 2).min(std::time::Duration::from_secs(2));
     }
+}
+
+/// Follow a one-off task to its end: pass each line of its output to `out` as it comes,
+/// poll `observe` (backing off from 100 ms to 1 s) until the task is STOPPED, and return its
+/// final status. Lines the stream had not delivered by then (CloudWatch is polled) are read
+/// once more from the start and the ones past those shown are passed on, so nothing the
+/// task wrote is lost at its end.
+pub async fn follow_task(
+    runtime: &dyn Runtime,
+    app: &str,
+    task: &TaskId,
+    out: &mut (dyn FnMut(&LogLine) + Send),
+) -> RuntimeResult<TaskStatus> {
+    let query = |follow| LogQuery { task: Some(task.clone()), since: None, follow };
+    let mut lines = runtime.logs(app, &query(true)).await?;
+    let mut shown = 0usize;
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut next_poll = tokio::time::Instant::now();
+    let status = loop {
+        tokio::select! {
+            Some(line) = lines.recv() => {
+                out(&line);
+                shown += 1;
+                continue;
+            }
+            _ = tokio::time::sleep_until(next_poll) => {}
+        }
+        let services = runtime.observe(&[app.to_string()]).await?;
+        match services.iter().find_map(|s| s.task(task)) {
+            Some(t) if t.last_status == Lifecycle::Stopped => break t.clone(),
+            Some(_) => {}
+            None => return Err(RuntimeError::NotFound(format!("the runtime lost task {task} of app {app}"))),
+        }
+        next_poll = tokio::time::Instant::now() + delay;
+        delay = (delay * 3 / 2).min(std::time::Duration::from_secs(1));
+    };
+    drop(lines);
+    let mut all = runtime.logs(app, &query(false)).await?;
+    let mut seen = 0usize;
+    while let Some(line) = all.recv().await {
+        seen += 1;
+        if seen > shown {
+            out(&line);
+        }
+    }
+    Ok(status)
 }

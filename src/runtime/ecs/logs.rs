@@ -1,7 +1,8 @@
 //! Task output from CloudWatch Logs: the awslogs streams `ferry/<app>/<task-id>` of the
 //! stage's log group, read with FilterLogEvents (one call covers every stream of an app).
 //! With `follow`, it polls every 2 s from the newest event seen until the receiver is
-//! dropped; events already sent are skipped by id.
+//! dropped (also while the group or stream does not exist yet: a task that just started
+//! has logged nothing); events already sent are skipped by id.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use chrono::{DateTime, Utc};
 use super::revision::LOG_STREAM_PREFIX;
 use crate::runtime::{LogLine, LogQuery, LogStream, TaskId};
 
-/// Start streaming `app`'s lines from `group` into the returned receiver. Errors (a missing
-/// group: nothing was logged yet) end the stream.
+/// Start streaming `app`'s lines from `group` into the returned receiver. Without `follow`,
+/// an error (a missing group: nothing was logged yet) ends the stream; with it, the next
+/// poll tries again.
 pub fn stream(client: aws_sdk_cloudwatchlogs::Client, group: String, app: String, query: LogQuery) -> LogStream {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(async move {
@@ -34,7 +36,8 @@ pub fn stream(client: aws_sdk_cloudwatchlogs::Client, group: String, app: String
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let Ok(page) = page else { return };
+                // Nothing logged yet (no group or stream): a follow waits for the first line.
+                let Ok(page) = page else { break };
                 for e in page.events() {
                     let stream = e.log_stream_name().unwrap_or_default();
                     let wanted = match (&one, &prefix) {

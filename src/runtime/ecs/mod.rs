@@ -42,7 +42,7 @@ use crate::runtime::{
     LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
     TaskId, TaskSpec,
 };
-use revision::{family, tag, Rendered, StageSettings, TAG_APP, TAG_SPEC, TAG_STAGE, TAG_TASK};
+use revision::{family, tag, Rendered, StageSettings, TAG_APP, TAG_DEPLOYMENT, TAG_SPEC, TAG_STAGE, TAG_TASK};
 
 /// DescribeServices takes at most this many services per call.
 const SERVICES_PER_CALL: usize = 10;
@@ -62,6 +62,8 @@ pub struct RevisionInfo {
     pub port: Option<u16>,
     pub target_group: Option<String>,
     pub grace_period_s: i32,
+    /// The `ferry:spec` hash it was registered with (`None`: not registered by ferry).
+    pub spec: Option<String>,
 }
 
 /// The ECS runtime of one stage.
@@ -71,6 +73,8 @@ pub struct EcsRuntime {
     ecs: aws_sdk_ecs::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     revisions: Mutex<HashMap<String, RevisionInfo>>,
+    /// Service ARNs by app, as CreateService/UpdateService returned them (for TagResource).
+    service_arns: Mutex<HashMap<String, String>>,
 }
 
 /// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered
@@ -109,7 +113,14 @@ impl EcsRuntime {
         ecs: aws_sdk_ecs::Client,
         logs: aws_sdk_cloudwatchlogs::Client,
     ) -> Self {
-        EcsRuntime { stage: stage.to_string(), settings: settings.clone(), ecs, logs, revisions: Mutex::default() }
+        EcsRuntime {
+            stage: stage.to_string(),
+            settings: settings.clone(),
+            ecs,
+            logs,
+            revisions: Mutex::default(),
+            service_arns: Mutex::default(),
+        }
     }
 
     /// The service (and family) name of `app`.
@@ -167,6 +178,7 @@ impl EcsRuntime {
                 .and_then(|p| u16::try_from(p).ok()),
             target_group: revision::tag_value(out.tags(), revision::TAG_TARGET_GROUP).map(str::to_string),
             grace_period_s: container.and_then(|c| c.health_check()).and_then(|h| h.start_period()).unwrap_or(0),
+            spec: revision::tag_value(out.tags(), TAG_SPEC).map(str::to_string),
         };
         let arn = td.task_definition_arn().unwrap_or(arn).to_string();
         self.revisions.lock().expect("revision cache").insert(arn, info.clone());
@@ -187,7 +199,7 @@ impl EcsRuntime {
             .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))
     }
 
-    fn remember(&self, arn: &str, r: &Rendered) {
+    fn remember(&self, arn: &str, r: &Rendered, hash: &str) {
         let info = RevisionInfo {
             release: r.release,
             app: r.app.clone(),
@@ -195,13 +207,21 @@ impl EcsRuntime {
             port: r.port,
             target_group: r.target_group.clone(),
             grace_period_s: r.health_start_period_s,
+            spec: Some(hash.to_string()),
         };
         self.revisions.lock().expect("revision cache").insert(arn.to_string(), info);
     }
 
     /// An ACTIVE revision of the family whose `ferry:spec` tag is `hash`, looking at the
-    /// newest [`REUSE_WINDOW`] only.
+    /// newest [`REUSE_WINDOW`] only — or one this process already saw (a deploy looks up
+    /// its target and then the previous revision, found while looking for the target).
     async fn find_registered(&self, family: &str, hash: &str) -> RuntimeResult<Option<String>> {
+        let seen = self.revisions.lock().expect("revision cache").iter().find_map(|(arn, info)| {
+            (info.spec.as_deref() == Some(hash) && revision::arn_family(arn) == Some(family)).then(|| arn.clone())
+        });
+        if seen.is_some() {
+            return Ok(seen);
+        }
         let mut arns: Vec<String> = Vec::new();
         let mut pages = self
             .ecs
@@ -214,25 +234,14 @@ impl EcsRuntime {
             let page = page.map_err(|e| sdk_error("cannot list task definitions", e))?;
             // familyPrefix is a prefix: `prod-web` also lists `prod-web-worker`.
             arns.extend(
-                page.task_definition_arns()
-                    .iter()
-                    .filter(|a| {
-                        a.rsplit_once('/').and_then(|(_, fr)| fr.rsplit_once(':')).map(|(f, _)| f) == Some(family)
-                    })
-                    .cloned(),
+                page.task_definition_arns().iter().filter(|a| revision::arn_family(a) == Some(family)).cloned(),
             );
         }
         arns.sort_by_key(|a| std::cmp::Reverse(revision::revision_number(a)));
+        // Described once per process (and not at all when registered by it): a deploy looks
+        // for both its target and the previous revision.
         for arn in arns.into_iter().take(REUSE_WINDOW) {
-            let out = self
-                .ecs
-                .describe_task_definition()
-                .task_definition(&arn)
-                .include(TaskDefinitionField::Tags)
-                .send()
-                .await
-                .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))?;
-            if revision::tag_value(out.tags(), TAG_SPEC) == Some(hash) {
+            if self.revision_info(&arn).await?.spec.as_deref() == Some(hash) {
                 return Ok(Some(arn));
             }
         }
@@ -337,6 +346,31 @@ impl EcsRuntime {
     }
 }
 
+impl EcsRuntime {
+    /// Remember a service's ARN from a CreateService/UpdateService answer.
+    fn remember_service(&self, app: &str, service: Option<&Service>) {
+        if let Some(arn) = service.and_then(|s| s.service_arn()) {
+            self.service_arns.lock().expect("service ARN cache").insert(app.to_string(), arn.to_string());
+        }
+    }
+
+    /// The ARN of `app`'s service: remembered from the deploy, else described.
+    async fn service_arn(&self, app: &str) -> RuntimeResult<String> {
+        if let Some(arn) = self.service_arns.lock().expect("service ARN cache").get(app) {
+            return Ok(arn.clone());
+        }
+        let name = self.service_name(app);
+        let service = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
+        self.remember_service(app, service.as_ref());
+        self.service_arns
+            .lock()
+            .expect("service ARN cache")
+            .get(app)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound(format!("no service {name}")))
+    }
+}
+
 /// The PRIMARY deployment of a service as a rollout id.
 fn primary_rollout(service: Option<&Service>, what: &str) -> RuntimeResult<RolloutId> {
     service
@@ -372,11 +406,16 @@ where
 
 #[async_trait::async_trait]
 impl Runtime for EcsRuntime {
+    /// ECS never restarts a task: one that stops is gone, and the service starts another.
+    fn restarts_in_place(&self) -> bool {
+        false
+    }
+
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId> {
         let rendered = Rendered::new(spec, &self.stage_settings());
         let hash = rendered.hash();
         if let Some(arn) = self.find_registered(&rendered.family, &hash).await? {
-            self.remember(&arn, &rendered);
+            self.remember(&arn, &rendered, &hash);
             return Ok(RevisionId(arn));
         }
         let out = rendered
@@ -389,7 +428,7 @@ impl Runtime for EcsRuntime {
             .and_then(|t| t.task_definition_arn())
             .ok_or_else(|| RuntimeError::Unavailable("ECS returned no task definition ARN".into()))?
             .to_string();
-        self.remember(&arn, &rendered);
+        self.remember(&arn, &rendered, &hash);
         Ok(RevisionId(arn))
     }
 
@@ -402,55 +441,76 @@ impl Runtime for EcsRuntime {
     ) -> RuntimeResult<RolloutId> {
         let info = self.revision_info(revision.as_str()).await?;
         let name = self.service_name(app);
-        let existing = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
         let load_balancers = Self::load_balancers(app, &info)?;
         let grace = load_balancers.as_ref().map(|_| info.grace_period_s);
         let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
-        match existing {
-            Some(s) if s.status() == Some("DRAINING") => Err(RuntimeError::Unavailable(format!(
-                "service {name} is being deleted; deploy again once ECS has removed it"
-            ))),
-            Some(_) => {
-                let out = self
-                    .ecs
-                    .update_service()
-                    .cluster(&self.settings.cluster)
-                    .service(&name)
-                    .task_definition(revision.as_str())
-                    .desired_count(desired)
-                    .deployment_configuration(Self::deployment_configuration(settings))
-                    .network_configuration(self.network()?)
-                    // An update with an empty list removes a target group the app no longer has.
-                    .set_load_balancers(Some(load_balancers.unwrap_or_default()))
-                    .set_health_check_grace_period_seconds(grace)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&format!("cannot update service {name}"), e))?;
-                primary_rollout(out.service(), "UpdateService")
+        // Most deploys update a service that exists: try that first, and describe only
+        // when ECS says there is none to update (one request less per app and deploy).
+        let updated = self
+            .ecs
+            .update_service()
+            .cluster(&self.settings.cluster)
+            .service(&name)
+            .task_definition(revision.as_str())
+            .desired_count(desired)
+            .deployment_configuration(Self::deployment_configuration(settings))
+            .network_configuration(self.network()?)
+            // An update with an empty list removes a target group the app no longer has.
+            .set_load_balancers(Some(load_balancers.clone().unwrap_or_default()))
+            .set_health_check_grace_period_seconds(grace)
+            .send()
+            .await;
+        match updated {
+            // (moto updates a deleted, INACTIVE service instead of refusing: create it anew.)
+            Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
+                self.remember_service(app, out.service());
+                return primary_rollout(out.service(), "UpdateService");
             }
-            None => {
-                let out = self
-                    .ecs
-                    .create_service()
-                    .cluster(&self.settings.cluster)
-                    .service_name(&name)
-                    .task_definition(revision.as_str())
-                    .desired_count(desired)
-                    .launch_type(LaunchType::Fargate)
-                    .deployment_configuration(Self::deployment_configuration(settings))
-                    .network_configuration(self.network()?)
-                    .set_load_balancers(load_balancers)
-                    .set_health_check_grace_period_seconds(grace)
-                    .propagate_tags(PropagateTags::Service)
-                    .enable_ecs_managed_tags(true)
-                    .tags(tag(TAG_STAGE, &self.stage))
-                    .tags(tag(TAG_APP, app))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&format!("cannot create service {name}"), e))?;
-                primary_rollout(out.service(), "CreateService")
-            }
+            Ok(_) => {}
+            Err(e) if matches!(e.code(), Some("ServiceNotFoundException" | "ServiceNotActiveException")) => {}
+            Err(e) => return Err(sdk_error(&format!("cannot update service {name}"), e)),
         }
+        let existing = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
+        if existing.is_some_and(|s| s.status() == Some("DRAINING")) {
+            return Err(RuntimeError::Unavailable(format!(
+                "service {name} is being deleted; deploy again once ECS has removed it"
+            )));
+        }
+        let out = self
+            .ecs
+            .create_service()
+            .cluster(&self.settings.cluster)
+            .service_name(&name)
+            .task_definition(revision.as_str())
+            .desired_count(desired)
+            .launch_type(LaunchType::Fargate)
+            .deployment_configuration(Self::deployment_configuration(settings))
+            .network_configuration(self.network()?)
+            .set_load_balancers(load_balancers)
+            .set_health_check_grace_period_seconds(grace)
+            .propagate_tags(PropagateTags::Service)
+            .enable_ecs_managed_tags(true)
+            .tags(tag(TAG_STAGE, &self.stage))
+            .tags(tag(TAG_APP, app))
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot create service {name}"), e))?;
+        self.remember_service(app, out.service());
+        primary_rollout(out.service(), "CreateService")
+    }
+
+    async fn label_deployment(&self, app: &str, revision: &RevisionId, deployment: u64) -> RuntimeResult<()> {
+        let label = format!("v{deployment}");
+        for arn in [self.service_arn(app).await?, revision.to_string()] {
+            self.ecs
+                .tag_resource()
+                .resource_arn(&arn)
+                .tags(tag(TAG_DEPLOYMENT, &label))
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("cannot tag {arn}"), e))?;
+        }
+        Ok(())
     }
 
     async fn observe(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
@@ -488,6 +548,13 @@ impl Runtime for EcsRuntime {
             .send()
             .await
             .map_err(|e| sdk_error(&format!("cannot roll service {name} back"), e))?;
+        // The failure report says the previous revision serves: hold ECS to it.
+        let now = out.service().and_then(|s| s.task_definition()).unwrap_or_default();
+        if now != to_revision.as_str() {
+            return Err(RuntimeError::Unavailable(format!(
+                "service {name} runs {now} after the rollback, not {to_revision}"
+            )));
+        }
         primary_rollout(out.service(), "the rollback")
     }
 

@@ -23,6 +23,9 @@ pub const TAG_RELEASE: &str = "ferry:release";
 pub const TAG_SPEC: &str = "ferry:spec";
 pub const TAG_TARGET_GROUP: &str = "ferry:target-group";
 pub const TAG_TASK: &str = "ferry:task";
+/// The deployment (`vN`) that last deployed a service or task definition; set at deploy
+/// with TagResource, since an identical revision is reused by later deployments.
+pub const TAG_DEPLOYMENT: &str = "ferry:deployment";
 
 /// Everything a task definition holds, in ferry's terms.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -221,6 +224,11 @@ impl Rendered {
             .container_definitions(self.container_definition()?)
             .set_tags(Some(self.tags())))
     }
+}
+
+/// The family of a task definition ARN (`…:task-definition/<family>:<revision>`).
+pub fn arn_family(arn: &str) -> Option<&str> {
+    arn.rsplit_once('/').and_then(|(_, fr)| fr.rsplit_once(':')).map(|(f, _)| f)
 }
 
 /// A tag.

@@ -13,8 +13,8 @@ use aws_sdk_ecs::types::{Deployment, HealthStatus, Service, Task};
 
 use super::{revision, EcsRuntime};
 use crate::runtime::{
-    Health, Lifecycle, RevisionId, RolloutId, RolloutState, RolloutStatus, RuntimeResult, ServiceState, ServiceStatus,
-    TaskId, TaskKind, TaskStatus,
+    Health, Lifecycle, RevisionId, RolloutId, RolloutState, RolloutStatus, RuntimeResult, ServiceEvent, ServiceState,
+    ServiceStatus, TaskId, TaskKind, TaskStatus,
 };
 
 /// The task id at the end of a task ARN.
@@ -24,8 +24,7 @@ pub fn task_id(arn: &str) -> &str {
 
 /// The family of the task's task definition.
 pub fn task_family(t: &Task) -> Option<&str> {
-    let arn = t.task_definition_arn()?;
-    arn.rsplit_once('/').and_then(|(_, fr)| fr.rsplit_once(':')).map(|(f, _)| f)
+    revision::arn_family(t.task_definition_arn()?)
 }
 
 fn time(t: Option<&aws_sdk_ecs::primitives::DateTime>) -> Option<DateTime<Utc>> {
@@ -159,5 +158,14 @@ pub async fn service_status(
         port: None,
         rollouts,
         tasks: task_statuses,
+        events: s
+            .events()
+            .iter()
+            .map(|e| ServiceEvent {
+                id: e.id().unwrap_or_default().to_string(),
+                time: time(e.created_at()).unwrap_or_default(),
+                message: e.message().unwrap_or_default().to_string(),
+            })
+            .collect(),
     })
 }

@@ -269,6 +269,10 @@ impl LocalRuntime {
 
 #[async_trait::async_trait]
 impl Runtime for LocalRuntime {
+    fn restarts_in_place(&self) -> bool {
+        true
+    }
+
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId> {
         let mut secrets = BTreeMap::new();
         for (name, reference) in &spec.config.secrets {

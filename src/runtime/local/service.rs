@@ -575,6 +575,7 @@ impl State {
             port,
             rollouts,
             tasks: tasks.iter().map(|t| t.status(Some(service))).collect(),
+            events: Vec::new(),
         }
     }
 

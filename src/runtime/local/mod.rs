@@ -17,6 +17,7 @@ pub mod logs;
 pub mod protocol;
 pub mod proxy;
 pub mod service;
+pub mod spawner;
 pub mod task;
 
 use std::collections::BTreeMap;

@@ -409,6 +409,11 @@ impl Walk<'_> {
             return;
         }
         self.dirty = false;
+        // Entries that changed nothing (a release verified before, …) need no write: each
+        // write is a read, a copy and two fsyncs, and the walk waits for it.
+        if self.working == *self.session.state() {
+            return;
+        }
         match self.session.write(self.working.clone()) {
             Ok(()) => self.working.serial = self.session.state().serial,
             Err(e) => {

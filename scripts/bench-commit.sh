@@ -5,6 +5,14 @@
 # in batches). Local runtime, 127.0.0.1 only; the agent is stopped at the end.
 #
 #   scripts/bench-commit.sh [RUNS]        # FERRY=path/to/ferry to use another build
+#   APP=http scripts/bench-commit.sh      # the heavier app (http.server, site packages)
+#
+# The app must be cheap to start, or the benchmark measures Python rather than ferry: 20
+# starts of `python3` through a pyenv shim with http.server cost ≈ 4 s of CPU, 2 s on two
+# cores. So the default app runs the interpreter itself (not a shim), without site packages
+# (-S), on a plain socket (≈ 30-50 ms of CPU per start). Each case also reports the CPU
+# time of `ferry commit`, of the agent, of the tasks, and how busy the whole machine was, to
+# tell waiting from computing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -20,7 +28,20 @@ trap cleanup EXIT
 [[ -n "${KEEP_LOG:-}" ]] && trap 'cp "$WORK/last.log" "$KEEP_LOG"; cleanup' EXIT
 
 # The app: sleeps 300 ms, then serves 200 on every path.
-app_py='import http.server, os, time
+APP=${APP:-socket}
+PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+app_socket='import os, socket, time
+time.sleep(0.3)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(os.environ["PORT"])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    c.close()'
+app_http='import http.server, os, time
 time.sleep(0.3)
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -35,20 +56,22 @@ make_project() {
   local dir=$1 n=$2
   mkdir -p "$dir/stages" "$dir/img1" "$dir/img2"
   printf '[project]\nname = "bench"\n' >"$dir/ferry.toml"
+  local app_py=$app_socket command="[\"$PYTHON\", \"-S\", \"app.py\"]"
+  if [[ $APP == http ]]; then app_py=$app_http command='["python3", "app.py"]'; fi
   for v in 1 2; do printf '%s' "$app_py" >"$dir/img$v/app.py"; echo "$v" >"$dir/img$v/v.txt"; done
   : >"$dir/stages/dev.toml"
   echo '[runtime]' >>"$dir/stages/dev.toml"; echo 'kind = "local"' >>"$dir/stages/dev.toml"
   for i in $(seq 1 "$n"); do
     local d1 d2
-    d1=$("$FERRY" -C "$dir" image push "$dir/img1" --repo "app$i")
-    d2=$("$FERRY" -C "$dir" image push "$dir/img2" --repo "app$i")
+    d1=$("$FERRY" -C "$dir" image push "$dir/img1" --repo "app$i" 2>/dev/null)
+    d2=$("$FERRY" -C "$dir" image push "$dir/img2" --repo "app$i" 2>/dev/null)
     cat >>"$dir/stages/dev.toml" <<TOML
 
 [apps.app$i]
 image = "app$i"
 active = 1
 scale = 1
-command = ["python3", "app.py"]
+command = $command
 port = $(free_port)
 [apps.app$i.releases]
 1 = "$d1"
@@ -64,25 +87,55 @@ drain = "100ms"
 timeout = "60s"
 TOML
   done
-  "$FERRY" -C "$dir" commit --yes >/dev/null 2>&1
+  "$FERRY" -C "$dir" commit --yes >/dev/null 2>"$WORK/last.log" || { cat "$WORK/last.log"; exit 1; }
 }
 
-# commit_time DIR: flip every app to the other release and time the commit (ms).
+# CPU clock ticks (user + system) of the agent of DIR itself, and of its reaped children
+# (the tasks it stopped); of the whole machine: busy and idle.
+TICK_MS=$((1000 / $(getconf CLK_TCK)))
+agent_ticks() { awk '{print $14 + $15, $16 + $17}' "/proc/$(cat "$1/.ferry/agent/agent.pid")/stat"; }
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+
+# commit_time DIR: flip every app to the other release and time the commit (ms). Appends
+# "commit-ms agent-ms tasks-ms busy-ms idle-ms" of CPU time to DIR/cpu: of the `ferry commit`
+# process, of the agent, of the tasks (those the commit replaced: what one generation of
+# tasks costs), and of the whole machine, busy and idle.
 commit_time() {
   local dir=$1
   if grep -q '^active = 1' "$dir/stages/dev.toml"; then sed -i 's/^active = 1/active = 2/' "$dir/stages/dev.toml"
   else sed -i 's/^active = 2/active = 1/' "$dir/stages/dev.toml"; fi
-  local t0 t1
+  local t0 t1 a0 c0 b0 i0 a1 c1 b1 i1
+  read -r a0 c0 < <(agent_ticks "$dir")
+  read -r b0 i0 < <(machine_ticks)
   t0=$(date +%s%N)
-  "$FERRY" -C "$dir" commit --yes --progress plain >/dev/null 2>"$WORK/last.log" || { cat "$WORK/last.log"; exit 1; }
+  local TIMEFORMAT='%3U %3S'
+  { time "$FERRY" -C "$dir" commit --yes --progress plain >/dev/null 2>"$WORK/last.log"; } 2>"$WORK/time" ||
+    { cat "$WORK/last.log"; exit 1; }
   t1=$(date +%s%N)
+  read -r a1 c1 < <(agent_ticks "$dir")
+  read -r b1 i1 < <(machine_ticks)
+  local commit_ms
+  commit_ms=$(awk '{printf "%d", ($1 + $2) * 1000}' "$WORK/time")
+  echo "$commit_ms $(((a1 - a0) * TICK_MS)) $(((c1 - c0) * TICK_MS)) $(((b1 - b0) * TICK_MS)) $(((i1 - i0) * TICK_MS))" >>"$dir/cpu"
   echo $(((t1 - t0) / 1000000))
+}
+
+# cpu_summary DIR: medians of the CPU figures.
+cpu_summary() {
+  local col name out=""
+  for col in 1 2 3 4 5; do
+    name=$(echo "commit agent tasks machine-busy machine-idle" | cut -d' ' -f"$col")
+    out+="$name $(cut -d' ' -f"$col" "$1/cpu" | median) ms, "
+  done
+  echo "${out%, }"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 
+echo "app: $APP; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 make_project "$WORK/one" 1
 make_project "$WORK/many" "$APPS"
+: >"$WORK/one/cpu"; : >"$WORK/many/cpu"
 one=(); many=()
 for _ in $(seq 1 "$RUNS"); do
   one+=("$(commit_time "$WORK/one")")
@@ -91,5 +144,8 @@ done
 m1=$(printf '%s\n' "${one[@]}" | median)
 m20=$(printf '%s\n' "${many[@]}" | median)
 echo "one app:  ${one[*]} ms (median $m1 ms): time to healthy + drain"
+echo "          CPU per commit (medians): $(cpu_summary "$WORK/one")"
 echo "$APPS apps: ${many[*]} ms (median $m20 ms)"
+echo "          CPU per commit (medians): $(cpu_summary "$WORK/many")"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -v a="$m20" -v b="$m1" 'BEGIN { printf "ratio:    %.2fx (target <= 1.5x)\n", a / b }'

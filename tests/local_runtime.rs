@@ -191,6 +191,47 @@ async fn a_killed_task_is_restarted_and_counted() {
     assert_eq!(json["stages"][0]["services"][0]["tasks"][0]["restarts"], 1);
 }
 
+/// A watcher (the apply engine) learns of a change as soon as the agent sees it, instead of
+/// at its next poll; while nothing changes, the agent holds the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_changes_answers_when_something_changed_and_holds_otherwise() {
+    let fx = LocalFixture::new();
+    let rt = &fx.runtime;
+    let apps = vec!["web".to_string()];
+    let v1 = rt.register_revision(&fx.spec(1, &[])).await.unwrap();
+    let r1 = rt.deploy("web", &v1, 1, &settings()).await.unwrap();
+    fx.wait_for("rollout", Duration::from_secs(30), completed(&r1)).await;
+
+    // A set of apps not asked about before is answered at once, whatever the wait.
+    let started = Instant::now();
+    let first = rt.observe_changes(&apps, Duration::from_secs(30)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(first[0].rollout(&r1).is_some_and(|r| r.state == RolloutState::Completed));
+
+    // Nothing changes: the answer comes when the wait is up, and says the same.
+    let started = Instant::now();
+    let same = rt.observe_changes(&apps, Duration::from_millis(600)).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(600), "answered after {:?}", started.elapsed());
+    assert_eq!(same, first);
+
+    // A change (here a scale) is answered at once, well before the agent's longest hold (5 s).
+    let watcher = {
+        let rt = rt.clone();
+        let apps = apps.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let seen = rt.observe_changes(&apps, Duration::from_secs(30)).await.unwrap();
+            (seen, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rt.scale("web", 2).await.unwrap();
+    let (seen, waited) = tokio::time::timeout(Duration::from_secs(20), watcher).await.expect("answered").unwrap();
+    // Desired 2 means answered after the change, not at once.
+    assert_eq!(seen[0].desired, 2, "{seen:#?}");
+    assert!(waited < Duration::from_secs(4), "answered only after {waited:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_off_tasks_exit_codes_logs_and_secrets() {
     let fx = LocalFixture::new();

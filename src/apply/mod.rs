@@ -5,8 +5,10 @@
 //!   `parallelism` running together (default: no limit). A failed operation skips what
 //!   depends on it, transitively, and nothing else: independent apps carry on.
 //! * **Watch.** Deploys and scales start in spawned steps ([`ops`]) and are then watched from
-//!   one loop here, which polls `Runtime::observe` for every in-flight app in one call
-//!   (200 ms at first, backing off to 1 s while nothing changes) and judges each rollout
+//!   one loop here, which observes every in-flight app in one call
+//!   ([`Runtime::observe_changes`], beside the walk: the local agent answers as soon as
+//!   something changed; other runtimes are polled, 200 ms at first, backing off to 1 s while
+//!   nothing changes) and judges each rollout
 //!   ([`rollout::judge`]): success only when ferry's rollout is COMPLETED, the planned
 //!   revision is primary and its tasks are healthy; failure fast on crash loops or at
 //!   `deploy.timeout`. A failed or aborted rollout is rolled back to the previous revision
@@ -40,10 +42,11 @@ use ops::{OpContext, Started};
 use rollout::Verdict;
 
 use crate::plan::{Changeset, InvalidChangeset, Operation, Outcome};
-use crate::runtime::{LogLine, LogQuery, RevisionId, Runtime, ServiceEvent};
+use crate::runtime::{LogLine, LogQuery, RevisionId, Runtime, RuntimeResult, ServiceEvent, ServiceStatus};
 use crate::state::{DeploymentStatus, LockedStage, Source, StateError};
 
-/// First poll delay of in-flight rollouts.
+/// First poll delay of in-flight rollouts (for the local agent: how long it may hold an
+/// answer while nothing changes).
 const POLL_START: Duration = Duration::from_millis(200);
 /// Longest poll delay, reached while nothing changes.
 const POLL_MAX: Duration = Duration::from_secs(1);
@@ -121,6 +124,25 @@ enum Event {
     Watch(Box<Started>),
 }
 
+/// The observation of the watched apps under way.
+struct Observing {
+    apps: Vec<String>,
+    handle: tokio::task::JoinHandle<RuntimeResult<Vec<ServiceStatus>>>,
+}
+
+impl Observing {
+    /// Observe `apps` once they changed or `within` is up ([`Runtime::observe_changes`]),
+    /// not before `not_before`.
+    fn start(runtime: Arc<dyn Runtime>, apps: Vec<String>, within: Duration, not_before: tokio::time::Instant) -> Self {
+        let asked = apps.clone();
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep_until(not_before).await;
+            runtime.observe_changes(&asked, within).await
+        });
+        Observing { apps, handle }
+    }
+}
+
 /// What a progress line shows, less the clock: a change resets the poll delay.
 type PhaseKey = (String, u32, u32, u32, u32);
 
@@ -194,8 +216,10 @@ impl Engine {
         };
         walk.hook.step(Step::Applying { total: n });
         let mut delay = POLL_START;
-        let mut next_poll = tokio::time::Instant::now() + delay;
+        // After a failed observation, the next waits this long.
+        let mut not_before = tokio::time::Instant::now();
         let mut observe_failures = 0;
+        let mut observing: Option<Observing> = None;
         loop {
             // Everything that ended already is handled before the one write and the next wait.
             while let Some(joined) = walk.join.try_join_next() {
@@ -215,34 +239,49 @@ impl Engine {
             if walk.done == n && walk.join.is_empty() && walk.watches.is_empty() {
                 break;
             }
-            let watching = !walk.watches.is_empty();
+            // One observation of every watched app is under way at a time, running beside the
+            // walk. When the set of apps changes (a rollout started or ended), the set is asked
+            // about afresh: the runtime answers a new set at once.
+            let apps = walk.watched_apps();
+            if observing.as_ref().is_some_and(|o| o.apps != apps) {
+                observing.take().expect("observing").handle.abort();
+            }
+            if apps.is_empty() {
+                // The next rollout to start is observed soon after it starts.
+                delay = POLL_START;
+            } else if observing.is_none() {
+                observing = Some(Observing::start(self.ops.runtime.clone(), apps, delay, not_before));
+            }
             tokio::select! {
                 Some(joined) = walk.join.join_next(), if !walk.join.is_empty() => match joined {
                     Ok((i, event)) => walk.on_event(i, event),
                     Err(e) => panic!("an apply step panicked: {e}"),
                 },
                 Some((app, line)) = log_rx.recv() => walk.hook.log(&app, &line),
-                _ = tokio::time::sleep_until(next_poll), if watching => {
-                    let changed = match walk.poll().await {
-                        Ok(changed) => { observe_failures = 0; changed }
+                joined = async { (&mut observing.as_mut().expect("observing").handle).await }, if observing.is_some() => {
+                    observing = None;
+                    let observed = joined.unwrap_or_else(|e| Err(crate::runtime::RuntimeError::Unavailable(e.to_string())));
+                    let changed = match observed {
+                        Ok(statuses) => {
+                            observe_failures = 0;
+                            walk.judge(&statuses)
+                        }
                         Err(e) => {
                             observe_failures += 1;
                             if observe_failures >= OBSERVE_RETRIES {
                                 walk.fail_all_watches(&format!("cannot observe the runtime: {e}"));
                             }
+                            not_before = tokio::time::Instant::now() + delay;
                             false
                         }
                     };
                     delay = if changed { POLL_START } else { (delay * 5 / 4).min(POLL_MAX) };
-                    next_poll = tokio::time::Instant::now() + delay;
                 },
                 reason = self.abort.requested(), if !walk.aborting => walk.begin_abort(reason),
             }
-            if walk.watches.is_empty() {
-                // The next rollout to start is polled soon after it starts.
-                delay = POLL_START;
-                next_poll = tokio::time::Instant::now() + delay;
-            }
+        }
+        if let Some(o) = observing {
+            o.handle.abort();
         }
         for (_, h) in std::mem::take(&mut walk.log_tasks) {
             h.abort();
@@ -423,6 +462,11 @@ impl Walk<'_> {
             return;
         }
         self.dirty = false;
+        // Entries that changed nothing (a release verified before, …) need no write: each
+        // write is a read, a copy and two fsyncs, and the walk waits for it.
+        if self.working == *self.session.state() {
+            return;
+        }
         match self.session.write(self.working.clone()) {
             Ok(()) => self.working.serial = self.session.state().serial,
             Err(e) => {
@@ -469,11 +513,14 @@ impl Walk<'_> {
         );
     }
 
-    /// One batched observation of every in-flight rollout. Returns whether anything changed.
-    async fn poll(&mut self) -> Result<bool, crate::runtime::RuntimeError> {
-        let apps: Vec<String> =
-            self.watches.values().map(|(s, _)| s.watch.app.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let statuses = self.engine.ops.runtime.observe(&apps).await?;
+    /// The apps of every in-flight rollout, sorted.
+    fn watched_apps(&self) -> Vec<String> {
+        self.watches.values().map(|(s, _)| s.watch.app.clone()).collect::<BTreeSet<_>>().into_iter().collect()
+    }
+
+    /// Judge every in-flight rollout by one batched observation. Returns whether anything
+    /// changed.
+    fn judge(&mut self, statuses: &[ServiceStatus]) -> bool {
         let now = Instant::now();
         let mut changed = false;
         let ids: Vec<usize> = self.watches.keys().copied().collect();
@@ -519,7 +566,7 @@ impl Walk<'_> {
                 }
             }
         }
-        Ok(changed)
+        changed
     }
 
     fn stop_logs(&mut self, i: usize) {

@@ -25,6 +25,7 @@ pub mod local;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -417,6 +418,15 @@ pub trait Runtime: Send + Sync {
     /// The status of `apps` (empty: every app of the stage), in one batched call. Unknown
     /// apps come back as [`ServiceState::Missing`].
     async fn observe(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>>;
+
+    /// [`observe`](Self::observe) for a watcher: the status of `apps` once it may differ
+    /// from what this method answered last time for the same `apps`, or after `within`. A
+    /// runtime that cannot tell when its state changes waits `within`, then observes (this
+    /// default); the local agent answers as soon as something changed.
+    async fn observe_changes(&self, apps: &[String], within: Duration) -> RuntimeResult<Vec<ServiceStatus>> {
+        tokio::time::sleep(within).await;
+        self.observe(apps).await
+    }
 
     /// Abandon the current rollout and return `app` to `to_revision` (ECS:
     /// StopServiceDeployment with ROLLBACK, or an update back). Tasks of `to_revision` that

@@ -18,15 +18,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::protocol::{AgentStatus, Reply, Request};
 use super::service::{State, Task};
 use super::{create_private_dir, leftovers, proxy, task, Layout};
-use crate::runtime::{RuntimeError, RuntimeResult, TaskKind};
+use crate::runtime::{RuntimeError, RuntimeResult, ServiceStatus, TaskKind};
 
 /// How long `Down` and `Shutdown` wait for tasks to stop before answering anyway.
 const STOP_WAIT: Duration = Duration::from_secs(120);
+/// The longest an `Observe` long poll is held.
+const MAX_OBSERVE_WAIT: Duration = Duration::from_secs(5);
 
 /// The shared agent: state behind one lock (critical sections are short and never await),
 /// plus the reconciler's wake-up.
@@ -40,6 +42,8 @@ pub struct Agent {
     busy: AtomicUsize,
     /// Pids of processes a killed predecessor left, which this agent killed at start.
     killed_leftovers: Vec<u32>,
+    /// Counts reconcile passes, which follow every change: wakes `Observe` long polls.
+    passes: watch::Sender<u64>,
 }
 
 impl Agent {
@@ -99,6 +103,7 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
         started_at: Utc::now(),
         busy: AtomicUsize::new(0),
         killed_leftovers,
+        passes: watch::channel(0).0,
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -156,6 +161,7 @@ fn reconcile(agent: &Arc<Agent>) {
     for id in out.start {
         tokio::spawn(task::run(agent.clone(), id));
     }
+    agent.passes.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// Reconcile until no task is live (bounded by [`STOP_WAIT`]).
@@ -224,8 +230,10 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
             agent.wake_reconciler();
             Ok(Reply::Rollout { id })
         }
-        Request::Observe { stage, apps } => {
-            Ok(Reply::Services { services: agent.with_state(|s| s.observe(&stage, &apps)) })
+        Request::Observe { stage, apps, changed_since, wait_ms } => {
+            let wait = Duration::from_millis(wait_ms).min(MAX_OBSERVE_WAIT);
+            let (services, version) = observe_changed(agent, &stage, &apps, changed_since, wait).await;
+            Ok(Reply::Services { services, version: Some(version) })
         }
         Request::Scale { stage, app, desired } => {
             agent.with_state(|s| match s.services.get_mut(&(stage.clone(), app.clone())) {
@@ -315,4 +323,40 @@ async fn ensure_listener(agent: &Arc<Agent>, stage: &str, app: &str, port: Optio
         svc.listeners.insert(port, handle);
     });
     Ok(())
+}
+
+/// `Observe`, as a long poll when `since` is given: the status of `apps` and its
+/// fingerprint as soon as that differs from `since`, or when `wait` is up. Looked at again
+/// after every reconcile pass: passes follow every change of a task's state (and run at
+/// least every 100 ms), and the rollout states they set are what a watcher waits for.
+async fn observe_changed(
+    agent: &Agent,
+    stage: &str,
+    apps: &[String],
+    since: Option<u64>,
+    wait: Duration,
+) -> (Vec<ServiceStatus>, u64) {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut passes = agent.passes.subscribe();
+    loop {
+        passes.borrow_and_update();
+        let services = agent.with_state(|s| s.observe(stage, apps));
+        let version = fingerprint(&services);
+        if since != Some(version) || tokio::time::Instant::now() >= deadline {
+            return (services, version);
+        }
+        tokio::select! {
+            _ = passes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// A hash of what an observation says. Only the agent computes it, so it needs to be stable
+/// within this process only.
+fn fingerprint(services: &[ServiceStatus]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    serde_json::to_vec(services).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
 }

@@ -18,12 +18,14 @@ pub mod logs;
 pub mod protocol;
 pub mod proxy;
 pub mod service;
+pub mod spawner;
 pub mod task;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -209,14 +211,20 @@ pub struct LocalRuntime {
     layout: Layout,
     stage: String,
     program: PathBuf,
+    /// What [`Runtime::observe_changes`] asked about last; shared by clones.
+    last_observed: Arc<Mutex<Option<LastObserved>>>,
 }
+
+/// The apps asked about and the version of the agent's answer (`None`: the agent gave
+/// none, so it cannot hold answers: none runs, or an older one).
+type LastObserved = (Vec<String>, Option<u64>);
 
 impl LocalRuntime {
     /// The runtime of `stage` in the project at `root`. The agent is started on demand with
     /// this executable (`ferry`); see [`LocalRuntime::with_agent_program`].
     pub fn new(root: impl Into<PathBuf>, stage: impl Into<String>) -> Self {
         let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ferry"));
-        LocalRuntime { layout: Layout::new(root), stage: stage.into(), program }
+        LocalRuntime { layout: Layout::new(root), stage: stage.into(), program, last_observed: Default::default() }
     }
 
     /// Start the agent with another `ferry` binary (tests and embedders, whose own
@@ -258,11 +266,22 @@ impl LocalRuntime {
     /// Like [`Runtime::observe`], but without starting an agent (an absent agent runs
     /// nothing: every app is missing).
     pub async fn observe_if_running(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
-        let req = Request::Observe { stage: self.stage.clone(), apps: apps.to_vec() };
+        Ok(self.observe_request(apps, None, Duration::ZERO).await?.0)
+    }
+
+    /// An `Observe` request (a long poll with `since`) and the version of its answer.
+    async fn observe_request(
+        &self,
+        apps: &[String],
+        since: Option<u64>,
+        wait: Duration,
+    ) -> RuntimeResult<(Vec<ServiceStatus>, Option<u64>)> {
+        let wait_ms = if since.is_some() { wait.as_millis().try_into().unwrap_or(u64::MAX) } else { 0 };
+        let req = Request::Observe { stage: self.stage.clone(), apps: apps.to_vec(), changed_since: since, wait_ms };
         match request(&self.layout, &req).await? {
-            Some(Reply::Services { services }) => Ok(services),
+            Some(Reply::Services { services, version }) => Ok((services, version)),
             Some(other) => Err(unexpected(other)),
-            None => Ok(apps.iter().map(|a| ServiceStatus::missing(a)).collect()),
+            None => Ok((apps.iter().map(|a| ServiceStatus::missing(a)).collect(), None)),
         }
     }
 }
@@ -324,6 +343,25 @@ impl Runtime for LocalRuntime {
     async fn observe(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
         // Observing never starts an agent: with none running, nothing runs.
         self.observe_if_running(apps).await
+    }
+
+    async fn observe_changes(&self, apps: &[String], within: Duration) -> RuntimeResult<Vec<ServiceStatus>> {
+        let last = self.last_observed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // New apps to watch are answered at once; then the agent holds the answer until it
+        // changes. An agent that cannot (none runs, or an older one) is polled every `within`.
+        let since = match last {
+            Some((seen, version)) if seen == apps => match version {
+                Some(v) => Some(v),
+                None => {
+                    tokio::time::sleep(within).await;
+                    None
+                }
+            },
+            _ => None,
+        };
+        let (services, version) = self.observe_request(apps, since, within).await?;
+        *self.last_observed.lock().unwrap_or_else(|p| p.into_inner()) = Some((apps.to_vec(), version));
+        Ok(services)
     }
 
     async fn roll_back(&self, app: &str, to_revision: &RevisionId) -> RuntimeResult<RolloutId> {

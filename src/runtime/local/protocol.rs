@@ -31,9 +31,16 @@ pub enum Request {
         desired: u32,
         settings: DeploySettings,
     },
+    /// The status of apps. With `changed_since` (the `version` of an earlier answer) it is a
+    /// long poll: the agent holds the answer until it differs from that one, at most
+    /// `wait_ms`, so a watcher learns of a change at once without polling fast.
     Observe {
         stage: String,
         apps: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        changed_since: Option<u64>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        wait_ms: u64,
     },
     RollBack {
         stage: String,
@@ -72,12 +79,27 @@ pub enum Request {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Status(AgentStatus),
-    Revision { id: RevisionId },
-    Rollout { id: RolloutId },
-    Services { services: Vec<ServiceStatus> },
-    Task { id: TaskId },
+    Revision {
+        id: RevisionId,
+    },
+    Rollout {
+        id: RolloutId,
+    },
+    Services {
+        services: Vec<ServiceStatus>,
+        /// A fingerprint of `services`, for the next long poll (`None` from agents that
+        /// predate it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+    },
+    Task {
+        id: TaskId,
+    },
     Done,
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// The kind of a failed request, so the client can rebuild a [`RuntimeError`].
@@ -87,6 +109,10 @@ pub enum ErrorKind {
     NotFound,
     Invalid,
     Unavailable,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Reply {
@@ -127,4 +153,25 @@ pub struct AgentStatus {
     /// started (see `leftovers`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub killed_leftovers: Vec<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observe_without_a_long_poll_is_the_old_request_and_reply() {
+        let old_request = r#"{"op":"observe","stage":"dev","apps":["web"]}"#;
+        match serde_json::from_str::<Request>(old_request).unwrap() {
+            Request::Observe { changed_since, wait_ms, .. } => assert_eq!((changed_since, wait_ms), (None, 0)),
+            other => panic!("{other:?}"),
+        }
+        let plain = Request::Observe { stage: "dev".into(), apps: vec!["web".into()], changed_since: None, wait_ms: 0 };
+        assert_eq!(serde_json::to_string(&plain).unwrap(), old_request, "what older agents understand");
+        let old_reply = r#"{"reply":"services","services":[]}"#;
+        match serde_json::from_str::<Reply>(old_reply).unwrap() {
+            Reply::Services { services, version } => assert!(services.is_empty() && version.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::agent::Agent;
 use super::health::{self, HealthTracker};
 use super::logs::{self, TaskLog};
+use super::spawner;
 use crate::config::{Health as HealthConfig, SecretRef};
 use crate::runtime::{Health, Lifecycle, TaskId, TaskKind};
 
@@ -189,15 +190,15 @@ async fn start(agent: &Agent, id: &TaskId, plan: &Plan, log: &TaskLog) -> Result
         .kill_on_drop(true);
     // SAFETY: prctl is async-signal-safe. If the agent dies without stopping its tasks
     // (SIGKILL, OOM), the kernel kills them instead of leaving orphans holding ports. The
-    // signal follows the *thread* that spawned the child: tokio's worker threads live as
-    // long as the agent's runtime, and spawning happens on them.
+    // signal follows the *thread* that spawned the child: the spawner's threads live as
+    // long as the agent.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let mut child = spawner::spawn(cmd).await.map_err(|e| format!("cannot start `{program}`: {e}"))?;
     let pid = child.id();
     // Names only: secret values never reach a log.
     log.note(&format!("started pid {} on port {port}: {}", pid.unwrap_or(0), argv.join(" ")));
@@ -255,7 +256,8 @@ async fn supervise(
                 let in_grace = Instant::now() < grace_end;
                 let status = tracker.record(result.ok, in_grace);
                 let activating_over = status != Health::Unknown || !in_grace;
-                agent.update(id, |t| {
+                let changed = agent.update(id, |t| {
+                    let before = (t.health, t.lifecycle);
                     t.health = status;
                     t.last_check = Some(result.output.clone());
                     if status == Health::Healthy {
@@ -264,8 +266,13 @@ async fn supervise(
                     if t.lifecycle == Lifecycle::Activating && activating_over {
                         t.lifecycle = Lifecycle::Running;
                     }
+                    before != (t.health, t.lifecycle)
                 });
-                agent.wake_reconciler();
+                // Only a change in health or lifecycle gives the rollout rules something to do;
+                // waking them after every check of every task costs a full pass each time.
+                if changed == Some(true) {
+                    agent.wake_reconciler();
+                }
                 if status == Health::Unhealthy {
                     break Outcome::Unhealthy(format!("failed health checks ({})", result.output));
                 }

@@ -315,6 +315,46 @@ async fn the_agent_outlives_its_starter_and_down_stops_everything() {
     fx.project.run(&["agent", "status"]).expect_code(3);
 }
 
+/// The agent keeps no descriptor that its starter inherited: a CI step running `ferry commit`
+/// waits until its output pipe closes, and the agent (which outlives the step) must not hold
+/// it open. The pipe's write end reaches `ferry agent start` only (close-on-exec everywhere
+/// else, so no other test's child holds it); once ferry has exited, the read end must see
+/// the end of the pipe while the agent runs on.
+#[test]
+fn the_agent_holds_no_descriptor_its_starter_inherited() {
+    use std::os::unix::process::CommandExt;
+    let fx = LocalFixture::new();
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: a pipe of this test's own, both ends closed below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (read_end, write_end) = (fds[0], fds[1]);
+    let mut cmd = fx.project.ferry();
+    cmd.args(["agent", "start"]);
+    // SAFETY: fcntl is async-signal-safe; it lets this one child inherit the write end, as
+    // a CI runner's pipe is inherited.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::fcntl(write_end, libc::F_SETFD, 0);
+            Ok(())
+        });
+    }
+    let started = crate::support::Run(cmd.output().unwrap());
+    // SAFETY: our copy of the write end; only children may hold it now.
+    unsafe { libc::close(write_end) };
+    started.expect_code(0);
+    let agent_pid = fx.runtime.layout().agent_pid().expect("pid file");
+    assert!(!gone(agent_pid), "the agent runs on");
+
+    let mut poll = libc::pollfd { fd: read_end, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one pollfd of ours; waits at most 10 s for every writer to be gone.
+    let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
+    let mut byte = [0u8; 1];
+    let read = if ready == 1 { unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) } } else { -1 };
+    unsafe { libc::close(read_end) };
+    assert_eq!((ready, read), (1, 0), "the pipe reached its end: no process kept the inherited write end");
+    assert!(!gone(agent_pid), "the agent still runs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_replacement_with_small_surge_keeps_serving() {
     let fx = LocalFixture::new();

@@ -138,11 +138,17 @@ pub async fn start_agent(layout: &Layout, program: &Path) -> RuntimeResult<Agent
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it detaches the agent from our session and
-    // terminal so that it outlives us and ignores our Ctrl-C.
+    // SAFETY: setsid and close_range are async-signal-safe system calls. setsid detaches the
+    // agent from our session and terminal so that it outlives us and ignores our Ctrl-C.
+    // close_range marks every descriptor above stderr close-on-exec: whatever ferry inherited
+    // without that flag (a CI runner's output pipe, say) must not live on in the agent and
+    // its tasks, or whoever waits for that pipe to close would wait for as long as the agent
+    // runs. std's own exec-error pipe is close-on-exec already, so it keeps working. An old
+    // kernel without close_range (ENOSYS) leaves the descriptors as they were.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
             Ok(())
         });
     }

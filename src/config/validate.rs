@@ -275,36 +275,60 @@ pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
 }
 
 /// The fast path for a stage file that is valid TOML of the right shape: deserialize it
-/// straight from the TOML document. `None` when anything is off; the caller then takes the
-/// slow path ([`check_stage`]), which builds the spanned tree, deserializes app by app and
-/// reports every problem at its place. The fast path must accept exactly what the slow one
-/// accepts, with the same result: both read the same toml_edit document with the same serde
-/// types, except that toml_edit also takes an empty table or array as a unit enum variant
-/// (`run_on = { release = {} }`), which the slow path rejects, so enum keys must be strings.
+/// straight into the file types with the `toml` crate's lighter reader (no spans or layout
+/// kept for every value, unlike toml_edit). `None` when anything is off; the caller then
+/// takes the slow path ([`check_stage`]), which parses with toml_edit, builds the spanned
+/// tree, deserializes app by app and reports every problem at its place.
+///
+/// The fast path must accept exactly what the slow one accepts, with the same result. Two
+/// differences are guarded here. The `toml` reader implements TOML 1.1, toml_edit 1.0, so
+/// what only 1.1 allows takes the slow path (which refuses it): newlines or a trailing comma
+/// in an inline table, and the `\e` and `\xHH` escapes; the other 1.1 addition, a time
+/// without seconds, is a datetime, which no field of a stage file takes. And a deserializer
+/// also takes an empty table as a unit enum variant (`run_on = { release = {} }`), which the
+/// slow path rejects, so the enum keys must be strings.
 fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
     use serde::Deserialize as _;
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
-    let is_str = |item: Option<&toml_edit::Item>| item.is_none_or(toml_edit::Item::is_str);
-    let root = doc.as_table();
-    if !is_str(root.get("runtime").and_then(|rt| rt.get("kind"))) {
+    use toml::de::{DeTable, DeValue};
+    type Node<'i> = toml::Spanned<DeValue<'i>>;
+
+    // Conservative: a backslash before `e` or `x` anywhere, even escaped or in a comment.
+    if text.match_indices('\\').any(|(i, _)| matches!(text.as_bytes().get(i + 1), Some(b'e' | b'x'))) {
         return None;
     }
-    if let Some(apps) = root.get("apps").and_then(toml_edit::Item::as_table_like) {
-        for (_, app) in apps.iter() {
-            let Some(tasks) = app.get("release_tasks") else { continue };
-            let all_str = match tasks {
-                toml_edit::Item::ArrayOfTables(ts) => ts.iter().all(|t| is_str(t.get("run_on"))),
-                toml_edit::Item::Value(toml_edit::Value::Array(ts)) => {
-                    ts.iter().all(|t| t.as_inline_table().is_none_or(|t| t.get("run_on").is_none_or(|v| v.is_str())))
+    fn is_toml_1_0(text: &str, node: &Node<'_>) -> bool {
+        match node.get_ref() {
+            DeValue::Table(table) => {
+                let source = text.get(node.span()).unwrap_or_default();
+                let inline_is_1_0 = match source.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(inside) => !inside.contains('\n') && !inside.trim_end().ends_with(','),
+                    None => !source.starts_with('{'),
+                };
+                inline_is_1_0 && table.values().all(|v| is_toml_1_0(text, v))
+            }
+            DeValue::Array(array) => array.iter().all(|v| is_toml_1_0(text, v)),
+            _ => true,
+        }
+    }
+    let doc = DeTable::parse(text).ok()?;
+    let root = doc.get_ref();
+    if !root.values().all(|v| is_toml_1_0(text, v)) {
+        return None;
+    }
+    let is_str = |node: Option<&Node<'_>>| node.is_none_or(|n| n.get_ref().is_str());
+    if !is_str(root.get("runtime").and_then(|rt| rt.get_ref().get("kind"))) {
+        return None;
+    }
+    if let Some(DeValue::Table(apps)) = root.get("apps").map(Node::get_ref) {
+        for app in apps.values() {
+            if let Some(DeValue::Array(tasks)) = app.get_ref().get("release_tasks").map(Node::get_ref) {
+                if !tasks.iter().all(|t| is_str(t.get_ref().get("run_on"))) {
+                    return None;
                 }
-                _ => true,
-            };
-            if !all_str {
-                return None;
             }
         }
     }
-    StageFile::deserialize(toml_edit::de::Deserializer::from(doc)).ok()
+    StageFile::deserialize(toml::de::Deserializer::from(doc)).ok()
 }
 
 /// Check a parsed stage file and build the typed stage.
@@ -1078,6 +1102,34 @@ mod tests {
     }
 
     #[test]
+    fn toml_1_1_syntax_takes_the_slow_path_and_is_refused() {
+        let app = "[apps.web]\nimage = \"web\"\n";
+        for text in [
+            format!("{app}health = {{ path = \"/h\",\n  interval = \"5s\" }}\n"),
+            format!("{app}health = {{ path = \"/h\", # why\n}}\n"),
+            format!("{app}health = {{ path = \"/h\", }}\n"),
+            format!("{app}release_tasks = [{{ name = \"m\", command = [\"m\"], }}]\n"),
+            format!("{app}env = {{ A = {{ b = 1, }} }}\n"),
+            format!("{app}[apps.web.env]\nA = \"\\e[0m\"\n"),
+            format!("{app}[apps.web.env]\nA = \"\\x41\"\n"),
+            format!("{app}[apps.web.env]\nA = 07:32\n"),
+        ] {
+            // What the guard is for: the `toml` reader (TOML 1.1) parses these, toml_edit (1.0) does not.
+            assert!(toml::de::DeTable::parse(&text).is_ok(), "{text}");
+            assert!(deserialize_valid_toml(&text).is_none(), "{text}");
+            let refused = slow(&text).unwrap_err();
+            assert!(refused.0[0].message.starts_with("TOML syntax"), "{text}: {refused:?}");
+        }
+        // TOML 1.0 inline tables, escapes and arrays across lines still take the fast path.
+        let text = format!(
+            "{app}port = 8080\ncommand = [\n  \"a\",\n  \"b\\t\\u00e9\",\n]\nhealth = {{ path = \"/h\", interval = \"5s\" }}\n\
+             release_tasks = [{{ name = \"m\", command = [\"m\"], run_on = \"every_deploy\" }}]\n"
+        );
+        let loaded = fast(&text).expect("takes the fast path").expect("it loads");
+        assert_eq!(loaded, slow(&text).unwrap());
+    }
+
+    #[test]
     fn an_enum_written_as_a_table_takes_the_slow_path_and_is_refused() {
         let task = "[apps.web]\nimage = \"web\"\n[[apps.web.release_tasks]]\nname = \"m\"\ncommand = [\"m\"]\n";
         for text in [
@@ -1088,7 +1140,7 @@ mod tests {
             "[apps.web]\nimage = \"web\"\nrelease_tasks = [{ name = \"m\", command = [\"m\"], run_on = { release = [] } }]\n"
                 .to_string(),
         ] {
-            // What the guard is for: toml_edit's deserializer alone would take these.
+            // What the guard is for: the deserializer alone would take these.
             assert!(toml::from_str::<StageFile>(&text).is_ok(), "{text}");
             assert!(deserialize_valid_toml(&text).is_none(), "{text}");
             assert!(slow(&text).is_err(), "{text}");

@@ -20,10 +20,12 @@ pub fn decode(location: &str, stage: &str, bytes: &[u8]) -> Result<StageState> {
     // The common case, a well-formed file: parse it straight into the model. Only a file
     // that fails takes the slow path below, which reads it as a JSON value first, so the
     // version is checked before the strict parse and the error names the bad field's path.
-    let state = match serde_json::from_slice::<StageState>(bytes) {
-        Ok(state) if state.version <= STATE_FORMAT_VERSION => state,
-        Ok(state) => return Err(StateError::NewerVersion { location: location.to_string(), version: state.version }),
-        Err(_) => decode_slowly(location, bytes)?,
+    // UTF-8 is checked once for the whole file: parsing from bytes checks every string again.
+    let parsed = std::str::from_utf8(bytes).ok().and_then(|text| serde_json::from_str::<StageState>(text).ok());
+    let state = match parsed {
+        Some(state) if state.version <= STATE_FORMAT_VERSION => state,
+        Some(state) => return Err(StateError::NewerVersion { location: location.to_string(), version: state.version }),
+        None => decode_slowly(location, bytes)?,
     };
     if state.stage != stage {
         return Err(corrupt(format!("it holds the state of stage `{}`, not `{stage}`", state.stage)));

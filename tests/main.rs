@@ -19,4 +19,5 @@ mod plan_cli;
 mod releases;
 mod s3_store;
 mod schema;
+mod security;
 mod state_store;

@@ -20,7 +20,8 @@ use tokio::sync::Notify;
 
 use super::protocol::{AgentStatus, Reply, Request};
 use super::service::{State, Task};
-use super::{create_private_dir, proxy, task, Layout};
+use super::{proxy, task, Layout};
+use crate::private_files;
 use crate::runtime::{RuntimeError, RuntimeResult, TaskKind};
 
 /// How long `Down` and `Shutdown` wait for tasks to stop before answering anyway.
@@ -59,21 +60,21 @@ impl Agent {
 /// Run the agent for the project at `layout` until it exits. Returns `Ok(false)` when
 /// another agent already holds the lock.
 pub async fn run(layout: Layout) -> io::Result<bool> {
-    create_private_dir(&layout.agent_dir())?;
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(layout.lock_file())?;
+    private_files::create_dir_all(&layout.agent_dir())?;
+    let lock = private_files::open_write(&layout.lock_file())?;
     // SAFETY: flock on a descriptor we own; released when the process exits.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Ok(false);
     }
     let socket = layout.socket();
     if let Some(dir) = socket.parent() {
-        create_private_dir(dir)?;
+        private_files::create_dir_all(dir)?;
     }
     // We hold the lock, so a socket file left here is from a dead agent.
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::write(layout.pid_file(), format!("{}\n", std::process::id()))?;
+    private_files::write(&layout.pid_file(), format!("{}\n", std::process::id()).as_bytes())?;
     eprintln!("{} ferry agent {} listening on {}", Utc::now().to_rfc3339(), std::process::id(), socket.display());
 
     let agent = Arc::new(Agent {

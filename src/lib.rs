@@ -10,6 +10,7 @@ pub mod edit;
 pub mod history;
 pub mod pipeline;
 pub mod plan;
+pub mod private_files;
 pub mod registry;
 pub mod render;
 pub mod runtime;

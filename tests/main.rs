@@ -21,5 +21,6 @@ mod plan_cli;
 mod releases;
 mod s3_store;
 mod schema;
+mod security;
 mod soak;
 mod state_store;

@@ -42,10 +42,10 @@ impl AbortRequest {
     /// Write the request atomically (temp file and rename).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::private_files::create_dir_all(dir)?;
         }
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serialises"))?;
+        crate::private_files::write(&tmp, &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
         std::fs::rename(&tmp, path)
     }
 
@@ -164,5 +164,17 @@ mod tests {
         assert_eq!(signal.reason().unwrap(), reason);
         assert!(!path.exists(), "the request is consumed");
         listener.abort();
+    }
+
+    #[test]
+    fn a_request_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = request_path(dir.path(), "dev");
+        let request = AbortRequest { lock_id: "l".into(), requested_by: "x".into(), requested_at: Utc::now() };
+        request.write(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(path.parent().unwrap()), mode(&path)), (0o700, 0o600));
+        assert_eq!(AbortRequest::read(&path), Some(request));
     }
 }

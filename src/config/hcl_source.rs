@@ -35,6 +35,10 @@ pub fn parse(path: &Path, text: &str) -> Result<SourceNode, Diagnostic> {
 
 /// Parse HCL text into an editable `hcl-edit` body; a syntax error is a located diagnostic.
 pub fn parse_body(path: &Path, text: &str) -> Result<Body, Diagnostic> {
+    if let Some(at) = too_deep(text) {
+        return Err(Diagnostic::at(path, text, at..at + 1, format!("HCL nested more than {MAX_DEPTH} levels deep"))
+            .with_hint("a stage file nests a few levels: close the brackets and braces opened before this one"));
+    }
     hcl_edit::parser::parse_body(text).map_err(|e| {
         let at = e.location().offset();
         // hcl-edit's message is its own excerpt plus "expected …"; keep the message line and
@@ -45,6 +49,75 @@ pub fn parse_body(path: &Path, text: &str) -> Result<Body, Diagnostic> {
              (attributes `key = value`, blocks `name { … }`, `app \"NAME\" { … }`)",
         )
     })
+}
+
+/// How deep brackets, braces, parentheses and `${…}` may nest. hcl-edit's parser recurses
+/// once per level without a limit of its own, so a few thousand `[` overflow the stack (found
+/// by the `stage_hcl` fuzz target); a real stage file nests a handful of levels.
+const MAX_DEPTH: usize = 128;
+
+/// The byte offset of the first opening that nests deeper than [`MAX_DEPTH`], if any. Skips
+/// comments and the text of strings, but counts `${` inside them.
+fn too_deep(text: &str) -> Option<usize> {
+    #[derive(PartialEq)]
+    enum Open {
+        Code,
+        Interpolation,
+    }
+    let bytes = text.as_bytes();
+    let mut stack: Vec<Open> = Vec::new();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        if in_string {
+            match (b, next) {
+                (b'\\', _) => i += 1,
+                (b'"', _) => in_string = false,
+                (b'$' | b'%', Some(b'{')) => {
+                    stack.push(Open::Interpolation);
+                    in_string = false;
+                    i += 1;
+                    if stack.len() > MAX_DEPTH {
+                        return Some(i - 1);
+                    }
+                }
+                (b'\n', _) => in_string = false,
+                _ => {}
+            }
+        } else {
+            match (b, next) {
+                (b'"', _) => in_string = true,
+                (b'#', _) | (b'/', Some(b'/')) => {
+                    while i < bytes.len() && bytes[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                (b'/', Some(b'*')) => {
+                    i += 2;
+                    while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                (b'[' | b'{' | b'(', _) => {
+                    stack.push(Open::Code);
+                    if stack.len() > MAX_DEPTH {
+                        return Some(i);
+                    }
+                }
+                (b']' | b')', _) => {
+                    stack.pop();
+                }
+                // Closing `${…}` goes back into its string.
+                (b'}', _) => in_string = stack.pop() == Some(Open::Interpolation),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 struct Converter<'a> {
@@ -351,6 +424,28 @@ app "web" {
         assert_eq!((d.line, d.col, d.file.to_str()), (2, 11, Some("stages/p.hcl")), "{d}");
         assert!(d.message.starts_with("HCL syntax: "), "{}", d.message);
         assert!(d.hint.is_some());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // Found by the stage_hcl fuzz target: hcl-edit recursed until the stack overflowed.
+        for text in [
+            format!("x = {}\n", "[".repeat(20_000)),
+            format!("x = {}1{}\n", "(".repeat(20_000), ")".repeat(20_000)),
+            format!("x = \"{}\"\n", "${\"".repeat(5_000)),
+            format!("{}\n", "a {\n".repeat(5_000)),
+        ] {
+            let d = err(&text);
+            assert!(d.message.contains("nested more than 128 levels"), "{}", d.message);
+        }
+        // Brackets in strings and comments do not count; moderate nesting still parses.
+        let text = format!(
+            "# {}\napp \"a\" {{\n  command = [\"{}\"]\n  env = {{ A = \"${{X}}\" }}\n}}\n",
+            "[".repeat(500),
+            "[(".repeat(500)
+        );
+        assert!(SourceFile::parse(Path::new("stages/p.hcl"), text, Format::Hcl).is_ok());
+        assert!(too_deep(&format!("x = {}{}\n", "[".repeat(128), "]".repeat(128))).is_none());
     }
 
     #[test]

@@ -120,6 +120,21 @@ pub fn is_dns_label(name: &str, max: usize) -> bool {
         && !name.ends_with('-')
 }
 
+/// Whether `name` can name a stage: stage names become file names (`.ferry/state/NAME.json`,
+/// `.ferry/logs/NAME/`), so letters, digits, `-`, `_` and `.`, not starting with `.`.
+pub fn is_stage_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether the path of a `file:` secret stays inside the project: relative, without `..`.
+/// (The local runtime also refuses a path that leaves the project through a symlink.)
+pub fn is_inside_project(path: &str) -> bool {
+    let path = Path::new(path);
+    !path.is_absolute() && !path.components().any(|c| matches!(c, std::path::Component::ParentDir))
+}
+
 /// Load and check `ferry.toml`.
 pub fn load_project(root: &Path) -> Result<Project, Diagnostics> {
     let src = read_source(root, Path::new(PROJECT_FILE)).map_err(|d| Diagnostics(vec![d]))?;
@@ -255,6 +270,13 @@ pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
         )
         .with_hint(hint)]));
     };
+    if !is_stage_name(name) {
+        return Err(Diagnostics(vec![Diagnostic::whole_file(&r.path, format!("`{name}` is not a valid stage name"))
+            .with_hint(format!(
+                "rename the file: a stage name is letters, digits, `-`, `_` and `.`, not starting with `.` \
+                 (it names files under .ferry/), e.g. {STAGES_DIR}/production-eu.toml"
+            ))]));
+    }
     let both = ["toml", "hcl"].iter().all(|ext| project.root.join(STAGES_DIR).join(format!("{name}.{ext}")).is_file());
     if both {
         return Err(Diagnostics(vec![Diagnostic::whole_file(
@@ -264,13 +286,20 @@ pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
         .with_hint("keep one of the two files")]));
     }
     let text = read_text(&project.root, &r.path).map_err(|d| Diagnostics(vec![d]))?;
-    let format = Format::of_path(&r.path);
+    load_stage_text(&r.path, text, name)
+}
+
+/// Check the text of stage `name`'s file, `path` (relative to the project root; its
+/// extension picks TOML or HCL, and diagnostics name it). What [`load_stage`] does once it
+/// has read the file; the fuzz targets (`fuzz/`) call it with arbitrary text.
+pub fn load_stage_text(path: &Path, text: String, name: &str) -> Result<Stage, Diagnostics> {
+    let format = Format::of_path(path);
     if format == Format::Toml {
         if let Some(file) = deserialize_valid_toml(&text) {
-            return check_stage_file(&SourceFile::unparsed(&r.path, text, format), file, Diagnostics::default(), name);
+            return check_stage_file(&SourceFile::unparsed(path, text, format), file, Diagnostics::default(), name);
         }
     }
-    let src = SourceFile::parse(&r.path, text, format).map_err(|d| Diagnostics(vec![d]))?;
+    let src = SourceFile::parse(path, text, format).map_err(|d| Diagnostics(vec![d]))?;
     check_stage(&src, name)
 }
 
@@ -670,9 +699,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                     );
                 }
                 if let SecretRef::File(p) = &r {
-                    if Path::new(p).is_absolute()
-                        || Path::new(p).components().any(|c| matches!(c, std::path::Component::ParentDir))
-                    {
+                    if !is_inside_project(p) {
                         diags.push(
                             src.diagnostic(
                                 &s_at,

@@ -42,7 +42,7 @@ pub enum SavedPlanError {
     #[error("{} is not a ferry plan file: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("plan file {} has format version {found}, newer than this ferry understands ({PLAN_FORMAT_VERSION}); upgrade ferry, or make the plan again", path.display())]
-    NewerVersion { path: PathBuf, found: u32 },
+    NewerVersion { path: PathBuf, found: u64 },
 }
 
 /// One thing that moved since a plan was made.
@@ -143,7 +143,7 @@ impl SavedPlan {
         match version {
             None => return Err(parse("no `format_version`".into())),
             Some(v) if v > u64::from(PLAN_FORMAT_VERSION) => {
-                return Err(SavedPlanError::NewerVersion { path: path.to_path_buf(), found: v as u32 })
+                return Err(SavedPlanError::NewerVersion { path: path.to_path_buf(), found: v })
             }
             Some(_) => {}
         }
@@ -208,6 +208,10 @@ mod tests {
         let newer = p.to_json().replace("\"format_version\": 1", "\"format_version\": 99");
         let e = SavedPlan::from_json(path, &newer).unwrap_err().to_string();
         assert!(e.contains("plan.json") && e.contains("version 99"), "{e}");
+        // A version past u32 is named as written, not cut to "version 0".
+        let huge = p.to_json().replace("\"format_version\": 1", "\"format_version\": 4294967296");
+        let e = SavedPlan::from_json(path, &huge).unwrap_err().to_string();
+        assert!(e.contains("version 4294967296"), "{e}");
         let e = SavedPlan::from_json(path, "{not json").unwrap_err().to_string();
         assert!(e.starts_with("plan.json is not a ferry plan file"), "{e}");
     }

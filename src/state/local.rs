@@ -72,10 +72,7 @@ impl LocalStateStore {
 
     /// Stage names become file names: refuse anything that could leave the directory.
     fn check_stage(&self, stage: &str) -> Result<()> {
-        let ok = !stage.is_empty()
-            && !stage.starts_with('.')
-            && stage.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if ok {
+        if crate::config::validate::is_stage_name(stage) {
             Ok(())
         } else {
             Err(Self::backend_error(&self.dir, format!("`{stage}` is not a valid stage name for a state file")))

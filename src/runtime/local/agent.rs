@@ -22,7 +22,8 @@ use tokio::sync::{watch, Notify};
 
 use super::protocol::{AgentStatus, Reply, Request};
 use super::service::{State, Task};
-use super::{create_private_dir, leftovers, proxy, task, Layout};
+use super::{leftovers, proxy, task, Layout};
+use crate::private_files;
 use crate::runtime::{RuntimeError, RuntimeResult, ServiceStatus, TaskKind};
 
 /// How long `Down` and `Shutdown` wait for tasks to stop before answering anyway.
@@ -67,15 +68,15 @@ impl Agent {
 /// Run the agent for the project at `layout` until it exits. Returns `Ok(false)` when
 /// another agent already holds the lock.
 pub async fn run(layout: Layout) -> io::Result<bool> {
-    create_private_dir(&layout.agent_dir())?;
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(layout.lock_file())?;
+    private_files::create_dir_all(&layout.agent_dir())?;
+    let lock = private_files::open_write(&layout.lock_file())?;
     // SAFETY: flock on a descriptor we own; released when the process exits.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Ok(false);
     }
     let socket = layout.socket();
     if let Some(dir) = socket.parent() {
-        create_private_dir(dir)?;
+        private_files::create_dir_all(dir)?;
     }
     // We hold the lock, so a socket file left here is from a dead agent, and so are any
     // processes still in its session: kill them before anything starts (see `leftovers`).
@@ -92,7 +93,7 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
     }
     let listener = UnixListener::bind(&socket)?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::write(layout.pid_file(), format!("{}\n", std::process::id()))?;
+    private_files::write(&layout.pid_file(), format!("{}\n", std::process::id()).as_bytes())?;
     eprintln!("{} ferry agent {} listening on {}", Utc::now().to_rfc3339(), std::process::id(), socket.display());
 
     let agent = Arc::new(Agent {

@@ -20,12 +20,13 @@ pub struct TaskLog {
 }
 
 impl TaskLog {
-    /// Open (appending) the log at `path`, creating folders.
+    /// Open (appending) the log at `path`, creating folders; both are private to the owner
+    /// (the app's output may carry the secrets it was given).
     pub fn open(path: &Path) -> io::Result<TaskLog> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::private_files::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = crate::private_files::open_append(path)?;
         Ok(TaskLog { file: Arc::new(Mutex::new(file)) })
     }
 

@@ -7,8 +7,8 @@
 //! it implements [`Runtime`] by sending [`protocol`] requests to the agent, starting the
 //! agent on demand.
 //!
-//! Files under the project root: `.ferry/agent/` (0700) holds `agent.sock` (0600),
-//! `agent.pid`, `agent.lock` and `agent.log`; task output goes to
+//! Files under the project root, all private to the owner (`private_files`): `.ferry/agent/`
+//! holds `agent.sock`, `agent.pid`, `agent.lock` and `agent.log`; task output goes to
 //! `.ferry/logs/<stage>/<app>/<task-id>.log`.
 
 pub mod agent;
@@ -17,6 +17,7 @@ pub mod leftovers;
 pub mod logs;
 pub mod protocol;
 pub mod proxy;
+pub mod secrets;
 pub mod service;
 pub mod spawner;
 pub mod task;
@@ -32,6 +33,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::config::{DeploySettings, SecretRef};
+use crate::private_files;
 use crate::runtime::{
     LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
     TaskId, TaskSpec,
@@ -129,8 +131,8 @@ pub async fn start_agent(layout: &Layout, program: &Path) -> RuntimeResult<Agent
     if let Some(s) = agent_status(layout).await? {
         return Ok(s);
     }
-    create_private_dir(&layout.agent_dir())?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(layout.agent_log())?;
+    private_files::create_dir_all(&layout.agent_dir())?;
+    let log = private_files::open_append(&layout.agent_log())?;
     let mut cmd = std::process::Command::new(program);
     cmd.arg("-C")
         .arg(layout.root())
@@ -198,13 +200,6 @@ pub fn process_alive(pid: u32) -> bool {
         // SAFETY: signal 0 only checks for existence.
         Err(_) => unsafe { libc::kill(pid as libc::pid_t, 0) == 0 },
     }
-}
-
-/// Create a folder (and parents) readable by its owner only.
-pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 fn unexpected(reply: Reply) -> RuntimeError {

@@ -160,11 +160,7 @@ async fn start(agent: &Agent, id: &TaskId, plan: &Plan, log: &TaskLog) -> Result
     agent.update(id, |t| t.lifecycle = Lifecycle::Provisioning);
     let mut env = plan.env.clone();
     for (name, path) in &plan.file_secrets {
-        // Relative paths are the project's; read at each start so a rotated file applies.
-        let full = agent.layout.root().join(path);
-        let value =
-            std::fs::read_to_string(&full).map_err(|e| format!("secret {name}: cannot read file:{path}: {e}"))?;
-        env.insert(name.clone(), value.trim_end_matches(['\n', '\r']).to_string());
+        env.insert(name.clone(), super::secrets::read_file(agent.layout.root(), name, path)?);
     }
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
     env.insert("PORT".into(), port.to_string());

@@ -1,0 +1,267 @@
+//! Security of what ferry keeps on this machine: everything under `.ferry/` is private to
+//! its owner, a secret's value never shows up in ferry's output or files, and a stage file
+//! cannot make the local runtime read outside the project. The real binary on a temp project
+//! of a small Python app on 127.0.0.1; every test stops its agent through a guard.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferry::runtime::local::Layout;
+
+use crate::support::agent::{free_port, AgentGuard};
+use crate::support::{Run, TestProject};
+
+/// The app: writes the values of its two secrets into `$SEEN_DIR` (outside the project, so
+/// the test can tell they arrived), then serves 200 on every path. It prints nothing of them.
+const APP_PY: &str = r#"
+import http.server, os
+seen = os.environ["SEEN_DIR"]
+for name in ["API_TOKEN", "DB_PASSWORD"]:
+    with open(os.path.join(seen, name), "w") as f:
+        f.write(os.environ[name])
+port = int(os.environ["PORT"])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, fmt, *args):
+        pass
+print("listening on", port, flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+/// The variable of ferry's environment that the `env:` secret names.
+const TOKEN_VAR: &str = "FERRY_SECURITY_TEST_TOKEN";
+
+/// A project of one app with an `env:` and a `file:` secret, whose ferry runs under umask 0
+/// (so anything created without an explicit private mode would be world-readable).
+struct Project {
+    _guard: AgentGuard,
+    p: TestProject,
+    /// Where the app writes the secret values it received.
+    seen: tempfile::TempDir,
+    env_secret: String,
+    file_secret: String,
+}
+
+impl Project {
+    fn new() -> Project {
+        let p = TestProject::empty();
+        let seen = tempfile::tempdir().unwrap();
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let (env_secret, file_secret) = (format!("planted-env-{unique}"), format!("planted-file-{unique}"));
+        p.write("ferry.toml", "[project]\nname = \"sec\"\n");
+        p.write("secrets/db-password", &format!("{file_secret}\n"));
+        p.write("image/app.py", APP_PY);
+        let project =
+            Project { _guard: AgentGuard { layout: Layout::new(p.path()) }, p, seen, env_secret, file_secret };
+        let digest =
+            project.run(&["image", "push", "image", "--repo", "web"]).expect_code(0).stdout().trim().to_string();
+        project.p.write("stages/dev.toml", &project.stage(&digest, "file:secrets/db-password"));
+        project
+    }
+
+    /// The stage file, with `db_password` as the reference of DB_PASSWORD.
+    fn stage(&self, digest: &str, db_password: &str) -> String {
+        format!(
+            "[apps.web]\nimage = \"web\"\nactive = 1\nscale = 1\ncommand = [\"python3\", \"app.py\"]\nport = {port}\n\n\
+             [apps.web.releases]\n1 = \"{digest}\"\n\n[apps.web.env]\nSEEN_DIR = \"{seen}\"\n\n\
+             [apps.web.secrets]\nAPI_TOKEN = \"env:{TOKEN_VAR}\"\nDB_PASSWORD = \"{db_password}\"\n\n\
+             [apps.web.health]\npath = \"/\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nhealthy_threshold = 1\n\n\
+             [apps.web.deploy]\ntimeout = \"30s\"\ndrain = \"200ms\"\nstop_timeout = \"2s\"\n",
+            port = free_port(),
+            seen = self.seen.path().display(),
+        )
+    }
+
+    /// `ferry ARGS…` with the token in its environment, under umask 0.
+    fn ferry(&self, args: &[&str]) -> Command {
+        let mut cmd = self.p.ferry();
+        cmd.args(args).env(TOKEN_VAR, &self.env_secret);
+        // SAFETY: umask is async-signal-safe; it only affects the child about to exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Run(self.ferry(args).output().expect("run ferry"))
+    }
+
+    fn dot_ferry(&self) -> PathBuf {
+        self.p.path().join(".ferry")
+    }
+}
+
+/// Every file, folder, socket and link under `dir`, depth first.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        out.push(path.clone());
+        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+            out.extend(walk(&path));
+        }
+    }
+    out
+}
+
+#[test]
+fn everything_under_dot_ferry_is_private_to_its_owner() {
+    let p = Project::new();
+    p.run(&["commit", "--yes"]).expect_code(0);
+    let digest = p.p.read("stages/dev.toml").split('"').find(|s| s.starts_with("sha256:")).unwrap().to_string();
+    p.run(&["status", "set", "web", &digest, "ci/tests", "success"]).expect_code(0);
+    p.run(&["logs", "web"]).expect_code(0);
+
+    let root = p.dot_ferry();
+    let mut seen_kinds = std::collections::BTreeSet::new();
+    let mut open = Vec::new();
+    for path in std::iter::once(root.clone()).chain(walk(&root)) {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let rel = path.strip_prefix(p.p.path()).unwrap().display().to_string();
+        let in_release = rel.starts_with(".ferry/releases/");
+        let kind = meta.file_type();
+        let ok = if kind.is_dir() {
+            mode == 0o700
+        } else if in_release && kind.is_file() {
+            // An unpacked image keeps its executables executable, by the owner only.
+            mode == 0o600 || mode == 0o700
+        } else {
+            (kind.is_file() || kind.is_socket()) && mode == 0o600
+        };
+        if !ok {
+            open.push(format!("{mode:o} {rel}"));
+        }
+        let top = rel.split('/').nth(1).unwrap_or("").to_string();
+        seen_kinds.insert(if kind.is_socket() { "socket".to_string() } else { top });
+    }
+    assert!(open.is_empty(), "not private to the owner (want folders 0700, files 0600):\n{}", open.join("\n"));
+    // The walk covered what a push and a commit leave, so the assertion above means something.
+    for expected in ["agent", "logs", "registry", "releases", "state", "status", "socket"] {
+        assert!(seen_kinds.contains(expected), "nothing of {expected} under .ferry: {seen_kinds:?}");
+    }
+    p.run(&["down"]).expect_code(0);
+}
+
+#[test]
+fn a_planted_secret_never_appears_in_ferry_output_or_files() {
+    let p = Project::new();
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    let mut record = |what: &str, run: &Run| {
+        outputs.push((format!("{what} (stdout)"), run.stdout()));
+        outputs.push((format!("{what} (stderr)"), run.stderr()));
+    };
+
+    record("validate", p.run(&["validate"]).expect_code(0));
+    record("plan", p.run(&["plan"]).expect_code(0));
+    record("plan --json", p.run(&["plan", "--json"]).expect_code(0));
+    record("plan --markdown", p.run(&["plan", "--markdown"]).expect_code(0));
+    record("graph", p.run(&["graph"]).expect_code(0));
+    record("plan -o", p.run(&["plan", "-o", "plan.json"]).expect_code(0));
+    record("commit plan.json", p.run(&["commit", "plan.json"]).expect_code(0));
+
+    // The task got both values: the test is about where else they go.
+    for (name, value) in [("API_TOKEN", &p.env_secret), ("DB_PASSWORD", &p.file_secret)] {
+        let got = std::fs::read_to_string(p.seen.path().join(name)).unwrap_or_default();
+        assert_eq!(&got, value, "the task's {name}");
+    }
+
+    record("ps", p.run(&["ps"]).expect_code(0));
+    record("ps --json", p.run(&["ps", "--json"]).expect_code(0));
+    record("history", p.run(&["history", "web"]).expect_code(0));
+    record("history --json", p.run(&["history", "web", "--json"]).expect_code(0));
+    record("state show", p.run(&["state", "show"]).expect_code(0));
+    record("state show --json", p.run(&["state", "show", "--json"]).expect_code(0));
+    record("logs", p.run(&["logs", "web"]).expect_code(0));
+    record("agent status", p.run(&["agent", "status"]).expect_code(0));
+    record("releases", p.run(&["releases", "web"]).expect_code(0));
+    // Errors: a one-off task that fails, and a secret written as a plain value.
+    let failed = p.run(&["task", "run", "web", "--", "python3", "-c", "import sys; sys.exit(3)"]);
+    record("task run (fails)", failed.expect_code(3));
+    record("task list", p.run(&["task", "list", "web"]).expect_code(0));
+    let stage = p.p.read("stages/dev.toml");
+    let digest = stage.split('"').find(|s| s.starts_with("sha256:")).unwrap().to_string();
+    p.p.write("stages/dev.toml", &p.stage(&digest, &p.file_secret));
+    record("validate (plain value)", p.run(&["validate"]).expect_code(1));
+    record("plan (plain value)", p.run(&["plan"]).expect_code(1));
+    p.p.write("stages/dev.toml", &stage);
+    record("down", p.run(&["down"]).expect_code(0));
+
+    let mut files = vec![p.p.path().join("plan.json")];
+    files.extend(walk(&p.dot_ferry()).into_iter().filter(|f| std::fs::symlink_metadata(f).unwrap().is_file()));
+    let mut leaks = Vec::new();
+    for secret in [&p.env_secret, &p.file_secret] {
+        for (what, text) in &outputs {
+            if text.contains(secret.as_str()) {
+                leaks.push(format!("{what}:\n{text}"));
+            }
+        }
+        for file in &files {
+            let text = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
+            let rel = file.strip_prefix(p.p.path()).unwrap().display().to_string();
+            // A task's log is its own output (the app's business); ferry's notes in it are ours.
+            let text: String = if rel.starts_with(".ferry/logs/") {
+                text.lines().filter(|l| l.split_once(' ').is_some_and(|(_, l)| l.starts_with("ferry: "))).collect()
+            } else {
+                text
+            };
+            if text.contains(secret.as_str()) {
+                leaks.push(format!("file {rel}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "a secret's value leaked into:\n{}", leaks.join("\n"));
+    // The check covered the state, the agent's log and a task log.
+    for must in [".ferry/state/dev.json", ".ferry/agent/agent.log", ".ferry/logs/dev/web/"] {
+        assert!(
+            files.iter().any(|f| f.strip_prefix(p.p.path()).unwrap().to_string_lossy().starts_with(must)),
+            "{must}"
+        );
+    }
+}
+
+#[test]
+fn a_stage_file_cannot_point_the_local_runtime_outside_the_project() {
+    let p = TestProject::empty();
+    p.write("ferry.toml", "[project]\nname = \"sec\"\n");
+    let digest = format!("sha256:{}", "a".repeat(64));
+    p.write(
+        "stages/dev.toml",
+        &format!(
+            "[apps.web]\nimage = \"web\"\nactive = 1\n\n[apps.web.releases]\n1 = \"{digest}\"\n\n[apps.web.secrets]\n\
+             UP = \"file:../outside/key\"\nABS = \"file:/etc/passwd\"\nDEEP = \"file:secrets/../../key\"\n\
+             OK = \"file:secrets/key\"\n"
+        ),
+    );
+    let run = p.run(&["validate"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    for (key, path, line) in
+        [("ABS", "/etc/passwd", 10), ("DEEP", "secrets/../../key", 11), ("UP", "../outside/key", 9)]
+    {
+        let located = format!("stages/dev.toml:{line}:");
+        assert!(err.contains(&format!("secret `{key}`: `{path}` is outside the project")), "{key}: {err}");
+        assert!(err.contains(&located), "{key} at {located}: {err}");
+    }
+    assert!(err.contains("use a path relative to the project root, without `..`"), "{err}");
+    assert!(err.contains("3 problems found"), "only the three escaping paths: {err}");
+
+    // A stage's name becomes file names under .ferry/: one that could not be is refused.
+    p.write("stages/dev.toml", "");
+    p.write("stages/.hidden.toml", "");
+    let run = p.run(&["validate"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.contains("stages/.hidden.toml") && err.contains("`.hidden` is not a valid stage name"), "{err}");
+    assert!(err.contains("hint: rename the file"), "{err}");
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of a deploy to ECS on the emulator: N services (default 10) move to another
-# release, with `ferry commit` and with the AWS CLI the usual way (register-task-definition
-# and update-service per service, then one `aws ecs wait services-stable`), against the
-# same moto server. Reports medians over RUNS runs (default 3) of the wall time and of the
-# API requests each tool sent (from the server's request log).
+# release, with `ferry commit`, with the AWS CLI the usual way (register-task-definition and
+# update-service per service, then one `aws ecs wait services-stable`), and with `ecs deploy`
+# (PyPI ecs-deploy, one service per run, as it works), against the same moto server.
+# Reports medians over RUNS runs (default 3) of the wall time, the API requests each tool
+# sent (from the server's request log) and its peak RSS (the largest of its processes).
 #
 # The server is moto with a small service scheduler (scripts/bench-ecs-server.py): an
 # update makes a new deployment whose tasks run BENCH_ROLLOUT_DELAY seconds later (default
@@ -15,12 +16,18 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 N=${N:-10}
 PY=$PWD/target/py-venv/bin/python
-AWS=$PWD/target/py-venv/bin/aws
 if [[ ! -x $PY ]]; then
   echo "no test venv: run the ECS tests once (cargo test --test integration ecs) to create target/py-venv" >&2
   exit 1
 fi
-[[ -x $AWS ]] || "$PY" -m pip install -q awscli
+# The tools compared live in a venv of their own, so they never change the test venv's
+# boto3/botocore, which moto depends on.
+TOOLS=$PWD/target/bench-venv
+AWS=$TOOLS/bin/aws ECS=$TOOLS/bin/ecs
+if [[ ! -x $AWS || ! -x $ECS ]]; then
+  python3 -m venv "$TOOLS"
+  "$TOOLS/bin/python" -m pip install -q awscli ecs-deploy
+fi
 FERRY=${FERRY:-}
 if [[ -z "$FERRY" ]]; then
   cargo build --quiet
@@ -49,7 +56,7 @@ ec2, ecs, ecr = boto3.client("ec2"), boto3.client("ecs"), boto3.client("ecr")
 vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
 subnet = sorted(s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"])[0]
 group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
-for c in ("bench-ferry", "bench-cli"):
+for c in ("bench-ferry", "bench-cli", "bench-ecs-deploy"):
     ecs.create_cluster(clusterName=c)
 uri = ecr.create_repository(repositoryName="bench/app")["repository"]["repositoryUri"]
 digests = []
@@ -80,8 +87,10 @@ for i in $(seq 1 "$N"); do
   td_json "$i" "$D1" >"$WORK/td-$i-1.json"
   td_json "$i" "$D2" >"$WORK/td-$i-2.json"
   arn=$("$AWS" ecs register-task-definition --cli-input-json "file://$WORK/td-$i-1.json" --query taskDefinition.taskDefinitionArn --output text)
-  "$AWS" ecs create-service --cluster bench-cli --service-name "app$i" --task-definition "$arn" --desired-count 1 \
-    --launch-type FARGATE --network-configuration "$NET" >/dev/null
+  for cluster in bench-cli bench-ecs-deploy; do
+    "$AWS" ecs create-service --cluster $cluster --service-name "app$i" --task-definition "$arn" --desired-count 1 \
+      --launch-type FARGATE --network-configuration "$NET" >/dev/null
+  done
   SERVICES+=("app$i")
 done
 
@@ -122,31 +131,45 @@ lines() { wc -l <"$BENCH_REQUEST_LOG"; }
 # requests CLIENT FROM: requests by CLIENT in the log after line FROM.
 requests() { tail -n +"$(($2 + 1))" "$BENCH_REQUEST_LOG" | grep -c "^$1	" || true; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# timed KB_FILE COMMAND…: run it under GNU time, appending its peak RSS in KB to KB_FILE.
+timed() { local kb=$1; shift; /usr/bin/time -a -o "$kb" -f '%M' "$@"; }
+peak_mb() { sort -n "$1" | tail -1 | awk '{printf "%.1f", $1 / 1024}'; }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-FERRY_MS=() FERRY_REQ=() CLI_MS=() CLI_REQ=()
+FERRY_MS=() FERRY_REQ=() CLI_MS=() CLI_REQ=() ED_MS=() ED_REQ=()
 for run in $(seq 1 "$RUNS"); do
   to=$((run % 2 + 1)) # release 2, 1, 2, …
   sed -i "s/^active = .*/active = $to/" "$P/stages/bench.toml"
   from=$(lines) t0=$(now_ms)
-  "$FERRY" -C "$P" commit --yes --progress plain >/dev/null 2>"$WORK/ferry.log" || { cat "$WORK/ferry.log"; exit 1; }
+  timed "$WORK/ferry.kb" "$FERRY" -C "$P" commit --yes --progress plain >/dev/null 2>"$WORK/ferry.log" || { cat "$WORK/ferry.log"; exit 1; }
   FERRY_MS+=($(($(now_ms) - t0))) FERRY_REQ+=("$(requests ferry "$from")")
   [[ $run == 1 ]] && tail -n +"$((from + 1))" "$BENCH_REQUEST_LOG" | grep "^ferry	" | cut -f2 | sed 's/^AmazonEC2ContainerServiceV20141113\.//; s/^AmazonEC2ContainerRegistry_V20150921\./ecr:/; s/^Logs_20140328\./logs:/' | sort | uniq -c | sort -rn >"$WORK/ferry-actions"
 
   digest=$([[ $to == 2 ]] && echo 2 || echo 1)
   from=$(lines) t0=$(now_ms)
   for i in $(seq 1 "$N"); do
-    arn=$("$AWS" ecs register-task-definition --cli-input-json "file://$WORK/td-$i-$digest.json" --query taskDefinition.taskDefinitionArn --output text)
-    "$AWS" ecs update-service --cluster bench-cli --service "app$i" --task-definition "$arn" >/dev/null
+    arn=$(timed "$WORK/cli.kb" "$AWS" ecs register-task-definition --cli-input-json "file://$WORK/td-$i-$digest.json" --query taskDefinition.taskDefinitionArn --output text)
+    timed "$WORK/cli.kb" "$AWS" ecs update-service --cluster bench-cli --service "app$i" --task-definition "$arn" >/dev/null
   done
-  "$AWS" ecs wait services-stable --cluster bench-cli --services "${SERVICES[@]}"
+  timed "$WORK/cli.kb" "$AWS" ecs wait services-stable --cluster bench-cli --services "${SERVICES[@]}"
   CLI_MS+=($(($(now_ms) - t0))) CLI_REQ+=("$(requests aws-cli "$from")")
-  echo "run $run: ferry ${FERRY_MS[-1]} ms, ${FERRY_REQ[-1]} requests; aws cli ${CLI_MS[-1]} ms, ${CLI_REQ[-1]} requests" >&2
+
+  # ecs-deploy: one service per run; it copies the service's task definition with the new
+  # image, updates the service and polls until the deployment is done.
+  image=$([[ $to == 2 ]] && echo "$D2" || echo "$D1")
+  from=$(lines) t0=$(now_ms)
+  for i in $(seq 1 "$N"); do
+    timed "$WORK/ecs-deploy.kb" "$ECS" deploy bench-ecs-deploy "app$i" --image "app$i" "$URI@$image" --timeout 120 \
+      --no-deregister --region eu-central-1 >"$WORK/ecs-deploy.log" 2>&1 || { cat "$WORK/ecs-deploy.log"; exit 1; }
+  done
+  ED_MS+=($(($(now_ms) - t0))) ED_REQ+=("$(requests boto3 "$from")")
+  echo "run $run: ferry ${FERRY_MS[-1]} ms, ${FERRY_REQ[-1]} requests; aws cli ${CLI_MS[-1]} ms, ${CLI_REQ[-1]} requests; ecs-deploy ${ED_MS[-1]} ms, ${ED_REQ[-1]} requests" >&2
 done
 
 echo "ECS deploy of $N services on the emulator (rollout delay ${BENCH_ROLLOUT_DELAY:-3}s), medians of $RUNS runs:"
-printf '  %-34s %8s ms  %4s requests\n' "ferry commit" "$(median "${FERRY_MS[@]}")" "$(median "${FERRY_REQ[@]}")"
-printf '  %-34s %8s ms  %4s requests\n' "aws ecs update-service + wait" "$(median "${CLI_MS[@]}")" "$(median "${CLI_REQ[@]}")"
+printf '  %-34s %8s ms  %4s requests  %6s MB peak RSS\n' "ferry commit" "$(median "${FERRY_MS[@]}")" "$(median "${FERRY_REQ[@]}")" "$(peak_mb "$WORK/ferry.kb")"
+printf '  %-34s %8s ms  %4s requests  %6s MB peak RSS\n' "aws ecs update-service + wait" "$(median "${CLI_MS[@]}")" "$(median "${CLI_REQ[@]}")" "$(peak_mb "$WORK/cli.kb")"
+printf '  %-34s %8s ms  %4s requests  %6s MB peak RSS\n' "ecs deploy (one per service)" "$(median "${ED_MS[@]}")" "$(median "${ED_REQ[@]}")" "$(peak_mb "$WORK/ecs-deploy.kb")"
 echo "ferry's requests in run 1, by action:"
 sed 's/^/  /' "$WORK/ferry-actions"
 echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"

@@ -108,14 +108,15 @@ commit_time() {
   read -r a0 c0 < <(agent_ticks "$dir")
   read -r b0 i0 < <(machine_ticks)
   t0=$(date +%s%N)
-  local TIMEFORMAT='%3U %3S'
-  { time "$FERRY" -C "$dir" commit --yes --progress plain >/dev/null 2>"$WORK/last.log"; } 2>"$WORK/time" ||
+  # GNU time: CPU seconds and the peak RSS (KB) of the `ferry commit` process.
+  /usr/bin/time -o "$WORK/time" -f '%U %S %M' "$FERRY" -C "$dir" commit --yes --progress plain >/dev/null 2>"$WORK/last.log" ||
     { cat "$WORK/last.log"; exit 1; }
   t1=$(date +%s%N)
   read -r a1 c1 < <(agent_ticks "$dir")
   read -r b1 i1 < <(machine_ticks)
   local commit_ms
-  commit_ms=$(awk '{printf "%d", ($1 + $2) * 1000}' "$WORK/time")
+  commit_ms=$(tail -1 "$WORK/time" | awk '{printf "%d", ($1 + $2) * 1000}')
+  tail -1 "$WORK/time" | awk '{print $3}' >>"$dir/commit-rss-kb"
   echo "$commit_ms $(((a1 - a0) * TICK_MS)) $(((c1 - c0) * TICK_MS)) $(((b1 - b0) * TICK_MS)) $(((i1 - i0) * TICK_MS))" >>"$dir/cpu"
   echo $(((t1 - t0) / 1000000))
 }
@@ -147,5 +148,8 @@ echo "one app:  ${one[*]} ms (median $m1 ms): time to healthy + drain"
 echo "          CPU per commit (medians): $(cpu_summary "$WORK/one")"
 echo "$APPS apps: ${many[*]} ms (median $m20 ms)"
 echo "          CPU per commit (medians): $(cpu_summary "$WORK/many")"
+# Peak memory: of the `ferry commit` processes (largest run), and the agent's high-water mark.
+peak() { echo "ferry commit $(sort -n "$1/commit-rss-kb" | tail -1 | awk '{printf "%.1f", $1 / 1024}') MB, agent $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$(cat "$1/.ferry/agent/agent.pid")/status") MB"; }
+echo "peak RSS: one app: $(peak "$WORK/one"); $APPS apps: $(peak "$WORK/many")"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -v a="$m20" -v b="$m1" 'BEGIN { printf "ratio:    %.2fx (target <= 1.5x)\n", a / b }'

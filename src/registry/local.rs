@@ -240,11 +240,7 @@ fn check_names(repo: &str, tag: Option<&str>) -> Result<()> {
 }
 
 fn create_private_dirs(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    crate::private_files::create_dir_all(dir)
         .map_err(|e| RegistryError::io(format!("cannot create {}", dir.display()), e))
 }
 

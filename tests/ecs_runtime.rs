@@ -41,7 +41,9 @@ use ferry::config::{AppConfig, DeploySettings, Digest, EcsRuntime as EcsSettings
 use ferry::plan::{Changeset, DeployKind, Operation, Running};
 use ferry::registry::{EcrRegistry, Registry, RegistryError};
 use ferry::runtime::ecs::{ecs_config, EcsRuntime};
-use ferry::runtime::{follow_task, Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
+use ferry::runtime::{
+    follow_task, Lifecycle, RecordedRevisions, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec,
+};
 use ferry::state::{DeploymentStatus, InMemoryStateStore, LockInfo, LockedStage};
 
 use crate::support::moto::{Moto, REGION};
@@ -1058,4 +1060,105 @@ async fn ps_and_logs_reach_an_ecs_stage() {
     logs.expect_code(0);
     assert!(logs.stdout().contains("abc123 listening on 8080"), "{}", logs.stdout());
     assert!(!logs.stdout().contains("not api"), "{}", logs.stdout());
+}
+
+/// Counts the ECS requests a runtime sends, by action (`X-Amz-Target`), retries included.
+#[derive(Debug, Default)]
+struct RequestCount(Mutex<BTreeMap<String, usize>>);
+
+impl RequestCount {
+    /// The counts so far, cleared.
+    fn take(&self) -> BTreeMap<String, usize> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[derive(Debug)]
+struct CountingLayer(Arc<RequestCount>);
+
+impl Intercept for CountingLayer {
+    fn name(&self) -> &'static str {
+        "CountingLayer"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_ecs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or("?");
+        let action = target.rsplit('.').next().unwrap_or(target).to_string();
+        *self.0 .0.lock().unwrap().entry(action).or_default() += 1;
+        Ok(())
+    }
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// A regression guard on what a deploy of several apps costs in requests, step by step as
+/// the engine makes them: a revision state never saw is registered at once (no family
+/// search) with its `ferry:deployment` tag (no TagResource); the one state records as
+/// serving costs nothing; one recorded but not serving, one DescribeTaskDefinition; a
+/// deploy is one UpdateService (for a new service, a DescribeServices and CreateService
+/// after it); and a look of
+/// the watch at services whose new deployment runs no task yet is one DescribeServices
+/// for up to 10 of them — no ListTasks, no DescribeTasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_of_several_apps_costs_few_requests() {
+    let f = Fixture::new();
+    let count = Arc::new(RequestCount::default());
+    let sdk = f.moto.sdk_config();
+    let ecs = aws_sdk_ecs::Client::from_conf(ecs_config(&sdk).interceptor(CountingLayer(count.clone())).build());
+    let rt = EcsRuntime::from_clients(&f.stage, &f.settings, ecs, aws_sdk_cloudwatchlogs::Client::new(&sdk));
+    let apps: Vec<String> = (1..=3).map(|n| format!("app{n}")).collect();
+    let known = |deployment| RecordedRevisions { any: true, deployment: Some(deployment), ..Default::default() };
+
+    let mut first = Vec::new();
+    for app in &apps {
+        first.push(rt.register_recorded(&spec(app, 1), &known(1)).await.unwrap());
+    }
+    assert_eq!(count.take(), counts(&[("RegisterTaskDefinition", 3)]));
+    for (app, v1) in apps.iter().zip(&first) {
+        rt.deploy(app, v1, 1, &DeploySettings::default()).await.unwrap();
+        rt.label_deployment(app, v1, 1).await.unwrap();
+    }
+    // A new service: the UpdateService refused, a look for one being deleted, the create.
+    assert_eq!(
+        count.take(),
+        counts(&[("CreateService", 3), ("DescribeServices", 3), ("UpdateService", 3)]),
+        "no TagResource: labelled at registration"
+    );
+
+    // Release 2: new revisions; release 1 serving, from state.
+    let mut second = Vec::new();
+    for (app, v1) in apps.iter().zip(&first) {
+        second.push(rt.register_recorded(&spec(app, 2), &known(2)).await.unwrap());
+        let serving = RecordedRevisions { matching: vec![v1.clone()], any: true, serving: true, deployment: None };
+        assert_eq!(&rt.register_recorded(&spec(app, 1), &serving).await.unwrap(), v1);
+    }
+    assert_eq!(count.take(), counts(&[("RegisterTaskDefinition", 3)]));
+    for (app, v2) in apps.iter().zip(&second) {
+        rt.deploy(app, v2, 1, &DeploySettings::default()).await.unwrap();
+        rt.label_deployment(app, v2, 2).await.unwrap();
+    }
+    assert_eq!(count.take(), counts(&[("UpdateService", 3)]));
+    let statuses = rt.observe_changes(&apps, Duration::ZERO).await.unwrap();
+    assert!(statuses.iter().all(|s| s.state == ServiceState::Active), "{statuses:?}");
+    assert_eq!(count.take(), counts(&[("DescribeServices", 1)]));
+
+    // Back to release 1 in another process: the recorded revision is checked once, reused
+    // and relabelled.
+    let rt = f.runtime();
+    let recorded =
+        RecordedRevisions { matching: vec![first[0].clone()], any: true, serving: false, deployment: Some(3) };
+    assert_eq!(rt.register_recorded(&spec("app1", 1), &recorded).await.unwrap(), first[0]);
+    let td = python_json(
+        f.moto,
+        "import boto3, json, sys\nprint(json.dumps(boto3.client('ecs').describe_task_definition(taskDefinition=sys.argv[1], include=['TAGS']).get('tags', [])))",
+        &[second[0].as_str()],
+    );
+    assert_eq!(tag(&td, "ferry:deployment"), Some("v2"), "given at registration: {td:#}");
 }

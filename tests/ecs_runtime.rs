@@ -1162,3 +1162,53 @@ async fn a_deploy_of_several_apps_costs_few_requests() {
     );
     assert_eq!(tag(&td, "ferry:deployment"), Some("v2"), "given at registration: {td:#}");
 }
+
+/// Verifications of one ECR repository made together share DescribeImages requests (the
+/// verify operations of a commit start together), and a missing digest among them is
+/// still named on its own while the others pass.
+#[test]
+fn ecr_verifications_made_together_share_requests() {
+    let moto = Moto::shared();
+    let name = unique("shop/many-");
+    let repo = python_json(moto, SETUP_REPOSITORY, &[&name]);
+    let uri = repo["uri"].as_str().unwrap().to_string();
+    let mut present: Vec<Digest> = vec![repo["digest"].as_str().unwrap().parse().unwrap()];
+    for build in ["b", "c"] {
+        present.push(python_json(moto, PUSH_TAG, &[&name, build, build]).as_str().unwrap().parse().unwrap());
+    }
+    let count = Arc::new(RequestCount::default());
+    let sdk = moto.sdk_config();
+    let client = aws_sdk_ecr::Client::from_conf(
+        aws_sdk_ecr::config::Builder::from(&sdk).interceptor(CountingLayer(count.clone())).build(),
+    );
+    let registry = Arc::new(EcrRegistry::from_client(client));
+    let verify_all = |digests: Vec<Digest>| {
+        let threads: Vec<_> = digests
+            .into_iter()
+            .map(|d| {
+                let (registry, uri) = (registry.clone(), uri.clone());
+                std::thread::spawn(move || (d.clone(), registry.verify(&uri, &d)))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()
+    };
+    // Ten apps of three releases.
+    let asked: Vec<Digest> = (0..10).map(|i| present[i % 3].clone()).collect();
+    for (d, result) in verify_all(asked) {
+        assert!(result.is_ok(), "{d}: {result:?}");
+    }
+    let sent = count.take();
+    assert!(sent.get("DescribeImages").is_some_and(|&n| (1..=3).contains(&n)), "{sent:?}");
+
+    let mut asked = present.clone();
+    asked.push(digest(7));
+    for (d, result) in verify_all(asked) {
+        match result {
+            Ok(()) => assert_ne!(d, digest(7)),
+            Err(RegistryError::DigestNotFound { digest: missing, .. }) => {
+                assert_eq!((missing, d), (digest(7), digest(7)))
+            }
+            Err(e) => panic!("{d}: {e}"),
+        }
+    }
+}

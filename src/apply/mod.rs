@@ -8,7 +8,7 @@
 //!   one loop here, which observes every in-flight app in one call
 //!   ([`Runtime::observe_changes`], beside the walk: the local agent answers as soon as
 //!   something changed; other runtimes are polled, 200 ms at first, backing off to 1 s while
-//!   nothing changes) and judges each rollout
+//!   nothing changes, a pace ECS stretches tenfold) and judges each rollout
 //!   ([`rollout::judge`]): success only when ferry's rollout is COMPLETED, the planned
 //!   revision is primary and its tasks are healthy; failure fast on crash loops or at
 //!   `deploy.timeout`. A failed or aborted rollout is rolled back to the previous revision

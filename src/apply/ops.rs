@@ -208,14 +208,23 @@ pub async fn start_deploy(
     };
     // The recorded active deployment is what "previous" means; registering it again is
     // idempotent and also works after the agent restarted (ECS takes the recorded task
-    // definition as is). If its image is gone, fall back to what the runtime serves.
-    let serving = before
-        .as_ref()
-        .and_then(|b| b.primary())
-        .filter(|p| p.state == crate::runtime::RolloutState::Completed)
-        .map(|p| p.revision.clone());
+    // definition as is). If that fails, fall back to what the runtime serves, looking now
+    // if it was not looked at: a deploy that fails with no previous revision removes the app.
     let previous = match from {
-        Some(f) => register_running(ctx, app, f, &records.from).await.ok().or(serving),
+        Some(f) => match register_running(ctx, app, f, &records.from).await {
+            Ok(revision) => Some(revision),
+            Err(_) => {
+                let serving = |b: &ServiceStatus| {
+                    b.primary()
+                        .filter(|p| p.state == crate::runtime::RolloutState::Completed)
+                        .map(|p| p.revision.clone())
+                };
+                match &before {
+                    Some(b) => serving(b),
+                    None => serving(&observe_one(ctx, app).await?),
+                }
+            }
+        },
         None => None,
     };
     let mut started = start(ctx, app, before, target, to, previous, deployment).await?;

@@ -439,8 +439,8 @@ pub trait Runtime: Send + Sync {
     ) -> RuntimeResult<RolloutId>;
 
     /// Note which deployment (vN in the stage's history) a rollout started by [`deploy`]
-    /// records as, where the runtime can keep it (ECS: the `ferry:deployment` tag on the
-    /// service and its task definition). Best effort for the caller: the deployment is
+    /// records as, where the runtime can keep it (ECS: the `ferry:deployment` tag on the task
+    /// definition, given at registration when it is new). Best effort for the caller: the deployment is
     /// recorded in state either way.
     ///
     /// [`deploy`]: Runtime::deploy

@@ -3,8 +3,8 @@
 //! One stage is one [`EcsRuntime`]: its region, cluster and network settings. Per app:
 //!
 //! * revisions are task definitions of family `<stage>-<app>` ([`revision`]), tagged
-//!   `ferry:stage`, `ferry:app`, `ferry:release` and `ferry:spec` (a hash of everything in
-//!   it, so an identical revision is found and reused);
+//!   `ferry:stage`, `ferry:app`, `ferry:release`, `ferry:deployment` and `ferry:spec` (a
+//!   hash of everything in it, so an identical revision is found and reused);
 //! * the service is named `<stage>-<app>` too, tagged `ferry:stage` and `ferry:app`, with
 //!   the deployment circuit breaker (with rollback) always on;
 //! * a rollout is an ECS deployment; observing maps deployments and tasks ([`status`]);

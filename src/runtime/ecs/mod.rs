@@ -96,9 +96,10 @@ pub struct EcsRuntime {
     ecs: aws_sdk_ecs::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     revisions: Mutex<HashMap<String, RevisionInfo>>,
-    /// Task ARNs of services' primary revisions seen desired RUNNING at the last watch look:
-    /// one missing from the next look stopped, and the stopped tasks are listed then.
-    watched_tasks: Mutex<std::collections::HashSet<String>>,
+    /// Tasks of services' primary revisions seen desired RUNNING at the last watch look, by
+    /// ARN with their family: one missing from the next look of its family stopped, and the
+    /// stopped tasks are listed then.
+    watched_tasks: Mutex<HashMap<String, String>>,
 }
 
 /// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered
@@ -431,7 +432,7 @@ impl EcsRuntime {
         let gone = {
             let listed: std::collections::HashSet<&String> = arns.iter().collect();
             let seen = self.watched_tasks.lock().expect("watched tasks");
-            seen.iter().any(|a| !listed.contains(a))
+            seen.iter().any(|(arn, of)| busy.contains(&of.as_str()) && !listed.contains(arn))
         };
         if failing || gone {
             let stopped = self.list_tasks(family, DesiredStatus::Stopped).await?;
@@ -445,7 +446,7 @@ impl EcsRuntime {
             .iter()
             .filter(|t| t.desired_status() == Some("RUNNING"))
             .filter(|t| t.task_definition_arn().is_some_and(|d| on_primary.contains(d)))
-            .filter_map(|t| t.task_arn().map(str::to_string))
+            .filter_map(|t| Some((t.task_arn()?.to_string(), status::task_family(t)?.to_string())))
             .collect();
         self.statuses(services, &tasks).await
     }

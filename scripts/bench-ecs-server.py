@@ -101,6 +101,7 @@ def converge(backend, service):
     for t in service_tasks(backend, service):
         t.last_status, t.desired_status = "STOPPED", "STOPPED"
         t.stopped_reason = "Scaling activity initiated by (deployment)"
+        t.stopped_at = utcnow()  # as ECS reports it (moto's own tasks have no stoppedAt)
     if service.desired_count:
         backend.run_task(
             service.cluster_name,

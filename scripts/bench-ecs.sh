@@ -143,7 +143,7 @@ for run in $(seq 1 "$RUNS"); do
   from=$(lines) t0=$(now_ms)
   timed "$WORK/ferry.kb" "$FERRY" -C "$P" commit --yes --progress plain >/dev/null 2>"$WORK/ferry.log" || { cat "$WORK/ferry.log"; exit 1; }
   FERRY_MS+=($(($(now_ms) - t0))) FERRY_REQ+=("$(requests ferry "$from")")
-  [[ $run == 1 ]] && tail -n +"$((from + 1))" "$BENCH_REQUEST_LOG" | grep "^ferry	" | cut -f2 | sed 's/^AmazonEC2ContainerServiceV20141113\.//; s/^AmazonEC2ContainerRegistry_V20150921\./ecr:/; s/^Logs_20140328\./logs:/' | sort | uniq -c | sort -rn >"$WORK/ferry-actions"
+  tail -n +"$((from + 1))" "$BENCH_REQUEST_LOG" | grep "^ferry	" | cut -f2 | sed 's/^AmazonEC2ContainerServiceV20141113\.//; s/^AmazonEC2ContainerRegistry_V20150921\./ecr:/; s/^Logs_20140328\./logs:/' | sort | uniq -c | sort -rn | awk '{printf "%s %s, ", $2, $1}' | sed 's/, $//' >"$WORK/ferry-actions-$run"
 
   digest=$([[ $to == 2 ]] && echo 2 || echo 1)
   from=$(lines) t0=$(now_ms)
@@ -170,6 +170,6 @@ echo "ECS deploy of $N services on the emulator (rollout delay ${BENCH_ROLLOUT_D
 printf '  %-34s %8s ms  %4s requests  %6s MB peak RSS\n' "ferry commit" "$(median "${FERRY_MS[@]}")" "$(median "${FERRY_REQ[@]}")" "$(peak_mb "$WORK/ferry.kb")"
 printf '  %-34s %8s ms  %4s requests  %6s MB peak RSS\n' "aws ecs update-service + wait" "$(median "${CLI_MS[@]}")" "$(median "${CLI_REQ[@]}")" "$(peak_mb "$WORK/cli.kb")"
 printf '  %-34s %8s ms  %4s requests  %6s MB peak RSS\n' "ecs deploy (one per service)" "$(median "${ED_MS[@]}")" "$(median "${ED_REQ[@]}")" "$(peak_mb "$WORK/ecs-deploy.kb")"
-echo "ferry's requests in run 1, by action:"
-sed 's/^/  /' "$WORK/ferry-actions"
+echo "ferry's requests by action (run 1 registers new task definitions, later runs reuse them):"
+for run in $(seq 1 "$RUNS"); do echo "  run $run (to release $((run % 2 + 1))): $(cat "$WORK/ferry-actions-$run")"; done
 echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"

@@ -41,7 +41,9 @@ use ferry::config::{AppConfig, DeploySettings, Digest, EcsRuntime as EcsSettings
 use ferry::plan::{Changeset, DeployKind, Operation, Running};
 use ferry::registry::{EcrRegistry, Registry, RegistryError};
 use ferry::runtime::ecs::{ecs_config, EcsRuntime};
-use ferry::runtime::{follow_task, Lifecycle, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
+use ferry::runtime::{
+    follow_task, Lifecycle, RecordedRevisions, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec,
+};
 use ferry::state::{DeploymentStatus, InMemoryStateStore, LockInfo, LockedStage};
 
 use crate::support::moto::{Moto, REGION};
@@ -528,15 +530,17 @@ impl Intercept for FaultLayer {
                     *self.0.deployed.lock().unwrap() = true;
                 }
                 let events = self.0.events.lock().unwrap().clone();
-                let now = chrono::Utc::now().timestamp();
+                // An event for any revision happened long before; one on a revision, now.
+                let now = chrono::Utc::now().timestamp_millis();
                 let mut shown: Vec<ServiceEvent> = events
                     .iter()
                     .enumerate()
                     .filter(|(_, (_, only_on))| only_on.is_none() || only_on == &on)
-                    .map(|(n, (message, _))| {
+                    .map(|(n, (message, only_on))| {
+                        let at = if only_on.is_some() { now } else { now - 3_600_000 };
                         ServiceEvent::builder()
                             .id(format!("event-{n}"))
-                            .created_at(aws_sdk_ecs::primitives::DateTime::from_secs(now))
+                            .created_at(aws_sdk_ecs::primitives::DateTime::from_millis(at))
                             .message(message)
                             .build()
                     })
@@ -579,7 +583,7 @@ impl Intercept for FaultLayer {
             out.failures.get_or_insert_with(Vec::new).retain(|f| f.arn.as_ref() != Some(&arn));
             let tasks = out.tasks.get_or_insert_with(Vec::new);
             if !tasks.iter().any(|t| t.task_arn.as_ref() == Some(&arn)) {
-                let now = aws_sdk_ecs::primitives::DateTime::from_secs(chrono::Utc::now().timestamp());
+                let now = aws_sdk_ecs::primitives::DateTime::from_millis(chrono::Utc::now().timestamp_millis());
                 tasks.push(
                     Task::builder()
                         .task_arn(arn)
@@ -722,26 +726,28 @@ fn running(release: u64) -> Running {
 }
 
 /// The apply engine on ECS, end to end but for two facts only ECS produces and the
-/// fault layer stands in for: a task of the new revision that stops (exit code 3) before
-/// ECS has counted it in the deployment's `failedTasks`, and the service events around it.
+/// fault layer stands in for: a task of the new revision that stops (exit code 3), counted
+/// in the deployment's `failedTasks` (the count is what makes the watch list stopped
+/// tasks), and the service events around it (one from long before the deploy).
 /// The deploy must fail at its first poll — not at its 5-minute timeout — with the task's
 /// stop reason, exit code, last log lines and the events since the deploy (not older
 /// ones), which the hook also saw as they came; the service must run the previous task
 /// definition again (read back with boto3); state records the deployment `failed`; and the
-/// service and the new task definition carry the deployment's `ferry:deployment` tag.
+/// new task definition carries the deployment's `ferry:deployment` tag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_fails_at_the_first_new_task_that_stops_and_returns_to_the_previous_revision() {
     let f = Fixture::new();
     let faults = Arc::new(Faults::default());
     let rt: Arc<dyn Runtime> = Arc::new(f.faulty_runtime(faults.clone()));
     let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
-    rt.deploy("web", &v1, 1, &DeploySettings::default()).await.unwrap();
+    // moto keeps this deployment through later updates: the deploy's rollout is it too.
+    let rollout = rt.deploy("web", &v1, 1, &DeploySettings::default()).await.unwrap();
     // Registered now only to know the ARN the fault names; the engine finds and reuses it.
     let v2 = rt.register_revision(&spec("web", 2)).await.unwrap();
     let task_id = "9a8b7c6d5e4f30211203f4e5d6c7b8a9";
     let service = format!("{}-web", f.stage);
     *faults.stopped_task.lock().unwrap() = Some(StoppedTask {
-        rollout: None,
+        rollout: Some(rollout.to_string()),
         revision: v2.to_string(),
         arn: format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task_id}", f.settings.cluster),
         service: service.clone(),
@@ -820,7 +826,6 @@ async fn a_deploy_fails_at_the_first_new_task_that_stops_and_returns_to_the_prev
     let read = f.read_service("web");
     assert_eq!(read["service"]["taskDefinition"], v1.as_str(), "the service runs the previous revision");
     let label = format!("v{}", d.number);
-    assert_eq!(tag(&read["service"]["tags"], "ferry:deployment"), Some(label.as_str()), "{read:#}");
     let td = python_json(
         f.moto,
         "import boto3, json, sys\nprint(json.dumps(boto3.client('ecs').describe_task_definition(taskDefinition=sys.argv[1], include=['TAGS']).get('tags', [])))",
@@ -1055,4 +1060,155 @@ async fn ps_and_logs_reach_an_ecs_stage() {
     logs.expect_code(0);
     assert!(logs.stdout().contains("abc123 listening on 8080"), "{}", logs.stdout());
     assert!(!logs.stdout().contains("not api"), "{}", logs.stdout());
+}
+
+/// Counts the ECS requests a runtime sends, by action (`X-Amz-Target`), retries included.
+#[derive(Debug, Default)]
+struct RequestCount(Mutex<BTreeMap<String, usize>>);
+
+impl RequestCount {
+    /// The counts so far, cleared.
+    fn take(&self) -> BTreeMap<String, usize> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[derive(Debug)]
+struct CountingLayer(Arc<RequestCount>);
+
+impl Intercept for CountingLayer {
+    fn name(&self) -> &'static str {
+        "CountingLayer"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_ecs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or("?");
+        let action = target.rsplit('.').next().unwrap_or(target).to_string();
+        *self.0 .0.lock().unwrap().entry(action).or_default() += 1;
+        Ok(())
+    }
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// A regression guard on what a deploy of several apps costs in requests, step by step as
+/// the engine makes them: a revision state never saw is registered at once (no family
+/// search) with its `ferry:deployment` tag (no TagResource); the one state records as
+/// serving costs nothing; one recorded but not serving, one DescribeTaskDefinition; a
+/// deploy is one UpdateService (for a new service, a DescribeServices and CreateService
+/// after it); and a look of
+/// the watch at services whose new deployment runs no task yet is one DescribeServices
+/// for up to 10 of them — no ListTasks, no DescribeTasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_of_several_apps_costs_few_requests() {
+    let f = Fixture::new();
+    let count = Arc::new(RequestCount::default());
+    let sdk = f.moto.sdk_config();
+    let ecs = aws_sdk_ecs::Client::from_conf(ecs_config(&sdk).interceptor(CountingLayer(count.clone())).build());
+    let rt = EcsRuntime::from_clients(&f.stage, &f.settings, ecs, aws_sdk_cloudwatchlogs::Client::new(&sdk));
+    let apps: Vec<String> = (1..=3).map(|n| format!("app{n}")).collect();
+    let known = |deployment| RecordedRevisions { any: true, deployment: Some(deployment), ..Default::default() };
+
+    let mut first = Vec::new();
+    for app in &apps {
+        first.push(rt.register_recorded(&spec(app, 1), &known(1)).await.unwrap());
+    }
+    assert_eq!(count.take(), counts(&[("RegisterTaskDefinition", 3)]));
+    for (app, v1) in apps.iter().zip(&first) {
+        rt.deploy(app, v1, 1, &DeploySettings::default()).await.unwrap();
+        rt.label_deployment(app, v1, 1).await.unwrap();
+    }
+    // A new service: the UpdateService refused, a look for one being deleted, the create.
+    assert_eq!(
+        count.take(),
+        counts(&[("CreateService", 3), ("DescribeServices", 3), ("UpdateService", 3)]),
+        "no TagResource: labelled at registration"
+    );
+
+    // Release 2: new revisions; release 1 serving, from state.
+    let mut second = Vec::new();
+    for (app, v1) in apps.iter().zip(&first) {
+        second.push(rt.register_recorded(&spec(app, 2), &known(2)).await.unwrap());
+        let serving = RecordedRevisions { matching: vec![v1.clone()], any: true, serving: true, deployment: None };
+        assert_eq!(&rt.register_recorded(&spec(app, 1), &serving).await.unwrap(), v1);
+    }
+    assert_eq!(count.take(), counts(&[("RegisterTaskDefinition", 3)]));
+    for (app, v2) in apps.iter().zip(&second) {
+        rt.deploy(app, v2, 1, &DeploySettings::default()).await.unwrap();
+        rt.label_deployment(app, v2, 2).await.unwrap();
+    }
+    assert_eq!(count.take(), counts(&[("UpdateService", 3)]));
+    let statuses = rt.observe_changes(&apps, Duration::ZERO).await.unwrap();
+    assert!(statuses.iter().all(|s| s.state == ServiceState::Active), "{statuses:?}");
+    assert_eq!(count.take(), counts(&[("DescribeServices", 1)]));
+
+    // Back to release 1 in another process: the recorded revision is checked once, reused
+    // and relabelled.
+    let rt = f.runtime();
+    let recorded =
+        RecordedRevisions { matching: vec![first[0].clone()], any: true, serving: false, deployment: Some(3) };
+    assert_eq!(rt.register_recorded(&spec("app1", 1), &recorded).await.unwrap(), first[0]);
+    let td = python_json(
+        f.moto,
+        "import boto3, json, sys\nprint(json.dumps(boto3.client('ecs').describe_task_definition(taskDefinition=sys.argv[1], include=['TAGS']).get('tags', [])))",
+        &[second[0].as_str()],
+    );
+    assert_eq!(tag(&td, "ferry:deployment"), Some("v2"), "given at registration: {td:#}");
+}
+
+/// Verifications of one ECR repository made together share DescribeImages requests (the
+/// verify operations of a commit start together), and a missing digest among them is
+/// still named on its own while the others pass.
+#[test]
+fn ecr_verifications_made_together_share_requests() {
+    let moto = Moto::shared();
+    let name = unique("shop/many-");
+    let repo = python_json(moto, SETUP_REPOSITORY, &[&name]);
+    let uri = repo["uri"].as_str().unwrap().to_string();
+    let mut present: Vec<Digest> = vec![repo["digest"].as_str().unwrap().parse().unwrap()];
+    for build in ["b", "c"] {
+        present.push(python_json(moto, PUSH_TAG, &[&name, build, build]).as_str().unwrap().parse().unwrap());
+    }
+    let count = Arc::new(RequestCount::default());
+    let sdk = moto.sdk_config();
+    let client = aws_sdk_ecr::Client::from_conf(
+        aws_sdk_ecr::config::Builder::from(&sdk).interceptor(CountingLayer(count.clone())).build(),
+    );
+    let registry = Arc::new(EcrRegistry::from_client(client));
+    let verify_all = |digests: Vec<Digest>| {
+        let threads: Vec<_> = digests
+            .into_iter()
+            .map(|d| {
+                let (registry, uri) = (registry.clone(), uri.clone());
+                std::thread::spawn(move || (d.clone(), registry.verify(&uri, &d)))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()
+    };
+    // Ten apps of three releases.
+    let asked: Vec<Digest> = (0..10).map(|i| present[i % 3].clone()).collect();
+    for (d, result) in verify_all(asked) {
+        assert!(result.is_ok(), "{d}: {result:?}");
+    }
+    let sent = count.take();
+    assert!(sent.get("DescribeImages").is_some_and(|&n| (1..=3).contains(&n)), "{sent:?}");
+
+    let mut asked = present.clone();
+    asked.push(digest(7));
+    for (d, result) in verify_all(asked) {
+        match result {
+            Ok(()) => assert_ne!(d, digest(7)),
+            Err(RegistryError::DigestNotFound { digest: missing, .. }) => {
+                assert_eq!((missing, d), (digest(7), digest(7)))
+            }
+            Err(e) => panic!("{d}: {e}"),
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //!   one loop here, which observes every in-flight app in one call
 //!   ([`Runtime::observe_changes`], beside the walk: the local agent answers as soon as
 //!   something changed; other runtimes are polled, 200 ms at first, backing off to 1 s while
-//!   nothing changes) and judges each rollout
+//!   nothing changes, a pace ECS stretches tenfold) and judges each rollout
 //!   ([`rollout::judge`]): success only when ferry's rollout is COMPLETED, the planned
 //!   revision is primary and its tasks are healthy; failure fast on crash loops or at
 //!   `deploy.timeout`. A failed or aborted rollout is rolled back to the previous revision
@@ -42,7 +42,9 @@ use ops::{OpContext, Started};
 use rollout::Verdict;
 
 use crate::plan::{Changeset, InvalidChangeset, Operation, Outcome};
-use crate::runtime::{LogLine, LogQuery, RevisionId, Runtime, RuntimeResult, ServiceEvent, ServiceStatus};
+use crate::runtime::{
+    LogLine, LogQuery, RecordedRevisions, RevisionId, Runtime, RuntimeResult, ServiceEvent, ServiceStatus,
+};
 use crate::state::{DeploymentStatus, LockedStage, Source, StateError};
 
 /// First poll delay of in-flight rollouts (for the local agent: how long it may hold an
@@ -361,13 +363,28 @@ impl Walk<'_> {
             Operation::RunReleaseTask { app, task, .. } => self.release_task(app, task),
             _ => None,
         };
+        // What state records of the revisions involved, so the runtime need not look them up.
+        let recorded = match &op {
+            Operation::RegisterRevision { app, release, digest, config_hash, .. } => RecordedRevisions {
+                // The deployment the app's rollout in this walk will record, for the label.
+                deployment: Some(self.working.apps.get(app).map_or(1, |a| a.next_deployment_number())),
+                ..ops::recorded_revisions(&self.working, app, *release, digest, config_hash)
+            },
+            _ => RecordedRevisions::default(),
+        };
+        let records = match &op {
+            Operation::Deploy { app, from, to, .. } => {
+                ops::DeployRecords::of(&self.working, app, from.as_ref(), to, deployment, self.engine.stream_logs)
+            }
+            _ => ops::DeployRecords::default(),
+        };
         self.join.spawn(async move {
             let event = match &op {
                 Operation::VerifyImage { app, release, image, digest } => {
                     Event::Finished { outcome: ops::verify(&ctx, app, *release, image, digest).await, revision: None }
                 }
                 Operation::RegisterRevision { app, release, image, digest, config, .. } => {
-                    match ops::register(&ctx, app, *release, image, digest, config).await {
+                    match ops::register(&ctx, app, (*release, image, digest), config, &recorded).await {
                         Ok(id) => Event::Finished {
                             outcome: OpOutcome::Succeeded { detail: Some(id.to_string()) },
                             revision: Some(id),
@@ -391,7 +408,7 @@ impl Walk<'_> {
                     Event::Finished { outcome, revision: None }
                 }
                 Operation::Deploy { app, from, to, .. } => {
-                    match ops::start_deploy(&ctx, app, from.as_ref(), to, revision, deployment).await {
+                    match ops::start_deploy(&ctx, app, (from.as_ref(), to), revision, deployment, &records).await {
                         Ok(s) => Event::Watch(Box::new(s)),
                         Err(reason) => failed(reason),
                     }
@@ -528,8 +545,11 @@ impl Walk<'_> {
             let started = &self.watches[&i].0;
             let Some(status) = statuses.iter().find(|s| s.app == started.watch.app) else { continue };
             let shown = self.events.entry(i).or_default();
-            let fresh: Vec<ServiceEvent> =
-                rollout::new_events(status, started.events_before.as_deref(), shown).into_iter().cloned().collect();
+            let since = rollout::rollout_began(&started.watch, status);
+            let fresh: Vec<ServiceEvent> = rollout::new_events(status, started.events_before.as_deref(), since, shown)
+                .into_iter()
+                .cloned()
+                .collect();
             if !fresh.is_empty() {
                 changed = true;
                 let op = self.op(i).clone();

@@ -14,10 +14,10 @@ use crate::config::{AppConfig, Digest, ReleaseTask};
 use crate::plan::Running;
 use crate::registry::{LocalRegistry, Registry};
 use crate::runtime::{
-    Lifecycle, LogQuery, RevisionId, RevisionSpec, Runtime, RuntimeError, ServiceState, ServiceStatus, TaskId,
-    TaskSpec, TaskStatus,
+    Lifecycle, LogQuery, RecordedRevisions, RevisionId, RevisionSpec, Runtime, RuntimeError, ServiceState,
+    ServiceStatus, TaskId, TaskSpec, TaskStatus,
 };
-use crate::state::DeploymentStatus;
+use crate::state::{DeploymentStatus, StageState};
 
 /// How many of a task's last log lines a failure report shows.
 pub const LOG_TAIL: usize = 10;
@@ -64,14 +64,85 @@ pub async fn verify(ctx: &OpContext, app: &str, release: u64, image: &str, diges
     }
 }
 
+/// What `state` records of `app`'s revisions for this release, digest and config (see
+/// [`RecordedRevisions`]): the serving one first when it matches, then registered ones and
+/// those of past deployments, newest first. `serving` is left for the caller to set.
+pub fn recorded_revisions(
+    state: &StageState,
+    app: &str,
+    release: u64,
+    digest: &Digest,
+    config_hash: &str,
+) -> RecordedRevisions {
+    let Some(a) = state.apps.get(app) else { return RecordedRevisions::default() };
+    let same = |r: u64, d: &Digest, c: &str| r == release && d == digest && c == config_hash;
+    let active =
+        a.active.as_ref().filter(|x| same(x.release, &x.digest, &x.config_hash)).and_then(|x| x.revision.clone());
+    let registered =
+        a.revisions.iter().rev().filter(|r| same(r.release, &r.digest, &r.config_hash)).map(|r| r.id.clone());
+    let deployed = a
+        .history
+        .iter()
+        .rev()
+        .filter(|d| same(d.release, &d.digest, &d.config_hash))
+        .filter_map(|d| d.revision.clone());
+    let mut matching: Vec<RevisionId> = Vec::new();
+    for id in active.into_iter().chain(registered).chain(deployed) {
+        if !matching.iter().any(|m| m.as_str() == id) {
+            matching.push(RevisionId(id));
+        }
+    }
+    RecordedRevisions {
+        matching,
+        any: !a.revisions.is_empty() || a.history.iter().any(|d| d.revision.is_some()),
+        serving: false,
+        deployment: None,
+    }
+}
+
+/// What recorded state knows of a deploy's two revisions, and whether the engine needs the
+/// tasks that predate it by id.
+#[derive(Debug, Clone, Default)]
+pub struct DeployRecords {
+    /// Of the revision it leaves (`serving` set when state records it as serving).
+    pub from: RecordedRevisions,
+    /// Of the revision it goes to, when the deploy registers it itself.
+    pub to: RecordedRevisions,
+    /// The engine streams the new tasks' output and must tell old tasks' lines apart.
+    pub old_tasks_by_id: bool,
+}
+
+impl DeployRecords {
+    /// The records of `from` → `to` of `app` in `state`, for deployment v`deployment`.
+    pub fn of(
+        state: &StageState,
+        app: &str,
+        from: Option<&Running>,
+        to: &Running,
+        deployment: Option<u64>,
+        old_tasks_by_id: bool,
+    ) -> Self {
+        let of = |r: &Running| recorded_revisions(state, app, r.release, &r.digest, &r.config_hash);
+        let serving = |r: &Running| {
+            state.apps.get(app).and_then(|a| a.active.as_ref()).is_some_and(|a| {
+                a.release == r.release && a.digest == r.digest && a.config_hash == r.config_hash && a.revision.is_some()
+            })
+        };
+        DeployRecords {
+            from: from.map(|f| RecordedRevisions { serving: serving(f), ..of(f) }).unwrap_or_default(),
+            to: RecordedRevisions { deployment, ..of(to) },
+            old_tasks_by_id,
+        }
+    }
+}
+
 /// Unpack the release (local runtime) and register a revision for it; idempotent.
 pub async fn register(
     ctx: &OpContext,
     app: &str,
-    release: u64,
-    image: &str,
-    digest: &Digest,
+    (release, image, digest): (u64, &str, &Digest),
     config: &AppConfig,
+    recorded: &RecordedRevisions,
 ) -> Result<RevisionId, String> {
     let local_dir = match &ctx.local_releases {
         Some((registry, dir)) => {
@@ -93,11 +164,19 @@ pub async fn register(
         config: config.clone(),
         local_dir,
     };
-    ctx.runtime.register_revision(&spec).await.map_err(|e| format!("app {app}: cannot register release {release}: {e}"))
+    ctx.runtime
+        .register_recorded(&spec, recorded)
+        .await
+        .map_err(|e| format!("app {app}: cannot register release {release}: {e}"))
 }
 
-async fn register_running(ctx: &OpContext, app: &str, r: &Running) -> Result<RevisionId, String> {
-    register(ctx, app, r.release, &r.image, &r.digest, &r.config).await
+async fn register_running(
+    ctx: &OpContext,
+    app: &str,
+    r: &Running,
+    recorded: &RecordedRevisions,
+) -> Result<RevisionId, String> {
+    register(ctx, app, (r.release, &r.image, &r.digest), &r.config, recorded).await
 }
 
 async fn observe_one(ctx: &OpContext, app: &str) -> Result<ServiceStatus, String> {
@@ -110,23 +189,42 @@ async fn observe_one(ctx: &OpContext, app: &str) -> Result<ServiceStatus, String
 pub async fn start_deploy(
     ctx: &OpContext,
     app: &str,
-    from: Option<&Running>,
-    to: &Running,
+    (from, to): (Option<&Running>, &Running),
     revision: Option<RevisionId>,
     deployment: Option<u64>,
+    records: &DeployRecords,
 ) -> Result<Started, String> {
     let target = match revision {
         Some(r) => r,
-        None => register_running(ctx, app, to).await?,
+        None => register_running(ctx, app, to, &records.to).await?,
     };
-    let before = observe_one(ctx, app).await?;
+    // Which tasks and events predate the rollout: looked at first where that is cheap (or
+    // old tasks' output must be told apart by id); otherwise the rollout's start time tells
+    // (see `rollout::judge`), and the deploy costs no observation.
+    let before = if ctx.runtime.observe_is_cheap() || records.old_tasks_by_id {
+        Some(observe_one(ctx, app).await?)
+    } else {
+        None
+    };
     // The recorded active deployment is what "previous" means; registering it again is
-    // idempotent and also works after the agent restarted. If its image is gone, fall back
-    // to what the runtime serves.
-    let serving =
-        before.primary().filter(|p| p.state == crate::runtime::RolloutState::Completed).map(|p| p.revision.clone());
+    // idempotent and also works after the agent restarted (ECS takes the recorded task
+    // definition as is). If that fails, fall back to what the runtime serves, looking now
+    // if it was not looked at: a deploy that fails with no previous revision removes the app.
     let previous = match from {
-        Some(f) => register_running(ctx, app, f).await.ok().or(serving),
+        Some(f) => match register_running(ctx, app, f, &records.from).await {
+            Ok(revision) => Some(revision),
+            Err(_) => {
+                let serving = |b: &ServiceStatus| {
+                    b.primary()
+                        .filter(|p| p.state == crate::runtime::RolloutState::Completed)
+                        .map(|p| p.revision.clone())
+                };
+                match &before {
+                    Some(b) => serving(b),
+                    None => serving(&observe_one(ctx, app).await?),
+                }
+            }
+        },
         None => None,
     };
     let mut started = start(ctx, app, before, target, to, previous, deployment).await?;
@@ -137,7 +235,7 @@ pub async fn start_deploy(
 async fn start(
     ctx: &OpContext,
     app: &str,
-    before: ServiceStatus,
+    before: Option<ServiceStatus>,
     target: RevisionId,
     to: &Running,
     previous: Option<RevisionId>,
@@ -162,14 +260,14 @@ async fn start(
             desired: to.scale,
             started: now,
             deadline: now + settings.timeout.to_std(),
-            old_tasks: old_tasks(&before),
+            old_tasks: before.as_ref().map(old_tasks).unwrap_or_default(),
             failed_before: 0,
             restarts_in_place: ctx.runtime.restarts_in_place(),
         },
         previous,
         previous_release: None,
         scale_from: None,
-        events_before: before.events.first().map(|e| e.id.clone()),
+        events_before: before.as_ref().and_then(|b| b.events.first()).map(|e| e.id.clone()),
     })
 }
 
@@ -190,8 +288,8 @@ pub async fn start_scale(
     let Some(target) = before.revision.clone().filter(|_| before.state == ServiceState::Active) else {
         // The runtime lost the service (a restarted agent): deploying the running revision
         // at the new count is the same change.
-        let target = register_running(ctx, app, running).await?;
-        return start(ctx, app, before, target, &wanted, None, deployment).await;
+        let target = register_running(ctx, app, running, &RecordedRevisions::default()).await?;
+        return start(ctx, app, Some(before), target, &wanted, None, deployment).await;
     };
     let failed_before = before.primary().map_or(0, |r| r.failed_tasks);
     ctx.runtime.scale(app, to).await.map_err(|e| format!("app {app}: cannot scale: {e}"))?;
@@ -249,7 +347,8 @@ pub async fn roll_back(ctx: &OpContext, started: &Started, reason: &str, culprit
 /// The runtime no longer knows what served before (`lost` says why): deploy that release
 /// again, as a new revision at its recorded count.
 async fn redeploy(ctx: &OpContext, app: &str, previous: &Running, lost: &str) -> Result<String, RuntimeError> {
-    let revision = register_running(ctx, app, previous).await.map_err(RuntimeError::Unavailable)?;
+    let revision =
+        register_running(ctx, app, previous, &RecordedRevisions::default()).await.map_err(RuntimeError::Unavailable)?;
     ctx.runtime.deploy(app, &revision, previous.scale, &previous.config.deploy).await?;
     Ok(format!(
         "the runtime had lost the previous revision ({lost}); started release {} again as {revision}",

@@ -17,9 +17,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use crate::runtime::{
-    Health, Lifecycle, RevisionId, RolloutId, RolloutState, ServiceEvent, ServiceState, ServiceStatus, TaskId,
-    TaskKind, TaskStatus,
+    Health, Lifecycle, RevisionId, RolloutId, RolloutState, RolloutStatus, ServiceEvent, ServiceState, ServiceStatus,
+    TaskId, TaskKind, TaskStatus,
 };
 
 /// How many times each desired task may die (exit or fail its checks) before turning healthy
@@ -111,20 +113,41 @@ fn alive(t: &TaskStatus) -> bool {
 
 /// The scheduler events of `status` that belong to a rollout and were not `shown` yet,
 /// oldest first: those newer than `before` (the newest event before it started; events
-/// come newest first, and ids rather than times tell, so clock skew cannot hide one).
+/// come newest first, and ids rather than times tell, so clock skew cannot hide one). When
+/// the engine did not look before the rollout (`before` is `None` on a runtime where a look
+/// costs requests), those from `since` on, the rollout's start as the runtime's own clock
+/// gives it ([`rollout_began`]).
 pub fn new_events<'a>(
     status: &'a ServiceStatus,
     before: Option<&str>,
+    since: Option<DateTime<Utc>>,
     shown: &[ServiceEvent],
 ) -> Vec<&'a ServiceEvent> {
     let mut fresh: Vec<&ServiceEvent> = status
         .events
         .iter()
         .take_while(|e| Some(e.id.as_str()) != before)
+        .filter(|e| before.is_some() || since.is_none_or(|s| e.time >= s))
         .filter(|e| !shown.iter().any(|s| s.id == e.id))
         .collect();
     fresh.reverse();
     fresh
+}
+
+/// When the watched rollout began, by the runtime's clock (`None` for a scale, or when the
+/// runtime no longer reports it).
+pub fn rollout_began(watch: &RolloutWatch, status: &ServiceStatus) -> Option<DateTime<Utc>> {
+    match &watch.watched {
+        Watched::Deploy { rollout } => status.rollout(rollout).map(|r| r.created_at),
+        Watched::Scale => None,
+    }
+}
+
+/// Whether task `t` predates the rollout `r`: it started or stopped before the runtime
+/// created the rollout (both times from the runtime's clock). Such a task of the target
+/// revision (drained by an earlier deploy that is now returned to) is not the rollout's.
+fn predates(t: &TaskStatus, r: Option<&RolloutStatus>) -> bool {
+    r.is_some_and(|r| t.started_at.is_some_and(|s| s < r.created_at) || t.stopped_at.is_some_and(|s| s < r.created_at))
 }
 
 /// Judge `watch` against `status` (the app's service) at `now`.
@@ -155,10 +178,12 @@ pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verd
         elapsed: now.saturating_duration_since(watch.started),
     };
     let of_target = || {
-        status
-            .tasks
-            .iter()
-            .filter(|t| t.kind == TaskKind::Service && t.revision == watch.target && !watch.old_tasks.contains(&t.id))
+        status.tasks.iter().filter(|t| {
+            t.kind == TaskKind::Service
+                && t.revision == watch.target
+                && !watch.old_tasks.contains(&t.id)
+                && !predates(t, rollout)
+        })
     };
     // A new task that stopped (on a runtime where stopping is final, one is a failure).
     let stopped = || of_target().find(|t| t.last_status == Lifecycle::Stopped);
@@ -252,8 +277,7 @@ pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verd
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{RolloutStatus, TaskId};
-    use chrono::Utc;
+    use crate::runtime::TaskId;
 
     fn task(id: &str, rev: &str, last: Lifecycle, health: Health) -> TaskStatus {
         TaskStatus {
@@ -414,6 +438,14 @@ mod tests {
         let back =
             service(RolloutState::InProgress, 0, vec![earlier, task("b", "v2", Lifecycle::Pending, Health::Unknown)]);
         assert!(matches!(judge(&w, &back, now), Verdict::Waiting(_)));
+        // The same without a look before the rollout (ECS): its stop time tells it is older.
+        let unlisted = RolloutWatch { old_tasks: BTreeSet::new(), ..w.clone() };
+        let mut back = back;
+        let began = back.rollouts[0].created_at;
+        back.tasks[0].stopped_at = Some(began - chrono::Duration::seconds(30));
+        assert!(matches!(judge(&unlisted, &back, now), Verdict::Waiting(_)));
+        back.tasks[0].stopped_at = Some(began + chrono::Duration::seconds(1));
+        assert!(matches!(judge(&unlisted, &back, now), Verdict::Failed { .. }), "stopped after it began: a failure");
     }
 
     #[test]
@@ -432,8 +464,14 @@ mod tests {
         let mut s = service(RolloutState::InProgress, 0, vec![]);
         s.events = vec![event("3"), event("2"), event("1")];
         let ids = |v: Vec<&ServiceEvent>| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
-        assert_eq!(ids(new_events(&s, Some("1"), &[])), ["2", "3"], "oldest first, none from before");
-        assert_eq!(ids(new_events(&s, Some("1"), &[event("2")])), ["3"]);
-        assert_eq!(ids(new_events(&s, None, &[])), ["1", "2", "3"], "a new service: all are its own");
+        assert_eq!(ids(new_events(&s, Some("1"), None, &[])), ["2", "3"], "oldest first, none from before");
+        assert_eq!(ids(new_events(&s, Some("1"), None, &[event("2")])), ["3"]);
+        assert_eq!(ids(new_events(&s, None, None, &[])), ["1", "2", "3"], "a new service: all are its own");
+        // Not looked at before (ECS): the rollout's start time tells.
+        let began = Utc::now();
+        s.events[0].time = began + chrono::Duration::seconds(2);
+        s.events[1].time = began;
+        s.events[2].time = began - chrono::Duration::seconds(5);
+        assert_eq!(ids(new_events(&s, None, Some(began), &[])), ["2", "3"], "none from before the rollout began");
     }
 }

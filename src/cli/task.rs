@@ -96,9 +96,10 @@ fn run_task(ctx: &Context, args: RunArgs) -> CliResult {
     let runtime = ctx_ops.runtime.clone();
     let rt = super::tokio_runtime()?;
     let code = rt.block_on(async {
-        let revision = ops::register(&ctx_ops, &app.name, release, &app.image, digest, &app.config)
-            .await
-            .map_err(CliError::new)?;
+        let revision =
+            ops::register(&ctx_ops, &app.name, (release, &app.image, digest), &app.config, &Default::default())
+                .await
+                .map_err(CliError::new)?;
         let spec = TaskSpec {
             app: app.name.clone(),
             revision,

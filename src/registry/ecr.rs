@@ -2,9 +2,19 @@
 //! way. Synchronous like every [`Registry`]: each call runs its request on the shared AWS
 //! runtime ([`crate::aws::block_on`]).
 //!
+//! Verifications of one repository share requests: while one DescribeImages is under way,
+//! digests asked for meanwhile wait and go together in the next (up to 100 image ids), so
+//! the verify operations of a commit — started together, each on its own thread — cost a
+//! request or two per repository rather than one per app, and none waits for a batch to
+//! fill. ECR refuses the whole request when one id is missing; such a batch is asked again
+//! digest by digest, so each missing one is named.
+//!
 //! Image names are ECR repository URIs (`123456789012.dkr.ecr.eu-central-1.amazonaws.com/shop/web`):
 //! the account becomes the registry id and the path the repository name. A bare name
 //! (`shop/web`) means a repository of the caller's own account.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
 
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::ImageIdentifier;
@@ -12,10 +22,33 @@ use aws_sdk_ecr::types::ImageIdentifier;
 use super::{is_repository_name, is_tag, Registry, RegistryError, Result};
 use crate::config::Digest;
 
+/// DescribeImages takes at most this many image ids.
+const IMAGES_PER_CALL: usize = 100;
+
 /// ECR through one client.
 #[derive(Debug, Clone)]
 pub struct EcrRegistry {
     client: aws_sdk_ecr::Client,
+    verifying: Arc<Verifying>,
+}
+
+/// Verifications under way, by repository (see the module doc).
+#[derive(Debug, Default)]
+struct Verifying {
+    queues: Mutex<HashMap<String, Queue>>,
+    done: Condvar,
+}
+
+/// One repository's verifications.
+#[derive(Debug, Default)]
+struct Queue {
+    /// A DescribeImages for this repository is under way.
+    in_flight: bool,
+    /// Digests asked for and not yet sent, with how many callers wait for each.
+    waiting: HashMap<Digest, usize>,
+    /// Answers not yet collected: whether the digest is there (or why ECR could not say),
+    /// with how many callers are still to collect it.
+    answers: HashMap<Digest, (std::result::Result<bool, String>, usize)>,
 }
 
 /// `(registry id, repository name)` of an image name.
@@ -39,12 +72,87 @@ pub fn parse_repository(image: &str) -> Result<(Option<String>, String)> {
 impl EcrRegistry {
     /// The registry reached through `sdk` (region, credentials, endpoint).
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        EcrRegistry { client: aws_sdk_ecr::Client::new(sdk) }
+        Self::from_client(aws_sdk_ecr::Client::new(sdk))
     }
 
     /// The registry reached through `client`.
     pub fn from_client(client: aws_sdk_ecr::Client) -> Self {
-        EcrRegistry { client }
+        EcrRegistry { client, verifying: Arc::default() }
+    }
+
+    /// Whether `repo` holds `digest`, asked together with the digests of `repo` other
+    /// threads want to know about meanwhile.
+    fn holds(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let v = &self.verifying;
+        let mut queues = v.queues.lock().expect("ECR verifications");
+        *queues.entry(repo.to_string()).or_default().waiting.entry(digest.clone()).or_default() += 1;
+        loop {
+            let queue = queues.get_mut(repo).expect("queue of a waiting digest");
+            if let Some((answer, readers)) = queue.answers.get_mut(digest) {
+                let answer = answer.clone();
+                *readers -= 1;
+                if *readers == 0 {
+                    queue.answers.remove(digest);
+                }
+                if queue.answers.is_empty() && queue.waiting.is_empty() && !queue.in_flight {
+                    queues.remove(repo);
+                }
+                return answer.map_err(RegistryError::Remote);
+            }
+            if queue.in_flight {
+                queues = v.done.wait(queues).expect("ECR verifications");
+                continue;
+            }
+            // Lead: send what waits (the oldest hundred), answer everyone, wake them.
+            let batch: Vec<(Digest, usize)> = {
+                let mut all: Vec<(Digest, usize)> = queue.waiting.drain().collect();
+                all.sort();
+                let rest = all.split_off(all.len().min(IMAGES_PER_CALL));
+                queue.waiting.extend(rest);
+                all
+            };
+            queue.in_flight = true;
+            drop(queues);
+            let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
+            let found = self.find_digests(repo, &digests);
+            queues = v.queues.lock().expect("ECR verifications");
+            let queue = queues.get_mut(repo).expect("queue in flight");
+            queue.in_flight = false;
+            for (d, readers) in batch {
+                let answer = match &found {
+                    Ok(found) => Ok(found.contains(&d)),
+                    Err(e) => Err(e.to_string()),
+                };
+                queue.answers.insert(d, (answer, readers));
+            }
+            v.done.notify_all();
+        }
+    }
+
+    /// Which of `digests` `repo` holds: one DescribeImages, or one per digest when ECR
+    /// refuses the batch because one is missing.
+    fn find_digests(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let (registry_id, name) = parse_repository(repo)?;
+        let ids = digests.iter().map(|d| ImageIdentifier::builder().image_digest(d.as_str()).build()).collect();
+        let request =
+            self.client.describe_images().set_registry_id(registry_id).repository_name(name).set_image_ids(Some(ids));
+        match crate::aws::block_on(request.send()) {
+            Ok(out) => out
+                .image_details()
+                .iter()
+                .filter_map(|d| d.image_digest())
+                .map(|d| d.parse().map_err(|e| RegistryError::Remote(format!("ECR returned {e}"))))
+                .collect(),
+            Err(e) if e.code() == Some("ImageNotFoundException") && digests.len() > 1 => {
+                let mut found = Vec::new();
+                for d in digests {
+                    found.extend(self.find_digests(repo, std::slice::from_ref(d))?);
+                }
+                Ok(found)
+            }
+            Err(e) if matches!(e.code(), Some("ImageNotFoundException" | "RepositoryNotFoundException")) => Ok(vec![]),
+            Err(e) => Err(remote(repo, e)),
+        }
     }
 
     /// The digest of the one image `id` names in `repo`; `Ok(None)` when there is none.
@@ -74,9 +182,11 @@ where
 
 impl Registry for EcrRegistry {
     fn verify(&self, repo: &str, digest: &Digest) -> Result<()> {
-        match self.describe(repo, ImageIdentifier::builder().image_digest(digest.as_str()).build())? {
-            Some(found) if &found == digest => Ok(()),
-            _ => Err(RegistryError::DigestNotFound { repo: repo.to_string(), digest: digest.clone() }),
+        parse_repository(repo)?;
+        if self.holds(repo, digest)? {
+            Ok(())
+        } else {
+            Err(RegistryError::DigestNotFound { repo: repo.to_string(), digest: digest.clone() })
         }
     }
 

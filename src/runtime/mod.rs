@@ -107,6 +107,23 @@ pub struct RevisionSpec {
     pub local_dir: Option<PathBuf>,
 }
 
+/// What recorded state says about the revisions of a spec's app, handed to
+/// [`Runtime::register_recorded`] so a runtime whose revisions outlive ferry (ECS task
+/// definitions) need not search for an identical one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedRevisions {
+    /// Revisions state recorded for this release, digest and config, newest first.
+    pub matching: Vec<RevisionId>,
+    /// Whether state records any revision of the app. When it does and none matches, ferry
+    /// never registered this spec, so there is nothing to look for.
+    pub any: bool,
+    /// The newest of `matching` is the revision state records as serving the app now (the
+    /// one a deploy returns to when it fails): it ran until now, so it may be taken as is.
+    pub serving: bool,
+    /// The deployment (vN) the registration is for, to label a new revision with at once.
+    pub deployment: Option<u64>,
+}
+
 /// A one-off task: a release task (migration) or `ferry task run`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -393,6 +410,22 @@ pub trait Runtime: Send + Sync {
     /// identical spec again returns the existing revision.
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId>;
 
+    /// [`register_revision`](Runtime::register_revision), told what recorded state knows of
+    /// the app's revisions. By default that is ignored; ECS reuses a recorded task
+    /// definition without searching the family, and registers a spec state never saw
+    /// without looking for it first.
+    async fn register_recorded(&self, spec: &RevisionSpec, _recorded: &RecordedRevisions) -> RuntimeResult<RevisionId> {
+        self.register_revision(spec).await
+    }
+
+    /// Whether [`observe`](Runtime::observe) is cheap enough to call before each deploy, to
+    /// learn which tasks and events predate it (the local agent). Where it is a metered API
+    /// (ECS), the engine skips that look and tells a rollout's own tasks and events from
+    /// earlier ones by the rollout's start time instead.
+    fn observe_is_cheap(&self) -> bool {
+        true
+    }
+
     /// Move `app` to `revision` with `desired_count` tasks (ECS: CreateService or
     /// UpdateService). Creates the service when missing. Returns at once; the rollout
     /// proceeds in the runtime and is watched with [`Runtime::observe`]. A rollout still in
@@ -406,8 +439,8 @@ pub trait Runtime: Send + Sync {
     ) -> RuntimeResult<RolloutId>;
 
     /// Note which deployment (vN in the stage's history) a rollout started by [`deploy`]
-    /// records as, where the runtime can keep it (ECS: the `ferry:deployment` tag on the
-    /// service and its task definition). Best effort for the caller: the deployment is
+    /// records as, where the runtime can keep it (ECS: the `ferry:deployment` tag on the task
+    /// definition, given at registration when it is new). Best effort for the caller: the deployment is
     /// recorded in state either way.
     ///
     /// [`deploy`]: Runtime::deploy

@@ -3,8 +3,8 @@
 //! One stage is one [`EcsRuntime`]: its region, cluster and network settings. Per app:
 //!
 //! * revisions are task definitions of family `<stage>-<app>` ([`revision`]), tagged
-//!   `ferry:stage`, `ferry:app`, `ferry:release` and `ferry:spec` (a hash of everything in
-//!   it, so an identical revision is found and reused);
+//!   `ferry:stage`, `ferry:app`, `ferry:release`, `ferry:deployment` and `ferry:spec` (a
+//!   hash of everything in it, so an identical revision is found and reused);
 //! * the service is named `<stage>-<app>` too, tagged `ferry:stage` and `ferry:app`, with
 //!   the deployment circuit breaker (with rollback) always on;
 //! * a rollout is an ECS deployment; observing maps deployments and tasks ([`status`]);
@@ -12,11 +12,23 @@
 //!   `ferry/<app>/<task-id>` in the stage's log group ([`logs`]).
 //!
 //! Like every runtime it only starts, stops and reports: polling, timeouts and rollback
-//! decisions are the apply engine's. What it does to stay cheap under that polling: one
-//! `observe` costs ⌈services/10⌉ DescribeServices, one or two ListTasks and ⌈tasks/100⌉
-//! DescribeTasks, task definitions are described once per process (they are immutable), and
-//! throttled calls are retried by the SDK's standard strategy (exponential backoff with full
-//! jitter) with more attempts than its default.
+//! decisions are the apply engine's. What it does to stay cheap under that polling:
+//!
+//! * the engine's watch (`observe_changes`) looks every 2 s at first, backing off to 10 s
+//!   while nothing changes; each look is ⌈services/10⌉ DescribeServices, plus — only once a
+//!   service's primary deployment has tasks running, has failed tasks or has ended — one
+//!   ListTasks of desired RUNNING tasks (of the family, or of the cluster for several) and
+//!   ⌈tasks/100⌉ DescribeTasks; stopped tasks are listed only when a deployment counts
+//!   failed tasks or a task of the primary revision seen at the last look is gone;
+//! * a deploy makes no look of its own: UpdateService's answer names the deployment it
+//!   made, and recorded state names the revision serving before ([`Runtime::register_recorded`]);
+//! * revisions state recorded are reused after one DescribeTaskDefinition (still ACTIVE,
+//!   same `ferry:spec`), or none for the one serving now; a spec state never saw is registered
+//!   at once, with its `ferry:deployment` tag, and the family is searched only when state
+//!   knows no revision of the app;
+//! * task definitions are described once per process (they are immutable), and throttled
+//!   calls are retried by the SDK's standard strategy (exponential backoff with full jitter)
+//!   with more attempts than its default.
 
 pub mod drift;
 pub mod logs;
@@ -39,8 +51,8 @@ use aws_sdk_ecs::types::{
 use crate::config::{self, DeploySettings};
 use crate::runtime::live::LiveService;
 use crate::runtime::{
-    LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
-    TaskId, TaskSpec,
+    LogQuery, LogStream, RecordedRevisions, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult,
+    ServiceStatus, TaskId, TaskSpec,
 };
 use revision::{family, tag, Rendered, StageSettings, TAG_APP, TAG_DEPLOYMENT, TAG_SPEC, TAG_STAGE, TAG_TASK};
 
@@ -52,6 +64,12 @@ const TASKS_PER_CALL: usize = 100;
 const REUSE_WINDOW: usize = 10;
 /// Who starts one-off tasks.
 pub const STARTED_BY: &str = "ferry";
+/// The engine's watch paces itself for the local agent (200 ms, backing off to 1 s); ECS is
+/// a metered API whose rollouts take minutes, so it is looked at this many times slower…
+const POLL_PACE: u32 = 10;
+/// …within these bounds: about 2 s at first, 10 s at most.
+const POLL_FIRST: Duration = Duration::from_secs(2);
+const POLL_MAX: Duration = Duration::from_secs(10);
 
 /// What ferry remembers about a registered task definition (immutable, so cached forever).
 #[derive(Debug, Clone, PartialEq)]
@@ -62,8 +80,13 @@ pub struct RevisionInfo {
     pub port: Option<u16>,
     pub target_group: Option<String>,
     pub grace_period_s: i32,
-    /// The `ferry:spec` hash it was registered with (`None`: not registered by ferry).
+    /// The `ferry:spec` hash it was registered with (`None`: not registered by ferry, or
+    /// taken from recorded state unchecked).
     pub spec: Option<String>,
+    /// Whether it is ACTIVE (an INACTIVE one is never reused).
+    pub active: bool,
+    /// Its `ferry:deployment` tag, as far as this process knows.
+    pub label: Option<String>,
 }
 
 /// The ECS runtime of one stage.
@@ -73,8 +96,10 @@ pub struct EcsRuntime {
     ecs: aws_sdk_ecs::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     revisions: Mutex<HashMap<String, RevisionInfo>>,
-    /// Service ARNs by app, as CreateService/UpdateService returned them (for TagResource).
-    service_arns: Mutex<HashMap<String, String>>,
+    /// Tasks of services' primary revisions seen desired RUNNING at the last watch look, by
+    /// ARN with their family: one missing from the next look of its family stopped, and the
+    /// stopped tasks are listed then.
+    watched_tasks: Mutex<HashMap<String, String>>,
 }
 
 /// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered
@@ -119,7 +144,7 @@ impl EcsRuntime {
             ecs,
             logs,
             revisions: Mutex::default(),
-            service_arns: Mutex::default(),
+            watched_tasks: Mutex::default(),
         }
     }
 
@@ -179,6 +204,8 @@ impl EcsRuntime {
             target_group: revision::tag_value(out.tags(), revision::TAG_TARGET_GROUP).map(str::to_string),
             grace_period_s: container.and_then(|c| c.health_check()).and_then(|h| h.start_period()).unwrap_or(0),
             spec: revision::tag_value(out.tags(), TAG_SPEC).map(str::to_string),
+            active: td.status() != Some(&aws_sdk_ecs::types::TaskDefinitionStatus::Inactive),
+            label: revision::tag_value(out.tags(), TAG_DEPLOYMENT).map(str::to_string),
         };
         let arn = td.task_definition_arn().unwrap_or(arn).to_string();
         self.revisions.lock().expect("revision cache").insert(arn, info.clone());
@@ -199,7 +226,11 @@ impl EcsRuntime {
             .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))
     }
 
-    fn remember(&self, arn: &str, r: &Rendered, hash: &str) {
+    /// Remember `arn` as the revision of `r`: `hash` when its `ferry:spec` is known to be
+    /// that, `label` its `ferry:deployment` tag when known. A label already known is kept.
+    fn remember(&self, arn: &str, r: &Rendered, hash: Option<&str>, label: Option<String>) {
+        let mut cache = self.revisions.lock().expect("revision cache");
+        let label = label.or_else(|| cache.get(arn).and_then(|i| i.label.clone()));
         let info = RevisionInfo {
             release: r.release,
             app: r.app.clone(),
@@ -207,20 +238,26 @@ impl EcsRuntime {
             port: r.port,
             target_group: r.target_group.clone(),
             grace_period_s: r.health_start_period_s,
-            spec: Some(hash.to_string()),
+            spec: hash.map(str::to_string),
+            active: true,
+            label,
         };
-        self.revisions.lock().expect("revision cache").insert(arn.to_string(), info);
+        cache.insert(arn.to_string(), info);
+    }
+
+    /// A revision of the family this process registered or checked whose `ferry:spec` is `hash`.
+    fn seen(&self, family: &str, hash: &str) -> Option<String> {
+        self.revisions.lock().expect("revision cache").iter().find_map(|(arn, info)| {
+            (info.spec.as_deref() == Some(hash) && info.active && revision::arn_family(arn) == Some(family))
+                .then(|| arn.clone())
+        })
     }
 
     /// An ACTIVE revision of the family whose `ferry:spec` tag is `hash`, looking at the
-    /// newest [`REUSE_WINDOW`] only — or one this process already saw (a deploy looks up
-    /// its target and then the previous revision, found while looking for the target).
+    /// newest [`REUSE_WINDOW`] only — or one this process already saw.
     async fn find_registered(&self, family: &str, hash: &str) -> RuntimeResult<Option<String>> {
-        let seen = self.revisions.lock().expect("revision cache").iter().find_map(|(arn, info)| {
-            (info.spec.as_deref() == Some(hash) && revision::arn_family(arn) == Some(family)).then(|| arn.clone())
-        });
-        if seen.is_some() {
-            return Ok(seen);
+        if let Some(seen) = self.seen(family, hash) {
+            return Ok(Some(seen));
         }
         let mut arns: Vec<String> = Vec::new();
         let mut pages = self
@@ -246,6 +283,17 @@ impl EcsRuntime {
             }
         }
         Ok(None)
+    }
+
+    /// What ferry knows about `arn` with its `ferry:spec` checked: described unless this
+    /// process registered or described it (an entry taken from state unchecked is not enough).
+    async fn checked_info(&self, arn: &str) -> RuntimeResult<RevisionInfo> {
+        let cached = self.revisions.lock().expect("revision cache").get(arn).cloned();
+        if let Some(info) = cached.filter(|i| i.spec.is_some()) {
+            return Ok(info);
+        }
+        self.revisions.lock().expect("revision cache").remove(arn);
+        self.revision_info(arn).await
     }
 
     /// The services of `names` (each `None` when missing or INACTIVE), ⌈n/10⌉ calls.
@@ -292,23 +340,33 @@ impl EcsRuntime {
 
     /// Current and recently stopped tasks: of one family, or of the whole cluster.
     async fn tasks(&self, family: Option<&str>) -> RuntimeResult<Vec<aws_sdk_ecs::types::Task>> {
-        let mut arns = Vec::new();
-        for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
-            let mut pages = self
-                .ecs
-                .list_tasks()
-                .cluster(&self.settings.cluster)
-                .set_family(family.map(str::to_string))
-                .desired_status(desired)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                arns.extend(page.map_err(|e| sdk_error("cannot list tasks", e))?.task_arns().iter().cloned());
-            }
-        }
+        let mut arns = self.list_tasks(family, DesiredStatus::Running).await?;
+        let stopped = self.list_tasks(family, DesiredStatus::Stopped).await?;
         // A task that stopped between the two listings is in both.
-        let mut unique = std::collections::HashSet::new();
-        arns.retain(|a| unique.insert(a.clone()));
+        let mut unique: std::collections::HashSet<String> = arns.iter().cloned().collect();
+        arns.extend(stopped.into_iter().filter(|a| unique.insert(a.clone())));
+        self.describe_tasks(&arns).await
+    }
+
+    /// The ARNs of tasks of `family` (or of the whole cluster) whose desired status is `desired`.
+    async fn list_tasks(&self, family: Option<&str>, desired: DesiredStatus) -> RuntimeResult<Vec<String>> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .ecs
+            .list_tasks()
+            .cluster(&self.settings.cluster)
+            .set_family(family.map(str::to_string))
+            .desired_status(desired)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            arns.extend(page.map_err(|e| sdk_error("cannot list tasks", e))?.task_arns().iter().cloned());
+        }
+        Ok(arns)
+    }
+
+    /// The tasks of `arns`, ⌈n/100⌉ calls.
+    async fn describe_tasks(&self, arns: &[String]) -> RuntimeResult<Vec<aws_sdk_ecs::types::Task>> {
         let mut tasks = Vec::new();
         for chunk in arns.chunks(TASKS_PER_CALL) {
             let out = self
@@ -323,6 +381,74 @@ impl EcsRuntime {
             tasks.extend(out.tasks().iter().cloned());
         }
         Ok(tasks)
+    }
+
+    /// The statuses of `apps` from their services and the tasks listed (by family).
+    async fn statuses(
+        &self,
+        services: Vec<(String, Option<Service>)>,
+        tasks: &[aws_sdk_ecs::types::Task],
+    ) -> RuntimeResult<Vec<ServiceStatus>> {
+        let mut out = Vec::with_capacity(services.len());
+        for (app, service) in services {
+            let family = self.service_name(&app);
+            let of_app: Vec<&aws_sdk_ecs::types::Task> =
+                tasks.iter().filter(|t| status::task_family(t) == Some(family.as_str())).collect();
+            out.push(status::service_status(self, &app, service.as_ref(), &of_app).await?);
+        }
+        Ok(out)
+    }
+
+    /// One look of the engine's watch at `apps` (see the module doc): their services, and
+    /// their tasks only where the primary deployment's counts say they matter.
+    async fn watch_look(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
+        let names: Vec<String> = apps.iter().map(|a| self.service_name(a)).collect();
+        let services: Vec<(String, Option<Service>)> =
+            apps.iter().cloned().zip(self.describe_services(&names).await?).collect();
+        let primary = |s: &Service| s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).cloned();
+        // Before a primary deployment runs a task, counts one failed or ends, its tasks
+        // change no verdict: nothing new can be healthy or have stopped.
+        let busy: Vec<&str> = services
+            .iter()
+            .filter_map(|(_, s)| s.as_ref())
+            .filter(|s| {
+                primary(s).is_none_or(|d| {
+                    d.running_count() > 0
+                        || d.failed_tasks() > 0
+                        || d.rollout_state().is_some_and(|r| r.as_str() != "IN_PROGRESS")
+                })
+            })
+            .filter_map(|s| s.service_name())
+            .collect();
+        if busy.is_empty() {
+            return self.statuses(services, &[]).await;
+        }
+        let family = match busy.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        };
+        let mut arns = self.list_tasks(family, DesiredStatus::Running).await?;
+        let failing = services.iter().filter_map(|(_, s)| s.as_ref()).filter_map(primary).any(|d| d.failed_tasks() > 0);
+        let gone = {
+            let listed: std::collections::HashSet<&String> = arns.iter().collect();
+            let seen = self.watched_tasks.lock().expect("watched tasks");
+            seen.iter().any(|(arn, of)| busy.contains(&of.as_str()) && !listed.contains(arn))
+        };
+        if failing || gone {
+            let stopped = self.list_tasks(family, DesiredStatus::Stopped).await?;
+            // A task that stopped between the two listings is in both.
+            arns.extend(stopped.into_iter().filter(|a| !arns.contains(a)).collect::<Vec<_>>());
+        }
+        let tasks = self.describe_tasks(&arns).await?;
+        let on_primary: std::collections::HashSet<String> =
+            services.iter().filter_map(|(_, s)| s.as_ref()?.task_definition().map(str::to_string)).collect();
+        *self.watched_tasks.lock().expect("watched tasks") = tasks
+            .iter()
+            .filter(|t| t.desired_status() == Some("RUNNING"))
+            .filter(|t| t.task_definition_arn().is_some_and(|d| on_primary.contains(d)))
+            .filter_map(|t| Some((t.task_arn()?.to_string(), status::task_family(t)?.to_string())))
+            .collect();
+        self.statuses(services, &tasks).await
     }
 
     fn deployment_configuration(settings: &DeploySettings) -> DeploymentConfiguration {
@@ -343,31 +469,6 @@ impl EcsRuntime {
             .container_name(app)
             .container_port(i32::from(port))
             .build()]))
-    }
-}
-
-impl EcsRuntime {
-    /// Remember a service's ARN from a CreateService/UpdateService answer.
-    fn remember_service(&self, app: &str, service: Option<&Service>) {
-        if let Some(arn) = service.and_then(|s| s.service_arn()) {
-            self.service_arns.lock().expect("service ARN cache").insert(app.to_string(), arn.to_string());
-        }
-    }
-
-    /// The ARN of `app`'s service: remembered from the deploy, else described.
-    async fn service_arn(&self, app: &str) -> RuntimeResult<String> {
-        if let Some(arn) = self.service_arns.lock().expect("service ARN cache").get(app) {
-            return Ok(arn.clone());
-        }
-        let name = self.service_name(app);
-        let service = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
-        self.remember_service(app, service.as_ref());
-        self.service_arns
-            .lock()
-            .expect("service ARN cache")
-            .get(app)
-            .cloned()
-            .ok_or_else(|| RuntimeError::NotFound(format!("no service {name}")))
     }
 }
 
@@ -411,15 +512,48 @@ impl Runtime for EcsRuntime {
         false
     }
 
+    fn observe_is_cheap(&self) -> bool {
+        false
+    }
+
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId> {
+        self.register_recorded(spec, &RecordedRevisions::default()).await
+    }
+
+    async fn register_recorded(&self, spec: &RevisionSpec, recorded: &RecordedRevisions) -> RuntimeResult<RevisionId> {
         let rendered = Rendered::new(spec, &self.stage_settings());
         let hash = rendered.hash();
-        if let Some(arn) = self.find_registered(&rendered.family, &hash).await? {
-            self.remember(&arn, &rendered, &hash);
+        if let Some(arn) = self.seen(&rendered.family, &hash) {
             return Ok(RevisionId(arn));
         }
+        // The revision serving now, to return to: it ran until now, take it as is.
+        if let Some(serving) = recorded.matching.first().filter(|_| recorded.serving) {
+            self.remember(serving.as_str(), &rendered, None, None);
+            return Ok(serving.clone());
+        }
+        // One state recorded for this spec: still ACTIVE and identical (the stage's roles or
+        // log group may have changed since)?
+        for arn in &recorded.matching {
+            if let Ok(info) = self.checked_info(arn.as_str()).await {
+                if info.active && info.spec.as_deref() == Some(hash.as_str()) {
+                    return Ok(arn.clone());
+                }
+            }
+        }
+        // State knows the app's revisions but none for this spec: ferry never registered
+        // it, so there is nothing to search for.
+        if !recorded.any {
+            if let Some(arn) = self.find_registered(&rendered.family, &hash).await? {
+                self.remember(&arn, &rendered, Some(&hash), None);
+                return Ok(RevisionId(arn));
+            }
+        }
+        let label = recorded.deployment.map(|n| format!("v{n}"));
         let out = rendered
             .register(&self.ecs)?
+            .set_tags(Some(
+                rendered.tags().into_iter().chain(label.as_deref().map(|l| tag(TAG_DEPLOYMENT, l))).collect(),
+            ))
             .send()
             .await
             .map_err(|e| sdk_error(&format!("cannot register a task definition for {}", spec.app), e))?;
@@ -428,7 +562,7 @@ impl Runtime for EcsRuntime {
             .and_then(|t| t.task_definition_arn())
             .ok_or_else(|| RuntimeError::Unavailable("ECS returned no task definition ARN".into()))?
             .to_string();
-        self.remember(&arn, &rendered, &hash);
+        self.remember(&arn, &rendered, Some(&hash), label);
         Ok(RevisionId(arn))
     }
 
@@ -463,7 +597,6 @@ impl Runtime for EcsRuntime {
         match updated {
             // (moto updates a deleted, INACTIVE service instead of refusing: create it anew.)
             Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
-                self.remember_service(app, out.service());
                 return primary_rollout(out.service(), "UpdateService");
             }
             Ok(_) => {}
@@ -495,20 +628,26 @@ impl Runtime for EcsRuntime {
             .send()
             .await
             .map_err(|e| sdk_error(&format!("cannot create service {name}"), e))?;
-        self.remember_service(app, out.service());
         primary_rollout(out.service(), "CreateService")
     }
 
-    async fn label_deployment(&self, app: &str, revision: &RevisionId, deployment: u64) -> RuntimeResult<()> {
+    /// The task definition's `ferry:deployment` tag: given at registration to a new one, so
+    /// a TagResource only for a reused one labelled otherwise. The service is not tagged:
+    /// state records which deployment it runs, and its task definition says so too.
+    async fn label_deployment(&self, _app: &str, revision: &RevisionId, deployment: u64) -> RuntimeResult<()> {
         let label = format!("v{deployment}");
-        for arn in [self.service_arn(app).await?, revision.to_string()] {
-            self.ecs
-                .tag_resource()
-                .resource_arn(&arn)
-                .tags(tag(TAG_DEPLOYMENT, &label))
-                .send()
-                .await
-                .map_err(|e| sdk_error(&format!("cannot tag {arn}"), e))?;
+        if self.revision_info(revision.as_str()).await?.label.as_deref() == Some(label.as_str()) {
+            return Ok(());
+        }
+        self.ecs
+            .tag_resource()
+            .resource_arn(revision.as_str())
+            .tags(tag(TAG_DEPLOYMENT, &label))
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("cannot tag {revision}"), e))?;
+        if let Some(info) = self.revisions.lock().expect("revision cache").get_mut(revision.as_str()) {
+            info.label = Some(label);
         }
         Ok(())
     }
@@ -525,14 +664,13 @@ impl Runtime for EcsRuntime {
             _ => None,
         };
         let tasks = self.tasks(only.as_deref()).await?;
-        let mut out = Vec::with_capacity(services.len());
-        for (app, service) in services {
-            let family = self.service_name(&app);
-            let of_app: Vec<&aws_sdk_ecs::types::Task> =
-                tasks.iter().filter(|t| status::task_family(t) == Some(family.as_str())).collect();
-            out.push(status::service_status(self, &app, service.as_ref(), &of_app).await?);
-        }
-        Ok(out)
+        self.statuses(services, &tasks).await
+    }
+
+    /// The engine's watch: after the wait ECS's pace gives `within`, one cheap look.
+    async fn observe_changes(&self, apps: &[String], within: Duration) -> RuntimeResult<Vec<ServiceStatus>> {
+        tokio::time::sleep((within * POLL_PACE).clamp(POLL_FIRST, POLL_MAX)).await;
+        self.watch_look(apps).await
     }
 
     async fn roll_back(&self, app: &str, to_revision: &RevisionId) -> RuntimeResult<RolloutId> {

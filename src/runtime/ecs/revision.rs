@@ -23,8 +23,8 @@ pub const TAG_RELEASE: &str = "ferry:release";
 pub const TAG_SPEC: &str = "ferry:spec";
 pub const TAG_TARGET_GROUP: &str = "ferry:target-group";
 pub const TAG_TASK: &str = "ferry:task";
-/// The deployment (`vN`) that last deployed a service or task definition; set at deploy
-/// with TagResource, since an identical revision is reused by later deployments.
+/// The deployment (`vN`) that last deployed a task definition: given at registration, and
+/// set with TagResource when a later deployment reuses the revision.
 pub const TAG_DEPLOYMENT: &str = "ferry:deployment";
 
 /// Everything a task definition holds, in ferry's terms.

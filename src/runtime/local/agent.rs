@@ -329,7 +329,9 @@ async fn ensure_listener(agent: &Arc<Agent>, stage: &str, app: &str, port: Optio
 /// `Observe`, as a long poll when `since` is given: the status of `apps` and its
 /// fingerprint as soon as that differs from `since`, or when `wait` is up. Looked at again
 /// after every reconcile pass: passes follow every change of a task's state (and run at
-/// least every 100 ms), and the rollout states they set are what a watcher waits for.
+/// least every 100 ms), and the rollout states they set are what a watcher waits for. A pass
+/// that left the status as it was costs a comparison, not a fingerprint: with 20 apps the
+/// status is tens of kB of JSON, and passes come many times a second during a rollout.
 async fn observe_changed(
     agent: &Agent,
     stage: &str,
@@ -339,12 +341,18 @@ async fn observe_changed(
 ) -> (Vec<ServiceStatus>, u64) {
     let deadline = tokio::time::Instant::now() + wait;
     let mut passes = agent.passes.subscribe();
+    // The status `since` fingerprints, once seen.
+    let mut seen: Option<Vec<ServiceStatus>> = None;
     loop {
         passes.borrow_and_update();
         let services = agent.with_state(|s| s.observe(stage, apps));
-        let version = fingerprint(&services);
-        if since != Some(version) || tokio::time::Instant::now() >= deadline {
-            return (services, version);
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if timed_out || seen.as_ref() != Some(&services) {
+            let version = fingerprint(&services);
+            if timed_out || since != Some(version) {
+                return (services, version);
+            }
+            seen = Some(services);
         }
         tokio::select! {
             _ = passes.changed() => {}

@@ -119,16 +119,20 @@ pub async fn start_deploy(
         Some(r) => r,
         None => register_running(ctx, app, to).await?,
     };
-    let before = observe_one(ctx, app).await?;
     // The recorded active deployment is what "previous" means; registering it again is
     // idempotent and also works after the agent restarted. If its image is gone, fall back
-    // to what the runtime serves.
+    // to what the runtime serves. The two requests do not depend on each other: both are
+    // under way at once.
+    let (before, registered) = tokio::join!(observe_one(ctx, app), async {
+        match from {
+            Some(f) => register_running(ctx, app, f).await.ok(),
+            None => None,
+        }
+    });
+    let before = before?;
     let serving =
         before.primary().filter(|p| p.state == crate::runtime::RolloutState::Completed).map(|p| p.revision.clone());
-    let previous = match from {
-        Some(f) => register_running(ctx, app, f).await.ok().or(serving),
-        None => None,
-    };
+    let previous = from.and(registered.or(serving));
     let mut started = start(ctx, app, before, target, to, previous, deployment).await?;
     started.previous_release = from.cloned();
     Ok(started)

@@ -530,8 +530,9 @@ impl State {
         }
     }
 
-    /// The status of `apps` of `stage` (every app with a service or tasks: empty).
-    pub fn observe(&self, stage: &str, apps: &[String]) -> Vec<ServiceStatus> {
+    /// The status of `apps` of `stage` (every app with a service or tasks: empty). With
+    /// `current`, tasks that stopped before an app's current rollout began are left out.
+    pub fn observe(&self, stage: &str, apps: &[String], current: bool) -> Vec<ServiceStatus> {
         let apps: Vec<String> = if apps.is_empty() {
             let mut all: Vec<String> =
                 self.services.keys().filter(|(s, _)| s == stage).map(|(_, a)| a.clone()).collect();
@@ -542,10 +543,10 @@ impl State {
         } else {
             apps.to_vec()
         };
-        apps.iter().map(|app| self.observe_app(stage, app)).collect()
+        apps.iter().map(|app| self.observe_app(stage, app, current)).collect()
     }
 
-    fn observe_app(&self, stage: &str, app: &str) -> ServiceStatus {
+    fn observe_app(&self, stage: &str, app: &str, current: bool) -> ServiceStatus {
         let k = key(stage, app);
         let service = self.services.get(&k);
         let mut tasks = self.app_tasks(&k);
@@ -555,8 +556,11 @@ impl State {
             s.tasks = tasks.iter().map(|t| t.status(None)).collect();
             return s;
         };
-        let svc_tasks = || tasks.iter().filter(|t| t.kind == TaskKind::Service && t.is_live());
         let primary = service.primary();
+        if let Some(since) = primary.map(|p| p.created_at).filter(|_| current) {
+            tasks.retain(|t| t.is_live() || t.stopped_at.is_none_or(|at| at >= since));
+        }
+        let svc_tasks = || tasks.iter().filter(|t| t.kind == TaskKind::Service && t.is_live());
         let rollouts = service
             .rollouts
             .iter()
@@ -757,11 +761,34 @@ mod tests {
         state.reconcile();
         assert!(!state.tasks.contains_key(&ids[0]) && !state.tasks.contains_key(&ids[1]), "the oldest two go");
         assert!(state.tasks.contains_key(&api_task), "another app's tasks count apart");
-        let listed: Vec<TaskId> = state.observe("dev", &["web".into()])[0].tasks.iter().map(|t| t.id.clone()).collect();
+        let listed: Vec<TaskId> =
+            state.observe("dev", &["web".into()], false)[0].tasks.iter().map(|t| t.id.clone()).collect();
         let newest_first: Vec<TaskId> = ids[2..].iter().rev().cloned().collect();
         assert_eq!(listed, newest_first);
-        let all: Vec<String> = state.observe("dev", &[]).iter().map(|s| s.app.clone()).collect();
+        let all: Vec<String> = state.observe("dev", &[], false).iter().map(|s| s.app.clone()).collect();
         assert_eq!(all, ["api", "web"], "apps with tasks only are observed too");
+    }
+
+    #[test]
+    fn a_watchers_observation_leaves_out_tasks_stopped_before_the_current_rollout() {
+        let mut state = State::default();
+        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        let before = state.add_task("dev", "web", &v1, None).unwrap();
+        let t = state.tasks.get_mut(&before).unwrap();
+        t.lifecycle = Lifecycle::Stopped;
+        t.stopped_at = Some(Utc::now() - chrono::Duration::seconds(1));
+        state.deploy("dev", "web", &v1, 1, None, "superseded").unwrap();
+        let new = state.reconcile().start;
+        let ids = |state: &State, current: bool| -> Vec<TaskId> {
+            state.observe("dev", &["web".into()], current)[0].tasks.iter().map(|t| t.id.clone()).collect()
+        };
+        assert_eq!(ids(&state, false), [new[0].clone(), before.clone()], "everything, newest first");
+        assert_eq!(ids(&state, true), [new[0].clone()]);
+        // A task of the current rollout that stopped stays: it may be why the rollout fails.
+        let t = state.tasks.get_mut(&new[0]).unwrap();
+        t.lifecycle = Lifecycle::Stopped;
+        t.stopped_at = Some(Utc::now());
+        assert_eq!(ids(&state, true), [new[0].clone()]);
     }
 
     #[test]

@@ -344,6 +344,33 @@ fn after_down_the_next_commit_starts_the_stage_again() {
     assert!(history[1]["description"].as_str().unwrap().starts_with("Activate release 1"), "{:#?}", history[1]);
 }
 
+/// Once an app has more inactive revisions than state keeps, every deploy is followed by a
+/// prune. The prune asks nothing of the runtime, so it is journaled in the same write as the
+/// deploy's end: the write before the last one still has the deploy in progress.
+#[test]
+fn a_prune_is_journaled_with_the_deploy_it_follows() {
+    let p = Project::new();
+    let keep = ferry::plan::KEEP_REVISIONS as u64;
+    // The deploy of release KEEP + 2 is the first with more inactive revisions than state keeps.
+    let last = keep + 2;
+    let releases: Vec<(u64, String)> = (1..=last).map(|r| (r, p.push("web", &format!("r{r}"), &[]))).collect();
+    let mut web = app("web", releases, 1);
+    web.scale = 1;
+    for release in 1..=last {
+        web.active = release;
+        p.stage(std::slice::from_ref(&web));
+        p.commit().expect_code(0);
+    }
+    assert_eq!(get(web.port).unwrap(), format!("r{last}"));
+    let state = p.state();
+    let revisions = state["apps"]["web"]["revisions"].as_array().unwrap().len() as u64;
+    assert_eq!(revisions, keep + 1, "the active one and {keep} inactive: {state:#}");
+    let previous: Value = serde_json::from_str(&p.p.read(".ferry/state/dev.json.previous")).unwrap();
+    let newest = |s: &Value| s["apps"]["web"]["history"].as_array().unwrap().last().unwrap()["status"].clone();
+    assert_eq!((newest(&previous), newest(&state)), ("in_progress".into(), "succeeded".into()));
+    assert_eq!(previous["serial"].as_u64().unwrap() + 1, state["serial"].as_u64().unwrap(), "one write apart");
+}
+
 #[test]
 fn a_release_that_never_turns_healthy_fails_and_the_old_keeps_serving() {
     let p = Project::new();

@@ -223,6 +223,9 @@ impl Engine {
         let mut observe_failures = 0;
         let mut observing: Option<Observing> = None;
         loop {
+            // Steps whose answers came in while the loop was busy (a journal write blocks it)
+            // run first, so that what ended together starts together, with one write for all.
+            tokio::task::yield_now().await;
             // Everything that ended already is handled before the one write and the next wait.
             while let Some(joined) = walk.join.try_join_next() {
                 match joined {
@@ -316,7 +319,14 @@ impl Walk<'_> {
             }
             if self.nodes[i] == Node::Waiting && self.deps[i].iter().all(|&d| self.nodes[d] == Node::Done) {
                 self.prepare(i);
-                starting.push(i);
+                if matches!(self.op(i), Operation::PruneRevisions { .. }) {
+                    // Nothing to ask the runtime (see `spawn`): recorded now, in the write below
+                    // with everything else that starts or ended, rather than in a write of its
+                    // own after each deploy it follows.
+                    self.finish(i, OpOutcome::Succeeded { detail: None }, None);
+                } else {
+                    starting.push(i);
+                }
             }
         }
         // Rollouts are recorded `in_progress` before the runtime hears of them, in one write
@@ -423,7 +433,8 @@ impl Walk<'_> {
                     Event::Finished { outcome: ops::remove(&ctx, app, REMOVE_TIMEOUT).await, revision: None }
                 }
                 // The runtime keeps no revisions worth deregistering yet (the local agent's
-                // live in memory); recording the prune keeps state's list short.
+                // live in memory); recording the prune keeps state's list short. Settled in
+                // `start_ready` without a step of its own; kept here for completeness.
                 Operation::PruneRevisions { .. } => {
                     Event::Finished { outcome: OpOutcome::Succeeded { detail: None }, revision: None }
                 }

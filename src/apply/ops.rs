@@ -201,31 +201,35 @@ pub async fn start_deploy(
     // Which tasks and events predate the rollout: looked at first where that is cheap (or
     // old tasks' output must be told apart by id); otherwise the rollout's start time tells
     // (see `rollout::judge`), and the deploy costs no observation.
-    let before = if ctx.runtime.observe_is_cheap() || records.old_tasks_by_id {
-        Some(observe_one(ctx, app).await?)
-    } else {
-        None
-    };
+    let look_first = ctx.runtime.observe_is_cheap() || records.old_tasks_by_id;
     // The recorded active deployment is what "previous" means; registering it again is
     // idempotent and also works after the agent restarted (ECS takes the recorded task
-    // definition as is). If that fails, fall back to what the runtime serves, looking now
-    // if it was not looked at: a deploy that fails with no previous revision removes the app.
-    let previous = match from {
-        Some(f) => match register_running(ctx, app, f, &records.from).await {
-            Ok(revision) => Some(revision),
-            Err(_) => {
-                let serving = |b: &ServiceStatus| {
-                    b.primary()
-                        .filter(|p| p.state == crate::runtime::RolloutState::Completed)
-                        .map(|p| p.revision.clone())
-                };
-                match &before {
-                    Some(b) => serving(b),
-                    None => serving(&observe_one(ctx, app).await?),
-                }
-            }
-        },
+    // definition as is). Where the look before the rollout is made, the two requests do not
+    // depend on each other: both are under way at once. If registering the previous release
+    // fails, fall back to what the runtime serves, looking now if it was not looked at: a
+    // deploy that fails with no previous revision removes the app.
+    let register_previous = async {
+        match from {
+            Some(f) => Some(register_running(ctx, app, f, &records.from).await),
+            None => None,
+        }
+    };
+    let (before, registered) = if look_first {
+        let (before, registered) = tokio::join!(observe_one(ctx, app), register_previous);
+        (Some(before?), registered)
+    } else {
+        (None, register_previous.await)
+    };
+    let serving = |b: &ServiceStatus| {
+        b.primary().filter(|p| p.state == crate::runtime::RolloutState::Completed).map(|p| p.revision.clone())
+    };
+    let previous = match registered {
         None => None,
+        Some(Ok(revision)) => Some(revision),
+        Some(Err(_)) => match &before {
+            Some(b) => serving(b),
+            None => serving(&observe_one(ctx, app).await?),
+        },
     };
     let mut started = start(ctx, app, before, target, to, previous, deployment).await?;
     started.previous_release = from.cloned();

@@ -455,7 +455,8 @@ pub trait Runtime: Send + Sync {
     /// [`observe`](Self::observe) for a watcher: the status of `apps` once it may differ
     /// from what this method answered last time for the same `apps`, or after `within`. A
     /// runtime that cannot tell when its state changes waits `within`, then observes (this
-    /// default); the local agent answers as soon as something changed.
+    /// default); the local agent answers as soon as something changed, and leaves out tasks
+    /// that stopped before an app's current rollout began.
     async fn observe_changes(&self, apps: &[String], within: Duration) -> RuntimeResult<Vec<ServiceStatus>> {
         tokio::time::sleep(within).await;
         self.observe(apps).await

@@ -231,9 +231,9 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
             agent.wake_reconciler();
             Ok(Reply::Rollout { id })
         }
-        Request::Observe { stage, apps, changed_since, wait_ms } => {
+        Request::Observe { stage, apps, changed_since, wait_ms, current } => {
             let wait = Duration::from_millis(wait_ms).min(MAX_OBSERVE_WAIT);
-            let (services, version) = observe_changed(agent, &stage, &apps, changed_since, wait).await;
+            let (services, version) = observe_changed(agent, &stage, &apps, current, changed_since, wait).await;
             Ok(Reply::Services { services, version: Some(version) })
         }
         Request::Scale { stage, app, desired } => {
@@ -326,25 +326,35 @@ async fn ensure_listener(agent: &Arc<Agent>, stage: &str, app: &str, port: Optio
     Ok(())
 }
 
-/// `Observe`, as a long poll when `since` is given: the status of `apps` and its
+/// `Observe`, as a long poll when `since` is given: the status of `apps` (`current`: see
+/// [`Request::Observe`]) and its
 /// fingerprint as soon as that differs from `since`, or when `wait` is up. Looked at again
 /// after every reconcile pass: passes follow every change of a task's state (and run at
-/// least every 100 ms), and the rollout states they set are what a watcher waits for.
+/// least every 100 ms), and the rollout states they set are what a watcher waits for. A pass
+/// that left the status as it was costs a comparison, not a fingerprint: with 20 apps the
+/// status is tens of kB of JSON, and passes come many times a second during a rollout.
 async fn observe_changed(
     agent: &Agent,
     stage: &str,
     apps: &[String],
+    current: bool,
     since: Option<u64>,
     wait: Duration,
 ) -> (Vec<ServiceStatus>, u64) {
     let deadline = tokio::time::Instant::now() + wait;
     let mut passes = agent.passes.subscribe();
+    // The status `since` fingerprints, once seen.
+    let mut seen: Option<Vec<ServiceStatus>> = None;
     loop {
         passes.borrow_and_update();
-        let services = agent.with_state(|s| s.observe(stage, apps));
-        let version = fingerprint(&services);
-        if since != Some(version) || tokio::time::Instant::now() >= deadline {
-            return (services, version);
+        let services = agent.with_state(|s| s.observe(stage, apps, current));
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if timed_out || seen.as_ref() != Some(&services) {
+            let version = fingerprint(&services);
+            if timed_out || since != Some(version) {
+                return (services, version);
+            }
+            seen = Some(services);
         }
         tokio::select! {
             _ = passes.changed() => {}

@@ -267,18 +267,21 @@ impl LocalRuntime {
     /// Like [`Runtime::observe`], but without starting an agent (an absent agent runs
     /// nothing: every app is missing).
     pub async fn observe_if_running(&self, apps: &[String]) -> RuntimeResult<Vec<ServiceStatus>> {
-        Ok(self.observe_request(apps, None, Duration::ZERO).await?.0)
+        Ok(self.observe_request(apps, false, None, Duration::ZERO).await?.0)
     }
 
-    /// An `Observe` request (a long poll with `since`) and the version of its answer.
+    /// An `Observe` request (a long poll with `since`; `current`: see [`Request::Observe`])
+    /// and the version of its answer.
     async fn observe_request(
         &self,
         apps: &[String],
+        current: bool,
         since: Option<u64>,
         wait: Duration,
     ) -> RuntimeResult<(Vec<ServiceStatus>, Option<u64>)> {
         let wait_ms = if since.is_some() { wait.as_millis().try_into().unwrap_or(u64::MAX) } else { 0 };
-        let req = Request::Observe { stage: self.stage.clone(), apps: apps.to_vec(), changed_since: since, wait_ms };
+        let stage = self.stage.clone();
+        let req = Request::Observe { stage, apps: apps.to_vec(), changed_since: since, wait_ms, current };
         match request(&self.layout, &req).await? {
             Some(Reply::Services { services, version }) => Ok((services, version)),
             Some(other) => Err(unexpected(other)),
@@ -360,7 +363,8 @@ impl Runtime for LocalRuntime {
             },
             _ => None,
         };
-        let (services, version) = self.observe_request(apps, since, within).await?;
+        // A watcher judges the current rollouts: older stopped tasks are left out.
+        let (services, version) = self.observe_request(apps, true, since, within).await?;
         *self.last_observed.lock().unwrap_or_else(|p| p.into_inner()) = Some((apps.to_vec(), version));
         Ok(services)
     }

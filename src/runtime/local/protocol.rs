@@ -41,6 +41,11 @@ pub enum Request {
         changed_since: Option<u64>,
         #[serde(default, skip_serializing_if = "is_zero")]
         wait_ms: u64,
+        /// For a watcher: leave out tasks that stopped before the app's current rollout began
+        /// (each app keeps its last ten stopped tasks for `ps`; a watch never needs them, and
+        /// with many apps they are most of every answer).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        current: bool,
     },
     RollBack {
         stage: String,
@@ -163,10 +168,18 @@ mod tests {
     fn observe_without_a_long_poll_is_the_old_request_and_reply() {
         let old_request = r#"{"op":"observe","stage":"dev","apps":["web"]}"#;
         match serde_json::from_str::<Request>(old_request).unwrap() {
-            Request::Observe { changed_since, wait_ms, .. } => assert_eq!((changed_since, wait_ms), (None, 0)),
+            Request::Observe { changed_since, wait_ms, current, .. } => {
+                assert_eq!((changed_since, wait_ms, current), (None, 0, false))
+            }
             other => panic!("{other:?}"),
         }
-        let plain = Request::Observe { stage: "dev".into(), apps: vec!["web".into()], changed_since: None, wait_ms: 0 };
+        let plain = Request::Observe {
+            stage: "dev".into(),
+            apps: vec!["web".into()],
+            changed_since: None,
+            wait_ms: 0,
+            current: false,
+        };
         assert_eq!(serde_json::to_string(&plain).unwrap(), old_request, "what older agents understand");
         let old_reply = r#"{"reply":"services","services":[]}"#;
         match serde_json::from_str::<Reply>(old_reply).unwrap() {

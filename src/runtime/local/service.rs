@@ -172,7 +172,12 @@ impl Task {
 pub struct State {
     pub revisions: BTreeMap<AppKey, Vec<Revision>>,
     pub services: BTreeMap<AppKey, Service>,
+    /// Every task. Tasks are added by [`State::add_task`] and forgotten by the reconcile
+    /// pass only, which keep `by_app` in step.
     pub tasks: BTreeMap<TaskId, Task>,
+    /// The ids of each app's tasks, oldest first: a reconcile pass and an observation look
+    /// at one app's tasks, not at every task of every app for each app.
+    by_app: BTreeMap<AppKey, Vec<TaskId>>,
     seq: u64,
     /// Set by a removal: exit once nothing is left.
     pub exit_when_idle: bool,
@@ -299,6 +304,7 @@ impl State {
         let release = self.revision(stage, app, revision)?.spec.release;
         self.seq += 1;
         let id = TaskId(new_id());
+        self.by_app.entry(key(stage, app)).or_default().push(id.clone());
         let kind = if one_off.is_some() { TaskKind::OneOff } else { TaskKind::Service };
         self.tasks.insert(
             id.clone(),
@@ -360,6 +366,11 @@ impl State {
         self.exit_when_idle = true;
     }
 
+    /// The tasks of app `k`, oldest first.
+    fn app_tasks(&self, k: &AppKey) -> Vec<&Task> {
+        self.by_app.get(k).map_or_else(Vec::new, |ids| ids.iter().filter_map(|id| self.tasks.get(id)).collect())
+    }
+
     /// Tasks not yet stopped, in `stage` (all: `None`).
     pub fn live_tasks(&self, stage: Option<&str>) -> usize {
         self.tasks.values().filter(|t| t.is_live() && stage.is_none_or(|s| s == t.stage)).count()
@@ -380,9 +391,11 @@ impl State {
     fn reconcile_service(&mut self, k: &AppKey, out: &mut Reconciled) {
         let now = Utc::now();
         let service = &self.services[k];
-        let of_app = |t: &&Task| t.kind == TaskKind::Service && t.stage == k.0 && t.app == k.1 && t.is_live();
+        // The app's live service tasks, looked up once for the whole pass over the app.
+        let tasks: Vec<&Task> =
+            self.app_tasks(k).into_iter().filter(|t| t.kind == TaskKind::Service && t.is_live()).collect();
         if service.removing {
-            let live: Vec<TaskId> = self.tasks.values().filter(of_app).map(|t| t.id.clone()).collect();
+            let live: Vec<TaskId> = tasks.iter().map(|t| t.id.clone()).collect();
             if live.is_empty() {
                 if let Some(s) = self.services.remove(k) {
                     out.closed.extend(s.listeners.into_values());
@@ -396,7 +409,7 @@ impl State {
         }
         let Some(primary) = service.primary().cloned() else { return };
         let n = service.desired as usize;
-        let active: Vec<&Task> = self.tasks.values().filter(of_app).filter(|t| t.stop.is_none()).collect();
+        let active: Vec<&Task> = tasks.iter().copied().filter(|t| t.stop.is_none()).collect();
         let (new, old): (Vec<&Task>, Vec<&Task>) = active.into_iter().partition(|t| t.revision == primary.revision);
         let healthy = |t: &&&Task| t.lifecycle == Lifecycle::Running && t.health == Health::Healthy;
         let healthy_new = new.iter().filter(healthy).count();
@@ -414,7 +427,7 @@ impl State {
         let mut stops: Vec<(TaskId, &'static str)> = Vec::new();
         // Tasks still draining or stopping count against the surge, as on ECS: they hold
         // resources until they are gone.
-        let stopping = self.tasks.values().filter(of_app).filter(|t| t.stop.is_some()).count();
+        let stopping = tasks.iter().filter(|t| t.stop.is_some()).count();
         if new.len() < n {
             let room = (n + surge).saturating_sub(new.len() + old.len() + stopping);
             start = (n - new.len()).min(room);
@@ -442,7 +455,7 @@ impl State {
             }
             stops.extend(sorted.iter().take(drop).map(|t| (t.id.clone(), "replaced by a new revision")));
         }
-        let others_live = self.tasks.values().filter(of_app).any(|t| t.revision != primary.revision);
+        let others_live = tasks.iter().any(|t| t.revision != primary.revision);
         let complete = primary.state == RolloutState::InProgress
             && new.len() == n
             && healthy_new == n
@@ -482,17 +495,22 @@ impl State {
 
     /// Forget the oldest stopped tasks beyond [`KEEP_STOPPED`] per app.
     fn prune(&mut self) {
-        let mut stopped: BTreeMap<AppKey, Vec<(u64, TaskId)>> = BTreeMap::new();
-        for t in self.tasks.values().filter(|t| !t.is_live()) {
-            stopped.entry(key(&t.stage, &t.app)).or_default().push((t.seq, t.id.clone()));
-        }
-        for (_, mut list) in stopped {
-            if list.len() > KEEP_STOPPED {
-                list.sort();
-                for (_, id) in &list[..list.len() - KEEP_STOPPED] {
-                    self.tasks.remove(id);
-                }
+        let tasks = &mut self.tasks;
+        for ids in self.by_app.values_mut() {
+            let stopped = |tasks: &BTreeMap<TaskId, Task>, id: &TaskId| tasks.get(id).is_some_and(|t| !t.is_live());
+            let mut excess = ids.iter().filter(|id| stopped(tasks, id)).count().saturating_sub(KEEP_STOPPED);
+            if excess == 0 {
+                continue;
             }
+            // Oldest first, so the oldest stopped tasks go.
+            ids.retain(|id| {
+                if excess == 0 || !stopped(tasks, id) {
+                    return true;
+                }
+                tasks.remove(id);
+                excess -= 1;
+                false
+            });
         }
     }
 
@@ -512,33 +530,37 @@ impl State {
         }
     }
 
-    /// The status of `apps` of `stage` (every app with a service or tasks: empty).
-    pub fn observe(&self, stage: &str, apps: &[String]) -> Vec<ServiceStatus> {
+    /// The status of `apps` of `stage` (every app with a service or tasks: empty). With
+    /// `current`, tasks that stopped before an app's current rollout began are left out.
+    pub fn observe(&self, stage: &str, apps: &[String], current: bool) -> Vec<ServiceStatus> {
         let apps: Vec<String> = if apps.is_empty() {
             let mut all: Vec<String> =
                 self.services.keys().filter(|(s, _)| s == stage).map(|(_, a)| a.clone()).collect();
-            all.extend(self.tasks.values().filter(|t| t.stage == stage).map(|t| t.app.clone()));
+            all.extend(self.by_app.keys().filter(|(s, _)| s == stage).map(|(_, a)| a.clone()));
             all.sort();
             all.dedup();
             all
         } else {
             apps.to_vec()
         };
-        apps.iter().map(|app| self.observe_app(stage, app)).collect()
+        apps.iter().map(|app| self.observe_app(stage, app, current)).collect()
     }
 
-    fn observe_app(&self, stage: &str, app: &str) -> ServiceStatus {
+    fn observe_app(&self, stage: &str, app: &str, current: bool) -> ServiceStatus {
         let k = key(stage, app);
         let service = self.services.get(&k);
-        let mut tasks: Vec<&Task> = self.tasks.values().filter(|t| t.stage == stage && t.app == app).collect();
-        tasks.sort_by_key(|t| std::cmp::Reverse(t.seq));
+        let mut tasks = self.app_tasks(&k);
+        tasks.reverse(); // newest first
         let Some(service) = service else {
             let mut s = ServiceStatus::missing(app);
             s.tasks = tasks.iter().map(|t| t.status(None)).collect();
             return s;
         };
-        let svc_tasks = || tasks.iter().filter(|t| t.kind == TaskKind::Service && t.is_live());
         let primary = service.primary();
+        if let Some(since) = primary.map(|p| p.created_at).filter(|_| current) {
+            tasks.retain(|t| t.is_live() || t.stopped_at.is_none_or(|at| at >= since));
+        }
+        let svc_tasks = || tasks.iter().filter(|t| t.kind == TaskKind::Service && t.is_live());
         let rollouts = service
             .rollouts
             .iter()
@@ -583,11 +605,8 @@ impl State {
     /// as in flight; `exclude` holds tasks that already refused this request.
     pub fn pick_backend(&mut self, k: &AppKey, exclude: &[TaskId]) -> Option<(TaskId, u16, InflightGuard)> {
         let service = self.services.get(k)?;
-        let candidates: Vec<&Task> = self
-            .tasks
-            .values()
-            .filter(|t| t.stage == k.0 && t.app == k.1 && !exclude.contains(&t.id) && t.routable(service))
-            .collect();
+        let candidates: Vec<&Task> =
+            self.app_tasks(k).into_iter().filter(|t| !exclude.contains(&t.id) && t.routable(service)).collect();
         if candidates.is_empty() {
             return None;
         }
@@ -724,6 +743,52 @@ mod tests {
         assert_eq!(rollout_state(&state), (RolloutState::Completed, true));
         let failed = &state.services[&key("dev", "web")].rollouts[1];
         assert_eq!((failed.state, failed.reason.as_deref()), (RolloutState::Failed, Some("rolled back")));
+    }
+
+    #[test]
+    fn keeps_each_apps_newest_stopped_tasks_and_lists_them_newest_first() {
+        let mut state = State::default();
+        let web = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        let api = state.register("dev", RevisionSpec { app: "api".into(), ..spec(1) }, BTreeMap::new()).unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..KEEP_STOPPED + 2 {
+            ids.push(state.add_task("dev", "web", &web, None).unwrap());
+        }
+        let api_task = state.add_task("dev", "api", &api, None).unwrap();
+        for t in state.tasks.values_mut() {
+            t.lifecycle = Lifecycle::Stopped;
+        }
+        state.reconcile();
+        assert!(!state.tasks.contains_key(&ids[0]) && !state.tasks.contains_key(&ids[1]), "the oldest two go");
+        assert!(state.tasks.contains_key(&api_task), "another app's tasks count apart");
+        let listed: Vec<TaskId> =
+            state.observe("dev", &["web".into()], false)[0].tasks.iter().map(|t| t.id.clone()).collect();
+        let newest_first: Vec<TaskId> = ids[2..].iter().rev().cloned().collect();
+        assert_eq!(listed, newest_first);
+        let all: Vec<String> = state.observe("dev", &[], false).iter().map(|s| s.app.clone()).collect();
+        assert_eq!(all, ["api", "web"], "apps with tasks only are observed too");
+    }
+
+    #[test]
+    fn a_watchers_observation_leaves_out_tasks_stopped_before_the_current_rollout() {
+        let mut state = State::default();
+        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        let before = state.add_task("dev", "web", &v1, None).unwrap();
+        let t = state.tasks.get_mut(&before).unwrap();
+        t.lifecycle = Lifecycle::Stopped;
+        t.stopped_at = Some(Utc::now() - chrono::Duration::seconds(1));
+        state.deploy("dev", "web", &v1, 1, None, "superseded").unwrap();
+        let new = state.reconcile().start;
+        let ids = |state: &State, current: bool| -> Vec<TaskId> {
+            state.observe("dev", &["web".into()], current)[0].tasks.iter().map(|t| t.id.clone()).collect()
+        };
+        assert_eq!(ids(&state, false), [new[0].clone(), before.clone()], "everything, newest first");
+        assert_eq!(ids(&state, true), [new[0].clone()]);
+        // A task of the current rollout that stopped stays: it may be why the rollout fails.
+        let t = state.tasks.get_mut(&new[0]).unwrap();
+        t.lifecycle = Lifecycle::Stopped;
+        t.stopped_at = Some(Utc::now());
+        assert_eq!(ids(&state, true), [new[0].clone()]);
     }
 
     #[test]

@@ -317,14 +317,71 @@ pub fn load_stage_text(path: &Path, text: String, name: &str) -> Result<Stage, D
 /// also takes an empty table as a unit enum variant (`run_on = { release = {} }`), which the
 /// slow path rejects, so the enum keys must be strings.
 fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
-    use serde::Deserialize as _;
-    use toml::de::{DeTable, DeValue};
-    type Node<'i> = toml::Spanned<DeValue<'i>>;
-
     // Conservative: a backslash before `e` or `x` anywhere, even escaped or in a comment.
     if text.match_indices('\\').any(|(i, _)| matches!(text.as_bytes().get(i + 1), Some(b'e' | b'x'))) {
         return None;
     }
+    if text.len() >= PARALLEL_PARSE_MIN {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        if cores > 1 {
+            if let Some(file) = deserialize_in_chunks(text, cores.min(8)) {
+                return Some(file);
+            }
+        }
+    }
+    deserialize_toml_part(text, Part::Whole)
+}
+
+/// From this size on, a stage file is parsed in chunks on several cores; below it, the
+/// threads would cost more than they save.
+const PARALLEL_PARSE_MIN: usize = 256 * 1024;
+
+/// Which part of a stage file a text is, for [`deserialize_toml_part`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The whole file.
+    Whole,
+    /// What comes before the first app: it must not mention `apps` (an `apps = {}` there
+    /// would close the table to the chunks' apps).
+    Prefix,
+    /// Whole apps: it must hold nothing but `apps`.
+    Apps,
+}
+
+/// [`deserialize_valid_toml`] on `n` cores: the file is cut into its prefix and chunks of
+/// whole apps ([`toml_chunks`](crate::config::toml_chunks)), each parsed on its own thread,
+/// and the apps merged. `None` at any doubt — a piece that does not parse, an app found in
+/// two chunks — and the caller parses the file whole, so results and diagnostics are those
+/// of the serial path.
+fn deserialize_in_chunks(text: &str, n: usize) -> Option<StageFile> {
+    let cut = crate::config::toml_chunks::app_chunks(text, n)?;
+    let (first, rest) = cut.chunks.split_first()?;
+    let (mut file, chunks) = std::thread::scope(|scope| {
+        let helpers: Vec<_> =
+            rest.iter().map(|chunk| scope.spawn(|| deserialize_toml_part(&text[chunk.clone()], Part::Apps))).collect();
+        let prefix = deserialize_toml_part(&text[cut.prefix.clone()], Part::Prefix);
+        let mut chunks = vec![deserialize_toml_part(&text[first.clone()], Part::Apps)];
+        chunks.extend(helpers.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        (prefix, chunks)
+    });
+    let apps = &mut file.as_mut()?.apps;
+    for chunk in chunks {
+        for (name, app) in chunk?.apps {
+            if apps.insert(name, app).is_some() {
+                return None;
+            }
+        }
+    }
+    file
+}
+
+/// Parse and deserialize `text`, one [`Part`] of a stage file, if it is valid TOML 1.0 of
+/// the right shape; `None` otherwise.
+fn deserialize_toml_part(text: &str, part: Part) -> Option<StageFile> {
+    use serde::Deserialize as _;
+    use toml::de::{DeTable, DeValue};
+    type Node<'i> = toml::Spanned<DeValue<'i>>;
+
     fn is_toml_1_0(text: &str, node: &Node<'_>) -> bool {
         match node.get_ref() {
             DeValue::Table(table) => {
@@ -341,7 +398,12 @@ fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
     }
     let doc = DeTable::parse(text).ok()?;
     let root = doc.get_ref();
-    if !root.values().all(|v| is_toml_1_0(text, v)) {
+    let shape_fits = match part {
+        Part::Whole => true,
+        Part::Prefix => !root.contains_key("apps"),
+        Part::Apps => root.keys().all(|k| k.get_ref() == "apps"),
+    };
+    if !shape_fits || !root.values().all(|v| is_toml_1_0(text, v)) {
         return None;
     }
     let is_str = |node: Option<&Node<'_>>| node.is_none_or(|n| n.get_ref().is_str());
@@ -1102,6 +1164,88 @@ mod tests {
         let found = fast(&text).expect("the file deserializes").unwrap_err();
         assert_eq!(found, slow(&text).unwrap_err());
         assert_eq!(found.0.len(), 5, "{found:?}");
+    }
+
+    /// Every stage file under `dir`, as text.
+    fn stage_texts(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stage_texts(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml")
+                && path.parent().is_some_and(|p| p.ends_with("stages"))
+            {
+                out.push(std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn parsing_in_chunks_gives_what_parsing_whole_does() {
+        let mut texts: Vec<String> = Vec::new();
+        for dir in ["examples", "tests"] {
+            stage_texts(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir), &mut texts);
+        }
+        assert!(texts.len() > 10, "found the example stages: {}", texts.len());
+        texts.push(crate::plan::fixture::stage_toml(&crate::plan::fixture::large_stage(40, 3)));
+        texts.push(
+            "# ferry\n[runtime]\nkind = \"local\"\n\n[apps.a]\nimage = \"a\"\ncommand = [\n  \"x\",\n]\n\
+             [apps.a.env]\nNOTE = \"\"\"\n[apps.b]\n\"\"\"\n[apps.b] # the real one\nimage = 'b'\n\
+             [[apps.b.release_tasks]]\nname = \"m\"\ncommand = ['''\n[apps.c]\n''']\n[apps.c]\r\nimage = \"c\"\r\n"
+                .to_string(),
+        );
+        let mut chunked = 0;
+        for text in &texts {
+            let whole = deserialize_toml_part(text, Part::Whole);
+            for n in 2..5 {
+                let in_chunks = deserialize_in_chunks(text, n);
+                if in_chunks.is_some() {
+                    chunked += 1;
+                    assert_eq!(in_chunks, whole, "{n} chunks of\n{text}");
+                }
+            }
+        }
+        assert!(chunked > 20, "most files parse in chunks: {chunked}");
+        let tricky = texts.last().unwrap();
+        assert_eq!(deserialize_toml_part(tricky, Part::Whole).unwrap().apps.len(), 3, "a valid file");
+    }
+
+    #[test]
+    fn what_chunks_cannot_see_of_each_other_is_left_to_the_whole_file() {
+        let app = |name: &str| format!("[apps.{name}]\nimage = \"{name}\"\n");
+        for text in [
+            // An app in two chunks: a duplicate table, or a subtable after another app.
+            format!("{}{}{}", app("a"), app("b"), app("a")),
+            format!("{}{}{}[apps.a.env]\nX = \"1\"\n", app("a"), app("b"), app("c")),
+            format!("{}[apps.\"b\"]\nimage = \"b\"\n{}", app("a"), app("b")),
+            // `apps` in the prefix, closed or not.
+            format!("apps = {{}}\n{}{}", app("a"), app("b")),
+            format!("[apps]\n{}{}", app("a"), app("b")),
+            // Something other than apps after the first app.
+            format!("{}{}[runtime]\nkind = \"local\"\n", app("a"), app("b")),
+        ] {
+            // Cut before each app: each case is seen and refused.
+            assert_eq!(deserialize_in_chunks(&text, 3), None, "{text}");
+            let whole = deserialize_toml_part(&text, Part::Whole);
+            for n in [2, 4] {
+                let in_chunks = deserialize_in_chunks(&text, n);
+                assert!(in_chunks.is_none() || in_chunks == whole, "{n} chunks of\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_inside_a_multi_line_value_is_refused_by_the_parse() {
+        // Each text has a line reading `[apps.in]` inside a multi-line value, where the cut
+        // into three lands; the piece before it does not parse, so the file is parsed whole.
+        let pad = format!("[apps.a]\nimage = \"a\"\ncommand = [{}]\n", "\"x\", ".repeat(20));
+        for inside in ["NOTE = \"\"\"\n[apps.in]\n\"\"\"\n", "NOTE = '''\n[apps.in]\n'''\n", "NOTE = [\n[apps.in]\n]\n"]
+        {
+            let text = format!("{pad}[apps.b]\nimage = \"b\"\n{inside}{pad}");
+            let cut = crate::config::toml_chunks::app_chunks(&text, 2).unwrap();
+            assert!(text[cut.chunks[1].clone()].starts_with("[apps.in]"), "{text}");
+            assert_eq!(deserialize_in_chunks(&text, 2), None, "{text}");
+        }
     }
 
     #[test]

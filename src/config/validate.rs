@@ -321,12 +321,9 @@ fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
     if text.match_indices('\\').any(|(i, _)| matches!(text.as_bytes().get(i + 1), Some(b'e' | b'x'))) {
         return None;
     }
-    if text.len() >= PARALLEL_PARSE_MIN {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        if cores > 1 {
-            if let Some(file) = deserialize_in_chunks(text, cores.min(8)) {
-                return Some(file);
-            }
+    if text.len() >= PARALLEL_PARSE_MIN && cores() > 1 {
+        if let Some(file) = deserialize_in_chunks(text, cores()) {
+            return Some(file);
         }
     }
     deserialize_toml_part(text, Part::Whole)
@@ -335,6 +332,15 @@ fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
 /// From this size on, a stage file is parsed in chunks on several cores; below it, the
 /// threads would cost more than they save.
 const PARALLEL_PARSE_MIN: usize = 256 * 1024;
+
+/// From this many apps on, a stage's apps are checked on several cores.
+const PARALLEL_CHECK_MIN: usize = 200;
+
+/// The cores to parse and check a large stage file on (at most 8).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from).min(8))
+}
 
 /// Which part of a stage file a text is, for [`deserialize_toml_part`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,12 +464,8 @@ fn check_stage_file(
     name: &str,
 ) -> Result<Stage, Diagnostics> {
     let runtime = check_runtime(src, &file, &mut diags);
-    let mut apps = BTreeMap::new();
-    for (app_name, section) in &file.apps {
-        if let Some(app) = check_app(src, app_name, section, &runtime, &mut diags) {
-            apps.insert(app_name.clone(), app);
-        }
-    }
+    let threads = if file.apps.len() >= PARALLEL_CHECK_MIN { cores() } else { 1 };
+    let apps = check_apps(src, &file, &runtime, threads, &mut diags);
     check_across_apps(src, &file, &runtime, &mut diags);
 
     if diags.is_empty() {
@@ -472,6 +474,43 @@ fn check_stage_file(
         diags.sort();
         Err(diags)
     }
+}
+
+/// [`check_app`] for every app, on `threads` threads: apps are checked independently, in
+/// runs whose results are put back in order, so the diagnostics come out as from one loop.
+fn check_apps(
+    src: &SourceFile,
+    file: &StageFile,
+    runtime: &Runtime,
+    threads: usize,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, App> {
+    let sections: Vec<(&String, &AppSection)> = file.apps.iter().collect();
+    let check = |sections: &[(&String, &AppSection)]| {
+        let mut diags = Diagnostics::default();
+        let apps: Vec<(String, App)> = sections
+            .iter()
+            .filter_map(|&(name, section)| Some((name.clone(), check_app(src, name, section, runtime, &mut diags)?)))
+            .collect();
+        (apps, diags)
+    };
+    let runs: Vec<&[(&String, &AppSection)]> = sections.chunks(sections.len().div_ceil(threads).max(1)).collect();
+    let checked: Vec<(Vec<(String, App)>, Diagnostics)> = match runs.split_first() {
+        Some((first, rest)) if !rest.is_empty() => std::thread::scope(|scope| {
+            let helpers: Vec<_> = rest.iter().map(|run| scope.spawn(|| check(run))).collect();
+            let mut checked = vec![check(first)];
+            checked
+                .extend(helpers.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+            checked
+        }),
+        _ => vec![check(&sections)],
+    };
+    let mut apps = Vec::with_capacity(sections.len());
+    for (run, run_diags) in checked {
+        apps.extend(run);
+        diags.0.extend(run_diags.0);
+    }
+    apps.into_iter().collect()
 }
 
 fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) -> Runtime {
@@ -615,21 +654,30 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     }
 
     // Releases: positive, unique ids; valid digests.
-    let mut releases: BTreeMap<u64, Digest> = BTreeMap::new();
+    let mut releases: Vec<(u64, Digest)> = Vec::with_capacity(a.releases.len());
     let mut written: BTreeMap<u64, &str> = BTreeMap::new();
     // In file order, so a duplicate is reported where it is written the second time.
     // Only ids written twice (`1` and `01`) make the order matter, and finding where each
     // key is written costs a walk of the file's tree, so sort only then.
     let mut in_file_order: Vec<(&String, &String)> = a.releases.iter().collect();
-    let mut ids = BTreeSet::new();
-    if in_file_order.iter().any(|(key, _)| key.parse::<i64>().is_ok_and(|id| id > 0 && !ids.insert(id))) {
+    let mut ids: Vec<i64> =
+        in_file_order.iter().filter_map(|(key, _)| key.parse::<i64>().ok()).filter(|&id| id > 0).collect();
+    ids.sort_unstable();
+    let written_twice = ids.windows(2).any(|w| w[0] == w[1]);
+    if written_twice {
         in_file_order.sort_by_cached_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
+    } else {
+        // Each id once: the map is built in one go below, with no duplicate to report.
+        written = in_file_order
+            .iter()
+            .filter_map(|(key, _)| Some((key.parse::<i64>().ok().filter(|&id| id > 0)? as u64, key.as_str())))
+            .collect();
     }
     for (key, digest) in in_file_order {
         let rel_at = || at(&path!["releases", key]);
         match key.parse::<i64>() {
             Ok(id) if id > 0 => {
-                if let Some(other) = written.insert(id as u64, key) {
+                if let Some(other) = written_twice.then(|| written.insert(id as u64, key)).flatten() {
                     diags.push(
                         src.diagnostic(
                             &rel_at(),
@@ -643,9 +691,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                     );
                 }
                 match digest.parse::<Digest>() {
-                    Ok(d) => {
-                        releases.insert(id as u64, d);
-                    }
+                    Ok(d) => releases.push((id as u64, d)),
                     Err(_) => diags.push(
                         src.diagnostic(
                             &rel_at(),
@@ -959,7 +1005,8 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     Some(App {
         name: name.to_string(),
         image: a.image.clone(),
-        releases,
+        // Later entries win, as `insert` would (only a file with a duplicate id has any).
+        releases: releases.into_iter().collect(),
         active,
         scale,
         track: a.track.clone(),
@@ -1245,6 +1292,29 @@ mod tests {
             let cut = crate::config::toml_chunks::app_chunks(&text, 2).unwrap();
             assert!(text[cut.chunks[1].clone()].starts_with("[apps.in]"), "{text}");
             assert_eq!(deserialize_in_chunks(&text, 2), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn checking_apps_on_several_threads_reports_as_one_loop_does() {
+        let stage = crate::plan::fixture::large_stage(30, 3);
+        let mut text = crate::plan::fixture::stage_toml(&stage);
+        // Problems in apps that land in different runs, found lazily in the file's tree.
+        for (app, bad) in [("app-0002", "cpu = 0"), ("app-0017", "memory = 0"), ("app-0029", "cpu = 99999")] {
+            text = text.replacen(&format!("[apps.{app}]\n"), &format!("[apps.{app}]\n{bad}\n"), 1);
+        }
+        let file = deserialize_toml_part(&text, Part::Whole).expect("deserializes");
+        let check = |threads| {
+            let src = SourceFile::unparsed(Path::new("stages/p.toml"), text.clone(), Format::Toml);
+            let mut diags = Diagnostics::default();
+            let apps = check_apps(&src, &file, &Runtime::Local, threads, &mut diags);
+            (apps, diags)
+        };
+        let (apps, diags) = check(1);
+        assert_eq!(diags.0.len(), 3, "{diags:?}");
+        assert_eq!(apps.len(), 27);
+        for threads in [2, 3, 7] {
+            assert_eq!(check(threads), (apps.clone(), diags.clone()), "{threads} threads");
         }
     }
 

@@ -322,7 +322,7 @@ fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
         return None;
     }
     if text.len() >= PARALLEL_PARSE_MIN && cores() > 1 {
-        if let Some(file) = deserialize_in_chunks(text, cores()) {
+        if let Some(file) = deserialize_in_chunks(text, cores(), text.len() / PARSE_CHUNK_SIZE) {
             return Some(file);
         }
     }
@@ -332,6 +332,9 @@ fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
 /// From this size on, a stage file is parsed in chunks on several cores; below it, the
 /// threads would cost more than they save.
 const PARALLEL_PARSE_MIN: usize = 256 * 1024;
+
+/// About how much of a large stage file is parsed at a time.
+const PARSE_CHUNK_SIZE: usize = 64 * 1024;
 
 /// From this many apps on, a stage's apps are checked on several cores.
 const PARALLEL_CHECK_MIN: usize = 200;
@@ -354,20 +357,27 @@ enum Part {
     Apps,
 }
 
-/// [`deserialize_valid_toml`] on `n` cores: the file is cut into its prefix and chunks of
-/// whole apps ([`toml_chunks`](crate::config::toml_chunks)), each parsed on its own thread,
-/// and the apps merged. `None` at any doubt — a piece that does not parse, an app found in
-/// two chunks — and the caller parses the file whole, so results and diagnostics are those
-/// of the serial path.
-fn deserialize_in_chunks(text: &str, n: usize) -> Option<StageFile> {
-    let cut = crate::config::toml_chunks::app_chunks(text, n)?;
-    let (first, rest) = cut.chunks.split_first()?;
+/// [`deserialize_valid_toml`] on `threads` cores: the file is cut into its prefix and
+/// `pieces` chunks of whole apps ([`toml_chunks`](crate::config::toml_chunks)), runs of
+/// chunks are parsed on threads, and the apps merged. Small chunks keep the parser's
+/// token and event lists small, so their memory is reused from one chunk to the next
+/// rather than touched anew. `None` at any doubt — a piece that does not parse, an app
+/// found in two chunks — and the caller parses the file whole, so results and diagnostics
+/// are those of the serial path.
+fn deserialize_in_chunks(text: &str, threads: usize, pieces: usize) -> Option<StageFile> {
+    let cut = crate::config::toml_chunks::app_chunks(text, pieces.max(threads))?;
+    let runs: Vec<&[std::ops::Range<usize>]> = cut.chunks.chunks(cut.chunks.len().div_ceil(threads.max(1))).collect();
+    let (first, rest) = runs.split_first()?;
+    let parse_run = |run: &[std::ops::Range<usize>]| -> Vec<Option<StageFile>> {
+        run.iter().map(|chunk| deserialize_toml_part(&text[chunk.clone()], Part::Apps)).collect()
+    };
     let (mut file, chunks) = std::thread::scope(|scope| {
-        let helpers: Vec<_> =
-            rest.iter().map(|chunk| scope.spawn(|| deserialize_toml_part(&text[chunk.clone()], Part::Apps))).collect();
+        let helpers: Vec<_> = rest.iter().map(|run| scope.spawn(|| parse_run(run))).collect();
         let prefix = deserialize_toml_part(&text[cut.prefix.clone()], Part::Prefix);
-        let mut chunks = vec![deserialize_toml_part(&text[first.clone()], Part::Apps)];
-        chunks.extend(helpers.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        let mut chunks = parse_run(first);
+        for helper in helpers {
+            chunks.extend(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
         (prefix, chunks)
     });
     let apps = &mut file.as_mut()?.apps;
@@ -1245,7 +1255,7 @@ mod tests {
         for text in &texts {
             let whole = deserialize_toml_part(text, Part::Whole);
             for n in 2..5 {
-                let in_chunks = deserialize_in_chunks(text, n);
+                let in_chunks = deserialize_in_chunks(text, n.min(3), n * 2 - 1);
                 if in_chunks.is_some() {
                     chunked += 1;
                     assert_eq!(in_chunks, whole, "{n} chunks of\n{text}");
@@ -1272,10 +1282,11 @@ mod tests {
             format!("{}{}[runtime]\nkind = \"local\"\n", app("a"), app("b")),
         ] {
             // Cut before each app: each case is seen and refused.
-            assert_eq!(deserialize_in_chunks(&text, 3), None, "{text}");
+            assert_eq!(deserialize_in_chunks(&text, 3, 3), None, "{text}");
+            assert_eq!(deserialize_in_chunks(&text, 2, 3), None, "{text}");
             let whole = deserialize_toml_part(&text, Part::Whole);
             for n in [2, 4] {
-                let in_chunks = deserialize_in_chunks(&text, n);
+                let in_chunks = deserialize_in_chunks(&text, n, n);
                 assert!(in_chunks.is_none() || in_chunks == whole, "{n} chunks of\n{text}");
             }
         }
@@ -1291,7 +1302,7 @@ mod tests {
             let text = format!("{pad}[apps.b]\nimage = \"b\"\n{inside}{pad}");
             let cut = crate::config::toml_chunks::app_chunks(&text, 2).unwrap();
             assert!(text[cut.chunks[1].clone()].starts_with("[apps.in]"), "{text}");
-            assert_eq!(deserialize_in_chunks(&text, 2), None, "{text}");
+            assert_eq!(deserialize_in_chunks(&text, 2, 2), None, "{text}");
         }
     }
 

@@ -3,7 +3,9 @@
 //! `cargo bench --bench plan` runs criterion. `cargo bench --bench plan -- --generate DIR`
 //! instead writes two projects for timing the whole `ferry plan` process
 //! (`scripts/bench-plan.sh`): `DIR/no-change` (state matches the file) and
-//! `DIR/all-change` (every app activates a new release with a new config).
+//! `DIR/all-change` (every app activates a new release with a new config) and
+//! `DIR/no-state` (a stage never applied: every app is new, ferry's counterpart of
+//! `terraform plan` with no state).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -61,8 +63,9 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-/// Write a project with `stage` as its stage file and `recorded` as its state.
-fn write_project(dir: &Path, stage: &Stage, recorded: &StageState) {
+/// Write a project with `stage` as its stage file and `recorded` as its state (none: a
+/// stage never applied).
+fn write_project(dir: &Path, stage: &Stage, recorded: Option<&StageState>) {
     let write = |rel: &str, text: &str| {
         let path = dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -70,14 +73,20 @@ fn write_project(dir: &Path, stage: &Stage, recorded: &StageState) {
     };
     write("ferry.toml", "[project]\nname = \"bench\"\n\n[state]\nbackend = \"local\"\n");
     write("stages/bench.toml", &fixture::stage_toml(stage));
-    write(".ferry/state/bench.json", &serde_json::to_string_pretty(recorded).unwrap());
+    if let Some(recorded) = recorded {
+        write(".ferry/state/bench.json", &serde_json::to_string_pretty(recorded).unwrap());
+    }
 }
 
 fn generate(dir: &Path) {
     let stage = fixture::large_stage(APPS, RELEASES);
-    write_project(&dir.join("no-change"), &stage, &fixture::applied(&stage));
-    write_project(&dir.join("all-change"), &stage, &fixture::applied(&previous(&stage)));
-    eprintln!("wrote {0}/no-change and {0}/all-change ({APPS} apps × {RELEASES} releases)", dir.display());
+    write_project(&dir.join("no-change"), &stage, Some(&fixture::applied(&stage)));
+    write_project(&dir.join("all-change"), &stage, Some(&fixture::applied(&previous(&stage))));
+    write_project(&dir.join("no-state"), &stage, None);
+    eprintln!(
+        "wrote {0}/no-change, {0}/all-change and {0}/no-state ({APPS} apps × {RELEASES} releases)",
+        dir.display()
+    );
 }
 
 fn main() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Time the whole `ferry plan` process on the benchmark's large stage (1,000 apps × 20
-# releases), with nothing to change and with every app changing, and measure its peak RSS.
+# releases), with nothing to change, with every app changing and never applied (no state),
+# and measure its peak RSS.
 # Targets: median < 50 ms, peak RSS < 64 MB.
 #
 # Usage: scripts/bench-plan.sh [RUNS]   (default 30; uses hyperfine when installed)
@@ -44,9 +45,10 @@ peak_rss_mb() { # command… → peak RSS in MB
   fi
 }
 
-for case in no-change all-change; do
+for case in no-change all-change no-state; do
   dir="$work/$case"
-  echo "== ferry plan, $case ($(wc -l < "$dir/stages/bench.toml") stage-file lines, $(du -k "$dir/.ferry/state/bench.json" | cut -f1) KB state)"
+  state="$dir/.ferry/state/bench.json"
+  echo "== ferry plan, $case ($(wc -l < "$dir/stages/bench.toml") stage-file lines, $([ -f "$state" ] && echo "$(du -k "$state" | cut -f1) KB state" || echo "no state"))"
   if command -v hyperfine >/dev/null; then
     hyperfine --warmup 3 --runs "$runs" -N --export-json "$work/$case.json" "$ferry -C $dir plan" >/dev/null
     median=$(python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"] * 1000))' "$work/$case.json")

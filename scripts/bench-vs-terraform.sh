@@ -2,8 +2,8 @@
 # `ferry plan` against `terraform plan` at equal size, measured interleaved in the same
 # minutes so machine load hits both alike:
 #
-#   ferry:     the plan benchmark's stage (1,000 apps × 20 releases), nothing to change and
-#              every app changing;
+#   ferry:     the plan benchmark's stage (1,000 apps × 20 releases), nothing to change,
+#              every app changing, and never applied (no state: every app to add);
 #   terraform: 1,000 built-in `terraform_data` resources (no provider to download), with no
 #              state (everything to create) and after an apply (nothing to change).
 #
@@ -52,9 +52,10 @@ measure() {
 declare -A cmd dirs
 cmd[ferry-no-change]="$FERRY plan";                 dirs[ferry-no-change]="$work/no-change"
 cmd[ferry-all-change]="$FERRY plan";                dirs[ferry-all-change]="$work/all-change"
+cmd[ferry-no-state]="$FERRY plan";                  dirs[ferry-no-state]="$work/no-state"
 cmd[terraform-no-change]="terraform plan -input=false -lock=false"; dirs[terraform-no-change]="$work/tf-no-change"
 cmd[terraform-no-state]="terraform plan -input=false -lock=false";  dirs[terraform-no-state]="$work/tf-no-state"
-cases=(ferry-no-change terraform-no-change ferry-all-change terraform-no-state)
+cases=(ferry-no-change terraform-no-change ferry-all-change ferry-no-state terraform-no-state)
 
 for c in "${cases[@]}"; do measure "${dirs[$c]}" ${cmd[$c]} >/dev/null; done # warm caches
 for _ in $(seq "$runs"); do
@@ -73,4 +74,5 @@ for c in "${cases[@]}"; do
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f×", a / b; else print "n/a (ferry under 10 ms CPU)" }'; }
 echo "nothing to change: terraform / ferry = $(ratio "${wall[terraform-no-change]}" "${wall[ferry-no-change]}") wall, $(ratio "${cpu[terraform-no-change]}" "${cpu[ferry-no-change]}") CPU"
+echo "no state: terraform / ferry = $(ratio "${wall[terraform-no-state]}" "${wall[ferry-no-state]}") wall, $(ratio "${cpu[terraform-no-state]}" "${cpu[ferry-no-state]}") CPU"
 echo "everything changes: terraform (no state) / ferry (all change) = $(ratio "${wall[terraform-no-state]}" "${wall[ferry-all-change]}") wall, $(ratio "${cpu[terraform-no-state]}" "${cpu[ferry-all-change]}") CPU"

@@ -8,6 +8,7 @@ pub mod file;
 pub mod hcl_source;
 pub mod model;
 pub mod source;
+pub mod toml_chunks;
 pub mod toml_source;
 pub mod validate;
 

@@ -9,9 +9,9 @@
 //! be made without it ([`SourceFile::unparsed`]): the tree is then built the first time a
 //! check asks where something is, which only happens when there is a problem to report.
 
-use std::cell::OnceCell;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::config::diagnostic::Diagnostic;
 
@@ -132,7 +132,8 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
     format: Format,
-    root: OnceCell<SourceNode>,
+    // A lock, not a cell: large stage files are checked app by app on several threads.
+    root: OnceLock<SourceNode>,
 }
 
 /// The file formats a stage may be written in.
@@ -160,13 +161,13 @@ impl SourceFile {
             Format::Toml => crate::config::toml_source::parse(path, &text)?,
             Format::Hcl => crate::config::hcl_source::parse(path, &text)?,
         };
-        Ok(SourceFile { path: path.to_path_buf(), text, format, root: OnceCell::from(root) })
+        Ok(SourceFile { path: path.to_path_buf(), text, format, root: OnceLock::from(root) })
     }
 
     /// A file whose text is already known to parse (a serde deserializer read it), with its
     /// tree left to be built on first use: a valid file never needs it.
     pub fn unparsed(path: &Path, text: String, format: Format) -> SourceFile {
-        SourceFile { path: path.to_path_buf(), text, format, root: OnceCell::new() }
+        SourceFile { path: path.to_path_buf(), text, format, root: OnceLock::new() }
     }
 
     /// The file's tree.

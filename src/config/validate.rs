@@ -317,14 +317,87 @@ pub fn load_stage_text(path: &Path, text: String, name: &str) -> Result<Stage, D
 /// also takes an empty table as a unit enum variant (`run_on = { release = {} }`), which the
 /// slow path rejects, so the enum keys must be strings.
 fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
-    use serde::Deserialize as _;
-    use toml::de::{DeTable, DeValue};
-    type Node<'i> = toml::Spanned<DeValue<'i>>;
-
     // Conservative: a backslash before `e` or `x` anywhere, even escaped or in a comment.
     if text.match_indices('\\').any(|(i, _)| matches!(text.as_bytes().get(i + 1), Some(b'e' | b'x'))) {
         return None;
     }
+    if text.len() >= PARALLEL_PARSE_MIN && cores() > 1 {
+        if let Some(file) = deserialize_in_chunks(text, cores(), text.len() / PARSE_CHUNK_SIZE) {
+            return Some(file);
+        }
+    }
+    deserialize_toml_part(text, Part::Whole)
+}
+
+/// From this size on, a stage file is parsed in chunks on several cores; below it, the
+/// threads would cost more than they save.
+const PARALLEL_PARSE_MIN: usize = 256 * 1024;
+
+/// About how much of a large stage file is parsed at a time.
+const PARSE_CHUNK_SIZE: usize = 64 * 1024;
+
+/// From this many apps on, a stage's apps are checked on several cores.
+const PARALLEL_CHECK_MIN: usize = 200;
+
+/// The cores to parse and check a large stage file on (at most 8).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from).min(8))
+}
+
+/// Which part of a stage file a text is, for [`deserialize_toml_part`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The whole file.
+    Whole,
+    /// What comes before the first app: it must not mention `apps` (an `apps = {}` there
+    /// would close the table to the chunks' apps).
+    Prefix,
+    /// Whole apps: it must hold nothing but `apps`.
+    Apps,
+}
+
+/// [`deserialize_valid_toml`] on `threads` cores: the file is cut into its prefix and
+/// `pieces` chunks of whole apps ([`toml_chunks`](crate::config::toml_chunks)), runs of
+/// chunks are parsed on threads, and the apps merged. Small chunks keep the parser's
+/// token and event lists small, so their memory is reused from one chunk to the next
+/// rather than touched anew. `None` at any doubt — a piece that does not parse, an app
+/// found in two chunks — and the caller parses the file whole, so results and diagnostics
+/// are those of the serial path.
+fn deserialize_in_chunks(text: &str, threads: usize, pieces: usize) -> Option<StageFile> {
+    let cut = crate::config::toml_chunks::app_chunks(text, pieces.max(threads))?;
+    let runs: Vec<&[std::ops::Range<usize>]> = cut.chunks.chunks(cut.chunks.len().div_ceil(threads.max(1))).collect();
+    let (first, rest) = runs.split_first()?;
+    let parse_run = |run: &[std::ops::Range<usize>]| -> Vec<Option<StageFile>> {
+        run.iter().map(|chunk| deserialize_toml_part(&text[chunk.clone()], Part::Apps)).collect()
+    };
+    let (mut file, chunks) = std::thread::scope(|scope| {
+        let helpers: Vec<_> = rest.iter().map(|run| scope.spawn(|| parse_run(run))).collect();
+        let prefix = deserialize_toml_part(&text[cut.prefix.clone()], Part::Prefix);
+        let mut chunks = parse_run(first);
+        for helper in helpers {
+            chunks.extend(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        (prefix, chunks)
+    });
+    let apps = &mut file.as_mut()?.apps;
+    for chunk in chunks {
+        for (name, app) in chunk?.apps {
+            if apps.insert(name, app).is_some() {
+                return None;
+            }
+        }
+    }
+    file
+}
+
+/// Parse and deserialize `text`, one [`Part`] of a stage file, if it is valid TOML 1.0 of
+/// the right shape; `None` otherwise.
+fn deserialize_toml_part(text: &str, part: Part) -> Option<StageFile> {
+    use serde::Deserialize as _;
+    use toml::de::{DeTable, DeValue};
+    type Node<'i> = toml::Spanned<DeValue<'i>>;
+
     fn is_toml_1_0(text: &str, node: &Node<'_>) -> bool {
         match node.get_ref() {
             DeValue::Table(table) => {
@@ -341,7 +414,12 @@ fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
     }
     let doc = DeTable::parse(text).ok()?;
     let root = doc.get_ref();
-    if !root.values().all(|v| is_toml_1_0(text, v)) {
+    let shape_fits = match part {
+        Part::Whole => true,
+        Part::Prefix => !root.contains_key("apps"),
+        Part::Apps => root.keys().all(|k| k.get_ref() == "apps"),
+    };
+    if !shape_fits || !root.values().all(|v| is_toml_1_0(text, v)) {
         return None;
     }
     let is_str = |node: Option<&Node<'_>>| node.is_none_or(|n| n.get_ref().is_str());
@@ -396,12 +474,8 @@ fn check_stage_file(
     name: &str,
 ) -> Result<Stage, Diagnostics> {
     let runtime = check_runtime(src, &file, &mut diags);
-    let mut apps = BTreeMap::new();
-    for (app_name, section) in &file.apps {
-        if let Some(app) = check_app(src, app_name, section, &runtime, &mut diags) {
-            apps.insert(app_name.clone(), app);
-        }
-    }
+    let threads = if file.apps.len() >= PARALLEL_CHECK_MIN { cores() } else { 1 };
+    let apps = check_apps(src, &file, &runtime, threads, &mut diags);
     check_across_apps(src, &file, &runtime, &mut diags);
 
     if diags.is_empty() {
@@ -410,6 +484,43 @@ fn check_stage_file(
         diags.sort();
         Err(diags)
     }
+}
+
+/// [`check_app`] for every app, on `threads` threads: apps are checked independently, in
+/// runs whose results are put back in order, so the diagnostics come out as from one loop.
+fn check_apps(
+    src: &SourceFile,
+    file: &StageFile,
+    runtime: &Runtime,
+    threads: usize,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, App> {
+    let sections: Vec<(&String, &AppSection)> = file.apps.iter().collect();
+    let check = |sections: &[(&String, &AppSection)]| {
+        let mut diags = Diagnostics::default();
+        let apps: Vec<(String, App)> = sections
+            .iter()
+            .filter_map(|&(name, section)| Some((name.clone(), check_app(src, name, section, runtime, &mut diags)?)))
+            .collect();
+        (apps, diags)
+    };
+    let runs: Vec<&[(&String, &AppSection)]> = sections.chunks(sections.len().div_ceil(threads).max(1)).collect();
+    let checked: Vec<(Vec<(String, App)>, Diagnostics)> = match runs.split_first() {
+        Some((first, rest)) if !rest.is_empty() => std::thread::scope(|scope| {
+            let helpers: Vec<_> = rest.iter().map(|run| scope.spawn(|| check(run))).collect();
+            let mut checked = vec![check(first)];
+            checked
+                .extend(helpers.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+            checked
+        }),
+        _ => vec![check(&sections)],
+    };
+    let mut apps = Vec::with_capacity(sections.len());
+    for (run, run_diags) in checked {
+        apps.extend(run);
+        diags.0.extend(run_diags.0);
+    }
+    apps.into_iter().collect()
 }
 
 fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) -> Runtime {
@@ -553,21 +664,30 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     }
 
     // Releases: positive, unique ids; valid digests.
-    let mut releases: BTreeMap<u64, Digest> = BTreeMap::new();
+    let mut releases: Vec<(u64, Digest)> = Vec::with_capacity(a.releases.len());
     let mut written: BTreeMap<u64, &str> = BTreeMap::new();
     // In file order, so a duplicate is reported where it is written the second time.
     // Only ids written twice (`1` and `01`) make the order matter, and finding where each
     // key is written costs a walk of the file's tree, so sort only then.
     let mut in_file_order: Vec<(&String, &String)> = a.releases.iter().collect();
-    let mut ids = BTreeSet::new();
-    if in_file_order.iter().any(|(key, _)| key.parse::<i64>().is_ok_and(|id| id > 0 && !ids.insert(id))) {
+    let mut ids: Vec<i64> =
+        in_file_order.iter().filter_map(|(key, _)| key.parse::<i64>().ok()).filter(|&id| id > 0).collect();
+    ids.sort_unstable();
+    let written_twice = ids.windows(2).any(|w| w[0] == w[1]);
+    if written_twice {
         in_file_order.sort_by_cached_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
+    } else {
+        // Each id once: the map is built in one go below, with no duplicate to report.
+        written = in_file_order
+            .iter()
+            .filter_map(|(key, _)| Some((key.parse::<i64>().ok().filter(|&id| id > 0)? as u64, key.as_str())))
+            .collect();
     }
     for (key, digest) in in_file_order {
         let rel_at = || at(&path!["releases", key]);
         match key.parse::<i64>() {
             Ok(id) if id > 0 => {
-                if let Some(other) = written.insert(id as u64, key) {
+                if let Some(other) = written_twice.then(|| written.insert(id as u64, key)).flatten() {
                     diags.push(
                         src.diagnostic(
                             &rel_at(),
@@ -581,9 +701,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                     );
                 }
                 match digest.parse::<Digest>() {
-                    Ok(d) => {
-                        releases.insert(id as u64, d);
-                    }
+                    Ok(d) => releases.push((id as u64, d)),
                     Err(_) => diags.push(
                         src.diagnostic(
                             &rel_at(),
@@ -897,7 +1015,8 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     Some(App {
         name: name.to_string(),
         image: a.image.clone(),
-        releases,
+        // Later entries win, as `insert` would (only a file with a duplicate id has any).
+        releases: releases.into_iter().collect(),
         active,
         scale,
         track: a.track.clone(),
@@ -1102,6 +1221,112 @@ mod tests {
         let found = fast(&text).expect("the file deserializes").unwrap_err();
         assert_eq!(found, slow(&text).unwrap_err());
         assert_eq!(found.0.len(), 5, "{found:?}");
+    }
+
+    /// Every stage file under `dir`, as text.
+    fn stage_texts(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stage_texts(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml")
+                && path.parent().is_some_and(|p| p.ends_with("stages"))
+            {
+                out.push(std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn parsing_in_chunks_gives_what_parsing_whole_does() {
+        let mut texts: Vec<String> = Vec::new();
+        for dir in ["examples", "tests"] {
+            stage_texts(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir), &mut texts);
+        }
+        assert!(texts.len() > 10, "found the example stages: {}", texts.len());
+        texts.push(crate::plan::fixture::stage_toml(&crate::plan::fixture::large_stage(40, 3)));
+        texts.push(
+            "# ferry\n[runtime]\nkind = \"local\"\n\n[apps.a]\nimage = \"a\"\ncommand = [\n  \"x\",\n]\n\
+             [apps.a.env]\nNOTE = \"\"\"\n[apps.b]\n\"\"\"\n[apps.b] # the real one\nimage = 'b'\n\
+             [[apps.b.release_tasks]]\nname = \"m\"\ncommand = ['''\n[apps.c]\n''']\n[apps.c]\r\nimage = \"c\"\r\n"
+                .to_string(),
+        );
+        let mut chunked = 0;
+        for text in &texts {
+            let whole = deserialize_toml_part(text, Part::Whole);
+            for n in 2..5 {
+                let in_chunks = deserialize_in_chunks(text, n.min(3), n * 2 - 1);
+                if in_chunks.is_some() {
+                    chunked += 1;
+                    assert_eq!(in_chunks, whole, "{n} chunks of\n{text}");
+                }
+            }
+        }
+        assert!(chunked > 20, "most files parse in chunks: {chunked}");
+        let tricky = texts.last().unwrap();
+        assert_eq!(deserialize_toml_part(tricky, Part::Whole).unwrap().apps.len(), 3, "a valid file");
+    }
+
+    #[test]
+    fn what_chunks_cannot_see_of_each_other_is_left_to_the_whole_file() {
+        let app = |name: &str| format!("[apps.{name}]\nimage = \"{name}\"\n");
+        for text in [
+            // An app in two chunks: a duplicate table, or a subtable after another app.
+            format!("{}{}{}", app("a"), app("b"), app("a")),
+            format!("{}{}{}[apps.a.env]\nX = \"1\"\n", app("a"), app("b"), app("c")),
+            format!("{}[apps.\"b\"]\nimage = \"b\"\n{}", app("a"), app("b")),
+            // `apps` in the prefix, closed or not.
+            format!("apps = {{}}\n{}{}", app("a"), app("b")),
+            format!("[apps]\n{}{}", app("a"), app("b")),
+            // Something other than apps after the first app.
+            format!("{}{}[runtime]\nkind = \"local\"\n", app("a"), app("b")),
+        ] {
+            // Cut before each app: each case is seen and refused.
+            assert_eq!(deserialize_in_chunks(&text, 3, 3), None, "{text}");
+            assert_eq!(deserialize_in_chunks(&text, 2, 3), None, "{text}");
+            let whole = deserialize_toml_part(&text, Part::Whole);
+            for n in [2, 4] {
+                let in_chunks = deserialize_in_chunks(&text, n, n);
+                assert!(in_chunks.is_none() || in_chunks == whole, "{n} chunks of\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_inside_a_multi_line_value_is_refused_by_the_parse() {
+        // Each text has a line reading `[apps.in]` inside a multi-line value, where the cut
+        // into three lands; the piece before it does not parse, so the file is parsed whole.
+        let pad = format!("[apps.a]\nimage = \"a\"\ncommand = [{}]\n", "\"x\", ".repeat(20));
+        for inside in ["NOTE = \"\"\"\n[apps.in]\n\"\"\"\n", "NOTE = '''\n[apps.in]\n'''\n", "NOTE = [\n[apps.in]\n]\n"]
+        {
+            let text = format!("{pad}[apps.b]\nimage = \"b\"\n{inside}{pad}");
+            let cut = crate::config::toml_chunks::app_chunks(&text, 2).unwrap();
+            assert!(text[cut.chunks[1].clone()].starts_with("[apps.in]"), "{text}");
+            assert_eq!(deserialize_in_chunks(&text, 2, 2), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn checking_apps_on_several_threads_reports_as_one_loop_does() {
+        let stage = crate::plan::fixture::large_stage(30, 3);
+        let mut text = crate::plan::fixture::stage_toml(&stage);
+        // Problems in apps that land in different runs, found lazily in the file's tree.
+        for (app, bad) in [("app-0002", "cpu = 0"), ("app-0017", "memory = 0"), ("app-0029", "cpu = 99999")] {
+            text = text.replacen(&format!("[apps.{app}]\n"), &format!("[apps.{app}]\n{bad}\n"), 1);
+        }
+        let file = deserialize_toml_part(&text, Part::Whole).expect("deserializes");
+        let check = |threads| {
+            let src = SourceFile::unparsed(Path::new("stages/p.toml"), text.clone(), Format::Toml);
+            let mut diags = Diagnostics::default();
+            let apps = check_apps(&src, &file, &Runtime::Local, threads, &mut diags);
+            (apps, diags)
+        };
+        let (apps, diags) = check(1);
+        assert_eq!(diags.0.len(), 3, "{diags:?}");
+        assert_eq!(apps.len(), 27);
+        for threads in [2, 3, 7] {
+            assert_eq!(check(threads), (apps.clone(), diags.clone()), "{threads} threads");
+        }
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! and field diffs, then the changeset table. Colours only when asked (the CLI decides:
 //! a terminal, no NO_COLOR, or `--color`).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use console::Style;
 use similar::{ChangeTag, TextDiff};
 
-use super::view::{shorten_digests, Action, PlanView, StageView};
+use super::view::{write_shortened, Action, OperationView, PlanView, StageView};
 
 /// Render `view` as text; `color` turns on ANSI styling.
 pub fn render(view: &PlanView, color: bool) -> String {
@@ -46,42 +47,48 @@ fn render_stage(out: &mut String, stage: &StageView, p: &Painter, with_count: bo
     }
     render_drift(out, stage, p);
     out.push('\n');
-    let rows: Vec<Vec<String>> = stage
+    let rows: Vec<[Cow<'_, str>; 5]> = stage
         .apps
         .iter()
         .map(|a| {
-            vec![
-                a.app.clone(),
-                a.action.as_str().to_string(),
-                a.release.text(),
-                a.scale.text(),
-                if a.changes.is_empty() { "–".into() } else { a.changes.join(", ") },
+            [
+                Cow::Borrowed(a.app.as_str()),
+                Cow::Borrowed(a.action.as_str()),
+                Cow::Owned(a.release.text()),
+                Cow::Owned(a.scale.text()),
+                if a.changes.is_empty() { Cow::Borrowed("–") } else { Cow::Owned(a.changes.join(", ")) },
             ]
         })
         .collect();
     table(out, &["APP", "ACTION", "RELEASE", "SCALE", "CHANGES"], &rows, "  ");
 
+    // Each operation's arguments, written once for its app's details and for the changeset.
+    let arguments: Vec<String> = stage.operations.iter().map(arguments_text).collect();
     for app in &stage.apps {
         out.push('\n');
         let head = format!("{} {}: {}", app.symbol, app.app, app.description);
-        let _ = writeln!(out, "{}", p.action(app.action, &head));
+        p.write_action(out, app.action, &head);
+        out.push('\n');
         for field in &app.fields {
             if app.action == Action::Add && !field.is_multiline() {
                 let _ = writeln!(out, "    {}: {}", field.field, field.to);
             } else if field.is_multiline() {
                 let _ = writeln!(out, "    {}:", field.field);
-                for line in diff_lines(&field.from, &field.to) {
-                    let _ = writeln!(out, "      {}", p.diff_line(&line));
-                }
+                write_diff(out, p, &field.from, &field.to);
             } else {
                 let _ = writeln!(out, "    {}: {} → {}", field.field, field.from, field.to);
             }
         }
         for id in &app.operations {
-            let Some(op) = stage.operation(id) else { continue };
-            let args: Vec<String> = op.arguments.iter().map(|(k, v)| format!("{k}={}", shorten_digests(v))).collect();
-            let line = format!("{:<2} {:<17} {}", op.symbol, op.kind, args.join(" "));
-            let _ = writeln!(out, "    {}", p.symbol(op.symbol, line.trim_end()));
+            let Some(i) = stage.operation_index(id) else { continue };
+            let op = &stage.operations[i];
+            out.push_str("    ");
+            p.write_symbol(out, op.symbol, |out| {
+                let start = out.len();
+                let _ = write!(out, "{:<2} {:<17} {}", op.symbol, op.kind, arguments[i]);
+                trim_end_from(out, start);
+            });
+            out.push('\n');
         }
     }
 
@@ -92,16 +99,42 @@ fn render_stage(out: &mut String, stage: &StageView, p: &Painter, with_count: bo
         stage.operations.len(),
         if stage.operations.len() == 1 { "" } else { "s" }
     );
-    let rows: Vec<Vec<String>> = stage
+    let rows: Vec<[Cow<'_, str>; 5]> = stage
         .operations
         .iter()
+        .zip(&arguments)
         .enumerate()
-        .map(|(i, op)| {
-            let args: Vec<String> = op.arguments.iter().map(|(k, v)| format!("{k}={}", shorten_digests(v))).collect();
-            vec![(i + 1).to_string(), op.id.clone(), op.kind.to_string(), args.join(" "), op.depends_on.join(", ")]
+        .map(|(i, (op, args))| {
+            [
+                Cow::Owned((i + 1).to_string()),
+                Cow::Borrowed(op.id.as_str()),
+                Cow::Borrowed(op.kind),
+                Cow::Borrowed(args.as_str()),
+                Cow::Owned(op.depends_on.join(", ")),
+            ]
         })
         .collect();
     table(out, &["#", "OPERATION", "TYPE", "ARGUMENTS", "AFTER"], &rows, "  ");
+}
+
+/// `key=value key=value`, digests shortened.
+fn arguments_text(op: &OperationView) -> String {
+    let mut s = String::new();
+    for (i, (k, v)) in op.arguments.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(k);
+        s.push('=');
+        write_shortened(&mut s, v);
+    }
+    s
+}
+
+/// Remove the whitespace at the end of `out` after byte `from`, as `str::trim_end` would.
+fn trim_end_from(out: &mut String, from: usize) {
+    let kept = out[from..].trim_end().len();
+    out.truncate(from + kept);
 }
 
 /// The apps that drifted from recorded state (`--refresh`): what differs, recorded → live.
@@ -122,45 +155,56 @@ fn render_drift(out: &mut String, stage: &StageView, p: &Painter) {
     }
 }
 
-/// Line diff of two canonical renderings: `- old`, `+ new`, `  same`. A new field (empty
-/// `from`) shows as all `+`.
-fn diff_lines(from: &str, to: &str) -> Vec<String> {
+/// Line diff of two canonical renderings, one line each under a field: `- old`, `+ new`,
+/// `  same`. A new field (empty `from`) shows as all `+`, a removed one as all `-`, without
+/// running the diff.
+fn write_diff(out: &mut String, p: &Painter, from: &str, to: &str) {
+    let mut line = |sign: &str, value: &str| {
+        out.push_str("      ");
+        p.write_diff_line(out, sign, value.trim_end_matches('\n'));
+        out.push('\n');
+    };
+    if from.is_empty() || to.is_empty() {
+        let (sign, text) = if from.is_empty() { ("+", to) } else { ("-", from) };
+        for value in text.split_inclusive('\n') {
+            line(sign, value);
+        }
+        return;
+    }
     let diff = TextDiff::from_lines(from, to);
-    let mut lines = Vec::new();
     for change in diff.iter_all_changes() {
         let sign = match change.tag() {
             ChangeTag::Delete => "-",
             ChangeTag::Insert => "+",
             ChangeTag::Equal => " ",
         };
-        lines.push(format!("{sign} {}", change.value().trim_end_matches('\n')));
+        line(sign, change.value());
     }
-    lines
 }
 
 /// Left-aligned columns, widths by characters (the arrows and dashes are one wide).
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>], indent: &str) {
+fn table<C: AsRef<str>, R: AsRef<[C]>>(out: &mut String, header: &[&str], rows: &[R], indent: &str) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(cell.as_ref().chars().count());
         }
     }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut s = String::from(indent);
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        let start = out.len();
+        out.push_str(indent);
         for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            out.push_str(cell);
             if i + 1 < widths.len() {
-                s.push_str(cell);
-                s.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
-            } else {
-                s.push_str(cell);
+                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
             }
         }
-        s.trim_end().to_string()
+        trim_end_from(out, start);
+        out.push('\n');
     };
-    let _ = writeln!(out, "{}", line(&mut header.iter().copied()));
+    line(out, &mut header.iter().copied());
     for row in rows {
-        let _ = writeln!(out, "{}", line(&mut row.iter().map(String::as_str)));
+        line(out, &mut row.as_ref().iter().map(AsRef::as_ref));
     }
 }
 
@@ -181,25 +225,50 @@ impl Painter {
         self.paint(Style::new().bold(), text)
     }
 
-    fn symbol(&self, symbol: &str, text: &str) -> String {
-        let style = match symbol {
+    fn symbol_style(symbol: &str) -> Style {
+        match symbol {
             "+" => Style::new().green(),
             "-" => Style::new().red(),
             "~" | "±" => Style::new().yellow(),
             _ => Style::new().cyan(),
+        }
+    }
+
+    /// Append what `write` writes, in the colour of `symbol`.
+    fn write_symbol(&self, out: &mut String, symbol: &str, write: impl FnOnce(&mut String)) {
+        if self.color {
+            let mut text = String::new();
+            write(&mut text);
+            out.push_str(&self.paint(Self::symbol_style(symbol), &text));
+        } else {
+            write(out);
+        }
+    }
+
+    /// Append `text` in the colour of `action`, bold.
+    fn write_action(&self, out: &mut String, action: Action, text: &str) {
+        if self.color {
+            let coloured = self.paint(Self::symbol_style(action.symbol()), text);
+            out.push_str(&self.paint(Style::new().bold(), &coloured));
+        } else {
+            out.push_str(text);
+        }
+    }
+
+    /// Append `sign value`, green for `+`, red for `-`.
+    fn write_diff_line(&self, out: &mut String, sign: &str, value: &str) {
+        let style = match sign {
+            "+" => Style::new().green(),
+            "-" => Style::new().red(),
+            _ => {
+                let _ = write!(out, "{sign} {value}");
+                return;
+            }
         };
-        self.paint(style, text)
-    }
-
-    fn action(&self, action: Action, text: &str) -> String {
-        self.paint(Style::new().bold(), &self.symbol(action.symbol(), text))
-    }
-
-    fn diff_line(&self, line: &str) -> String {
-        match line.as_bytes().first() {
-            Some(b'+') => self.paint(Style::new().green(), line),
-            Some(b'-') => self.paint(Style::new().red(), line),
-            _ => line.to_string(),
+        if self.color {
+            out.push_str(&self.paint(style, &format!("{sign} {value}")));
+        } else {
+            let _ = write!(out, "{sign} {value}");
         }
     }
 }

@@ -188,13 +188,19 @@ impl StageView {
     /// The operation with this id. Operation ids are `APP/…` and operations are grouped by
     /// app, so a binary search on the app narrows it to a handful.
     pub fn operation(&self, id: &str) -> Option<&OperationView> {
+        self.operation_index(id).map(|i| &self.operations[i])
+    }
+
+    /// The position of the operation with this id in [`StageView::operations`].
+    pub fn operation_index(&self, id: &str) -> Option<usize> {
         let app = id.split('/').next().unwrap_or(id);
         let start = self.operations.partition_point(|o| o.app.as_str() < app);
         self.operations[start..]
             .iter()
             .take_while(|o| o.app == app)
-            .find(|o| o.id == id)
-            .or_else(|| self.operations.iter().find(|o| o.id == id))
+            .position(|o| o.id == id)
+            .map(|i| start + i)
+            .or_else(|| self.operations.iter().position(|o| o.id == id))
     }
 
     /// The view of `changeset`, made against state `lineage`/`serial`, from `file`.
@@ -380,9 +386,16 @@ fn arguments(op: &Operation, app_ops: &[&Operation]) -> Vec<(String, String)> {
 
 /// Shorten full digests inside a value for human formats.
 pub fn shorten_digests(value: &str) -> String {
+    let mut out = String::new();
+    write_shortened(&mut out, value);
+    out
+}
+
+/// [`shorten_digests`], appended to `out`.
+pub fn write_shortened(out: &mut String, value: &str) {
     match value.parse::<crate::config::Digest>() {
-        Ok(d) => short_digest(&d),
-        Err(_) => value.to_string(),
+        Ok(d) => out.push_str(&short_digest(&d)),
+        Err(_) => out.push_str(value),
     }
 }
 

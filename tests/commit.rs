@@ -155,7 +155,8 @@ pub(crate) fn app(name: &'static str, releases: Vec<(u64, String)>, active: u64)
         start_delay: "0",
         release_task: None,
         timeout: "20s",
-        grace: "3s",
+        // Failed checks count only after this: room for a slow Python start on a loaded CI machine.
+        grace: "10s",
     }
 }
 

@@ -366,20 +366,29 @@ enum Part {
 /// are those of the serial path.
 fn deserialize_in_chunks(text: &str, threads: usize, pieces: usize) -> Option<StageFile> {
     let cut = crate::config::toml_chunks::app_chunks(text, pieces.max(threads))?;
-    let runs: Vec<&[std::ops::Range<usize>]> = cut.chunks.chunks(cut.chunks.len().div_ceil(threads.max(1))).collect();
-    let (first, rest) = runs.split_first()?;
-    let parse_run = |run: &[std::ops::Range<usize>]| -> Vec<Option<StageFile>> {
-        run.iter().map(|chunk| deserialize_toml_part(&text[chunk.clone()], Part::Apps)).collect()
+    // Each thread takes the next chunk nobody has taken yet: the state is read beside this
+    // and other work may hold a core, so a fixed share per thread would leave the file
+    // waiting on whichever thread got the least time.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parse_next = || -> Vec<(usize, Option<StageFile>)> {
+        let mut parsed = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(chunk) = cut.chunks.get(i) else { return parsed };
+            parsed.push((i, deserialize_toml_part(&text[chunk.clone()], Part::Apps)));
+        }
     };
-    let (mut file, chunks) = std::thread::scope(|scope| {
-        let helpers: Vec<_> = rest.iter().map(|run| scope.spawn(|| parse_run(run))).collect();
+    let (mut file, mut chunks) = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(parse_next)).collect();
         let prefix = deserialize_toml_part(&text[cut.prefix.clone()], Part::Prefix);
-        let mut chunks = parse_run(first);
+        let mut chunks = parse_next();
         for helper in helpers {
             chunks.extend(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
         }
         (prefix, chunks)
     });
+    chunks.sort_unstable_by_key(|(i, _)| *i);
+    let chunks = chunks.into_iter().map(|(_, chunk)| chunk);
     let apps = &mut file.as_mut()?.apps;
     for chunk in chunks {
         for (name, app) in chunk?.apps {

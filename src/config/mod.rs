@@ -9,6 +9,7 @@ pub mod hcl_source;
 pub mod model;
 pub mod source;
 pub mod toml_chunks;
+pub mod toml_plain;
 pub mod toml_source;
 pub mod validate;
 

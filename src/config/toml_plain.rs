@@ -80,7 +80,7 @@ impl PartialEq for Table<'_> {
 }
 
 /// From this many entries on, a table keeps an index.
-const INDEXED_FROM: usize = 16;
+const INDEXED_FROM: usize = 32;
 
 impl<'a> Table<'a> {
     fn new(origin: Origin) -> Self {
@@ -368,6 +368,7 @@ impl<'a> Reader<'a> {
             return None;
         }
         let start = self.at;
+        self.skip_plain_string_bytes();
         loop {
             match self.peek()? {
                 b'"' => {
@@ -422,6 +423,24 @@ impl<'a> Reader<'a> {
                     decoded.push_str(&self.text[from..self.at]);
                 }
             }
+        }
+    }
+
+    /// Skip the bytes of a basic string that need no look of their own, eight at a time:
+    /// stops at the first word holding a quote, a backslash or a control character (tab
+    /// included), for the caller's byte-by-byte loop. Strings are most of a stage file.
+    fn skip_plain_string_bytes(&mut self) {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+        // Whether a byte of `w` is below `n` (`n` ≤ 0x80), or zero.
+        let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS;
+        let has = |w: u64, b: u8| below(w ^ (ONES * u64::from(b)), 1);
+        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
+            let w = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+            if (below(w, 0x20) | has(w, b'"') | has(w, b'\\') | has(w, 0x7f)) != 0 {
+                return;
+            }
+            self.at += 8;
         }
     }
 

@@ -34,7 +34,7 @@ pub fn from_table<'a, T: Deserialize<'a>>(table: Table<'a>) -> Option<T> {
 
 /// The root table of `text` if it is plain TOML; `None` otherwise.
 pub fn parse(text: &str) -> Option<Table<'_>> {
-    Reader { text, bytes: text.as_bytes(), at: 0 }.document()
+    Reader { text, bytes: text.as_bytes(), at: 0, depth: 0 }.document()
 }
 
 /// A value.
@@ -145,7 +145,13 @@ struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// How many arrays and inline tables the reader is inside.
+    depth: usize,
 }
+
+/// Values nested deeper than this are declined: each level is a frame of recursion, and
+/// a large stage file is read on threads with small stacks. Stage files nest three deep.
+const MAX_DEPTH: usize = 64;
 
 impl<'a> Reader<'a> {
     fn peek(&self) -> Option<u8> {
@@ -326,8 +332,19 @@ impl<'a> Reader<'a> {
         match self.peek()? {
             b'"' => self.basic_string().map(Node::Str),
             b'\'' => self.literal_string().map(|s| Node::Str(Cow::Borrowed(s))),
-            b'[' => self.array(),
-            b'{' => self.inline_table(),
+            b'[' | b'{' if self.depth == MAX_DEPTH => None,
+            b'[' => {
+                self.depth += 1;
+                let array = self.array();
+                self.depth -= 1;
+                array
+            }
+            b'{' => {
+                self.depth += 1;
+                let table = self.inline_table();
+                self.depth -= 1;
+                table
+            }
             b't' => self.word("true").map(|()| Node::Bool(true)),
             b'f' => self.word("false").map(|()| Node::Bool(false)),
             b'-' | b'0'..=b'9' => self.integer(),
@@ -722,6 +739,21 @@ mod tests {
             assert!(by_toml(text).is_some(), "valid TOML:\n{text}");
             assert_eq!(by_plain(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn declines_values_nested_too_deep_for_a_small_stack() {
+        let nested = |depth: usize| format!("a = {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(by_plain(&nested(MAX_DEPTH)), by_toml(&nested(MAX_DEPTH)));
+        assert!(by_plain(&nested(MAX_DEPTH)).is_some());
+        // On a thread with a 64 KiB stack, as deep as a fuzzer or an attacker likes.
+        let deep = nested(200_000);
+        let declined = std::thread::Builder::new().stack_size(64 << 10).spawn(move || by_plain(&deep)).unwrap();
+        assert_eq!(declined.join().unwrap(), None);
+        let inline = |depth: usize| format!("a = {}1{}\n", "{ b = ".repeat(depth), " }".repeat(depth));
+        assert_eq!(by_plain(&inline(MAX_DEPTH)), by_toml(&inline(MAX_DEPTH)));
+        assert!(by_plain(&inline(MAX_DEPTH)).is_some());
+        assert_eq!(by_plain(&inline(MAX_DEPTH + 1)), None);
     }
 
     #[test]

@@ -501,9 +501,14 @@ fn check_stage_file(
     name: &str,
 ) -> Result<Stage, Diagnostics> {
     let runtime = check_runtime(src, &file, &mut diags);
+    // What involves several apps is checked first, while the file types are whole:
+    // `check_apps` then takes the apps apart, moving their strings into the model. Its
+    // findings still come after the apps' own, as from one pass in that order.
+    let mut across = Diagnostics::default();
+    check_across_apps(src, &file, &runtime, &mut across);
     let threads = if file.apps.len() >= PARALLEL_CHECK_MIN { cores() } else { 1 };
-    let apps = check_apps(src, &file, &runtime, threads, &mut diags);
-    check_across_apps(src, &file, &runtime, &mut diags);
+    let apps = check_apps(src, file.apps, &runtime, threads, &mut diags);
+    diags.0.extend(across.0);
 
     if diags.is_empty() {
         Ok(Stage { name: name.to_string(), file: src.path.clone(), runtime, apps })
@@ -515,38 +520,52 @@ fn check_stage_file(
 
 /// [`check_app`] for every app, on `threads` threads: apps are checked independently, in
 /// runs whose results are put back in order, so the diagnostics come out as from one loop.
+/// The sections are consumed: their strings move into the model, and what is left of each
+/// is freed on the thread that checked it, not all at once on the caller's.
 fn check_apps(
     src: &SourceFile,
-    file: &StageFile,
+    sections: BTreeMap<String, AppSection>,
     runtime: &Runtime,
     threads: usize,
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, App> {
-    let sections: Vec<(&String, &AppSection)> = file.apps.iter().collect();
-    let check = |sections: &[(&String, &AppSection)]| {
+    let count = sections.len();
+    let check = |run: Vec<(String, AppSection)>| {
         let mut diags = Diagnostics::default();
-        let apps: Vec<(String, App)> = sections
-            .iter()
-            .filter_map(|&(name, section)| Some((name.clone(), check_app(src, name, section, runtime, &mut diags)?)))
+        let apps: Vec<(String, App)> = run
+            .into_iter()
+            .filter_map(|(name, section)| {
+                let app = check_app(src, &name, section, runtime, &mut diags)?;
+                Some((name, app))
+            })
             .collect();
         (apps, diags)
     };
-    let runs: Vec<&[(&String, &AppSection)]> = sections.chunks(sections.len().div_ceil(threads).max(1)).collect();
-    let checked: Vec<(Vec<(String, App)>, Diagnostics)> = match runs.split_first() {
-        Some((first, rest)) if !rest.is_empty() => std::thread::scope(|scope| {
-            let helpers: Vec<_> = rest.iter().map(|run| scope.spawn(|| check(run))).collect();
+    let mut sections = sections.into_iter();
+    let run_len = count.div_ceil(threads).max(1);
+    let mut runs: Vec<Vec<(String, AppSection)>> = Vec::with_capacity(threads);
+    while runs.len() * run_len < count {
+        runs.push(sections.by_ref().take(run_len).collect());
+    }
+    let checked: Vec<(Vec<(String, App)>, Diagnostics)> = if runs.len() > 1 {
+        let mut runs = runs.into_iter();
+        let first = runs.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = runs.map(|run| scope.spawn(|| check(run))).collect();
             let mut checked = vec![check(first)];
             checked
                 .extend(helpers.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
             checked
-        }),
-        _ => vec![check(&sections)],
+        })
+    } else {
+        runs.into_iter().map(check).collect()
     };
-    let mut apps = Vec::with_capacity(sections.len());
+    let mut apps = Vec::with_capacity(count);
     for (run, run_diags) in checked {
         apps.extend(run);
         diags.0.extend(run_diags.0);
     }
+    // In name order already, as the sections were: the map is built without sorting.
     apps.into_iter().collect()
 }
 
@@ -665,7 +684,8 @@ fn int_field(
     }
 }
 
-fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, diags: &mut Diagnostics) -> Option<App> {
+/// Check one app's section and build the app, moving the section's strings into it.
+fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, diags: &mut Diagnostics) -> Option<App> {
     let at = |rest: &[PathSeg]| {
         let mut p = path!["apps", name];
         p.extend_from_slice(rest);
@@ -692,29 +712,35 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
 
     // Releases: positive, unique ids; valid digests.
     let mut releases: Vec<(u64, Digest)> = Vec::with_capacity(a.releases.len());
-    let mut written: BTreeMap<u64, &str> = BTreeMap::new();
+    // Each declared id and where its key is in `in_file_order`.
+    let mut written: BTreeMap<u64, usize> = BTreeMap::new();
     // In file order, so a duplicate is reported where it is written the second time.
     // Only ids written twice (`1` and `01`) make the order matter, and finding where each
     // key is written costs a walk of the file's tree, so sort only then.
-    let mut in_file_order: Vec<(&String, &String)> = a.releases.iter().collect();
+    let mut in_file_order: Vec<(String, String)> = a.releases.into_iter().collect();
     let mut ids: Vec<i64> =
         in_file_order.iter().filter_map(|(key, _)| key.parse::<i64>().ok()).filter(|&id| id > 0).collect();
     ids.sort_unstable();
     let written_twice = ids.windows(2).any(|w| w[0] == w[1]);
     if written_twice {
-        in_file_order.sort_by_cached_key(|(key, _)| src.span_of(&at(&path!["releases", *key]), Target::Key).start);
+        in_file_order.sort_by_cached_key(|(key, _)| src.span_of(&at(&path!["releases", key]), Target::Key).start);
     } else {
         // Each id once: the map is built in one go below, with no duplicate to report.
         written = in_file_order
             .iter()
-            .filter_map(|(key, _)| Some((key.parse::<i64>().ok().filter(|&id| id > 0)? as u64, key.as_str())))
+            .enumerate()
+            .filter_map(|(i, (key, _))| Some((key.parse::<i64>().ok().filter(|&id| id > 0)? as u64, i)))
             .collect();
     }
-    for (key, digest) in in_file_order {
+    for i in 0..in_file_order.len() {
+        // The digest moves into the model; the key stays for the messages.
+        let digest = std::mem::take(&mut in_file_order[i].1);
+        let key = &in_file_order[i].0;
         let rel_at = || at(&path!["releases", key]);
         match key.parse::<i64>() {
             Ok(id) if id > 0 => {
-                if let Some(other) = written_twice.then(|| written.insert(id as u64, key)).flatten() {
+                if let Some(other) = written_twice.then(|| written.insert(id as u64, i)).flatten() {
+                    let other = &in_file_order[other].0;
                     diags.push(
                         src.diagnostic(
                             &rel_at(),
@@ -727,9 +753,9 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                         .with_hint("every release needs its own id; ids are never reused"),
                     );
                 }
-                match digest.parse::<Digest>() {
+                match Digest::try_from(digest) {
                     Ok(d) => releases.push((id as u64, d)),
-                    Err(_) => diags.push(
+                    Err(DigestError(digest)) => diags.push(
                         src.diagnostic(
                             &rel_at(),
                             Target::Value,
@@ -773,8 +799,9 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     let memory = int_field(src, || at(&path!["memory"]), a.memory, 512, 1, 122_880, "memory", diags);
     let port = a.port.map(|p| int_field(src, || at(&path!["port"]), Some(p), 1, 1, 65_535, "port", diags) as u16);
 
-    let mut command = a.command.clone().unwrap_or_default();
-    if a.command.as_ref().is_some_and(Vec::is_empty) {
+    let command_is_empty = a.command.as_ref().is_some_and(Vec::is_empty);
+    let mut command = a.command.unwrap_or_default();
+    if command_is_empty {
         diags.push(
             src.diagnostic(&at(&path!["command"]), Target::Value, "`command` is empty")
                 .with_hint("remove it to use the image's own command"),
@@ -814,15 +841,15 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     }
 
     let mut secrets = BTreeMap::new();
-    for (key, reference) in &a.secrets {
-        let s_at = at(&path!["secrets", key]);
-        if !is_env_name(key) {
+    for (key, reference) in a.secrets {
+        let s_at = at(&path!["secrets", &key]);
+        if !is_env_name(&key) {
             diags.push(
                 src.diagnostic(&s_at, Target::Key, format!("`{key}` is not an environment variable name"))
                     .with_hint("use letters, digits and `_`, not starting with a digit"),
             );
         }
-        if a.env.contains_key(key) {
+        if a.env.contains_key(&key) {
             diags.push(
                 src.diagnostic(&s_at, Target::Key, format!("`{key}` is both in env and in secrets"))
                     .with_hint("keep it in one of the two"),
@@ -855,7 +882,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                         );
                     }
                 }
-                secrets.insert(key.clone(), r);
+                secrets.insert(key, r);
             }
             // Never echo the value, not even in the quoted source line: it may be the secret
             // itself, and validate output ends up in CI logs.
@@ -871,12 +898,12 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         }
     }
 
-    let h = a.health.clone().unwrap_or_default();
+    let h = a.health.unwrap_or_default();
     let hd = Health::default();
     let h_at = |k: &str| at(&path!["health", k]);
     let health = Health {
-        command: h.command.clone(),
-        path: h.path.clone(),
+        command: h.command,
+        path: h.path,
         interval: parse_opt(src, || h_at("interval"), &h.interval, hd.interval, "a duration", diags),
         timeout: parse_opt(src, || h_at("timeout"), &h.timeout, hd.timeout, "a duration", diags),
         healthy_threshold: int_field(
@@ -915,7 +942,8 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
             );
         }
     }
-    if h.command.as_ref().is_some_and(|c| c.is_empty() || (c.len() == 1 && (c[0] == "CMD" || c[0] == "CMD-SHELL"))) {
+    if health.command.as_ref().is_some_and(|c| c.is_empty() || (c.len() == 1 && (c[0] == "CMD" || c[0] == "CMD-SHELL")))
+    {
         diags.push(
             src.diagnostic(&h_at("command"), Target::Value, "health `command` has nothing to run")
                 .with_hint("e.g. [\"CMD-SHELL\", \"curl -f http://localhost:8080/health\"]"),
@@ -932,7 +960,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         );
     }
 
-    let d = a.deploy.clone().unwrap_or_default();
+    let d = a.deploy.unwrap_or_default();
     let dd = DeploySettings::default();
     let d_at = |k: &str| at(&path!["deploy", k]);
     let deploy = DeploySettings {
@@ -969,7 +997,7 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
         );
     }
 
-    let mut release_tasks = Vec::new();
+    let mut task_timeouts = Vec::with_capacity(a.release_tasks.len());
     let mut task_names = BTreeSet::new();
     for (i, t) in a.release_tasks.iter().enumerate() {
         let t_at = |k: &str| at(&path!["release_tasks", i, k]);
@@ -995,19 +1023,14 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
                     .with_hint("e.g. [\"bin/rails\", \"db:migrate\"]"),
             );
         }
-        release_tasks.push(ReleaseTask {
-            name: t.name.clone(),
-            command: t.command.clone(),
-            timeout: parse_opt(
-                src,
-                || t_at("timeout"),
-                &t.timeout,
-                Duration::from_millis(600_000),
-                "a duration",
-                diags,
-            ),
-            run_on: t.run_on.unwrap_or_default(),
-        });
+        task_timeouts.push(parse_opt(
+            src,
+            || t_at("timeout"),
+            &t.timeout,
+            Duration::from_millis(600_000),
+            "a duration",
+            diags,
+        ));
     }
 
     if let Some(tg) = &a.target_group {
@@ -1039,27 +1062,38 @@ fn check_app(src: &SourceFile, name: &str, a: &AppSection, runtime: &Runtime, di
     if diags.len() > before {
         return None;
     }
+    let release_tasks = a
+        .release_tasks
+        .into_iter()
+        .zip(task_timeouts)
+        .map(|(t, timeout)| ReleaseTask {
+            name: t.name,
+            command: t.command,
+            timeout,
+            run_on: t.run_on.unwrap_or_default(),
+        })
+        .collect();
     Some(App {
         name: name.to_string(),
-        image: a.image.clone(),
+        image: a.image,
         // Later entries win, as `insert` would (only a file with a duplicate id has any).
         releases: releases.into_iter().collect(),
         active,
         scale,
-        track: a.track.clone(),
-        depends_on: a.depends_on.clone(),
+        track: a.track,
+        depends_on: a.depends_on,
         config: AppConfig {
             cpu,
             memory,
             command,
             port,
-            env: a.env.clone(),
-            sensitive_env: a.sensitive_env.iter().cloned().collect(),
+            env: a.env,
+            sensitive_env: a.sensitive_env.into_iter().collect(),
             secrets,
             health,
             deploy,
             release_tasks,
-            target_group: a.target_group.clone(),
+            target_group: a.target_group,
         },
     })
 }
@@ -1250,6 +1284,21 @@ mod tests {
         assert_eq!(found.0.len(), 5, "{found:?}");
     }
 
+    #[test]
+    fn an_app_problem_comes_before_a_problem_across_apps_at_the_same_place() {
+        // Both apps' ports are out of range, and the second clashes with the first: two
+        // findings at `b`'s port, the app's own first, as when the apps were checked first.
+        let text = "[apps.a]\nimage = \"a\"\nport = 70000\n[apps.b]\nimage = \"b\"\nport = 70000\n";
+        let found = fast(text).expect("the file deserializes").unwrap_err();
+        assert_eq!(found, slow(text).unwrap_err());
+        let messages: Vec<&str> = found.0.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            ["port 70000 is out of range", "port 70000 is out of range", "apps `a` and `b` both use port 70000"]
+        );
+        assert_eq!((found.0[1].line, found.0[1].col), (found.0[2].line, found.0[2].col));
+    }
+
     /// Every stage file under `dir`, as text.
     fn stage_texts(dir: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -1369,7 +1418,7 @@ mod tests {
         let check = |threads| {
             let src = SourceFile::unparsed(Path::new("stages/p.toml"), text.clone(), Format::Toml);
             let mut diags = Diagnostics::default();
-            let apps = check_apps(&src, &file, &Runtime::Local, threads, &mut diags);
+            let apps = check_apps(&src, file.apps.clone(), &Runtime::Local, threads, &mut diags);
             (apps, diags)
         };
         let (apps, diags) = check(1);

@@ -180,27 +180,34 @@ fn map_changes(
 /// `(sensitive, changed)` on the new side when it changed, so the line diff still shows it.
 fn render_env(old: &AppConfig, new: &AppConfig, sensitive: &BTreeSet<&str>) -> (String, String) {
     let side = |c: &AppConfig, other: &AppConfig, is_new: bool| {
-        let masked: BTreeMap<String, String> = c
-            .env
-            .iter()
-            .map(|(k, v)| {
-                let shown = if !sensitive.contains(k.as_str()) {
-                    v.clone()
-                } else if is_new && other.env.get(k).is_some_and(|o| o != v) {
-                    SENSITIVE_CHANGED.into()
-                } else {
-                    SENSITIVE.into()
-                };
-                (k.clone(), shown)
-            })
-            .collect();
-        render_map(&masked)
+        render_entries(c.env.iter().map(|(k, v)| {
+            let shown = if !sensitive.contains(k.as_str()) {
+                v.as_str()
+            } else if is_new && other.env.get(k).is_some_and(|o| o != v) {
+                SENSITIVE_CHANGED
+            } else {
+                SENSITIVE
+            };
+            (k.as_str(), shown)
+        }))
     };
     (side(old, new, false), side(new, old, true))
 }
 
 fn render_map(map: &BTreeMap<String, String>) -> String {
-    map.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    render_entries(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// `NAME=value` lines, written into one string: a plan of many apps renders thousands.
+fn render_entries<'a>(entries: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> String {
+    let mut out = String::with_capacity(entries.clone().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (k, v) in entries {
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+        out.push('\n');
+    }
+    out
 }
 
 /// One argument per line, so a changed flag is one changed line.
@@ -318,6 +325,7 @@ mod tests {
         assert_eq!(changes.iter().map(|c| c.field).collect::<Vec<_>>(), ["env", "cpu"]);
         assert_eq!(describe_config_change(&changes), "Config change: +FEATURE_X -OLD ~RAILS_ENV, cpu");
         assert_eq!(changes[0].from, "OLD=x\nRAILS_ENV=staging\n");
+        assert_eq!(changes[0].to, "FEATURE_X=1\nRAILS_ENV=production\n");
     }
 
     #[test]
@@ -329,6 +337,7 @@ mod tests {
         let changes = config_diff("img", &old, "img", &new);
         let text = serde_json::to_string(&changes).unwrap();
         assert!(!text.contains("hunter2") && !text.contains("correct-horse"), "{text}");
+        assert_eq!(changes[0].from, "TOKEN=(sensitive)\n");
         assert_eq!(changes[0].to, "TOKEN=(sensitive, changed)\n");
         assert!(!serde_json::to_string(&config_fields("img", &new)).unwrap().contains("correct-horse"));
     }

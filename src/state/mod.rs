@@ -1,5 +1,5 @@
 //! Recorded state: the model (`model`, its timestamps read by `timestamp`), its one encoding
-//! (`codec`), where it is kept
+//! (`codec`; a large file decoded in pieces by `json_chunks`), where it is kept
 //! (`store`: the `StateStore` trait and the in-memory store; `local`: JSON files; `s3`:
 //! objects in an S3 bucket, written with conditional requests), the
 //! locked session commands work through (`session`), and the conformance suite every store
@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod conformance;
+pub mod json_chunks;
 pub mod local;
 pub mod model;
 pub mod s3;

@@ -19,19 +19,29 @@ pub fn encode(state: &StageState) -> Vec<u8> {
 
 /// Parse stored bytes of stage `stage` found at `location` (named in every error).
 pub fn decode(location: &str, stage: &str, bytes: &[u8]) -> Result<StageState> {
+    decode_vec(location, stage, bytes.to_vec())
+}
+
+/// [`decode`] of bytes the caller gives away: a large file is decoded in pieces in place.
+pub fn decode_vec(location: &str, stage: &str, bytes: Vec<u8>) -> Result<StageState> {
+    // The common case, a well-formed file: parse it straight into the model, a large one
+    // in pieces on several cores. Only a file that fails takes the slow path below, which
+    // reads it as a JSON value first, so the version is checked before the strict parse and
+    // the error names the bad field's path. UTF-8 is checked once for the whole file:
+    // parsing from bytes checks every string again.
+    let (parsed, bytes) = match String::from_utf8(bytes) {
+        Ok(mut text) => {
+            let parsed = json_chunks::decode_in_chunks(&mut text, decode_threads())
+                .or_else(|| serde_json::from_str::<StageState>(&text).ok());
+            (parsed, text.into_bytes())
+        }
+        Err(not_utf8) => (None, not_utf8.into_bytes()),
+    };
     let corrupt = |message: String| StateError::Corrupt { location: location.to_string(), message };
-    // The common case, a well-formed file: parse it straight into the model. Only a file
-    // that fails takes the slow path below, which reads it as a JSON value first, so the
-    // version is checked before the strict parse and the error names the bad field's path.
-    // UTF-8 is checked once for the whole file: parsing from bytes checks every string again.
-    // A large file is parsed in pieces on several cores; at any doubt, whole.
-    let parsed = std::str::from_utf8(bytes).ok().and_then(|text| {
-        json_chunks::decode_in_chunks(text, decode_threads()).or_else(|| serde_json::from_str::<StageState>(text).ok())
-    });
     let state = match parsed {
         Some(state) if state.version <= STATE_FORMAT_VERSION => state,
         Some(state) => return Err(StateError::NewerVersion { location: location.to_string(), version: state.version }),
-        None => decode_slowly(location, bytes)?,
+        None => decode_slowly(location, &bytes)?,
     };
     if state.stage != stage {
         return Err(corrupt(format!("it holds the state of stage `{}`, not `{stage}`", state.stage)));

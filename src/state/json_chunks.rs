@@ -10,15 +10,13 @@
 //! `{}` at the place of `apps`, and every run `R` valid as `{R}`, the runs joined with the
 //! cut commas make a valid object, and the file is the head with that object in place of
 //! `{}`: it parses, whole, to what the pieces give, apps inserted in file order (a repeated
-//! name keeps its last value either way). Each run is parsed wrapped as `{"apps":{R}}`, at
-//! the depth it has in the file, so serde_json's nesting limit applies to it alike. When
+//! name keeps its last value either way). Each run is parsed in place as `[{R}]`, at the
+//! depth it has in the file, so serde_json's nesting limit applies to it alike. When
 //! anything fails or looks odd, [`decode_in_chunks`] says `None` and the caller parses the
 //! file whole, so every error is that of the serial path.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-
-use serde::Deserialize;
 
 use super::model::{AppState, StageState};
 
@@ -63,14 +61,15 @@ pub fn cut(text: &str, n: usize) -> Option<Cuts> {
 }
 
 /// The state in `text` parsed in pieces on up to `threads` threads, or `None`: the file is
-/// small, has another layout, or a piece does not parse; then parse it whole.
-pub fn decode_in_chunks(text: &str, threads: usize) -> Option<StageState> {
+/// small, has another layout, or a piece does not parse; then parse it whole. `text` is
+/// changed while the pieces are parsed, and is as it was when this returns.
+pub fn decode_in_chunks(text: &mut String, threads: usize) -> Option<StageState> {
     decode_runs(text, threads.min(text.len() / MIN_RUN_BYTES))
 }
 
 /// The state in `text` parsed as up to `n` runs of apps and the head, each but the first run
 /// on a thread of its own.
-fn decode_runs(text: &str, n: usize) -> Option<StageState> {
+fn decode_runs(text: &mut String, n: usize) -> Option<StageState> {
     if n < 2 {
         return None;
     }
@@ -78,15 +77,43 @@ fn decode_runs(text: &str, n: usize) -> Option<StageState> {
     if cuts.runs.len() < 2 {
         return None;
     }
-    let parse_run = |run: &Range<usize>| parse_run(&text[run.clone()]);
-    let (head, runs) = std::thread::scope(|scope| {
-        let helpers: Vec<_> = cuts.runs[1..].iter().map(|run| scope.spawn(move || parse_run(run))).collect();
-        let first = parse_run(&cuts.runs[0]);
-        let head = parse_head(text, &cuts.apps);
-        let mut runs = vec![first];
-        runs.extend(helpers.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
-        (head, runs)
-    });
+    let head = [&text[..cuts.apps.start], "{}", &text[cuts.apps.end..]].concat();
+    // Each run is parsed where it lies, as `[{` run `}]`: the brackets overwrite the layout
+    // around it (` {` before the first run, `,\n` after a run and the four spaces before the
+    // next, `}\n` after the last), which saves copying megabytes. `[{` nests a run's apps
+    // as deep as `{"apps": {` does in the file. A run after a cut loses its leading newline
+    // and indentation, which is whitespace. The bytes are put back afterwards.
+    let wrapped: Vec<Range<usize>> = (cuts.runs.iter().enumerate())
+        .map(|(k, run)| if k == 0 { run.start - 2..run.end + 2 } else { run.start + 3..run.end + 2 })
+        .collect();
+    // (where, the bracket, the bytes the layout has there)
+    let mut edits: Vec<(usize, u8, &str)> = Vec::with_capacity(wrapped.len() * 4);
+    for run in &wrapped {
+        edits.extend([(run.start, b'[', " "), (run.start + 1, b'{', " {")]);
+        edits.extend([(run.end - 2, b'}', ",}"), (run.end - 1, b']', "\n")]);
+    }
+    let saved: Vec<(usize, u8)> = edits.iter().map(|&(at, _, _)| (at, text.as_bytes()[at])).collect();
+    if edits.iter().zip(&saved).any(|(&(_, _, expected), &(_, found))| !expected.as_bytes().contains(&found)) {
+        return None; // not the layout `cut` checked: cannot happen, but never guess
+    }
+    for &(at, bracket, _) in &edits {
+        text.replace_range(at..at + 1, char::from(bracket).encode_utf8(&mut [0; 4]));
+    }
+    let (head, runs) = {
+        let text: &str = text;
+        std::thread::scope(|scope| {
+            let parse = |run: &Range<usize>| parse_run(&text[run.clone()]);
+            let helpers: Vec<_> = wrapped[1..].iter().map(|run| scope.spawn(move || parse(run))).collect();
+            let first = parse(&wrapped[0]);
+            let head = serde_json::from_str::<StageState>(&head).ok();
+            let mut runs = vec![first];
+            runs.extend(helpers.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+            (head, runs)
+        })
+    };
+    for &(at, byte) in saved.iter().rev() {
+        text.replace_range(at..at + 1, char::from(byte).encode_utf8(&mut [0; 4]));
+    }
     let mut state = head?;
     if !state.apps.is_empty() {
         return None; // `apps` was not where the head holds its apps
@@ -101,20 +128,9 @@ fn decode_runs(text: &str, n: usize) -> Option<StageState> {
     Some(state)
 }
 
-/// The document with `{}` in place of the `apps` object.
-fn parse_head(text: &str, apps: &Range<usize>) -> Option<StageState> {
-    let head = [&text[..apps.start], "{}", &text[apps.end..]].concat();
-    serde_json::from_str(&head).ok()
-}
-
-/// The apps of one run, parsed at the depth they have in the file.
-fn parse_run(run: &str) -> Option<BTreeMap<String, AppState>> {
-    #[derive(Deserialize)]
-    struct Wrapper {
-        apps: BTreeMap<String, AppState>,
-    }
-    let wrapped = ["{\"apps\":{", run, "}}"].concat();
-    serde_json::from_str::<Wrapper>(&wrapped).ok().map(|w| w.apps)
+/// The apps of one run, written `[{` run `}]`.
+fn parse_run(wrapped: &str) -> Option<BTreeMap<String, AppState>> {
+    serde_json::from_str::<(BTreeMap<String, AppState>,)>(wrapped).ok().map(|(apps,)| apps)
 }
 
 #[cfg(test)]
@@ -132,10 +148,18 @@ mod tests {
     /// The fast path either declines or agrees with the serial path, for every run count.
     fn assert_agrees(text: &str) {
         for n in 2..=5 {
-            if let Some(state) = decode_runs(text, n) {
+            if let Some(state) = runs(text, n) {
                 assert_eq!(Some(state), whole(text), "{n} runs of:\n{text}");
             }
         }
+    }
+
+    /// [`decode_runs`] of a copy of `text`, checking the copy is as it was afterwards.
+    fn runs(text: &str, n: usize) -> Option<StageState> {
+        let mut copy = text.to_string();
+        let state = decode_runs(&mut copy, n);
+        assert_eq!(copy, text, "the text is put back");
+        state
     }
 
     fn text(state: &StageState) -> String {
@@ -183,17 +207,17 @@ mod tests {
         let state = large(12);
         let text = text(&state);
         for n in 2..=5 {
-            assert_eq!(decode_runs(&text, n).as_ref(), Some(&state), "{n} runs");
+            assert_eq!(runs(&text, n).as_ref(), Some(&state), "{n} runs");
         }
     }
 
     #[test]
     fn small_or_empty_states_are_left_to_the_whole_parse() {
         let text = text(&large(12));
-        assert_eq!(decode_in_chunks(&text, 4), None, "well under the size that pays");
-        assert_eq!(decode_runs(&text, 1), None);
-        assert_eq!(decode_runs(&self::text(&StageState::new("dev")), 2), None);
-        assert_eq!(decode_runs(&self::text(&small(&["one"])), 2), None, "one app, no cut");
+        assert_eq!(decode_in_chunks(&mut text.clone(), 4), None, "well under the size that pays");
+        assert_eq!(runs(&text, 1), None);
+        assert_eq!(runs(&self::text(&StageState::new("dev")), 2), None);
+        assert_eq!(runs(&self::text(&small(&["one"])), 2), None, "one app, no cut");
     }
 
     #[test]
@@ -208,7 +232,7 @@ mod tests {
         }
         let text = text(&state);
         for n in 2..=7 {
-            assert_eq!(decode_runs(&text, n).as_ref(), Some(&state), "{n} runs");
+            assert_eq!(runs(&text, n).as_ref(), Some(&state), "{n} runs");
         }
         // Cut targets in the middle of multi-byte characters must not panic.
         let wide = text.replace("value-", "ééé-");
@@ -264,7 +288,7 @@ mod tests {
             let case = pretty.replace("\"cpu\": 256,", &format!("\"cpu\": 256, \"deep\": {nested},"));
             let expected = whole(&case);
             for n in 2..=3 {
-                assert_eq!(decode_runs(&case, n), expected, "depth {depth}, {n} runs");
+                assert_eq!(runs(&case, n), expected, "depth {depth}, {n} runs");
             }
         }
     }

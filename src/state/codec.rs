@@ -4,6 +4,9 @@
 //! Decoding checks the format `version` *before* the strict parse: a newer ferry may add
 //! fields this build does not know, and that must read as "newer version", not "corrupt".
 
+use std::sync::OnceLock;
+
+use super::json_chunks;
 use super::model::{StageState, STATE_FORMAT_VERSION};
 use super::store::{Result, StateError};
 
@@ -16,21 +19,41 @@ pub fn encode(state: &StageState) -> Vec<u8> {
 
 /// Parse stored bytes of stage `stage` found at `location` (named in every error).
 pub fn decode(location: &str, stage: &str, bytes: &[u8]) -> Result<StageState> {
+    decode_vec(location, stage, bytes.to_vec())
+}
+
+/// [`decode`] of bytes the caller gives away: a large file is decoded in pieces in place.
+pub fn decode_vec(location: &str, stage: &str, bytes: Vec<u8>) -> Result<StageState> {
+    // The common case, a well-formed file: parse it straight into the model, a large one
+    // in pieces on several cores. Only a file that fails takes the slow path below, which
+    // reads it as a JSON value first, so the version is checked before the strict parse and
+    // the error names the bad field's path. UTF-8 is checked once for the whole file:
+    // parsing from bytes checks every string again.
+    let (parsed, bytes) = match String::from_utf8(bytes) {
+        Ok(mut text) => {
+            let parsed = json_chunks::decode_in_chunks(&mut text, decode_threads())
+                .or_else(|| serde_json::from_str::<StageState>(&text).ok());
+            (parsed, text.into_bytes())
+        }
+        Err(not_utf8) => (None, not_utf8.into_bytes()),
+    };
     let corrupt = |message: String| StateError::Corrupt { location: location.to_string(), message };
-    // The common case, a well-formed file: parse it straight into the model. Only a file
-    // that fails takes the slow path below, which reads it as a JSON value first, so the
-    // version is checked before the strict parse and the error names the bad field's path.
-    // UTF-8 is checked once for the whole file: parsing from bytes checks every string again.
-    let parsed = std::str::from_utf8(bytes).ok().and_then(|text| serde_json::from_str::<StageState>(text).ok());
     let state = match parsed {
         Some(state) if state.version <= STATE_FORMAT_VERSION => state,
         Some(state) => return Err(StateError::NewerVersion { location: location.to_string(), version: state.version }),
-        None => decode_slowly(location, bytes)?,
+        None => decode_slowly(location, &bytes)?,
     };
     if state.stage != stage {
         return Err(corrupt(format!("it holds the state of stage `{}`, not `{stage}`", state.stage)));
     }
     Ok(state)
+}
+
+/// How many threads may decode one file: the cores, up to 4 (more pieces of a file of a few
+/// megabytes would cost more in thread starts and copies than they save).
+fn decode_threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from).min(4))
 }
 
 /// Parse bytes that do not parse as a [`StageState`], to say why.
@@ -82,6 +105,34 @@ mod tests {
 
         let err = decode("f.json", "prod", &encode(&s)).unwrap_err().to_string();
         assert!(err.contains("holds the state of stage `dev`, not `prod`"), "{err}");
+    }
+
+    #[test]
+    fn a_large_file_decodes_and_is_refused_as_a_small_one() {
+        // Large enough to be decoded in pieces where there are several cores.
+        let state = crate::plan::fixture::applied(&crate::plan::fixture::large_stage(300, 2));
+        let bytes = encode(&state);
+        assert!(bytes.len() > 1 << 20);
+        assert_eq!(decode("f.json", "bench", &bytes).unwrap(), state);
+
+        let text = String::from_utf8(bytes).unwrap();
+        let newer = text.replacen("\"version\": 1", "\"version\": 3", 1);
+        let err = decode("f.json", "bench", newer.as_bytes()).unwrap_err();
+        assert!(matches!(err, StateError::NewerVersion { version: 3, .. }), "{err}");
+
+        let err = decode("f.json", "prod", text.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("holds the state of stage `bench`, not `prod`"), "{err}");
+
+        let unknown = text.replacen("\"active\": {", "\"later\": 1,\n      \"active\": {", 200);
+        let err = decode("f.json", "bench", unknown.as_bytes()).unwrap_err().to_string();
+        let slow = decode_slowly("f.json", unknown.as_bytes()).unwrap_err().to_string();
+        assert_eq!(err, slow);
+        assert!(err.contains("at `apps.app-0000.later`: unknown field `later`"), "{err}");
+
+        let cut = &text.as_bytes()[..text.len() / 2];
+        let err = decode("f.json", "bench", cut).unwrap_err().to_string();
+        assert_eq!(err, decode_slowly("f.json", cut).unwrap_err().to_string());
+        assert!(err.contains("EOF while parsing"), "{err}");
     }
 
     #[test]

@@ -127,8 +127,8 @@ impl LocalStateStore {
         }
     }
 
-    fn decode_at(path: &Path, stage: &str, bytes: &[u8]) -> Result<StageState> {
-        codec::decode(&path.display().to_string(), stage, bytes)
+    fn decode_at(path: &Path, stage: &str, bytes: Vec<u8>) -> Result<StageState> {
+        codec::decode_vec(&path.display().to_string(), stage, bytes)
     }
 
     /// The lock file's holder: `None` when there is none, [`StateError::LockUnreadable`]
@@ -292,7 +292,7 @@ impl StateStore for LocalStateStore {
     fn read(&self, stage: &str) -> Result<Option<StageState>> {
         self.check_stage(stage)?;
         let path = self.state_path(stage);
-        Self::read_file(&path)?.map(|b| Self::decode_at(&path, stage, &b)).transpose()
+        Self::read_file(&path)?.map(|b| Self::decode_at(&path, stage, b)).transpose()
     }
 
     fn write(&self, state: &mut StageState) -> Result<()> {
@@ -316,7 +316,7 @@ impl StateStore for LocalStateStore {
     fn read_previous(&self, stage: &str) -> Result<Option<StageState>> {
         self.check_stage(stage)?;
         let path = self.previous_path(stage);
-        Self::read_file(&path)?.map(|b| Self::decode_at(&path, stage, &b)).transpose()
+        Self::read_file(&path)?.map(|b| Self::decode_at(&path, stage, b)).transpose()
     }
 
     fn restore_previous(&self, stage: &str) -> Result<Restored> {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::timestamp;
 use crate::config::{AppConfig, Digest};
 
 /// The state file format written by this build. Files with a higher version are refused.
@@ -88,9 +89,10 @@ impl AppState {
 pub struct ReleaseRecord {
     pub digest: Digest,
     /// When ferry first recorded this release.
+    #[serde(deserialize_with = "timestamp::deserialize")]
     pub first_seen: DateTime<Utc>,
     /// When it was first part of a succeeded deployment.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::deserialize_option")]
     pub first_deployed: Option<DateTime<Utc>>,
 }
 
@@ -123,6 +125,7 @@ pub struct RevisionRecord {
     pub release: u64,
     pub digest: Digest,
     pub config_hash: String,
+    #[serde(deserialize_with = "timestamp::deserialize")]
     pub registered_at: DateTime<Utc>,
 }
 
@@ -144,8 +147,9 @@ pub struct Deployment {
     pub description: String,
     #[serde(default)]
     pub source: Source,
+    #[serde(deserialize_with = "timestamp::deserialize")]
     pub started_at: DateTime<Utc>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timestamp::deserialize_option")]
     pub finished_at: Option<DateTime<Utc>>,
     pub status: DeploymentStatus,
     /// Why it failed or was aborted: last check output, exit code, log lines.

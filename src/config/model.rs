@@ -419,9 +419,31 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        parse_str(d)
     }
+}
+
+/// Deserialize a value written as a string by parsing the string where the deserializer
+/// has it, not a copy: a state file holds a dozen durations and percentages per app.
+/// Errors read as `String::deserialize` and `FromStr` say them.
+fn parse_str<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error>
+where
+    T::Err: fmt::Display,
+{
+    struct Parse<T>(std::marker::PhantomData<T>);
+    impl<T: FromStr> serde::de::Visitor<'_> for Parse<T>
+    where
+        T::Err: fmt::Display,
+    {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+            s.parse().map_err(E::custom)
+        }
+    }
+    d.deserialize_str(Parse(std::marker::PhantomData))
 }
 
 /// A percentage, written `"100%"`.
@@ -469,8 +491,7 @@ impl Serialize for Percent {
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        parse_str(d)
     }
 }
 
@@ -488,6 +509,19 @@ mod tests {
         for bad in ["", "5", "s", "5 s", "-1s", "1.5s", "5d"] {
             assert!(bad.parse::<Duration>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn durations_and_percentages_deserialize_from_strings_with_the_errors_of_their_parse() {
+        let read = |json: &str| serde_json::from_str::<(Duration, Percent)>(json).map_err(|e| e.to_string());
+        assert_eq!(read(r#"["5s", "50%"]"#), Ok((Duration::from_millis(5_000), Percent(50))));
+        assert_eq!(read(r#"["\u0035m", "5\u0025"]"#), Ok((Duration::from_millis(300_000), Percent(5))), "escaped");
+        assert_eq!(read(r#"["5 s", "50%"]"#), Err("`5 s` is not a duration at line 1 column 6".to_string()));
+        assert_eq!(read(r#"["5s", "x%"]"#), Err("`x%` is not a percentage at line 1 column 11".to_string()));
+        assert_eq!(
+            read(r#"[5, "50%"]"#),
+            Err("invalid type: integer `5`, expected a string at line 1 column 2".into())
+        );
     }
 
     #[test]

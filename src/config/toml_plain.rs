@@ -149,8 +149,10 @@ struct Reader<'a> {
     depth: usize,
 }
 
-/// Values nested deeper than this are declined: each level is a frame of recursion, and
-/// a large stage file is read on threads with small stacks. Stage files nest three deep.
+/// Values nested deeper than this are declined, and headers of more keys: each level of a
+/// value is a frame of recursion, and a large stage file is read on threads with small
+/// stacks; the `toml` crate refuses either from about a hundred levels. Stage files nest
+/// three deep.
 const MAX_DEPTH: usize = 64;
 
 impl<'a> Reader<'a> {
@@ -254,6 +256,10 @@ impl<'a> Reader<'a> {
         let array = self.eat(b'[').is_some();
         let mut keys = vec![self.header_key()?];
         while self.eat(b'.').is_some() {
+            // The `toml` crate refuses headers of about a hundred keys: decline well before.
+            if keys.len() == MAX_DEPTH {
+                return None;
+            }
             keys.push(self.header_key()?);
         }
         self.eat(b']')?;
@@ -742,7 +748,7 @@ mod tests {
     }
 
     #[test]
-    fn declines_values_nested_too_deep_for_a_small_stack() {
+    fn declines_values_nested_and_headers_deeper_than_the_toml_crate_reads() {
         let nested = |depth: usize| format!("a = {}1{}\n", "[".repeat(depth), "]".repeat(depth));
         assert_eq!(by_plain(&nested(MAX_DEPTH)), by_toml(&nested(MAX_DEPTH)));
         assert!(by_plain(&nested(MAX_DEPTH)).is_some());
@@ -750,6 +756,11 @@ mod tests {
         let deep = nested(200_000);
         let declined = std::thread::Builder::new().stack_size(64 << 10).spawn(move || by_plain(&deep)).unwrap();
         assert_eq!(declined.join().unwrap(), None);
+        let header = |keys: usize| format!("[{}]\n", vec!["k"; keys].join("."));
+        assert_eq!(by_plain(&header(MAX_DEPTH)), by_toml(&header(MAX_DEPTH)));
+        assert!(by_plain(&header(MAX_DEPTH)).is_some());
+        assert_eq!(by_plain(&header(MAX_DEPTH + 1)), None);
+        assert_eq!(by_toml(&header(100)), None, "the toml crate's limit, which the reader stays below");
         let inline = |depth: usize| format!("a = {}1{}\n", "{ b = ".repeat(depth), " }".repeat(depth));
         assert_eq!(by_plain(&inline(MAX_DEPTH)), by_toml(&inline(MAX_DEPTH)));
         assert!(by_plain(&inline(MAX_DEPTH)).is_some());

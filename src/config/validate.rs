@@ -403,7 +403,7 @@ fn deserialize_in_chunks(text: &str, threads: usize, pieces: usize) -> Option<St
 
 /// Parse and deserialize `text`, one [`Part`] of a stage file, if it is valid TOML 1.0 of
 /// the right shape; `None` otherwise. Most stage files are plain TOML, which a leaner reader
-/// takes in a third of the time; what it declines is read with the `toml` crate.
+/// takes in less than half the time; what it declines is read with the `toml` crate.
 fn deserialize_toml_part(text: &str, part: Part) -> Option<StageFile> {
     deserialize_plain_toml_part(text, part).or_else(|| deserialize_full_toml_part(text, part))
 }

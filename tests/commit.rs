@@ -398,6 +398,18 @@ fn a_release_that_never_turns_healthy_fails_and_the_old_keeps_serving() {
     assert!(h[1]["reason"].as_str().unwrap().contains("rolled back"), "{}", h[1]["reason"]);
     assert_eq!(p.state()["apps"]["web"]["active"]["release"], 1);
     assert_eq!(get(web.port).unwrap(), "one");
+
+    // What now: the file still asks for release 2, and how to return to release 1.
+    let err = run.stderr();
+    assert!(err.contains("web: v2 failed; the stage file still asks for release 2"), "{err}");
+    assert!(err.contains("the next commit tries it again"), "{err}");
+    assert!(err.contains("Release 1 (v1) runs now"), "{err}");
+    assert!(err.contains("`ferry rollback web`") && err.contains("`ferry release activate web 1`"), "{err}");
+    // `rollback web` after the failure returns the file to what runs now: nothing to apply.
+    p.run(&["rollback", "web"]).expect_code(0);
+    assert!(p.p.read("stages/dev.toml").contains("active = 1"), "{}", p.p.read("stages/dev.toml"));
+    let plan = p.run(&["plan", "--detailed-exitcode"]);
+    assert!(plan.expect_code(0).stdout().starts_with("No changes."), "{}", plan.stdout());
 }
 
 #[test]
@@ -599,29 +611,105 @@ fn task_run_streams_output_and_exits_with_the_task_code() {
     let list = p.run(&["task", "list", "web"]);
     list.expect_code(0);
     assert!(list.stdout().contains("STOPPED") && list.stdout().contains(" 7 "), "{}", list.stdout());
+    // The columns line up under their headers.
+    let out = list.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    for (header, value) in [("Name", "one-off"), ("Last Status", "STOPPED"), ("Exit", "7")] {
+        let at = lines[0].find(header).unwrap();
+        assert!(lines[1..].iter().all(|l| l.get(at..).is_some_and(|v| v.starts_with(value))), "{header}:\n{out}");
+    }
 }
 
-/// `plan --refresh` on the local runtime: what the agent runs matches recorded state (no
-/// change); with the agent stopped behind ferry's back the service is missing, shown as
-/// drift, and `commit --refresh` starts it again.
+/// A removed app is gone from `ps`, not listed as "MISSING 0 / 0" for its stopped tasks;
+/// asked for by name, it says so.
 #[test]
-fn refresh_on_the_local_runtime_sees_a_stopped_agent_and_commit_starts_it_again() {
+fn a_removed_app_no_longer_shows_in_ps() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let d2 = p.push("api", "one", &[]);
+    let web = AppDef { scale: 1, ..app("web", vec![(1, d1)], 1) };
+    let api = AppDef { scale: 1, ..app("api", vec![(1, d2)], 1) };
+    p.stage(&[web.clone(), api]);
+    p.commit().expect_code(0);
+    assert!(p.run(&["ps"]).expect_code(0).stdout().contains("api  ACTIVE"));
+    p.stage(std::slice::from_ref(&web));
+    p.run(&["commit", "--yes", "--allow-remove"]).expect_code(0);
+    let ps = p.run(&["ps"]).expect_code(0).stdout();
+    assert!(ps.contains("web  ACTIVE 1 / 1"), "{ps}");
+    assert!(!ps.contains("api"), "{ps}");
+    let named = p.run(&["ps", "api"]).expect_code(0).stdout();
+    assert!(named.contains("api  MISSING"), "{named}");
+}
+
+/// A crashed local agent is noticed: a plain `plan` on a local stage asks the running agent
+/// what runs (without starting one), and after `kill -9` of the agent shows every task that
+/// should run as drift and plans it back; `--offline` does not ask; committing the plan brings
+/// the tasks back as a "Revert drift" deployment, not as a new activation.
+#[test]
+fn a_plain_plan_notices_a_killed_agent_and_its_commit_brings_the_tasks_back() {
     let t = Project::new();
     let d1 = t.push("web", "one", &[]);
-    let web = AppDef { scale: 1, ..app("web", vec![(1, d1)], 1) };
+    let web = AppDef { scale: 2, ..app("web", vec![(1, d1)], 1) };
     t.stage(std::slice::from_ref(&web));
     t.commit().expect_code(0);
-    let same = t.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    let same = t.run(&["plan", "--detailed-exitcode"]);
     assert!(same.expect_code(0).stdout().contains("matches recorded state and what runs"), "{}", same.stdout());
 
-    drop(AgentGuard { layout: Layout::new(t.p.path()) });
-    t.run(&["plan", "--detailed-exitcode"]).expect_code(0);
-    let drift = t.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    let layout = Layout::new(t.p.path());
+    let agent = layout.agent_pid().expect("an agent pid file");
+    // SAFETY: the agent this test started.
+    unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) };
+    wait_until("the killed agent to be gone", Duration::from_secs(10), || {
+        !ferry::runtime::local::process_alive(agent)
+            && std::os::unix::net::UnixStream::connect(layout.socket()).is_err()
+    });
+    let drift = t.run(&["plan", "--detailed-exitcode"]);
     drift.expect_code(2);
-    assert!(drift.stdout().contains("  web: service missing\n"), "{}", drift.stdout());
-    assert!(drift.stdout().contains("± web: Revert drift: service missing"), "{}", drift.stdout());
+    let out = drift.stdout();
+    assert!(out.contains("  web: 0 of 2 tasks running\n"), "{out}");
+    assert!(out.contains("the local agent is not running"), "{out}");
+    assert!(out.contains("± web: Revert drift: 0 of 2 tasks running"), "{out}");
+    let json: Value = serde_json::from_str(&t.run(&["plan", "--json"]).expect_code(0).stdout()).unwrap();
+    assert_eq!(json["stages"][0]["drift"][0]["tasks"], serde_json::json!({"running": 0, "expected": 2}));
+    assert!(
+        std::os::unix::net::UnixStream::connect(layout.socket()).is_err(),
+        "planning must not start an agent"
+    );
+    t.run(&["plan", "--offline", "--detailed-exitcode"]).expect_code(0);
 
-    t.run(&["commit", "--refresh", "--yes"]).expect_code(0);
+    let commit = t.commit();
+    commit.expect_code(0);
+    assert!(commit.stdout().contains("Revert drift: 0 of 2 tasks running"), "{}", commit.stdout());
     assert_eq!(get(web.port), Ok("one".to_string()));
+    let ps = t.run(&["ps"]).expect_code(0).stdout();
+    assert!(ps.contains("ACTIVE 2 / 2 running tasks"), "{ps}");
+    t.run(&["plan", "--detailed-exitcode"]).expect_code(0);
     t.run(&["plan", "--refresh", "--detailed-exitcode"]).expect_code(0);
+    let last = t.history("web").pop().unwrap();
+    assert_eq!(last["description"], "Revert drift: 0 of 2 tasks running", "{last:#?}");
+}
+
+/// A worker (no port, no health check) gets no network check: its task shows RUNNING with
+/// health UNKNOWN, and the deploy counts it once it still runs at the end of its grace
+/// period. Before, it was TCP-checked on the port ferry assigned it and never deployed.
+#[test]
+fn a_worker_without_port_or_health_check_deploys_with_health_unknown() {
+    let p = Project::new();
+    let d1 = p.push("worker", "one", &[]);
+    p.p.write(
+        "stages/dev.toml",
+        &format!(
+            "[runtime]\nkind = \"local\"\n\n[apps.worker]\nimage = \"worker\"\nactive = 1\nscale = 1\n\
+             command = [\"python3\", \"-c\", \"import time; time.sleep(600)\"]\n\n[apps.worker.releases]\n\
+             1 = \"{d1}\"\n\n[apps.worker.health]\ngrace_period = \"1s\"\n\n[apps.worker.deploy]\n\
+             timeout = \"30s\"\nstop_timeout = \"2s\"\n"
+        ),
+    );
+    let run = p.commit();
+    run.expect_code(0);
+    assert!(run.stdout().contains("worker  v1   succeeded"), "{}", run.stdout());
+    let ps = p.run(&["ps"]).expect_code(0).stdout();
+    assert!(ps.contains("worker  ACTIVE 1 / 1 running tasks"), "{ps}");
+    let task = ps.lines().find(|l| l.contains(" RUNNING ")).unwrap_or_else(|| panic!("a running task: {ps}"));
+    assert!(task.contains(" UNKNOWN "), "health UNKNOWN, not HEALTHY: {ps}");
 }

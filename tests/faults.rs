@@ -261,8 +261,8 @@ fn an_agent_killed_mid_rollout_is_replaced_its_leftovers_killed_and_state_stays_
     p.commit().expect_code(0);
     assert_eq!(get(web.port).unwrap(), "two");
 
-    // Killed between commits: the next commit finds the app gone, records it stopped and
-    // starts it again, instead of "no changes" for a stage that serves nothing.
+    // Killed between commits: the next commit finds the app gone and plans it back as
+    // drift, instead of "no changes" for a stage that serves nothing.
     let agent = agent_pid(&p);
     let left = session_members(agent);
     unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) };
@@ -271,12 +271,13 @@ fn an_agent_killed_mid_rollout_is_replaced_its_leftovers_killed_and_state_stays_
     });
     let run = p.commit();
     run.expect_code(0);
-    assert!(run.stderr().contains("the local agent does not run web"), "{}", run.stderr());
+    assert!(run.stdout().contains("± web: Revert drift: 0 of 2 tasks running"), "{}", run.stdout());
     assert!(left.iter().all(|&pid| !process_alive(pid)), "the killed agent's processes are gone");
     assert_eq!(get(web.port).unwrap(), "two");
     let h = p.history("web");
     let last = h.last().unwrap();
     assert_eq!((last["status"].as_str(), last["release"].as_u64()), (Some("succeeded"), Some(2)), "{last:#?}");
+    assert_eq!(last["description"], "Revert drift: 0 of 2 tasks running", "{last:#?}");
 }
 
 #[test]

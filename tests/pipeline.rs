@@ -183,6 +183,36 @@ fn promote_commit_deploys_every_target_stage_as_a_promotion() {
     plan.expect_code(0);
 }
 
+/// `--to-app` promotes into an app of another name in the target stages, labelled with the
+/// app it came from; by default the target is the app of the same name.
+#[test]
+fn promote_to_an_app_of_another_name() {
+    let t = Pipeline::new();
+    let (d1, d2) = (t.push("one", None), t.push("two", None));
+    t.stage("development", &[(1, &d1), (2, &d2)], 2, "");
+    for stage in ["production-eu", "production-us"] {
+        t.stage(stage, &[(1, &d1)], 1, "");
+        let file = format!("stages/{stage}.toml");
+        t.p.write(&file, &t.p.read(&file).replace("[apps.web", "[apps.shop"));
+    }
+    for context in ["ci/tests", "qa/signoff"] {
+        t.run(&["status", "set", "web", &d2, context, "success"]).expect_code(0);
+    }
+    let same_name = t.run(&["promote", "web", "--from", "development"]);
+    same_name.expect_code(1);
+    assert!(same_name.stderr().contains("stage `production-eu` has no app `web`"), "{}", same_name.stderr());
+    assert!(same_name.stderr().contains("--to-app"), "the hint names the way: {}", same_name.stderr());
+
+    let run = t.run(&["promote", "web", "--from", "development", "--to-app", "shop"]);
+    run.expect_code(0);
+    assert!(run.stderr().contains("as app shop"), "{}", run.stderr());
+    let eu = t.p.read("stages/production-eu.toml");
+    assert!(eu.contains(&format!("2 = \"{d2}\"")) && eu.contains("active = 2  # keep this comment"), "{eu}");
+    assert!(!eu.contains("[apps.web"), "{eu}");
+    let plan = t.run(&["plan", "-s", "production-eu", "--offline"]).expect_code(0).stdout();
+    assert!(plan.contains("shop: Promotion from development (web release 2)"), "{plan}");
+}
+
 #[test]
 fn images_sync_follows_a_tracked_tag_and_commit_deploys_it() {
     let t = Pipeline::new();

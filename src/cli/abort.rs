@@ -31,10 +31,10 @@ pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
     let Some(holder) = store.lock_holder(&stage)? else {
         return Err(CliError::new(format!("nothing to abort: no ferry holds the lock of stage {stage}")));
     };
-    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    let user = crate::history::operator().unwrap_or_else(|| "a user with no name".into());
     let request = AbortRequest {
         lock_id: holder.id.clone(),
-        requested_by: format!("{user} (pid {})", std::process::id()),
+        requested_by: format!("{user} (pid {} on {})", std::process::id(), crate::state::store::hostname()),
         requested_at: chrono::Utc::now(),
     };
     let path = request_path(&project.root, &stage);

@@ -15,7 +15,8 @@ use crate::state::StageState;
 #[derive(Debug, Args)]
 #[command(after_help = "Exit codes: 0 no changes (or changes without --detailed-exitcode), 1 error, 2 changes \
                         with --detailed-exitcode.\n\nExamples:\n  ferry plan\n  ferry plan --refresh \
-                        --detailed-exitcode     # drift shows as changes\n  ferry plan -s production -o \
+                        --detailed-exitcode     # drift shows as changes\n  ferry plan --offline     # without asking the \
+                        local agent what runs\n  ferry plan -s production -o \
                         production.plan && ferry commit production.plan\n  ferry plan --all --markdown > \
                         plan.md\n  ferry plan --json | jq .summary\n  ferry plan --detailed-exitcode || \
                         echo \"changes (2) or error (1)\"")]
@@ -45,6 +46,11 @@ pub struct PlanArgs {
     /// state (a changed task definition or desired count, a missing service).
     #[arg(long)]
     pub refresh: bool,
+    /// Plan from the stage files and recorded state only. By default a local stage's plan
+    /// asks the running local agent (never starting one) what runs, and plans back tasks
+    /// that should run and do not.
+    #[arg(long, conflicts_with = "refresh")]
+    pub offline: bool,
 }
 
 pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
@@ -68,7 +74,8 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
         };
         let desired = config::load_stage(&project, name)?;
         let recorded = reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        let mut changeset = plan_stage(&project, &desired, &recorded, &options, args.refresh)?;
+        let live = LiveCheck::of(args.refresh, args.offline);
+        let mut changeset = plan_stage(&project, &desired, &recorded, &options, live)?;
         crate::cli::promote::label_promotions(&project, &recorded, &mut changeset)?;
         if let Some(out) = &args.out {
             save(ctx, &project, &desired, &recorded, changeset.clone(), out)?;
@@ -95,16 +102,48 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
     Ok(())
 }
 
-/// Plan `desired` against `recorded`; with `refresh`, against what the stage's runtime runs
-/// too (gathered first, so the planner stays pure).
+/// Whether a plan also compares recorded state with what the runtime runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LiveCheck {
+    /// Never (`--offline`).
+    Offline,
+    /// On a local stage only, where asking the running agent is cheap (the default): a
+    /// crashed agent or a reboot is seen by a plain `plan`.
+    Local,
+    /// Always (`--refresh`).
+    Refresh,
+}
+
+impl LiveCheck {
+    /// From the `--refresh` and `--offline` flags.
+    pub(crate) fn of(refresh: bool, offline: bool) -> Self {
+        match (refresh, offline) {
+            (true, _) => LiveCheck::Refresh,
+            (false, true) => LiveCheck::Offline,
+            (false, false) => LiveCheck::Local,
+        }
+    }
+
+    fn applies_to(self, stage: &Stage) -> bool {
+        match self {
+            LiveCheck::Offline => false,
+            LiveCheck::Local => matches!(stage.runtime, config::Runtime::Local),
+            LiveCheck::Refresh => true,
+        }
+    }
+}
+
+/// Plan `desired` against `recorded`; where `live` says so, against what the stage's
+/// runtime runs too (gathered first, so the planner stays pure; the local runtime answers
+/// without starting an agent).
 pub(crate) fn plan_stage(
     project: &Project,
     desired: &Stage,
     recorded: &StageState,
     options: &PlanOptions,
-    refresh: bool,
+    live: LiveCheck,
 ) -> CliResult<Changeset> {
-    let planned = if refresh {
+    let planned = if live.applies_to(desired) {
         let runtime = crate::cli::commit::op_context(&project.root, desired).runtime;
         let live = super::tokio_runtime()?
             .block_on(crate::runtime::live::gather(runtime.as_ref(), recorded))

@@ -11,7 +11,7 @@ use crate::apply::HumanHook;
 use crate::cli::commit::{commit_stage, StageCommit};
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::Project;
-use crate::pipeline::promotion::{self, TargetChange};
+use crate::pipeline::promotion::{self, Destination, TargetChange};
 use crate::pipeline::{open_records, PipelineError, StatusStore};
 use crate::plan::Changeset;
 use crate::state::StageState;
@@ -25,7 +25,8 @@ use crate::state::StageState;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ferry promote web --from development\n  \
                         ferry promote web --from staging --release 7 --commit\n  \
-                        ferry promote api --from development --to production")]
+                        ferry promote api --from development --to production\n  \
+                        ferry promote api --from development --to-app api-eu   # into app api-eu")]
 pub struct PromoteArgs {
     /// The app, as named in the stage files.
     pub app: String,
@@ -38,6 +39,9 @@ pub struct PromoteArgs {
     /// The step to promote into (default: the step after the source stage's).
     #[arg(long, value_name = "STEP")]
     pub to: Option<String>,
+    /// The app to promote into, in the target stages (default: the app of the same name).
+    #[arg(long, value_name = "APP")]
+    pub to_app: Option<String>,
     /// Apply every target stage at once, as `ferry commit --yes` would.
     #[arg(long)]
     pub commit: bool,
@@ -65,12 +69,18 @@ impl From<crate::pipeline::RecordError> for CliError {
 pub fn run(ctx: &Context, args: PromoteArgs) -> CliResult {
     let project = ctx.project()?;
     let status = StatusStore::new(open_records(&project)?).log(&args.app)?;
-    let promotion = promotion::prepare(&project, &status, &args.app, &args.from, args.release, args.to.as_deref())?;
+    let to = Destination { step: args.to.as_deref(), app: args.to_app.as_deref() };
+    let promotion = promotion::prepare(&project, &status, &args.app, &args.from, args.release, to)?;
     if promotion.targets.is_empty() {
         return Err(CliError::new(format!("step `{}` has no stage to promote into", promotion.step.name)));
     }
+    let into = if promotion.target_app == promotion.app {
+        String::new()
+    } else {
+        format!(" as app {}", promotion.target_app)
+    };
     eprintln!(
-        "promoting {} release {} ({}) from {} into step {}",
+        "promoting {} release {} ({}) from {} into step {}{into}",
         promotion.app,
         promotion.from_release,
         promotion.digest.short(),

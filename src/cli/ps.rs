@@ -8,7 +8,7 @@ use crate::cli::agent::runtime_error;
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, RuntimeKind};
 use crate::runtime::local::LocalRuntime;
-use crate::runtime::{Lifecycle, ServiceStatus, TaskKind};
+use crate::runtime::{Lifecycle, ServiceState, ServiceStatus, TaskKind};
 
 /// Show apps and their tasks.
 #[derive(Debug, Args)]
@@ -82,6 +82,7 @@ pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
                 }
             })
             .map_err(runtime_error)?;
+        let services = if args.app.is_some() { services } else { without_removed(services) };
         views.push(StageView { stage: stage.name, services });
     }
     if args.json {
@@ -104,6 +105,16 @@ pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
         }
     }
     print_out(&out)
+}
+
+/// Leave out apps the runtime no longer has a service for and whose tasks all stopped: a
+/// removed app (the agent keeps its last stopped tasks a while) is not "MISSING 0 / 0". It
+/// is still shown when asked for by name.
+fn without_removed(services: Vec<ServiceStatus>) -> Vec<ServiceStatus> {
+    services
+        .into_iter()
+        .filter(|s| s.state != ServiceState::Missing || s.tasks.iter().any(|t| t.last_status != Lifecycle::Stopped))
+        .collect()
 }
 
 /// One app: the SetOps summary line and its task table.

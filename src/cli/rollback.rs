@@ -1,6 +1,6 @@
 //! `ferry rollback APP [vN]`: edit the stage file so the app's active release and config are
-//! those deployment vN ran (default: the last good one before what runs now), and print the
-//! diff. It records nothing itself: applying the file records the deployment, and the apply
+//! those deployment vN ran (default: what runs now after a failed deployment, else the last
+//! good one before what runs now), and print the diff. It records nothing itself: applying the file records the deployment, and the apply
 //! engine recognises it as "Rollback to vN" by its release and config
 //! (`history::rollback_target_matching`), whoever made the edit.
 
@@ -18,14 +18,16 @@ use crate::history::{rollback_target, short_digest};
 /// `ferry commit` applies it and records "Rollback to vN".
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ferry rollback web                    # the last good deployment before this one\n  \
+    after_help = "Examples:\n  ferry rollback web                    # the last good deployment before this one (after a \
+                  failed deploy: what runs now)\n  \
                         ferry rollback web v5 -s production   # deployment v5 (`ferry history web` lists them)"
 )]
 pub struct RollbackArgs {
     /// The app.
     pub app: String,
-    /// The deployment to go back to, `vN` or `N`. Default: the last succeeded deployment
-    /// before the one that runs now.
+    /// The deployment to go back to, `vN` or `N`. Default: the one that runs now when the
+    /// latest deployment failed or was aborted (the stage file still asks for it), else the last
+    /// succeeded deployment before the one that runs now.
     #[arg(value_parser = parse_deployment, value_name = "vN")]
     pub deployment: Option<u64>,
     /// The stage. Default: the project's only stage.

@@ -17,5 +17,5 @@ mod time;
 
 pub use describe::{change_kind, describe_change, short_digest, NextDeployment};
 pub use rollback::{rollback_target, rollback_target_matching, RollbackRefusal};
-pub use source::GitCheckout;
+pub use source::{operator, GitCheckout};
 pub use time::{now, relative_time, NOW_VAR};

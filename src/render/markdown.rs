@@ -25,6 +25,9 @@ pub fn render(view: &PlanView) -> String {
             let _ = writeln!(out, "**Drift** (the runtime no longer runs what was recorded; planned back):\n");
             for d in stage.drifted() {
                 let _ = writeln!(out, "- `{}`: {}", d.app, d.summary());
+                if let Some(cause) = &d.cause {
+                    let _ = writeln!(out, "  - {}", cell(cause));
+                }
                 for c in &d.changes {
                     let _ = writeln!(out, "  - `{}`: `{}` → `{}`", c.field, cell(&c.recorded), cell(&c.live));
                 }

@@ -145,6 +145,9 @@ fn render_drift(out: &mut String, stage: &StageView, p: &Painter) {
     let _ = writeln!(out, "\n{}", p.bold("Drift: the runtime no longer runs what was recorded (planned back below)"));
     for d in stage.drifted() {
         let _ = writeln!(out, "  {}: {}", d.app, d.summary());
+        if let Some(cause) = &d.cause {
+            let _ = writeln!(out, "    {cause}");
+        }
         if let Some(r) = &d.revision {
             let _ = writeln!(out, "    live revision: {r}");
         }

@@ -36,7 +36,7 @@ impl LockInfo {
             id: uuid::Uuid::new_v4().to_string(),
             pid: std::process::id(),
             host: hostname(),
-            user: std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+            user: crate::history::operator().unwrap_or_else(|| "with no name".into()),
             command: command.to_string(),
             created: Utc::now(),
         }

@@ -34,6 +34,7 @@ use tokio::net::UnixStream;
 
 use crate::config::{DeploySettings, SecretRef};
 use crate::private_files;
+use crate::runtime::live::{LiveService, RecordedService};
 use crate::runtime::{
     LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
     TaskId, TaskSpec,
@@ -279,13 +280,27 @@ impl LocalRuntime {
         since: Option<u64>,
         wait: Duration,
     ) -> RuntimeResult<(Vec<ServiceStatus>, Option<u64>)> {
+        match self.observe_agent(apps, current, since, wait).await? {
+            Some(answer) => Ok(answer),
+            None => Ok((apps.iter().map(|a| ServiceStatus::missing(a)).collect(), None)),
+        }
+    }
+
+    /// [`observe_request`](Self::observe_request), `None` when no agent runs.
+    async fn observe_agent(
+        &self,
+        apps: &[String],
+        current: bool,
+        since: Option<u64>,
+        wait: Duration,
+    ) -> RuntimeResult<Option<(Vec<ServiceStatus>, Option<u64>)>> {
         let wait_ms = if since.is_some() { wait.as_millis().try_into().unwrap_or(u64::MAX) } else { 0 };
         let stage = self.stage.clone();
         let req = Request::Observe { stage, apps: apps.to_vec(), changed_since: since, wait_ms, current };
         match request(&self.layout, &req).await? {
-            Some(Reply::Services { services, version }) => Ok((services, version)),
+            Some(Reply::Services { services, version }) => Ok(Some((services, version))),
             Some(other) => Err(unexpected(other)),
-            None => Ok((apps.iter().map(|a| ServiceStatus::missing(a)).collect(), None)),
+            None => Ok(None),
         }
     }
 }
@@ -413,5 +428,25 @@ impl Runtime for LocalRuntime {
     async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream> {
         // Log files are plain files on this machine: read them here, no agent needed.
         logs::stream(self.layout.logs_dir(&self.stage, app), query.clone())
+    }
+
+    /// What the agent runs, asked without starting one: a crashed agent (or a reboot)
+    /// leaves every app missing, and saying why spares the user a hunt.
+    async fn live(&self, recorded: &[RecordedService]) -> RuntimeResult<Vec<LiveService>> {
+        let apps: Vec<String> = recorded.iter().map(|r| r.spec.app.clone()).collect();
+        let answer = self.observe_agent(&apps, false, None, Duration::ZERO).await?;
+        let cause = match answer {
+            Some(_) => "the local agent runs, but not this app (was the agent restarted?)",
+            None => "the local agent is not running (was it killed, or the machine restarted?)",
+        };
+        let services = match answer {
+            Some((services, _)) => services,
+            None => apps.iter().map(|a| ServiceStatus::missing(a)).collect(),
+        };
+        let mut live = crate::runtime::live::by_revision_id(recorded, &services);
+        for service in live.iter_mut().filter(|s| !s.present) {
+            service.cause = Some(cause.to_string());
+        }
+        Ok(live)
     }
 }

@@ -101,6 +101,8 @@ pub struct Task {
     pub one_off: Option<TaskSpec>,
     pub lifecycle: Lifecycle,
     pub health: Health,
+    /// Whether its revision gives it any health check (`health::has_checks`).
+    pub has_health_check: bool,
     pub ever_healthy: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub stopped_at: Option<DateTime<Utc>>,
@@ -140,6 +142,12 @@ impl Task {
         self.lifecycle != Lifecycle::Stopped
     }
 
+    /// Whether it counts toward its rollout ([`TaskStatus::is_ready`]).
+    fn is_ready(&self) -> bool {
+        self.lifecycle == Lifecycle::Running
+            && (self.health == Health::Healthy || !self.has_health_check && self.health == Health::Unknown)
+    }
+
     fn status(&self, service: Option<&Service>) -> TaskStatus {
         TaskStatus {
             id: self.id.clone(),
@@ -161,6 +169,7 @@ impl Task {
             stopped_reason: self.stopped_reason.clone(),
             restarts: self.restarts,
             last_check: self.last_check.clone(),
+            has_health_check: self.has_health_check,
             port: self.port,
             pid: self.pid,
         }
@@ -301,7 +310,11 @@ impl State {
         revision: &RevisionId,
         one_off: Option<TaskSpec>,
     ) -> RuntimeResult<TaskId> {
-        let release = self.revision(stage, app, revision)?.spec.release;
+        let rev = self.revision(stage, app, revision)?;
+        let release = rev.spec.release;
+        let config = &rev.spec.config;
+        let has_health_check =
+            super::health::has_checks(&config.health, super::health::tcp_liveness(&config.health, config.port));
         self.seq += 1;
         let id = TaskId(new_id());
         self.by_app.entry(key(stage, app)).or_default().push(id.clone());
@@ -319,6 +332,7 @@ impl State {
                 one_off,
                 lifecycle: Lifecycle::Provisioning,
                 health: Health::Unknown,
+                has_health_check,
                 ever_healthy: false,
                 started_at: None,
                 stopped_at: None,
@@ -411,8 +425,7 @@ impl State {
         let n = service.desired as usize;
         let active: Vec<&Task> = tasks.iter().copied().filter(|t| t.stop.is_none()).collect();
         let (new, old): (Vec<&Task>, Vec<&Task>) = active.into_iter().partition(|t| t.revision == primary.revision);
-        let healthy = |t: &&&Task| t.lifecycle == Lifecycle::Running && t.health == Health::Healthy;
-        let healthy_new = new.iter().filter(healthy).count();
+        let healthy_new = new.iter().filter(|t| t.is_ready()).count();
         let mut surge = primary.settings.max_surge.of_ceil(n as u32) as usize;
         let min_serving = primary.settings.min_healthy.of_ceil(n as u32) as usize;
         if surge == 0 && min_serving >= n {
@@ -577,9 +590,7 @@ impl State {
                     desired: if primary.is_some_and(|p| p.id == r.id) { service.desired } else { 0 },
                     running: of_rev().filter(|t| t.lifecycle == Lifecycle::Running).count() as u32,
                     pending: of_rev().filter(|t| t.lifecycle.is_pending()).count() as u32,
-                    healthy: of_rev()
-                        .filter(|t| t.lifecycle == Lifecycle::Running && t.health == Health::Healthy)
-                        .count() as u32,
+                    healthy: of_rev().filter(|t| t.is_ready()).count() as u32,
                     failed_tasks: r.failed_tasks,
                     created_at: r.created_at,
                     updated_at: r.updated_at,

@@ -8,13 +8,15 @@ use clap::Args;
 
 use crate::cli::release::{app_state, find_app, finish, load_stage, open_edit};
 use crate::cli::{CliError, CliResult, Context};
-use crate::edit::Restore;
-use crate::history::{rollback_target, short_digest};
+use crate::edit::{Restore, StageEdit, Unrestored};
+use crate::history::{earlier_target, rollback_target, running_after_failure, short_digest, RollbackRefusal};
+use crate::state::Deployment;
 
 /// Edit the stage file back to what an earlier deployment ran.
 ///
 /// Restores deployment vN's release (re-declared if it was deleted from the file), scale,
-/// command, env, secret references, health and deploy settings, and prints the diff;
+/// command, env, secret references, health and deploy settings and release tasks, and
+/// prints the diff;
 /// `ferry commit` applies it and records "Rollback to vN".
 #[derive(Debug, Args)]
 #[command(
@@ -52,18 +54,30 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
     let stage = load_stage(&project, args.stage)?;
     let app = find_app(&stage, &args.app)?;
     let recorded = app_state(&project, &stage.name, &app.name)?;
-    let target = rollback_target(&recorded, args.deployment).map_err(|refusal| {
+    let refused = |refusal: RollbackRefusal| {
         CliError::with_hint(format!("cannot roll back {}: {refusal}", app.name), refusal.hint(&app.name))
-    })?;
-    let mut edit = open_edit(&project, &stage)?;
-    let restore =
-        Restore { release: target.release, digest: &target.digest, scale: target.scale, config: &target.config };
-    let unrestored = edit.restore(app, restore).map_err(|e| {
-        CliError::with_hint(
-            e.to_string(),
-            "release ids are immutable: restore the release line as it was, or check the state with `ferry state show`",
-        )
-    })?;
+    };
+    let restored = |target: &Deployment| -> CliResult<(StageEdit, Unrestored)> {
+        let mut edit = open_edit(&project, &stage)?;
+        let restore =
+            Restore { release: target.release, digest: &target.digest, scale: target.scale, config: &target.config };
+        let unrestored = edit.restore(app, restore).map_err(|e| {
+            CliError::with_hint(
+                e.to_string(),
+                "release ids are immutable: restore the release line as it was, or check the state with `ferry state \
+                 show`",
+            )
+        })?;
+        Ok((edit, unrestored))
+    };
+    let mut target = rollback_target(&recorded, args.deployment).map_err(refused)?;
+    let (mut edit, mut unrestored) = restored(target)?;
+    // After a failed deployment the default is what runs now; a file that declares it
+    // already goes back further, as it would without the failure.
+    if !edit.is_changed() && args.deployment.is_none() && running_after_failure(&recorded).is_some() {
+        target = earlier_target(&recorded, None).map_err(refused)?;
+        (edit, unrestored) = restored(target)?;
+    }
     let what = format!("v{} (release {}, {})", target.number, target.release, short_digest(&target.digest));
     if !edit.is_changed() {
         eprintln!(

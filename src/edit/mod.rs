@@ -152,6 +152,17 @@ impl StageEdit {
         }
     }
 
+    /// Make `app` declare exactly `tasks` as its release tasks, in order (none: remove them):
+    /// `[[apps.NAME.release_tasks]]` sections or `release_task "NAME"` blocks, written where
+    /// `fmt` puts them. Rollback restores a deployment's release tasks this way.
+    pub fn set_release_tasks(&mut self, app: &str, tasks: &[crate::config::ReleaseTask]) -> EditResult {
+        let at = self.at(app);
+        match &mut self.doc {
+            Document::Toml(doc) => toml::set_release_tasks(doc, &at, tasks),
+            Document::Hcl(body) => hcl::set_release_tasks(body, &at, tasks),
+        }
+    }
+
     /// Whether the text differs from what was opened.
     pub fn is_changed(&self) -> bool {
         self.to_string() != self.original

@@ -67,8 +67,8 @@ impl RollbackRefusal {
             ),
             RollbackRefusal::NoSuchDeployment { .. } => format!("`ferry history {app}` lists deployments"),
             RollbackRefusal::NotSucceeded { .. } => format!(
-                "pick a succeeded deployment from `ferry history {app}`, or run `ferry rollback {app}` \
-                 for the last good one before what runs now"
+                "pick a succeeded deployment from `ferry history {app}`, or run `ferry rollback {app}`, which \
+                 picks what runs now (or the last good one before it)"
             ),
             RollbackRefusal::AlreadyRunning { .. } => {
                 format!("nothing to roll back; `ferry history {app}` shows earlier deployments")
@@ -83,15 +83,24 @@ impl RollbackRefusal {
 /// before the one that runs now.
 pub fn rollback_target(app: &AppState, requested: Option<u64>) -> Result<&Deployment, RollbackRefusal> {
     if requested.is_none() {
-        if let (Some(latest), Some(active)) = (app.history.last(), &app.active) {
-            let failed = matches!(latest.status, DeploymentStatus::Failed | DeploymentStatus::Aborted);
-            if failed && latest.number > active.deployment {
-                if let Some(running) = app.deployment(active.deployment) {
-                    return Ok(running);
-                }
-            }
+        if let Some(running) = running_after_failure(app) {
+            return Ok(running);
         }
     }
+    earlier_target(app, requested)
+}
+
+/// The deployment that runs now, when a later one failed or was aborted: the stage file may
+/// still ask for what failed.
+pub fn running_after_failure(app: &AppState) -> Option<&Deployment> {
+    let (latest, active) = (app.history.last()?, app.active.as_ref()?);
+    let failed = matches!(latest.status, DeploymentStatus::Failed | DeploymentStatus::Aborted);
+    (failed && latest.number > active.deployment).then(|| app.deployment(active.deployment)).flatten()
+}
+
+/// [`rollback_target`] without the rule for a failed latest deployment: vN when `requested`,
+/// else the last succeeded deployment before the one that runs now.
+pub fn earlier_target(app: &AppState, requested: Option<u64>) -> Result<&Deployment, RollbackRefusal> {
     let succeeded = || app.history.iter().filter(|d| d.status == DeploymentStatus::Succeeded);
     let count = succeeded().count();
     if count < 2 {

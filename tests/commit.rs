@@ -671,10 +671,7 @@ fn a_plain_plan_notices_a_killed_agent_and_its_commit_brings_the_tasks_back() {
     assert!(out.contains("± web: Revert drift: 0 of 2 tasks running"), "{out}");
     let json: Value = serde_json::from_str(&t.run(&["plan", "--json"]).expect_code(0).stdout()).unwrap();
     assert_eq!(json["stages"][0]["drift"][0]["tasks"], serde_json::json!({"running": 0, "expected": 2}));
-    assert!(
-        std::os::unix::net::UnixStream::connect(layout.socket()).is_err(),
-        "planning must not start an agent"
-    );
+    assert!(std::os::unix::net::UnixStream::connect(layout.socket()).is_err(), "planning must not start an agent");
     t.run(&["plan", "--offline", "--detailed-exitcode"]).expect_code(0);
 
     let commit = t.commit();

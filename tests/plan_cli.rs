@@ -80,7 +80,9 @@ fn mixed_change_snapshots() {
 #[test]
 fn sensitive_values_appear_in_no_format() {
     let p = mixed();
-    for args in [&["plan", "--offline"][..], &["plan", "--offline", "--json"], &["plan", "--offline", "--markdown"], &["graph"]] {
+    for args in
+        [&["plan", "--offline"][..], &["plan", "--offline", "--json"], &["plan", "--offline", "--markdown"], &["graph"]]
+    {
         let out = p.run(args).expect_code(0).stdout();
         for secret in ["hunter2", "correct-horse"] {
             assert!(!out.contains(secret), "`ferry {}` shows a sensitive value:\n{out}", args.join(" "));

@@ -297,7 +297,10 @@ fn after_failures(state: &crate::state::StageState, report: &ApplyReport, stage:
                     active.release, active.deployment
                 );
                 if active.release != failed.release {
-                    line.push_str(&format!(" (or only the release: `ferry release activate {app_name} {}{flag}`)", active.release));
+                    line.push_str(&format!(
+                        " (or only the release: `ferry release activate {app_name} {}{flag}`)",
+                        active.release
+                    ));
                 }
                 out.push_str(&line);
                 out.push('\n');

@@ -74,11 +74,8 @@ pub fn run(ctx: &Context, args: PromoteArgs) -> CliResult {
     if promotion.targets.is_empty() {
         return Err(CliError::new(format!("step `{}` has no stage to promote into", promotion.step.name)));
     }
-    let into = if promotion.target_app == promotion.app {
-        String::new()
-    } else {
-        format!(" as app {}", promotion.target_app)
-    };
+    let into =
+        if promotion.target_app == promotion.app { String::new() } else { format!(" as app {}", promotion.target_app) };
     eprintln!(
         "promoting {} release {} ({}) from {} into step {}{into}",
         promotion.app,

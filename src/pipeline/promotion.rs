@@ -67,11 +67,11 @@ pub struct Promotion {
 impl Promotion {
     /// What deployments applying it are recorded as.
     pub fn description(&self) -> String {
-        describe(&self.from_stage, self.from_app(), self.from_release)
+        describe(&self.from_stage, self.source_app_if_renamed(), self.from_release)
     }
 
     /// The source app, when the target app has another name.
-    fn from_app(&self) -> Option<&str> {
+    fn source_app_if_renamed(&self) -> Option<&str> {
         (self.app != self.target_app).then_some(self.app.as_str())
     }
 }
@@ -237,7 +237,7 @@ pub fn record_pending(records: &dyn RecordStore, promotion: &Promotion, at: Date
             release: t.release,
             digest: promotion.digest.clone(),
             from_stage: promotion.from_stage.clone(),
-            from_app: promotion.from_app().map(str::to_string),
+            from_app: promotion.source_app_if_renamed().map(str::to_string),
             from_release: promotion.from_release,
             at,
         };

@@ -104,7 +104,9 @@ impl Drift {
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
         match (self.missing, self.tasks) {
-            (true, Some(t)) => parts.push(format!("{} of {} task{} running", t.running, t.expected, plural(t.expected as usize))),
+            (true, Some(t)) => {
+                parts.push(format!("{} of {} task{} running", t.running, t.expected, plural(t.expected as usize)))
+            }
             (true, None) => parts.push("service missing".to_string()),
             _ => {}
         }

@@ -103,14 +103,8 @@ pub async fn rollout_status(rt: &EcsRuntime, d: &Deployment, tasks: &[TaskStatus
         _ if !primary => (RolloutState::Failed, Some("superseded by a newer deployment".to_string())),
         _ => (RolloutState::InProgress, d.rollout_state_reason().map(str::to_string)),
     };
-    let healthy = tasks
-        .iter()
-        .filter(|t| {
-            t.kind == TaskKind::Service
-                && t.revision == revision
-                && t.is_ready()
-        })
-        .count() as u32;
+    let healthy =
+        tasks.iter().filter(|t| t.kind == TaskKind::Service && t.revision == revision && t.is_ready()).count() as u32;
     let created = time(d.created_at()).unwrap_or_default();
     Ok(RolloutStatus {
         id: RolloutId(d.id().unwrap_or_default().to_string()),

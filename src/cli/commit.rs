@@ -233,6 +233,22 @@ fn fresh_changeset(
     saved.check_fresh(lineage, state.serial, &hash).map_err(|stale| {
         CliError::with_hint(stale.to_string(), format!("make a new plan: ferry plan -s {} -o FILE", saved.stage))
     })?;
+    // Same inputs, same state: planning again must give the same changes. A file edited
+    // after `ferry plan -o` and sealed again would otherwise run what nobody reviewed.
+    let options = PlanOptions { allow_remove: saved.allow_remove };
+    let mut planned = plan_stage(project, desired, state, &options, saved.changeset.refreshed)?;
+    crate::cli::promote::label_promotions(project, state, &mut planned)?;
+    if planned != saved.changeset {
+        return Err(CliError::with_hint(
+            format!(
+                "the saved plan for stage `{}` holds other changes than ferry plans from the same stage file and \
+                 state: it was edited after `ferry plan -o`{}; refusing it",
+                saved.stage,
+                if saved.changeset.refreshed { ", or what runs changed since (--refresh)" } else { "" }
+            ),
+            format!("make a new plan: ferry plan -s {} -o FILE", saved.stage),
+        ));
+    }
     Ok(saved.changeset)
 }
 

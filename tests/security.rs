@@ -500,3 +500,29 @@ fn parallel_release_creates_each_get_their_own_id_and_none_is_lost() {
     }
     p.run(&["validate"]).expect_code(0);
 }
+
+#[test]
+fn control_characters_in_values_are_escaped_in_human_output() {
+    let p = Project::new();
+    let stage = p.p.read("stages/dev.toml");
+    // Clears the screen, moves the cursor home, returns the carriage and starts a fake line.
+    let hostile = r#"BANNER = "\u001b[2J\u001b[H\rcommand: harmless\n+ fake line\u202e""#;
+    p.p.write("stages/dev.toml", &stage.replace("[apps.web.env]\n", &format!("[apps.web.env]\n{hostile}\n")));
+    let escaped = r"BANNER=\u{1b}[2J\u{1b}[H\rcommand: harmless\n+ fake line\u{202e}";
+    for args in [&["plan"][..], &["plan", "--markdown"], &["commit"]] {
+        let run = p.run(args);
+        let out = run.stdout();
+        assert!(out.contains(escaped), "{args:?}:\n{out}");
+        assert!(!out.contains(['\x1b', '\r', '\u{202e}']), "{args:?}: a raw control character:\n{out:?}");
+        assert!(!out.contains("\n+ fake line"), "{args:?}: a value made a line of its own:\n{out}");
+    }
+    // JSON keeps the value exactly (its own escapes are safe).
+    let json: serde_json::Value = serde_json::from_str(&p.run(&["plan", "--json"]).stdout()).unwrap();
+    assert!(json.to_string().contains(r"\u001b[2J\u001b[H\rcommand: harmless\n+ fake line"), "{json}");
+
+    // Errors quoting what was typed.
+    let run = p.run(&["plan", "-s", "dev\x1b[2Jx"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.contains(r"\u{1b}[2Jx") && !err.contains('\x1b'), "{err:?}");
+}

@@ -334,9 +334,11 @@ fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
             DeploymentStatus::Succeeded => console::style(d.status.as_str()).green(),
             _ => console::style(d.status.as_str()).red().bold(),
         };
-        out.push_str(&format!("  {:width$}  v{:<3} {status}  {}\n", d.app, d.number, d.description));
+        // Descriptions and reasons quote the runtime (task exits, check output, log lines).
+        let description = render::escape_line(&d.description);
+        out.push_str(&format!("  {:width$}  v{:<3} {status}  {description}\n", d.app, d.number));
         if let Some(r) = d.reason.as_deref().and_then(|r| r.lines().next()) {
-            out.push_str(&format!("  {:width$}        {r}\n", ""));
+            out.push_str(&format!("  {:width$}        {}\n", "", render::escape_line(r)));
         }
     }
     let failed: Vec<&str> = report
@@ -349,7 +351,7 @@ fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
         out.push_str(&format!("  not done: {}\n", failed.join(", ")));
     }
     if let Some(reason) = &report.aborted {
-        out.push_str(&format!("  {reason}\n"));
+        out.push_str(&format!("  {}\n", render::escape_controls(reason)));
     }
     print_out(&out)
 }

@@ -107,6 +107,23 @@ impl Project {
         Run(self.ferry(args).output().expect("run ferry"))
     }
 
+    /// [`Project::run`], killed after 60 s: a client that talks to a planted listener would
+    /// wait for its answer forever, and the test must fail rather than hang.
+    fn run_bounded(&self, args: &[&str]) -> Run {
+        let mut child = self
+            .ferry(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ferry");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        Run(child.wait_with_output().unwrap())
+    }
+
     fn dot_ferry(&self) -> PathBuf {
         self.root.join(".ferry")
     }
@@ -310,7 +327,7 @@ fn a_planted_socket_folder_under_the_temp_dir_is_refused_before_any_request() {
     let listener = std::os::unix::net::UnixListener::bind(dir.join("agent.sock")).unwrap();
     listener.set_nonblocking(true).unwrap();
 
-    let open = p.run(&["commit", "--yes"]);
+    let open = p.run_bounded(&["commit", "--yes"]);
     open.expect_code(1);
     let err = open.stderr();
     assert!(err.contains("refusing the agent's socket folder") && err.contains("0777"), "{err}");
@@ -318,7 +335,7 @@ fn a_planted_socket_folder_under_the_temp_dir_is_refused_before_any_request() {
     let accepted = listener.accept().map(|_| ()).map_err(|e| e.kind());
     assert_eq!(accepted, Err(std::io::ErrorKind::WouldBlock), "the client connected to the planted socket");
     // The agent refuses it too, and leaves its mode alone.
-    let agent = p.run(&["agent", "run"]);
+    let agent = p.run_bounded(&["agent", "run"]);
     assert_ne!(agent.code(), 0, "the agent ran with a planted folder");
     assert!(agent.stderr().contains("refusing the agent's socket folder"), "{}", agent.stderr());
     assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o777);
@@ -327,7 +344,7 @@ fn a_planted_socket_folder_under_the_temp_dir_is_refused_before_any_request() {
     must_be_root();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
-    let theirs = p.run(&["commit", "--yes"]);
+    let theirs = p.run_bounded(&["commit", "--yes"]);
     theirs.expect_code(1);
     assert!(theirs.stderr().contains("it belongs to uid 65534, not to you (uid 0)"), "{}", theirs.stderr());
     assert_eq!(listener.accept().map(|_| ()).map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock));
@@ -335,7 +352,7 @@ fn a_planted_socket_folder_under_the_temp_dir_is_refused_before_any_request() {
     // Without a planted folder, ferry makes its own, 0700, and deploys.
     drop(listener);
     std::fs::remove_dir_all(&dir).unwrap();
-    p.run(&["commit", "--yes"]).expect_code(0);
+    p.run_bounded(&["commit", "--yes"]).expect_code(0);
     assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     p.run(&["down"]).expect_code(0);
 }
@@ -395,7 +412,7 @@ fn the_client_refuses_a_listener_of_another_user_and_sends_it_nothing() {
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line.trim(), "ready");
 
-    let refused = p.run(&["commit", "--yes"]);
+    let refused = p.run_bounded(&["commit", "--yes"]);
     refused.expect_code(1);
     let err = refused.stderr();
     assert!(err.contains("it runs as uid 65534, not as you (uid 0)"), "{err}");

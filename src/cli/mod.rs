@@ -221,14 +221,16 @@ pub fn run() -> ExitCode {
 fn report(e: CliError) -> ExitCode {
     let mut err = std::io::stderr().lock();
     match e {
+        // Errors quote values from files, state and runtimes: control characters escaped.
         CliError::Config(d) => {
-            let _ = writeln!(err, "{d}");
+            let _ = writeln!(err, "{}", crate::render::escape_controls(&d.to_string()));
             ExitCode::from(1)
         }
         CliError::Failed { message, hint } => {
+            let message = crate::render::escape_controls(&message);
             let _ = writeln!(err, "{} {message}", console::style("error:").red().bold());
             if let Some(h) = hint {
-                let _ = writeln!(err, "  hint: {h}");
+                let _ = writeln!(err, "  hint: {}", crate::render::escape_controls(&h));
             }
             ExitCode::from(1)
         }

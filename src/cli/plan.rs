@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
         let mut changeset = plan_stage(&project, &desired, &recorded, &options, args.refresh)?;
         crate::cli::promote::label_promotions(&project, &recorded, &mut changeset)?;
         if let Some(out) = &args.out {
-            save(ctx, &project, &desired, &recorded, changeset.clone(), out)?;
+            save(ctx, &project, &desired, &recorded, changeset.clone(), &options, out)?;
         }
         stages.push(StageView::build(&changeset, &recorded.lineage, recorded.serial, Some(&file_name(&desired))));
         planned.push((desired, recorded, changeset));
@@ -146,12 +146,16 @@ fn save(
     desired: &Stage,
     recorded: &StageState,
     changeset: Changeset,
+    options: &PlanOptions,
     out: &Path,
 ) -> CliResult {
     let read = |p: PathBuf| std::fs::read(&p).map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())));
     let stage_bytes = read(project.root.join(&desired.file))?;
     let project_bytes = read(project.root.join(config::PROJECT_FILE))?;
-    let saved = SavedPlan::new(changeset, recorded, plan::input_hash(&stage_bytes, &project_bytes), chrono::Utc::now());
+    let mut saved =
+        SavedPlan::new(changeset, recorded, plan::input_hash(&stage_bytes, &project_bytes), chrono::Utc::now());
+    saved.allow_remove = options.allow_remove;
+    saved.seal();
     let path = ctx.cwd.join(out);
     saved.write(&path).map_err(|e| CliError::new(e.to_string()))?;
     eprintln!(

@@ -64,6 +64,8 @@ impl From<crate::pipeline::RecordError> for CliError {
 
 pub fn run(ctx: &Context, args: PromoteArgs) -> CliResult {
     let project = ctx.project()?;
+    // The target stage files are read and edited under the edit lock, as `release create`'s.
+    let lock = super::release::lock_edits(&project)?;
     let status = StatusStore::new(open_records(&project)?).log(&args.app)?;
     let promotion = promotion::prepare(&project, &status, &args.app, &args.from, args.release, args.to.as_deref())?;
     if promotion.targets.is_empty() {
@@ -90,6 +92,7 @@ pub fn run(ctx: &Context, args: PromoteArgs) -> CliResult {
             }
         }
     }
+    drop(lock);
     promotion::record_pending(open_records(&project)?.as_ref(), &promotion, Utc::now())?;
     let stages: Vec<&str> = promotion.targets.iter().map(|t| t.stage.as_str()).collect();
     if !args.commit {

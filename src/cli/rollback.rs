@@ -6,7 +6,7 @@
 
 use clap::Args;
 
-use crate::cli::release::{app_state, find_app, finish, load_stage, open_edit};
+use crate::cli::release::{app_state, find_app, finish, load_stage, lock_edits, open_edit};
 use crate::cli::{CliError, CliResult, Context};
 use crate::edit::Restore;
 use crate::history::{rollback_target, short_digest};
@@ -47,6 +47,7 @@ fn parse_deployment(s: &str) -> Result<u64, String> {
 
 pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
     let project = ctx.project()?;
+    let lock = lock_edits(&project)?;
     let stage = load_stage(&project, args.stage)?;
     let app = find_app(&stage, &args.app)?;
     let recorded = app_state(&project, &stage.name, &app.name)?;
@@ -69,11 +70,11 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
             stage.file.display(),
             stage.name
         );
-        return finish(ctx, &project, &stage, &edit, args.commit);
+        return finish(ctx, &project, &stage, &edit, args.commit, lock);
     }
     for field in &unrestored.0 {
         eprintln!("note: {what} ran other {field}; the file keeps today's (edit them by hand if needed)");
     }
     eprintln!("rolling {} back to {what}", app.name);
-    finish(ctx, &project, &stage, &edit, args.commit)
+    finish(ctx, &project, &stage, &edit, args.commit, lock)
 }

@@ -243,6 +243,35 @@ mod tests {
         assert_eq!(inside, 3);
     }
 
+    use aws_sdk_s3::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+
+    #[test]
+    fn an_error_aws_answered_is_its_code_message_and_what_to_do() {
+        let denied = ErrorMetadata::builder().code("AccessDenied").message("Access Denied.").build();
+        let e: SdkError<GetObjectError, ()> = SdkError::service_error(GetObjectError::generic(denied), ());
+        assert_eq!(
+            error_text(&e),
+            "AccessDenied: Access Denied — the credentials in use may not do this: check their IAM policy \
+             (`aws sts get-caller-identity` names them)"
+        );
+        let odd = ErrorMetadata::builder().code("SomethingNew").build();
+        let e: SdkError<GetObjectError, ()> = SdkError::service_error(GetObjectError::generic(odd), ());
+        assert_eq!(error_text(&e), "SomethingNew");
+    }
+
+    #[test]
+    fn a_request_that_never_got_an_answer_says_why() {
+        let missing = CredentialsError::not_loaded("no providers in chain provided credentials");
+        let e: SdkError<GetObjectError, ()> =
+            SdkError::dispatch_failure(ConnectorError::other(Box::new(missing), None));
+        assert_eq!(error_text(&e), format!("no AWS credentials found — {CREDENTIALS_HINT}"));
+
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let e: SdkError<GetObjectError, ()> = SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        assert_eq!(error_text(&e), format!("cannot reach AWS: Connection refused (os error 111) — {NETWORK_HINT}"));
+    }
+
     #[test]
     fn an_explicit_endpoint_selects_path_style() {
         let config = block_on(load_config(&AwsSettings {

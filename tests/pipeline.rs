@@ -181,6 +181,7 @@ fn status_set_reads_a_check_as_json_on_stdin() {
     bad.expect_code(1);
     assert!(bad.stderr().starts_with("error: <stdin>:1:"), "{}", bad.stderr());
     assert!(bad.stderr().contains("unknown variant `green`"), "{}", bad.stderr());
+    assert!(!bad.stderr().contains(" at line "), "the position is said once: {}", bad.stderr());
     assert!(bad.stderr().contains("hint: send one JSON object"), "{}", bad.stderr());
     // Arguments and --json do not mix.
     t.run(&["status", "set", "web", "--json", "-"]).expect_code(2);

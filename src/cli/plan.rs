@@ -130,7 +130,7 @@ pub(crate) fn plan_error(project: &Project, desired: &Stage, e: PlanError) -> Cl
             .iter()
             .map(|r| {
                 at(
-                    &path!["apps", &r.app, "releases", r.release.to_string()],
+                    &[PathSeg::from("apps"), PathSeg::from(&r.app), "releases".into(), r.release.to_string().into()],
                     Target::Value,
                     format!(
                         "release {} of app `{}` is {} here but was recorded as {}; release ids are immutable",

@@ -8,10 +8,10 @@ use clap::Args;
 
 use crate::cli::release::{app_state, find_app, finish, load_stage, open_edit};
 use crate::cli::{CliError, CliResult, Context};
-use crate::config::{self, source::Target};
+use crate::config;
+use crate::config::source::{PathSeg, Target};
 use crate::edit::{EditError, Restore};
 use crate::history::{rollback_target, short_digest};
-use crate::path;
 
 /// Edit the stage file back to what an earlier deployment ran.
 ///
@@ -63,7 +63,7 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
             let d = config::stage_diagnostic(
                 &project.root,
                 &stage,
-                &path!["apps", &app, "releases", id.to_string()],
+                &[PathSeg::from("apps"), PathSeg::from(&app), "releases".into(), id.to_string().into()],
                 Target::Value,
                 format!(
                     "release {id} of app `{app}` is {} here, but v{} ran it as {}; release ids are immutable",

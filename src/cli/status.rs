@@ -98,8 +98,12 @@ impl CheckInput {
     /// The check from a JSON document (`--json -`); `source` names it in messages.
     fn from_json(text: &str, source: &str) -> CliResult<CheckInput> {
         serde_json::from_str(text).map_err(|e| {
+            // The position leads the message, as in every located error; serde_json's own
+            // " at line L column C" suffix would say it twice.
+            let what = e.to_string();
+            let what = what.rsplit_once(" at line ").map_or(what.as_str(), |(what, _)| what);
             CliError::with_hint(
-                format!("{source}:{}:{}: not a status check: {e}", e.line(), e.column()),
+                format!("{source}:{}:{}: not a status check: {what}", e.line(), e.column()),
                 "send one JSON object: {\"app\": \"web\", \"digest\": \"sha256:…\", \"context\": \"ci/tests\", \
                  \"state\": \"success\"} (with optional \"description\" and \"url\"); state is pending, success, \
                  failure or error",

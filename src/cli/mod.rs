@@ -51,6 +51,9 @@ pub struct Cli {
     /// (default: fail at once).
     #[arg(long, global = true, value_name = "DURATION", default_value = "0s", env = "FERRY_LOCK_TIMEOUT")]
     pub lock_timeout: config::Duration,
+    /// Show the full error chain of AWS errors (also: `FERRY_LOG=debug`).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -165,6 +168,7 @@ impl Context {
 /// Parse the command line, run the command, and return the exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    crate::aws::show_full_errors(cli.verbose);
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,

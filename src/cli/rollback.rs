@@ -8,7 +8,9 @@ use clap::Args;
 
 use crate::cli::release::{app_state, find_app, finish, load_stage, lock_edits, open_edit};
 use crate::cli::{CliError, CliResult, Context};
-use crate::edit::Restore;
+use crate::config;
+use crate::config::source::{PathSeg, Target};
+use crate::edit::{EditError, Restore};
 use crate::history::{rollback_target, short_digest};
 
 /// Edit the stage file back to what an earlier deployment ran.
@@ -57,11 +59,27 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
     let mut edit = open_edit(&project, &stage)?;
     let restore =
         Restore { release: target.release, digest: &target.digest, scale: target.scale, config: &target.config };
-    let unrestored = edit.restore(app, restore).map_err(|e| {
-        CliError::with_hint(
-            e.to_string(),
-            "release ids are immutable: restore the release line as it was, or check the state with `ferry state show`",
-        )
+    let unrestored = edit.restore(app, restore).map_err(|e| match e {
+        EditError::ReleaseChanged { app, id, declared, expected, .. } => {
+            let d = config::stage_diagnostic(
+                &project.root,
+                &stage,
+                &[PathSeg::from("apps"), PathSeg::from(&app), "releases".into(), id.to_string().into()],
+                Target::Value,
+                format!(
+                    "release {id} of app `{app}` is {} here, but v{} ran it as {}; release ids are immutable",
+                    short_digest(&declared),
+                    target.number,
+                    short_digest(&expected)
+                ),
+            )
+            .with_hint(format!(
+                "set release {id} back to {expected}, what v{} ran; `ferry state show` shows what is recorded",
+                target.number
+            ));
+            CliError::Config(config::Diagnostics(vec![d]))
+        }
+        e => CliError::new(e.to_string()),
     })?;
     let what = format!("v{} (release {}, {})", target.number, target.release, short_digest(&target.digest));
     if !edit.is_changed() {

@@ -502,6 +502,34 @@ fn two_commits_at_once_one_is_refused_naming_the_other() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// `ferry down` is a write like a commit: while a commit runs it is refused naming the
+/// commit, and stops nothing (the commit's rollback would start it again).
+#[test]
+fn down_while_a_commit_runs_is_refused_and_stops_nothing() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let d2 = p.push("web", "two", &[]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    web.releases.push((2, d2));
+    web.active = 2;
+    web.start_delay = "1.5";
+    web.grace = "15s";
+    p.stage(&[web.clone()]);
+    let commit = p.spawn(&["commit", "--yes"]);
+    wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));
+    let down = p.run(&["down"]);
+    down.expect_code(1);
+    assert!(down.stderr().contains("ferry commit --yes"), "{}", down.stderr());
+    assert!(get(web.port).is_ok(), "down stopped the app under a running commit");
+    let (code, _, err) = commit.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(get(web.port).unwrap(), "two");
+    p.run(&["down"]).expect_code(0);
+    assert!(get(web.port).is_err(), "down stops it once the commit is done");
+}
+
 #[test]
 fn a_commit_killed_mid_rollout_leaves_true_state_and_the_next_converges() {
     let p = Project::new();
@@ -548,7 +576,8 @@ fn a_commit_killed_mid_rollout_leaves_true_state_and_the_next_converges() {
     assert_eq!(p.history("web").len(), 3, "converged: nothing left to do");
 }
 
-fn abort_test(by_command: bool) {
+/// A commit aborted by `signal` (`None`: by `ferry abort`) rolls back and lets go of the lock.
+fn abort_test(signal: Option<libc::c_int>) {
     let p = Project::new();
     let d1 = p.push("web", "one", &[]);
     let bad = p.push("web", "bad", &["unhealthy"]);
@@ -561,14 +590,19 @@ fn abort_test(by_command: bool) {
     p.stage(&[web.clone()]);
     let commit = p.spawn(&["commit", "--yes"]);
     wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));
-    if by_command {
-        p.run(&["abort"]).expect_code(0);
-    } else {
-        commit.signal(libc::SIGINT);
+    match signal {
+        None => {
+            p.run(&["abort"]).expect_code(0);
+        }
+        Some(signal) => commit.signal(signal),
     }
     let (code, out, err) = commit.wait(Duration::from_secs(30));
     assert_eq!(code, 130, "{out}\n{err}");
-    let expected = if by_command { "aborted by `ferry abort`" } else { "aborted by Ctrl-C" };
+    let expected = match signal {
+        None => "aborted by `ferry abort`",
+        Some(libc::SIGHUP) => "aborted by SIGHUP (the terminal closed)",
+        Some(_) => "aborted by Ctrl-C",
+    };
     assert!(err.contains(expected), "{err}");
     let h = p.history("web");
     assert_eq!(h[1]["status"], "aborted");
@@ -581,12 +615,74 @@ fn abort_test(by_command: bool) {
 
 #[test]
 fn ctrl_c_aborts_and_rolls_back() {
-    abort_test(false);
+    abort_test(Some(libc::SIGINT));
+}
+
+/// A closed terminal or a dropped SSH session (SIGHUP) is a Ctrl-C, not a kill.
+#[test]
+fn sighup_aborts_and_rolls_back() {
+    abort_test(Some(libc::SIGHUP));
 }
 
 #[test]
 fn ferry_abort_from_another_shell_aborts_and_rolls_back() {
-    abort_test(true);
+    abort_test(None);
+}
+
+/// `ferry commit` killed with kill -9 while an unhealthy release rolls out: nobody is left to
+/// fail it, so the agent rolls the app back to what state records (instead of restarting
+/// the bad release forever), `ferry abort` says at once that the holder is gone, and the
+/// next commit settles the interrupted deployment and converges.
+#[test]
+fn a_killed_commit_s_rollout_is_rolled_back_by_the_agent_and_abort_says_the_holder_is_gone() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let bad = p.push("web", "bad", &["unhealthy"]);
+    let mut web = app("web", vec![(1, d1.clone())], 1);
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    web.releases.push((2, bad));
+    web.active = 2;
+    web.timeout = "120s";
+    p.stage(&[web.clone()]);
+    let commit = p.spawn(&["commit", "--yes"]);
+    wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));
+    wait_until("a task of the bad release", Duration::from_secs(15), || live_releases(&p).contains(&2));
+    commit.signal(libc::SIGKILL);
+    let _ = commit.wait(Duration::from_secs(10));
+
+    // Not "still holds the lock after 60s": it says at once that the holder is gone.
+    let abort = p.run(&["abort", "--wait", "60s"]);
+    abort.expect_code(1);
+    let err = abort.stderr();
+    assert!(err.contains("no longer runs") && err.contains("ferry force-unlock"), "{err}");
+
+    wait_until("the agent to roll back to release 1", Duration::from_secs(30), || live_releases(&p) == vec![1]);
+    assert_eq!(get(web.port).unwrap(), "one");
+    let log = p.p.read(".ferry/agent/agent.log");
+    assert!(log.contains("dev/web: the ferry that started its rollout") && log.contains("is gone"), "{log}");
+
+    let id = err.rsplit("force-unlock ").next().unwrap().split('`').next().unwrap().to_string();
+    p.run(&["force-unlock", &id]).expect_code(0);
+    // A good release 3: the next commit settles what the killed one left and deploys it.
+    web.releases.push((3, p.push("web", "two", &[])));
+    web.active = 3;
+    p.stage(&[web.clone()]);
+    let next = p.commit();
+    next.expect_code(0);
+    assert!(next.stderr().contains("settled deployments an interrupted commit left in progress"), "{}", next.stderr());
+    assert_eq!(get(web.port).unwrap(), "two");
+}
+
+/// The releases of the live tasks of `web` (sorted, deduplicated), from `ferry ps --json`.
+fn live_releases(p: &Project) -> Vec<u64> {
+    let ps: Value = serde_json::from_str(&p.run(&["ps", "--json"]).stdout()).unwrap_or(Value::Null);
+    let tasks = ps["stages"][0]["services"][0]["tasks"].as_array().cloned().unwrap_or_default();
+    let mut releases: Vec<u64> =
+        tasks.iter().filter(|t| t["last_status"] != "STOPPED").filter_map(|t| t["release"].as_u64()).collect();
+    releases.sort();
+    releases.dedup();
+    releases
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod edit;
 mod error_messages;
 mod examples;
 mod faults;
+mod first_run;
 mod fmt;
 mod hcl;
 mod history;

@@ -119,7 +119,8 @@ fn removal_is_refused_without_allow_remove() {
     run.expect_code(1);
     assert!(run.stdout().is_empty());
     let err = run.stderr();
-    assert!(err.contains("`worker` (no longer in the stage file)") && err.contains("--allow-remove"), "{err}");
+    assert!(err.starts_with("error: app `worker` runs in stage `production` but is no longer in its file\n"), "{err}");
+    assert!(err.contains("--> stages/production.toml\n") && err.contains("pass --allow-remove"), "{err}");
     let out = p.run(&["plan", "--offline", "--allow-remove"]).expect_code(0).stdout();
     assert!(out.starts_with("Plan: 2 to deploy, 0 to scale, 1 to add, 1 to remove."), "{out}");
     assert!(out.contains("- worker: Remove app"), "{out}");

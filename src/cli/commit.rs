@@ -235,6 +235,24 @@ fn fresh_changeset(
     saved.check_fresh(lineage, state.serial, &hash).map_err(|stale| {
         CliError::with_hint(stale.to_string(), format!("make a new plan: ferry plan -s {} -o FILE", saved.stage))
     })?;
+    // Same inputs, same state: planning again must give the same changes. A file edited
+    // after `ferry plan -o` and sealed again would otherwise run what nobody reviewed.
+    let options = PlanOptions { allow_remove: saved.allow_remove };
+    // A plan made against what runs (`--refresh`, or a local stage's default) is made so again.
+    let live = if saved.changeset.refreshed { LiveCheck::Refresh } else { LiveCheck::Offline };
+    let mut planned = plan_stage(project, desired, state, &options, live)?;
+    crate::cli::promote::label_promotions(project, state, &mut planned)?;
+    if planned != saved.changeset {
+        return Err(CliError::with_hint(
+            format!(
+                "the saved plan for stage `{}` holds other changes than ferry plans from the same stage file and \
+                 state: it was edited after `ferry plan -o`{}; refusing it",
+                saved.stage,
+                if saved.changeset.refreshed { ", or what runs changed since (--refresh)" } else { "" }
+            ),
+            format!("make a new plan: ferry plan -s {} -o FILE", saved.stage),
+        ));
+    }
     Ok(saved.changeset)
 }
 
@@ -321,9 +339,11 @@ fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
             DeploymentStatus::Succeeded => console::style(d.status.as_str()).green(),
             _ => console::style(d.status.as_str()).red().bold(),
         };
-        out.push_str(&format!("  {:width$}  v{:<3} {status}  {}\n", d.app, d.number, d.description));
+        // Descriptions and reasons quote the runtime (task exits, check output, log lines).
+        let description = render::escape_line(&d.description);
+        out.push_str(&format!("  {:width$}  v{:<3} {status}  {description}\n", d.app, d.number));
         if let Some(r) = d.reason.as_deref().and_then(|r| r.lines().next()) {
-            out.push_str(&format!("  {:width$}        {r}\n", ""));
+            out.push_str(&format!("  {:width$}        {}\n", "", render::escape_line(r)));
         }
     }
     let failed: Vec<&str> = report
@@ -336,7 +356,7 @@ fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
         out.push_str(&format!("  not done: {}\n", failed.join(", ")));
     }
     if let Some(reason) = &report.aborted {
-        out.push_str(&format!("  {reason}\n"));
+        out.push_str(&format!("  {}\n", render::escape_controls(reason)));
     }
     print_out(&out)
 }

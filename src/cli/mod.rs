@@ -51,6 +51,9 @@ pub struct Cli {
     /// (default: fail at once).
     #[arg(long, global = true, value_name = "DURATION", default_value = "0s", env = "FERRY_LOCK_TIMEOUT")]
     pub lock_timeout: config::Duration,
+    /// Show the full error chain of AWS errors (also: `FERRY_LOG=debug`).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -165,6 +168,7 @@ impl Context {
 /// Parse the command line, run the command, and return the exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    crate::aws::show_full_errors(cli.verbose);
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -221,14 +225,16 @@ pub fn run() -> ExitCode {
 fn report(e: CliError) -> ExitCode {
     let mut err = std::io::stderr().lock();
     match e {
+        // Errors quote values from files, state and runtimes: control characters escaped.
         CliError::Config(d) => {
-            let _ = writeln!(err, "{d}");
+            let _ = writeln!(err, "{}", crate::render::escape_controls(&d.to_string()));
             ExitCode::from(1)
         }
         CliError::Failed { message, hint } => {
+            let message = crate::render::escape_controls(&message);
             let _ = writeln!(err, "{} {message}", console::style("error:").red().bold());
             if let Some(h) = hint {
-                let _ = writeln!(err, "  hint: {h}");
+                let _ = writeln!(err, "  hint: {}", crate::render::escape_controls(&h));
             }
             ExitCode::from(1)
         }

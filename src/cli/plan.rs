@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::{print_out, CliError, CliResult, Context};
+use crate::config::source::{PathSeg, Target};
 use crate::config::{self, Project, Stage};
-use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
+use crate::path;
+use crate::plan::diff::short_digest;
+use crate::plan::{self, Changeset, PlanError, PlanOptions, RemovalReason, SavedPlan};
 use crate::render::{self, PlanView, StageView};
 use crate::state::StageState;
 
@@ -78,7 +81,7 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
         let mut changeset = plan_stage(&project, &desired, &recorded, &options, live)?;
         crate::cli::promote::label_promotions(&project, &recorded, &mut changeset)?;
         if let Some(out) = &args.out {
-            save(ctx, &project, &desired, &recorded, changeset.clone(), out)?;
+            save(ctx, &project, &desired, &recorded, changeset.clone(), &options, out)?;
         }
         stages.push(StageView::build(&changeset, &recorded.lineage, recorded.serial, Some(&file_name(&desired))));
         planned.push((desired, recorded, changeset));
@@ -152,7 +155,58 @@ pub(crate) fn plan_stage(
     } else {
         plan::plan(desired, recorded, options)
     };
-    planned.map_err(|e| CliError::new(e.to_string()))
+    planned.map_err(|e| plan_error(project, desired, e))
+}
+
+/// A planner's refusal as located diagnostics: each names the place in the stage file that
+/// asks for what cannot be planned.
+pub(crate) fn plan_error(project: &Project, desired: &Stage, e: PlanError) -> CliError {
+    let at = |path: &[PathSeg], target: Target, message: String| {
+        config::stage_diagnostic(&project.root, desired, path, target, message)
+    };
+    let diagnostics = match e {
+        PlanError::ReleaseRebound(releases) => releases
+            .iter()
+            .map(|r| {
+                at(
+                    &[PathSeg::from("apps"), PathSeg::from(&r.app), "releases".into(), r.release.to_string().into()],
+                    Target::Value,
+                    format!(
+                        "release {} of app `{}` is {} here but was recorded as {}; release ids are immutable",
+                        r.release,
+                        r.app,
+                        short_digest(&r.declared),
+                        short_digest(&r.recorded)
+                    ),
+                )
+                .with_hint(format!(
+                    "set release {} back to {}, and add the new digest as a new release: `ferry release create {} {}`",
+                    r.release, r.recorded, r.app, r.declared
+                ))
+            })
+            .collect(),
+        PlanError::RemovalNotAllowed { stage, apps } => apps
+            .iter()
+            .map(|(app, why)| {
+                let (path, message) = match why {
+                    RemovalReason::NotInFile => {
+                        (path![], format!("app `{app}` runs in stage `{stage}` but is no longer in its file"))
+                    }
+                    RemovalReason::NoActiveRelease => (
+                        path!["apps", app],
+                        format!("app `{app}` runs in stage `{stage}` but declares no `active` release"),
+                    ),
+                };
+                let d = if path.is_empty() {
+                    config::Diagnostic::whole_file(&desired.file, message)
+                } else {
+                    at(&path, Target::Key, message)
+                };
+                d.with_hint("the plan would stop and remove it: pass --allow-remove to plan that, or declare it again")
+            })
+            .collect(),
+    };
+    CliError::Config(config::Diagnostics(diagnostics))
 }
 
 /// The stages a command acts on: `-s`, every stage with `--all`, or the only one.
@@ -185,12 +239,16 @@ fn save(
     desired: &Stage,
     recorded: &StageState,
     changeset: Changeset,
+    options: &PlanOptions,
     out: &Path,
 ) -> CliResult {
     let read = |p: PathBuf| std::fs::read(&p).map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())));
     let stage_bytes = read(project.root.join(&desired.file))?;
     let project_bytes = read(project.root.join(config::PROJECT_FILE))?;
-    let saved = SavedPlan::new(changeset, recorded, plan::input_hash(&stage_bytes, &project_bytes), chrono::Utc::now());
+    let mut saved =
+        SavedPlan::new(changeset, recorded, plan::input_hash(&stage_bytes, &project_bytes), chrono::Utc::now());
+    saved.allow_remove = options.allow_remove;
+    saved.seal();
     let path = ctx.cwd.join(out);
     saved.write(&path).map_err(|e| CliError::new(e.to_string()))?;
     eprintln!(

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use crate::cli::image::registry_error;
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, App, Digest, Project, Runtime, Stage};
-use crate::edit::StageEdit;
+use crate::edit::{EditLock, StageEdit};
 use crate::history::short_digest;
 use crate::registry::{LocalRegistry, Registry};
 use crate::state::{open_store, AppState};
@@ -84,6 +84,7 @@ pub fn run(ctx: &Context, args: ReleaseArgs) -> CliResult {
 
 fn create(ctx: &Context, args: CreateArgs) -> CliResult {
     let project = ctx.project()?;
+    let lock = lock_edits(&project)?;
     let stage = load_stage(&project, args.stage)?;
     let app = find_app(&stage, &args.app)?;
     let digest: Digest = args.digest.parse().map_err(|e: config::DigestError| {
@@ -124,11 +125,12 @@ fn create(ctx: &Context, args: CreateArgs) -> CliResult {
             edit.set_active(&app.name, id).map_err(edit_err)?;
         }
     }
-    finish(ctx, &project, &stage, &edit, args.commit)
+    finish(ctx, &project, &stage, &edit, args.commit, lock)
 }
 
 fn activate(ctx: &Context, args: ActivateArgs) -> CliResult {
     let project = ctx.project()?;
+    let lock = lock_edits(&project)?;
     let stage = load_stage(&project, args.stage)?;
     let app = find_app(&stage, &args.app)?;
     let id = args.id;
@@ -160,7 +162,7 @@ fn activate(ctx: &Context, args: ActivateArgs) -> CliResult {
     } else {
         edit.set_active(&app.name, id).map_err(|e| CliError::new(e.to_string()))?;
     }
-    finish(ctx, &project, &stage, &edit, args.commit)
+    finish(ctx, &project, &stage, &edit, args.commit, lock)
 }
 
 /// Check that the stage's registry holds `digest` in the app's repository.
@@ -246,19 +248,45 @@ pub(super) fn open_edit(project: &Project, stage: &Stage) -> CliResult<StageEdit
     StageEdit::parse(&rel, &text).map_err(|d| CliError::Config(config::Diagnostics(vec![d])))
 }
 
+/// Take the project's stage-edit lock ([`EditLock`]), before the stage file is read.
+pub(super) fn lock_edits(project: &Project) -> CliResult<EditLock> {
+    EditLock::take(&project.root)
+        .map_err(|e| CliError::new(format!("cannot lock stage file edits ({}): {e}", crate::edit::EDIT_LOCK_FILE)))
+}
+
 /// Write an edit back (when it changed anything), print its diff, and apply the stage file
 /// at once with `--commit` (also when the file already said so: it may not be applied yet).
-pub(super) fn finish(ctx: &Context, project: &Project, stage: &Stage, edit: &StageEdit, commit: bool) -> CliResult {
+/// `lock` (taken before the file was read) is let go once the file is written.
+pub(super) fn finish(
+    ctx: &Context,
+    project: &Project,
+    stage: &Stage,
+    edit: &StageEdit,
+    commit: bool,
+    lock: EditLock,
+) -> CliResult {
     if !edit.is_changed() {
+        drop(lock);
         return if commit { commit_edited_stage(ctx, &stage.name) } else { Ok(()) };
     }
     let rel = stage_path(project, stage);
     let path = project.root.join(&rel);
+    // Every ferry takes the lock, but an editor (or an older ferry) does not: a file that
+    // changed since it was read is not overwritten.
+    let now =
+        std::fs::read_to_string(&path).map_err(|e| CliError::new(format!("cannot read {}: {e}", rel.display())))?;
+    if now != edit.original() {
+        return Err(CliError::with_hint(
+            format!("{} changed while this command ran (written by another program); nothing written", rel.display()),
+            "run the command again: it reads the file anew",
+        ));
+    }
     // Write beside and rename: an interrupted write never leaves half a stage file.
     let tmp = path.with_extension("ferry-edit");
     std::fs::write(&tmp, edit.to_string())
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| CliError::new(format!("cannot write {}: {e}", rel.display())))?;
+    drop(lock);
     print_out(&edit.diff(ctx.color))?;
     if commit {
         return commit_edited_stage(ctx, &stage.name);

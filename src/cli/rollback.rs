@@ -6,9 +6,11 @@
 
 use clap::Args;
 
-use crate::cli::release::{app_state, find_app, finish, load_stage, open_edit};
+use crate::cli::release::{app_state, find_app, finish, load_stage, lock_edits, open_edit};
 use crate::cli::{CliError, CliResult, Context};
-use crate::edit::{Restore, StageEdit, Unrestored};
+use crate::config;
+use crate::config::source::{PathSeg, Target};
+use crate::edit::{EditError, Restore, StageEdit, Unrestored};
 use crate::history::{earlier_target, rollback_target, running_after_failure, short_digest, RollbackRefusal};
 use crate::state::Deployment;
 
@@ -51,6 +53,7 @@ fn parse_deployment(s: &str) -> Result<u64, String> {
 
 pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
     let project = ctx.project()?;
+    let lock = lock_edits(&project)?;
     let stage = load_stage(&project, args.stage)?;
     let app = find_app(&stage, &args.app)?;
     let recorded = app_state(&project, &stage.name, &app.name)?;
@@ -61,12 +64,27 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
         let mut edit = open_edit(&project, &stage)?;
         let restore =
             Restore { release: target.release, digest: &target.digest, scale: target.scale, config: &target.config };
-        let unrestored = edit.restore(app, restore).map_err(|e| {
-            CliError::with_hint(
-                e.to_string(),
-                "release ids are immutable: restore the release line as it was, or check the state with `ferry state \
-                 show`",
-            )
+        let unrestored = edit.restore(app, restore).map_err(|e| match e {
+            EditError::ReleaseChanged { app, id, declared, expected, .. } => {
+                let d = config::stage_diagnostic(
+                    &project.root,
+                    &stage,
+                    &[PathSeg::from("apps"), PathSeg::from(&app), "releases".into(), id.to_string().into()],
+                    Target::Value,
+                    format!(
+                        "release {id} of app `{app}` is {} here, but v{} ran it as {}; release ids are immutable",
+                        short_digest(&declared),
+                        target.number,
+                        short_digest(&expected)
+                    ),
+                )
+                .with_hint(format!(
+                    "set release {id} back to {expected}, what v{} ran; `ferry state show` shows what is recorded",
+                    target.number
+                ));
+                CliError::Config(config::Diagnostics(vec![d]))
+            }
+            e => CliError::new(e.to_string()),
         })?;
         Ok((edit, unrestored))
     };
@@ -85,11 +103,11 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
             stage.file.display(),
             stage.name
         );
-        return finish(ctx, &project, &stage, &edit, args.commit);
+        return finish(ctx, &project, &stage, &edit, args.commit, lock);
     }
     for field in &unrestored.0 {
         eprintln!("note: {what} ran other {field}; the file keeps today's (edit them by hand if needed)");
     }
     eprintln!("rolling {} back to {what}", app.name);
-    finish(ctx, &project, &stage, &edit, args.commit)
+    finish(ctx, &project, &stage, &edit, args.commit, lock)
 }

@@ -241,9 +241,10 @@ pub struct HealthSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(default = "default_interval", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub interval: Option<String>,
-    /// Time a check may take. Default: "2s".
+    /// Time a check may take; at most `interval`. Default: the shorter of "2s" and
+    /// `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(default = "default_check_timeout", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub timeout: Option<String>,
     /// Consecutive passes before a task is healthy. Default: 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,9 +354,6 @@ mod schema {
     }
     pub fn default_interval() -> Option<String> {
         Some("5s".into())
-    }
-    pub fn default_check_timeout() -> Option<String> {
-        Some("2s".into())
     }
     pub fn default_grace_period() -> Option<String> {
         Some("10s".into())

@@ -148,6 +148,7 @@ pub struct Health {
     /// HTTP path of the network check.
     pub path: Option<String>,
     pub interval: Duration,
+    /// Time a check may take; when the file sets none, the shorter of 2s and `interval`.
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,

@@ -8,6 +8,7 @@
 
 mod diff;
 mod hcl;
+mod lock;
 pub mod order;
 mod restore;
 mod toml;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use diff::unified_diff;
+pub use lock::{EditLock, EDIT_LOCK_FILE};
 pub use restore::{Restore, Unrestored};
 
 use crate::config::diagnostic::Diagnostic;

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
-use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::{is_repository_name, is_tag, Registry, RegistryError, Result};
@@ -175,9 +175,9 @@ impl EcrRegistry {
 fn remote<E, R>(repo: &str, e: SdkError<E, R>) -> RegistryError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    RegistryError::Remote(format!("cannot ask ECR about `{repo}`: {}", DisplayErrorContext(&e)))
+    RegistryError::Remote(format!("cannot ask ECR about `{repo}`: {}", crate::aws::error_text(&e)))
 }
 
 impl Registry for EcrRegistry {

@@ -9,6 +9,8 @@ use super::view::PlanView;
 
 /// Render `view` as GitHub-flavoured markdown.
 pub fn render(view: &PlanView) -> String {
+    // Control characters escaped: a reviewer may read it in a terminal too.
+    let view = &view.escaped();
     let mut out = String::new();
     let _ = writeln!(out, "**ferry plan:** {}", summary_text(view));
     for stage in &view.stages {

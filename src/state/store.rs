@@ -53,6 +53,12 @@ impl LockInfo {
             self.created.format("%Y-%m-%d %H:%M:%S UTC")
         )
     }
+
+    /// Whether the holder certainly no longer runs: a process of this host that is gone. A
+    /// holder on another host cannot be checked from here, and counts as running.
+    pub fn is_gone(&self) -> bool {
+        self.host == hostname() && super::local::process_is_gone(self.pid)
+    }
 }
 
 /// This machine's host name (best effort).

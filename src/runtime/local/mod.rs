@@ -59,7 +59,7 @@ impl Layout {
     }
     /// The agent's socket. Unix socket paths are limited to about 100 bytes, so a deep
     /// project falls back to a per-project folder under the temp dir, named by a hash of
-    /// the root so both sides find it.
+    /// the root so both sides find it (see [`Layout::temp_socket_dir`]).
     pub fn socket(&self) -> PathBuf {
         let normal = self.agent_dir().join("agent.sock");
         if normal.as_os_str().len() < 100 {
@@ -67,6 +67,16 @@ impl Layout {
         }
         let hash = crate::config::Digest::of_bytes(self.root.as_os_str().as_encoded_bytes());
         std::env::temp_dir().join(format!("ferry-{}", &hash.hex()[..16])).join("agent.sock")
+    }
+
+    /// The socket's folder when it is the fallback under the shared temp dir. Its name is
+    /// predictable, so another local user could create it first and listen there to receive
+    /// the `register` request and its secret values: both sides check it
+    /// ([`check_private_dir`]) before use.
+    pub fn temp_socket_dir(&self) -> Option<PathBuf> {
+        let socket = self.socket();
+        let dir = socket.parent()?;
+        (!dir.starts_with(&self.root)).then(|| dir.to_path_buf())
     }
     pub fn pid_file(&self) -> PathBuf {
         self.agent_dir().join("agent.pid")
@@ -89,9 +99,56 @@ impl Layout {
     }
 }
 
+/// Refuse `dir` unless it is a real folder (not a link) owned by this process's user and
+/// open to nobody else: a folder under the shared temp dir that another user made, or left
+/// open, lets that user put their own socket where ferry sends secrets.
+pub fn check_private_dir(dir: &Path) -> RuntimeResult<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mode = meta.mode() & 0o7777;
+    let problem = if !meta.is_dir() {
+        "it is not a folder (a link or a file)".to_string()
+    } else if meta.uid() != me {
+        format!("it belongs to uid {}, not to you (uid {me})", meta.uid())
+    } else if mode & 0o077 != 0 {
+        format!("its mode is {mode:04o}, open to other users (want 0700)")
+    } else {
+        return Ok(());
+    };
+    Err(RuntimeError::Invalid(format!(
+        "refusing the agent's socket folder {}: {problem}; another user may have made it to receive \
+         the secrets ferry sends the agent. Remove it (after checking who made it) and run ferry again",
+        dir.display()
+    )))
+}
+
+/// Refuse a peer on the agent's socket that runs as another user: the folder checks keep
+/// others out, and this holds even if they did not (SO_PEERCRED, set by the kernel).
+pub fn check_peer(stream: &UnixStream, socket: &Path) -> RuntimeResult<()> {
+    let peer = stream.peer_cred()?.uid();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if peer == me {
+        return Ok(());
+    }
+    Err(RuntimeError::Invalid(format!(
+        "refusing the process at the other end of {}: it runs as uid {peer}, not as you (uid {me})",
+        socket.display()
+    )))
+}
+
 /// Send one request to a running agent. `Ok(None)` when no agent listens.
 pub async fn request(layout: &Layout, req: &Request) -> RuntimeResult<Option<Reply>> {
-    let stream = match UnixStream::connect(layout.socket()).await {
+    let socket = layout.socket();
+    if let Some(dir) = layout.temp_socket_dir() {
+        match check_private_dir(&dir) {
+            Err(RuntimeError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        }
+    }
+    let stream = match UnixStream::connect(&socket).await {
         Ok(s) => s,
         Err(e)
             if matches!(
@@ -103,6 +160,7 @@ pub async fn request(layout: &Layout, req: &Request) -> RuntimeResult<Option<Rep
         }
         Err(e) => return Err(e.into()),
     };
+    check_peer(&stream, &socket)?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(req).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
     line.push('\n');
@@ -352,6 +410,7 @@ impl Runtime for LocalRuntime {
             revision: revision.clone(),
             desired: desired_count,
             settings: settings.clone(),
+            owner: Some(std::process::id()),
         };
         match self.call(req).await? {
             Reply::Rollout { id } => Ok(id),

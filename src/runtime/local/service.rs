@@ -58,6 +58,11 @@ pub struct Rollout {
     pub failed_tasks: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The desired count it was started with, restored when a later rollout is rolled back
+    /// to it.
+    pub desired: u32,
+    /// Pid of the ferry that started it and watches it (see [`State::roll_back_orphans`]).
+    pub owner: Option<u32>,
 }
 
 /// An app with a desired count.
@@ -295,11 +300,56 @@ impl State {
             failed_tasks: 0,
             created_at: now,
             updated_at: now,
+            desired,
+            owner: None,
         });
         if service.rollouts.len() > 10 {
             service.rollouts.remove(0);
         }
         Ok(id)
+    }
+
+    /// Record `owner` as the process watching rollout `id`.
+    pub fn set_owner(&mut self, stage: &str, app: &str, id: &RolloutId, owner: Option<u32>) {
+        let rollouts = self.services.get_mut(&key(stage, app)).map(|s| s.rollouts.iter_mut());
+        if let Some(r) = rollouts.into_iter().flatten().find(|r| &r.id == id) {
+            r.owner = owner;
+        }
+    }
+
+    /// Roll back every app whose rollout in progress was started by a ferry that is gone
+    /// (`alive` says which pids still run): killed with `kill -9` or lost with its terminal
+    /// in mid-commit, nobody would judge the rollout, roll it back on failure or record it,
+    /// and an unhealthy release would be restarted forever while state names the old one.
+    /// The app goes back to its last completed rollout (revision and count), which is what
+    /// the dead commit's state says runs. A rollout with none before it (a first deploy, or
+    /// the engine starting a lost app's release again on a new agent as its rollback, which
+    /// it does not wait for) is left to finish: the next commit settles what the dead one
+    /// recorded in progress and plans that app again. Returns a line per app rolled back,
+    /// for the agent's log.
+    pub fn roll_back_orphans(&mut self, alive: impl Fn(u32) -> bool) -> Vec<String> {
+        let orphans: Vec<(AppKey, u32, RevisionId, u32)> = self
+            .services
+            .iter()
+            .filter_map(|(k, svc)| {
+                let primary = svc.primary()?;
+                let owner = primary.owner?;
+                if svc.removing || primary.state != RolloutState::InProgress || alive(owner) {
+                    return None;
+                }
+                let earlier = &svc.rollouts[..svc.rollouts.len() - 1];
+                let previous = earlier.iter().rev().find(|r| r.state == RolloutState::Completed)?;
+                Some((k.clone(), owner, previous.revision.clone(), previous.desired))
+            })
+            .collect();
+        let mut notes = Vec::new();
+        for ((stage, app), owner, revision, desired) in orphans {
+            let reason = format!("the ferry that started its rollout (pid {owner}) is gone: rolled back to {revision}");
+            if self.deploy(&stage, &app, &revision, desired, None, &reason).is_ok() {
+                notes.push(format!("{stage}/{app}: {reason}"));
+            }
+        }
+        notes
     }
 
     /// Create a task record (the caller spawns its runner).

@@ -113,10 +113,10 @@ fn commit_line(source: &crate::state::Source) -> String {
     }
 }
 
-/// `text` with control characters escaped (`\u{1b}`): commit subjects and author names come
-/// from whoever made the commit, and must not drive the terminal.
+/// `text` as one line with control characters escaped (`\u{1b}`): commit subjects and author
+/// names come from whoever made the commit, and must not drive the terminal.
 fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    crate::render::escape_line(text).into_owned()
 }
 
 fn status_text(status: DeploymentStatus, color: bool) -> String {

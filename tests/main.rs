@@ -22,5 +22,7 @@ mod releases;
 mod s3_store;
 mod schema;
 mod security;
+mod browser;
 mod soak;
 mod state_store;
+pub mod ui;

@@ -36,13 +36,19 @@ fn project(dir: &std::path::Path) -> Project {
          [[pipeline.steps]]\nname = \"production\"\nstages = [\"prod-eu\", \"prod-us\", \"prod-ap\"]\n",
     )
     .unwrap();
+    let stages: Vec<_> = STAGES
+        .iter()
+        .map(|name| {
+            let mut stage = fixture::large_stage(APPS, RELEASES);
+            stage.name = name.to_string();
+            std::fs::write(dir.join(format!("stages/{name}.toml")), fixture::stage_toml(&stage)).unwrap();
+            stage
+        })
+        .collect();
     let project = config::load_project(dir).unwrap();
     let store = open_store(&project).unwrap();
-    for name in STAGES {
-        let mut stage = fixture::large_stage(APPS, RELEASES);
-        stage.name = name.to_string();
-        std::fs::write(dir.join(format!("stages/{name}.toml")), fixture::stage_toml(&stage)).unwrap();
-        let mut state = fixture::applied(&stage);
+    for stage in &stages {
+        let mut state = fixture::applied(stage);
         state.serial = 0;
         store.write(&mut state).unwrap();
     }

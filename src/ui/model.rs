@@ -223,6 +223,8 @@ impl OverviewView {
                     Some(Ok(list)) => list.iter().map(|s| (s.app.as_str(), s)).collect(),
                     _ => BTreeMap::new(),
                 };
+                // An app the runtime answered without is not running; without an answer, unknown.
+                let unseen = if matches!(services, Some(Ok(_))) { "not running" } else { "unknown" };
                 let apps = stage
                     .apps
                     .values()
@@ -234,7 +236,7 @@ impl OverviewView {
                             release: app.active,
                             digest: app.active_digest().cloned(),
                             deployed_release: state.and_then(|a| a.active.as_ref()).map(|a| a.release),
-                            health: service.map_or("unknown", |s| health_word(s)),
+                            health: service.map_or(unseen, |s| health_word(s)),
                             running: service.map_or(0, |s| s.running),
                             desired: service.map_or(0, |s| s.desired),
                             last_deployment: state.and_then(|a| a.history.last()).map(DeploymentView::from),
@@ -313,7 +315,11 @@ impl AppDetail {
             scale: app_config.scale,
             release: app_config.active,
             digest: app_config.active_digest().cloned(),
-            health: service.as_ref().map_or("unknown", health_word),
+            health: match (&service, &runtime_error) {
+                (Some(s), _) => health_word(s),
+                (None, None) => "not running",
+                (None, Some(_)) => "unknown",
+            },
             releases: release_rows(app_config, &recorded),
             deployments: recorded.history.iter().rev().take(HISTORY_LIMIT).map(DeploymentView::from).collect(),
             service,

@@ -13,7 +13,7 @@ use super::*;
 use crate::config::{self, Project};
 use crate::pipeline::{open_records, CheckState, StatusReport, StatusStore};
 use crate::plan::fixture;
-use crate::state::{open_store, DeploymentStatus, LockInfo, StageState, StateStore};
+use crate::state::{open_store, DeploymentStatus, LockInfo, StageState};
 
 const ENV_SECRET: &str = "planted-sensitive-env-5b1d";
 const FILE_SECRET: &str = "planted-file-secret-91c3";
@@ -56,11 +56,11 @@ impl Fixture {
         .unwrap();
         std::fs::write(root.join("secrets/db"), format!("{FILE_SECRET}\n")).unwrap();
         std::fs::write(root.join("stages/prod.toml"), stage_file(1, &[1])).unwrap();
-        let project = config::load_project(root).unwrap();
-        let store = open_store(&project).unwrap();
         // dev: v1 activates release 1, v2 (release 2) failed, v3 (release 2) aborted; the file
         // now asks for release 3.
         std::fs::write(root.join("stages/dev.toml"), stage_file(1, &[1, 2])).unwrap();
+        let project = config::load_project(root).unwrap();
+        let store = open_store(&project).unwrap();
         let dev = config::load_stage(&project, "dev").unwrap();
         let mut state = StageState::new("dev");
         fixture::apply(&dev, &mut state);
@@ -82,7 +82,9 @@ impl Fixture {
         web.history.push(aborted);
         state.serial = 0;
         store.write(&mut state).unwrap();
-        std::fs::write(root.join("stages/dev.toml"), stage_file(3, &[1, 2, 3])).unwrap();
+        // …and another MODE, so the plan shows the env (with the sensitive value masked).
+        let next = stage_file(3, &[1, 2, 3]).replace("MODE = \"demo\"", "MODE = \"live\"");
+        std::fs::write(root.join("stages/dev.toml"), next).unwrap();
         let prod = config::load_stage(&project, "prod").unwrap();
         let mut prod_state = StageState::new("prod");
         fixture::apply(&prod, &mut prod_state);

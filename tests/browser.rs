@@ -37,7 +37,10 @@ impl Driver {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = ureq::get(format!("{}/status", driver.url)).call().ok().and_then(|mut r| {
-                r.body_mut().read_to_string().ok().filter(|b| b.contains("\"ready\":true") || b.contains("\"ready\": true"))
+                r.body_mut()
+                    .read_to_string()
+                    .ok()
+                    .filter(|b| b.contains("\"ready\":true") || b.contains("\"ready\": true"))
             });
             if ready.is_some() {
                 return driver;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod cli_help;
 mod commit;
 mod ecs_drift;
@@ -22,7 +23,6 @@ mod releases;
 mod s3_store;
 mod schema;
 mod security;
-mod browser;
 mod soak;
 mod state_store;
 pub mod ui;

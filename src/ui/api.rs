@@ -30,7 +30,10 @@ pub async fn overview(state: &UiState) -> UiResult<OverviewView> {
 }
 
 /// `GET /api/stages/STAGE/apps/APP`: an app's releases, deployments, tasks and last log lines.
-pub async fn app(State(state): State<UiState>, Path((stage, app)): Path<(String, String)>) -> UiResult<Json<AppDetail>> {
+pub async fn app(
+    State(state): State<UiState>,
+    Path((stage, app)): Path<(String, String)>,
+) -> UiResult<Json<AppDetail>> {
     Ok(Json(app_detail(&state, &stage, &app).await?))
 }
 
@@ -43,9 +46,8 @@ pub async fn app_detail(state: &UiState, stage: &str, app: &str) -> UiResult<App
         // Built first for its error, which lists the stage's apps.
         AppDetail::build(&loaded, stage, app, Ok(None), Vec::new())?;
     }
-    let service = model::observe(&loaded.project.root, declared)
-        .await
-        .map(|list| list.into_iter().find(|s| s.app == app));
+    let service =
+        model::observe(&loaded.project.root, declared).await.map(|list| list.into_iter().find(|s| s.app == app));
     let logs = match &service {
         Ok(Some(s)) if s.state != crate::runtime::ServiceState::Missing => {
             let (root, stage) = (loaded.project.root.clone(), declared.clone());
@@ -96,8 +98,11 @@ pub async fn plan_view(state: &UiState) -> UiResult<PlanView> {
         let loaded = Loaded::read(&project)?;
         let mut stages = Vec::new();
         for desired in &loaded.stages {
-            let recorded =
-                loaded.recorded.get(&desired.name).cloned().unwrap_or_else(|| crate::state::StageState::new(&desired.name));
+            let recorded = loaded
+                .recorded
+                .get(&desired.name)
+                .cloned()
+                .unwrap_or_else(|| crate::state::StageState::new(&desired.name));
             let mut changeset = crate::plan::plan(desired, &recorded, &crate::plan::PlanOptions::default())
                 .map_err(|e| UiError::internal(format!("cannot plan stage `{}`: {e}", desired.name)))?;
             crate::cli::promote::label_promotions(&project, &recorded, &mut changeset)?;

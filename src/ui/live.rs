@@ -150,7 +150,10 @@ async fn watch(project: Project, stage: Stage, store: Arc<dyn StateStore>, tx: m
         let mut events = Vec::new();
         if lock.as_ref().map(|l| &l.id) != seen.lock.as_ref().map(|l| &l.id) {
             if let Some(l) = &lock {
-                events.push(LiveEvent::Commit { started: true, text: format!("commit started: {}", clean(&l.describe())) });
+                events.push(LiveEvent::Commit {
+                    started: true,
+                    text: format!("commit started: {}", clean(&l.describe())),
+                });
                 let desired = {
                     let (project, name) = (project.clone(), stage.name.clone());
                     tokio::task::spawn_blocking(move || crate::config::load_stage(&project, &name)).await
@@ -168,9 +171,11 @@ async fn watch(project: Project, stage: Stage, store: Arc<dyn StateStore>, tx: m
         if let Some(next) = &state {
             let new = deployment_events(if first { None } else { seen.state.as_ref() }, next);
             // At the start only what is in progress now is news.
-            events.extend(new.into_iter().filter(|e| {
-                !first || matches!(e, LiveEvent::Deployment { status: DeploymentStatus::InProgress, .. })
-            }));
+            events.extend(
+                new.into_iter().filter(|e| {
+                    !first || matches!(e, LiveEvent::Deployment { status: DeploymentStatus::InProgress, .. })
+                }),
+            );
             for (app, a) in &next.apps {
                 let Some(d) = a.history.iter().rev().find(|d| d.status == DeploymentStatus::InProgress) else {
                     continue;

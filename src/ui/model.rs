@@ -209,10 +209,7 @@ pub struct AppSummary {
 
 impl OverviewView {
     /// Build from what was loaded and observed.
-    pub fn build(
-        loaded: &Loaded,
-        observed: &BTreeMap<String, Result<Vec<ServiceStatus>, String>>,
-    ) -> OverviewView {
+    pub fn build(loaded: &Loaded, observed: &BTreeMap<String, Result<Vec<ServiceStatus>, String>>) -> OverviewView {
         let stages = loaded
             .stages
             .iter()
@@ -369,7 +366,8 @@ impl HistoryView {
         if recorded.is_none() && !declared.apps.contains_key(app) {
             return Err(UiError::not_found(format!("stage `{stage}` has no app `{app}`, and none was ever deployed")));
         }
-        let deployments = recorded.map(|a| a.history.iter().rev().map(DeploymentView::from).collect()).unwrap_or_default();
+        let deployments =
+            recorded.map(|a| a.history.iter().rev().map(DeploymentView::from).collect()).unwrap_or_default();
         Ok(HistoryView { stage: stage.into(), app: app.into(), deployments })
     }
 }

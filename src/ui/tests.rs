@@ -195,7 +195,8 @@ async fn the_app_page_lists_deployments_with_failures_marked_releases_and_tasks(
     let api = get(&r, "/api/stages/dev/apps/web").await;
     assert_eq!(api.status, StatusCode::OK, "{}", api.body);
     let doc = api.json();
-    let numbers: Vec<u64> = doc["deployments"].as_array().unwrap().iter().map(|d| d["number"].as_u64().unwrap()).collect();
+    let numbers: Vec<u64> =
+        doc["deployments"].as_array().unwrap().iter().map(|d| d["number"].as_u64().unwrap()).collect();
     assert_eq!(numbers, [3, 2, 1], "newest first");
     assert_eq!(doc["deployments"][1]["source"]["author"], "Ada Lovelace");
     assert_eq!(doc["releases"][0]["id"], 3);
@@ -239,14 +240,19 @@ async fn the_pipeline_says_which_checks_block_a_promotion() {
     let doc = get(&r, "/api/pipeline").await.json();
     assert_eq!(doc["steps"][1]["required_checks"], serde_json::json!(["ci/tests", "qa/signoff"]));
     let p = &doc["promotions"][0];
-    assert_eq!((p["stage"].as_str(), p["app"].as_str(), p["to_step"].as_str()), (Some("dev"), Some("web"), Some("production")));
+    assert_eq!(
+        (p["stage"].as_str(), p["app"].as_str(), p["to_step"].as_str()),
+        (Some("dev"), Some("web"), Some("production"))
+    );
     assert_eq!(p["checks"][0]["state"], "success");
     assert!(p["checks"][1]["state"].is_null());
     assert_eq!(p["promotable"], false);
     assert_eq!(p["note"], "qa/signoff: missing (no status reported)");
 
     let page = get(&r, "/pipeline").await;
-    for expected in ["1. development", "2. production", "requires: ci/tests, qa/signoff", "qa/signoff: missing", "check-ok"] {
+    for expected in
+        ["1. development", "2. production", "requires: ci/tests, qa/signoff", "qa/signoff: missing", "check-ok"]
+    {
         assert!(page.body.contains(expected), "{expected} in\n{}", page.body);
     }
 
@@ -297,7 +303,10 @@ async fn writes_need_a_configured_token_and_the_right_one() {
     let log = StatusStore::new(open_records(&f.project).unwrap()).log("web").unwrap();
     let latest = log.latest(&fixture::digest("web", 3));
     let r = latest["qa/signoff"];
-    assert_eq!((r.state, r.description.as_deref(), r.url.as_deref()), (CheckState::Failure, Some("signed off"), Some("https://qa.example/42")));
+    assert_eq!(
+        (r.state, r.description.as_deref(), r.url.as_deref()),
+        (CheckState::Failure, Some("signed off"), Some("https://qa.example/42"))
+    );
 }
 
 #[tokio::test]
@@ -319,7 +328,14 @@ async fn a_bad_request_gets_a_json_error() {
         let error = a.json()["error"].as_str().unwrap().to_string();
         assert!(error.contains(says), "{says} in {error}");
     }
-    let no_type = call(&r, Request::post("/api/status").header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::from(valid_report("success"))).unwrap()).await;
+    let no_type = call(
+        &r,
+        Request::post("/api/status")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::from(valid_report("success")))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(no_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(no_type.json()["error"].is_string());
 

@@ -128,7 +128,7 @@ fn a_person_sees_the_overview_an_app_and_a_deploy_as_it_happens() {
     if !browser_installed() {
         return;
     }
-    let project = DeployedProject::new();
+    let project = DeployedProject::deploy();
     let ui = UiServer::start(project.p.ferry());
     let driver = Driver::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -33,7 +33,7 @@ pub struct DeployedProject {
 }
 
 impl DeployedProject {
-    pub fn new() -> DeployedProject {
+    pub fn deploy() -> DeployedProject {
         let p = TestProject::empty();
         p.write("ferry.toml", "[project]\nname = \"shop\"\n");
         p.write("image/app.py", APP_PY);
@@ -67,7 +67,7 @@ fn json(text: &str) -> serde_json::Value {
 
 #[test]
 fn ui_serves_the_overview_app_and_history_of_committed_deployments() {
-    let project = DeployedProject::new();
+    let project = DeployedProject::deploy();
     let ui = UiServer::start(project.p.ferry());
 
     let (status, body) = ui.get("/api/stages");
@@ -105,7 +105,7 @@ fn ui_serves_the_overview_app_and_history_of_committed_deployments() {
 
 #[test]
 fn a_ci_system_reports_a_status_check_with_the_token() {
-    let project = DeployedProject::new();
+    let project = DeployedProject::deploy();
     let token = format!("token-{}", uuid::Uuid::new_v4().simple());
     let mut cmd = project.p.ferry();
     cmd.env("FERRY_UI_TOKEN", &token);

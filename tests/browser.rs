@@ -162,6 +162,8 @@ fn a_person_sees_the_overview_an_app_and_a_deploy_as_it_happens() {
             wait_for_text(&client, "#operations", "web/deploy", Duration::from_secs(10)).await;
             wait_for_text(&client, "#logs", "hello from version 2", Duration::from_secs(10)).await;
             wait_for_text(&client, "#operations", "done", Duration::from_secs(10)).await;
+            let logs = text(&client, "#logs").await;
+            assert!(!logs.contains("replaced by a new revision"), "only the new task's output:\n{logs}");
             save(&client, "live").await;
         };
         // The session is closed (and its browser with it) whether the checks passed or not.

@@ -133,8 +133,8 @@ async fn watch(project: Project, stage: Stage, store: Arc<dyn StateStore>, tx: m
         }
     };
     let ecs = stage.runtime.kind() == crate::config::RuntimeKind::Ecs;
-    // Which release each task runs, so only the lines of a deployment's own tasks are sent.
-    let releases: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    // When each task started, so only the lines of the tasks a deployment started are sent.
+    let started: TaskStarts = Arc::default();
     let mut followed = Followers::default();
     let mut seen = Seen::default();
     let mut first = true;
@@ -184,9 +184,8 @@ async fn watch(project: Project, stage: Stage, store: Arc<dyn StateStore>, tx: m
                     let handle = tokio::spawn(follow_logs(
                         runtime.clone(),
                         app.clone(),
-                        d.release,
                         d.started_at,
-                        releases.clone(),
+                        started.clone(),
                         tx.clone(),
                     ));
                     followed.0.insert(app.clone(), handle.abort_handle());
@@ -196,10 +195,10 @@ async fn watch(project: Project, stage: Stage, store: Arc<dyn StateStore>, tx: m
         if !ecs || tick % ECS_POLL_EVERY == 0 {
             if let Ok(Ok(services)) = tokio::time::timeout(model::RUNTIME_TIMEOUT, runtime.observe(&[])).await {
                 {
-                    let mut map = releases.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut map = started.lock().unwrap_or_else(|p| p.into_inner());
                     for s in &services {
                         for t in &s.tasks {
-                            map.insert(t.id.to_string(), t.release);
+                            map.insert(t.id.to_string(), t.started_at);
                         }
                     }
                 }
@@ -298,22 +297,25 @@ pub fn task_events(
     (out, now)
 }
 
-/// Send the output of `app`'s tasks of `release` since `since`, as it is written.
+/// When each observed task started (`None`: not yet), by task id.
+type TaskStarts = Arc<Mutex<HashMap<String, Option<chrono::DateTime<chrono::Utc>>>>>;
+
+/// Send the output of the tasks of `app` that started at or after `since` (the deployment's
+/// start), as it is written.
 async fn follow_logs(
     runtime: Arc<dyn Runtime>,
     app: String,
-    release: u64,
     since: chrono::DateTime<chrono::Utc>,
-    releases: Arc<Mutex<HashMap<String, u64>>>,
+    started: TaskStarts,
     tx: mpsc::Sender<LiveEvent>,
 ) {
     let query = LogQuery { task: None, since: Some(since), follow: true };
     let Ok(mut lines) = runtime.logs(&app, &query).await else { return };
     while let Some(line) = lines.recv().await {
         let task = line.task.to_string();
-        let of_release = releases.lock().unwrap_or_else(|p| p.into_inner()).get(&task).copied();
-        // A line of a task not observed yet is of a new task: the old ones were seen before.
-        if of_release.is_some_and(|r| r != release) {
+        let start = started.lock().unwrap_or_else(|p| p.into_inner()).get(&task).copied().flatten();
+        // A task not observed yet is a new one: the old ones were running, so seen before.
+        if start.is_some_and(|t| t < since) {
             continue;
         }
         let event = LiveEvent::Log { app: app.clone(), task, time: line.time, text: clean(&line.text) };

@@ -15,3 +15,4 @@ pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod state;
+pub mod ui;

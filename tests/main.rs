@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod cli_help;
 mod commit;
 mod ecs_drift;
@@ -25,3 +26,4 @@ mod schema;
 mod security;
 mod soak;
 mod state_store;
+pub mod ui;

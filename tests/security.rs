@@ -543,3 +543,50 @@ fn control_characters_in_values_are_escaped_in_human_output() {
     let err = run.stderr();
     assert!(err.contains(r"\u{1b}[2Jx") && !err.contains('\x1b'), "{err:?}");
 }
+
+#[test]
+fn a_planted_secret_never_appears_in_the_dashboard_or_its_api() {
+    let p = Project::new();
+    p.run(&["commit", "--yes"]).expect_code(0);
+    // The write token is a secret too: it must never come back either.
+    let token = format!("planted-token-{}", uuid::Uuid::new_v4().simple());
+    let mut cmd = p.ferry(&[]);
+    cmd.env("FERRY_UI_TOKEN", &token);
+    let ui = crate::support::ui::UiServer::start(cmd);
+    let digest = p.p.read("stages/dev.toml").split('"').find(|s| s.starts_with("sha256:")).unwrap().to_string();
+    let mut answers = Vec::new();
+    for path in [
+        "/",
+        "/stages/dev/apps/web",
+        "/stages/dev/live",
+        "/pipeline",
+        "/plan",
+        "/api/stages",
+        "/api/stages/dev/apps/web",
+        "/api/stages/dev/apps/web/history",
+        "/api/pipeline",
+        "/api/plan",
+        "/api/stages/dev/apps/nope",
+        "/nothing",
+    ] {
+        let (status, body) = ui.get(path);
+        answers.push((format!("GET {path} ({status})"), body));
+    }
+    let report = format!(r#"{{"app":"web","digest":"{digest}","context":"ci/tests","state":"success"}}"#);
+    for offered in [Some(token.as_str()), Some("wrong"), None] {
+        let (status, body) = ui.post_json("/api/status", &report, offered);
+        answers.push((format!("POST /api/status ({status})"), body));
+    }
+    let (_, app) = ui.get("/api/stages/dev/apps/web");
+    assert!(app.contains("\"RUNNING\""), "the app runs, so its tasks and logs were shown: {app}");
+    let mut leaks = Vec::new();
+    for secret in [&p.env_secret, &p.file_secret, &token] {
+        for (what, body) in &answers {
+            if body.contains(secret.as_str()) {
+                leaks.push(format!("{what}:\n{body}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "a secret's value leaked into:\n{}", leaks.join("\n"));
+    p.run(&["down"]).expect_code(0);
+}

@@ -4,7 +4,7 @@
 
 mod abort;
 pub mod agent;
-mod commit;
+pub(crate) mod commit;
 mod completions;
 mod down;
 mod fmt;
@@ -16,16 +16,17 @@ mod images;
 mod init;
 mod logs;
 mod pipeline;
-mod plan;
-mod promote;
+pub(crate) mod plan;
+pub(crate) mod promote;
 pub mod ps;
 mod release;
-mod releases;
+pub(crate) mod releases;
 mod rollback;
 pub mod schema;
 mod state;
 mod status;
 mod task;
+mod ui;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -94,6 +95,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Pipeline(pipeline::PipelineArgs),
     Images(images::ImagesArgs),
+    Ui(ui::UiArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -215,6 +217,7 @@ pub fn run() -> ExitCode {
         Command::Status(args) => status::run(&ctx, args),
         Command::Pipeline(args) => pipeline::run(&ctx, args),
         Command::Images(args) => images::run(&ctx, args),
+        Command::Ui(args) => ui::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -106,3 +106,4 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 pub mod agent;
 pub mod failing_store;
+pub mod ui;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod build;
 mod cli_help;
 mod commit;
 mod ecs_drift;

@@ -4,6 +4,7 @@
 
 mod abort;
 pub mod agent;
+mod build;
 mod commit;
 mod completions;
 mod down;
@@ -19,7 +20,7 @@ mod pipeline;
 mod plan;
 mod promote;
 pub mod ps;
-mod release;
+pub(crate) mod release;
 mod releases;
 mod rollback;
 pub mod schema;

@@ -27,6 +27,30 @@ pub struct ProjectFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(default = "default_pipeline")]
     pub pipeline: Option<PipelineSection>,
+    /// The image registry of stages on the local runtime. Default: a distribution registry
+    /// ferry starts on 127.0.0.1 on demand, storing images under `.ferry/oci-registry/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySection>,
+}
+
+/// `[registry]`: which OCI registry local stages push to and pull from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// A registry to use instead of starting one: `HOST[:PORT][/NAMESPACE]`, e.g.
+    /// `127.0.0.1:5000` or `registry.example.com/shop`. Plain HTTP for 127.0.0.1 and
+    /// `localhost`, HTTPS otherwise. Credentials come from `FERRY_REGISTRY_USER` and
+    /// `FERRY_REGISTRY_PASSWORD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The port of the registry ferry starts on 127.0.0.1. Default: a free port, kept
+    /// while the registry runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// Where the registry ferry starts stores images, relative to the project. Default:
+    /// `.ferry/oci-registry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 }
 
 /// `[project]`.

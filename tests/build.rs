@@ -10,8 +10,12 @@ use crate::support::{registry, Run, TestProject};
 
 const STAGE: &str = "stages/development.toml";
 
-/// Removes the engine's images of one test project (by its registry namespace) on drop.
-struct EngineImages(String);
+/// Removes the engine's images of one test project (by its registry namespace) on drop,
+/// and holds the lock that runs these tests one at a time: pruning the untagged images a
+/// failed build leaves must not catch another test's build under way.
+struct EngineImages(String, #[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Drop for EngineImages {
     fn drop(&mut self) {
@@ -53,7 +57,7 @@ fn git_out(dir: &Path, args: &[&str]) -> String {
 /// busybox image.
 fn project(dockerfile: &str) -> (TestProject, EngineImages) {
     let p = TestProject::from_example("quickstart");
-    let guard = EngineImages(p.registry_namespace.clone());
+    let guard = EngineImages(p.registry_namespace.clone(), ENGINE.lock().unwrap_or_else(|e| e.into_inner()));
     p.write("src/Dockerfile", dockerfile);
     p.write("src/index.html", "<h1>built</h1>\n");
     std::fs::copy("/bin/busybox", p.path().join("src/busybox")).expect("busybox-static must be installed");
@@ -113,7 +117,7 @@ fn a_failed_build_names_the_step_and_changes_nothing() {
     let run = p.run(&["release", "create", "web", "--source", "src", "--activate"]);
     run.expect_code(1);
     let stderr = run.stderr();
-    assert!(stderr.contains("error: the build failed at Step 3/3 : RUN [\"/bin/busybox\", \"false\"]"), "{stderr}");
+    assert!(stderr.contains("error: the build failed at Step 4/5 : RUN [\"/bin/busybox\", \"false\"]"), "{stderr}");
     assert!(stderr.contains("returned a non-zero code: 1"), "{stderr}");
     assert_eq!(p.read(STAGE), before);
 }
@@ -124,7 +128,11 @@ fn bad_sources_are_one_clear_error_each() {
     let before = p.read(STAGE);
     let expect = |run: Run, starts: &str| {
         run.expect_code(1);
-        assert!(run.stderr().starts_with(starts), "{}", run.stderr());
+        // Only a progress line ("building web from …") may come before the one error.
+        let stderr = run.stderr();
+        let error = stderr.find("error: ").unwrap_or_else(|| panic!("no error:\n{stderr}"));
+        assert!(stderr[error..].starts_with(starts), "{stderr}");
+        assert!(stderr[..error].lines().all(|l| l.starts_with("building ")), "{stderr}");
         assert!(run.stderr().contains("  hint: "), "{}", run.stderr());
     };
     expect(p.run(&["release", "create", "web", "--source", "nope"]), "error: source `nope` does not exist\n");
@@ -164,4 +172,27 @@ fn a_git_url_with_a_ref_is_cloned_and_built() {
     run.expect_code(0);
     let (_, config) = manifest_and_config(&p, &sha);
     assert_eq!(config["config"]["Labels"]["org.opencontainers.image.source"], url.as_str());
+}
+
+#[test]
+fn the_apps_build_section_names_context_dockerfile_and_args() {
+    let (p, _images) = project(GOOD);
+    p.write(
+        "src/svc/build.Dockerfile",
+        "FROM scratch\nLABEL ferry.test=1\nARG GREETING\nARG EXTRA\nLABEL greeting=$GREETING extra=$EXTRA\nCOPY hello /hello\n",
+    );
+    p.write("src/svc/hello", "hi\n");
+    let stage = p.read(STAGE);
+    p.write(
+        STAGE,
+        &format!("{stage}\n[apps.web.build]\ncontext = \"svc\"\ndockerfile = \"build.Dockerfile\"\nargs = {{ GREETING = \"hello\", EXTRA = \"a\" }}\n"),
+    );
+    let run = p.run(&["release", "create", "web", "--source", "src", "--build-arg", "EXTRA=b"]);
+    run.expect_code(0);
+    let digest =
+        run.stdout().lines().find_map(|l| l.strip_prefix("+2 = \"")).map(|d| d.trim_end_matches('"').to_string());
+    let digest = digest.unwrap_or_else(|| panic!("no release 2 added:\n{}", run.stdout()));
+    let (_, config) = manifest_and_config(&p, &digest);
+    assert_eq!(config["config"]["Labels"]["greeting"], "hello");
+    assert_eq!(config["config"]["Labels"]["extra"], "b", "--build-arg wins over the section");
 }

@@ -20,8 +20,13 @@ pub(super) fn build_release(
     source: &str,
     args: &CreateArgs,
 ) -> CliResult<Digest> {
-    let mut spec =
-        BuildSpec { dockerfile: args.dockerfile.clone(), target: args.target.clone(), ..BuildSpec::default() };
+    // Flags win over `[apps.NAME.build]`; --build-arg adds to (and overrides) its args.
+    let mut spec = BuildSpec {
+        context: app.build.context.clone(),
+        dockerfile: args.dockerfile.clone().or_else(|| app.build.dockerfile.clone()),
+        target: args.target.clone().or_else(|| app.build.target.clone()),
+        args: app.build.args.clone(),
+    };
     for pair in &args.build_args {
         match pair.split_once('=') {
             Some((k, v)) if !k.is_empty() => {

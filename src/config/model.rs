@@ -131,6 +131,17 @@ pub struct App {
     pub depends_on: Vec<String>,
     /// Everything that defines a runtime revision besides the image digest.
     pub config: AppConfig,
+    /// `[apps.NAME.build]`: how `release create --source` builds the image.
+    pub build: AppBuild,
+}
+
+/// `[apps.NAME.build]`, checked: how the app's image is built from sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppBuild {
+    pub context: Option<String>,
+    pub dockerfile: Option<String>,
+    pub target: Option<String>,
+    pub args: BTreeMap<String, String>,
 }
 
 impl App {

@@ -1112,6 +1112,21 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         }
     }
 
+    let build = a.build.unwrap_or_default();
+    if let Some(context) = &build.context {
+        let path = std::path::Path::new(context);
+        if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            diags.push(
+                src.diagnostic(
+                    &at(&path!["build", "context"]),
+                    Target::Value,
+                    format!("build context `{context}` is outside the source"),
+                )
+                .with_hint("use a folder relative to the source's root, e.g. `services/web`"),
+            );
+        }
+    }
+
     if diags.len() > before {
         return None;
     }
@@ -1147,6 +1162,12 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
             deploy,
             release_tasks,
             target_group: a.target_group,
+        },
+        build: AppBuild {
+            context: build.context,
+            dockerfile: build.dockerfile,
+            target: build.target,
+            args: build.args,
         },
     })
 }

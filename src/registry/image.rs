@@ -388,4 +388,24 @@ mod tests {
         let err = from_path(&layout, &RunConfig { cmd: Some(vec![]), ..RunConfig::default() }).unwrap_err();
         assert!(err.to_string().contains("is an image archive"), "{err}");
     }
+
+    #[test]
+    fn a_tarball_of_a_folder_gives_the_folders_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("static")).unwrap();
+        fs::write(src.join("index.html"), "hi\n").unwrap();
+        fs::write(src.join("static/app.js"), "1\n").unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_path_with_name(src.join("static/app.js"), "./static/app.js").unwrap();
+        b.append_path_with_name(src.join("index.html"), "./index.html").unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&b.into_inner().unwrap()).unwrap();
+        fs::write(dir.path().join("src.tgz"), gz.finish().unwrap()).unwrap();
+        let run = RunConfig::default();
+        assert_eq!(
+            from_path(&dir.path().join("src.tgz"), &run).unwrap().digest(),
+            from_path(&src, &run).unwrap().digest()
+        );
+    }
 }

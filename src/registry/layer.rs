@@ -553,4 +553,79 @@ mod tests {
         assert!(t.insert("a/b", file()).is_err(), "a folder with content cannot become a file");
         t.insert("a/b/c", file()).unwrap();
     }
+
+    fn layer(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, path, data).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn layers_stack_with_whiteouts_and_replacements() {
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("out");
+        create_private_dir(&dest).unwrap();
+        let mut applier = Applier::new(&dest);
+        applier
+            .apply(
+                layer(&[
+                    ("etc/", Directory, ""),
+                    ("etc/a", Regular, "a1"),
+                    ("etc/b", Regular, "b1"),
+                    ("var/log/x", Regular, "x"),
+                    ("link", Symlink, "etc/a"),
+                ])
+                .as_slice(),
+            )
+            .unwrap();
+        applier
+            .apply(
+                layer(&[
+                    ("etc/a", Regular, "a2"),
+                    ("etc/.wh.b", Regular, ""),
+                    ("var/log/.wh..wh..opq", Regular, ""),
+                    ("var/log/y", Regular, "y"),
+                    ("hard", Link, "etc/a"),
+                ])
+                .as_slice(),
+            )
+            .unwrap();
+        assert_eq!(fs::read_to_string(dest.join("etc/a")).unwrap(), "a2");
+        assert!(!dest.join("etc/b").exists());
+        assert!(!dest.join("var/log/x").exists());
+        assert_eq!(fs::read_to_string(dest.join("var/log/y")).unwrap(), "y");
+        assert_eq!(fs::read_to_string(dest.join("link")).unwrap(), "a2");
+        assert_eq!(fs::read_to_string(dest.join("hard")).unwrap(), "a2");
+    }
+
+    #[test]
+    fn no_layer_writes_through_a_symlink_or_outside() {
+        use tar::EntryType::{Regular, Symlink};
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("out");
+        create_private_dir(&dest).unwrap();
+        let mut applier = Applier::new(&dest);
+        // A symlink to a folder inside, then a file "under" it: refused, never followed.
+        applier.apply(layer(&[("real/f", Regular, "x"), ("via", Symlink, "real")]).as_slice()).unwrap();
+        let err = applier.apply(layer(&[("via/evil", Regular, "x")]).as_slice()).unwrap_err();
+        assert!(err.to_string().contains("is inside `via`, which is not a folder"), "{err}");
+        assert!(!dest.join("real/evil").exists());
+        let err = applier.apply(layer(&[("up", Symlink, "../../etc")]).as_slice()).unwrap_err();
+        assert!(err.to_string().contains("outside the image"), "{err}");
+    }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::registry::image::{self, RunConfig};
-use crate::registry::{serve, RegistryError};
+use crate::registry::{serve, OciRegistry, RegistryError};
 
 /// Images in the project's registry, for stages on the local runtime.
 #[derive(Debug, Args)]
@@ -80,7 +80,7 @@ pub fn run(ctx: &Context, args: ImageArgs) -> CliResult {
 }
 
 fn run_push(ctx: &Context, args: PushArgs) -> CliResult {
-    ctx.root()?;
+    let root = ctx.root()?;
     let path = ctx.cwd.join(&args.path);
     if !path.exists() {
         return Err(CliError::with_hint(
@@ -111,8 +111,12 @@ fn run_push(ctx: &Context, args: PushArgs) -> CliResult {
         return Err(registry_error(RegistryError::InvalidTag(t.to_string())));
     }
     let image = image::from_path(&path, &run).map_err(registry_error)?;
-    let project = ctx.project()?;
-    let registry = serve::for_project(&project).map_err(registry_error)?;
+    // A registry named by the environment needs nothing of ferry.toml (a project whose
+    // stages are still to be written can push its first image).
+    let registry = match serve::url_from_env().map_err(registry_error)? {
+        Some(url) => OciRegistry::new(url, OciRegistry::auth_from_env()).with_legacy_store(&root),
+        None => serve::for_project(&ctx.project()?).map_err(registry_error)?,
+    };
     let pushed = registry.push(&args.repo, &image, args.tag.as_deref()).map_err(registry_error)?;
     let files = match pushed.files {
         Some(n) => format!("{n} file{}, ", if n == 1 { "" } else { "s" }),

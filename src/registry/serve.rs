@@ -46,11 +46,8 @@ pub struct Served {
 /// The registry of a project's local stages: the one `FERRY_REGISTRY_URL` or
 /// `[registry] url` names, or the one ferry runs (started now if it does not run).
 pub fn for_project(project: &Project) -> Result<OciRegistry> {
-    let url = match std::env::var(REGISTRY_URL_ENV).ok().filter(|u| !u.is_empty()) {
-        Some(url) => RegistryUrl::parse(&url).map_err(|why| RegistryError::Refused {
-            url: url.clone(),
-            reason: format!("is not a registry address ({REGISTRY_URL_ENV}): it {why}"),
-        })?,
+    let url = match url_from_env()? {
+        Some(url) => url,
         None => match &project.registry.url {
             // Checked when the project file was loaded.
             Some(url) => {
@@ -63,6 +60,17 @@ pub fn for_project(project: &Project) -> Result<OciRegistry> {
         },
     };
     Ok(OciRegistry::new(url, OciRegistry::auth_from_env()).with_legacy_store(&project.root))
+}
+
+/// The registry `FERRY_REGISTRY_URL` names, if it is set.
+pub fn url_from_env() -> Result<Option<RegistryUrl>> {
+    match std::env::var(REGISTRY_URL_ENV).ok().filter(|u| !u.is_empty()) {
+        Some(url) => RegistryUrl::parse(&url).map(Some).map_err(|why| RegistryError::Refused {
+            url: url.clone(),
+            reason: format!("is not a registry address ({REGISTRY_URL_ENV}): it {why}"),
+        }),
+        None => Ok(None),
+    }
 }
 
 /// The registry of a project's local stages, found — and started — on first use: a command
@@ -159,11 +167,13 @@ pub fn ensure_running(root: &Path, settings: &RegistrySettings) -> Result<Served
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|e| io("open", &log_path, e))?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe. It detaches the registry from our session and
-    // terminal, so it outlives this command and ignores its Ctrl-C (as the agent does).
+    // SAFETY: setsid and umask are async-signal-safe. setsid detaches the registry from our
+    // session and terminal, so it outlives this command and ignores its Ctrl-C (as the agent
+    // does); umask 077 keeps the images it stores private, like everything under `.ferry/`.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            libc::umask(0o077);
             Ok(())
         });
     }

@@ -263,7 +263,7 @@ impl OciRegistry {
         match e {
             OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => RegistryError::Unreachable {
                 url: self.url.to_string(),
-                reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| innermost(s)),
+                reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), innermost),
             },
             OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
                 self.refused("refused the credentials (not authorized)".into())

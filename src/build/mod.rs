@@ -19,6 +19,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use crate::history::GitCheckout;
+use crate::registry::oci::innermost;
 use crate::registry::{image, OciRegistry, Pushed, RegistryError};
 
 /// How many of a failed build's last output lines the error shows.
@@ -229,14 +230,6 @@ pub fn build_and_push(
     let image = image::from_archive_bytes(archive, "the built image")?;
     let pushed = registry.push(repo, &image, Some(&tag))?;
     Ok(Built { pushed, tag, git })
-}
-
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut e = e;
-    while let Some(s) = e.source() {
-        e = s;
-    }
-    e.to_string()
 }
 
 #[cfg(test)]

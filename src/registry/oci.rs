@@ -274,7 +274,7 @@ impl OciRegistry {
 }
 
 /// The deepest cause of an error: "Connection refused" rather than a chain of wrappers.
-fn innermost(mut e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn innermost(mut e: &(dyn std::error::Error + 'static)) -> String {
     while let Some(s) = e.source() {
         e = s;
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ferry::apply::ops::OpContext;
 use ferry::apply::{AbortSignal, ApplyError, Engine, SilentHook};
-use ferry::registry::LocalRegistry;
+use ferry::registry::{OciRegistry, ProjectRegistry, RegistryUrl};
 use ferry::runtime::local::leftovers::session_members;
 use ferry::runtime::local::{process_alive, LocalRuntime};
 use ferry::state::{DeploymentStatus, LocalStateStore, LockInfo, LockedStage, StateStore};
@@ -135,7 +135,8 @@ fn a_task_that_fails_after_turning_healthy_is_restarted_and_reported() {
 
 fn engine(p: &Project) -> Engine {
     let root = p.p.path();
-    let registry = Arc::new(LocalRegistry::for_project(root));
+    let url = RegistryUrl::parse(&p.p.registry_url()).unwrap();
+    let registry = Arc::new(ProjectRegistry::fixed(OciRegistry::anonymous(url)));
     Engine {
         ops: OpContext {
             runtime: Arc::new(LocalRuntime::new(root, "dev").with_agent_program(ferry_bin())),

@@ -4,6 +4,7 @@
 mod support;
 
 mod browser;
+mod build;
 mod cli_help;
 mod commit;
 mod ecs_drift;

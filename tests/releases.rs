@@ -15,7 +15,7 @@ use ferry::runtime::local::Layout;
 
 const STAGE: &str = "stages/development.toml";
 /// What `ferry image push image-v2 --repo web` prints in the quickstart.
-const V2: &str = "sha256:0d5b6c46089bc308397bf8920b6b191ae3676d66df6532f7f63a611e15f28075";
+const V2: &str = "sha256:3a722590abfd484d536de7bb7b5ed997fda12a74d7494fccb8570ecb1c02c200";
 
 fn web(p: &TestProject) -> config::App {
     let project = config::load_project(p.path()).unwrap();

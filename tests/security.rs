@@ -89,10 +89,12 @@ impl Project {
         )
     }
 
-    /// `ferry ARGS…` with the token in its environment, under umask 0.
+    /// `ferry ARGS…` with the token in its environment, under umask 0. The project's own
+    /// registry (started by ferry under `.ferry/oci-registry/`, stopped on drop) rather than
+    /// the tests' shared one: its storage is under `.ferry/` too and must be private.
     fn ferry(&self, args: &[&str]) -> Command {
         let mut cmd = self.p.ferry();
-        cmd.current_dir(&self.root).args(args).env(TOKEN_VAR, &self.env_secret);
+        cmd.current_dir(&self.root).args(args).env(TOKEN_VAR, &self.env_secret).env_remove("FERRY_REGISTRY_URL");
         // SAFETY: umask is async-signal-safe; it only affects the child about to exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -106,7 +108,15 @@ impl Project {
     fn run(&self, args: &[&str]) -> Run {
         Run(self.ferry(args).output().expect("run ferry"))
     }
+}
 
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.ferry(&["image", "registry", "--stop"]).output();
+    }
+}
+
+impl Project {
     /// [`Project::run`], killed after 60 s: a client that talks to a planted listener would
     /// wait for its answer forever, and the test must fail rather than hang.
     fn run_bounded(&self, args: &[&str]) -> Run {
@@ -175,7 +185,7 @@ fn everything_under_dot_ferry_is_private_to_its_owner() {
     }
     assert!(open.is_empty(), "not private to the owner (want folders 0700, files 0600):\n{}", open.join("\n"));
     // The walk covered what a push and a commit leave, so the assertion above means something.
-    for expected in ["agent", "logs", "registry", "releases", "state", "status", "socket"] {
+    for expected in ["agent", "logs", "oci-registry", "releases", "state", "status", "socket"] {
         assert!(seen_kinds.contains(expected), "nothing of {expected} under .ferry: {seen_kinds:?}");
     }
     p.run(&["down"]).expect_code(0);

@@ -19,7 +19,7 @@ use crate::cli::plan::{plan_stage, select_stages, LiveCheck};
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config;
 use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
-use crate::registry::{EcrRegistry, LocalRegistry};
+use crate::registry::{EcrRegistry, ProjectRegistry};
 use crate::render::{self, PlanView, StageView};
 use crate::runtime::ecs::EcsRuntime;
 use crate::runtime::local::LocalRuntime;
@@ -200,7 +200,7 @@ pub(crate) fn commit_stage(
 pub(crate) fn op_context(root: &std::path::Path, stage: &config::Stage) -> OpContext {
     match &stage.runtime {
         config::Runtime::Local => {
-            let registry = Arc::new(LocalRegistry::for_project(root));
+            let registry = Arc::new(ProjectRegistry::at_root(root));
             OpContext {
                 runtime: Arc::new(LocalRuntime::new(root, &stage.name)),
                 registry: registry.clone(),

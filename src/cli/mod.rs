@@ -4,6 +4,7 @@
 
 mod abort;
 pub mod agent;
+mod build;
 pub(crate) mod commit;
 mod completions;
 mod down;
@@ -19,7 +20,7 @@ mod pipeline;
 pub(crate) mod plan;
 pub(crate) mod promote;
 pub mod ps;
-mod release;
+pub(crate) mod release;
 pub(crate) mod releases;
 mod rollback;
 pub mod schema;

@@ -23,6 +23,19 @@ pub struct Project {
     pub state: StateBackend,
     /// Ordered pipeline steps (may be empty).
     pub pipeline: Vec<PipelineStep>,
+    /// `[registry]`: the image registry of local stages.
+    pub registry: RegistrySettings,
+}
+
+/// `[registry]`, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrySettings {
+    /// A registry the user runs: `HOST[:PORT][/NAMESPACE]`. `None`: ferry starts one.
+    pub url: Option<String>,
+    /// The port of the registry ferry starts (`None`: a free one).
+    pub port: Option<u16>,
+    /// Where the registry ferry starts stores images, relative to the project root.
+    pub storage: Option<PathBuf>,
 }
 
 /// Where recorded state lives.
@@ -39,7 +52,13 @@ impl Project {
     /// A stand-in for a project whose `ferry.toml` did not load, so its stage files can
     /// still be checked and every problem reported in one run.
     pub fn unchecked(root: &std::path::Path) -> Project {
-        Project { root: root.to_path_buf(), name: String::new(), state: StateBackend::Local, pipeline: Vec::new() }
+        Project {
+            root: root.to_path_buf(),
+            name: String::new(),
+            state: StateBackend::Local,
+            pipeline: Vec::new(),
+            registry: RegistrySettings::default(),
+        }
     }
 }
 
@@ -112,6 +131,17 @@ pub struct App {
     pub depends_on: Vec<String>,
     /// Everything that defines a runtime revision besides the image digest.
     pub config: AppConfig,
+    /// `[apps.NAME.build]`: how `release create --source` builds the image.
+    pub build: AppBuild,
+}
+
+/// `[apps.NAME.build]`, checked: how the app's image is built from sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppBuild {
+    pub context: Option<String>,
+    pub dockerfile: Option<String>,
+    pub target: Option<String>,
+    pub args: BTreeMap<String, String>,
 }
 
 impl App {

@@ -143,6 +143,57 @@ pub fn load_project(root: &Path) -> Result<Project, Diagnostics> {
     check_project(root, &src, &stages)
 }
 
+/// `[registry]`: a usable url, or the port and storage of the registry ferry starts.
+fn check_registry(src: &SourceFile, section: file::RegistrySection, diags: &mut Diagnostics) -> RegistrySettings {
+    let mut settings = RegistrySettings::default();
+    if let Some(url) = section.url {
+        match crate::registry::RegistryUrl::parse(&url) {
+            Ok(_) => settings.url = Some(url),
+            Err(why) => diags.push(
+                src.diagnostic(&path!["registry", "url"], Target::Value, format!("registry url `{url}` {why}"))
+                    .with_hint("write HOST[:PORT][/NAMESPACE], e.g. `127.0.0.1:5000` or `registry.example.com/shop`"),
+            ),
+        }
+        for (key, set) in [("port", section.port.is_some()), ("storage", section.storage.is_some())] {
+            if set {
+                diags.push(
+                    src.diagnostic(
+                        &path!["registry", key],
+                        Target::Key,
+                        format!("`{key}` applies to the registry ferry starts, not to one named by `url`"),
+                    )
+                    .with_hint("remove it, or remove `url`"),
+                );
+            }
+        }
+    }
+    if let Some(port) = section.port {
+        match u16::try_from(port) {
+            Ok(p) if p > 0 => settings.port = Some(p),
+            _ => diags.push(
+                src.diagnostic(&path!["registry", "port"], Target::Value, format!("port {port} is out of range"))
+                    .with_hint("use a port from 1 to 65535, or leave it out for a free one"),
+            ),
+        }
+    }
+    if let Some(storage) = section.storage {
+        let path = std::path::PathBuf::from(&storage);
+        if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            diags.push(
+                src.diagnostic(
+                    &path!["registry", "storage"],
+                    Target::Value,
+                    format!("storage `{storage}` is outside the project"),
+                )
+                .with_hint("use a folder relative to the project, e.g. `.ferry/oci-registry`"),
+            );
+        } else {
+            settings.storage = Some(path);
+        }
+    }
+    settings
+}
+
 /// Check a parsed project file against the stage names that exist.
 pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result<Project, Diagnostics> {
     let mut diags = Diagnostics::default();
@@ -247,8 +298,10 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
         });
     }
 
+    let registry = check_registry(src, file.registry.clone().unwrap_or_default(), &mut diags);
+
     if diags.is_empty() {
-        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline })
+        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline, registry })
     } else {
         diags.sort();
         Err(diags)
@@ -1076,6 +1129,21 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         }
     }
 
+    let build = a.build.unwrap_or_default();
+    if let Some(context) = &build.context {
+        let path = std::path::Path::new(context);
+        if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            diags.push(
+                src.diagnostic(
+                    &at(&path!["build", "context"]),
+                    Target::Value,
+                    format!("build context `{context}` is outside the source"),
+                )
+                .with_hint("use a folder relative to the source's root, e.g. `services/web`"),
+            );
+        }
+    }
+
     if diags.len() > before {
         return None;
     }
@@ -1111,6 +1179,12 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
             deploy,
             release_tasks,
             target_group: a.target_group,
+        },
+        build: AppBuild {
+            context: build.context,
+            dockerfile: build.dockerfile,
+            target: build.target,
+            args: build.args,
         },
     })
 }

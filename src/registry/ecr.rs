@@ -80,6 +80,34 @@ impl EcrRegistry {
         EcrRegistry { client, verifying: Arc::default() }
     }
 
+    /// The registry client that pushes and pulls `image` (an ECR repository URI, or a bare
+    /// name in the caller's account), authenticated with the basic credentials
+    /// `GetAuthorizationToken` gives; and the repository's name in it.
+    pub fn push_registry(&self, image: &str) -> Result<(super::OciRegistry, String)> {
+        use base64::Engine as _;
+        // One token serves every registry the caller may reach: no registry id to pass.
+        let (_, name) = parse_repository(image)?;
+        let request = self.client.get_authorization_token();
+        let out = crate::aws::block_on(request.send()).map_err(|e| remote(image, e))?;
+        let data = out
+            .authorization_data()
+            .first()
+            .ok_or_else(|| RegistryError::Remote(format!("ECR gave no authorization token for `{image}`")))?;
+        let token = data.authorization_token().unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+            .ok_or_else(|| RegistryError::Remote("ECR gave an authorization token ferry cannot read".into()))?;
+        let endpoint = data.proxy_endpoint().unwrap_or_default();
+        let host = endpoint.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+        let url = super::RegistryUrl::parse(host)
+            .map_err(|why| RegistryError::Remote(format!("ECR gave the endpoint `{endpoint}`, which {why}")))?;
+        let auth = oci_client::secrets::RegistryAuth::Basic(decoded.0, decoded.1);
+        Ok((super::OciRegistry::new(url, auth), name))
+    }
+
     /// Whether `repo` holds `digest`, asked together with the digests of `repo` other
     /// threads want to know about meanwhile.
     fn holds(&self, repo: &str, digest: &Digest) -> Result<bool> {

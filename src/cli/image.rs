@@ -129,12 +129,7 @@ fn run_push(ctx: &Context, args: PushArgs) -> CliResult {
         return Err(registry_error(RegistryError::InvalidTag(t.to_string())));
     }
     let image = image::from_path(&path, &run).map_err(registry_error)?;
-    // A registry named by the environment needs nothing of ferry.toml (a project whose
-    // stages are still to be written can push its first image).
-    let registry = match serve::url_from_env().map_err(registry_error)? {
-        Some(url) => OciRegistry::new(url, OciRegistry::auth_from_env()).with_legacy_store(&root),
-        None => serve::for_project(&ctx.project()?).map_err(registry_error)?,
-    };
+    let registry = push_registry(ctx, &root)?;
     let pushed = registry.push(&args.repo, &image, args.tag.as_deref()).map_err(registry_error)?;
     let files = match pushed.files {
         Some(n) => format!("{n} file{}, ", if n == 1 { "" } else { "s" }),
@@ -151,6 +146,16 @@ fn run_push(ctx: &Context, args: PushArgs) -> CliResult {
         eprintln!("tagged {}:{tag}", args.repo);
     }
     print_out(&format!("{}\n", pushed.digest))
+}
+
+/// The registry `ferry image push` (and `ferry init`) pushes to: the one the environment
+/// names — which needs nothing of ferry.toml, so a project whose stages are still to be
+/// written can push its first image — or the project's own, started if needed.
+pub(crate) fn push_registry(ctx: &Context, root: &std::path::Path) -> CliResult<OciRegistry> {
+    Ok(match serve::url_from_env().map_err(registry_error)? {
+        Some(url) => OciRegistry::new(url, OciRegistry::auth_from_env()).with_legacy_store(root),
+        None => serve::for_project(&ctx.project()?).map_err(registry_error)?,
+    })
 }
 
 /// Whether `s` is a URL scheme (`https`, `s3`, `oci+http`), as RFC 3986 spells them.

@@ -5,10 +5,11 @@ use std::path::Path;
 
 use clap::Args;
 
+use crate::cli::image::push_registry;
 use crate::cli::image::registry_error;
 use crate::cli::{CliError, CliResult, Context};
 use crate::config::{PROJECT_FILE, STAGES_DIR};
-use crate::registry::LocalRegistry;
+use crate::registry::image::{self, RunConfig};
 
 /// Create ferry.toml, a development stage for the local runtime with one small app, its
 /// image in the local registry, and a .gitignore for .ferry/.
@@ -83,12 +84,24 @@ pub fn run(ctx: &Context, args: InitArgs) -> CliResult {
     }
     std::fs::create_dir_all(&app_dir)?;
     std::fs::write(app_dir.join("index.html"), PAGE)?;
-    let pushed = LocalRegistry::for_project(root).push_path(&app_dir, APP, None).map_err(registry_error)?;
-    std::fs::create_dir_all(root.join(STAGES_DIR))?;
     std::fs::write(
         &project_file,
         format!("[project]\nname = \"{name}\"\n\n[state]\nbackend = \"local\"\n\n[[pipeline.steps]]\nname = \"development\"\nstages = [\"development\"]\n"),
     )?;
+    // The project file comes first: the registry ferry starts is the project's. A push that
+    // fails (no registry binary, say) leaves nothing behind, so `ferry init` can run again.
+    let pushed = image::from_path(&app_dir, &RunConfig::default())
+        .map_err(registry_error)
+        .and_then(|image| push_registry(ctx, root)?.push(APP, &image, None).map_err(registry_error));
+    let pushed = match pushed {
+        Ok(pushed) => pushed,
+        Err(e) => {
+            let _ = std::fs::remove_file(&project_file);
+            let _ = std::fs::remove_dir_all(&app_dir);
+            return Err(e);
+        }
+    };
+    std::fs::create_dir_all(root.join(STAGES_DIR))?;
     let port = free_port();
     std::fs::write(&stage_file, stage_text(pushed.digest.as_str(), port))?;
     let ignored = ignore_ferry_dir(root)?;

@@ -265,3 +265,92 @@ fn a_stage_file_cannot_point_the_local_runtime_outside_the_project() {
     assert!(err.contains("stages/.hidden.toml") && err.contains("`.hidden` is not a valid stage name"), "{err}");
     assert!(err.contains("hint: rename the file"), "{err}");
 }
+
+// ---- Items 7 to 12 of issue #18 (hostile stage files, masking, counters, file writes,
+// growth, early checks). ----
+
+/// A quickstart project whose `web` marks `TOKEN` sensitive, with two deployments recorded
+/// that ran different TOKEN values: `(project, old value, value in the file now)`.
+fn project_with_sensitive_history() -> (TestProject, String, String) {
+    use crate::history::{file_config, record, Dep};
+    let p = TestProject::from_example("quickstart");
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (old, new) = (format!("old-token-{unique}"), format!("new-token-{unique}"));
+    let stage = p
+        .read("stages/development.toml")
+        .replace("port = 18080", "sensitive_env = [\"TOKEN\"]\nport = 18080")
+        .replace("[apps.web.env]\n", &format!("[apps.web.env]\nTOKEN = \"{new}\"\n"));
+    p.write("stages/development.toml", &stage);
+    let now = file_config(&p);
+    let mut then = now.clone();
+    then.env.insert("TOKEN".into(), old.clone());
+    // Release 2 (not the file's release 1, whose digest differs): the rollback re-declares it.
+    record(&p, &[2], vec![Dep::ok(2, &then, "Activate release 2", 3), Dep::ok(2, &now, "Config change: ~TOKEN", 1)]);
+    (p, old, new)
+}
+
+#[test]
+fn sensitive_env_values_are_masked_in_history_and_rollback_diffs() {
+    let (p, old, new) = project_with_sensitive_history();
+    let history = crate::history::ferry(&p, &["history", "web", "--json"]);
+    history.expect_code(0);
+    let out = history.stdout();
+    assert!(!out.contains(&old) && !out.contains(&new), "history --json shows a sensitive value:\n{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["deployments"][1]["config"]["env"]["TOKEN"], "(sensitive)");
+
+    // Rolling back to v1 writes the old value into the file; the diff does not show either.
+    let rollback = crate::history::ferry(&p, &["rollback", "web", "v1"]);
+    rollback.expect_code(0);
+    let (out, err) = (rollback.stdout(), rollback.stderr());
+    assert!(p.read("stages/development.toml").contains(&old), "the rollback restores the old value");
+    assert!(out.contains("(sensitive)"), "the diff shows the TOKEN line masked:\n{out}");
+    for shown in [&out, &err] {
+        assert!(!shown.contains(&old) && !shown.contains(&new), "the rollback shows a sensitive value:\n{shown}");
+    }
+}
+
+/// A project of one stage file `stages/dev.<ext>` holding `text`.
+fn project_with_stage(ext: &str, text: &str) -> TestProject {
+    let p = TestProject::empty();
+    p.write("ferry.toml", "[project]\nname = \"hostile\"\n");
+    p.write(&format!("stages/dev.{ext}"), text);
+    p
+}
+
+#[test]
+fn hostile_nesting_is_a_located_error_in_validate_plan_and_fmt() {
+    let minus = format!("app \"web\" {{\n  image  = \"web\"\n  active = {}1\n}}\n", "-".repeat(5_000));
+    let nested =
+        format!("app \"web\" {{\n  image   = \"web\"\n  command = {}1{}\n}}\n", "[".repeat(2_000), "]".repeat(2_000));
+    for (what, text) in [("5,000 `-`", minus), ("2,000 `[`", nested)] {
+        let p = project_with_stage("hcl", &text);
+        for args in [&["validate"][..], &["plan"], &["fmt", "--check"], &["fmt"]] {
+            let run = p.run(args);
+            // Was exit 134: the parser overflowed the stack.
+            assert_eq!(run.code(), 1, "{what}, ferry {args:?}: {}", run.stderr());
+            assert!(run.stderr().contains("stages/dev.hcl:3:"), "{what}, ferry {args:?}: {}", run.stderr());
+            assert!(run.stderr().contains("nested more than 128 levels"), "{what}, ferry {args:?}: {}", run.stderr());
+        }
+        assert_eq!(p.read("stages/dev.hcl"), text, "fmt left the file as it was");
+    }
+}
+
+#[test]
+fn numbers_are_exact_and_read_alike_in_toml_and_hcl() {
+    let toml = |v: &str| format!("[apps.web]\nimage = \"web\"\nscale = {v}\n");
+    let hcl = |v: &str| format!("app \"web\" {{\n  image = \"web\"\n  scale = {v}\n}}\n");
+    // Each was accepted by the HCL reader: `1.0` as 1, `---1` as 1, the rest wrapped or rounded.
+    for value in ["1.0", "---1", "--9223372036854775808", "18446744073709551617", "1e0"] {
+        let (t, h) = (project_with_stage("toml", &toml(value)), project_with_stage("hcl", &hcl(value)));
+        let (t, h) = (t.run(&["validate"]), h.run(&["validate"]));
+        assert_eq!((t.code(), h.code()), (1, 1), "`scale = {value}`:\n{}\n{}", t.stderr(), h.stderr());
+        assert!(h.stderr().contains("stages/dev.hcl:3:"), "`scale = {value}`: {}", h.stderr());
+    }
+    // What TOML accepts, HCL reads as the same value.
+    for value in ["2", "0"] {
+        let (t, h) = (project_with_stage("toml", &toml(value)), project_with_stage("hcl", &hcl(value)));
+        t.run(&["validate"]).expect_code(0);
+        h.run(&["validate"]).expect_code(0);
+    }
+}

@@ -155,6 +155,14 @@ pub(crate) fn commit_stage(
         settle_interrupted(&mut session, hook)?;
         return Ok(());
     }
+    // Refused here, before anything reaches the runtime: a counter that would wrap leaves
+    // a stage no later write is accepted for.
+    crate::apply::journal::check_counters(session.state(), &changeset).map_err(|why| {
+        CliError::with_hint(
+            format!("cannot commit stage `{name}`: {why}"),
+            "the state file was edited or damaged: `ferry state restore` brings back the previous copy",
+        )
+    })?;
     if !from_file && !args.yes {
         confirm(name)?;
     }

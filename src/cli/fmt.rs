@@ -45,7 +45,8 @@ pub fn run(ctx: &Context, args: FmtArgs) -> CliResult {
         if args.check {
             print_out(&edit::unified_diff(&shown, &text, &formatted, ctx.color))?;
         } else {
-            std::fs::write(root.join(&rel), &formatted)?;
+            // Atomic, keeping mode and symlink: a killed `fmt` never truncates a file.
+            crate::atomic_file::write(&root.join(&rel), formatted.as_bytes(), crate::atomic_file::Mode::Keep)?;
             print_out(&format!("formatted {shown}\n"))?;
         }
         changed.push(shown);

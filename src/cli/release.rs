@@ -254,10 +254,9 @@ pub(super) fn finish(ctx: &Context, project: &Project, stage: &Stage, edit: &Sta
     }
     let rel = stage_path(project, stage);
     let path = project.root.join(&rel);
-    // Write beside and rename: an interrupted write never leaves half a stage file.
-    let tmp = path.with_extension("ferry-edit");
-    std::fs::write(&tmp, edit.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    // Atomic: an interrupted write never leaves half a stage file; the file keeps its mode
+    // and a symlinked stage file its link.
+    crate::atomic_file::write(&path, edit.to_string().as_bytes(), crate::atomic_file::Mode::Keep)
         .map_err(|e| CliError::new(format!("cannot write {}: {e}", rel.display())))?;
     print_out(&edit.diff(ctx.color))?;
     if commit {

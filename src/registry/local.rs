@@ -253,21 +253,10 @@ fn private_file(path: &Path) -> Result<File> {
         .map_err(|e| RegistryError::io(format!("cannot create {}", path.display()), e))
 }
 
-/// Write `text` to `path` through a temporary file and a rename.
+/// Write `text` to `path` atomically, private to its owner.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().expect("file has a folder");
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), uuid::Uuid::new_v4()));
-    let result = (|| {
-        let mut f = private_file(&tmp)?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .and_then(|()| fs::rename(&tmp, path))
-            .map_err(|e| RegistryError::io(format!("cannot write {}", path.display()), e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic_file::write(path, text.as_bytes(), crate::atomic_file::Mode::Private)
+        .map_err(|e| RegistryError::io(format!("cannot write {}", path.display()), e))
 }
 
 /// Hashes what passes through to the archive file, so the digest costs no second read.

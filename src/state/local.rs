@@ -217,16 +217,13 @@ impl LocalStateStore {
         })
     }
 
-    /// Write `bytes` as the stage's state: temp file, fsync, rename over, fsync directory.
+    /// Write `bytes` as the stage's state atomically (temp file, fsync, rename over, fsync
+    /// directory), first removing temp files killed writers left.
     fn replace_state(&self, stage: &str, bytes: &[u8]) -> Result<()> {
         let path = self.state_path(stage);
-        let tmp = self.temp_path(&format!("{stage}.json"));
-        let result = Self::create_file(&tmp, bytes).and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(Self::backend_error(&path, e));
-        }
-        self.sync_dir()
+        crate::atomic_file::remove_leftovers(&self.dir);
+        crate::atomic_file::write(&path, bytes, crate::atomic_file::Mode::Private)
+            .map_err(|e| Self::backend_error(&path, e))
     }
 }
 
@@ -236,17 +233,7 @@ pub(super) fn unreadable_lock_id(bytes: &[u8]) -> String {
     format!("unreadable-{}", &hex::encode(Sha256::digest(bytes))[..12])
 }
 
-/// Whether `pid` is certainly not running on this host (`kill(pid, 0)` says `ESRCH`).
-/// Another user's process (`EPERM`) is running.
-pub(super) fn process_is_gone(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    if pid <= 0 {
-        return false; // 0 and negatives address process groups, not one process
-    }
-    // SAFETY: signal 0 only checks whether the process exists; nothing is sent.
-    let r = unsafe { libc::kill(pid, 0) };
-    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
+pub(super) use crate::atomic_file::process_is_gone;
 
 impl StateStore for LocalStateStore {
     fn location(&self, stage: &str) -> String {

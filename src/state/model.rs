@@ -72,9 +72,10 @@ impl AppState {
         self.releases.keys().next_back().copied().unwrap_or(0)
     }
 
-    /// The number the next deployment gets.
+    /// The number the next deployment gets. Saturates instead of wrapping to v0: a commit
+    /// refuses to start when a number would pass `u64::MAX` (`apply::journal::check_counters`).
     pub fn next_deployment_number(&self) -> u64 {
-        self.history.last().map_or(1, |d| d.number + 1)
+        self.history.last().map_or(1, |d| d.number.saturating_add(1))
     }
 
     /// Deployment vN, when it exists.

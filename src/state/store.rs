@@ -96,6 +96,9 @@ pub enum StateError {
     /// Unlock or force-unlock with an id that is not the holder's.
     #[error("the lock of stage `{stage}` is {}, not `{id}`", match held_by { Some(h) => format!("held by {} with id `{}`", h.describe(), h.id), None => "not held".to_string() })]
     LockMismatch { stage: String, id: String, held_by: Option<Box<LockInfo>> },
+    /// The serial is `u64::MAX` and cannot count another write.
+    #[error("the state of stage `{stage}` has serial {}, the highest there is; nothing was written", u64::MAX)]
+    SerialExhausted { stage: String },
     /// The backend failed (disk, network, permissions).
     #[error("{location}: {message}")]
     Backend { location: String, message: String },
@@ -118,6 +121,9 @@ impl StateError {
             }
             StateError::Conflict { .. } => Some("run the command again to work from the new state".into()),
             StateError::NewerVersion { .. } => Some("upgrade ferry; the file was left untouched".into()),
+            StateError::SerialExhausted { .. } => {
+                Some("the state file was edited or damaged: `ferry state restore` brings back the previous copy".into())
+            }
             StateError::Corrupt { .. } => {
                 Some("the file was left untouched; `ferry state restore` brings back the previous copy".into())
             }
@@ -209,6 +215,11 @@ pub struct Restored {
 /// stored). Serial 0 against a stored state is a conflict, whatever its lineage.
 pub fn check_write(stored: Option<&StageState>, state: &StageState) -> Result<()> {
     let stage = || state.stage.clone();
+    // The write would give it serial + 1, which would wrap to 0 (and then every later write
+    // conflicts): refuse, so stores increment the serial knowing it fits.
+    if state.serial == u64::MAX {
+        return Err(StateError::SerialExhausted { stage: stage() });
+    }
     match stored {
         // A writer creating the state (serial 0) read nothing, so its fresh lineage cannot
         // mismatch anything: someone else created it first.

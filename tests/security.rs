@@ -354,3 +354,153 @@ fn numbers_are_exact_and_read_alike_in_toml_and_hcl() {
         h.run(&["validate"]).expect_code(0);
     }
 }
+
+#[test]
+fn stage_file_writes_are_atomic_and_keep_mode_and_symlink() {
+    use std::os::unix::fs::{symlink, MetadataExt};
+    let p = TestProject::from_example("quickstart");
+    let stage = p.path().join("stages/development.toml");
+    // The real file lives elsewhere and is private; the stage file links to it.
+    let real = p.path().join("private-development.toml");
+    std::fs::rename(&stage, &real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    symlink(&real, &stage).unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+
+    p.run(&["release", "create", "web", &digest, "--no-verify"]).expect_code(0);
+    let check = |what: &str| {
+        assert!(std::fs::symlink_metadata(&stage).unwrap().file_type().is_symlink(), "{what} replaced the symlink");
+        assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o600, "{what} changed the mode");
+        assert!(std::fs::read_to_string(&real).unwrap().contains(&digest), "{what} did not edit the target");
+    };
+    check("release create");
+
+    // `fmt` replaces the file by a rename (a new inode), never rewrites it in place, so a
+    // kill mid-write leaves the old contents whole.
+    std::fs::write(&real, std::fs::read_to_string(&real).unwrap().replace("scale = 2", "scale    =    2")).unwrap();
+    let inode = std::fs::metadata(&real).unwrap().ino();
+    p.run(&["fmt"]).expect_code(0);
+    assert!(std::fs::read_to_string(&real).unwrap().contains("scale = 2"), "fmt formatted the target");
+    assert_ne!(std::fs::metadata(&real).unwrap().ino(), inode, "fmt wrote the file in place");
+    check("fmt");
+    let leftovers: Vec<_> = std::fs::read_dir(p.path())
+        .unwrap()
+        .chain(std::fs::read_dir(p.path().join("stages")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-") || n.ends_with(".ferry-edit"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+/// Edit the recorded state of the quickstart's `development` stage as JSON.
+fn edit_state(p: &TestProject, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = p.path().join(".ferry/state/development.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut state);
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+}
+
+#[test]
+fn exhausted_counters_refuse_the_commit_before_the_runtime_is_touched() {
+    use crate::history::{file_config, record, Dep};
+    let cases: [(&str, fn(&mut serde_json::Value)); 2] = [
+        ("serial", |s| s["serial"] = serde_json::json!(u64::MAX - 1)),
+        ("deployment v", |s| {
+            s["apps"]["web"]["history"][0]["number"] = serde_json::json!(u64::MAX);
+            s["apps"]["web"]["active"]["deployment"] = serde_json::json!(u64::MAX);
+        }),
+    ];
+    for (what, change) in cases {
+        let p = TestProject::from_example("quickstart");
+        let _guard = AgentGuard { layout: Layout::new(p.path()) };
+        record(&p, &[2], vec![Dep::ok(2, &file_config(&p), "Activate release 2", 1)]);
+        edit_state(&p, change);
+        // The file says release 1, state says release 2 runs: the commit has work to do.
+        let run = p.run(&["commit", "--yes"]);
+        assert_eq!(run.code(), 1, "{what}: {}", run.stderr());
+        assert!(run.stderr().contains(what) && run.stderr().contains("cannot commit"), "{what}: {}", run.stderr());
+        assert!(!p.path().join(".ferry/agent").exists(), "{what}: the commit reached the local runtime");
+        assert!(!p.path().join(".ferry/releases").exists(), "{what}: the commit unpacked a release");
+    }
+}
+
+#[test]
+fn what_would_fail_at_commit_fails_at_validate_with_a_location() {
+    let cases: [(&str, String, &str, &str); 4] = [
+        ("image path", "[apps.web]\nimage = \"../../etc\"\n".into(), "stages/dev.toml:2:", "not a repository name"),
+        (
+            "NUL",
+            "[apps.web]\nimage = \"web\"\n\n[apps.web.env]\nA = \"x\\u0000y\"\n".into(),
+            "stages/dev.toml:5:",
+            "NUL",
+        ),
+        (
+            "128 KiB",
+            format!("[apps.web]\nimage = \"web\"\n\n[apps.web.env]\nBIG = \"{}\"\n", "x".repeat(128 * 1024)),
+            "stages/dev.toml:5:",
+            "128 KiB",
+        ),
+        ("not UTF-8", "[apps.web]\nimage = \"caf\u{e9}\"\n".into(), "stages/dev.toml:2:", "not UTF-8"),
+    ];
+    for (what, text, at, message) in cases {
+        let p = project_with_stage("toml", &text);
+        if what == "not UTF-8" {
+            // Saved as Latin-1: é is the one byte 0xe9.
+            let latin1: Vec<u8> = text.chars().map(|c| u8::try_from(u32::from(c)).unwrap()).collect();
+            std::fs::write(p.path().join("stages/dev.toml"), latin1).unwrap();
+        }
+        // `fmt` reads the file too: it gets the same location and hint.
+        let commands: &[&[&str]] =
+            if what == "not UTF-8" { &[&["validate"], &["fmt", "--check"]] } else { &[&["validate"]] };
+        for args in commands {
+            let run = p.run(args);
+            let err = run.stderr();
+            assert_eq!(run.code(), 1, "{what}, ferry {args:?}: {err}");
+            assert!(err.contains(at) && err.contains(message), "{what}, ferry {args:?}: {err}");
+            assert!(!err.contains("ferry init"), "{what}: a wrong hint: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_port_used_by_two_local_stages_fails_validate() {
+    let p = TestProject::empty();
+    p.write("ferry.toml", "[project]\nname = \"ports\"\n");
+    p.write("stages/alpha.toml", "[apps.web]\nimage = \"web\"\nport = 18123\n");
+    p.write("stages/beta.toml", "[apps.api]\nimage = \"api\"\nport = 18123\n");
+    let run = p.run(&["validate"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.stderr().contains("stages/beta.toml:3:"), "{}", run.stderr());
+    assert!(run.stderr().contains("app `web` in local stage `alpha`"), "{}", run.stderr());
+    // Checking one stage compares it with the others too.
+    let run = p.run(&["validate", "-s", "alpha"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.stderr().contains("stages/alpha.toml:3:"), "{}", run.stderr());
+    // An ECS stage's port is not on this machine.
+    p.write(
+        "stages/beta.toml",
+        "[runtime]\nkind = \"ecs\"\nregion = \"eu-west-1\"\ncluster = \"c\"\nsubnets = [\"subnet-1\"]\n\n\
+         [apps.api]\nimage = \"api\"\nport = 18123\n",
+    );
+    let run = p.run(&["validate"]);
+    assert!(!run.stderr().contains("also the port"), "{}", run.stderr());
+}
+
+#[test]
+fn a_task_killed_by_a_signal_reports_128_plus_the_signal() {
+    let p = Project::new();
+    p.run(&["commit", "--yes"]).expect_code(0);
+    let killed = p.run(&[
+        "task",
+        "run",
+        "web",
+        "--",
+        "python3",
+        "-c",
+        "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+    ]);
+    // Was 1, as for any failure.
+    assert_eq!(killed.code(), 128 + 15, "{}", killed.stderr());
+    assert!(killed.stderr().contains("exited with code 143"), "{}", killed.stderr());
+    p.run(&["down"]).expect_code(0);
+}

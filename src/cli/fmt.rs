@@ -29,7 +29,13 @@ pub fn run(ctx: &Context, args: FmtArgs) -> CliResult {
     let mut problems = Diagnostics::default();
     let mut changed = Vec::new();
     for (rel, kind) in files {
-        let text = std::fs::read_to_string(root.join(&rel))?;
+        let text = match crate::config::validate::read_text(&root, &rel) {
+            Ok(text) => text,
+            Err(d) => {
+                problems.push(d);
+                continue;
+            }
+        };
         // A file that does not parse is reported and left as it is.
         let formatted = match edit::format_file(&rel, &text, kind) {
             Ok(f) => f,

@@ -504,3 +504,38 @@ fn a_task_killed_by_a_signal_reports_128_plus_the_signal() {
     assert!(killed.stderr().contains("exited with code 143"), "{}", killed.stderr());
     p.run(&["down"]).expect_code(0);
 }
+
+#[test]
+fn state_keeps_the_newest_deployments_and_history_still_lists_all() {
+    let p = Project::new();
+    p.p.write("ferry.toml", "[project]\nname = \"sec\"\n\n[state]\nkeep_deployments = 2\n");
+    let stage = p.p.read("stages/dev.toml");
+    for scale in [1, 2, 1] {
+        p.p.write("stages/dev.toml", &stage.replace("scale = 1", &format!("scale = {scale}")));
+        p.run(&["commit", "--yes"]).expect_code(0);
+    }
+    let state: serde_json::Value =
+        serde_json::from_str(&p.p.read(".ferry/state/dev.json")).expect("the state file is JSON");
+    let kept: Vec<u64> =
+        state["apps"]["web"]["history"].as_array().unwrap().iter().map(|d| d["number"].as_u64().unwrap()).collect();
+    // Was every deployment ever made, rewritten by every commit.
+    assert_eq!(kept, [2, 3]);
+    let archive = p.p.read(".ferry/state/dev.history.jsonl");
+    assert_eq!(archive.lines().count(), 1, "{archive}");
+    let history: serde_json::Value = serde_json::from_str(&p.run(&["history", "web", "--json"]).stdout()).unwrap();
+    let listed: Vec<u64> =
+        history["deployments"].as_array().unwrap().iter().map(|d| d["number"].as_u64().unwrap()).collect();
+    assert_eq!(listed, [3, 2, 1]);
+    p.run(&["down"]).expect_code(0);
+
+    // A temp file a killed writer left beside the state goes with the next write.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let leftover = p.dot_ferry().join(format!("state/.dev.json.tmp-{dead}-x1y2z3"));
+    std::fs::write(&leftover, "{").unwrap();
+    p.p.write("ferry.toml", "[project]\nname = \"sec\"\n");
+    p.run(&["commit", "--yes"]).expect_code(0);
+    assert!(!leftover.exists(), "the leftover temp file is still there");
+    p.run(&["down"]).expect_code(0);
+}

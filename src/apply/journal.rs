@@ -52,9 +52,10 @@ pub fn finish(op: &Operation, state: &mut StageState, outcome: &Outcome, in_prog
 /// reaches the runtime; the message says which counter is exhausted.
 pub fn check_counters(state: &StageState, changeset: &Changeset) -> Result<(), String> {
     // Each operation writes state at most twice (`in_progress`, then settled); settling
-    // interrupted deployments and forgetting lost apps write once each.
+    // interrupted deployments, forgetting lost apps and archiving old deployments write
+    // once each.
     let ops = u64::try_from(changeset.operations.len()).unwrap_or(u64::MAX);
-    let writes = ops.saturating_mul(2).saturating_add(2);
+    let writes = ops.saturating_mul(2).saturating_add(3);
     if state.serial.checked_add(writes).is_none() {
         return Err(format!("the state's serial {} cannot count the {writes} writes this commit makes", state.serial));
     }

@@ -191,6 +191,11 @@ pub(crate) fn commit_stage(
     if AbortRequest::read(&request).is_some_and(|r| r.lock_id == lock_id) {
         let _ = std::fs::remove_file(&request);
     }
+    // Keep the state small: deployments beyond the newest `keep_deployments` per app move to
+    // the archive, which `ferry history` reads too. A failure only leaves them in state.
+    if let Err(e) = crate::state::archive::prune(&mut session, project.keep_deployments) {
+        hook.note(&format!("older deployments stay in state: archiving them failed: {e}"));
+    }
     session.unlock()?;
     print_summary(&changeset, &report)?;
     if report.aborted.is_some() {

@@ -226,8 +226,10 @@ pub(super) fn find_app<'a>(stage: &'a Stage, name: &str) -> CliResult<&'a App> {
 /// without the lock: writes are atomic, so this is one consistent state, and these commands
 /// record nothing.
 pub(super) fn app_state(project: &Project, stage: &str, app: &str) -> CliResult<AppState> {
-    let state = open_store(project)?.read(stage)?;
-    Ok(state.and_then(|mut s| s.apps.remove(app)).unwrap_or_default())
+    let store = open_store(project)?;
+    let state = store.read(stage)?.and_then(|mut s| s.apps.remove(app)).unwrap_or_default();
+    // With the deployments older commits archived: history and rollback see them all.
+    Ok(crate::state::archive::with_archived(store.as_ref(), stage, app, state)?)
 }
 
 /// The stage file (relative to the project root) of `stage`.

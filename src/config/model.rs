@@ -23,6 +23,9 @@ pub struct Project {
     pub state: StateBackend,
     /// Ordered pipeline steps (may be empty).
     pub pipeline: Vec<PipelineStep>,
+    /// `[state] keep_deployments`: deployments per app kept in state; older ones are
+    /// archived (`state::archive`).
+    pub keep_deployments: usize,
 }
 
 /// Where recorded state lives.
@@ -39,7 +42,13 @@ impl Project {
     /// A stand-in for a project whose `ferry.toml` did not load, so its stage files can
     /// still be checked and every problem reported in one run.
     pub fn unchecked(root: &std::path::Path) -> Project {
-        Project { root: root.to_path_buf(), name: String::new(), state: StateBackend::Local, pipeline: Vec::new() }
+        Project {
+            root: root.to_path_buf(),
+            name: String::new(),
+            state: StateBackend::Local,
+            pipeline: Vec::new(),
+            keep_deployments: crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
+        }
     }
 }
 

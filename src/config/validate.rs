@@ -168,8 +168,23 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
         );
     }
 
+    let keep_deployments = match file.state.as_ref().and_then(|s| s.keep_deployments) {
+        None => crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
+        Some(n) if (1..=100_000).contains(&n) => n as usize,
+        Some(n) => {
+            diags.push(
+                src.diagnostic(
+                    &path!["state", "keep_deployments"],
+                    Target::Value,
+                    format!("`keep_deployments` is {n}, not between 1 and 100000"),
+                )
+                .with_hint("older deployments are archived beside the state and still listed by `ferry history`"),
+            );
+            crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS
+        }
+    };
     let state = match file.state.clone().unwrap_or_default() {
-        file::StateSection { backend: file::StateBackendKind::Local, bucket, prefix, region } => {
+        file::StateSection { backend: file::StateBackendKind::Local, bucket, prefix, region, .. } => {
             for (key, set) in [("bucket", bucket.is_some()), ("prefix", prefix.is_some()), ("region", region.is_some())]
             {
                 if set {
@@ -185,7 +200,7 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
             }
             StateBackend::Local
         }
-        file::StateSection { backend: file::StateBackendKind::S3, bucket, prefix, region } => {
+        file::StateSection { backend: file::StateBackendKind::S3, bucket, prefix, region, .. } => {
             if bucket.is_none() {
                 diags.push(
                     src.diagnostic(&path!["state"], Target::Key, "the s3 state backend needs a `bucket`")
@@ -257,7 +272,7 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
     }
 
     if diags.is_empty() {
-        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline })
+        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline, keep_deployments })
     } else {
         diags.sort();
         Err(diags)

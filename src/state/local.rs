@@ -61,6 +61,11 @@ impl LocalStateStore {
         self.dir.join(format!("{stage}.json.previous"))
     }
 
+    /// `<dir>/<stage>.history.jsonl`: deployments pruned from the state, appended.
+    pub fn archive_path(&self, stage: &str) -> PathBuf {
+        self.dir.join(format!("{stage}.history.jsonl"))
+    }
+
     /// `<dir>/<stage>.lock`.
     pub fn lock_path(&self, stage: &str) -> PathBuf {
         self.dir.join(format!("{stage}.lock"))
@@ -298,6 +303,22 @@ impl StateStore for LocalStateStore {
         self.replace_state(&stage, &codec::encode(&next))?;
         state.serial = next.serial;
         Ok(())
+    }
+
+    fn append_archive(&self, stage: &str, lines: &[u8]) -> Result<()> {
+        self.check_stage(stage)?;
+        self.ensure_dir()?;
+        let path = self.archive_path(stage);
+        // Appended, never rewritten: a crash mid-append leaves at most one torn last line,
+        // which readers skip.
+        crate::private_files::open_append(&path)
+            .and_then(|mut f| f.write_all(lines).and_then(|()| f.sync_all()))
+            .map_err(|e| Self::backend_error(&path, e))
+    }
+
+    fn read_archive(&self, stage: &str) -> Result<Option<Vec<u8>>> {
+        self.check_stage(stage)?;
+        Self::read_file(&self.archive_path(stage))
     }
 
     fn read_previous(&self, stage: &str) -> Result<Option<StageState>> {

@@ -159,6 +159,20 @@ pub trait StateStore: Send + Sync {
     /// incremented to the stored value. Atomic: a reader sees the old or the new state.
     fn write(&self, state: &mut StageState) -> Result<()>;
 
+    /// Append `lines` (JSON Lines, see `state::archive`) to the stage's deployment archive:
+    /// the deployments pruned from its state, which `ferry history` still shows. The caller
+    /// holds the lock. Stores without an archive refuse, and nothing is pruned.
+    fn append_archive(&self, stage: &str, lines: &[u8]) -> Result<()> {
+        let _ = lines;
+        Err(StateError::Backend { location: self.location(stage), message: "this store keeps no archive".into() })
+    }
+
+    /// The stage's deployment archive; `None` when nothing was ever archived.
+    fn read_archive(&self, stage: &str) -> Result<Option<Vec<u8>>> {
+        let _ = stage;
+        Ok(None)
+    }
+
     /// Where a stage's lock lives, for messages.
     fn lock_location(&self, stage: &str) -> String {
         format!("the lock of {}", self.location(stage))
@@ -251,6 +265,7 @@ pub struct InMemoryStateStore {
 struct InMemoryInner {
     states: BTreeMap<String, Vec<u8>>,
     locks: BTreeMap<String, LockInfo>,
+    archives: BTreeMap<String, Vec<u8>>,
 }
 
 impl InMemoryStateStore {
@@ -329,6 +344,15 @@ impl StateStore for InMemoryStateStore {
         inner.states.insert(next.stage.clone(), codec::encode(&next));
         state.serial = next.serial;
         Ok(())
+    }
+
+    fn append_archive(&self, stage: &str, lines: &[u8]) -> Result<()> {
+        self.inner().archives.entry(stage.to_string()).or_default().extend_from_slice(lines);
+        Ok(())
+    }
+
+    fn read_archive(&self, stage: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner().archives.get(stage).cloned())
     }
 }
 

@@ -57,7 +57,10 @@ pub async fn run(agent: Arc<Agent>, id: TaskId) {
     loop {
         let Some(plan) = plan(&agent, &id) else { return };
         let log = match TaskLog::open(&plan.log_path) {
-            Ok(l) => l,
+            Ok(l) => {
+                prune_logs(&agent, &id, &plan.log_path);
+                l
+            }
             Err(e) => {
                 finish(&agent, &id, None, Some(format!("cannot open log {}: {e}", plan.log_path.display())));
                 return;
@@ -358,6 +361,21 @@ fn kill_group(pid: Option<u32>, signal: libc::c_int) {
             libc::kill(-(pid as libc::pid_t), signal);
         }
     }
+}
+
+/// Keep the task's app to the newest [`logs::KEEP_TASK_LOGS`] log files, those of its
+/// tasks that still run (this one among them) always kept.
+fn prune_logs(agent: &Agent, id: &TaskId, log_path: &Path) {
+    let Some(dir) = log_path.parent() else { return };
+    let Some((stage, app)) = agent.update(id, |t| (t.stage.clone(), t.app.clone())) else { return };
+    let in_use: Vec<String> = agent.with_state(|s| {
+        s.tasks
+            .values()
+            .filter(|t| t.stage == stage && t.app == app && (t.lifecycle != Lifecycle::Stopped || t.id == *id))
+            .map(|t| format!("{}.log", t.id))
+            .collect()
+    });
+    logs::prune(dir, logs::KEEP_TASK_LOGS, &in_use);
 }
 
 /// Mark the task STOPPED.

@@ -61,7 +61,8 @@ pub struct AppState {
     /// runtime a content hash), oldest first. Pruned by the prune operation.
     #[serde(default)]
     pub revisions: Vec<RevisionRecord>,
-    /// Every deployment vN, oldest first; `history[i].number == i + 1`.
+    /// The newest deployments vN (`[state] keep_deployments` of them), oldest first, numbers
+    /// consecutive; older ones are in the stage's archive (`state::archive`).
     #[serde(default)]
     pub history: Vec<Deployment>,
 }

@@ -1,5 +1,5 @@
-//! A stage file in TOML, as `ferry fmt` formats it: formatting must not panic or overflow,
-//! and formatting what it wrote changes nothing.
+//! A stage file in TOML, as `ferry fmt` formats it: formatting it (and formatting what it
+//! wrote) must not panic or overflow.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -50,16 +50,16 @@ for case in no-change all-change no-state; do
   state="$dir/.ferry/state/bench.json"
   echo "== ferry plan, $case ($(wc -l < "$dir/stages/bench.toml") stage-file lines, $([ -f "$state" ] && echo "$(du -k "$state" | cut -f1) KB state" || echo "no state"))"
   if command -v hyperfine >/dev/null; then
-    hyperfine --warmup 3 --runs "$runs" -N --export-json "$work/$case.json" "$ferry -C $dir plan" >/dev/null
+    hyperfine --warmup 3 --runs "$runs" -N --export-json "$work/$case.json" "$ferry -C $dir plan --offline" >/dev/null
     median=$(python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"] * 1000))' "$work/$case.json")
   else
-    "$ferry" -C "$dir" plan >/dev/null # warm the page cache
-    median=$(median_ms "$ferry" -C "$dir" plan)
+    "$ferry" -C "$dir" plan --offline >/dev/null # warm the page cache
+    median=$(median_ms "$ferry" -C "$dir" plan --offline)
   fi
   echo "median: ${median} ms over $runs runs"
-  echo "CPU (user+sys) median: $(cpu_ms "$ferry" -C "$dir" plan) ms"
-  echo "peak RSS: $(peak_rss_mb "$ferry" -C "$dir" plan) MB"
+  echo "CPU (user+sys) median: $(cpu_ms "$ferry" -C "$dir" plan --offline) ms"
+  echo "peak RSS: $(peak_rss_mb "$ferry" -C "$dir" plan --offline) MB"
   for fmt in --json --markdown; do
-    echo "  $fmt median: $(median_ms "$ferry" -C "$dir" plan $fmt) ms"
+    echo "  $fmt median: $(median_ms "$ferry" -C "$dir" plan --offline $fmt) ms"
   done
 done

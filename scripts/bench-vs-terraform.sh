@@ -50,9 +50,9 @@ measure() {
 }
 
 declare -A cmd dirs
-cmd[ferry-no-change]="$FERRY plan";                 dirs[ferry-no-change]="$work/no-change"
-cmd[ferry-all-change]="$FERRY plan";                dirs[ferry-all-change]="$work/all-change"
-cmd[ferry-no-state]="$FERRY plan";                  dirs[ferry-no-state]="$work/no-state"
+cmd[ferry-no-change]="$FERRY plan --offline";                 dirs[ferry-no-change]="$work/no-change"
+cmd[ferry-all-change]="$FERRY plan --offline";                dirs[ferry-all-change]="$work/all-change"
+cmd[ferry-no-state]="$FERRY plan --offline";                  dirs[ferry-no-state]="$work/no-state"
 cmd[terraform-no-change]="terraform plan -input=false -lock=false"; dirs[terraform-no-change]="$work/tf-no-change"
 cmd[terraform-no-state]="terraform plan -input=false -lock=false";  dirs[terraform-no-state]="$work/tf-no-state"
 cases=(ferry-no-change terraform-no-change ferry-all-change ferry-no-state terraform-no-state)

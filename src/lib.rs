@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod atomic_file;
 pub mod aws;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod edit;
@@ -16,3 +17,4 @@ pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod state;
+pub mod ui;

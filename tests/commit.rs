@@ -398,6 +398,18 @@ fn a_release_that_never_turns_healthy_fails_and_the_old_keeps_serving() {
     assert!(h[1]["reason"].as_str().unwrap().contains("rolled back"), "{}", h[1]["reason"]);
     assert_eq!(p.state()["apps"]["web"]["active"]["release"], 1);
     assert_eq!(get(web.port).unwrap(), "one");
+
+    // What now: the file still asks for release 2, and how to return to release 1.
+    let err = run.stderr();
+    assert!(err.contains("web: v2 failed; the stage file still asks for release 2"), "{err}");
+    assert!(err.contains("the next commit tries it again"), "{err}");
+    assert!(err.contains("Release 1 (v1) runs now"), "{err}");
+    assert!(err.contains("`ferry rollback web`") && err.contains("`ferry release activate web 1`"), "{err}");
+    // `rollback web` after the failure returns the file to what runs now: nothing to apply.
+    p.run(&["rollback", "web"]).expect_code(0);
+    assert!(p.p.read("stages/dev.toml").contains("active = 1"), "{}", p.p.read("stages/dev.toml"));
+    let plan = p.run(&["plan", "--detailed-exitcode"]);
+    assert!(plan.expect_code(0).stdout().starts_with("No changes."), "{}", plan.stdout());
 }
 
 #[test]
@@ -490,6 +502,34 @@ fn two_commits_at_once_one_is_refused_naming_the_other() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// `ferry down` is a write like a commit: while a commit runs it is refused naming the
+/// commit, and stops nothing (the commit's rollback would start it again).
+#[test]
+fn down_while_a_commit_runs_is_refused_and_stops_nothing() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let d2 = p.push("web", "two", &[]);
+    let mut web = app("web", vec![(1, d1)], 1);
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    web.releases.push((2, d2));
+    web.active = 2;
+    web.start_delay = "1.5";
+    web.grace = "15s";
+    p.stage(&[web.clone()]);
+    let commit = p.spawn(&["commit", "--yes"]);
+    wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));
+    let down = p.run(&["down"]);
+    down.expect_code(1);
+    assert!(down.stderr().contains("ferry commit --yes"), "{}", down.stderr());
+    assert!(get(web.port).is_ok(), "down stopped the app under a running commit");
+    let (code, _, err) = commit.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(get(web.port).unwrap(), "two");
+    p.run(&["down"]).expect_code(0);
+    assert!(get(web.port).is_err(), "down stops it once the commit is done");
+}
+
 #[test]
 fn a_commit_killed_mid_rollout_leaves_true_state_and_the_next_converges() {
     let p = Project::new();
@@ -536,7 +576,8 @@ fn a_commit_killed_mid_rollout_leaves_true_state_and_the_next_converges() {
     assert_eq!(p.history("web").len(), 3, "converged: nothing left to do");
 }
 
-fn abort_test(by_command: bool) {
+/// A commit aborted by `signal` (`None`: by `ferry abort`) rolls back and lets go of the lock.
+fn abort_test(signal: Option<libc::c_int>) {
     let p = Project::new();
     let d1 = p.push("web", "one", &[]);
     let bad = p.push("web", "bad", &["unhealthy"]);
@@ -549,14 +590,19 @@ fn abort_test(by_command: bool) {
     p.stage(&[web.clone()]);
     let commit = p.spawn(&["commit", "--yes"]);
     wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));
-    if by_command {
-        p.run(&["abort"]).expect_code(0);
-    } else {
-        commit.signal(libc::SIGINT);
+    match signal {
+        None => {
+            p.run(&["abort"]).expect_code(0);
+        }
+        Some(signal) => commit.signal(signal),
     }
     let (code, out, err) = commit.wait(Duration::from_secs(30));
     assert_eq!(code, 130, "{out}\n{err}");
-    let expected = if by_command { "aborted by `ferry abort`" } else { "aborted by Ctrl-C" };
+    let expected = match signal {
+        None => "aborted by `ferry abort`",
+        Some(libc::SIGHUP) => "aborted by SIGHUP (the terminal closed)",
+        Some(_) => "aborted by Ctrl-C",
+    };
     assert!(err.contains(expected), "{err}");
     let h = p.history("web");
     assert_eq!(h[1]["status"], "aborted");
@@ -569,12 +615,74 @@ fn abort_test(by_command: bool) {
 
 #[test]
 fn ctrl_c_aborts_and_rolls_back() {
-    abort_test(false);
+    abort_test(Some(libc::SIGINT));
+}
+
+/// A closed terminal or a dropped SSH session (SIGHUP) is a Ctrl-C, not a kill.
+#[test]
+fn sighup_aborts_and_rolls_back() {
+    abort_test(Some(libc::SIGHUP));
 }
 
 #[test]
 fn ferry_abort_from_another_shell_aborts_and_rolls_back() {
-    abort_test(true);
+    abort_test(None);
+}
+
+/// `ferry commit` killed with kill -9 while an unhealthy release rolls out: nobody is left to
+/// fail it, so the agent rolls the app back to what state records (instead of restarting
+/// the bad release forever), `ferry abort` says at once that the holder is gone, and the
+/// next commit settles the interrupted deployment and converges.
+#[test]
+fn a_killed_commit_s_rollout_is_rolled_back_by_the_agent_and_abort_says_the_holder_is_gone() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let bad = p.push("web", "bad", &["unhealthy"]);
+    let mut web = app("web", vec![(1, d1.clone())], 1);
+    p.stage(&[web.clone()]);
+    p.commit().expect_code(0);
+    web.releases.push((2, bad));
+    web.active = 2;
+    web.timeout = "120s";
+    p.stage(&[web.clone()]);
+    let commit = p.spawn(&["commit", "--yes"]);
+    wait_until("the deployment in progress", Duration::from_secs(15), || in_progress(&p, "web"));
+    wait_until("a task of the bad release", Duration::from_secs(15), || live_releases(&p).contains(&2));
+    commit.signal(libc::SIGKILL);
+    let _ = commit.wait(Duration::from_secs(10));
+
+    // Not "still holds the lock after 60s": it says at once that the holder is gone.
+    let abort = p.run(&["abort", "--wait", "60s"]);
+    abort.expect_code(1);
+    let err = abort.stderr();
+    assert!(err.contains("no longer runs") && err.contains("ferry force-unlock"), "{err}");
+
+    wait_until("the agent to roll back to release 1", Duration::from_secs(30), || live_releases(&p) == vec![1]);
+    assert_eq!(get(web.port).unwrap(), "one");
+    let log = p.p.read(".ferry/agent/agent.log");
+    assert!(log.contains("dev/web: the ferry that started its rollout") && log.contains("is gone"), "{log}");
+
+    let id = err.rsplit("force-unlock ").next().unwrap().split('`').next().unwrap().to_string();
+    p.run(&["force-unlock", &id]).expect_code(0);
+    // A good release 3: the next commit settles what the killed one left and deploys it.
+    web.releases.push((3, p.push("web", "two", &[])));
+    web.active = 3;
+    p.stage(&[web.clone()]);
+    let next = p.commit();
+    next.expect_code(0);
+    assert!(next.stderr().contains("settled deployments an interrupted commit left in progress"), "{}", next.stderr());
+    assert_eq!(get(web.port).unwrap(), "two");
+}
+
+/// The releases of the live tasks of `web` (sorted, deduplicated), from `ferry ps --json`.
+fn live_releases(p: &Project) -> Vec<u64> {
+    let ps: Value = serde_json::from_str(&p.run(&["ps", "--json"]).stdout()).unwrap_or(Value::Null);
+    let tasks = ps["stages"][0]["services"][0]["tasks"].as_array().cloned().unwrap_or_default();
+    let mut releases: Vec<u64> =
+        tasks.iter().filter(|t| t["last_status"] != "STOPPED").filter_map(|t| t["release"].as_u64()).collect();
+    releases.sort();
+    releases.dedup();
+    releases
 }
 
 #[test]
@@ -599,29 +707,102 @@ fn task_run_streams_output_and_exits_with_the_task_code() {
     let list = p.run(&["task", "list", "web"]);
     list.expect_code(0);
     assert!(list.stdout().contains("STOPPED") && list.stdout().contains(" 7 "), "{}", list.stdout());
+    // The columns line up under their headers.
+    let out = list.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    for (header, value) in [("Name", "one-off"), ("Last Status", "STOPPED"), ("Exit", "7")] {
+        let at = lines[0].find(header).unwrap();
+        assert!(lines[1..].iter().all(|l| l.get(at..).is_some_and(|v| v.starts_with(value))), "{header}:\n{out}");
+    }
 }
 
-/// `plan --refresh` on the local runtime: what the agent runs matches recorded state (no
-/// change); with the agent stopped behind ferry's back the service is missing, shown as
-/// drift, and `commit --refresh` starts it again.
+/// A removed app is gone from `ps`, not listed as "MISSING 0 / 0" for its stopped tasks;
+/// asked for by name, it says so.
 #[test]
-fn refresh_on_the_local_runtime_sees_a_stopped_agent_and_commit_starts_it_again() {
+fn a_removed_app_no_longer_shows_in_ps() {
+    let p = Project::new();
+    let d1 = p.push("web", "one", &[]);
+    let d2 = p.push("api", "one", &[]);
+    let web = AppDef { scale: 1, ..app("web", vec![(1, d1)], 1) };
+    let api = AppDef { scale: 1, ..app("api", vec![(1, d2)], 1) };
+    p.stage(&[web.clone(), api]);
+    p.commit().expect_code(0);
+    assert!(p.run(&["ps"]).expect_code(0).stdout().contains("api  ACTIVE"));
+    p.stage(std::slice::from_ref(&web));
+    p.run(&["commit", "--yes", "--allow-remove"]).expect_code(0);
+    let ps = p.run(&["ps"]).expect_code(0).stdout();
+    assert!(ps.contains("web  ACTIVE 1 / 1"), "{ps}");
+    assert!(!ps.contains("api"), "{ps}");
+    let named = p.run(&["ps", "api"]).expect_code(0).stdout();
+    assert!(named.contains("api  MISSING"), "{named}");
+}
+
+/// A crashed local agent is noticed: a plain `plan` on a local stage asks the running agent
+/// what runs (without starting one), and after `kill -9` of the agent shows every task that
+/// should run as drift and plans it back; `--offline` does not ask; committing the plan brings
+/// the tasks back as a "Revert drift" deployment, not as a new activation.
+#[test]
+fn a_plain_plan_notices_a_killed_agent_and_its_commit_brings_the_tasks_back() {
     let t = Project::new();
     let d1 = t.push("web", "one", &[]);
-    let web = AppDef { scale: 1, ..app("web", vec![(1, d1)], 1) };
+    let web = AppDef { scale: 2, ..app("web", vec![(1, d1)], 1) };
     t.stage(std::slice::from_ref(&web));
     t.commit().expect_code(0);
-    let same = t.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    let same = t.run(&["plan", "--detailed-exitcode"]);
     assert!(same.expect_code(0).stdout().contains("matches recorded state and what runs"), "{}", same.stdout());
 
-    drop(AgentGuard { layout: Layout::new(t.p.path()) });
-    t.run(&["plan", "--detailed-exitcode"]).expect_code(0);
-    let drift = t.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    let layout = Layout::new(t.p.path());
+    let agent = layout.agent_pid().expect("an agent pid file");
+    // SAFETY: the agent this test started.
+    unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) };
+    wait_until("the killed agent to be gone", Duration::from_secs(10), || {
+        !ferry::runtime::local::process_alive(agent)
+            && std::os::unix::net::UnixStream::connect(layout.socket()).is_err()
+    });
+    let drift = t.run(&["plan", "--detailed-exitcode"]);
     drift.expect_code(2);
-    assert!(drift.stdout().contains("  web: service missing\n"), "{}", drift.stdout());
-    assert!(drift.stdout().contains("± web: Revert drift: service missing"), "{}", drift.stdout());
+    let out = drift.stdout();
+    assert!(out.contains("  web: 0 of 2 tasks running\n"), "{out}");
+    assert!(out.contains("the local agent is not running"), "{out}");
+    assert!(out.contains("± web: Revert drift: 0 of 2 tasks running"), "{out}");
+    let json: Value = serde_json::from_str(&t.run(&["plan", "--json"]).expect_code(0).stdout()).unwrap();
+    assert_eq!(json["stages"][0]["drift"][0]["tasks"], serde_json::json!({"running": 0, "expected": 2}));
+    assert!(std::os::unix::net::UnixStream::connect(layout.socket()).is_err(), "planning must not start an agent");
+    t.run(&["plan", "--offline", "--detailed-exitcode"]).expect_code(0);
 
-    t.run(&["commit", "--refresh", "--yes"]).expect_code(0);
+    let commit = t.commit();
+    commit.expect_code(0);
+    assert!(commit.stdout().contains("Revert drift: 0 of 2 tasks running"), "{}", commit.stdout());
     assert_eq!(get(web.port), Ok("one".to_string()));
+    let ps = t.run(&["ps"]).expect_code(0).stdout();
+    assert!(ps.contains("ACTIVE 2 / 2 running tasks"), "{ps}");
+    t.run(&["plan", "--detailed-exitcode"]).expect_code(0);
     t.run(&["plan", "--refresh", "--detailed-exitcode"]).expect_code(0);
+    let last = t.history("web").pop().unwrap();
+    assert_eq!(last["description"], "Revert drift: 0 of 2 tasks running", "{last:#?}");
+}
+
+/// A worker (no port, no health check) gets no network check: its task shows RUNNING with
+/// health UNKNOWN, and the deploy counts it once it still runs at the end of its grace
+/// period. Before, it was TCP-checked on the port ferry assigned it and never deployed.
+#[test]
+fn a_worker_without_port_or_health_check_deploys_with_health_unknown() {
+    let p = Project::new();
+    let d1 = p.push("worker", "one", &[]);
+    p.p.write(
+        "stages/dev.toml",
+        &format!(
+            "[runtime]\nkind = \"local\"\n\n[apps.worker]\nimage = \"worker\"\nactive = 1\nscale = 1\n\
+             command = [\"python3\", \"-c\", \"import time; time.sleep(600)\"]\n\n[apps.worker.releases]\n\
+             1 = \"{d1}\"\n\n[apps.worker.health]\ngrace_period = \"1s\"\n\n[apps.worker.deploy]\n\
+             timeout = \"30s\"\nstop_timeout = \"2s\"\n"
+        ),
+    );
+    let run = p.commit();
+    run.expect_code(0);
+    assert!(run.stdout().contains("worker  v1   succeeded"), "{}", run.stdout());
+    let ps = p.run(&["ps"]).expect_code(0).stdout();
+    assert!(ps.contains("worker  ACTIVE 1 / 1 running tasks"), "{ps}");
+    let task = ps.lines().find(|l| l.contains(" RUNNING ")).unwrap_or_else(|| panic!("a running task: {ps}"));
+    assert!(task.contains(" UNKNOWN "), "health UNKNOWN, not HEALTHY: {ps}");
 }

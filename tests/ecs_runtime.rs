@@ -1212,3 +1212,133 @@ fn ecr_verifications_made_together_share_requests() {
         }
     }
 }
+
+/// A task of a service's primary revision as the [`GoneTaskLayer`] reports it: RUNNING
+/// until `stopped`, then STOPPED — and listed only among the tasks of that desired status.
+#[derive(Debug, Default)]
+struct GoneTask {
+    task: Mutex<Option<GoneTaskState>>,
+    /// Whether the ListTasks request on its way asks for STOPPED tasks (read from its input).
+    listing_stopped: Mutex<bool>,
+}
+
+#[derive(Debug, Clone)]
+struct GoneTaskState {
+    arn: String,
+    revision: String,
+    service: String,
+    stopped: bool,
+}
+
+#[derive(Debug)]
+struct GoneTaskLayer(Arc<GoneTask>);
+
+impl Intercept for GoneTaskLayer {
+    fn name(&self) -> &'static str {
+        "GoneTaskLayer"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_ecs::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(input) = context.input().downcast_ref::<aws_sdk_ecs::operation::list_tasks::ListTasksInput>() {
+            *self.0.listing_stopped.lock().unwrap() =
+                input.desired_status() == Some(&aws_sdk_ecs::types::DesiredStatus::Stopped);
+        }
+        Ok(())
+    }
+
+    fn modify_before_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Ok(output)) = context.output_or_error_mut() else { return Ok(()) };
+        let Some(task) = self.0.task.lock().unwrap().clone() else { return Ok(()) };
+        if let Some(out) = output.downcast_mut::<DescribeServicesOutput>() {
+            // A primary deployment with a task running: the watch looks at its tasks. No
+            // failed task is counted, so only the vanished task can make it list stopped ones.
+            for d in out.services.iter_mut().flatten().flat_map(|s| s.deployments.iter_mut().flatten()) {
+                if d.status.as_deref() == Some("PRIMARY") {
+                    d.running_count = 1;
+                    d.failed_tasks = 0;
+                }
+            }
+        } else if let Some(out) = output.downcast_mut::<ListTasksOutput>() {
+            if *self.0.listing_stopped.lock().unwrap() == task.stopped {
+                out.task_arns.get_or_insert_with(Vec::new).push(task.arn);
+            }
+        } else if let Some(out) = output.downcast_mut::<DescribeTasksOutput>() {
+            out.failures.get_or_insert_with(Vec::new).retain(|f| f.arn.as_ref() != Some(&task.arn));
+            let status = if task.stopped { "STOPPED" } else { "RUNNING" };
+            let now = aws_sdk_ecs::primitives::DateTime::from_millis(chrono::Utc::now().timestamp_millis());
+            let mut t = Task::builder()
+                .task_arn(&task.arn)
+                .task_definition_arn(task.revision)
+                .group(format!("service:{}", task.service))
+                .last_status(status)
+                .desired_status(status)
+                .health_status(HealthStatus::from("UNKNOWN"))
+                .started_at(now);
+            if task.stopped {
+                t = t.stopped_at(now).stopped_reason("Task stopped by the scheduler");
+            }
+            let tasks = out.tasks.get_or_insert_with(Vec::new);
+            tasks.retain(|x| x.task_arn.as_ref() != Some(&task.arn));
+            tasks.push(t.build());
+        }
+        Ok(())
+    }
+}
+
+/// The watch lists stopped tasks only when they may matter: when a deployment counts failed
+/// tasks, or when a task of the primary revision it saw running at its last look is gone
+/// from the running ones. Here no failure is counted: only the vanished task tells, and the
+/// look finds it among the stopped tasks and reports it STOPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_seen_running_that_is_gone_is_found_among_the_stopped() {
+    let f = Fixture::new();
+    let gone = Arc::new(GoneTask::default());
+    let count = Arc::new(RequestCount::default());
+    let sdk = f.moto.sdk_config();
+    let config =
+        ecs_config(&sdk).interceptor(GoneTaskLayer(gone.clone())).interceptor(CountingLayer(count.clone())).build();
+    let rt = EcsRuntime::from_clients(
+        &f.stage,
+        &f.settings,
+        aws_sdk_ecs::Client::from_conf(config),
+        aws_sdk_cloudwatchlogs::Client::new(&sdk),
+    );
+    let v1 = rt.register_revision(&spec("web", 1)).await.unwrap();
+    rt.deploy("web", &v1, 1, &DeploySettings::default()).await.unwrap();
+    let task_id = "1a2b3c4d5e6f708192a3b4c5d6e7f809";
+    *gone.task.lock().unwrap() = Some(GoneTaskState {
+        arn: format!("arn:aws:ecs:{REGION}:123456789012:task/{}/{task_id}", f.settings.cluster),
+        revision: v1.to_string(),
+        service: format!("{}-web", f.stage),
+        stopped: false,
+    });
+    let apps = vec!["web".to_string()];
+    let id = ferry::runtime::TaskId(task_id.into());
+    count.take();
+
+    let first = rt.observe_changes(&apps, Duration::ZERO).await.unwrap().remove(0);
+    assert_eq!(first.task(&id).map(|t| t.last_status), Some(Lifecycle::Running), "{first:#?}");
+    assert_eq!(count.take().get("ListTasks"), Some(&1), "the running tasks only");
+
+    gone.task.lock().unwrap().as_mut().unwrap().stopped = true;
+    let second = rt.observe_changes(&apps, Duration::ZERO).await.unwrap().remove(0);
+    assert_eq!(count.take().get("ListTasks"), Some(&2), "the stopped tasks too: a task seen running is gone");
+    let t = second.task(&id).unwrap_or_else(|| panic!("the gone task is reported: {second:#?}"));
+    assert_eq!(
+        (t.last_status, t.stopped_reason.as_deref()),
+        (Lifecycle::Stopped, Some("Task stopped by the scheduler"))
+    );
+
+    // Seen stopped, it is watched no more: the next look lists the running tasks only.
+    rt.observe_changes(&apps, Duration::ZERO).await.unwrap();
+    assert_eq!(count.take().get("ListTasks"), Some(&1));
+}

@@ -94,3 +94,73 @@ fn plain_secret_values_are_never_printed() {
         assert!(!stderr.contains(value), "{fixture}: the secret is printed:\n{stderr}");
     }
 }
+
+/// Snapshot `stderr` as `name` beside the validate snapshots.
+fn assert_error_snapshot(name: &str, description: &str, stderr: &str) {
+    insta::with_settings!({
+        snapshot_path => "snapshots/error_messages",
+        prepend_module_to_snapshot => false,
+        description => description,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, stderr);
+    });
+}
+
+/// Problems found after a stage file loaded — by the planner, by an edit — name
+/// `file:line:col` too: a release id bound to another digest than the one recorded.
+#[test]
+fn a_rebound_release_id_is_located_in_the_stage_file() {
+    use crate::history::{ferry, file_config, record, Dep};
+    let p = TestProject::from_example("quickstart");
+    // State recorded release 1 with another digest than the file's.
+    record(&p, &[1], vec![]);
+    for command in ["plan", "graph"] {
+        let run = ferry(&p, &[command]);
+        run.expect_code(1);
+        assert_eq!(run.stdout(), "");
+        assert_error_snapshot(
+            "rebound-release-id",
+            "ferry plan (and graph) with release 1 recorded under another digest",
+            &run.stderr(),
+        );
+    }
+
+    let config = file_config(&p);
+    std::fs::remove_dir_all(p.path().join(".ferry/state")).unwrap();
+    record(
+        &p,
+        &[1],
+        vec![Dep::ok(1, &config, "Activate release 1", 2), Dep { scale: 4, ..Dep::ok(1, &config, "Scale", 1) }],
+    );
+    let run = ferry(&p, &["rollback", "web", "v1"]);
+    run.expect_code(1);
+    assert_error_snapshot(
+        "rollback-rebound-release-id",
+        "ferry rollback to a deployment whose release id the file binds to another digest",
+        &run.stderr(),
+    );
+}
+
+/// `image push` says what it reads when given something else.
+#[test]
+fn image_push_of_a_zip_or_a_url_says_what_it_reads() {
+    let p = TestProject::empty();
+    p.write("ferry.toml", "[project]\nname = \"p\"\n");
+    p.write("site.zip", "PK\u{3}\u{4} rest of a zip archive");
+    let run = p.run(&["image", "push", "site.zip", "--repo", "web"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stderr(),
+        "error: site.zip is a zip archive; ferry image push reads a folder or a tarball (.tar, .tar.gz, .tgz)\n  \
+         hint: unzip it into a folder (`unzip FILE -d DIR`), then push the result\n"
+    );
+    let run = p.run(&["image", "push", "https://example.com/site.tar.gz", "--repo", "web"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stderr(),
+        "error: `https://example.com/site.tar.gz` is a URL, and ferry image push does not fetch URLs\n  \
+         hint: download it first (e.g. `curl -fLO URL`), then push the folder or .tar/.tar.gz/.tgz file\n"
+    );
+    assert!(!p.path().join(".ferry/registry").exists(), "nothing stored");
+}

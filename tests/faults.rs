@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ferry::apply::ops::OpContext;
 use ferry::apply::{AbortSignal, ApplyError, Engine, SilentHook};
-use ferry::registry::LocalRegistry;
+use ferry::registry::{OciRegistry, ProjectRegistry, RegistryUrl};
 use ferry::runtime::local::leftovers::session_members;
 use ferry::runtime::local::{process_alive, LocalRuntime};
 use ferry::state::{DeploymentStatus, LocalStateStore, LockInfo, LockedStage, StateStore};
@@ -135,7 +135,8 @@ fn a_task_that_fails_after_turning_healthy_is_restarted_and_reported() {
 
 fn engine(p: &Project) -> Engine {
     let root = p.p.path();
-    let registry = Arc::new(LocalRegistry::for_project(root));
+    let url = RegistryUrl::parse(&p.p.registry_url()).unwrap();
+    let registry = Arc::new(ProjectRegistry::fixed(OciRegistry::anonymous(url)));
     Engine {
         ops: OpContext {
             runtime: Arc::new(LocalRuntime::new(root, "dev").with_agent_program(ferry_bin())),
@@ -261,8 +262,8 @@ fn an_agent_killed_mid_rollout_is_replaced_its_leftovers_killed_and_state_stays_
     p.commit().expect_code(0);
     assert_eq!(get(web.port).unwrap(), "two");
 
-    // Killed between commits: the next commit finds the app gone, records it stopped and
-    // starts it again, instead of "no changes" for a stage that serves nothing.
+    // Killed between commits: the next commit finds the app gone and plans it back as
+    // drift, instead of "no changes" for a stage that serves nothing.
     let agent = agent_pid(&p);
     let left = session_members(agent);
     unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) };
@@ -271,12 +272,13 @@ fn an_agent_killed_mid_rollout_is_replaced_its_leftovers_killed_and_state_stays_
     });
     let run = p.commit();
     run.expect_code(0);
-    assert!(run.stderr().contains("the local agent does not run web"), "{}", run.stderr());
+    assert!(run.stdout().contains("± web: Revert drift: 0 of 2 tasks running"), "{}", run.stdout());
     assert!(left.iter().all(|&pid| !process_alive(pid)), "the killed agent's processes are gone");
     assert_eq!(get(web.port).unwrap(), "two");
     let h = p.history("web");
     let last = h.last().unwrap();
     assert_eq!((last["status"].as_str(), last["release"].as_u64()), (Some("succeeded"), Some(2)), "{last:#?}");
+    assert_eq!(last["description"], "Revert drift: 0 of 2 tasks running", "{last:#?}");
 }
 
 #[test]

@@ -83,6 +83,13 @@ pub fn record(p: &TestProject, releases: &[u64], deployments: Vec<Dep>) {
             source: Source {
                 commit: Some(format!("{:07x}", 0xef5c71a + i as u64).repeat(6)),
                 branch: Some("main".into()),
+                author: Some(if i % 2 == 0 { "Ada Lovelace" } else { "octocat" }.into()),
+                // A control character in a subject is shown escaped, never sent to the terminal.
+                subject: Some(if i == 2 {
+                    "Turn on FEATURE_X \u{1b}[2J".into()
+                } else {
+                    format!("Change number {}", i + 1)
+                }),
                 ..Source::default()
             },
             started_at,

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod browser;
+mod build;
 mod cli_help;
 mod commit;
 mod ecs_drift;
@@ -11,6 +13,7 @@ mod edit;
 mod error_messages;
 mod examples;
 mod faults;
+mod first_run;
 mod fmt;
 mod hcl;
 mod history;
@@ -24,3 +27,4 @@ mod schema;
 mod security;
 mod soak;
 mod state_store;
+pub mod ui;

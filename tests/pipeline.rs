@@ -2,6 +2,7 @@
 //! checks, config staying per stage, `promote --commit` on the local runtime, `images sync`
 //! following a tag, and the CI examples parsing with the real command line.
 
+use std::io::Write;
 use std::path::Path;
 
 use clap::Parser;
@@ -143,6 +144,79 @@ fn promotion_fans_out_after_required_checks_and_keeps_each_stages_config() {
     assert_eq!(checks.expect_code(0).stdout(), "ci/tests\nqa/signoff\n");
 }
 
+/// `ferry status set --json -` reads the check from stdin, so any CI can pipe its result;
+/// a bad document is refused with where and what to send.
+#[test]
+fn status_set_reads_a_check_as_json_on_stdin() {
+    let t = Pipeline::new();
+    let d = t.push("one", None);
+    for stage in ["development", "production-eu", "production-us"] {
+        t.stage(stage, &[(1, &d)], 1, "");
+    }
+    let set = |stdin: &str| {
+        let mut child =
+            t.p.ferry()
+                .args(["status", "set", "--json", "-"])
+                .env_remove("CI")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        crate::support::Run(child.wait_with_output().unwrap())
+    };
+    let check = format!(
+        r#"{{"app": "web", "digest": "{d}", "context": "ci/tests", "state": "failure",
+            "description": "2 failed", "url": "https://ci/9"}}"#
+    );
+    set(&check).expect_code(0);
+    let list = t.run(&["status", "list", "web", &d, "--json"]);
+    let doc: Value = serde_json::from_str(&list.expect_code(0).stdout()).unwrap();
+    let latest = &doc["latest"][0];
+    assert_eq!((latest["context"].as_str(), latest["state"].as_str()), (Some("ci/tests"), Some("failure")), "{doc}");
+    assert_eq!((latest["description"].as_str(), latest["url"].as_str()), (Some("2 failed"), Some("https://ci/9")));
+
+    let bad = set(&format!(r#"{{"app": "web", "digest": "{d}", "context": "ci/tests", "state": "green"}}"#));
+    bad.expect_code(1);
+    assert!(bad.stderr().starts_with("error: <stdin>:1:"), "{}", bad.stderr());
+    assert!(bad.stderr().contains("unknown variant `green`"), "{}", bad.stderr());
+    assert!(!bad.stderr().contains(" at line "), "the position is said once: {}", bad.stderr());
+    assert!(bad.stderr().contains("hint: send one JSON object"), "{}", bad.stderr());
+    // Arguments and --json do not mix.
+    t.run(&["status", "set", "web", "--json", "-"]).expect_code(2);
+}
+
+/// With the local backend, a refusal for a missing check says that checks do not travel
+/// between CI jobs, and points to the S3 backend; `status set` in CI says so too.
+#[test]
+fn a_refusal_with_the_local_backend_says_checks_stay_on_this_machine() {
+    let t = Pipeline::new();
+    let (d1, d) = (t.push("one", None), t.push("two", None));
+    t.stage("development", &[(1, &d1), (2, &d)], 2, "");
+    t.stage("production-eu", &[(1, &d1)], 1, "");
+    t.stage("production-us", &[(1, &d1)], 1, "");
+    let run = t.run(&["promote", "web", "--from", "development"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("ci/tests: missing"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("checks reported by another CI job or machine are not seen here"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains("[state] backend = \"s3\""), "{}", run.stderr());
+
+    let in_ci = crate::support::Run(
+        t.p.ferry().args(["status", "set", "web", &d, "ci/tests", "success"]).env("CI", "true").output().unwrap(),
+    );
+    in_ci.expect_code(0);
+    assert!(
+        in_ci.stderr().contains("note: this project keeps state and status checks in .ferry/"),
+        "{}",
+        in_ci.stderr()
+    );
+}
+
 #[test]
 fn promote_commit_deploys_every_target_stage_as_a_promotion() {
     let t = Pipeline::new();
@@ -181,6 +255,36 @@ fn promote_commit_deploys_every_target_stage_as_a_promotion() {
     // Applied: a later plan has nothing to do, and the label does not stick to it.
     let plan = t.run(&["plan", "-s", "production-eu", "--detailed-exitcode"]);
     plan.expect_code(0);
+}
+
+/// `--to-app` promotes into an app of another name in the target stages, labelled with the
+/// app it came from; by default the target is the app of the same name.
+#[test]
+fn promote_to_an_app_of_another_name() {
+    let t = Pipeline::new();
+    let (d1, d2) = (t.push("one", None), t.push("two", None));
+    t.stage("development", &[(1, &d1), (2, &d2)], 2, "");
+    for stage in ["production-eu", "production-us"] {
+        t.stage(stage, &[(1, &d1)], 1, "");
+        let file = format!("stages/{stage}.toml");
+        t.p.write(&file, &t.p.read(&file).replace("[apps.web", "[apps.shop"));
+    }
+    for context in ["ci/tests", "qa/signoff"] {
+        t.run(&["status", "set", "web", &d2, context, "success"]).expect_code(0);
+    }
+    let same_name = t.run(&["promote", "web", "--from", "development"]);
+    same_name.expect_code(1);
+    assert!(same_name.stderr().contains("stage `production-eu` has no app `web`"), "{}", same_name.stderr());
+    assert!(same_name.stderr().contains("--to-app"), "the hint names the way: {}", same_name.stderr());
+
+    let run = t.run(&["promote", "web", "--from", "development", "--to-app", "shop"]);
+    run.expect_code(0);
+    assert!(run.stderr().contains("as app shop"), "{}", run.stderr());
+    let eu = t.p.read("stages/production-eu.toml");
+    assert!(eu.contains(&format!("2 = \"{d2}\"")) && eu.contains("active = 2  # keep this comment"), "{eu}");
+    assert!(!eu.contains("[apps.web"), "{eu}");
+    let plan = t.run(&["plan", "-s", "production-eu", "--offline"]).expect_code(0).stdout();
+    assert!(plan.contains("shop: Promotion from development (web release 2)"), "{plan}");
 }
 
 #[test]
@@ -306,12 +410,25 @@ fn every_ferry_command_in_the_ci_examples_parses() {
             }
         }
     }
+    // ferry is not on crates.io: every job installs it from its repository.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().filter(|l| l.contains("cargo install")) {
+            assert!(
+                line.contains("--git") || line.contains("--path"),
+                "{}: installs a crate not published: {line}",
+                name(&path)
+            );
+        }
+    }
     let has = |needle: &str| seen.iter().any(|c| c.contains(needle));
     for needle in [
         "ferry plan --all --markdown --detailed-exitcode",
         "ferry commit -s",
         "ferry images sync",
         "ferry status set",
+        "ferry status set --json -",
         "ferry promote",
         "--commit",
     ] {

@@ -45,7 +45,7 @@ macro_rules! snapshot {
 
 /// Replace the random lineage of a never-applied stage, so snapshots are stable.
 fn pin_lineage(text: &str, p: &TestProject, stage: &str) -> String {
-    let out = p.run(&["plan", "-s", stage, "--json"]).stdout();
+    let out = p.run(&["plan", "--offline", "-s", stage, "--json"]).stdout();
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let lineage = json["stages"][0]["lineage"].as_str().unwrap().to_string();
     text.replace(&lineage, "[lineage]")
@@ -54,10 +54,10 @@ fn pin_lineage(text: &str, p: &TestProject, stage: &str) -> String {
 #[test]
 fn first_deploy_snapshots() {
     let p = fixture_project("first");
-    let text = p.run(&["plan"]).expect_code(0).stdout();
+    let text = p.run(&["plan", "--offline"]).expect_code(0).stdout();
     snapshot!("first_text", text);
-    snapshot!("first_markdown", p.run(&["plan", "--markdown"]).expect_code(0).stdout());
-    let json = p.run(&["plan", "--json"]).expect_code(0).stdout();
+    snapshot!("first_markdown", p.run(&["plan", "--offline", "--markdown"]).expect_code(0).stdout());
+    let json = p.run(&["plan", "--offline", "--json"]).expect_code(0).stdout();
     // A fresh state's lineage is random: the second run's differs from the first's.
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     let mut json = json;
@@ -69,18 +69,20 @@ fn first_deploy_snapshots() {
 #[test]
 fn mixed_change_snapshots() {
     let p = mixed();
-    let text = p.run(&["plan"]).expect_code(0).stdout();
+    let text = p.run(&["plan", "--offline"]).expect_code(0).stdout();
     assert!(text.starts_with("Plan: 2 to deploy, 1 to scale, 1 to add, 0 to remove.\n"), "{text}");
     snapshot!("mixed_text", text);
-    snapshot!("mixed_markdown", p.run(&["plan", "--markdown"]).expect_code(0).stdout());
-    snapshot!("mixed_json", p.run(&["plan", "--json"]).expect_code(0).stdout());
+    snapshot!("mixed_markdown", p.run(&["plan", "--offline", "--markdown"]).expect_code(0).stdout());
+    snapshot!("mixed_json", p.run(&["plan", "--offline", "--json"]).expect_code(0).stdout());
     snapshot!("mixed_dot", p.run(&["graph"]).expect_code(0).stdout());
 }
 
 #[test]
 fn sensitive_values_appear_in_no_format() {
     let p = mixed();
-    for args in [&["plan"][..], &["plan", "--json"], &["plan", "--markdown"], &["graph"]] {
+    for args in
+        [&["plan", "--offline"][..], &["plan", "--offline", "--json"], &["plan", "--offline", "--markdown"], &["graph"]]
+    {
         let out = p.run(args).expect_code(0).stdout();
         for secret in ["hunter2", "correct-horse"] {
             assert!(!out.contains(secret), "`ferry {}` shows a sensitive value:\n{out}", args.join(" "));
@@ -94,14 +96,14 @@ fn sensitive_values_appear_in_no_format() {
 #[test]
 fn exit_codes() {
     let p = mixed();
-    p.run(&["plan", "--detailed-exitcode"]).expect_code(2);
-    p.run(&["plan"]).expect_code(0);
-    p.run(&["plan", "-s", "nope"]).expect_code(1);
+    p.run(&["plan", "--offline", "--detailed-exitcode"]).expect_code(2);
+    p.run(&["plan", "--offline"]).expect_code(0);
+    p.run(&["plan", "--offline", "-s", "nope"]).expect_code(1);
     record_applied(&p, &p.read("stages/production.toml"));
-    let run = p.run(&["plan", "--detailed-exitcode"]);
+    let run = p.run(&["plan", "--offline", "--detailed-exitcode"]);
     run.expect_code(0);
     assert_eq!(run.stdout(), "No changes. Stage `production` matches recorded state.\n");
-    let json = p.run(&["plan", "--json", "--detailed-exitcode"]).expect_code(0).stdout();
+    let json = p.run(&["plan", "--offline", "--json", "--detailed-exitcode"]).expect_code(0).stdout();
     assert!(json.contains("\"changes\": false"), "{json}");
 }
 
@@ -113,12 +115,13 @@ fn removal_is_refused_without_allow_remove() {
         + "[apps.cron]"
         + current.split("[apps.cron]").nth(1).unwrap();
     p.write("stages/production.toml", &without_worker);
-    let run = p.run(&["plan"]);
+    let run = p.run(&["plan", "--offline"]);
     run.expect_code(1);
     assert!(run.stdout().is_empty());
     let err = run.stderr();
-    assert!(err.contains("`worker` (no longer in the stage file)") && err.contains("--allow-remove"), "{err}");
-    let out = p.run(&["plan", "--allow-remove"]).expect_code(0).stdout();
+    assert!(err.starts_with("error: app `worker` runs in stage `production` but is no longer in its file\n"), "{err}");
+    assert!(err.contains("--> stages/production.toml\n") && err.contains("pass --allow-remove"), "{err}");
+    let out = p.run(&["plan", "--offline", "--allow-remove"]).expect_code(0).stdout();
     assert!(out.starts_with("Plan: 2 to deploy, 0 to scale, 1 to add, 1 to remove."), "{out}");
     assert!(out.contains("- worker: Remove app"), "{out}");
 }
@@ -127,17 +130,17 @@ fn removal_is_refused_without_allow_remove() {
 fn several_stages_need_a_choice() {
     let p = mixed();
     p.write("stages/staging.toml", "[runtime]\nkind = \"local\"\n");
-    let err = p.run(&["plan"]).expect_code(1).stderr();
+    let err = p.run(&["plan", "--offline"]).expect_code(1).stderr();
     assert!(err.contains("2 stages: production, staging") && err.contains("--all"), "{err}");
-    let out = p.run(&["plan", "--all"]).expect_code(0).stdout();
+    let out = p.run(&["plan", "--offline", "--all"]).expect_code(0).stdout();
     assert!(out.contains("Stage `production`") && out.contains("Stage `staging`"), "{out}");
-    p.run(&["plan", "--all", "-o", "plan.json"]).expect_code(1);
+    p.run(&["plan", "--offline", "--all", "-o", "plan.json"]).expect_code(1);
 }
 
 #[test]
 fn a_saved_plan_goes_stale_when_state_or_inputs_move() {
     let p = mixed();
-    let run = p.run(&["plan", "-o", "plan.json", "--json"]);
+    let run = p.run(&["plan", "--offline", "-o", "plan.json", "--json"]);
     run.expect_code(0);
     assert!(run.stderr().contains("saved the plan of stage `production` to plan.json"), "{}", run.stderr());
     let saved = SavedPlan::read(&p.path().join("plan.json")).unwrap();

@@ -15,7 +15,7 @@ use ferry::runtime::local::Layout;
 
 const STAGE: &str = "stages/development.toml";
 /// What `ferry image push image-v2 --repo web` prints in the quickstart.
-const V2: &str = "sha256:0d5b6c46089bc308397bf8920b6b191ae3676d66df6532f7f63a611e15f28075";
+const V2: &str = "sha256:3a722590abfd484d536de7bb7b5ed997fda12a74d7494fccb8570ecb1c02c200";
 
 fn web(p: &TestProject) -> config::App {
     let project = config::load_project(p.path()).unwrap();
@@ -166,7 +166,7 @@ fn rollback_refusals_say_why_and_what_to_do() {
     let p = shipped_twice();
     let before = p.read(STAGE);
     let cases = [
-        (vec!["v3"], "error: cannot roll back web: v3 failed, so it never ran healthy and is no state to go back to (health check failed)\n  hint: pick a succeeded deployment from `ferry history web`, or run `ferry rollback web` for the last good one before what runs now\n"),
+        (vec!["v3"], "error: cannot roll back web: v3 failed, so it never ran healthy and is no state to go back to (health check failed)\n  hint: pick a succeeded deployment from `ferry history web`, or run `ferry rollback web`, which picks what runs now (or the last good one before it)\n"),
         (vec!["v9"], "error: cannot roll back web: there is no deployment v9 (the latest is v3)\n  hint: `ferry history web` lists deployments\n"),
         (vec!["v2"], "error: cannot roll back web: v2 is what runs now\n  hint: nothing to roll back; `ferry history web` shows earlier deployments\n"),
     ];

@@ -281,10 +281,91 @@ fn a_missing_bucket_is_a_clear_error() {
     assert!(matches!(err, StateError::Backend { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "s3://no-such-bucket-for-ferry/p/dev.json: NoSuchBucket: The specified bucket does not exist"
+        "s3://no-such-bucket-for-ferry/p/dev.json: NoSuchBucket: The specified bucket does not exist — create the \
+         bucket, or fix `bucket` under [state] in ferry.toml"
     );
     let mut s = StageState::new("dev");
     assert!(matches!(store.write(&mut s), Err(StateError::Backend { .. })));
+}
+
+/// `ferry` on an S3 project, with the environment cleared of every AWS setting and the
+/// shared config files pointed away: only what `env` sets reaches the SDK.
+fn run_with_aws_env(p: &TestProject, env: &[(&str, &str)], args: &[&str]) -> crate::support::Run {
+    let mut cmd = p.ferry();
+    for (var, _) in std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("AWS_")) {
+        cmd.env_remove(var);
+    }
+    let nowhere = p.path().join("no-aws-config");
+    cmd.env("AWS_CONFIG_FILE", &nowhere).env("AWS_SHARED_CREDENTIALS_FILE", &nowhere);
+    // Never ask an instance metadata service: the test must not depend on where it runs.
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("FERRY_LOG");
+    crate::support::Run(cmd.envs(env.iter().copied()).args(args).output().expect("run ferry"))
+}
+
+/// A project whose state is in S3, with one stage.
+fn s3_project() -> TestProject {
+    let p = TestProject::empty();
+    p.write(
+        "ferry.toml",
+        "[project]\nname = \"shop\"\n\n[state]\nbackend = \"s3\"\nbucket = \"ferry-state\"\nregion = \"eu-central-1\"\n",
+    );
+    p.write("stages/dev.toml", "");
+    p
+}
+
+/// Without credentials, an AWS error is what ferry tried, the cause and what to do, in a line
+/// or two, not the SDK's debug dump; `-v` (or FERRY_LOG=debug) adds the full chain.
+#[test]
+fn no_aws_credentials_is_a_short_error_that_says_what_to_do() {
+    let p = s3_project();
+    let run = run_with_aws_env(&p, &[], &["plan"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(
+        err.starts_with("error: s3://ferry-state/shop/dev.json: no AWS credentials found — set AWS_PROFILE"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 2 && err.len() < 400, "{} characters:\n{err}", err.len());
+    assert!(!err.contains("DispatchFailure") && !err.contains("CredentialsNotLoaded"), "{err}");
+
+    for verbose in [&["-v", "plan"][..], &["plan", "--verbose"][..]] {
+        let err = run_with_aws_env(&p, &[], verbose).stderr();
+        assert!(err.contains("no AWS credentials found") && err.contains("SDK error:"), "{err}");
+    }
+    let err = run_with_aws_env(&p, &[("FERRY_LOG", "debug")], &["plan"]).stderr();
+    assert!(err.contains("SDK error:"), "{err}");
+}
+
+/// An endpoint nobody listens on: the cause in the operating system's words, and what to check.
+#[test]
+fn an_unreachable_endpoint_is_a_short_error() {
+    let p = s3_project();
+    let closed = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = [("AWS_ENDPOINT_URL", endpoint.as_str()), ("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "b")];
+    let run = run_with_aws_env(&p, &env, &["plan"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.starts_with("error: s3://ferry-state/shop/dev.json: cannot reach AWS: "), "{err}");
+    assert!(err.contains("— check the network"), "{err}");
+    assert!(err.lines().count() <= 2 && err.len() < 400, "{} characters:\n{err}", err.len());
+}
+
+/// An error AWS answered with: its code and message, and what to do.
+#[test]
+fn an_aws_error_code_is_shown_with_what_to_do() {
+    let moto = Moto::shared();
+    let p = s3_project();
+    let mut cmd = p.ferry();
+    moto.configure(&mut cmd);
+    let run = crate::support::Run(cmd.args(["plan"]).output().expect("run ferry"));
+    run.expect_code(1);
+    assert_eq!(
+        run.stderr(),
+        "error: s3://ferry-state/shop/dev.json: NoSuchBucket: The specified bucket does not exist — create the bucket, or \
+         fix `bucket` under [state] in ferry.toml\n"
+    );
 }
 
 /// The real binary with `backend = "s3"`: `open_store` connects through the standard chain

@@ -148,7 +148,7 @@ fn the_schema_rejects_misspelled_keys_and_bad_values() {
         "bad-values.toml",
         &stage
             .replace("port = 18080", "port = 70000")
-            .replace("sha256:ff3e", "sha256:FF3E")
+            .replace("sha256:08a9", "sha256:08A9")
             .replace("[apps.web.env]", "[apps.web.secrets]\nTOKEN = \"hunter2\"\n\n[apps.web.env]"),
     );
     let schema = |name: &str| repo_root().join("schema").join(name);
@@ -175,6 +175,6 @@ fn the_schema_rejects_misspelled_keys_and_bad_values() {
     let bad = errors("bad-values.toml");
     assert_eq!(bad.len(), 3, "{bad:?}");
     assert!(bad.iter().any(|e| e.starts_with("apps/web/port: 70000 is greater than the maximum")), "{bad:?}");
-    assert!(bad.iter().any(|e| e.starts_with("apps/web/releases/1: 'sha256:FF3E")), "{bad:?}");
+    assert!(bad.iter().any(|e| e.starts_with("apps/web/releases/1: 'sha256:08A9")), "{bad:?}");
     assert!(bad.iter().any(|e| e.starts_with("apps/web/secrets/TOKEN: 'hunter2' does not match")), "{bad:?}");
 }

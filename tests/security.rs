@@ -42,6 +42,8 @@ const TOKEN_VAR: &str = "FERRY_SECURITY_TEST_TOKEN";
 struct Project {
     _guard: AgentGuard,
     p: TestProject,
+    /// The project root: `p`'s folder, or a folder deep inside it.
+    root: PathBuf,
     /// Where the app writes the secret values it received.
     seen: tempfile::TempDir,
     env_secret: String,
@@ -50,18 +52,27 @@ struct Project {
 
 impl Project {
     fn new() -> Project {
+        Project::in_folder("")
+    }
+
+    /// A project whose root is `sub` inside the temp folder (`""`: the folder itself).
+    fn in_folder(sub: &str) -> Project {
         let p = TestProject::empty();
+        let root = p.path().join(sub);
         let seen = tempfile::tempdir().unwrap();
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let (env_secret, file_secret) = (format!("planted-env-{unique}"), format!("planted-file-{unique}"));
-        p.write("ferry.toml", "[project]\nname = \"sec\"\n");
-        p.write("secrets/db-password", &format!("{file_secret}\n"));
-        p.write("image/app.py", APP_PY);
-        let project =
-            Project { _guard: AgentGuard { layout: Layout::new(p.path()) }, p, seen, env_secret, file_secret };
+        let prefix = if sub.is_empty() { String::new() } else { format!("{sub}/") };
+        p.write(&format!("{prefix}ferry.toml"), "[project]\nname = \"sec\"\n");
+        p.write(&format!("{prefix}secrets/db-password"), &format!("{file_secret}\n"));
+        p.write(&format!("{prefix}image/app.py"), APP_PY);
+        let _guard = AgentGuard { layout: Layout::new(&root) };
+        let project = Project { _guard, p, root, seen, env_secret, file_secret };
         let digest =
             project.run(&["image", "push", "image", "--repo", "web"]).expect_code(0).stdout().trim().to_string();
-        project.p.write("stages/dev.toml", &project.stage(&digest, "file:secrets/db-password"));
+        let stage = project.stage(&digest, "file:secrets/db-password");
+        std::fs::create_dir_all(project.root.join("stages")).unwrap();
+        std::fs::write(project.root.join("stages/dev.toml"), stage).unwrap();
         project
     }
 
@@ -78,10 +89,12 @@ impl Project {
         )
     }
 
-    /// `ferry ARGS…` with the token in its environment, under umask 0.
+    /// `ferry ARGS…` with the token in its environment, under umask 0. The project's own
+    /// registry (started by ferry under `.ferry/oci-registry/`, stopped on drop) rather than
+    /// the tests' shared one: its storage is under `.ferry/` too and must be private.
     fn ferry(&self, args: &[&str]) -> Command {
         let mut cmd = self.p.ferry();
-        cmd.args(args).env(TOKEN_VAR, &self.env_secret);
+        cmd.current_dir(&self.root).args(args).env(TOKEN_VAR, &self.env_secret).env_remove("FERRY_REGISTRY_URL");
         // SAFETY: umask is async-signal-safe; it only affects the child about to exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -95,9 +108,34 @@ impl Project {
     fn run(&self, args: &[&str]) -> Run {
         Run(self.ferry(args).output().expect("run ferry"))
     }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.ferry(&["image", "registry", "--stop"]).output();
+    }
+}
+
+impl Project {
+    /// [`Project::run`], killed after 60 s: a client that talks to a planted listener would
+    /// wait for its answer forever, and the test must fail rather than hang.
+    fn run_bounded(&self, args: &[&str]) -> Run {
+        let mut child = self
+            .ferry(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ferry");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        Run(child.wait_with_output().unwrap())
+    }
 
     fn dot_ferry(&self) -> PathBuf {
-        self.p.path().join(".ferry")
+        self.root.join(".ferry")
     }
 }
 
@@ -147,7 +185,7 @@ fn everything_under_dot_ferry_is_private_to_its_owner() {
     }
     assert!(open.is_empty(), "not private to the owner (want folders 0700, files 0600):\n{}", open.join("\n"));
     // The walk covered what a push and a commit leave, so the assertion above means something.
-    for expected in ["agent", "logs", "registry", "releases", "state", "status", "socket"] {
+    for expected in ["agent", "logs", "oci-registry", "releases", "state", "status", "socket"] {
         assert!(seen_kinds.contains(expected), "nothing of {expected} under .ferry: {seen_kinds:?}");
     }
     p.run(&["down"]).expect_code(0);
@@ -264,6 +302,303 @@ fn a_stage_file_cannot_point_the_local_runtime_outside_the_project() {
     let err = run.stderr();
     assert!(err.contains("stages/.hidden.toml") && err.contains("`.hidden` is not a valid stage name"), "{err}");
     assert!(err.contains("hint: rename the file"), "{err}");
+}
+
+/// A project deep enough that its agent's socket lives under the shared temp dir, in a folder
+/// whose name anyone can compute.
+fn deep_project() -> (Project, PathBuf) {
+    let p = Project::in_folder(&"deep-".repeat(20));
+    let dir = Layout::new(&p.root).temp_socket_dir().expect("the socket falls back to the temp dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    (p, dir)
+}
+
+/// Whether this test runs as root (needed to plant a folder or a listener of another user).
+fn must_be_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test plants files of another user (uid 65534): run it as root");
+}
+
+/// Removes a planted folder on drop, even when the test fails.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_planted_socket_folder_under_the_temp_dir_is_refused_before_any_request() {
+    let (p, dir) = deep_project();
+    let _cleanup = RemoveDir(dir.clone());
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("agent.sock")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+
+    let open = p.run_bounded(&["commit", "--yes"]);
+    open.expect_code(1);
+    let err = open.stderr();
+    assert!(err.contains("refusing the agent's socket folder") && err.contains("0777"), "{err}");
+    assert!(!err.contains(&p.env_secret), "{err}");
+    let accepted = listener.accept().map(|_| ()).map_err(|e| e.kind());
+    assert_eq!(accepted, Err(std::io::ErrorKind::WouldBlock), "the client connected to the planted socket");
+    // The agent refuses it too, and leaves its mode alone.
+    let agent = p.run_bounded(&["agent", "run"]);
+    assert_ne!(agent.code(), 0, "the agent ran with a planted folder");
+    assert!(agent.stderr().contains("refusing the agent's socket folder"), "{}", agent.stderr());
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o777);
+
+    // Private, but another user's.
+    must_be_root();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let theirs = p.run_bounded(&["commit", "--yes"]);
+    theirs.expect_code(1);
+    assert!(theirs.stderr().contains("it belongs to uid 65534, not to you (uid 0)"), "{}", theirs.stderr());
+    assert_eq!(listener.accept().map(|_| ()).map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock));
+
+    // Without a planted folder, ferry makes its own, 0700, and deploys.
+    drop(listener);
+    std::fs::remove_dir_all(&dir).unwrap();
+    p.run_bounded(&["commit", "--yes"]).expect_code(0);
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    p.run(&["down"]).expect_code(0);
+}
+
+/// Binds `PATH`, then becomes uid 65534 and listens (the kernel records the listener's
+/// credentials at `listen`), prints `ready`, and prints what the first connection sent.
+const OTHER_USER_LISTENER_PY: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+os.setgid(65534)
+os.setuid(65534)
+s.listen(8)
+print("ready", flush=True)
+s.settimeout(60)
+conn, _ = s.accept()
+conn.settimeout(20)
+data = b""
+while b"\n" not in data:
+    chunk = conn.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print("received %d bytes: %r" % (len(data), data), flush=True)
+"#;
+
+/// Kills a child process on drop.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_client_refuses_a_listener_of_another_user_and_sends_it_nothing() {
+    must_be_root();
+    let (p, dir) = deep_project();
+    let _cleanup = RemoveDir(dir.clone());
+    // The folder passes every check (ours, 0700); the process listening in it is not ours.
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = dir.join("agent.sock");
+    let mut listener = KillOnDrop(
+        Command::new("python3")
+            .args(["-c", OTHER_USER_LISTENER_PY])
+            .arg(&socket)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = std::io::BufReader::new(listener.0.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    let refused = p.run_bounded(&["commit", "--yes"]);
+    refused.expect_code(1);
+    let err = refused.stderr();
+    assert!(err.contains("it runs as uid 65534, not as you (uid 0)"), "{err}");
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "received 0 bytes: b''", "the listener of another user got a request");
+}
+
+#[test]
+fn the_agent_answers_no_other_user_even_through_an_opened_socket() {
+    must_be_root();
+    let p = Project::new();
+    p.run(&["agent", "start"]).expect_code(0);
+    // Open the way to the socket for everyone, as a careless chmod would.
+    let socket = Layout::new(&p.root).socket();
+    for dir in [p.root.clone(), p.dot_ferry(), socket.parent().unwrap().to_path_buf()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ask = r#"
+import os, socket, sys
+os.setgid(65534)
+os.setuid(65534)
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+data = b""
+try:
+    # The agent may have closed the connection already: then there is nothing to read.
+    s.sendall(b'{"op":"status"}\n')
+    s.settimeout(20)
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except (BrokenPipeError, ConnectionResetError):
+    pass
+print("answer: %r" % data)
+"#;
+    let out = Command::new("python3").args(["-c", ask]).arg(&socket).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), "answer: b''", "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // The owner is still answered.
+    p.run(&["agent", "status"]).expect_code(0);
+    let log = std::fs::read_to_string(Layout::new(&p.root).agent_log()).unwrap();
+    assert!(log.contains("it runs as uid 65534"), "{log}");
+}
+
+#[test]
+fn an_edited_plan_file_is_refused_and_plan_files_are_private() {
+    let p = Project::new();
+    p.run(&["plan", "-o", "plan.json"]).expect_code(0);
+    let path = p.root.join("plan.json");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "written under umask 0");
+    let reviewed = std::fs::read_to_string(&path).unwrap();
+
+    // The command changed by hand, the rest (hash included) left as it was.
+    let edited = reviewed.replacen("\"app.py\"", "\"evil.py\"", 1);
+    assert_ne!(edited, reviewed);
+    std::fs::write(&path, &edited).unwrap();
+    let refused = p.run(&["commit", "plan.json"]);
+    refused.expect_code(1);
+    assert!(refused.stderr().contains("does not match its sha256"), "{}", refused.stderr());
+
+    // Sealed again by someone who knows the format: planning again tells.
+    let mut resealed: ferry::plan::SavedPlan = serde_json::from_str(&edited).unwrap();
+    resealed.seal();
+    std::fs::write(&path, resealed.to_json()).unwrap();
+    let refused = p.run(&["commit", "plan.json"]);
+    refused.expect_code(1);
+    assert!(refused.stderr().contains("holds other changes than ferry plans"), "{}", refused.stderr());
+    assert!(!p.dot_ferry().join("state/dev.json").exists(), "nothing was applied");
+
+    std::fs::write(&path, &reviewed).unwrap();
+    p.run(&["commit", "plan.json"]).expect_code(0);
+    p.run(&["down"]).expect_code(0);
+}
+
+#[test]
+fn parallel_release_creates_each_get_their_own_id_and_none_is_lost() {
+    let p = crate::commit::Project::new();
+    p.p.write("stages/dev.toml", "[apps.web]\nimage = \"web\"\ncommand = [\"true\"]\n");
+    let digests: Vec<String> = (1..=6).map(|i| format!("sha256:{}", i.to_string().repeat(64))).collect();
+    let runs: Vec<_> =
+        digests.iter().map(|d| p.spawn(&["release", "create", "web", d.as_str(), "--no-verify"])).collect();
+    let mut ids = Vec::new();
+    for run in runs {
+        let (code, out, err) = run.wait(std::time::Duration::from_secs(60));
+        assert_eq!(code, 0, "{out}\n{err}");
+        let id: u64 = err
+            .strip_prefix("added release ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no id in: {err}"));
+        ids.push(id);
+    }
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6], "each run its own id");
+    let stage = p.p.read("stages/dev.toml");
+    for d in &digests {
+        assert!(stage.contains(d.as_str()), "{d} was lost:\n{stage}");
+    }
+    p.run(&["validate"]).expect_code(0);
+}
+
+#[test]
+fn control_characters_in_values_are_escaped_in_human_output() {
+    let p = Project::new();
+    let stage = p.p.read("stages/dev.toml");
+    // Clears the screen, moves the cursor home, returns the carriage and starts a fake line.
+    let hostile = r#"BANNER = "\u001b[2J\u001b[H\rcommand: harmless\n+ fake line\u202e""#;
+    p.p.write("stages/dev.toml", &stage.replace("[apps.web.env]\n", &format!("[apps.web.env]\n{hostile}\n")));
+    let escaped = r"BANNER=\u{1b}[2J\u{1b}[H\rcommand: harmless\n+ fake line\u{202e}";
+    for args in [&["plan"][..], &["plan", "--markdown"], &["commit"]] {
+        let run = p.run(args);
+        let out = run.stdout();
+        assert!(out.contains(escaped), "{args:?}:\n{out}");
+        assert!(!out.contains(['\x1b', '\r', '\u{202e}']), "{args:?}: a raw control character:\n{out:?}");
+        assert!(!out.contains("\n+ fake line"), "{args:?}: a value made a line of its own:\n{out}");
+    }
+    // JSON keeps the value exactly (its own escapes are safe).
+    let json: serde_json::Value = serde_json::from_str(&p.run(&["plan", "--json"]).stdout()).unwrap();
+    assert!(json.to_string().contains(r"\u001b[2J\u001b[H\rcommand: harmless\n+ fake line"), "{json}");
+
+    // Errors quoting what was typed.
+    let run = p.run(&["plan", "-s", "dev\x1b[2Jx"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.contains(r"\u{1b}[2Jx") && !err.contains('\x1b'), "{err:?}");
+}
+
+#[test]
+fn a_planted_secret_never_appears_in_the_dashboard_or_its_api() {
+    let p = Project::new();
+    p.run(&["commit", "--yes"]).expect_code(0);
+    // The write token is a secret too: it must never come back either.
+    let token = format!("planted-token-{}", uuid::Uuid::new_v4().simple());
+    let mut cmd = p.ferry(&[]);
+    cmd.env("FERRY_UI_TOKEN", &token);
+    let ui = crate::support::ui::UiServer::start(cmd);
+    let digest = p.p.read("stages/dev.toml").split('"').find(|s| s.starts_with("sha256:")).unwrap().to_string();
+    let mut answers = Vec::new();
+    for path in [
+        "/",
+        "/stages/dev/apps/web",
+        "/stages/dev/live",
+        "/pipeline",
+        "/plan",
+        "/api/stages",
+        "/api/stages/dev/apps/web",
+        "/api/stages/dev/apps/web/history",
+        "/api/pipeline",
+        "/api/plan",
+        "/api/stages/dev/apps/nope",
+        "/nothing",
+    ] {
+        let (status, body) = ui.get(path);
+        answers.push((format!("GET {path} ({status})"), body));
+    }
+    let report = format!(r#"{{"app":"web","digest":"{digest}","context":"ci/tests","state":"success"}}"#);
+    for offered in [Some(token.as_str()), Some("wrong"), None] {
+        let (status, body) = ui.post_json("/api/status", &report, offered);
+        answers.push((format!("POST /api/status ({status})"), body));
+    }
+    let (_, app) = ui.get("/api/stages/dev/apps/web");
+    assert!(app.contains("\"RUNNING\""), "the app runs, so its tasks and logs were shown: {app}");
+    let mut leaks = Vec::new();
+    for secret in [&p.env_secret, &p.file_secret, &token] {
+        for (what, body) in &answers {
+            if body.contains(secret.as_str()) {
+                leaks.push(format!("{what}:\n{body}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "a secret's value leaked into:\n{}", leaks.join("\n"));
+    p.run(&["down"]).expect_code(0);
 }
 
 // ---- Items 7 to 12 of issue #18 (hostile stage files, masking, counters, file writes,

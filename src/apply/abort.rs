@@ -1,4 +1,4 @@
-//! Aborting a commit: Ctrl-C (SIGINT) or SIGTERM to the committing process, or
+//! Aborting a commit: Ctrl-C (SIGINT), SIGTERM or SIGHUP to the committing process, or
 //! `ferry abort [-s STAGE]` from another shell.
 //!
 //! `ferry abort` writes an abort request file, `.ferry/abort/<stage>.json`, naming the id of
@@ -106,17 +106,20 @@ impl AbortSignal {
         }
     }
 
-    /// Abort on SIGINT or SIGTERM. Must be called inside a tokio runtime.
+    /// Abort on SIGINT, SIGTERM or SIGHUP (a closed terminal or a dropped SSH session, which
+    /// would otherwise kill the commit mid-rollout). Must be called inside a tokio runtime.
     pub fn listen_for_signals(&self) -> std::io::Result<tokio::task::JoinHandle<()>> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let me = self.clone();
         Ok(tokio::spawn(async move {
             loop {
                 let name = tokio::select! {
                     _ = int.recv() => "Ctrl-C (SIGINT)",
                     _ = term.recv() => "SIGTERM",
+                    _ = hup.recv() => "SIGHUP (the terminal closed)",
                 };
                 me.trigger(format!("aborted by {name}"));
             }

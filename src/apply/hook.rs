@@ -3,6 +3,7 @@
 //! writes to stderr — a live line per in-flight app on a terminal, plain lines otherwise —
 //! and [`JsonHook`] writes one JSON object per event for machines.
 
+use crate::render::{escape_controls, escape_line};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
@@ -149,7 +150,9 @@ impl Hook for HumanHook {
     }
 
     fn progress(&mut self, op: &Operation, progress: &Progress) {
-        let line = progress.describe();
+        // What the runtime says (task reasons, check output) is escaped here and below: it
+        // goes to a terminal between ferry's own styled text.
+        let line = escape_line(&progress.describe()).into_owned();
         if self.live {
             self.lines.insert(op.app().to_string(), line);
             self.redraw();
@@ -165,7 +168,7 @@ impl Hook for HumanHook {
         let secs = format!("{:.1}s", elapsed.as_secs_f64());
         let text = match outcome {
             OpOutcome::Succeeded { detail } => {
-                let detail = detail.as_deref().map(|d| format!(" {d}")).unwrap_or_default();
+                let detail = detail.as_deref().map(|d| format!(" {}", escape_controls(d))).unwrap_or_default();
                 format!(
                     "{counter} {} {}{detail} {}",
                     console::style("✓").green(),
@@ -177,11 +180,12 @@ impl Hook for HumanHook {
                 let mark = console::style("✗").red().bold();
                 let mut text = format!("{counter} {mark} {} {} after {secs}", describe_op(op), status.as_str());
                 for line in reason.lines() {
-                    text.push_str(&format!("\n      {line}"));
+                    text.push_str(&format!("\n      {}", escape_line(line)));
                 }
                 text
             }
             OpOutcome::Skipped { because } => {
+                let because = escape_controls(because);
                 format!("{counter} {} {} skipped: {because}", console::style("-").yellow(), op.id())
             }
         };
@@ -189,15 +193,16 @@ impl Hook for HumanHook {
     }
 
     fn service_event(&mut self, op: &Operation, event: &ServiceEvent) {
-        self.say(&format!("  {}: {} {}", op.app(), console::style("event").dim(), event.message));
+        self.say(&format!("  {}: {} {}", op.app(), console::style("event").dim(), escape_line(&event.message)));
     }
 
     fn log(&mut self, app: &str, line: &LogLine) {
-        self.say(&format!("  {} {} {}", console::style(app).cyan(), console::style(&line.task).dim(), line.text));
+        let (task, text) = (escape_line(&line.task.0), escape_line(&line.text));
+        self.say(&format!("  {} {} {text}", console::style(app).cyan(), console::style(task).dim()));
     }
 
     fn note(&mut self, text: &str) {
-        self.say(&console::style(text).yellow().to_string());
+        self.say(&console::style(escape_controls(text)).yellow().to_string());
     }
 }
 

@@ -12,7 +12,7 @@ use super::hook::OpOutcome;
 use super::rollout::{RolloutWatch, Watched};
 use crate::config::{AppConfig, Digest, ReleaseTask};
 use crate::plan::Running;
-use crate::registry::{LocalRegistry, Registry};
+use crate::registry::{ProjectRegistry, Registry};
 use crate::runtime::{
     Lifecycle, LogQuery, RecordedRevisions, RevisionId, RevisionSpec, Runtime, RuntimeError, ServiceState,
     ServiceStatus, TaskId, TaskSpec, TaskStatus,
@@ -27,9 +27,9 @@ pub const LOG_TAIL: usize = 10;
 pub struct OpContext {
     pub runtime: Arc<dyn Runtime>,
     pub registry: Arc<dyn Registry>,
-    /// Local runtime: the registry to unpack from and the folder releases are unpacked into
+    /// Local runtime: the registry to pull from and the folder releases are unpacked into
     /// (`.ferry/releases/`). `None` on ECS, which pulls images itself.
-    pub local_releases: Option<(Arc<LocalRegistry>, PathBuf)>,
+    pub local_releases: Option<(Arc<ProjectRegistry>, PathBuf)>,
 }
 
 /// A rollout that has started and is now watched by the engine's poll loop.
@@ -147,8 +147,8 @@ pub async fn register(
     let local_dir = match &ctx.local_releases {
         Some((registry, dir)) => {
             let dest = dir.join(digest.as_str());
-            let (registry, d, dest2) = (registry.clone(), digest.clone(), dest.clone());
-            tokio::task::spawn_blocking(move || registry.unpack(&d, &dest2))
+            let (registry, d, dest2, repo) = (registry.clone(), digest.clone(), dest.clone(), image.to_string());
+            tokio::task::spawn_blocking(move || registry.get()?.unpack(&repo, &d, &dest2))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("app {app}, release {release}: cannot unpack {digest}: {e}"))?;

@@ -3,7 +3,8 @@
 //! loop calls [`judge`] for every in-flight app after each batched `observe`.
 //!
 //! A deploy succeeds only when the rollout ferry created is COMPLETED, the service's primary
-//! revision is the planned one and the planned number of its tasks are RUNNING and HEALTHY.
+//! revision is the planned one and the planned number of its tasks are RUNNING and HEALTHY
+//! (or RUNNING, for tasks without a health check: [`TaskStatus::is_ready`]).
 //! It fails fast — without waiting out `deploy.timeout` — when the runtime reports the
 //! rollout FAILED, or when new tasks die before they ever turn healthy. How many deaths that
 //! takes depends on the runtime ([`Runtime::restarts_in_place`]): the local agent restarts a
@@ -159,8 +160,7 @@ pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verd
         .filter(|t| t.kind == TaskKind::Service && t.last_status != Lifecycle::Stopped && t.revision != watch.target)
         .count() as u32;
     let running = new.iter().filter(|t| t.last_status == Lifecycle::Running).count() as u32;
-    let healthy =
-        new.iter().filter(|t| t.last_status == Lifecycle::Running && t.health == Health::Healthy).count() as u32;
+    let healthy = new.iter().filter(|t| t.is_ready()).count() as u32;
     let pending = new.iter().filter(|t| t.last_status.is_pending()).count() as u32;
     let rollout = match &watch.watched {
         Watched::Deploy { rollout } => status.rollout(rollout),
@@ -296,6 +296,7 @@ mod tests {
             stopped_reason: None,
             restarts: 0,
             last_check: None,
+            has_health_check: true,
             port: None,
             pid: None,
         }

@@ -31,10 +31,13 @@ pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
     let Some(holder) = store.lock_holder(&stage)? else {
         return Err(CliError::new(format!("nothing to abort: no ferry holds the lock of stage {stage}")));
     };
-    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    if holder.is_gone() {
+        return Err(holder_gone(&holder, &stage));
+    }
+    let user = crate::history::operator().unwrap_or_else(|| "a user with no name".into());
     let request = AbortRequest {
         lock_id: holder.id.clone(),
-        requested_by: format!("{user} (pid {})", std::process::id()),
+        requested_by: format!("{user} (pid {} on {})", std::process::id(), crate::state::store::hostname()),
         requested_at: chrono::Utc::now(),
     };
     let path = request_path(&project.root, &stage);
@@ -43,7 +46,12 @@ pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
     let deadline = Instant::now() + args.wait.to_std();
     loop {
         match store.lock_holder(&stage)? {
-            Some(h) if h.id == holder.id => {}
+            Some(h) if h.id == holder.id => {
+                if h.is_gone() {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(holder_gone(&h, &stage));
+                }
+            }
             _ => {
                 eprintln!("aborted: stage {stage} is unlocked");
                 return Ok(());
@@ -58,4 +66,16 @@ pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The lock's holder was killed (or lost) before it could let go: nothing is left to ask.
+fn holder_gone(holder: &crate::state::LockInfo, stage: &str) -> CliError {
+    CliError::with_hint(
+        format!("nothing to abort: {} holds the lock of stage {stage} but no longer runs", holder.describe()),
+        format!(
+            "it was killed before it could let go; run `ferry force-unlock {}`, and the next `ferry commit` \
+             settles what it left in progress",
+            holder.id
+        ),
+    )
 }

@@ -15,15 +15,14 @@ use clap::{Args, ValueEnum};
 use crate::apply::abort::{request_path, AbortRequest};
 use crate::apply::ops::OpContext;
 use crate::apply::{journal, AbortSignal, ApplyReport, Engine, Hook, HumanHook, JsonHook, Step};
-use crate::cli::plan::{plan_stage, select_stages};
+use crate::cli::plan::{plan_stage, select_stages, LiveCheck};
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config;
 use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
-use crate::registry::{EcrRegistry, LocalRegistry};
+use crate::registry::{EcrRegistry, ProjectRegistry};
 use crate::render::{self, PlanView, StageView};
 use crate::runtime::ecs::EcsRuntime;
 use crate::runtime::local::LocalRuntime;
-use crate::runtime::ServiceState;
 use crate::state::{command_line, DeploymentStatus, LockedStage};
 
 /// The exit code of an aborted commit (128 + SIGINT, as shells report Ctrl-C).
@@ -128,16 +127,14 @@ pub(crate) fn commit_stage(
     let from_file = saved.is_some();
     let desired = config::load_stage(project, name)?;
     let mut session = LockedStage::open(project, name, &command_line(), ctx.lock_timeout)?;
-    if !from_file {
-        forget_lost_apps(&project.root, &desired, &mut session, hook)?;
-    }
 
     hook.step(Step::Planning);
     let changeset = match saved {
         Some(p) => fresh_changeset(project, &desired, &session, p)?,
         None => {
             let options = PlanOptions { allow_remove: args.allow_remove };
-            let mut cs = plan_stage(project, &desired, session.state(), &options, args.refresh)?;
+            let live = LiveCheck::of(args.refresh, false);
+            let mut cs = plan_stage(project, &desired, session.state(), &options, live)?;
             crate::cli::promote::label_promotions(project, session.state(), &mut cs)?;
             cs
         }
@@ -196,8 +193,13 @@ pub(crate) fn commit_stage(
     if let Err(e) = crate::state::archive::prune(&mut session, project.keep_deployments) {
         hook.note(&format!("older deployments stay in state: archiving them failed: {e}"));
     }
+    let several_stages = config::stage_refs(&project.root).len() > 1;
+    let next_steps = after_failures(session.state(), &report, several_stages.then_some(name));
     session.unlock()?;
     print_summary(&changeset, &report)?;
+    if !next_steps.is_empty() {
+        eprint!("{next_steps}");
+    }
     if report.aborted.is_some() {
         Err(CliError::Exit(EXIT_ABORTED))
     } else if report.succeeded() {
@@ -211,7 +213,7 @@ pub(crate) fn commit_stage(
 pub(crate) fn op_context(root: &std::path::Path, stage: &config::Stage) -> OpContext {
     match &stage.runtime {
         config::Runtime::Local => {
-            let registry = Arc::new(LocalRegistry::for_project(root));
+            let registry = Arc::new(ProjectRegistry::at_root(root));
             OpContext {
                 runtime: Arc::new(LocalRuntime::new(root, &stage.name)),
                 registry: registry.clone(),
@@ -246,49 +248,25 @@ fn fresh_changeset(
     saved.check_fresh(lineage, state.serial, &hash).map_err(|stale| {
         CliError::with_hint(stale.to_string(), format!("make a new plan: ferry plan -s {} -o FILE", saved.stage))
     })?;
+    // Same inputs, same state: planning again must give the same changes. A file edited
+    // after `ferry plan -o` and sealed again would otherwise run what nobody reviewed.
+    let options = PlanOptions { allow_remove: saved.allow_remove };
+    // A plan made against what runs (`--refresh`, or a local stage's default) is made so again.
+    let live = if saved.changeset.refreshed { LiveCheck::Refresh } else { LiveCheck::Offline };
+    let mut planned = plan_stage(project, desired, state, &options, live)?;
+    crate::cli::promote::label_promotions(project, state, &mut planned)?;
+    if planned != saved.changeset {
+        return Err(CliError::with_hint(
+            format!(
+                "the saved plan for stage `{}` holds other changes than ferry plans from the same stage file and \
+                 state: it was edited after `ferry plan -o`{}; refusing it",
+                saved.stage,
+                if saved.changeset.refreshed { ", or what runs changed since (--refresh)" } else { "" }
+            ),
+            format!("make a new plan: ferry plan -s {} -o FILE", saved.stage),
+        ));
+    }
     Ok(saved.changeset)
-}
-
-/// Record as stopped the apps state says run but the local agent does not run (it was
-/// killed, or the machine restarted), as `ferry down` would have: the plan then starts
-/// them again instead of "no changes" for an app that serves nothing. A saved plan is
-/// applied as reviewed, so this runs only when the commit plans.
-fn forget_lost_apps(
-    root: &std::path::Path,
-    desired: &config::Stage,
-    session: &mut LockedStage,
-    hook: &mut dyn Hook,
-) -> CliResult {
-    if !matches!(desired.runtime, config::Runtime::Local) {
-        return Ok(());
-    }
-    let active: Vec<String> =
-        session.state().apps.iter().filter(|(_, a)| a.active.is_some()).map(|(name, _)| name.clone()).collect();
-    if active.is_empty() {
-        return Ok(());
-    }
-    let runtime = LocalRuntime::new(root, &desired.name);
-    let services = super::tokio_runtime()?
-        .block_on(runtime.observe_if_running(&active))
-        .map_err(|e| CliError::new(format!("cannot ask the local agent what runs: {e}")))?;
-    let lost: Vec<String> = services.into_iter().filter(|s| s.state == ServiceState::Missing).map(|s| s.app).collect();
-    if lost.is_empty() {
-        return Ok(());
-    }
-    session.update(|s| {
-        for app in &lost {
-            if let Some(a) = s.apps.get_mut(app) {
-                a.active = None;
-            }
-        }
-    })?;
-    hook.note(&format!(
-        "the local agent does not run {}, recorded as running (was the agent killed, or the machine restarted?); \
-         recorded as stopped, this commit starts {} again",
-        lost.join(", "),
-        if lost.len() == 1 { "it" } else { "them" }
-    ));
-    Ok(())
 }
 
 /// Settle deployments a killed commit left `in_progress` (see `apply::journal`).
@@ -323,6 +301,49 @@ fn confirm(stage: &str) -> CliResult {
     }
 }
 
+/// What to do after deployments that failed or were aborted: the stage file still asks for
+/// what failed, so the next commit tries it again; and the command that returns the file to
+/// what runs now. `stage` is given (for `-s STAGE`) when the project has several.
+fn after_failures(state: &crate::state::StageState, report: &ApplyReport, stage: Option<&str>) -> String {
+    let flag = stage.map(|s| format!(" -s {s}")).unwrap_or_default();
+    let mut out = String::new();
+    for d in &report.deployments {
+        if !matches!(d.status, DeploymentStatus::Failed | DeploymentStatus::Aborted) {
+            continue;
+        }
+        let Some(app) = state.apps.get(&d.app) else { continue };
+        let Some(failed) = app.deployment(d.number) else { continue };
+        let app_name = &d.app;
+        out.push_str(&format!(
+            "\n{app_name}: v{} {}; the stage file still asks for release {} ({}), so the next commit tries it again.\n",
+            d.number,
+            d.status.as_str(),
+            failed.release,
+            failed.digest.short()
+        ));
+        match &app.active {
+            Some(active) => {
+                let mut line = format!(
+                    "  Release {} (v{}) runs now; to return the stage file to it: `ferry rollback {app_name}{flag}`",
+                    active.release, active.deployment
+                );
+                if active.release != failed.release {
+                    line.push_str(&format!(
+                        " (or only the release: `ferry release activate {app_name} {}{flag}`)",
+                        active.release
+                    ));
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+            None => out.push_str(&format!(
+                "  Nothing of {app_name} ran before: fix the release, or remove the app from the stage file.\n"
+            )),
+        }
+    }
+    out
+}
+
 fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
     let mut out = String::from("\nSummary:\n");
     let width = cs.apps().iter().map(|a| a.len()).max().unwrap_or(0);
@@ -331,9 +352,11 @@ fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
             DeploymentStatus::Succeeded => console::style(d.status.as_str()).green(),
             _ => console::style(d.status.as_str()).red().bold(),
         };
-        out.push_str(&format!("  {:width$}  v{:<3} {status}  {}\n", d.app, d.number, d.description));
+        // Descriptions and reasons quote the runtime (task exits, check output, log lines).
+        let description = render::escape_line(&d.description);
+        out.push_str(&format!("  {:width$}  v{:<3} {status}  {description}\n", d.app, d.number));
         if let Some(r) = d.reason.as_deref().and_then(|r| r.lines().next()) {
-            out.push_str(&format!("  {:width$}        {r}\n", ""));
+            out.push_str(&format!("  {:width$}        {}\n", "", render::escape_line(r)));
         }
     }
     let failed: Vec<&str> = report
@@ -346,7 +369,7 @@ fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
         out.push_str(&format!("  not done: {}\n", failed.join(", ")));
     }
     if let Some(reason) = &report.aborted {
-        out.push_str(&format!("  {reason}\n"));
+        out.push_str(&format!("  {}\n", render::escape_controls(reason)));
     }
     print_out(&out)
 }

@@ -1,7 +1,8 @@
 //! `ferry down [-s STAGE]`: stop a stage's local tasks (every stage's without `-s`); the
 //! agent exits once nothing is left. The stage's state then records nothing running, so the
 //! next `ferry commit` starts the apps again instead of planning "no changes" for a stage
-//! that serves nothing.
+//! that serves nothing. It writes like a commit, so it takes each stage's lock first: under a
+//! running commit it would stop tasks that the commit's rollback starts again.
 
 use clap::Args;
 
@@ -22,6 +23,11 @@ pub struct DownArgs {
 pub fn run(ctx: &Context, args: DownArgs) -> CliResult {
     let root = ctx.root()?;
     let stages = super::ps::local_stages(ctx, args.stage.as_deref())?;
+    let project = ctx.project()?;
+    let mut sessions = Vec::with_capacity(stages.len());
+    for stage in &stages {
+        sessions.push(LockedStage::open(&project, stage, &command_line(), ctx.lock_timeout)?);
+    }
     let rt = super::tokio_runtime()?;
     rt.block_on(async {
         let running = match &args.stage {
@@ -38,21 +44,19 @@ pub fn run(ctx: &Context, args: DownArgs) -> CliResult {
         }
         Ok::<(), crate::cli::CliError>(())
     })?;
-    forget_running(ctx, &stages)
+    forget_running(sessions)
 }
 
 /// Record that nothing runs on these stages any more (history and releases stay), under
-/// each stage's lock.
-fn forget_running(ctx: &Context, stages: &[String]) -> CliResult {
-    let project = ctx.project()?;
-    for stage in stages {
-        let mut session = LockedStage::open(&project, stage, &command_line(), ctx.lock_timeout)?;
-        if !session.is_stored() || session.state().apps.values().all(|a| a.active.is_none()) {
-            continue;
+/// each stage's lock, and let go of the locks.
+fn forget_running(sessions: Vec<LockedStage>) -> CliResult {
+    for mut session in sessions {
+        let stage = session.state().stage.clone();
+        if session.is_stored() && session.state().apps.values().any(|a| a.active.is_some()) {
+            session.update(|state| state.apps.values_mut().for_each(|a| a.active = None))?;
+            eprintln!("stage {stage}: recorded as stopped; `ferry commit -s {stage}` starts it again");
         }
-        session.update(|state| state.apps.values_mut().for_each(|a| a.active = None))?;
         session.unlock()?;
-        eprintln!("stage {stage}: recorded as stopped; `ferry commit -s {stage}` starts it again");
     }
     Ok(())
 }

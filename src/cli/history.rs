@@ -60,39 +60,67 @@ pub fn run(ctx: &Context, args: HistoryArgs) -> CliResult {
     print_out(&render(&newest, now(), ctx.color))
 }
 
-/// The list as text: aligned columns, a failed deployment's reason indented below it.
+/// The list as text: aligned columns, then the source commit's author and subject (free
+/// width, last), a failed deployment's reason indented below it.
 fn render(deployments: &[&Deployment], now: chrono::DateTime<chrono::Utc>, color: bool) -> String {
-    let rows: Vec<[String; 5]> = deployments
+    let rows: Vec<[String; 6]> = deployments
         .iter()
         .map(|d| {
             [
                 format!("v{}", d.number),
                 relative_time(d.started_at, now),
-                d.description.clone(),
-                d.source.short_commit().unwrap_or("-").to_string(),
+                printable(&d.description),
+                d.source.short_commit().map_or_else(|| "-".to_string(), printable),
                 status_text(d.status, color),
+                commit_line(&d.source),
             ]
         })
         .collect();
     let width = |i: usize| rows.iter().map(|r| console::measure_text_width(&r[i])).max().unwrap_or(0);
-    let widths = [width(0), width(1), width(2), width(3)];
+    let widths = [width(0), width(1), width(2), width(3), width(4)];
     let mut out = String::new();
     for (row, d) in rows.iter().zip(deployments) {
         for (cell, w) in row.iter().zip(widths) {
             out.push_str(cell);
             out.push_str(&" ".repeat(w - console::measure_text_width(cell) + 2));
         }
-        out.push_str(&row[4]);
+        out.push_str(&row[5]);
+        let kept = out.trim_end().len();
+        out.truncate(kept);
         out.push('\n');
         if let (DeploymentStatus::Failed | DeploymentStatus::Aborted, Some(reason)) = (d.status, &d.reason) {
             for line in reason.lines() {
                 out.push_str(&" ".repeat(widths[0] + 2));
-                out.push_str(line);
+                out.push_str(&printable(line));
                 out.push('\n');
             }
         }
     }
     out
+}
+
+/// `Ada: Fix the login` (either part may be missing; the subject cut at 60 characters).
+fn commit_line(source: &crate::state::Source) -> String {
+    const SUBJECT_MAX: usize = 60;
+    let subject = source.subject.as_deref().map(|s| {
+        if s.chars().count() > SUBJECT_MAX {
+            format!("{}…", s.chars().take(SUBJECT_MAX - 1).collect::<String>())
+        } else {
+            s.to_string()
+        }
+    });
+    match (source.author.as_deref(), subject) {
+        (Some(a), Some(s)) => printable(&format!("{a}: {s}")),
+        (Some(a), None) => printable(a),
+        (None, Some(s)) => printable(&s),
+        (None, None) => String::new(),
+    }
+}
+
+/// `text` as one line with control characters escaped (`\u{1b}`): commit subjects and author
+/// names come from whoever made the commit, and must not drive the terminal.
+fn printable(text: &str) -> String {
+    crate::render::escape_line(text).into_owned()
 }
 
 fn status_text(status: DeploymentStatus, color: bool) -> String {

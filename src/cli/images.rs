@@ -68,6 +68,8 @@ fn sync(ctx: &Context, args: SyncArgs) -> CliResult {
     };
     let store = open_store(&project)?;
     let records = if args.dry_run { None } else { Some(open_records(&project)?) };
+    // Stage files are read and edited under the edit lock, as `release create`'s.
+    let _lock = if args.dry_run { None } else { Some(super::release::lock_edits(&project)?) };
     let now = chrono::Utc::now();
     let mut moved = 0;
     for name in &names {

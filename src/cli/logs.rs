@@ -64,7 +64,7 @@ pub fn run(ctx: &Context, args: LogsArgs) -> CliResult {
             let text = format!(
                 "{} {} {}\n",
                 console::style(line.time.format("%Y-%m-%dT%H:%M:%S%.3fZ")).dim(),
-                console::style(&line.task).cyan(),
+                console::style(crate::render::escape_line(&line.task.0)).cyan(),
                 line.text
             );
             // A closed pipe (`ferry logs web | head`) ends the stream quietly.

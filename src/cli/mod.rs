@@ -4,7 +4,8 @@
 
 mod abort;
 pub mod agent;
-mod commit;
+mod build;
+pub(crate) mod commit;
 mod completions;
 mod down;
 mod fmt;
@@ -16,16 +17,17 @@ mod images;
 mod init;
 mod logs;
 mod pipeline;
-mod plan;
-mod promote;
+pub(crate) mod plan;
+pub(crate) mod promote;
 pub mod ps;
-mod release;
-mod releases;
+pub(crate) mod release;
+pub(crate) mod releases;
 mod rollback;
 pub mod schema;
 mod state;
 mod status;
 mod task;
+mod ui;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -51,6 +53,9 @@ pub struct Cli {
     /// (default: fail at once).
     #[arg(long, global = true, value_name = "DURATION", default_value = "0s", env = "FERRY_LOCK_TIMEOUT")]
     pub lock_timeout: config::Duration,
+    /// Show the full error chain of AWS errors (also: `FERRY_LOG=debug`).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -91,6 +96,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Pipeline(pipeline::PipelineArgs),
     Images(images::ImagesArgs),
+    Ui(ui::UiArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -165,6 +171,7 @@ impl Context {
 /// Parse the command line, run the command, and return the exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    crate::aws::show_full_errors(cli.verbose);
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -211,6 +218,7 @@ pub fn run() -> ExitCode {
         Command::Status(args) => status::run(&ctx, args),
         Command::Pipeline(args) => pipeline::run(&ctx, args),
         Command::Images(args) => images::run(&ctx, args),
+        Command::Ui(args) => ui::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -221,14 +229,16 @@ pub fn run() -> ExitCode {
 fn report(e: CliError) -> ExitCode {
     let mut err = std::io::stderr().lock();
     match e {
+        // Errors quote values from files, state and runtimes: control characters escaped.
         CliError::Config(d) => {
-            let _ = writeln!(err, "{d}");
+            let _ = writeln!(err, "{}", crate::render::escape_controls(&d.to_string()));
             ExitCode::from(1)
         }
         CliError::Failed { message, hint } => {
+            let message = crate::render::escape_controls(&message);
             let _ = writeln!(err, "{} {message}", console::style("error:").red().bold());
             if let Some(h) = hint {
-                let _ = writeln!(err, "  hint: {h}");
+                let _ = writeln!(err, "  hint: {}", crate::render::escape_controls(&h));
             }
             ExitCode::from(1)
         }

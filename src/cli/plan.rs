@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::{print_out, CliError, CliResult, Context};
+use crate::config::source::{PathSeg, Target};
 use crate::config::{self, Project, Stage};
-use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
+use crate::path;
+use crate::plan::diff::short_digest;
+use crate::plan::{self, Changeset, PlanError, PlanOptions, RemovalReason, SavedPlan};
 use crate::render::{self, PlanView, StageView};
 use crate::state::StageState;
 
@@ -15,7 +18,8 @@ use crate::state::StageState;
 #[derive(Debug, Args)]
 #[command(after_help = "Exit codes: 0 no changes (or changes without --detailed-exitcode), 1 error, 2 changes \
                         with --detailed-exitcode.\n\nExamples:\n  ferry plan\n  ferry plan --refresh \
-                        --detailed-exitcode     # drift shows as changes\n  ferry plan -s production -o \
+                        --detailed-exitcode     # drift shows as changes\n  ferry plan --offline     # without asking the \
+                        local agent what runs\n  ferry plan -s production -o \
                         production.plan && ferry commit production.plan\n  ferry plan --all --markdown > \
                         plan.md\n  ferry plan --json | jq .summary\n  ferry plan --detailed-exitcode || \
                         echo \"changes (2) or error (1)\"")]
@@ -45,6 +49,11 @@ pub struct PlanArgs {
     /// state (a changed task definition or desired count, a missing service).
     #[arg(long)]
     pub refresh: bool,
+    /// Plan from the stage files and recorded state only. By default a local stage's plan
+    /// asks the running local agent (never starting one) what runs, and plans back tasks
+    /// that should run and do not.
+    #[arg(long, conflicts_with = "refresh")]
+    pub offline: bool,
 }
 
 pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
@@ -68,10 +77,11 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
         };
         let desired = config::load_stage(&project, name)?;
         let recorded = reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        let mut changeset = plan_stage(&project, &desired, &recorded, &options, args.refresh)?;
+        let live = LiveCheck::of(args.refresh, args.offline);
+        let mut changeset = plan_stage(&project, &desired, &recorded, &options, live)?;
         crate::cli::promote::label_promotions(&project, &recorded, &mut changeset)?;
         if let Some(out) = &args.out {
-            save(ctx, &project, &desired, &recorded, changeset.clone(), out)?;
+            save(ctx, &project, &desired, &recorded, changeset.clone(), &options, out)?;
         }
         stages.push(StageView::build(&changeset, &recorded.lineage, recorded.serial, Some(&file_name(&desired))));
         planned.push((desired, recorded, changeset));
@@ -95,16 +105,48 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
     Ok(())
 }
 
-/// Plan `desired` against `recorded`; with `refresh`, against what the stage's runtime runs
-/// too (gathered first, so the planner stays pure).
+/// Whether a plan also compares recorded state with what the runtime runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LiveCheck {
+    /// Never (`--offline`).
+    Offline,
+    /// On a local stage only, where asking the running agent is cheap (the default): a
+    /// crashed agent or a reboot is seen by a plain `plan`.
+    Local,
+    /// Always (`--refresh`).
+    Refresh,
+}
+
+impl LiveCheck {
+    /// From the `--refresh` and `--offline` flags.
+    pub(crate) fn of(refresh: bool, offline: bool) -> Self {
+        match (refresh, offline) {
+            (true, _) => LiveCheck::Refresh,
+            (false, true) => LiveCheck::Offline,
+            (false, false) => LiveCheck::Local,
+        }
+    }
+
+    fn applies_to(self, stage: &Stage) -> bool {
+        match self {
+            LiveCheck::Offline => false,
+            LiveCheck::Local => matches!(stage.runtime, config::Runtime::Local),
+            LiveCheck::Refresh => true,
+        }
+    }
+}
+
+/// Plan `desired` against `recorded`; where `live` says so, against what the stage's
+/// runtime runs too (gathered first, so the planner stays pure; the local runtime answers
+/// without starting an agent).
 pub(crate) fn plan_stage(
     project: &Project,
     desired: &Stage,
     recorded: &StageState,
     options: &PlanOptions,
-    refresh: bool,
+    live: LiveCheck,
 ) -> CliResult<Changeset> {
-    let planned = if refresh {
+    let planned = if live.applies_to(desired) {
         let runtime = crate::cli::commit::op_context(&project.root, desired).runtime;
         let live = super::tokio_runtime()?
             .block_on(crate::runtime::live::gather(runtime.as_ref(), recorded))
@@ -113,7 +155,58 @@ pub(crate) fn plan_stage(
     } else {
         plan::plan(desired, recorded, options)
     };
-    planned.map_err(|e| CliError::new(e.to_string()))
+    planned.map_err(|e| plan_error(project, desired, e))
+}
+
+/// A planner's refusal as located diagnostics: each names the place in the stage file that
+/// asks for what cannot be planned.
+pub(crate) fn plan_error(project: &Project, desired: &Stage, e: PlanError) -> CliError {
+    let at = |path: &[PathSeg], target: Target, message: String| {
+        config::stage_diagnostic(&project.root, desired, path, target, message)
+    };
+    let diagnostics = match e {
+        PlanError::ReleaseRebound(releases) => releases
+            .iter()
+            .map(|r| {
+                at(
+                    &[PathSeg::from("apps"), PathSeg::from(&r.app), "releases".into(), r.release.to_string().into()],
+                    Target::Value,
+                    format!(
+                        "release {} of app `{}` is {} here but was recorded as {}; release ids are immutable",
+                        r.release,
+                        r.app,
+                        short_digest(&r.declared),
+                        short_digest(&r.recorded)
+                    ),
+                )
+                .with_hint(format!(
+                    "set release {} back to {}, and add the new digest as a new release: `ferry release create {} {}`",
+                    r.release, r.recorded, r.app, r.declared
+                ))
+            })
+            .collect(),
+        PlanError::RemovalNotAllowed { stage, apps } => apps
+            .iter()
+            .map(|(app, why)| {
+                let (path, message) = match why {
+                    RemovalReason::NotInFile => {
+                        (path![], format!("app `{app}` runs in stage `{stage}` but is no longer in its file"))
+                    }
+                    RemovalReason::NoActiveRelease => (
+                        path!["apps", app],
+                        format!("app `{app}` runs in stage `{stage}` but declares no `active` release"),
+                    ),
+                };
+                let d = if path.is_empty() {
+                    config::Diagnostic::whole_file(&desired.file, message)
+                } else {
+                    at(&path, Target::Key, message)
+                };
+                d.with_hint("the plan would stop and remove it: pass --allow-remove to plan that, or declare it again")
+            })
+            .collect(),
+    };
+    CliError::Config(config::Diagnostics(diagnostics))
 }
 
 /// The stages a command acts on: `-s`, every stage with `--all`, or the only one.
@@ -146,12 +239,16 @@ fn save(
     desired: &Stage,
     recorded: &StageState,
     changeset: Changeset,
+    options: &PlanOptions,
     out: &Path,
 ) -> CliResult {
     let read = |p: PathBuf| std::fs::read(&p).map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())));
     let stage_bytes = read(project.root.join(&desired.file))?;
     let project_bytes = read(project.root.join(config::PROJECT_FILE))?;
-    let saved = SavedPlan::new(changeset, recorded, plan::input_hash(&stage_bytes, &project_bytes), chrono::Utc::now());
+    let mut saved =
+        SavedPlan::new(changeset, recorded, plan::input_hash(&stage_bytes, &project_bytes), chrono::Utc::now());
+    saved.allow_remove = options.allow_remove;
+    saved.seal();
     let path = ctx.cwd.join(out);
     saved.write(&path).map_err(|e| CliError::new(e.to_string()))?;
     eprintln!(

@@ -10,8 +10,8 @@ use clap::Args;
 use crate::apply::HumanHook;
 use crate::cli::commit::{commit_stage, StageCommit};
 use crate::cli::{print_out, CliError, CliResult, Context};
-use crate::config::Project;
-use crate::pipeline::promotion::{self, TargetChange};
+use crate::config::{Project, StateBackend};
+use crate::pipeline::promotion::{self, Destination, TargetChange};
 use crate::pipeline::{open_records, PipelineError, StatusStore};
 use crate::plan::Changeset;
 use crate::state::StageState;
@@ -25,7 +25,8 @@ use crate::state::StageState;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ferry promote web --from development\n  \
                         ferry promote web --from staging --release 7 --commit\n  \
-                        ferry promote api --from development --to production")]
+                        ferry promote api --from development --to production\n  \
+                        ferry promote api --from development --to-app api-eu   # into app api-eu")]
 pub struct PromoteArgs {
     /// The app, as named in the stage files.
     pub app: String,
@@ -38,6 +39,9 @@ pub struct PromoteArgs {
     /// The step to promote into (default: the step after the source stage's).
     #[arg(long, value_name = "STEP")]
     pub to: Option<String>,
+    /// The app to promote into, in the target stages (default: the app of the same name).
+    #[arg(long, value_name = "APP")]
+    pub to_app: Option<String>,
     /// Apply every target stage at once, as `ferry commit --yes` would.
     #[arg(long)]
     pub commit: bool,
@@ -64,13 +68,19 @@ impl From<crate::pipeline::RecordError> for CliError {
 
 pub fn run(ctx: &Context, args: PromoteArgs) -> CliResult {
     let project = ctx.project()?;
+    // The target stage files are read and edited under the edit lock, as `release create`'s.
+    let lock = super::release::lock_edits(&project)?;
     let status = StatusStore::new(open_records(&project)?).log(&args.app)?;
-    let promotion = promotion::prepare(&project, &status, &args.app, &args.from, args.release, args.to.as_deref())?;
+    let to = Destination { step: args.to.as_deref(), app: args.to_app.as_deref() };
+    let promotion = promotion::prepare(&project, &status, &args.app, &args.from, args.release, to)
+        .map_err(|e| checks_refusal(&project, e))?;
     if promotion.targets.is_empty() {
         return Err(CliError::new(format!("step `{}` has no stage to promote into", promotion.step.name)));
     }
+    let into =
+        if promotion.target_app == promotion.app { String::new() } else { format!(" as app {}", promotion.target_app) };
     eprintln!(
-        "promoting {} release {} ({}) from {} into step {}",
+        "promoting {} release {} ({}) from {} into step {}{into}",
         promotion.app,
         promotion.from_release,
         promotion.digest.short(),
@@ -90,6 +100,7 @@ pub fn run(ctx: &Context, args: PromoteArgs) -> CliResult {
             }
         }
     }
+    drop(lock);
     promotion::record_pending(open_records(&project)?.as_ref(), &promotion, Utc::now())?;
     let stages: Vec<&str> = promotion.targets.iter().map(|t| t.stage.as_str()).collect();
     if !args.commit {
@@ -101,6 +112,25 @@ pub fn run(ctx: &Context, args: PromoteArgs) -> CliResult {
     }
     commit_all(ctx, &project, &stages, args.parallelism.map(|n| n as usize), &promotion.description())
 }
+
+/// A refusal for unmet checks, which with the local backend also says where checks are
+/// kept: in `.ferry/records/` of this checkout, so a check reported by another CI job (on
+/// another machine) is never seen here.
+fn checks_refusal(project: &Project, e: PipelineError) -> CliError {
+    let unmet = matches!(e, PipelineError::ChecksNotMet { .. });
+    let mut refusal = CliError::from(e);
+    if let (true, StateBackend::Local, CliError::Failed { hint: Some(hint), .. }) =
+        (unmet, &project.state, &mut refusal)
+    {
+        hint.push_str(&format!("\n  {LOCAL_CHECKS_NOTE}"));
+    }
+    refusal
+}
+
+/// Why a check reported in one CI job is missing in the next, with the local backend.
+pub(crate) const LOCAL_CHECKS_NOTE: &str = "this project keeps state and status checks in .ferry/ on this \
+     machine (`backend = \"local\"`), so checks reported by another CI job or machine are not seen here; \
+     use the S3 backend ([state] backend = \"s3\" in ferry.toml) to share them";
 
 /// Apply `stages` concurrently, each on its own thread under its own lock, and report each.
 fn commit_all(ctx: &Context, project: &Project, stages: &[&str], parallelism: Option<usize>, what: &str) -> CliResult {

@@ -8,7 +8,7 @@ use crate::cli::agent::runtime_error;
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, RuntimeKind};
 use crate::runtime::local::LocalRuntime;
-use crate::runtime::{Lifecycle, ServiceStatus, TaskKind};
+use crate::runtime::{Lifecycle, ServiceState, ServiceStatus, TaskKind};
 
 /// Show apps and their tasks.
 #[derive(Debug, Args)]
@@ -82,6 +82,7 @@ pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
                 }
             })
             .map_err(runtime_error)?;
+        let services = if args.app.is_some() { services } else { without_removed(services) };
         views.push(StageView { stage: stage.name, services });
     }
     if args.json {
@@ -106,6 +107,16 @@ pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
     print_out(&out)
 }
 
+/// Leave out apps the runtime no longer has a service for and whose tasks all stopped: a
+/// removed app (the agent keeps its last stopped tasks a while) is not "MISSING 0 / 0". It
+/// is still shown when asked for by name.
+fn without_removed(services: Vec<ServiceStatus>) -> Vec<ServiceStatus> {
+    services
+        .into_iter()
+        .filter(|s| s.state != ServiceState::Missing || s.tasks.iter().any(|t| t.last_status != Lifecycle::Stopped))
+        .collect()
+}
+
 /// One app: the SetOps summary line and its task table.
 pub fn render_service(s: &ServiceStatus, all: bool) -> String {
     let mut out = format!(
@@ -120,37 +131,11 @@ pub fn render_service(s: &ServiceStatus, all: bool) -> String {
         let reason = r.reason.as_deref().map(|x| format!(" ({x})")).unwrap_or_default();
         out.push_str(&format!("rollout {}  release {}  {}{reason}\n", r.id, r.release, r.state.as_str()));
     }
-    let tasks: Vec<_> = s.tasks.iter().filter(|t| all || t.last_status != Lifecycle::Stopped).collect();
-    if tasks.is_empty() {
+    let rows = task_rows(s, all);
+    if rows.is_empty() {
         return out;
     }
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
-    };
-    let mut rows = vec![[
-        "ID".to_string(),
-        "Release".into(),
-        "Last Status".into(),
-        "Health Status".into(),
-        "Started At".into(),
-        "Stopped At".into(),
-        "Restarts".into(),
-    ]];
-    for t in tasks {
-        let id = match (t.kind, &t.name) {
-            (TaskKind::OneOff, Some(name)) => format!("{} ({name})", t.id),
-            _ => t.id.to_string(),
-        };
-        rows.push([
-            id,
-            t.release.to_string(),
-            t.last_status.as_str().into(),
-            t.health.as_str().into(),
-            time(t.started_at),
-            time(t.stopped_at),
-            t.restarts.to_string(),
-        ]);
-    }
+    let rows: Vec<[String; 7]> = std::iter::once(TASK_COLUMNS.map(String::from)).chain(rows).collect();
     let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     for row in rows {
         let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
@@ -158,4 +143,35 @@ pub fn render_service(s: &ServiceStatus, all: bool) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The columns of the task table, as `ps` and the dashboard show them.
+pub const TASK_COLUMNS: [&str; 7] =
+    ["ID", "Release", "Last Status", "Health Status", "Started At", "Stopped At", "Restarts"];
+
+/// One row per task (stopped ones only with `all`), in [`TASK_COLUMNS`] order; a one-off
+/// task's id is followed by what it is for.
+pub fn task_rows(s: &ServiceStatus, all: bool) -> Vec<[String; 7]> {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+    };
+    s.tasks
+        .iter()
+        .filter(|t| all || t.last_status != Lifecycle::Stopped)
+        .map(|t| {
+            let id = match (t.kind, &t.name) {
+                (TaskKind::OneOff, Some(name)) => format!("{} ({name})", t.id),
+                _ => t.id.to_string(),
+            };
+            [
+                id,
+                t.release.to_string(),
+                t.last_status.as_str().into(),
+                t.health.as_str().into(),
+                time(t.started_at),
+                time(t.stopped_at),
+                t.restarts.to_string(),
+            ]
+        })
+        .collect()
 }

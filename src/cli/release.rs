@@ -11,9 +11,9 @@ use clap::{Args, Subcommand};
 use crate::cli::image::registry_error;
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, App, Digest, Project, Runtime, Stage};
-use crate::edit::StageEdit;
+use crate::edit::{EditLock, StageEdit};
 use crate::history::short_digest;
-use crate::registry::{LocalRegistry, Registry};
+use crate::registry::{ProjectRegistry, Registry};
 use crate::state::{open_store, AppState};
 
 /// Add image digests to an app as releases, and choose the active one.
@@ -32,19 +32,40 @@ pub enum ReleaseCommand {
     Activate(ActivateArgs),
 }
 
-/// Declare DIGEST as the app's next release (ids are never reused) and print the diff.
+/// Declare DIGEST — or the image built from --source — as the app's next release (ids are
+/// never reused) and print the diff.
 ///
-/// The digest is verified in the stage's registry first (`ferry image push` fills the local
-/// one). A digest the app already declares is not added again.
+/// A digest is verified in the stage's registry first (`ferry image push` fills the local
+/// one). With --source, ferry builds the sources with the Docker Engine (build args
+/// FERRY_GIT_SHA, FERRY_GIT_BRANCH, FERRY_GIT_REPO; tag GITSHA, `-dirty` for uncommitted
+/// changes), pushes the image to the app's registry and adds its digest. A digest the app
+/// already declares is not added again.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     ferry release create web $(ferry image push image --repo web) --activate\n  \
-    ferry release create api sha256:2b51cdaabcdc9c35b36e998ec81d2ed8507def0e4709a4d5003414e727e67fa9 -s staging")]
+    ferry release create api sha256:2b51cdaabcdc9c35b36e998ec81d2ed8507def0e4709a4d5003414e727e67fa9 -s staging\n  \
+    ferry release create web --source . --activate --commit\n  \
+    ferry release create web --source https://git.example.com/shop/web.git#v1.2 --build-arg MODE=prod")]
 pub struct CreateArgs {
     /// The app, as named in the stage file.
     pub app: String,
-    /// The image digest, `sha256:` and 64 hex digits.
-    pub digest: String,
+    /// The image digest, `sha256:` and 64 hex digits (or --source to build one).
+    #[arg(required_unless_present = "source", conflicts_with = "source")]
+    pub digest: Option<String>,
+    /// Build the release from sources: a folder, a .tgz/.tar.gz/.tar or .zip file, or a git
+    /// URL (`URL#REF` for a branch, tag or commit).
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// The Dockerfile, relative to the build context. Default: `dockerfile` under
+    /// [apps.NAME.build], else `Dockerfile`.
+    #[arg(long, value_name = "FILE", requires = "source")]
+    pub dockerfile: Option<String>,
+    /// The Dockerfile stage to build.
+    #[arg(long, value_name = "STAGE", requires = "source")]
+    pub target: Option<String>,
+    /// A build arg (repeatable), added to those under [apps.NAME.build].
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", requires = "source")]
+    pub build_args: Vec<String>,
     /// Also make it the active release.
     #[arg(long)]
     pub activate: bool,
@@ -84,16 +105,26 @@ pub fn run(ctx: &Context, args: ReleaseArgs) -> CliResult {
 
 fn create(ctx: &Context, args: CreateArgs) -> CliResult {
     let project = ctx.project()?;
-    let stage = load_stage(&project, args.stage)?;
+    let lock = lock_edits(&project)?;
+    let stage = load_stage(&project, args.stage.clone())?;
     let app = find_app(&stage, &args.app)?;
-    let digest: Digest = args.digest.parse().map_err(|e: config::DigestError| {
-        CliError::with_hint(
-            e.to_string(),
-            "a digest is `sha256:` and 64 lowercase hex digits, as `ferry image push` prints",
-        )
-    })?;
+    // Everything that can refuse without side effects comes first: the stage file opens
+    // before a build starts, so a build never runs for an edit that cannot be made.
     let recorded = app_state(&project, &stage.name, &app.name)?;
     let mut edit = open_edit(&project, &stage)?;
+    let (digest, verified) = match (&args.source, &args.digest) {
+        (Some(source), _) => (super::build::build_release(ctx, &project, &stage, app, source, &args)?, true),
+        (None, Some(digest)) => (
+            digest.parse().map_err(|e: config::DigestError| {
+                CliError::with_hint(
+                    e.to_string(),
+                    "a digest is `sha256:` and 64 lowercase hex digits, as `ferry image push` prints",
+                )
+            })?,
+            false,
+        ),
+        (None, None) => unreachable!("clap requires a digest or --source"),
+    };
     let edit_err = |e: crate::edit::EditError| CliError::new(e.to_string());
 
     let id = match app.releases.iter().find(|(_, d)| **d == digest) {
@@ -102,7 +133,7 @@ fn create(ctx: &Context, args: CreateArgs) -> CliResult {
             id
         }
         None => {
-            if !args.no_verify {
+            if !args.no_verify && !verified {
                 verify(&project, &stage, app, &digest)?;
             }
             // A digest once declared and since deleted from the file comes back under its
@@ -124,11 +155,12 @@ fn create(ctx: &Context, args: CreateArgs) -> CliResult {
             edit.set_active(&app.name, id).map_err(edit_err)?;
         }
     }
-    finish(ctx, &project, &stage, &edit, args.commit)
+    finish(ctx, &project, &stage, &edit, args.commit, lock)
 }
 
 fn activate(ctx: &Context, args: ActivateArgs) -> CliResult {
     let project = ctx.project()?;
+    let lock = lock_edits(&project)?;
     let stage = load_stage(&project, args.stage)?;
     let app = find_app(&stage, &args.app)?;
     let id = args.id;
@@ -160,7 +192,7 @@ fn activate(ctx: &Context, args: ActivateArgs) -> CliResult {
     } else {
         edit.set_active(&app.name, id).map_err(|e| CliError::new(e.to_string()))?;
     }
-    finish(ctx, &project, &stage, &edit, args.commit)
+    finish(ctx, &project, &stage, &edit, args.commit, lock)
 }
 
 /// Check that the stage's registry holds `digest` in the app's repository.
@@ -175,11 +207,12 @@ fn verify(project: &Project, stage: &Stage, app: &App, digest: &Digest) -> CliRe
     })
 }
 
-/// The registry a stage's images live in: the project's local registry for `local`
-/// stages; ECR for `ecs` ones once the ECS runtime brings its client.
+/// The registry a stage's images live in: the project's registry for `local` stages (found
+/// or started on first use); ECR for `ecs` ones.
 pub fn registry_for_stage(project: &Project, stage: &Stage) -> CliResult<Box<dyn Registry>> {
+    // (Pushes go through `build::push_registry`: the same client for the local registry and ECR.)
     match &stage.runtime {
-        Runtime::Local => Ok(Box::new(LocalRegistry::for_project(&project.root))),
+        Runtime::Local => Ok(Box::new(ProjectRegistry::new(project))),
         Runtime::Ecs(ecs) => {
             let sdk = crate::aws::block_on(crate::runtime::ecs::load_sdk_config(&ecs.region));
             Ok(Box::new(crate::registry::ecr::EcrRegistry::new(&sdk)))
@@ -248,18 +281,44 @@ pub(super) fn open_edit(project: &Project, stage: &Stage) -> CliResult<StageEdit
     StageEdit::parse(&rel, &text).map_err(|d| CliError::Config(config::Diagnostics(vec![d])))
 }
 
+/// Take the project's stage-edit lock ([`EditLock`]), before the stage file is read.
+pub(super) fn lock_edits(project: &Project) -> CliResult<EditLock> {
+    EditLock::take(&project.root)
+        .map_err(|e| CliError::new(format!("cannot lock stage file edits ({}): {e}", crate::edit::EDIT_LOCK_FILE)))
+}
+
 /// Write an edit back (when it changed anything), print its diff, and apply the stage file
 /// at once with `--commit` (also when the file already said so: it may not be applied yet).
-pub(super) fn finish(ctx: &Context, project: &Project, stage: &Stage, edit: &StageEdit, commit: bool) -> CliResult {
+/// `lock` (taken before the file was read) is let go once the file is written.
+pub(super) fn finish(
+    ctx: &Context,
+    project: &Project,
+    stage: &Stage,
+    edit: &StageEdit,
+    commit: bool,
+    lock: EditLock,
+) -> CliResult {
     if !edit.is_changed() {
+        drop(lock);
         return if commit { commit_edited_stage(ctx, &stage.name) } else { Ok(()) };
     }
     let rel = stage_path(project, stage);
     let path = project.root.join(&rel);
+    // Every ferry takes the lock, but an editor (or an older ferry) does not: a file that
+    // changed since it was read is not overwritten.
+    let now =
+        std::fs::read_to_string(&path).map_err(|e| CliError::new(format!("cannot read {}: {e}", rel.display())))?;
+    if now != edit.original() {
+        return Err(CliError::with_hint(
+            format!("{} changed while this command ran (written by another program); nothing written", rel.display()),
+            "run the command again: it reads the file anew",
+        ));
+    }
     // Atomic: an interrupted write never leaves half a stage file; the file keeps its mode
     // and a symlinked stage file its link.
     crate::atomic_file::write(&path, edit.to_string().as_bytes(), crate::atomic_file::Mode::Keep)
         .map_err(|e| CliError::new(format!("cannot write {}: {e}", rel.display())))?;
+    drop(lock);
     print_out(&edit.diff(ctx.color))?;
     if commit {
         return commit_edited_stage(ctx, &stage.name);

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::cli::{print_out, CliError, CliResult, Context};
-use crate::config::Digest;
+use crate::config::{Digest, StateBackend};
 use crate::pipeline::{open_records, CheckState, StatusReport, StatusStore};
 
 /// Report and list status checks of image digests.
@@ -29,27 +29,87 @@ pub enum StatusCommand {
 }
 
 /// Record the state of check CONTEXT for an app's image digest (the latest report counts).
+///
+/// With `--json -` the check is read as one JSON object from stdin instead of the arguments,
+/// so any CI can pipe its result: `{"app": "web", "digest": "sha256:…", "context":
+/// "ci/tests", "state": "success", "description": "…", "url": "…"}` (description and url
+/// optional).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  ferry status set web \"$DIGEST\" qa/signoff failure --description \"checkout broken\" \
-                        --url https://qa.example/42"
+    after_help = "Examples:\n  ferry status set web \"$DIGEST\" qa/signoff failure --description \"checkout broken\" \
+                        --url https://qa.example/42\n  \
+                        jq -n --arg d \"$DIGEST\" '{app: \"web\", digest: $d, context: \"ci/tests\", state: \"success\"}' \
+                        | ferry status set --json -"
 )]
 pub struct SetArgs {
     /// The app.
-    pub app: String,
+    #[arg(required_unless_present = "json")]
+    pub app: Option<String>,
     /// The image digest, `sha256:` and 64 hex digits.
-    pub digest: String,
+    #[arg(required_unless_present = "json")]
+    pub digest: Option<String>,
     /// The check's name, e.g. `ci/tests`.
-    pub context: String,
+    #[arg(required_unless_present = "json")]
+    pub context: Option<String>,
     /// pending, success, failure or error.
-    #[arg(value_enum)]
-    pub state: CheckState,
+    #[arg(value_enum, required_unless_present = "json")]
+    pub state: Option<CheckState>,
     /// A short human description.
     #[arg(long, short)]
     pub description: Option<String>,
     /// Where to read more (the CI run, the review).
     #[arg(long, short)]
     pub url: Option<String>,
+    /// Read the check as a JSON object from stdin (`-`) instead of the arguments.
+    #[arg(
+        long,
+        value_name = "-",
+        value_parser = clap::builder::PossibleValuesParser::new(["-"]),
+        conflicts_with_all = ["app", "digest", "context", "state", "description", "url"]
+    )]
+    pub json: Option<String>,
+}
+
+/// A check as `ferry status set --json -` reads it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckInput {
+    app: String,
+    digest: String,
+    context: String,
+    state: CheckState,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+impl CheckInput {
+    /// The check from the command line's arguments (clap made sure they are all there).
+    fn from_args(args: SetArgs) -> CliResult<CheckInput> {
+        match (args.app, args.digest, args.context, args.state) {
+            (Some(app), Some(digest), Some(context), Some(state)) => {
+                Ok(CheckInput { app, digest, context, state, description: args.description, url: args.url })
+            }
+            _ => Err(CliError::new("pass APP DIGEST CONTEXT STATE, or --json - with the check on stdin")),
+        }
+    }
+
+    /// The check from a JSON document (`--json -`); `source` names it in messages.
+    fn from_json(text: &str, source: &str) -> CliResult<CheckInput> {
+        serde_json::from_str(text).map_err(|e| {
+            // The position leads the message, as in every located error; serde_json's own
+            // " at line L column C" suffix would say it twice.
+            let what = e.to_string();
+            let what = what.rsplit_once(" at line ").map_or(what.as_str(), |(what, _)| what);
+            CliError::with_hint(
+                format!("{source}:{}:{}: not a status check: {what}", e.line(), e.column()),
+                "send one JSON object: {\"app\": \"web\", \"digest\": \"sha256:…\", \"context\": \"ci/tests\", \
+                 \"state\": \"success\"} (with optional \"description\" and \"url\"); state is pending, success, \
+                 failure or error",
+            )
+        })
+    }
 }
 
 /// List the latest state of each check per digest, and with --history every report.
@@ -83,23 +143,36 @@ fn parse_digest(s: &str) -> CliResult<Digest> {
 
 fn set(ctx: &Context, args: SetArgs) -> CliResult {
     let project = ctx.project()?;
-    let digest = parse_digest(&args.digest)?;
-    if args.context.trim().is_empty() {
+    let check = if args.json.is_some() {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .map_err(|e| CliError::new(format!("cannot read the check from stdin: {e}")))?;
+        CheckInput::from_json(&text, "<stdin>")?
+    } else {
+        CheckInput::from_args(args)?
+    };
+    let digest = parse_digest(&check.digest)?;
+    if check.context.trim().is_empty() {
         return Err(CliError::new("the check's context must not be empty"));
     }
     let store = StatusStore::new(open_records(&project)?);
     store.set(
-        &args.app,
+        &check.app,
         StatusReport {
             digest: digest.clone(),
-            context: args.context.clone(),
-            state: args.state,
-            description: args.description,
-            url: args.url,
+            context: check.context.clone(),
+            state: check.state,
+            description: check.description,
+            url: check.url,
             at: chrono::Utc::now(),
         },
     )?;
-    eprintln!("{} {} {}: {}", args.app, digest.short(), args.context, args.state);
+    eprintln!("{} {} {}: {}", check.app, digest.short(), check.context, check.state);
+    // CI providers set `CI`; a check recorded in a CI job's own checkout is gone with the job.
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if in_ci && matches!(project.state, StateBackend::Local) {
+        eprintln!("note: {}", crate::cli::promote::LOCAL_CHECKS_NOTE);
+    }
     Ok(())
 }
 

@@ -158,26 +158,42 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
         }
     }
     .map_err(runtime_error)?;
-    let mut out = format!(
-        "{:<14} {:<10} {:<8} {:<15} {:<5} {:<20}\n",
-        "ID", "Name", "Release", "Last Status", "Exit", "Started At"
-    );
-    let mut any = false;
-    for t in services.iter().flat_map(|s| &s.tasks).filter(|t| t.kind == TaskKind::OneOff) {
-        any = true;
-        out.push_str(&format!(
-            "{:<14} {:<10} {:<8} {:<15} {:<5} {:<20}\n",
-            t.id,
-            t.name.as_deref().unwrap_or("-"),
-            t.release,
-            t.last_status.as_str(),
-            t.exit_code.map_or("-".to_string(), |c| c.to_string()),
-            t.started_at.map_or("-".to_string(), |s| s.format("%Y-%m-%d %H:%M:%S").to_string()),
-        ));
-    }
-    if !any {
+    let header = ["ID", "Name", "Release", "Last Status", "Exit", "Started At"].map(String::from);
+    let rows: Vec<[String; 6]> = services
+        .iter()
+        .flat_map(|s| &s.tasks)
+        .filter(|t| t.kind == TaskKind::OneOff)
+        .map(|t| {
+            [
+                t.id.to_string(),
+                t.name.clone().unwrap_or_else(|| "-".into()),
+                t.release.to_string(),
+                t.last_status.as_str().into(),
+                t.exit_code.map_or("-".to_string(), |c| c.to_string()),
+                t.started_at.map_or("-".to_string(), |s| s.format("%Y-%m-%d %H:%M:%S").to_string()),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
         eprintln!("app {} has no recent one-off tasks", args.app);
         return Ok(());
     }
-    print_out(&out)
+    print_out(&columns(std::iter::once(&header).chain(&rows)))
+}
+
+/// Rows as left-aligned columns two spaces apart, widths by characters, no trailing spaces.
+fn columns<'a>(rows: impl Iterator<Item = &'a [String; 6]> + Clone) -> String {
+    let mut widths = [0usize; 6];
+    for row in rows.clone() {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

@@ -27,6 +27,30 @@ pub struct ProjectFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(default = "default_pipeline")]
     pub pipeline: Option<PipelineSection>,
+    /// The image registry of stages on the local runtime. Default: a distribution registry
+    /// ferry starts on 127.0.0.1 on demand, storing images under `.ferry/oci-registry/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySection>,
+}
+
+/// `[registry]`: which OCI registry local stages push to and pull from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// A registry to use instead of starting one: `HOST[:PORT][/NAMESPACE]`, e.g.
+    /// `127.0.0.1:5000` or `registry.example.com/shop`. Plain HTTP for 127.0.0.1 and
+    /// `localhost`, HTTPS otherwise. Credentials come from `FERRY_REGISTRY_USER` and
+    /// `FERRY_REGISTRY_PASSWORD`. Default: none (ferry starts a registry itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The port of the registry ferry starts on 127.0.0.1. Default: a free port, kept
+    /// while the registry runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// Where the registry ferry starts stores images, relative to the project. Default:
+    /// `.ferry/oci-registry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 }
 
 /// `[project]`.
@@ -228,6 +252,28 @@ pub struct AppSection {
     /// One-off tasks run with a new release before it is activated (migrations). Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release_tasks: Vec<ReleaseTaskSection>,
+    /// How `ferry release create NAME --source …` builds the app's image. Default: the
+    /// source's `Dockerfile`, its whole tree as the context, no target, no extra args.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSection>,
+}
+
+/// `[apps.NAME.build]`: building the app's image from sources.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    /// The build context, a folder relative to the source's root. Default: the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The Dockerfile, relative to the context. Default: `Dockerfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// The Dockerfile stage to build. Default: the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Build args (`--build-arg` adds to and overrides these). Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
 }
 
 /// `[apps.NAME.health]`.
@@ -247,9 +293,10 @@ pub struct HealthSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(default = "default_interval", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub interval: Option<String>,
-    /// Time a check may take. Default: "2s".
+    /// Time a check may take; at most `interval`. Default: the shorter of "2s" and
+    /// `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(default = "default_check_timeout", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub timeout: Option<String>,
     /// Consecutive passes before a task is healthy. Default: 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -359,9 +406,6 @@ mod schema {
     }
     pub fn default_interval() -> Option<String> {
         Some("5s".into())
-    }
-    pub fn default_check_timeout() -> Option<String> {
-        Some("2s".into())
     }
     pub fn default_grace_period() -> Option<String> {
         Some("10s".into())

@@ -70,6 +70,27 @@ pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
     validate::load_stage(project, name)
 }
 
+/// A located diagnostic at `at` in `stage`'s file, for a problem found after the stage
+/// loaded (by the planner, by an edit). The file is read and parsed again: only an error
+/// needs its positions. Where it cannot be read or no longer parses, the diagnostic names
+/// the whole file.
+pub fn stage_diagnostic(
+    project_root: &Path,
+    stage: &Stage,
+    at: &[source::PathSeg],
+    target: source::Target,
+    message: impl Into<String>,
+) -> Diagnostic {
+    let message = message.into();
+    let parsed = std::fs::read_to_string(project_root.join(&stage.file))
+        .ok()
+        .and_then(|text| source::SourceFile::parse(&stage.file, text, source::Format::of_path(&stage.file)).ok());
+    match parsed {
+        Some(src) => src.diagnostic(at, target, message),
+        None => Diagnostic::whole_file(&stage.file, message),
+    }
+}
+
 /// Load every stage; all problems of all files are reported together.
 pub fn load_stages(project: &Project) -> Result<Vec<Stage>, Diagnostics> {
     let mut stages = Vec::new();

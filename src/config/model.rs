@@ -26,6 +26,19 @@ pub struct Project {
     /// `[state] keep_deployments`: deployments per app kept in state; older ones are
     /// archived (`state::archive`).
     pub keep_deployments: usize,
+    /// `[registry]`: the image registry of local stages.
+    pub registry: RegistrySettings,
+}
+
+/// `[registry]`, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrySettings {
+    /// A registry the user runs: `HOST[:PORT][/NAMESPACE]`. `None`: ferry starts one.
+    pub url: Option<String>,
+    /// The port of the registry ferry starts (`None`: a free one).
+    pub port: Option<u16>,
+    /// Where the registry ferry starts stores images, relative to the project root.
+    pub storage: Option<PathBuf>,
 }
 
 /// Where recorded state lives.
@@ -48,6 +61,7 @@ impl Project {
             state: StateBackend::Local,
             pipeline: Vec::new(),
             keep_deployments: crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
+            registry: RegistrySettings::default(),
         }
     }
 }
@@ -121,6 +135,17 @@ pub struct App {
     pub depends_on: Vec<String>,
     /// Everything that defines a runtime revision besides the image digest.
     pub config: AppConfig,
+    /// `[apps.NAME.build]`: how `release create --source` builds the image.
+    pub build: AppBuild,
+}
+
+/// `[apps.NAME.build]`, checked: how the app's image is built from sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppBuild {
+    pub context: Option<String>,
+    pub dockerfile: Option<String>,
+    pub target: Option<String>,
+    pub args: BTreeMap<String, String>,
 }
 
 impl App {
@@ -157,6 +182,7 @@ pub struct Health {
     /// HTTP path of the network check.
     pub path: Option<String>,
     pub interval: Duration,
+    /// Time a check may take; when the file sets none, the shorter of 2s and `interval`.
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,

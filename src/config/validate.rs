@@ -152,6 +152,57 @@ pub fn load_project(root: &Path) -> Result<Project, Diagnostics> {
     check_project(root, &src, &stages)
 }
 
+/// `[registry]`: a usable url, or the port and storage of the registry ferry starts.
+fn check_registry(src: &SourceFile, section: file::RegistrySection, diags: &mut Diagnostics) -> RegistrySettings {
+    let mut settings = RegistrySettings::default();
+    if let Some(url) = section.url {
+        match crate::registry::RegistryUrl::parse(&url) {
+            Ok(_) => settings.url = Some(url),
+            Err(why) => diags.push(
+                src.diagnostic(&path!["registry", "url"], Target::Value, format!("registry url `{url}` {why}"))
+                    .with_hint("write HOST[:PORT][/NAMESPACE], e.g. `127.0.0.1:5000` or `registry.example.com/shop`"),
+            ),
+        }
+        for (key, set) in [("port", section.port.is_some()), ("storage", section.storage.is_some())] {
+            if set {
+                diags.push(
+                    src.diagnostic(
+                        &path!["registry", key],
+                        Target::Key,
+                        format!("`{key}` applies to the registry ferry starts, not to one named by `url`"),
+                    )
+                    .with_hint("remove it, or remove `url`"),
+                );
+            }
+        }
+    }
+    if let Some(port) = section.port {
+        match u16::try_from(port) {
+            Ok(p) if p > 0 => settings.port = Some(p),
+            _ => diags.push(
+                src.diagnostic(&path!["registry", "port"], Target::Value, format!("port {port} is out of range"))
+                    .with_hint("use a port from 1 to 65535, or leave it out for a free one"),
+            ),
+        }
+    }
+    if let Some(storage) = section.storage {
+        let path = std::path::PathBuf::from(&storage);
+        if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            diags.push(
+                src.diagnostic(
+                    &path!["registry", "storage"],
+                    Target::Value,
+                    format!("storage `{storage}` is outside the project"),
+                )
+                .with_hint("use a folder relative to the project, e.g. `.ferry/oci-registry`"),
+            );
+        } else {
+            settings.storage = Some(path);
+        }
+    }
+    settings
+}
+
 /// Check a parsed project file against the stage names that exist.
 pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result<Project, Diagnostics> {
     let mut diags = Diagnostics::default();
@@ -271,8 +322,10 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
         });
     }
 
+    let registry = check_registry(src, file.registry.clone().unwrap_or_default(), &mut diags);
+
     if diags.is_empty() {
-        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline, keep_deployments })
+        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline, keep_deployments, registry })
     } else {
         diags.sort();
         Err(diags)
@@ -945,7 +998,8 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         command: h.command,
         path: h.path,
         interval: parse_opt(src, || h_at("interval"), &h.interval, hd.interval, "a duration", diags),
-        timeout: parse_opt(src, || h_at("timeout"), &h.timeout, hd.timeout, "a duration", diags),
+        // Filled in below: its default follows the interval.
+        timeout: hd.timeout,
         healthy_threshold: int_field(
             src,
             || h_at("healthy_threshold"),
@@ -968,6 +1022,12 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         ),
         grace_period: parse_opt(src, || h_at("grace_period"), &h.grace_period, hd.grace_period, "a duration", diags),
     };
+    // A default must never make a file invalid: a check interval set below the default
+    // timeout shortens the timeout with it.
+    let health = Health {
+        timeout: parse_opt(src, || h_at("timeout"), &h.timeout, hd.timeout.min(health.interval), "a duration", diags),
+        ..health
+    };
     if let Some(p) = &health.path {
         if !p.starts_with('/') {
             diags.push(
@@ -989,14 +1049,23 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
                 .with_hint("e.g. [\"CMD-SHELL\", \"curl -f http://localhost:8080/health\"]"),
         );
     }
+    // Only a timeout the file sets can be longer than the interval (the default adapts).
     if health.timeout > health.interval {
+        let (interval, hint) = if h.interval.is_none() {
+            (
+                format!("{} (the default interval)", health.interval),
+                format!("set `interval` to {} or more, or shorten `timeout`", health.timeout),
+            )
+        } else {
+            (health.interval.to_string(), "a check must finish before the next one starts".to_string())
+        };
         diags.push(
             src.diagnostic(
                 &h_at("timeout"),
                 Target::Value,
-                format!("health timeout {} is longer than its interval {}", health.timeout, health.interval),
+                format!("health timeout {} is longer than its interval {interval}", health.timeout),
             )
-            .with_hint("a check must finish before the next one starts"),
+            .with_hint(hint),
         );
     }
 
@@ -1021,13 +1090,14 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         );
     }
     if deploy.max_surge.0 == 0 && deploy.min_healthy.0 == 100 && d.max_surge.is_some() {
+        let min_healthy = if d.min_healthy.is_none() { "100% (the default)" } else { "100%" };
         diags.push(
             src.diagnostic(
                 &d_at("max_surge"),
                 Target::Value,
-                "max_surge 0% with min_healthy 100% leaves no room to replace a task",
+                format!("max_surge 0% with min_healthy {min_healthy} leaves no room to replace a task"),
             )
-            .with_hint("allow a surge (e.g. \"100%\") or lower min_healthy"),
+            .with_hint("allow a surge (e.g. \"100%\") or set min_healthy below 100%"),
         );
     }
     if deploy.timeout.as_millis() == 0 {
@@ -1099,6 +1169,21 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         }
     }
 
+    let build = a.build.unwrap_or_default();
+    if let Some(context) = &build.context {
+        let path = std::path::Path::new(context);
+        if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            diags.push(
+                src.diagnostic(
+                    &at(&path!["build", "context"]),
+                    Target::Value,
+                    format!("build context `{context}` is outside the source"),
+                )
+                .with_hint("use a folder relative to the source's root, e.g. `services/web`"),
+            );
+        }
+    }
+
     if diags.len() > before {
         return None;
     }
@@ -1134,6 +1219,12 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
             deploy,
             release_tasks,
             target_group: a.target_group,
+        },
+        build: AppBuild {
+            context: build.context,
+            dockerfile: build.dockerfile,
+            target: build.target,
+            args: build.args,
         },
     })
 }
@@ -1352,6 +1443,39 @@ mod tests {
             ["port 70000 is out of range", "port 70000 is out of range", "apps `a` and `b` both use port 70000"]
         );
         assert_eq!((found.0[1].line, found.0[1].col), (found.0[2].line, found.0[2].col));
+    }
+
+    const HEALTHY_APP: &str = "[apps.web]\nimage = \"web\"\nport = 8080\n";
+
+    #[test]
+    fn a_short_interval_shortens_the_default_timeout_with_it() {
+        let text = format!("{HEALTHY_APP}[apps.web.health]\ninterval = \"1s\"\n");
+        let stage = slow(&text).expect("a default never makes a file invalid");
+        let health = &stage.apps["web"].config.health;
+        assert_eq!((health.interval, health.timeout), (Duration::from_millis(1_000), Duration::from_millis(1_000)));
+        assert_eq!(fast(&text).unwrap().unwrap(), stage);
+        // A longer interval keeps the usual default.
+        let text = format!("{HEALTHY_APP}[apps.web.health]\ninterval = \"30s\"\n");
+        assert_eq!(slow(&text).unwrap().apps["web"].config.health.timeout, Duration::from_millis(2_000));
+    }
+
+    #[test]
+    fn an_error_about_a_default_says_it_is_one() {
+        let text = format!("{HEALTHY_APP}[apps.web.health]\ntimeout = \"10s\"\n");
+        let found = slow(&text).unwrap_err();
+        assert_eq!(found.0.len(), 1, "{found:?}");
+        assert_eq!(found.0[0].message, "health timeout 10s is longer than its interval 5s (the default interval)");
+        assert_eq!(found.0[0].hint.as_deref(), Some("set `interval` to 10s or more, or shorten `timeout`"));
+
+        let text = format!("{HEALTHY_APP}[apps.web.deploy]\nmax_surge = \"0%\"\n");
+        let found = slow(&text).unwrap_err();
+        assert_eq!(
+            found.0[0].message,
+            "max_surge 0% with min_healthy 100% (the default) leaves no room to replace a task"
+        );
+        // Both written: no mention of a default.
+        let text = format!("{HEALTHY_APP}[apps.web.health]\ninterval = \"1s\"\ntimeout = \"2s\"\n");
+        assert_eq!(slow(&text).unwrap_err().0[0].message, "health timeout 2s is longer than its interval 1s");
     }
 
     /// Every stage file under `dir`, as text.

@@ -618,3 +618,37 @@ fn key_name_text(key: &ObjectKey) -> String {
         }
     }
 }
+
+/// Replace the app's `release_task "NAME"` blocks with `tasks` (see
+/// `StageEdit::set_release_tasks`).
+pub(super) fn set_release_tasks(body: &mut Body, at: &AppAt, tasks: &[crate::config::ReleaseTask]) -> EditResult {
+    let block = app_block(body, at)?;
+    let indent = child_indent(block);
+    let is_task = |s: &Structure| s.as_block().is_some_and(|b| b.has_ident("release_task"));
+    loop {
+        let Some(i) = block.body.iter().position(is_task) else { break };
+        block.body.remove(i);
+    }
+    for t in tasks {
+        let mut text = format!(
+            "release_task {} {{\n{indent}  command = {}\n{indent}  timeout = {}\n",
+            literal(&t.name),
+            to_expr(&FileValue::List(t.command.clone())),
+            literal(&t.timeout.to_string())
+        );
+        if t.run_on != crate::config::RunOn::default() {
+            text.push_str(&format!("{indent}  run_on  = \"every_deploy\"\n"));
+        }
+        text.push_str(&format!("{indent}}}\n"));
+        let new = hcl_edit::parser::parse_body(&text).expect("generated HCL parses");
+        let new = new.into_iter().next().expect("one block");
+        insert_in_order(&mut block.body, new, &indent);
+        // A block is set off by a blank line, as `fmt` lays it out.
+        if let Some(i) = block.body.iter().enumerate().filter(|(_, s)| is_task(s)).map(|(i, _)| i).last() {
+            if let Some(s) = block.body.get_mut(i) {
+                s.decor_mut().set_prefix(format!("\n{indent}"));
+            }
+        }
+    }
+    Ok(())
+}

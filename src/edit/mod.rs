@@ -8,6 +8,7 @@
 
 mod diff;
 mod hcl;
+mod lock;
 pub mod order;
 mod restore;
 mod toml;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use diff::unified_diff;
+pub use lock::{EditLock, EDIT_LOCK_FILE};
 pub use restore::{Restore, Unrestored};
 
 use crate::config::diagnostic::Diagnostic;
@@ -149,6 +151,17 @@ impl StageEdit {
         match &mut self.doc {
             Document::Toml(doc) => toml::set_section_value(doc, &at, section, key, value),
             Document::Hcl(body) => hcl::set_section_value(body, &at, section, key, value),
+        }
+    }
+
+    /// Make `app` declare exactly `tasks` as its release tasks, in order (none: remove them):
+    /// `[[apps.NAME.release_tasks]]` sections or `release_task "NAME"` blocks, written where
+    /// `fmt` puts them. Rollback restores a deployment's release tasks this way.
+    pub fn set_release_tasks(&mut self, app: &str, tasks: &[crate::config::ReleaseTask]) -> EditResult {
+        let at = self.at(app);
+        match &mut self.doc {
+            Document::Toml(doc) => toml::set_release_tasks(doc, &at, tasks),
+            Document::Hcl(body) => hcl::set_release_tasks(body, &at, tasks),
         }
     }
 

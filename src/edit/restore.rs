@@ -24,9 +24,8 @@ impl StageEdit {
     /// Make app `current.name` declare what `target` describes: re-add its release when it
     /// was deleted from the file, activate it, and set every setting the file can express
     /// (scale, cpu, memory, command, port, target group, env, sensitive env, secrets,
-    /// health, deploy) to the snapshot's value. Release tasks are left as the file has them:
-    /// they describe how to release, not what runs, and are returned as unrestored when
-    /// they differ.
+    /// health, deploy, release tasks) to the snapshot's value: a rollback to vN brings back
+    /// the release tasks vN ran with, so rolling forward again runs the right ones.
     pub fn restore(&mut self, current: &App, target: Restore<'_>) -> EditResult<Unrestored> {
         let app = current.name.as_str();
         match current.releases.get(&target.release) {
@@ -104,11 +103,10 @@ impl StageEdit {
                 self.set_section_value(app, section, key, wanted.as_ref())?;
             }
         }
-        let mut unrestored = Unrestored::default();
         if now.release_tasks != then.release_tasks {
-            unrestored.0.push("release_tasks");
+            self.set_release_tasks(app, &then.release_tasks)?;
         }
-        Ok(unrestored)
+        Ok(Unrestored::default())
     }
 }
 
@@ -263,6 +261,46 @@ app "web" {
         let digest: Digest = D2.parse().unwrap();
         edit.restore(&web, Restore { release: 2, digest: &digest, scale: 4, config: &config }).unwrap();
         assert!(edit.to_string().contains("  scale   = 4\n  cpu     = 512\n  command = ["), "{edit}");
+    }
+
+    #[test]
+    fn release_tasks_are_restored_and_removed_in_toml_and_hcl() {
+        use crate::config::{ReleaseTask, RunOn};
+        let tasks = vec![
+            ReleaseTask {
+                name: "migrate".into(),
+                command: vec!["bin/migrate".into(), "--fast".into()],
+                timeout: Duration::from_millis(5 * 60_000),
+                run_on: RunOn::Release,
+            },
+            ReleaseTask {
+                name: "warm".into(),
+                command: vec!["bin/warm".into()],
+                timeout: Duration::from_millis(30_000),
+                run_on: RunOn::EveryDeploy,
+            },
+        ];
+        for (path, text) in [("stages/staging.toml", TOML), ("stages/staging.hcl", HCL)] {
+            let web = load(path, text).apps["web"].clone();
+            let digest: Digest = D2.parse().unwrap();
+            let mut config = web.config.clone();
+            config.release_tasks = tasks.clone();
+            let mut edit = StageEdit::parse(Path::new(path), text).unwrap();
+            let unrestored =
+                edit.restore(&web, Restore { release: 2, digest: &digest, scale: 4, config: &config }).unwrap();
+            assert_eq!(unrestored, Unrestored::default(), "{path}");
+            let out = edit.to_string();
+            let after = load(path, &out).apps["web"].clone();
+            assert_eq!(after.config, config, "{path}:\n{out}");
+            assert!(out.contains("# keep"), "{path}");
+
+            // And back to none: the sections go.
+            let mut edit = StageEdit::parse(Path::new(path), &out).unwrap();
+            edit.restore(&after, Restore { release: 2, digest: &digest, scale: 4, config: &web.config }).unwrap();
+            let back = edit.to_string();
+            assert!(!back.contains("release_task"), "{path}:\n{back}");
+            assert_eq!(load(path, &back).apps["web"].config, web.config, "{path}");
+        }
     }
 
     #[test]

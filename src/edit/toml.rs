@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::path::Path;
 
-use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike, Value};
+use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 use crate::config::diagnostic::Diagnostic;
 use crate::config::model::Digest;
@@ -391,6 +391,46 @@ pub(super) fn set_section_value(
                 t.remove(section);
             }
         }
+    }
+    Ok(())
+}
+
+/// Replace the app's `[[apps.NAME.release_tasks]]` sections with `tasks` (see
+/// `StageEdit::set_release_tasks`). An app written as an inline table holds them inline.
+pub(super) fn set_release_tasks(doc: &mut DocumentMut, at: &AppAt, tasks: &[crate::config::ReleaseTask]) -> EditResult {
+    let app = app_mut(doc, at)?;
+    let task_table = |t: &crate::config::ReleaseTask| {
+        let mut table = Table::new();
+        table.insert("name", Item::Value(Value::from(t.name.as_str())));
+        table.insert("command", Item::Value(Value::Array(t.command.iter().map(String::as_str).collect())));
+        table.insert("timeout", Item::Value(Value::from(t.timeout.to_string())));
+        if t.run_on != crate::config::RunOn::default() {
+            table.insert("run_on", Item::Value(Value::from("every_deploy")));
+        }
+        table
+    };
+    if let Some(table) = app.as_table_mut() {
+        table.remove("release_tasks");
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let position = position_after(table, "release_tasks");
+        let mut array = ArrayOfTables::new();
+        for t in tasks {
+            let mut section = task_table(t);
+            if let Some(p) = position {
+                section.set_position(p);
+            }
+            array.push(section);
+        }
+        table.insert("release_tasks", Item::ArrayOfTables(array));
+        return Ok(());
+    }
+    let table = app.as_table_like_mut().ok_or_else(|| at.unknown())?;
+    table.remove("release_tasks");
+    if !tasks.is_empty() {
+        let inline: toml_edit::Array = tasks.iter().map(|t| task_table(t).into_inline_table()).collect();
+        set_value(table, "release_tasks", Value::Array(inline), order::APP);
     }
     Ok(())
 }

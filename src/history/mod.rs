@@ -16,6 +16,6 @@ mod source;
 mod time;
 
 pub use describe::{change_kind, describe_change, short_digest, NextDeployment};
-pub use rollback::{rollback_target, rollback_target_matching, RollbackRefusal};
-pub use source::GitCheckout;
+pub use rollback::{earlier_target, rollback_target, rollback_target_matching, running_after_failure, RollbackRefusal};
+pub use source::{operator, GitCheckout};
 pub use time::{now, relative_time, NOW_VAR};

@@ -67,8 +67,8 @@ impl RollbackRefusal {
             ),
             RollbackRefusal::NoSuchDeployment { .. } => format!("`ferry history {app}` lists deployments"),
             RollbackRefusal::NotSucceeded { .. } => format!(
-                "pick a succeeded deployment from `ferry history {app}`, or run `ferry rollback {app}` \
-                 for the last good one before what runs now"
+                "pick a succeeded deployment from `ferry history {app}`, or run `ferry rollback {app}`, which \
+                 picks what runs now (or the last good one before it)"
             ),
             RollbackRefusal::AlreadyRunning { .. } => {
                 format!("nothing to roll back; `ferry history {app}` shows earlier deployments")
@@ -77,9 +77,30 @@ impl RollbackRefusal {
     }
 }
 
-/// The deployment `ferry rollback` restores: vN when `requested`, else the last succeeded
-/// deployment before the one that runs now.
+/// The deployment `ferry rollback` restores: vN when `requested`; else, when the latest
+/// deployment failed or was aborted, the one that runs now (the stage file still asks for
+/// what failed, and the next commit would try it again); else the last succeeded deployment
+/// before the one that runs now.
 pub fn rollback_target(app: &AppState, requested: Option<u64>) -> Result<&Deployment, RollbackRefusal> {
+    if requested.is_none() {
+        if let Some(running) = running_after_failure(app) {
+            return Ok(running);
+        }
+    }
+    earlier_target(app, requested)
+}
+
+/// The deployment that runs now, when a later one failed or was aborted: the stage file may
+/// still ask for what failed.
+pub fn running_after_failure(app: &AppState) -> Option<&Deployment> {
+    let (latest, active) = (app.history.last()?, app.active.as_ref()?);
+    let failed = matches!(latest.status, DeploymentStatus::Failed | DeploymentStatus::Aborted);
+    (failed && latest.number > active.deployment).then(|| app.deployment(active.deployment)).flatten()
+}
+
+/// [`rollback_target`] without the rule for a failed latest deployment: vN when `requested`,
+/// else the last succeeded deployment before the one that runs now.
+pub fn earlier_target(app: &AppState, requested: Option<u64>) -> Result<&Deployment, RollbackRefusal> {
     let succeeded = || app.history.iter().filter(|d| d.status == DeploymentStatus::Succeeded);
     let count = succeeded().count();
     if count < 2 {
@@ -182,9 +203,26 @@ mod tests {
 
     #[test]
     fn default_target_is_the_last_good_one_before_what_runs() {
-        let a = app(&[(1, Succeeded), (2, Succeeded), (3, Failed), (3, Succeeded), (4, Aborted)]);
+        let a = app(&[(1, Succeeded), (2, Succeeded), (3, Failed), (3, Succeeded)]);
         assert_eq!(rollback_target(&a, None).unwrap().number, 2);
+        // After an aborted deployment the file still asks for it: what runs now (v4) is the
+        // target, not the one before it.
+        let a = app(&[(1, Succeeded), (2, Succeeded), (3, Failed), (3, Succeeded), (4, Aborted)]);
+        assert_eq!(rollback_target(&a, None).unwrap().number, 4);
         assert_eq!(rollback_target(&a, Some(1)).unwrap().number, 1);
+    }
+
+    #[test]
+    fn after_a_failed_deployment_the_default_target_is_what_runs_now() {
+        let a = app(&[(1, Succeeded), (2, Failed)]);
+        assert_eq!(rollback_target(&a, None).unwrap().number, 1, "one succeeded is enough");
+        let a = app(&[(1, Succeeded), (2, Succeeded), (3, Aborted)]);
+        assert_eq!(rollback_target(&a, None).unwrap().number, 2);
+        // A failure before what runs now changes nothing: the last good one before it.
+        let a = app(&[(1, Succeeded), (2, Failed), (2, Succeeded)]);
+        assert_eq!(rollback_target(&a, None).unwrap().number, 1);
+        // Nothing runs after a failed first deploy: nothing to go back to.
+        assert!(rollback_target(&app(&[(1, Failed)]), None).is_err());
     }
 
     #[test]
@@ -198,7 +236,7 @@ mod tests {
         assert!(matches!(refused(&a, Some(3)), RollbackRefusal::NotSucceeded { status: Aborted, .. }));
         assert_eq!(refused(&a, Some(9)).to_string(), "there is no deployment v9 (the latest is v4)");
         assert_eq!(refused(&a, Some(4)).to_string(), "v4 is what runs now");
-        let one = app(&[(1, Succeeded), (2, Failed)]);
+        let one = app(&[(1, Succeeded)]);
         assert_eq!(refused(&one, None), RollbackRefusal::TooFewSucceeded { count: 1 });
         assert_eq!(refused(&AppState::default(), None), RollbackRefusal::TooFewSucceeded { count: 0 });
         // v1 and v3 ran the same thing: going back to v1 would change nothing.

@@ -15,18 +15,23 @@ pub struct GitCheckout {
     pub branch: Option<String>,
     /// Author of `HEAD`.
     pub author: Option<String>,
+    /// The first line of `HEAD`'s message.
+    pub subject: Option<String>,
 }
 
 impl GitCheckout {
     /// Ask `git` about the checkout holding `dir`. `None` when git is missing or `dir` is
     /// not in a checkout: a deployment is recorded all the same, without a commit.
     pub fn read(dir: &Path) -> Option<GitCheckout> {
-        let head = git(dir, &["log", "-1", "--format=%H%x1f%an"])?;
-        let (commit, author) = head.split_once('\u{1f}').unwrap_or((&head, ""));
+        let head = git(dir, &["log", "-1", "--format=%H%x1f%an%x1f%s"])?;
+        let mut fields = head.split('\u{1f}');
+        let mut next = || fields.next().unwrap_or_default().to_string();
+        let (commit, author, subject) = (next(), next(), next());
         Some(GitCheckout {
-            commit: commit.to_string(),
+            commit,
             branch: git(dir, &["symbolic-ref", "--short", "-q", "HEAD"]),
-            author: non_empty(author.to_string()),
+            author: non_empty(author),
+            subject: non_empty(subject),
         })
     }
 }
@@ -104,10 +109,14 @@ impl Source {
         // Buildkite may say `HEAD` before it resolved the commit.
         let ci = CI.iter().find(|ci| env(ci.commit).is_some_and(|c| c != "HEAD"));
         let git = git.unwrap_or_default();
+        let commit = ci.and_then(|ci| env(ci.commit)).or_else(|| non_empty(git.commit.clone()));
+        // The checkout's subject only describes the recorded commit when it is that commit.
+        let subject = git.subject.filter(|_| commit.as_deref() == Some(git.commit.as_str()));
         Source {
-            commit: ci.and_then(|ci| env(ci.commit)).or_else(|| non_empty(git.commit)),
+            commit,
             branch: ci.and_then(|ci| first(ci.branch)).or(git.branch),
             author: ci.and_then(|ci| first(ci.author)).or(git.author),
+            subject,
             ci: ci.and_then(|ci| (ci.run)(&env)),
             user,
         }
@@ -117,6 +126,30 @@ impl Source {
     pub fn short_commit(&self) -> Option<&str> {
         self.commit.as_deref().map(|c| &c[..c.len().min(7)])
     }
+}
+
+/// Who runs ferry, for lock holders and abort requests: the CI's actor (`GITHUB_ACTOR`,
+/// `GITLAB_USER_LOGIN`, …), else `git config user.name`, else `$USER` or `$LOGNAME`. `None`
+/// when nothing says. Asked once per process (git is a process to start).
+pub fn operator() -> Option<String> {
+    static OPERATOR: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    OPERATOR
+        .get_or_init(|| {
+            let git_name = || git(Path::new("."), &["config", "user.name"]);
+            operator_from(&|k| std::env::var(k).ok(), &git_name)
+        })
+        .clone()
+}
+
+/// [`operator`] from given parts: `env` looks variables up, `git_name` asks git.
+pub fn operator_from(env: &Env<'_>, git_name: &dyn Fn() -> Option<String>) -> Option<String> {
+    let env = |k: &str| env(k).and_then(non_empty);
+    CI.iter()
+        .flat_map(|ci| ci.author.iter())
+        .find_map(|name| env(name))
+        .or_else(git_name)
+        .or_else(|| env("USER"))
+        .or_else(|| env("LOGNAME"))
 }
 
 fn hostname() -> Option<String> {
@@ -143,7 +176,12 @@ mod tests {
     }
 
     fn checkout() -> GitCheckout {
-        GitCheckout { commit: "ef5c71a0".repeat(5), branch: Some("main".into()), author: Some("Ada".into()) }
+        GitCheckout {
+            commit: "ef5c71a0".repeat(5),
+            branch: Some("main".into()),
+            author: Some("Ada".into()),
+            subject: Some("Fix the login".into()),
+        }
     }
 
     #[test]
@@ -152,6 +190,7 @@ mod tests {
         assert_eq!(s.short_commit(), Some("ef5c71a"));
         assert_eq!((s.branch.as_deref(), s.author.as_deref(), s.ci), (Some("main"), Some("Ada"), None));
         assert_eq!(s.user.as_deref(), Some("ada@laptop"));
+        assert_eq!(s.subject.as_deref(), Some("Fix the login"));
         assert_eq!(Source::from_parts(&env(&[]), None, None), Source::default(), "no git, no CI: empty");
     }
 
@@ -171,6 +210,7 @@ mod tests {
         assert_eq!(s.branch.as_deref(), Some("fix-login"));
         assert_eq!(s.author.as_deref(), Some("octocat"));
         assert_eq!(s.ci.as_deref(), Some("https://github.com/shop/web/actions/runs/42"));
+        assert_eq!(s.subject, None, "the checkout's subject is another commit's");
 
         let gl = env(&[("CI_COMMIT_SHA", "abc1234"), ("CI_COMMIT_REF_NAME", "main"), ("CI_JOB_URL", "https://gl/j/1")]);
         let s = Source::from_parts(&gl, Some(checkout()), None);
@@ -179,6 +219,19 @@ mod tests {
 
         let bk = env(&[("BUILDKITE_COMMIT", "HEAD"), ("BUILDKITE_BUILD_URL", "https://bk/1")]);
         assert_eq!(Source::from_parts(&bk, Some(checkout()), None).ci, None, "an unresolved commit is no CI source");
+    }
+
+    #[test]
+    fn the_operator_is_the_ci_actor_then_the_git_user_then_the_login() {
+        let git = || Some("Ada Lovelace".to_string());
+        let no_git = || None;
+        let ci = env(&[("GITHUB_ACTOR", "octocat"), ("USER", "runner")]);
+        assert_eq!(operator_from(&ci, &git).as_deref(), Some("octocat"));
+        let local = env(&[("USER", "ada")]);
+        assert_eq!(operator_from(&local, &git).as_deref(), Some("Ada Lovelace"));
+        assert_eq!(operator_from(&local, &no_git).as_deref(), Some("ada"));
+        assert_eq!(operator_from(&env(&[("LOGNAME", "ada")]), &no_git).as_deref(), Some("ada"));
+        assert_eq!(operator_from(&env(&[("USER", " ")]), &no_git), None);
     }
 
     #[test]
@@ -191,9 +244,12 @@ mod tests {
         if !run(&["init", "-q", "-b", "trunk"]) {
             return; // no git on this machine: nothing more to check
         }
-        let commit = run(&["-c", "user.name=Ada", "-c", "user.email=a@x", "commit", "-q", "--allow-empty", "-m", "x"]);
+        let message = "Fix the login\n\nThe body is not the subject.";
+        let commit =
+            run(&["-c", "user.name=Ada", "-c", "user.email=a@x", "commit", "-q", "--allow-empty", "-m", message]);
         assert!(commit);
         let c = GitCheckout::read(dir.path()).unwrap();
         assert_eq!((c.commit.len(), c.branch.as_deref(), c.author.as_deref()), (40, Some("trunk"), Some("Ada")));
+        assert_eq!(c.subject.as_deref(), Some("Fix the login"));
     }
 }

@@ -103,6 +103,9 @@ impl PipelineError {
             PipelineError::NotInPipeline(_) | PipelineError::UnknownStep(_) | PipelineError::LastStep { .. } => {
                 Some("see the steps with `ferry pipeline show`, or pass --to STEP".into())
             }
+            PipelineError::UnknownApp { .. } => {
+                Some("`ferry promote APP --from STAGE --to-app NAME` promotes into an app of another name".into())
+            }
             _ => None,
         }
     }

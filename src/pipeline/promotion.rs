@@ -1,5 +1,6 @@
 //! Promotion: copy a release's digest (never its config) from an app in one stage to the
-//! same app in every stage of the next pipeline step.
+//! same app — or an app of another name (`--to-app`, as Akkeris promotes to named apps) — in
+//! every stage of the next pipeline step.
 //!
 //! [`prepare`] works out, per target stage, the edit of its stage file: the digest is added
 //! as the app's next release and activated, or — when the stage already declares it —
@@ -51,7 +52,10 @@ pub struct Target {
 /// A prepared promotion.
 #[derive(Debug)]
 pub struct Promotion {
+    /// The app promoted from, in the source stage.
     pub app: String,
+    /// The app promoted into, in each target stage (`app` unless `--to-app`).
+    pub target_app: String,
     pub from_stage: String,
     pub from_release: u64,
     pub digest: Digest,
@@ -63,28 +67,46 @@ pub struct Promotion {
 impl Promotion {
     /// What deployments applying it are recorded as.
     pub fn description(&self) -> String {
-        describe(&self.from_stage, self.from_release)
+        describe(&self.from_stage, self.source_app_if_renamed(), self.from_release)
+    }
+
+    /// The source app, when the target app has another name.
+    fn source_app_if_renamed(&self) -> Option<&str> {
+        (self.app != self.target_app).then_some(self.app.as_str())
     }
 }
 
-/// "Promotion from STAGE (release N)", N being the release's id in the source stage.
-pub fn describe(from_stage: &str, from_release: u64) -> String {
-    format!("Promotion from {from_stage} (release {from_release})")
+/// "Promotion from STAGE (release N)", N being the release's id in the source stage; "Promotion
+/// from STAGE (APP release N)" when it came from an app of another name.
+pub fn describe(from_stage: &str, from_app: Option<&str>, from_release: u64) -> String {
+    match from_app {
+        Some(app) => format!("Promotion from {from_stage} ({app} release {from_release})"),
+        None => format!("Promotion from {from_stage} (release {from_release})"),
+    }
+}
+
+/// Where a promotion goes: the step (default: the one after the source stage's) and the app
+/// in its stages (default: the app of the same name).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Destination<'a> {
+    pub step: Option<&'a str>,
+    pub app: Option<&'a str>,
 }
 
 /// Work out the promotion of `app` from `from_stage` (its active release, or `release`) into
-/// the next step (or the step `to`), refusing when a required check of that step is not
-/// `success` for the digest. Nothing is written.
+/// `to`, refusing when a required check of that step is not `success` for the digest.
+/// Nothing is written.
 pub fn prepare(
     project: &Project,
     status: &StatusLog,
     app: &str,
     from_stage: &str,
     release: Option<u64>,
-    to: Option<&str>,
+    to: Destination<'_>,
 ) -> Result<Promotion> {
     let from_index = step_of(project, from_stage).ok_or_else(|| PipelineError::NotInPipeline(from_stage.into()))?;
-    let step = match to {
+    let target_app = to.app.unwrap_or(app);
+    let step = match to.step {
         Some(name) => step_named(project, name)?.clone(),
         None => project.pipeline.get(from_index + 1).cloned().ok_or_else(|| PipelineError::LastStep {
             stage: from_stage.into(),
@@ -119,9 +141,17 @@ pub fn prepare(
     for name in step.stages.iter().filter(|s| *s != from_stage) {
         let stage = config::load_stage(project, name)?;
         let recorded = store.read(name)?;
-        targets.push(target(project, &stage, recorded.as_ref(), app, &digest)?);
+        targets.push(target(project, &stage, recorded.as_ref(), target_app, &digest)?);
     }
-    Ok(Promotion { app: app.into(), from_stage: from_stage.into(), from_release, digest, step, targets })
+    Ok(Promotion {
+        app: app.into(),
+        target_app: target_app.into(),
+        from_stage: from_stage.into(),
+        from_release,
+        digest,
+        step,
+        targets,
+    })
 }
 
 fn target(
@@ -172,10 +202,14 @@ pub fn write_edit(root: &Path, file: &Path, edit: &StageEdit) -> Result<()> {
 /// A promoted release not yet deployed in its stage: the document `promotions/<stage>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPromotion {
+    /// The app promoted into.
     pub app: String,
     pub release: u64,
     pub digest: Digest,
     pub from_stage: String,
+    /// The app promoted from, when it has another name than `app`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_app: Option<String>,
     pub from_release: u64,
     pub at: DateTime<Utc>,
 }
@@ -195,10 +229,11 @@ fn key(stage: &str) -> String {
 pub fn record_pending(records: &dyn RecordStore, promotion: &Promotion, at: DateTime<Utc>) -> Result<()> {
     for t in promotion.targets.iter().filter(|t| t.change != TargetChange::AlreadyActive) {
         let pending = PendingPromotion {
-            app: promotion.app.clone(),
+            app: promotion.target_app.clone(),
             release: t.release,
             digest: promotion.digest.clone(),
             from_stage: promotion.from_stage.clone(),
+            from_app: promotion.source_app_if_renamed().map(str::to_string),
             from_release: promotion.from_release,
             at,
         };
@@ -233,7 +268,7 @@ pub fn label_deploys(records: &dyn RecordStore, recorded: &StageState, cs: &mut 
                 })
         });
         if let Some(p) = pending {
-            *description = describe(&p.from_stage, p.from_release);
+            *description = describe(&p.from_stage, p.from_app.as_deref(), p.from_release);
             *record_as = Some(DeploymentKind::Promotion);
         }
     }
@@ -267,6 +302,7 @@ mod tests {
             release: 2,
             digest: digest("web", 2),
             from_stage: "development".into(),
+            from_app: None,
             from_release: 7,
             at: fixed_time() - chrono::Duration::hours(1),
         };

@@ -214,9 +214,11 @@ fn render_map(map: &BTreeMap<String, String>) -> String {
 fn render_entries<'a>(entries: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> String {
     let mut out = String::with_capacity(entries.clone().map(|(k, v)| k.len() + v.len() + 2).sum());
     for (k, v) in entries {
-        out.push_str(k);
+        // One line per entry: a line break (or any control character) inside a value is
+        // escaped, so a value cannot pass for a line of its own in the diff.
+        out.push_str(&crate::render::escape_line(k));
         out.push('=');
-        out.push_str(v);
+        out.push_str(&crate::render::escape_line(v));
         out.push('\n');
     }
     out
@@ -238,7 +240,7 @@ fn render_health(c: &AppConfig) -> String {
         .map_or("none".to_string(), |cmd| format!("[{}]", cmd.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", ")));
     format!(
         "command = {command}\npath = {}\ninterval = {}\ntimeout = {}\nhealthy_threshold = {}\nunhealthy_threshold = {}\ngrace_period = {}\n",
-        h.path.as_deref().unwrap_or("none"),
+        crate::render::escape_line(h.path.as_deref().unwrap_or("none")),
         h.interval,
         h.timeout,
         h.healthy_threshold,

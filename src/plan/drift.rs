@@ -26,6 +26,14 @@ pub struct CountDrift {
     pub live: u32,
 }
 
+/// Tasks that should run and do not, where the runtime counts them (the local agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskShortfall {
+    pub running: u32,
+    /// The recorded scale.
+    pub expected: u32,
+}
+
 /// One app whose live service differs from recorded state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
@@ -42,6 +50,13 @@ pub struct Drift {
     /// The fields of the live revision that differ (values of `sensitive_env` masked).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<DefinitionChange>,
+    /// Of a missing service, how many tasks run of the recorded scale, where the runtime
+    /// counts tasks (the local agent: `0 of 2 tasks running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<TaskShortfall>,
+    /// Why the service is missing, when the runtime can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 impl Drift {
@@ -49,9 +64,25 @@ impl Drift {
     /// `None` when what runs is what was recorded.
     pub fn detect(state: &AppState, live: &LiveService) -> Option<Drift> {
         let active = state.active.as_ref()?;
-        let mut drift =
-            Drift { app: live.app.clone(), missing: !live.present, desired: None, revision: None, changes: vec![] };
-        if live.present {
+        let mut drift = Drift {
+            app: live.app.clone(),
+            missing: !live.present,
+            desired: None,
+            revision: None,
+            changes: vec![],
+            tasks: None,
+            cause: None,
+        };
+        if !live.present {
+            if let Some(running) = live.running {
+                // A service that runs nothing by design is not missed.
+                if active.scale == 0 {
+                    return None;
+                }
+                drift.tasks = Some(TaskShortfall { running, expected: active.scale });
+            }
+            drift.cause = live.cause.clone();
+        } else {
             if live.desired != active.scale {
                 drift.desired = Some(CountDrift { recorded: active.scale, live: live.desired });
             }
@@ -68,11 +99,16 @@ impl Drift {
         self.missing || !self.changes.is_empty()
     }
 
-    /// `service missing`, `desired count 1 → 3`, `task definition: 2 fields differ`.
+    /// `service missing` (`0 of 2 tasks running` where the runtime counts tasks), `desired
+    /// count 1 → 3`, `task definition: 2 fields differ`.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
-        if self.missing {
-            parts.push("service missing".to_string());
+        match (self.missing, self.tasks) {
+            (true, Some(t)) => {
+                parts.push(format!("{} of {} task{} running", t.running, t.expected, plural(t.expected as usize)))
+            }
+            (true, None) => parts.push("service missing".to_string()),
+            _ => {}
         }
         if let Some(d) = self.desired {
             parts.push(format!("desired count {} → {}", d.recorded, d.live));

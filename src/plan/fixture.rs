@@ -50,6 +50,7 @@ pub fn app(name: &str, releases: u64) -> App {
         track: None,
         depends_on: Vec::new(),
         config: config(),
+        build: Default::default(),
     }
 }
 

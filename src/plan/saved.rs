@@ -1,6 +1,9 @@
 //! Saved plans (`ferry plan -o FILE`): a changeset with what it was made against, so
 //! `ferry commit FILE` applies exactly what was reviewed, or refuses when the state or the
-//! inputs moved since.
+//! inputs moved since. A plan file is sealed with the sha256 of its content
+//! ([`SavedPlan::seal`]): one edited by hand (or damaged) is refused when read; `ferry commit`
+//! also plans again and refuses a changeset that differs from the one the inputs give, which
+//! catches an edit whose author sealed the file again.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,7 +32,14 @@ pub struct SavedPlan {
     /// [`input_hash`] of the stage file and ferry.toml the plan was made from.
     pub input_hash: String,
     pub created_at: DateTime<Utc>,
+    /// Whether it was planned with `--allow-remove` (so `ferry commit` plans it again alike).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_remove: bool,
     pub changeset: Changeset,
+    /// sha256 of the plan with this field empty ([`SavedPlan::seal`]); an older file without
+    /// one is refused like an edited one.
+    #[serde(default)]
+    pub plan_sha256: String,
 }
 
 /// Why a plan file cannot be used at all.
@@ -43,6 +53,8 @@ pub enum SavedPlanError {
     Parse { path: PathBuf, message: String },
     #[error("plan file {} has format version {found}, newer than this ferry understands ({PLAN_FORMAT_VERSION}); upgrade ferry, or make the plan again", path.display())]
     NewerVersion { path: PathBuf, found: u64 },
+    #[error("plan file {} does not match its sha256 (`plan_sha256`): it was edited or damaged since `ferry plan -o` wrote it (or an older ferry, which did not seal plans, did); refusing it. Make the plan again: ferry plan -o FILE", path.display())]
+    Tampered { path: PathBuf },
 }
 
 /// One thing that moved since a plan was made.
@@ -94,9 +106,10 @@ pub fn input_hash(stage_file: &[u8], project_file: &[u8]) -> String {
 }
 
 impl SavedPlan {
-    /// A plan of `changeset`, made against `recorded` from inputs hashing to `input_hash`.
+    /// A plan of `changeset`, made against `recorded` from inputs hashing to `input_hash`,
+    /// sealed.
     pub fn new(changeset: Changeset, recorded: &StageState, input_hash: String, now: DateTime<Utc>) -> SavedPlan {
-        SavedPlan {
+        let mut plan = SavedPlan {
             format_version: PLAN_FORMAT_VERSION,
             ferry_version: env!("CARGO_PKG_VERSION").to_string(),
             stage: changeset.stage.clone(),
@@ -104,8 +117,24 @@ impl SavedPlan {
             serial: recorded.serial,
             input_hash,
             created_at: now,
+            allow_remove: false,
             changeset,
-        }
+            plan_sha256: String::new(),
+        };
+        plan.seal();
+        plan
+    }
+
+    /// The sha256 of everything in the plan but `plan_sha256` (its JSON, which serde writes
+    /// in a fixed order).
+    fn content_hash(&self) -> String {
+        let unsealed = SavedPlan { plan_sha256: String::new(), ..self.clone() };
+        hex::encode(Sha256::digest(serde_json::to_vec(&unsealed).expect("a saved plan serialises")))
+    }
+
+    /// Set `plan_sha256` to the hash of the plan as it is now (after any change to it).
+    pub fn seal(&mut self) {
+        self.plan_sha256 = self.content_hash();
     }
 
     /// `Ok` when nothing the plan was made against has moved; otherwise everything that did.
@@ -149,6 +178,9 @@ impl SavedPlan {
         }
         let plan: SavedPlan =
             serde_path_to_error::deserialize(value).map_err(|e| parse(format!("at `{}`: {}", e.path(), e.inner())))?;
+        if plan.plan_sha256 != plan.content_hash() {
+            return Err(SavedPlanError::Tampered { path: path.to_path_buf() });
+        }
         if let Err(e) = plan.changeset.apply_order() {
             return Err(parse(e.to_string()));
         }
@@ -210,5 +242,19 @@ mod tests {
         assert!(e.contains("version 4294967296"), "{e}");
         let e = SavedPlan::from_json(path, "{not json").unwrap_err().to_string();
         assert!(e.starts_with("plan.json is not a ferry plan file"), "{e}");
+    }
+
+    #[test]
+    fn an_edited_or_unsealed_plan_is_refused_and_a_resealed_one_reads() {
+        let p = saved();
+        let path = Path::new("plan.json");
+        let edited = p.to_json().replace("\"serial\": 4", "\"serial\": 5");
+        let e = SavedPlan::from_json(path, &edited).unwrap_err().to_string();
+        assert!(e.contains("plan.json does not match its sha256") && e.contains("ferry plan -o"), "{e}");
+        let unsealed = p.to_json().replace(&format!("\"plan_sha256\": \"{}\"", p.plan_sha256), "\"plan_sha256\": \"\"");
+        assert!(matches!(SavedPlan::from_json(path, &unsealed), Err(SavedPlanError::Tampered { .. })));
+        let mut resealed: SavedPlan = serde_json::from_str(&edited).unwrap();
+        resealed.seal();
+        assert_eq!(SavedPlan::from_json(path, &resealed.to_json()).unwrap().serial, 5);
     }
 }

@@ -290,6 +290,8 @@ mod drift {
                     live: l.to_string(),
                 })
                 .collect(),
+            running: None,
+            cause: None,
         };
         LiveStage { services: [("web".to_string(), service)].into() }
     }
@@ -358,11 +360,33 @@ mod drift {
         let cs = refreshed(&s, &state, &gone);
         assert_eq!(ids(&cs), ["web/verify", "web/register", "web/deploy"]);
         assert_eq!(cs.drift[0].summary(), "service missing");
+        assert_eq!(cs.drift[0].tasks, None, "the runtime counts no tasks");
 
         let two = stage("dev", [app("web", 2)]);
         let cs = refreshed(&two, &state, &live(3, &[("cpu", "256", "512")]));
         assert_eq!(ids(&cs), ids(&plan_ok(&two, &state)), "the file's deploy puts it back");
         assert_eq!(cs.drift.len(), 1, "and the drift is still shown");
+    }
+
+    #[test]
+    fn a_service_the_local_agent_lost_is_tasks_not_running_with_the_cause() {
+        let mut s = stage("dev", [app("web", 1)]);
+        s.apps.get_mut("web").unwrap().scale = 2;
+        let state = applied(&s);
+        let mut gone = live(0, &[]);
+        let web = gone.services.get_mut("web").unwrap();
+        (web.present, web.running, web.cause) = (false, Some(0), Some("the local agent is not running".into()));
+        let cs = refreshed(&s, &state, &gone);
+        assert_eq!(ids(&cs), ["web/verify", "web/register", "web/deploy"]);
+        assert_eq!(cs.drift[0].summary(), "0 of 2 tasks running");
+        assert_eq!(cs.drift[0].cause.as_deref(), Some("the local agent is not running"));
+        let Operation::Deploy { description, .. } = &cs.operations[2] else { panic!() };
+        assert_eq!(description, "Revert drift: 0 of 2 tasks running");
+
+        // An app recorded at scale 0 runs nothing by design: nothing is missed.
+        let mut idle = s.clone();
+        idle.apps.get_mut("web").unwrap().scale = 0;
+        assert!(refreshed(&idle, &applied(&idle), &gone).is_empty());
     }
 
     #[test]

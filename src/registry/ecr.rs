@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
-use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::{is_repository_name, is_tag, Registry, RegistryError, Result};
@@ -78,6 +78,34 @@ impl EcrRegistry {
     /// The registry reached through `client`.
     pub fn from_client(client: aws_sdk_ecr::Client) -> Self {
         EcrRegistry { client, verifying: Arc::default() }
+    }
+
+    /// The registry client that pushes and pulls `image` (an ECR repository URI, or a bare
+    /// name in the caller's account), authenticated with the basic credentials
+    /// `GetAuthorizationToken` gives; and the repository's name in it.
+    pub fn push_registry(&self, image: &str) -> Result<(super::OciRegistry, String)> {
+        use base64::Engine as _;
+        // One token serves every registry the caller may reach: no registry id to pass.
+        let (_, name) = parse_repository(image)?;
+        let request = self.client.get_authorization_token();
+        let out = crate::aws::block_on(request.send()).map_err(|e| remote(image, e))?;
+        let data = out
+            .authorization_data()
+            .first()
+            .ok_or_else(|| RegistryError::Remote(format!("ECR gave no authorization token for `{image}`")))?;
+        let token = data.authorization_token().unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+            .ok_or_else(|| RegistryError::Remote("ECR gave an authorization token ferry cannot read".into()))?;
+        let endpoint = data.proxy_endpoint().unwrap_or_default();
+        let host = endpoint.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+        let url = super::RegistryUrl::parse(host)
+            .map_err(|why| RegistryError::Remote(format!("ECR gave the endpoint `{endpoint}`, which {why}")))?;
+        let auth = oci_client::secrets::RegistryAuth::Basic(decoded.0, decoded.1);
+        Ok((super::OciRegistry::new(url, auth), name))
     }
 
     /// Whether `repo` holds `digest`, asked together with the digests of `repo` other
@@ -175,9 +203,9 @@ impl EcrRegistry {
 fn remote<E, R>(repo: &str, e: SdkError<E, R>) -> RegistryError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    RegistryError::Remote(format!("cannot ask ECR about `{repo}`: {}", DisplayErrorContext(&e)))
+    RegistryError::Remote(format!("cannot ask ECR about `{repo}`: {}", crate::aws::error_text(&e)))
 }
 
 impl Registry for EcrRegistry {

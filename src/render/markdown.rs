@@ -9,6 +9,8 @@ use super::view::PlanView;
 
 /// Render `view` as GitHub-flavoured markdown.
 pub fn render(view: &PlanView) -> String {
+    // Control characters escaped: a reviewer may read it in a terminal too.
+    let view = &view.escaped();
     let mut out = String::new();
     let _ = writeln!(out, "**ferry plan:** {}", summary_text(view));
     for stage in &view.stages {
@@ -25,6 +27,9 @@ pub fn render(view: &PlanView) -> String {
             let _ = writeln!(out, "**Drift** (the runtime no longer runs what was recorded; planned back):\n");
             for d in stage.drifted() {
                 let _ = writeln!(out, "- `{}`: {}", d.app, d.summary());
+                if let Some(cause) = &d.cause {
+                    let _ = writeln!(out, "  - {}", cell(cause));
+                }
                 for c in &d.changes {
                     let _ = writeln!(out, "  - `{}`: `{}` → `{}`", c.field, cell(&c.recorded), cell(&c.live));
                 }

@@ -3,11 +3,13 @@
 //! comments, [`dot`] for `ferry graph`.
 
 pub mod dot;
+pub mod escape;
 pub mod json;
 pub mod markdown;
 pub mod text;
 pub mod view;
 
+pub use escape::{escape_controls, escape_line};
 pub use view::{Action, AppView, Counts, OperationView, PlanView, StageView, JSON_FORMAT_VERSION};
 
 #[cfg(test)]

@@ -10,8 +10,10 @@ use similar::{ChangeTag, TextDiff};
 
 use super::view::{write_shortened, Action, OperationView, PlanView, StageView};
 
-/// Render `view` as text; `color` turns on ANSI styling.
+/// Render `view` as text; `color` turns on ANSI styling. Control characters in its values
+/// are escaped ([`PlanView::escaped`]).
 pub fn render(view: &PlanView, color: bool) -> String {
+    let view = &view.escaped();
     let p = Painter { color };
     let mut out = String::new();
     if !view.has_changes() {
@@ -28,7 +30,8 @@ pub fn render(view: &PlanView, color: bool) -> String {
     out
 }
 
-/// One stage without colours (markdown embeds this); `with_count` adds its count line.
+/// One stage without colours (markdown embeds this, from an escaped view); `with_count`
+/// adds its count line.
 pub fn render_stage_plain(stage: &StageView, with_count: bool) -> String {
     let mut out = String::new();
     render_stage(&mut out, stage, &Painter { color: false }, with_count);
@@ -145,6 +148,9 @@ fn render_drift(out: &mut String, stage: &StageView, p: &Painter) {
     let _ = writeln!(out, "\n{}", p.bold("Drift: the runtime no longer runs what was recorded (planned back below)"));
     for d in stage.drifted() {
         let _ = writeln!(out, "  {}: {}", d.app, d.summary());
+        if let Some(cause) = &d.cause {
+            let _ = writeln!(out, "    {cause}");
+        }
         if let Some(r) = &d.revision {
             let _ = writeln!(out, "    live revision: {r}");
         }

@@ -168,6 +168,70 @@ pub struct PlanView {
     pub stages: Vec<StageView>,
 }
 
+/// Escape the control characters of `s` in place ([`super::escape`]); `keep_newlines` for
+/// the multi-line renderings of a field, whose values have their own line breaks escaped.
+fn escape_in_place(s: &mut String, keep_newlines: bool) {
+    let escaped = if keep_newlines { super::escape_controls(s) } else { super::escape_line(s) };
+    if let std::borrow::Cow::Owned(e) = escaped {
+        *s = e;
+    }
+}
+
+impl PlanView {
+    /// A copy for a terminal or a markdown page: every string a stage file, state or a
+    /// runtime put in it, with control characters escaped (the text and markdown renderers
+    /// print this; JSON escapes them itself).
+    pub fn escaped(&self) -> PlanView {
+        let mut view = self.clone();
+        for stage in &mut view.stages {
+            escape_in_place(&mut stage.stage, false);
+            if let Some(f) = &mut stage.file {
+                escape_in_place(f, false);
+            }
+            for app in &mut stage.apps {
+                for s in [&mut app.app, &mut app.description].into_iter().chain(&mut app.changes) {
+                    escape_in_place(s, false);
+                }
+                for s in [&mut app.digest.from, &mut app.digest.to].into_iter().flatten() {
+                    escape_in_place(s, false);
+                }
+                for field in &mut app.fields {
+                    escape_in_place(&mut field.from, true);
+                    escape_in_place(&mut field.to, true);
+                    for key in &mut field.keys {
+                        escape_in_place(&mut key.name, false);
+                        for s in [&mut key.from, &mut key.to].into_iter().flatten() {
+                            escape_in_place(s, false);
+                        }
+                    }
+                }
+                app.operations.iter_mut().for_each(|s| escape_in_place(s, false));
+            }
+            for op in &mut stage.operations {
+                escape_in_place(&mut op.id, false);
+                escape_in_place(&mut op.app, false);
+                for (k, v) in &mut op.arguments {
+                    escape_in_place(k, false);
+                    escape_in_place(v, false);
+                }
+                op.depends_on.iter_mut().for_each(|s| escape_in_place(s, false));
+            }
+            for drift in stage.drift.iter_mut().flatten() {
+                escape_in_place(&mut drift.app, false);
+                if let Some(r) = &mut drift.revision {
+                    escape_in_place(r, false);
+                }
+                for c in &mut drift.changes {
+                    for s in [&mut c.field, &mut c.recorded, &mut c.live] {
+                        escape_in_place(s, false);
+                    }
+                }
+            }
+        }
+        view
+    }
+}
+
 impl PlanView {
     /// The counts of every stage together.
     pub fn counts(&self) -> Counts {

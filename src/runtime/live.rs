@@ -48,6 +48,12 @@ pub struct LiveService {
     pub desired: u32,
     /// How its revision differs from the recorded one; empty: the same.
     pub changes: Vec<DefinitionChange>,
+    /// How many of its tasks run, where the runtime counts them cheaply (the local agent);
+    /// `None` where it does not (ECS, whose drift check looks at definitions only).
+    pub running: Option<u32>,
+    /// Why the service is missing, when the runtime can tell (`the local agent is not
+    /// running`).
+    pub cause: Option<String>,
 }
 
 /// The live services of a stage, by app.
@@ -104,7 +110,15 @@ pub fn by_revision_id(recorded: &[RecordedService], observed: &[ServiceStatus]) 
                 }],
                 _ => Vec::new(),
             };
-            LiveService { app: r.spec.app.clone(), present, revision: s.revision.clone(), desired: s.desired, changes }
+            LiveService {
+                app: r.spec.app.clone(),
+                present,
+                revision: s.revision.clone(),
+                desired: s.desired,
+                changes,
+                running: Some(s.running),
+                cause: None,
+            }
         })
         .collect()
 }

@@ -257,10 +257,28 @@ pub struct TaskStatus {
     pub restarts: u32,
     /// Output of the last health check, for failure reports.
     pub last_check: Option<String>,
+    /// Whether the runtime checks the task's health at all. A task without a check shows
+    /// health UNKNOWN, as on ECS, and counts once it runs ([`TaskStatus::is_ready`]).
+    #[serde(default = "checked_by_default")]
+    pub has_health_check: bool,
     /// Local runtime: the task's own port.
     pub port: Option<u16>,
     /// Local runtime: the process id while it runs.
     pub pid: Option<u32>,
+}
+
+fn checked_by_default() -> bool {
+    true
+}
+
+impl TaskStatus {
+    /// Whether the task counts toward its rollout: RUNNING and HEALTHY, or RUNNING with no
+    /// health check at all (the local agent reports such a task RUNNING once it is still
+    /// running at the end of its grace period).
+    pub fn is_ready(&self) -> bool {
+        self.last_status == Lifecycle::Running
+            && (self.health == Health::Healthy || !self.has_health_check && self.health == Health::Unknown)
+    }
 }
 
 /// ECS's rollout states.
@@ -298,7 +316,8 @@ pub struct RolloutStatus {
     pub running: u32,
     /// Tasks of this revision that are not yet RUNNING.
     pub pending: u32,
-    /// Tasks of this revision that are RUNNING and HEALTHY.
+    /// Tasks of this revision that are ready: RUNNING and HEALTHY, or RUNNING without a
+    /// health check ([`TaskStatus::is_ready`]).
     pub healthy: u32,
     /// Tasks of this revision that stopped or restarted before ever turning healthy.
     pub failed_tasks: u32,

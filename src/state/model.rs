@@ -205,6 +205,9 @@ pub struct Source {
     pub branch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// The first line of the commit's message, when the checkout holds that commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// CI run URL or id, e.g. from `GITHUB_RUN_ID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<String>,

@@ -35,7 +35,7 @@
 //! The store's methods are synchronous; requests run on the shared AWS runtime
 //! ([`crate::aws::block_on`]), so it also works when called from inside a tokio runtime.
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
@@ -92,10 +92,7 @@ where
         (_, Some("PreconditionFailed")) | (Some(412), _) => Failure::Precondition,
         (_, Some("ConditionalRequestConflict")) => Failure::InFlight,
         (_, Some("NoSuchKey")) => Failure::NotFound,
-        (_, Some(code)) => {
-            Failure::Other(format!("{code}: {}", err.message().unwrap_or("(no message)").trim_end_matches('.')))
-        }
-        _ => Failure::Other(DisplayErrorContext(&err).to_string()),
+        _ => Failure::Other(aws::error_text(&err)),
     }
 }
 

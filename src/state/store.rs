@@ -36,7 +36,7 @@ impl LockInfo {
             id: uuid::Uuid::new_v4().to_string(),
             pid: std::process::id(),
             host: hostname(),
-            user: std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+            user: crate::history::operator().unwrap_or_else(|| "with no name".into()),
             command: command.to_string(),
             created: Utc::now(),
         }
@@ -52,6 +52,12 @@ impl LockInfo {
             self.user,
             self.created.format("%Y-%m-%d %H:%M:%S UTC")
         )
+    }
+
+    /// Whether the holder certainly no longer runs: a process of this host that is gone. A
+    /// holder on another host cannot be checked from here, and counts as running.
+    pub fn is_gone(&self) -> bool {
+        self.host == hostname() && super::local::process_is_gone(self.pid)
     }
 }
 

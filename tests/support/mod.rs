@@ -4,6 +4,7 @@
 
 pub mod moto;
 pub mod python;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,12 +22,15 @@ pub fn repo_root() -> PathBuf {
 /// A temporary project directory, removed on drop.
 pub struct TestProject {
     pub dir: tempfile::TempDir,
+    /// The project's namespace in the tests' shared registry: every command run through
+    /// [`TestProject::ferry`] gets `FERRY_REGISTRY_URL=127.0.0.1:PORT/NAMESPACE`.
+    pub registry_namespace: String,
 }
 
 impl TestProject {
     /// An empty directory.
     pub fn empty() -> Self {
-        TestProject { dir: tempfile::tempdir().expect("tempdir") }
+        TestProject { dir: tempfile::tempdir().expect("tempdir"), registry_namespace: registry::namespace() }
     }
 
     /// A copy of `examples/NAME`.
@@ -34,6 +38,11 @@ impl TestProject {
         let p = Self::empty();
         copy_dir(&repo_root().join("examples").join(name), p.path());
         p
+    }
+
+    /// `127.0.0.1:PORT/NAMESPACE`: this project's registry (started on first use).
+    pub fn registry_url(&self) -> String {
+        format!("{}/{}", registry::shared(), self.registry_namespace)
     }
 
     pub fn path(&self) -> &Path {
@@ -55,7 +64,10 @@ impl TestProject {
     /// A `ferry` command run in this project, with a clean, deterministic environment.
     pub fn ferry(&self) -> Command {
         let mut cmd = Command::new(ferry_bin());
-        cmd.current_dir(self.path()).env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+        cmd.current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE")
+            .env("FERRY_REGISTRY_URL", self.registry_url());
         cmd
     }
 
@@ -106,3 +118,4 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 pub mod agent;
 pub mod failing_store;
+pub mod ui;

@@ -35,7 +35,15 @@ pub(super) async fn live(rt: &EcsRuntime, recorded: &[RecordedService]) -> Runti
         let app = r.spec.app.clone();
         // DRAINING: being deleted, as good as gone.
         let Some(s) = service.filter(|s| s.status() == Some("ACTIVE")) else {
-            out.push(LiveService { app, present: false, revision: None, desired: 0, changes: Vec::new() });
+            out.push(LiveService {
+                app,
+                present: false,
+                revision: None,
+                desired: 0,
+                changes: Vec::new(),
+                running: None,
+                cause: None,
+            });
             continue;
         };
         let revision = s.task_definition().map(|t| RevisionId(t.to_string()));
@@ -52,6 +60,8 @@ pub(super) async fn live(rt: &EcsRuntime, recorded: &[RecordedService]) -> Runti
             revision,
             desired: u32::try_from(s.desired_count()).unwrap_or(0),
             changes,
+            running: None,
+            cause: None,
         });
     }
     Ok(out)

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_ecs::config::retry::RetryConfig;
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DeploymentCircuitBreaker, DeploymentConfiguration,
     DesiredStatus, KeyValuePair, LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags, Service,
@@ -486,10 +486,10 @@ fn primary_rollout(service: Option<&Service>, what: &str) -> RuntimeResult<Rollo
 pub(crate) fn sdk_error<E, R>(what: &str, e: SdkError<E, R>) -> RuntimeError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let code = e.code().map(str::to_string);
-    let text = format!("{what}: {}", DisplayErrorContext(&e));
+    let text = format!("{what}: {}", crate::aws::error_text(&e));
     match code.as_deref() {
         Some(
             "ClusterNotFoundException"

@@ -57,11 +57,14 @@ pub async fn task_status(rt: &EcsRuntime, app: &str, t: &Task) -> RuntimeResult<
     let health = match t.health_status() {
         Some(HealthStatus::Healthy) => Health::Healthy,
         Some(HealthStatus::Unhealthy) => Health::Unhealthy,
-        _ if !info.has_health_check && last_status == Lifecycle::Running => Health::Healthy,
+        // Without a health check ECS says UNKNOWN, and so does ferry: such a task counts
+        // once it runs (`TaskStatus::is_ready`), without claiming it is healthy.
         _ => Health::Unknown,
     };
     let container = t.containers().iter().find(|c| c.name() == Some(app)).or_else(|| t.containers().first());
     let kind = if t.group().is_some_and(|g| g.starts_with("service:")) { TaskKind::Service } else { TaskKind::OneOff };
+    let ready = last_status == Lifecycle::Running
+        && (health == Health::Healthy || !info.has_health_check && health == Health::Unknown);
     Ok(TaskStatus {
         id: TaskId(task_id(t.task_arn().unwrap_or_default()).to_string()),
         kind,
@@ -71,7 +74,7 @@ pub async fn task_status(rt: &EcsRuntime, app: &str, t: &Task) -> RuntimeResult<
         last_status,
         desired_status: lifecycle(t.desired_status()),
         health,
-        in_service: last_status == Lifecycle::Running && health == Health::Healthy,
+        in_service: ready,
         started_at: time(t.started_at()),
         stopped_at: time(t.stopped_at()),
         exit_code: container.and_then(|c| c.exit_code()),
@@ -81,6 +84,7 @@ pub async fn task_status(rt: &EcsRuntime, app: &str, t: &Task) -> RuntimeResult<
             .or_else(|| container.and_then(|c| c.reason()).map(str::to_string)),
         restarts: 0,
         last_check: None,
+        has_health_check: info.has_health_check,
         port: None,
         pid: None,
     })
@@ -99,15 +103,8 @@ pub async fn rollout_status(rt: &EcsRuntime, d: &Deployment, tasks: &[TaskStatus
         _ if !primary => (RolloutState::Failed, Some("superseded by a newer deployment".to_string())),
         _ => (RolloutState::InProgress, d.rollout_state_reason().map(str::to_string)),
     };
-    let healthy = tasks
-        .iter()
-        .filter(|t| {
-            t.kind == TaskKind::Service
-                && t.revision == revision
-                && t.last_status == Lifecycle::Running
-                && t.health == Health::Healthy
-        })
-        .count() as u32;
+    let healthy =
+        tasks.iter().filter(|t| t.kind == TaskKind::Service && t.revision == revision && t.is_ready()).count() as u32;
     let created = time(d.created_at()).unwrap_or_default();
     Ok(RolloutStatus {
         id: RolloutId(d.id().unwrap_or_default().to_string()),

@@ -10,7 +10,7 @@
 //! ([`leftovers`](super::leftovers)).
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,8 +75,23 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
         return Ok(false);
     }
     let socket = layout.socket();
-    if let Some(dir) = socket.parent() {
-        private_files::create_dir_all(dir)?;
+    match layout.temp_socket_dir() {
+        // Under the shared temp dir: made 0700 here, and one that exists is used only when it
+        // is ours and private (never made private by us: it may be someone else's).
+        Some(dir) => {
+            match std::fs::DirBuilder::new().mode(private_files::DIR_MODE).create(&dir) {
+                Ok(()) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(private_files::DIR_MODE))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            super::check_private_dir(&dir)
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))?;
+        }
+        None => {
+            if let Some(dir) = socket.parent() {
+                private_files::create_dir_all(dir)?;
+            }
+        }
     }
     // We hold the lock, so a socket file left here is from a dead agent, and so are any
     // processes still in its session: kill them before anything starts (see `leftovers`).
@@ -114,6 +129,10 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((conn, _)) = accepted {
+                    if let Err(e) = super::check_peer(&conn, &socket) {
+                        eprintln!("{} {e}", Utc::now().to_rfc3339());
+                        continue;
+                    }
                     agent.busy.fetch_add(1, Ordering::SeqCst);
                     let agent = agent.clone();
                     tokio::spawn(async move {
@@ -124,6 +143,9 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
                 }
             }
             _ = tick.tick() => {
+                for note in agent.with_state(|s| s.roll_back_orphans(super::process_alive)) {
+                    eprintln!("{} {note}", Utc::now().to_rfc3339());
+                }
                 reconcile(&agent);
                 // A removed socket (project deleted, or another agent took over after a
                 // crash) means nobody can reach us: stop rather than run unmanaged tasks.
@@ -211,11 +233,13 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
             let id = agent.with_state(|s| s.register(&stage, *spec, secrets))?;
             Ok(Reply::Revision { id })
         }
-        Request::Deploy { stage, app, revision, desired, settings } => {
+        Request::Deploy { stage, app, revision, desired, settings, owner } => {
             let port = agent.with_state(|s| s.revision(&stage, &app, &revision).map(|r| r.spec.config.port))?;
             ensure_listener(agent, &stage, &app, port).await?;
             let id = agent.with_state(|s| {
-                s.deploy(&stage, &app, &revision, desired, Some(settings), "superseded by a newer rollout")
+                let id = s.deploy(&stage, &app, &revision, desired, Some(settings), "superseded by a newer rollout")?;
+                s.set_owner(&stage, &app, &id, owner);
+                Ok::<_, RuntimeError>(id)
             })?;
             agent.wake_reconciler();
             Ok(Reply::Rollout { id })

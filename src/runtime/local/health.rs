@@ -2,8 +2,11 @@
 //! network check (HTTP GET of `health.path` on the task's port, 2xx/3xx), and the
 //! threshold bookkeeping that turns check results into HEALTHY / UNHEALTHY.
 //!
-//! An app with neither check gets a TCP connect check on its task port instead: the proxy
-//! must not route to a task before it listens, and "started" is not "listening".
+//! An app with a port and no HTTP check also gets a TCP connect check on its task port (a
+//! liveness check): the proxy must not route to a task before it listens, and "started" is
+//! not "listening". An app with no port and no configured check gets no check at all: its
+//! tasks show health UNKNOWN and count once they are still running at the end of their grace
+//! period (see `task`), as ECS counts a task without a health check.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,8 +26,26 @@ pub struct CheckResult {
     pub output: String,
 }
 
-/// Run every configured check once; all must pass.
-pub async fn check(config: &HealthConfig, port: u16, dir: &Path, env: &BTreeMap<String, String>) -> CheckResult {
+/// Whether a task of an app with this health config and port (the app's stable port, not the
+/// task's own) gets the TCP liveness check: it serves a port, and no HTTP check looks at it.
+pub fn tcp_liveness(config: &HealthConfig, app_port: Option<u16>) -> bool {
+    app_port.is_some() && config.path.is_none()
+}
+
+/// Whether a task gets any check (`tcp`: [`tcp_liveness`]).
+pub fn has_checks(config: &HealthConfig, tcp: bool) -> bool {
+    config.command.is_some() || config.path.is_some() || tcp
+}
+
+/// Run every check once (the configured ones, and the TCP liveness check when `tcp`); all
+/// must pass.
+pub async fn check(
+    config: &HealthConfig,
+    tcp: bool,
+    port: u16,
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> CheckResult {
     let timeout = config.timeout.to_std().max(Duration::from_millis(50));
     let mut outputs = Vec::new();
     if let Some(command) = &config.command {
@@ -41,13 +62,16 @@ pub async fn check(config: &HealthConfig, port: u16, dir: &Path, env: &BTreeMap<
         }
         outputs.push(r.output);
     }
-    if config.command.is_none() && config.path.is_none() {
+    if tcp {
         let r = match tokio::time::timeout(timeout, TcpStream::connect(("127.0.0.1", port))).await {
             Ok(Ok(_)) => CheckResult { ok: true, output: format!("tcp {port}: connected") },
             Ok(Err(e)) => CheckResult { ok: false, output: format!("tcp {port}: {e}") },
             Err(_) => CheckResult { ok: false, output: format!("tcp {port}: timed out") },
         };
-        return r;
+        if !r.ok {
+            return r;
+        }
+        outputs.push(r.output);
     }
     CheckResult { ok: true, output: outputs.join("; ") }
 }
@@ -185,6 +209,33 @@ impl HealthTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_checks_a_task_gets() {
+        let none = HealthConfig::default();
+        let http = HealthConfig { path: Some("/health".into()), ..HealthConfig::default() };
+        let command = HealthConfig { command: Some(vec!["true".into()]), ..HealthConfig::default() };
+        assert!(tcp_liveness(&none, Some(8080)) && has_checks(&none, true), "a port alone: TCP");
+        assert!(!tcp_liveness(&http, Some(8080)), "an HTTP check looks at the port already");
+        assert!(tcp_liveness(&command, Some(8080)), "a command check does not listen for the proxy");
+        // A worker: no port, no check. It is not checked on the port ferry assigned it.
+        assert!(!tcp_liveness(&none, None) && !has_checks(&none, false));
+        assert!(has_checks(&command, false));
+    }
+
+    #[tokio::test]
+    async fn the_tcp_check_needs_a_listener_and_runs_beside_the_command() {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dir = std::env::temp_dir();
+        let command = HealthConfig { command: Some(vec!["true".into()]), ..HealthConfig::default() };
+        let r = check(&command, true, port, &dir, &BTreeMap::new()).await;
+        assert!(r.ok && r.output.contains("tcp"), "{r:?}");
+        drop(listener);
+        let r = check(&command, true, port, &dir, &BTreeMap::new()).await;
+        assert!(!r.ok && r.output.starts_with(&format!("tcp {port}")), "{r:?}");
+        assert!(check(&command, false, port, &dir, &BTreeMap::new()).await.ok, "no TCP check asked");
+    }
 
     #[test]
     fn thresholds_and_grace() {

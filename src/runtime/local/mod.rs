@@ -34,6 +34,7 @@ use tokio::net::UnixStream;
 
 use crate::config::{DeploySettings, SecretRef};
 use crate::private_files;
+use crate::runtime::live::{LiveService, RecordedService};
 use crate::runtime::{
     LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
     TaskId, TaskSpec,
@@ -58,7 +59,7 @@ impl Layout {
     }
     /// The agent's socket. Unix socket paths are limited to about 100 bytes, so a deep
     /// project falls back to a per-project folder under the temp dir, named by a hash of
-    /// the root so both sides find it.
+    /// the root so both sides find it (see [`Layout::temp_socket_dir`]).
     pub fn socket(&self) -> PathBuf {
         let normal = self.agent_dir().join("agent.sock");
         if normal.as_os_str().len() < 100 {
@@ -66,6 +67,16 @@ impl Layout {
         }
         let hash = crate::config::Digest::of_bytes(self.root.as_os_str().as_encoded_bytes());
         std::env::temp_dir().join(format!("ferry-{}", &hash.hex()[..16])).join("agent.sock")
+    }
+
+    /// The socket's folder when it is the fallback under the shared temp dir. Its name is
+    /// predictable, so another local user could create it first and listen there to receive
+    /// the `register` request and its secret values: both sides check it
+    /// ([`check_private_dir`]) before use.
+    pub fn temp_socket_dir(&self) -> Option<PathBuf> {
+        let socket = self.socket();
+        let dir = socket.parent()?;
+        (!dir.starts_with(&self.root)).then(|| dir.to_path_buf())
     }
     pub fn pid_file(&self) -> PathBuf {
         self.agent_dir().join("agent.pid")
@@ -88,9 +99,56 @@ impl Layout {
     }
 }
 
+/// Refuse `dir` unless it is a real folder (not a link) owned by this process's user and
+/// open to nobody else: a folder under the shared temp dir that another user made, or left
+/// open, lets that user put their own socket where ferry sends secrets.
+pub fn check_private_dir(dir: &Path) -> RuntimeResult<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mode = meta.mode() & 0o7777;
+    let problem = if !meta.is_dir() {
+        "it is not a folder (a link or a file)".to_string()
+    } else if meta.uid() != me {
+        format!("it belongs to uid {}, not to you (uid {me})", meta.uid())
+    } else if mode & 0o077 != 0 {
+        format!("its mode is {mode:04o}, open to other users (want 0700)")
+    } else {
+        return Ok(());
+    };
+    Err(RuntimeError::Invalid(format!(
+        "refusing the agent's socket folder {}: {problem}; another user may have made it to receive \
+         the secrets ferry sends the agent. Remove it (after checking who made it) and run ferry again",
+        dir.display()
+    )))
+}
+
+/// Refuse a peer on the agent's socket that runs as another user: the folder checks keep
+/// others out, and this holds even if they did not (SO_PEERCRED, set by the kernel).
+pub fn check_peer(stream: &UnixStream, socket: &Path) -> RuntimeResult<()> {
+    let peer = stream.peer_cred()?.uid();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if peer == me {
+        return Ok(());
+    }
+    Err(RuntimeError::Invalid(format!(
+        "refusing the process at the other end of {}: it runs as uid {peer}, not as you (uid {me})",
+        socket.display()
+    )))
+}
+
 /// Send one request to a running agent. `Ok(None)` when no agent listens.
 pub async fn request(layout: &Layout, req: &Request) -> RuntimeResult<Option<Reply>> {
-    let stream = match UnixStream::connect(layout.socket()).await {
+    let socket = layout.socket();
+    if let Some(dir) = layout.temp_socket_dir() {
+        match check_private_dir(&dir) {
+            Err(RuntimeError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        }
+    }
+    let stream = match UnixStream::connect(&socket).await {
         Ok(s) => s,
         Err(e)
             if matches!(
@@ -102,6 +160,7 @@ pub async fn request(layout: &Layout, req: &Request) -> RuntimeResult<Option<Rep
         }
         Err(e) => return Err(e.into()),
     };
+    check_peer(&stream, &socket)?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(req).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
     line.push('\n');
@@ -279,13 +338,27 @@ impl LocalRuntime {
         since: Option<u64>,
         wait: Duration,
     ) -> RuntimeResult<(Vec<ServiceStatus>, Option<u64>)> {
+        match self.observe_agent(apps, current, since, wait).await? {
+            Some(answer) => Ok(answer),
+            None => Ok((apps.iter().map(|a| ServiceStatus::missing(a)).collect(), None)),
+        }
+    }
+
+    /// [`observe_request`](Self::observe_request), `None` when no agent runs.
+    async fn observe_agent(
+        &self,
+        apps: &[String],
+        current: bool,
+        since: Option<u64>,
+        wait: Duration,
+    ) -> RuntimeResult<Option<(Vec<ServiceStatus>, Option<u64>)>> {
         let wait_ms = if since.is_some() { wait.as_millis().try_into().unwrap_or(u64::MAX) } else { 0 };
         let stage = self.stage.clone();
         let req = Request::Observe { stage, apps: apps.to_vec(), changed_since: since, wait_ms, current };
         match request(&self.layout, &req).await? {
-            Some(Reply::Services { services, version }) => Ok((services, version)),
+            Some(Reply::Services { services, version }) => Ok(Some((services, version))),
             Some(other) => Err(unexpected(other)),
-            None => Ok((apps.iter().map(|a| ServiceStatus::missing(a)).collect(), None)),
+            None => Ok(None),
         }
     }
 }
@@ -337,6 +410,7 @@ impl Runtime for LocalRuntime {
             revision: revision.clone(),
             desired: desired_count,
             settings: settings.clone(),
+            owner: Some(std::process::id()),
         };
         match self.call(req).await? {
             Reply::Rollout { id } => Ok(id),
@@ -413,5 +487,25 @@ impl Runtime for LocalRuntime {
     async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream> {
         // Log files are plain files on this machine: read them here, no agent needed.
         logs::stream(self.layout.logs_dir(&self.stage, app), query.clone())
+    }
+
+    /// What the agent runs, asked without starting one: a crashed agent (or a reboot)
+    /// leaves every app missing, and saying why spares the user a hunt.
+    async fn live(&self, recorded: &[RecordedService]) -> RuntimeResult<Vec<LiveService>> {
+        let apps: Vec<String> = recorded.iter().map(|r| r.spec.app.clone()).collect();
+        let answer = self.observe_agent(&apps, false, None, Duration::ZERO).await?;
+        let cause = match answer {
+            Some(_) => "the local agent runs, but not this app (was the agent restarted?)",
+            None => "the local agent is not running (was it killed, or the machine restarted?)",
+        };
+        let services = match answer {
+            Some((services, _)) => services,
+            None => apps.iter().map(|a| ServiceStatus::missing(a)).collect(),
+        };
+        let mut live = crate::runtime::live::by_revision_id(recorded, &services);
+        for service in live.iter_mut().filter(|s| !s.present) {
+            service.cause = Some(cause.to_string());
+        }
+        Ok(live)
     }
 }

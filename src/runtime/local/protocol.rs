@@ -24,12 +24,17 @@ pub enum Request {
         spec: Box<RevisionSpec>,
         secrets: BTreeMap<String, String>,
     },
+    /// Start a rollout. `owner` is the pid of the ferry that asked (a commit): should it die
+    /// before the rollout completes, the agent rolls the app back, since nobody is left to
+    /// judge the rollout or record it (absent: the rollout is finished whatever happens).
     Deploy {
         stage: String,
         app: String,
         revision: RevisionId,
         desired: u32,
         settings: DeploySettings,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<u32>,
     },
     /// The status of apps. With `changed_since` (the `version` of an earlier answer) it is a
     /// long poll: the agent holds the answer until it differs from that one, at most

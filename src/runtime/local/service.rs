@@ -58,6 +58,11 @@ pub struct Rollout {
     pub failed_tasks: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The desired count it was started with, restored when a later rollout is rolled back
+    /// to it.
+    pub desired: u32,
+    /// Pid of the ferry that started it and watches it (see [`State::roll_back_orphans`]).
+    pub owner: Option<u32>,
 }
 
 /// An app with a desired count.
@@ -101,6 +106,8 @@ pub struct Task {
     pub one_off: Option<TaskSpec>,
     pub lifecycle: Lifecycle,
     pub health: Health,
+    /// Whether its revision gives it any health check (`health::has_checks`).
+    pub has_health_check: bool,
     pub ever_healthy: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub stopped_at: Option<DateTime<Utc>>,
@@ -140,6 +147,12 @@ impl Task {
         self.lifecycle != Lifecycle::Stopped
     }
 
+    /// Whether it counts toward its rollout ([`TaskStatus::is_ready`]).
+    fn is_ready(&self) -> bool {
+        self.lifecycle == Lifecycle::Running
+            && (self.health == Health::Healthy || !self.has_health_check && self.health == Health::Unknown)
+    }
+
     fn status(&self, service: Option<&Service>) -> TaskStatus {
         TaskStatus {
             id: self.id.clone(),
@@ -161,6 +174,7 @@ impl Task {
             stopped_reason: self.stopped_reason.clone(),
             restarts: self.restarts,
             last_check: self.last_check.clone(),
+            has_health_check: self.has_health_check,
             port: self.port,
             pid: self.pid,
         }
@@ -286,11 +300,56 @@ impl State {
             failed_tasks: 0,
             created_at: now,
             updated_at: now,
+            desired,
+            owner: None,
         });
         if service.rollouts.len() > 10 {
             service.rollouts.remove(0);
         }
         Ok(id)
+    }
+
+    /// Record `owner` as the process watching rollout `id`.
+    pub fn set_owner(&mut self, stage: &str, app: &str, id: &RolloutId, owner: Option<u32>) {
+        let rollouts = self.services.get_mut(&key(stage, app)).map(|s| s.rollouts.iter_mut());
+        if let Some(r) = rollouts.into_iter().flatten().find(|r| &r.id == id) {
+            r.owner = owner;
+        }
+    }
+
+    /// Roll back every app whose rollout in progress was started by a ferry that is gone
+    /// (`alive` says which pids still run): killed with `kill -9` or lost with its terminal
+    /// in mid-commit, nobody would judge the rollout, roll it back on failure or record it,
+    /// and an unhealthy release would be restarted forever while state names the old one.
+    /// The app goes back to its last completed rollout (revision and count), which is what
+    /// the dead commit's state says runs. A rollout with none before it (a first deploy, or
+    /// the engine starting a lost app's release again on a new agent as its rollback, which
+    /// it does not wait for) is left to finish: the next commit settles what the dead one
+    /// recorded in progress and plans that app again. Returns a line per app rolled back,
+    /// for the agent's log.
+    pub fn roll_back_orphans(&mut self, alive: impl Fn(u32) -> bool) -> Vec<String> {
+        let orphans: Vec<(AppKey, u32, RevisionId, u32)> = self
+            .services
+            .iter()
+            .filter_map(|(k, svc)| {
+                let primary = svc.primary()?;
+                let owner = primary.owner?;
+                if svc.removing || primary.state != RolloutState::InProgress || alive(owner) {
+                    return None;
+                }
+                let earlier = &svc.rollouts[..svc.rollouts.len() - 1];
+                let previous = earlier.iter().rev().find(|r| r.state == RolloutState::Completed)?;
+                Some((k.clone(), owner, previous.revision.clone(), previous.desired))
+            })
+            .collect();
+        let mut notes = Vec::new();
+        for ((stage, app), owner, revision, desired) in orphans {
+            let reason = format!("the ferry that started its rollout (pid {owner}) is gone: rolled back to {revision}");
+            if self.deploy(&stage, &app, &revision, desired, None, &reason).is_ok() {
+                notes.push(format!("{stage}/{app}: {reason}"));
+            }
+        }
+        notes
     }
 
     /// Create a task record (the caller spawns its runner).
@@ -301,7 +360,11 @@ impl State {
         revision: &RevisionId,
         one_off: Option<TaskSpec>,
     ) -> RuntimeResult<TaskId> {
-        let release = self.revision(stage, app, revision)?.spec.release;
+        let rev = self.revision(stage, app, revision)?;
+        let release = rev.spec.release;
+        let config = &rev.spec.config;
+        let has_health_check =
+            super::health::has_checks(&config.health, super::health::tcp_liveness(&config.health, config.port));
         self.seq += 1;
         let id = TaskId(new_id());
         self.by_app.entry(key(stage, app)).or_default().push(id.clone());
@@ -319,6 +382,7 @@ impl State {
                 one_off,
                 lifecycle: Lifecycle::Provisioning,
                 health: Health::Unknown,
+                has_health_check,
                 ever_healthy: false,
                 started_at: None,
                 stopped_at: None,
@@ -411,8 +475,7 @@ impl State {
         let n = service.desired as usize;
         let active: Vec<&Task> = tasks.iter().copied().filter(|t| t.stop.is_none()).collect();
         let (new, old): (Vec<&Task>, Vec<&Task>) = active.into_iter().partition(|t| t.revision == primary.revision);
-        let healthy = |t: &&&Task| t.lifecycle == Lifecycle::Running && t.health == Health::Healthy;
-        let healthy_new = new.iter().filter(healthy).count();
+        let healthy_new = new.iter().filter(|t| t.is_ready()).count();
         let mut surge = primary.settings.max_surge.of_ceil(n as u32) as usize;
         let min_serving = primary.settings.min_healthy.of_ceil(n as u32) as usize;
         if surge == 0 && min_serving >= n {
@@ -577,9 +640,7 @@ impl State {
                     desired: if primary.is_some_and(|p| p.id == r.id) { service.desired } else { 0 },
                     running: of_rev().filter(|t| t.lifecycle == Lifecycle::Running).count() as u32,
                     pending: of_rev().filter(|t| t.lifecycle.is_pending()).count() as u32,
-                    healthy: of_rev()
-                        .filter(|t| t.lifecycle == Lifecycle::Running && t.health == Health::Healthy)
-                        .count() as u32,
+                    healthy: of_rev().filter(|t| t.is_ready()).count() as u32,
                     failed_tasks: r.failed_tasks,
                     created_at: r.created_at,
                     updated_at: r.updated_at,

@@ -39,6 +39,8 @@ struct Plan {
     env: BTreeMap<String, String>,
     file_secrets: BTreeMap<String, String>,
     health: HealthConfig,
+    /// Whether the TCP liveness check runs ([`health::tcp_liveness`]).
+    tcp_check: bool,
     drain: Duration,
     stop_timeout: Duration,
     log_path: PathBuf,
@@ -146,6 +148,7 @@ fn plan(agent: &Agent, id: &TaskId) -> Option<Plan> {
             env,
             file_secrets,
             health: config.health.clone(),
+            tcp_check: health::tcp_liveness(&config.health, config.port),
             drain: rev.spec.config.deploy.drain.to_std(),
             stop_timeout: rev.spec.config.deploy.stop_timeout.to_std(),
             log_path: agent.layout.task_log(&t.stage, &t.app, &t.id),
@@ -232,7 +235,11 @@ async fn supervise(
 ) -> Result<Option<String>, String> {
     let wake = agent.update(id, |t| t.wake.clone()).ok_or("task vanished")?;
     let pid = child.id();
-    let checks = plan.kind == TaskKind::Service;
+    let service = plan.kind == TaskKind::Service;
+    let checks = service && health::has_checks(&plan.health, plan.tcp_check);
+    // A service task without any check (a worker with no port) runs ACTIVATING through its
+    // grace period, then RUNNING with health UNKNOWN: what it must do to count is outlive it.
+    let mut awaiting_grace = service && !checks;
     let started = Instant::now();
     let grace_end = started + plan.health.grace_period.to_std();
     let interval = plan.health.interval.to_std().max(Duration::from_millis(50));
@@ -250,8 +257,19 @@ async fn supervise(
                 Err(e) => break Outcome::Unhealthy(format!("lost the process: {e}")),
             },
             _ = wake.notified() => continue,
+            _ = tokio::time::sleep_until(grace_end), if awaiting_grace => {
+                awaiting_grace = false;
+                agent.update(id, |t| {
+                    if t.lifecycle == Lifecycle::Activating {
+                        t.lifecycle = Lifecycle::Running;
+                        // Counted as a failure no more, should it die later.
+                        t.ever_healthy = true;
+                    }
+                });
+                agent.wake_reconciler();
+            }
             _ = tokio::time::sleep_until(next_check), if checks => {
-                let result = health::check(&plan.health, port, &plan.dir, &check_env).await;
+                let result = health::check(&plan.health, plan.tcp_check, port, &plan.dir, &check_env).await;
                 let in_grace = Instant::now() < grace_end;
                 let status = tracker.record(result.ok, in_grace);
                 let activating_over = status != Health::Unknown || !in_grace;

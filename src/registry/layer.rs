@@ -1,7 +1,8 @@
-//! Deterministic tar archives: the byte format of an image in the local registry.
+//! Image layers: deterministic tar archives written from a folder, and layers applied to a
+//! folder (the files a process task runs in).
 //!
-//! An image's digest is the sha256 of its archive, so the archive must depend on the
-//! *content* only — never on mtimes, owners, umask or the order `readdir` happens to return.
+//! An image's digest is the sha256 of its manifest, which names its layer by the sha256 of
+//! the layer's bytes, so a layer ferry writes must depend on the *content* only — never on mtimes, owners, umask or the order `readdir` happens to return.
 //! A [`Tree`] is the content (relative path → directory, file or symlink), gathered from a
 //! folder or from a user's tarball; [`Tree::write`] serialises it one way only:
 //!
@@ -18,8 +19,8 @@
 //! (which could climb out through another symlink) — is an error, as are hard links to
 //! missing files, devices, FIFOs and sockets. Names must be UTF-8.
 //!
-//! [`unpack`] reads an archive back into a folder with the same checks, so a tampered blob
-//! cannot write outside its destination either.
+//! [`Applier`] reads layers back into a folder, one over the other with OCI whiteouts, under
+//! the same checks, so no layer — ferry's or anyone's — can write outside its destination.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -355,58 +356,160 @@ pub(crate) fn check_link(rel: &str, target: &str) -> Result<()> {
     Ok(())
 }
 
-/// Unpack an archive into `dest` (an existing, empty folder). Files are created `0600`
-/// (`0700` when executable) and folders `0700`: a release belongs to the user running it.
-/// Every path is checked again, and a parent must be a folder unpacked earlier, so no entry
-/// can land outside `dest`.
-pub(crate) fn unpack(reader: impl Read, dest: &Path) -> Result<()> {
-    let bad = |e| RegistryError::io("cannot read archive", e);
-    let mut archive = tar::Archive::new(reader);
-    let mut dirs: BTreeSet<String> = BTreeSet::from([String::new()]);
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let raw = entry.path().map_err(bad)?.into_owned();
-        let Some(rel) = normalise(&raw)? else { continue };
-        let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
-        if !dirs.contains(parent) {
-            return Err(RegistryError::UnsafePath {
-                path: rel,
-                reason: "comes before its folder in the archive".into(),
-            });
+/// Applies layers, bottom first, to a folder (an existing, empty one). Files are created
+/// `0600` (`0700` when executable) and folders `0700`: a release belongs to the user running
+/// it. Every path is checked again, and every parent must be a folder this applier created,
+/// so no entry can land outside `dest` or write through a symlink. A later layer replaces
+/// what an earlier one put at the same path; `.wh.NAME` deletes `NAME` and `.wh..wh..opq`
+/// empties its folder, as the OCI layer format says.
+pub(crate) struct Applier<'a> {
+    dest: &'a Path,
+    /// Folders created so far (relative; `""` is `dest`).
+    dirs: BTreeSet<String>,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(dest: &'a Path) -> Self {
+        Applier { dest, dirs: BTreeSet::from([String::new()]) }
+    }
+
+    /// Apply one uncompressed layer.
+    pub fn apply(&mut self, reader: impl Read) -> Result<()> {
+        let bad = |e| RegistryError::io("cannot read layer", e);
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let raw = entry.path().map_err(bad)?.into_owned();
+            let Some(rel) = normalise(&raw)? else { continue };
+            let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+            let (parent, name) = (parent.to_string(), name.to_string());
+            self.make_parents(&rel, &parent)?;
+            if name == ".wh..wh..opq" {
+                let dir = self.dest.join(&parent);
+                let entries =
+                    fs::read_dir(&dir).map_err(|e| RegistryError::io(format!("cannot list {}", dir.display()), e))?;
+                for child in entries.flatten() {
+                    let child_rel = child.file_name().to_str().map(|n| join(&parent, n)).unwrap_or_default();
+                    self.remove(&child_rel)?;
+                }
+                continue;
+            }
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                self.remove(&join(&parent, hidden))?;
+                continue;
+            }
+            let target = self.dest.join(&rel);
+            let write_err = |e| RegistryError::io(format!("cannot write {}", target.display()), e);
+            match entry.header().entry_type() {
+                tar::EntryType::Directory => {
+                    if !self.dirs.contains(&rel) {
+                        self.remove(&rel)?;
+                        create_private_dir(&target).map_err(write_err)?;
+                        self.dirs.insert(rel);
+                    }
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let executable = entry.header().mode().map_err(bad)? & 0o111 != 0;
+                    self.remove(&rel)?;
+                    // `create_new` refuses to follow a symlink planted at this path.
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(if executable { 0o700 } else { 0o600 })
+                        .open(&target)
+                        .map_err(write_err)?;
+                    io::copy(&mut entry, &mut f).map_err(write_err)?;
+                }
+                tar::EntryType::Symlink => {
+                    let link = link_target(&entry, &rel)?;
+                    check_link(&rel, &link)?;
+                    self.remove(&rel)?;
+                    std::os::unix::fs::symlink(&link, &target).map_err(write_err)?;
+                }
+                tar::EntryType::Link => {
+                    let link = link_target(&entry, &rel)?;
+                    let source = normalise(Path::new(&link))?.unwrap_or_default();
+                    let source_parent = source.rsplit_once('/').map_or("", |(p, _)| p);
+                    let source_path = self.dest.join(&source);
+                    let is_file = self.dirs.contains(source_parent)
+                        && fs::symlink_metadata(&source_path).is_ok_and(|m| m.file_type().is_file());
+                    if !is_file {
+                        return Err(RegistryError::UnsafePath {
+                            path: rel,
+                            reason: format!("is a hard link to `{link}`, which is not a file earlier in the image"),
+                        });
+                    }
+                    self.remove(&rel)?;
+                    fs::hard_link(&source_path, &target).map_err(write_err)?;
+                }
+                tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+                other => {
+                    return Err(RegistryError::UnsafePath {
+                        path: rel,
+                        reason: format!("has tar entry type {other:?}, which ferry cannot unpack"),
+                    })
+                }
+            }
         }
-        let target = dest.join(&rel);
-        let write_err = |e| RegistryError::io(format!("cannot write {}", target.display()), e);
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                create_private_dir(&target).map_err(write_err)?;
-                dirs.insert(rel);
+        Ok(())
+    }
+
+    /// Create the folders above `rel` that no entry listed (layers may leave them out).
+    fn make_parents(&mut self, rel: &str, parent: &str) -> Result<()> {
+        if self.dirs.contains(parent) {
+            return Ok(());
+        }
+        let mut sofar = String::new();
+        for part in parent.split('/') {
+            sofar = join(&sofar, part);
+            if self.dirs.contains(&sofar) {
+                continue;
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let executable = entry.header().mode().map_err(bad)? & 0o111 != 0;
-                // `create_new` refuses to follow a symlink planted at this path.
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(if executable { 0o700 } else { 0o600 })
-                    .open(&target)
-                    .map_err(write_err)?;
-                io::copy(&mut entry, &mut f).map_err(write_err)?;
+            let path = self.dest.join(&sofar);
+            match fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    create_private_dir(&path)
+                        .map_err(|e| RegistryError::io(format!("cannot create {}", path.display()), e))?;
+                    self.dirs.insert(sofar.clone());
+                }
+                _ => {
+                    return Err(RegistryError::UnsafePath {
+                        path: rel.to_string(),
+                        reason: format!("is inside `{sofar}`, which is not a folder"),
+                    })
+                }
             }
-            tar::EntryType::Symlink => {
-                let link = link_target(&entry, &rel)?;
-                check_link(&rel, &link)?;
-                std::os::unix::fs::symlink(&link, &target).map_err(write_err)?;
+        }
+        Ok(())
+    }
+
+    /// Remove whatever is at `rel` (nothing there is fine), without following symlinks.
+    fn remove(&mut self, rel: &str) -> Result<()> {
+        if rel.is_empty() {
+            return Ok(());
+        }
+        let path = self.dest.join(rel);
+        let gone = |e: io::Error| RegistryError::io(format!("cannot remove {}", path.display()), e);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(gone(e)),
+            Ok(m) if m.file_type().is_dir() => {
+                fs::remove_dir_all(&path).map_err(gone)?;
+                let under = format!("{rel}/");
+                self.dirs.retain(|d| d != rel && !d.starts_with(&under));
+                Ok(())
             }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            other => {
-                return Err(RegistryError::UnsafePath {
-                    path: rel,
-                    reason: format!("has tar entry type {other:?}, which an image cannot hold"),
-                })
-            }
+            Ok(_) => fs::remove_file(&path).map_err(gone),
         }
     }
-    Ok(())
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
 }
 
 /// `mkdir` with mode 0700 (whatever the umask).
@@ -449,5 +552,80 @@ mod tests {
         assert!(t.insert("a/b/c/d", file()).is_err(), "a file cannot hold entries");
         assert!(t.insert("a/b", file()).is_err(), "a folder with content cannot become a file");
         t.insert("a/b/c", file()).unwrap();
+    }
+
+    fn layer(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, path, data).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn layers_stack_with_whiteouts_and_replacements() {
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("out");
+        create_private_dir(&dest).unwrap();
+        let mut applier = Applier::new(&dest);
+        applier
+            .apply(
+                layer(&[
+                    ("etc/", Directory, ""),
+                    ("etc/a", Regular, "a1"),
+                    ("etc/b", Regular, "b1"),
+                    ("var/log/x", Regular, "x"),
+                    ("link", Symlink, "etc/a"),
+                ])
+                .as_slice(),
+            )
+            .unwrap();
+        applier
+            .apply(
+                layer(&[
+                    ("etc/a", Regular, "a2"),
+                    ("etc/.wh.b", Regular, ""),
+                    ("var/log/.wh..wh..opq", Regular, ""),
+                    ("var/log/y", Regular, "y"),
+                    ("hard", Link, "etc/a"),
+                ])
+                .as_slice(),
+            )
+            .unwrap();
+        assert_eq!(fs::read_to_string(dest.join("etc/a")).unwrap(), "a2");
+        assert!(!dest.join("etc/b").exists());
+        assert!(!dest.join("var/log/x").exists());
+        assert_eq!(fs::read_to_string(dest.join("var/log/y")).unwrap(), "y");
+        assert_eq!(fs::read_to_string(dest.join("link")).unwrap(), "a2");
+        assert_eq!(fs::read_to_string(dest.join("hard")).unwrap(), "a2");
+    }
+
+    #[test]
+    fn no_layer_writes_through_a_symlink_or_outside() {
+        use tar::EntryType::{Regular, Symlink};
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("out");
+        create_private_dir(&dest).unwrap();
+        let mut applier = Applier::new(&dest);
+        // A symlink to a folder inside, then a file "under" it: refused, never followed.
+        applier.apply(layer(&[("real/f", Regular, "x"), ("via", Symlink, "real")]).as_slice()).unwrap();
+        let err = applier.apply(layer(&[("via/evil", Regular, "x")]).as_slice()).unwrap_err();
+        assert!(err.to_string().contains("is inside `via`, which is not a folder"), "{err}");
+        assert!(!dest.join("real/evil").exists());
+        let err = applier.apply(layer(&[("up", Symlink, "../../etc")]).as_slice()).unwrap_err();
+        assert!(err.to_string().contains("outside the image"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for a map of the modules.
 
 pub mod apply;
+pub mod atomic_file;
 pub mod aws;
 pub mod build;
 pub mod cli;

@@ -600,3 +600,277 @@ fn a_planted_secret_never_appears_in_the_dashboard_or_its_api() {
     assert!(leaks.is_empty(), "a secret's value leaked into:\n{}", leaks.join("\n"));
     p.run(&["down"]).expect_code(0);
 }
+
+// ---- Items 7 to 12 of issue #18 (hostile stage files, masking, counters, file writes,
+// growth, early checks). ----
+
+/// A quickstart project whose `web` marks `TOKEN` sensitive, with two deployments recorded
+/// that ran different TOKEN values: `(project, old value, value in the file now)`.
+fn project_with_sensitive_history() -> (TestProject, String, String) {
+    use crate::history::{file_config, record, Dep};
+    let p = TestProject::from_example("quickstart");
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (old, new) = (format!("old-token-{unique}"), format!("new-token-{unique}"));
+    let stage = p
+        .read("stages/development.toml")
+        .replace("port = 18080", "sensitive_env = [\"TOKEN\"]\nport = 18080")
+        .replace("[apps.web.env]\n", &format!("[apps.web.env]\nTOKEN = \"{new}\"\n"));
+    p.write("stages/development.toml", &stage);
+    let now = file_config(&p);
+    let mut then = now.clone();
+    then.env.insert("TOKEN".into(), old.clone());
+    // Release 2 (not the file's release 1, whose digest differs): the rollback re-declares it.
+    record(&p, &[2], vec![Dep::ok(2, &then, "Activate release 2", 3), Dep::ok(2, &now, "Config change: ~TOKEN", 1)]);
+    (p, old, new)
+}
+
+#[test]
+fn sensitive_env_values_are_masked_in_history_and_rollback_diffs() {
+    let (p, old, new) = project_with_sensitive_history();
+    let history = crate::history::ferry(&p, &["history", "web", "--json"]);
+    history.expect_code(0);
+    let out = history.stdout();
+    assert!(!out.contains(&old) && !out.contains(&new), "history --json shows a sensitive value:\n{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["deployments"][1]["config"]["env"]["TOKEN"], "(sensitive)");
+
+    // Rolling back to v1 writes the old value into the file; the diff does not show either.
+    let rollback = crate::history::ferry(&p, &["rollback", "web", "v1"]);
+    rollback.expect_code(0);
+    let (out, err) = (rollback.stdout(), rollback.stderr());
+    assert!(p.read("stages/development.toml").contains(&old), "the rollback restores the old value");
+    assert!(out.contains("(sensitive)"), "the diff shows the TOKEN line masked:\n{out}");
+    for shown in [&out, &err] {
+        assert!(!shown.contains(&old) && !shown.contains(&new), "the rollback shows a sensitive value:\n{shown}");
+    }
+}
+
+/// A project of one stage file `stages/dev.<ext>` holding `text`.
+fn project_with_stage(ext: &str, text: &str) -> TestProject {
+    let p = TestProject::empty();
+    p.write("ferry.toml", "[project]\nname = \"hostile\"\n");
+    p.write(&format!("stages/dev.{ext}"), text);
+    p
+}
+
+#[test]
+fn hostile_nesting_is_a_located_error_in_validate_plan_and_fmt() {
+    let minus = format!("app \"web\" {{\n  image  = \"web\"\n  active = {}1\n}}\n", "-".repeat(5_000));
+    let nested =
+        format!("app \"web\" {{\n  image   = \"web\"\n  command = {}1{}\n}}\n", "[".repeat(2_000), "]".repeat(2_000));
+    for (what, text) in [("5,000 `-`", minus), ("2,000 `[`", nested)] {
+        let p = project_with_stage("hcl", &text);
+        for args in [&["validate"][..], &["plan"], &["fmt", "--check"], &["fmt"]] {
+            let run = p.run(args);
+            // Was exit 134: the parser overflowed the stack.
+            assert_eq!(run.code(), 1, "{what}, ferry {args:?}: {}", run.stderr());
+            assert!(run.stderr().contains("stages/dev.hcl:3:"), "{what}, ferry {args:?}: {}", run.stderr());
+            assert!(run.stderr().contains("nested more than 128 levels"), "{what}, ferry {args:?}: {}", run.stderr());
+        }
+        assert_eq!(p.read("stages/dev.hcl"), text, "fmt left the file as it was");
+    }
+}
+
+#[test]
+fn numbers_are_exact_and_read_alike_in_toml_and_hcl() {
+    let toml = |v: &str| format!("[apps.web]\nimage = \"web\"\nscale = {v}\n");
+    let hcl = |v: &str| format!("app \"web\" {{\n  image = \"web\"\n  scale = {v}\n}}\n");
+    // Each was accepted by the HCL reader: `1.0` as 1, `---1` as 1, the rest wrapped or rounded.
+    for value in ["1.0", "---1", "--9223372036854775808", "18446744073709551617", "1e0"] {
+        let (t, h) = (project_with_stage("toml", &toml(value)), project_with_stage("hcl", &hcl(value)));
+        let (t, h) = (t.run(&["validate"]), h.run(&["validate"]));
+        assert_eq!((t.code(), h.code()), (1, 1), "`scale = {value}`:\n{}\n{}", t.stderr(), h.stderr());
+        assert!(h.stderr().contains("stages/dev.hcl:3:"), "`scale = {value}`: {}", h.stderr());
+    }
+    // What TOML accepts, HCL reads as the same value.
+    for value in ["2", "0"] {
+        let (t, h) = (project_with_stage("toml", &toml(value)), project_with_stage("hcl", &hcl(value)));
+        t.run(&["validate"]).expect_code(0);
+        h.run(&["validate"]).expect_code(0);
+    }
+}
+
+#[test]
+fn stage_file_writes_are_atomic_and_keep_mode_and_symlink() {
+    use std::os::unix::fs::{symlink, MetadataExt};
+    let p = TestProject::from_example("quickstart");
+    let stage = p.path().join("stages/development.toml");
+    // The real file lives elsewhere and is private; the stage file links to it.
+    let real = p.path().join("private-development.toml");
+    std::fs::rename(&stage, &real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    symlink(&real, &stage).unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+
+    p.run(&["release", "create", "web", &digest, "--no-verify"]).expect_code(0);
+    let check = |what: &str| {
+        assert!(std::fs::symlink_metadata(&stage).unwrap().file_type().is_symlink(), "{what} replaced the symlink");
+        assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o600, "{what} changed the mode");
+        assert!(std::fs::read_to_string(&real).unwrap().contains(&digest), "{what} did not edit the target");
+    };
+    check("release create");
+
+    // `fmt` replaces the file by a rename (a new inode), never rewrites it in place, so a
+    // kill mid-write leaves the old contents whole.
+    std::fs::write(&real, std::fs::read_to_string(&real).unwrap().replace("scale = 2", "scale    =    2")).unwrap();
+    let inode = std::fs::metadata(&real).unwrap().ino();
+    p.run(&["fmt"]).expect_code(0);
+    assert!(std::fs::read_to_string(&real).unwrap().contains("scale = 2"), "fmt formatted the target");
+    assert_ne!(std::fs::metadata(&real).unwrap().ino(), inode, "fmt wrote the file in place");
+    check("fmt");
+    let leftovers: Vec<_> = std::fs::read_dir(p.path())
+        .unwrap()
+        .chain(std::fs::read_dir(p.path().join("stages")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-") || n.ends_with(".ferry-edit"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+/// Edit the recorded state of the quickstart's `development` stage as JSON.
+fn edit_state(p: &TestProject, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = p.path().join(".ferry/state/development.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut state);
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+}
+
+#[test]
+fn exhausted_counters_refuse_the_commit_before_the_runtime_is_touched() {
+    use crate::history::{file_config, record, Dep};
+    let cases: [(&str, fn(&mut serde_json::Value)); 2] = [
+        ("serial", |s| s["serial"] = serde_json::json!(u64::MAX - 1)),
+        ("deployment v", |s| {
+            s["apps"]["web"]["history"][0]["number"] = serde_json::json!(u64::MAX);
+            s["apps"]["web"]["active"]["deployment"] = serde_json::json!(u64::MAX);
+        }),
+    ];
+    for (what, change) in cases {
+        let p = TestProject::from_example("quickstart");
+        let _guard = AgentGuard { layout: Layout::new(p.path()) };
+        record(&p, &[2], vec![Dep::ok(2, &file_config(&p), "Activate release 2", 1)]);
+        edit_state(&p, change);
+        // The file says release 1, state says release 2 runs: the commit has work to do.
+        let run = p.run(&["commit", "--yes"]);
+        assert_eq!(run.code(), 1, "{what}: {}", run.stderr());
+        assert!(run.stderr().contains(what) && run.stderr().contains("cannot commit"), "{what}: {}", run.stderr());
+        assert!(!p.path().join(".ferry/agent").exists(), "{what}: the commit reached the local runtime");
+        assert!(!p.path().join(".ferry/releases").exists(), "{what}: the commit unpacked a release");
+    }
+}
+
+#[test]
+fn what_would_fail_at_commit_fails_at_validate_with_a_location() {
+    let cases: [(&str, String, &str, &str); 4] = [
+        ("image path", "[apps.web]\nimage = \"../../etc\"\n".into(), "stages/dev.toml:2:", "not a repository name"),
+        (
+            "NUL",
+            "[apps.web]\nimage = \"web\"\n\n[apps.web.env]\nA = \"x\\u0000y\"\n".into(),
+            "stages/dev.toml:5:",
+            "NUL",
+        ),
+        (
+            "128 KiB",
+            format!("[apps.web]\nimage = \"web\"\n\n[apps.web.env]\nBIG = \"{}\"\n", "x".repeat(128 * 1024)),
+            "stages/dev.toml:5:",
+            "128 KiB",
+        ),
+        ("not UTF-8", "[apps.web]\nimage = \"caf\u{e9}\"\n".into(), "stages/dev.toml:2:", "not UTF-8"),
+    ];
+    for (what, text, at, message) in cases {
+        let p = project_with_stage("toml", &text);
+        if what == "not UTF-8" {
+            // Saved as Latin-1: é is the one byte 0xe9.
+            let latin1: Vec<u8> = text.chars().map(|c| u8::try_from(u32::from(c)).unwrap()).collect();
+            std::fs::write(p.path().join("stages/dev.toml"), latin1).unwrap();
+        }
+        // `fmt` reads the file too: it gets the same location and hint.
+        let commands: &[&[&str]] =
+            if what == "not UTF-8" { &[&["validate"], &["fmt", "--check"]] } else { &[&["validate"]] };
+        for args in commands {
+            let run = p.run(args);
+            let err = run.stderr();
+            assert_eq!(run.code(), 1, "{what}, ferry {args:?}: {err}");
+            assert!(err.contains(at) && err.contains(message), "{what}, ferry {args:?}: {err}");
+            assert!(!err.contains("ferry init"), "{what}: a wrong hint: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_port_used_by_two_local_stages_fails_validate() {
+    let p = TestProject::empty();
+    p.write("ferry.toml", "[project]\nname = \"ports\"\n");
+    p.write("stages/alpha.toml", "[apps.web]\nimage = \"web\"\nport = 18123\n");
+    p.write("stages/beta.toml", "[apps.api]\nimage = \"api\"\nport = 18123\n");
+    let run = p.run(&["validate"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.stderr().contains("stages/beta.toml:3:"), "{}", run.stderr());
+    assert!(run.stderr().contains("app `web` in local stage `alpha`"), "{}", run.stderr());
+    // Checking one stage compares it with the others too.
+    let run = p.run(&["validate", "-s", "alpha"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.stderr().contains("stages/alpha.toml:3:"), "{}", run.stderr());
+    // An ECS stage's port is not on this machine.
+    p.write(
+        "stages/beta.toml",
+        "[runtime]\nkind = \"ecs\"\nregion = \"eu-west-1\"\ncluster = \"c\"\nsubnets = [\"subnet-1\"]\n\n\
+         [apps.api]\nimage = \"api\"\nport = 18123\n",
+    );
+    let run = p.run(&["validate"]);
+    assert!(!run.stderr().contains("also the port"), "{}", run.stderr());
+}
+
+#[test]
+fn a_task_killed_by_a_signal_reports_128_plus_the_signal() {
+    let p = Project::new();
+    p.run(&["commit", "--yes"]).expect_code(0);
+    let killed = p.run(&[
+        "task",
+        "run",
+        "web",
+        "--",
+        "python3",
+        "-c",
+        "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+    ]);
+    // Was 1, as for any failure.
+    assert_eq!(killed.code(), 128 + 15, "{}", killed.stderr());
+    assert!(killed.stderr().contains("exited with code 143"), "{}", killed.stderr());
+    p.run(&["down"]).expect_code(0);
+}
+
+#[test]
+fn state_keeps_the_newest_deployments_and_history_still_lists_all() {
+    let p = Project::new();
+    p.p.write("ferry.toml", "[project]\nname = \"sec\"\n\n[state]\nkeep_deployments = 2\n");
+    let stage = p.p.read("stages/dev.toml");
+    for scale in [1, 2, 1] {
+        p.p.write("stages/dev.toml", &stage.replace("scale = 1", &format!("scale = {scale}")));
+        p.run(&["commit", "--yes"]).expect_code(0);
+    }
+    let state: serde_json::Value =
+        serde_json::from_str(&p.p.read(".ferry/state/dev.json")).expect("the state file is JSON");
+    let kept: Vec<u64> =
+        state["apps"]["web"]["history"].as_array().unwrap().iter().map(|d| d["number"].as_u64().unwrap()).collect();
+    // Was every deployment ever made, rewritten by every commit.
+    assert_eq!(kept, [2, 3]);
+    let archive = p.p.read(".ferry/state/dev.history.jsonl");
+    assert_eq!(archive.lines().count(), 1, "{archive}");
+    let history: serde_json::Value = serde_json::from_str(&p.run(&["history", "web", "--json"]).stdout()).unwrap();
+    let listed: Vec<u64> =
+        history["deployments"].as_array().unwrap().iter().map(|d| d["number"].as_u64().unwrap()).collect();
+    assert_eq!(listed, [3, 2, 1]);
+    p.run(&["down"]).expect_code(0);
+
+    // A temp file a killed writer left beside the state goes with the next write.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let leftover = p.dot_ferry().join(format!("state/.dev.json.tmp-{dead}-x1y2z3"));
+    std::fs::write(&leftover, "{").unwrap();
+    p.p.write("ferry.toml", "[project]\nname = \"sec\"\n");
+    p.run(&["commit", "--yes"]).expect_code(0);
+    assert!(!leftover.exists(), "the leftover temp file is still there");
+    p.run(&["down"]).expect_code(0);
+}

@@ -27,6 +27,24 @@ pub fn load_stage(data: &[u8], ext: &str) -> Option<Stage> {
     }
 }
 
+/// Format a stage file's text as `ferry fmt` does (`stages/development.<ext>`), then format
+/// what it wrote again: neither may panic or overflow. (Idempotence is not asserted yet: the
+/// first runs found an empty HCL object and trailing spaces after a comment that settle only
+/// on the second pass.)
+pub fn format_twice(data: &[u8], ext: &str) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let path = format!("stages/development.{ext}");
+    let path = Path::new(&path);
+    match ferry::edit::format_file(path, text, ferry::edit::FileKind::Stage) {
+        Ok(formatted) => {
+            let _ = ferry::edit::format_file(path, &formatted, ferry::edit::FileKind::Stage);
+        }
+        Err(diagnostic) => {
+            let _ = diagnostic.to_string();
+        }
+    }
+}
+
 /// The quick start's stage.
 pub fn quickstart() -> Stage {
     load_stage_text(Path::new("stages/development.toml"), QUICKSTART.to_string(), "development")

@@ -39,14 +39,13 @@ pub struct AbortRequest {
 }
 
 impl AbortRequest {
-    /// Write the request atomically (temp file and rename).
+    /// Write the request atomically, private to its owner.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             crate::private_files::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        crate::private_files::write(&tmp, &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(&tmp, path)
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        crate::atomic_file::write(path, &bytes, crate::atomic_file::Mode::Private)
     }
 
     /// The request in `path`, if there is a readable one.

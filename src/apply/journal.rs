@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::plan::{record, Operation, Outcome};
+use crate::plan::{record, Changeset, Operation, Outcome};
 use crate::state::{Deployment, DeploymentStatus, StageState};
 
 /// The deployment `op` (a deploy or scale) will record, as `in_progress`, built by
@@ -44,6 +44,28 @@ pub fn finish(op: &Operation, state: &mut StageState, outcome: &Outcome, in_prog
     } else {
         None
     }
+}
+
+/// Whether applying `changeset` can count its journal entries: the state's serial and each
+/// app's deployment numbers must not pass `u64::MAX`, where they would wrap (the serial to
+/// 0, leaving a stage no write is accepted for; a deployment to v0). Checked before anything
+/// reaches the runtime; the message says which counter is exhausted.
+pub fn check_counters(state: &StageState, changeset: &Changeset) -> Result<(), String> {
+    // Each operation writes state at most twice (`in_progress`, then settled); settling
+    // interrupted deployments, forgetting lost apps and archiving old deployments write
+    // once each.
+    let ops = u64::try_from(changeset.operations.len()).unwrap_or(u64::MAX);
+    let writes = ops.saturating_mul(2).saturating_add(3);
+    if state.serial.checked_add(writes).is_none() {
+        return Err(format!("the state's serial {} cannot count the {writes} writes this commit makes", state.serial));
+    }
+    for op in &changeset.operations {
+        let last = state.apps.get(op.app()).and_then(|a| a.history.last()).map_or(0, |d| d.number);
+        if last.checked_add(ops).is_none() {
+            return Err(format!("app `{}` has deployment v{last}: the next number would pass u64::MAX", op.app()));
+        }
+    }
+    Ok(())
 }
 
 /// The `(app, vN)` of every deployment left `in_progress`.

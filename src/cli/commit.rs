@@ -152,6 +152,14 @@ pub(crate) fn commit_stage(
         settle_interrupted(&mut session, hook)?;
         return Ok(());
     }
+    // Refused here, before anything reaches the runtime: a counter that would wrap leaves
+    // a stage no later write is accepted for.
+    crate::apply::journal::check_counters(session.state(), &changeset).map_err(|why| {
+        CliError::with_hint(
+            format!("cannot commit stage `{name}`: {why}"),
+            "the state file was edited or damaged: `ferry state restore` brings back the previous copy",
+        )
+    })?;
     if !from_file && !args.yes {
         confirm(name)?;
     }
@@ -179,6 +187,11 @@ pub(crate) fn commit_stage(
     // A request that came too late to matter must not linger for the next run.
     if AbortRequest::read(&request).is_some_and(|r| r.lock_id == lock_id) {
         let _ = std::fs::remove_file(&request);
+    }
+    // Keep the state small: deployments beyond the newest `keep_deployments` per app move to
+    // the archive, which `ferry history` reads too. A failure only leaves them in state.
+    if let Err(e) = crate::state::archive::prune(&mut session, project.keep_deployments) {
+        hook.note(&format!("older deployments stay in state: archiving them failed: {e}"));
     }
     let several_stages = config::stage_refs(&project.root).len() > 1;
     let next_steps = after_failures(session.state(), &report, several_stages.then_some(name));

@@ -29,7 +29,13 @@ pub fn run(ctx: &Context, args: FmtArgs) -> CliResult {
     let mut problems = Diagnostics::default();
     let mut changed = Vec::new();
     for (rel, kind) in files {
-        let text = std::fs::read_to_string(root.join(&rel))?;
+        let text = match crate::config::validate::read_text(&root, &rel) {
+            Ok(text) => text,
+            Err(d) => {
+                problems.push(d);
+                continue;
+            }
+        };
         // A file that does not parse is reported and left as it is.
         let formatted = match edit::format_file(&rel, &text, kind) {
             Ok(f) => f,
@@ -45,7 +51,8 @@ pub fn run(ctx: &Context, args: FmtArgs) -> CliResult {
         if args.check {
             print_out(&edit::unified_diff(&shown, &text, &formatted, ctx.color))?;
         } else {
-            std::fs::write(root.join(&rel), &formatted)?;
+            // Atomic, keeping mode and symlink: a killed `fmt` never truncates a file.
+            crate::atomic_file::write(&root.join(&rel), formatted.as_bytes(), crate::atomic_file::Mode::Keep)?;
             print_out(&format!("formatted {shown}\n"))?;
         }
         changed.push(shown);

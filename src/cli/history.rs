@@ -8,6 +8,7 @@ use crate::cli::release::{app_state, pick_stage};
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config;
 use crate::history::{now, relative_time};
+use crate::plan::diff::mask_sensitive;
 use crate::state::{Deployment, DeploymentStatus};
 
 /// List an app's deployments vN, newest first.
@@ -47,7 +48,10 @@ pub fn run(ctx: &Context, args: HistoryArgs) -> CliResult {
     }
     let newest: Vec<&Deployment> = app.history.iter().rev().take(args.number).collect();
     if args.json {
-        let doc = json!({ "app": args.app, "stage": stage, "deployments": newest });
+        // As recorded, but with the values of sensitive env vars masked, as in plans.
+        let masked: Vec<Deployment> =
+            newest.iter().map(|d| Deployment { config: mask_sensitive(&d.config), ..(*d).clone() }).collect();
+        let doc = json!({ "app": args.app, "stage": stage, "deployments": masked });
         return print_out(&format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON")));
     }
     if newest.is_empty() {

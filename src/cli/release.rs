@@ -259,8 +259,10 @@ pub(super) fn find_app<'a>(stage: &'a Stage, name: &str) -> CliResult<&'a App> {
 /// without the lock: writes are atomic, so this is one consistent state, and these commands
 /// record nothing.
 pub(super) fn app_state(project: &Project, stage: &str, app: &str) -> CliResult<AppState> {
-    let state = open_store(project)?.read(stage)?;
-    Ok(state.and_then(|mut s| s.apps.remove(app)).unwrap_or_default())
+    let store = open_store(project)?;
+    let state = store.read(stage)?.and_then(|mut s| s.apps.remove(app)).unwrap_or_default();
+    // With the deployments older commits archived: history and rollback see them all.
+    Ok(crate::state::archive::with_archived(store.as_ref(), stage, app, state)?)
 }
 
 /// The stage file (relative to the project root) of `stage`.
@@ -312,10 +314,9 @@ pub(super) fn finish(
             "run the command again: it reads the file anew",
         ));
     }
-    // Write beside and rename: an interrupted write never leaves half a stage file.
-    let tmp = path.with_extension("ferry-edit");
-    std::fs::write(&tmp, edit.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    // Atomic: an interrupted write never leaves half a stage file; the file keeps its mode
+    // and a symlinked stage file its link.
+    crate::atomic_file::write(&path, edit.to_string().as_bytes(), crate::atomic_file::Mode::Keep)
         .map_err(|e| CliError::new(format!("cannot write {}: {e}", rel.display())))?;
     drop(lock);
     print_out(&edit.diff(ctx.color))?;

@@ -89,6 +89,12 @@ pub struct StateSection {
     /// AWS region of the bucket. Default: the standard AWS region chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Deployments per app kept in the state, which every commit rewrites; older ones are
+    /// appended to `<stage>.history.jsonl` beside it and still listed by `ferry history`.
+    /// Default: 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100_000))]
+    pub keep_deployments: Option<u64>,
 }
 
 /// `[pipeline]`.

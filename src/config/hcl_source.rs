@@ -15,7 +15,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use hcl_edit::expr::{Expression, ObjectKey, UnaryOperator};
+use hcl_edit::expr::{Expression, ObjectKey};
 use hcl_edit::structure::{Block, Body, Structure};
 use hcl_edit::template::Element;
 use hcl_edit::Span;
@@ -35,10 +35,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SourceNode, Diagnostic> {
 
 /// Parse HCL text into an editable `hcl-edit` body; a syntax error is a located diagnostic.
 pub fn parse_body(path: &Path, text: &str) -> Result<Body, Diagnostic> {
-    if let Some(at) = too_deep(text) {
-        return Err(Diagnostic::at(path, text, at..at + 1, format!("HCL nested more than {MAX_DEPTH} levels deep"))
-            .with_hint("a stage file nests a few levels: close the brackets and braces opened before this one"));
-    }
+    check_depth(path, text)?;
     hcl_edit::parser::parse_body(text).map_err(|e| {
         let at = e.location().offset();
         // hcl-edit's message is its own excerpt plus "expected …"; keep the message line and
@@ -51,13 +48,25 @@ pub fn parse_body(path: &Path, text: &str) -> Result<Body, Diagnostic> {
     })
 }
 
-/// How deep brackets, braces, parentheses and `${…}` may nest. hcl-edit's parser recurses
-/// once per level without a limit of its own, so a few thousand `[` overflow the stack (found
-/// by the `stage_hcl` fuzz target); a real stage file nests a handful of levels.
+/// Refuse HCL nested deeper than hcl-edit's parser can recurse; every caller of
+/// `hcl_edit::parser` checks this first.
+pub fn check_depth(path: &Path, text: &str) -> Result<(), Diagnostic> {
+    let Some(at) = too_deep(text) else { return Ok(()) };
+    Err(Diagnostic::at(path, text, at..at + 1, format!("HCL nested more than {MAX_DEPTH} levels deep")).with_hint(
+        "a stage file nests a few levels and writes at most one `-` before a number: close the brackets and braces \
+         opened before this one, or remove the extra `-` and `!`",
+    ))
+}
+
+/// How deep brackets, braces, parentheses, `${…}` and unary operators (`-`, `!`) may nest.
+/// hcl-edit's parser recurses once per level without a limit of its own, so a few thousand
+/// `[` or `-` overflow the stack (found by the `stage_hcl` fuzz target and by hand); a real
+/// stage file nests a handful of levels.
 const MAX_DEPTH: usize = 128;
 
 /// The byte offset of the first opening that nests deeper than [`MAX_DEPTH`], if any. Skips
-/// comments and the text of strings, but counts `${` inside them.
+/// comments and the text of strings, but counts `${` inside them. A unary operator is a level
+/// that stays open until the term it applies to ends: `-[-[1]]` is four levels.
 fn too_deep(text: &str) -> Option<usize> {
     #[derive(PartialEq)]
     enum Open {
@@ -65,7 +74,11 @@ fn too_deep(text: &str) -> Option<usize> {
         Interpolation,
     }
     let bytes = text.as_bytes();
-    let mut stack: Vec<Open> = Vec::new();
+    // Each opening with the unary operators written right before it (they close with it).
+    let mut stack: Vec<(Open, usize)> = Vec::new();
+    // Operators of the stack, operators waiting for their term, and those before the string
+    // being read (its `${` keeps them open).
+    let (mut operators, mut pending, mut before_string) = (0usize, 0usize, 0usize);
     let mut in_string = false;
     let mut i = 0;
     while i < bytes.len() {
@@ -76,10 +89,12 @@ fn too_deep(text: &str) -> Option<usize> {
                 (b'\\', _) => i += 1,
                 (b'"', _) => in_string = false,
                 (b'$' | b'%', Some(b'{')) => {
-                    stack.push(Open::Interpolation);
+                    stack.push((Open::Interpolation, before_string));
+                    operators += before_string;
+                    before_string = 0;
                     in_string = false;
                     i += 1;
-                    if stack.len() > MAX_DEPTH {
+                    if stack.len() + operators > MAX_DEPTH {
                         return Some(i - 1);
                     }
                 }
@@ -88,7 +103,10 @@ fn too_deep(text: &str) -> Option<usize> {
             }
         } else {
             match (b, next) {
-                (b'"', _) => in_string = true,
+                (b'"', _) => {
+                    in_string = true;
+                    before_string = std::mem::take(&mut pending);
+                }
                 (b'#', _) | (b'/', Some(b'/')) => {
                     while i < bytes.len() && bytes[i] != b'\n' {
                         i += 1;
@@ -102,16 +120,43 @@ fn too_deep(text: &str) -> Option<usize> {
                     i += 1;
                 }
                 (b'[' | b'{' | b'(', _) => {
-                    stack.push(Open::Code);
-                    if stack.len() > MAX_DEPTH {
+                    stack.push((Open::Code, pending));
+                    operators += std::mem::take(&mut pending);
+                    if stack.len() + operators > MAX_DEPTH {
                         return Some(i);
                     }
                 }
+                (b'-' | b'!', _) => {
+                    pending += 1;
+                    if stack.len() + operators + pending > MAX_DEPTH {
+                        return Some(i);
+                    }
+                }
+                // An identifier (which may hold `-`) or a number (`1e-5`) ends the operators
+                // before it.
+                (c, _) if c.is_ascii_alphanumeric() || c == b'_' => {
+                    pending = 0;
+                    while i + 1 < bytes.len()
+                        && matches!(bytes[i + 1], b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.')
+                    {
+                        i += 1;
+                    }
+                }
                 (b']' | b')', _) => {
-                    stack.pop();
+                    pending = 0;
+                    if let Some((_, n)) = stack.pop() {
+                        operators -= n;
+                    }
                 }
                 // Closing `${…}` goes back into its string.
-                (b'}', _) => in_string = stack.pop() == Some(Open::Interpolation),
+                (b'}', _) => {
+                    pending = 0;
+                    let closed = stack.pop();
+                    if let Some((_, n)) = &closed {
+                        operators -= n;
+                    }
+                    in_string = closed.is_some_and(|(open, _)| open == Open::Interpolation);
+                }
                 _ => {}
             }
         }
@@ -243,7 +288,7 @@ impl Converter<'_> {
         let span = span_of(expr);
         let value = match expr {
             Expression::Bool(b) => SourceValue::Bool(*b.value()),
-            Expression::Number(n) => number(n.value()),
+            Expression::Number(_) => self.number(span.clone())?,
             Expression::String(s) => SourceValue::String(s.value().clone()),
             Expression::StringTemplate(t) => {
                 let mut out = String::new();
@@ -271,7 +316,7 @@ impl Converter<'_> {
                     let name = match key {
                         ObjectKey::Ident(i) => i.as_str().to_string(),
                         ObjectKey::Expression(Expression::String(s)) => s.value().clone(),
-                        ObjectKey::Expression(Expression::Number(n)) => n.value().to_string(),
+                        ObjectKey::Expression(Expression::Number(_)) => self.text[key_span.clone()].trim().to_string(),
                         ObjectKey::Expression(_) => {
                             return Err(self.error(
                                 key_span,
@@ -286,14 +331,15 @@ impl Converter<'_> {
                 SourceValue::Table(entries)
             }
             Expression::Parenthesis(p) => return self.expr(p.inner(), key_span),
-            Expression::UnaryOp(op) if op.operator.value() == &UnaryOperator::Neg => match &op.expr {
-                Expression::Number(n) => match number(n.value()) {
-                    SourceValue::Integer(i) => SourceValue::Integer(-i),
-                    SourceValue::Float(f) => SourceValue::Float(-f),
-                    other => other,
-                },
-                _ => return Err(self.not_evaluated(span)),
-            },
+            // hcl-edit reads `-5` as the number -5 itself; an operator left over is a second
+            // `-` (`--5`, which it would negate again) or a `!`.
+            Expression::UnaryOp(_) => {
+                return Err(self.error(
+                    span,
+                    "a number takes at most one `-`, and `!` is not a value",
+                    "write the number itself, e.g. `-1` or `1`",
+                ))
+            }
             Expression::Null(_) => {
                 return Err(self.error(span, "`null` is not a value here", "remove the attribute to use its default"))
             }
@@ -337,19 +383,32 @@ impl Converter<'_> {
         Ok(())
     }
 
+    /// The number written at `span`, read from its text as TOML reads numbers: an integer
+    /// is exact (hcl-edit would turn `1.0` into the integer 1 and an integer beyond i64
+    /// into an approximate float), and anything with a fraction or exponent is a float.
+    fn number(&self, span: Range<usize>) -> Result<SourceValue, Diagnostic> {
+        let literal: String = self.text[span.clone()].chars().filter(|c| !c.is_whitespace()).collect();
+        if literal.contains(['.', 'e', 'E']) {
+            return match literal.parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(SourceValue::Float(f)),
+                _ => Err(self.error(span, format!("`{literal}` is not a finite number"), "write a smaller number")),
+            };
+        }
+        literal.parse::<i64>().map(SourceValue::Integer).map_err(|_| {
+            self.error(
+                span,
+                format!("`{literal}` is out of range for an integer"),
+                "integers go from -9223372036854775808 to 9223372036854775807",
+            )
+        })
+    }
+
     fn not_evaluated(&self, span: Range<usize>) -> Diagnostic {
         self.error(
             span,
             "ferry does not evaluate HCL expressions",
             "write a literal value; `${NAME}` inside a string is kept as written",
         )
-    }
-}
-
-fn number(n: &hcl_edit::Number) -> SourceValue {
-    match n.as_i64() {
-        Some(i) => SourceValue::Integer(i),
-        None => SourceValue::Float(n.as_f64().unwrap_or(f64::NAN)),
     }
 }
 
@@ -446,6 +505,46 @@ app "web" {
         );
         assert!(SourceFile::parse(Path::new("stages/p.hcl"), text, Format::Hcl).is_ok());
         assert!(too_deep(&format!("x = {}{}\n", "[".repeat(128), "]".repeat(128))).is_none());
+    }
+
+    #[test]
+    fn unary_operators_count_as_nesting() {
+        // `active = ` then 5,000 `-` overflowed hcl-edit's stack (exit 134).
+        for text in [
+            format!("active = {}1\n", "-".repeat(5_000)),
+            format!("active = {}1\n", "- ".repeat(5_000)),
+            format!("active = {}true\n", "!".repeat(5_000)),
+            format!("x = {}1{}\n", "-[".repeat(100), "]".repeat(100)),
+        ] {
+            let d = err(&text);
+            assert!(d.message.contains("nested more than 128 levels"), "{}", d.message);
+        }
+        // `-` inside identifiers and numbers is no operator.
+        assert!(too_deep(&format!("{} = 1e-5\n", "a-".repeat(500) + "b")).is_none());
+    }
+
+    #[test]
+    fn numbers_are_exact_and_take_one_minus() {
+        let value = |text: &str| src(text).root().to_json()["x"].clone();
+        assert_eq!(value("x = -9223372036854775808\n"), serde_json::json!(i64::MIN));
+        assert_eq!(value("x = - 5\n"), serde_json::json!(-5));
+        // `1.0` is a float, as in TOML (hcl-edit would make it the integer 1).
+        assert!(value("x = 1.0\n").is_f64());
+        assert!(value("x = 2e3\n").is_f64());
+        for (text, message) in [
+            // Read as 1 and as a wrapped i64::MIN before.
+            ("x = ---1\n", "at most one `-`"),
+            ("x = --1\n", "at most one `-`"),
+            ("x = --9223372036854775808\n", "at most one `-`"),
+            ("x = !true\n", "at most one `-`"),
+            // An approximate float before.
+            ("x = 9223372036854775808\n", "out of range"),
+            ("x = -9223372036854775809\n", "out of range"),
+        ] {
+            let d = err(text);
+            assert!(d.message.contains(message), "{text}: {}", d.message);
+            assert_eq!(d.line, 1, "{text}");
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Project {
     pub state: StateBackend,
     /// Ordered pipeline steps (may be empty).
     pub pipeline: Vec<PipelineStep>,
+    /// `[state] keep_deployments`: deployments per app kept in state; older ones are
+    /// archived (`state::archive`).
+    pub keep_deployments: usize,
     /// `[registry]`: the image registry of local stages.
     pub registry: RegistrySettings,
 }
@@ -57,6 +60,7 @@ impl Project {
             name: String::new(),
             state: StateBackend::Local,
             pipeline: Vec::new(),
+            keep_deployments: crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
             registry: RegistrySettings::default(),
         }
     }

@@ -23,11 +23,20 @@ pub fn read_source(root: &Path, rel: &Path) -> Result<SourceFile, Diagnostic> {
     SourceFile::parse(rel, read_text(root, rel)?, Format::of_path(rel))
 }
 
-/// Read a file's text; a missing or unreadable file is a diagnostic.
-fn read_text(root: &Path, rel: &Path) -> Result<String, Diagnostic> {
-    std::fs::read_to_string(root.join(rel)).map_err(|e| {
+/// Read a file's text; a missing or unreadable file is a diagnostic, and so is one that is
+/// not UTF-8, located at its first byte that is not.
+pub fn read_text(root: &Path, rel: &Path) -> Result<String, Diagnostic> {
+    let bytes = std::fs::read(root.join(rel)).map_err(|e| {
         Diagnostic::whole_file(rel, format!("cannot read {}: {e}", rel.display()))
             .with_hint("run `ferry init` to create a project, or `-C DIR` to point at one")
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let shown = String::from_utf8_lossy(e.as_bytes());
+        Diagnostic::at(rel, &shown, at..at + 1, format!("{} is not UTF-8 text", rel.display())).with_hint(format!(
+            "byte 0x{:02x} starts no UTF-8 character; save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+            e.as_bytes()[at]
+        ))
     })
 }
 
@@ -210,8 +219,23 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
         );
     }
 
+    let keep_deployments = match file.state.as_ref().and_then(|s| s.keep_deployments) {
+        None => crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
+        Some(n) if (1..=100_000).contains(&n) => n as usize,
+        Some(n) => {
+            diags.push(
+                src.diagnostic(
+                    &path!["state", "keep_deployments"],
+                    Target::Value,
+                    format!("`keep_deployments` is {n}, not between 1 and 100000"),
+                )
+                .with_hint("older deployments are archived beside the state and still listed by `ferry history`"),
+            );
+            crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS
+        }
+    };
     let state = match file.state.clone().unwrap_or_default() {
-        file::StateSection { backend: file::StateBackendKind::Local, bucket, prefix, region } => {
+        file::StateSection { backend: file::StateBackendKind::Local, bucket, prefix, region, .. } => {
             for (key, set) in [("bucket", bucket.is_some()), ("prefix", prefix.is_some()), ("region", region.is_some())]
             {
                 if set {
@@ -227,7 +251,7 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
             }
             StateBackend::Local
         }
-        file::StateSection { backend: file::StateBackendKind::S3, bucket, prefix, region } => {
+        file::StateSection { backend: file::StateBackendKind::S3, bucket, prefix, region, .. } => {
             if bucket.is_none() {
                 diags.push(
                     src.diagnostic(&path!["state"], Target::Key, "the s3 state backend needs a `bucket`")
@@ -301,7 +325,7 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
     let registry = check_registry(src, file.registry.clone().unwrap_or_default(), &mut diags);
 
     if diags.is_empty() {
-        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline, registry })
+        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline, keep_deployments, registry })
     } else {
         diags.sort();
         Err(diags)
@@ -761,6 +785,17 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
             src.diagnostic(&at(&path!["image"]), Target::Value, "`image` is empty")
                 .with_hint("name the image repository"),
         );
+    } else if matches!(runtime, Runtime::Local) && !crate::registry::is_repository_name(&a.image) {
+        // The local registry keeps a repository as a folder of that name: `../..` would
+        // leave it. Found here rather than when the commit asks the registry.
+        diags.push(
+            src.diagnostic(
+                &at(&path!["image"]),
+                Target::Value,
+                format!("`{}` is not a repository name of the local registry", a.image.escape_debug()),
+            )
+            .with_hint("use lowercase letters and digits with `.`, `_` or `-` between them, in `/`-separated parts, e.g. `web` or `team/web`"),
+        );
     }
 
     // Releases: positive, unique ids; valid digests.
@@ -868,7 +903,12 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         );
     }
 
-    for key in a.env.keys() {
+    for (key, value) in &a.env {
+        if let Some(problem) = env_value_problem(key, value) {
+            diags.push(src.diagnostic(&at(&path!["env", key]), Target::Value, problem).with_hint(
+                "a process cannot be started with it; pass large or binary data as a file (a `file:` secret) instead",
+            ));
+        }
         if !is_env_name(key) {
             diags.push(
                 src.diagnostic(
@@ -1193,6 +1233,21 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
 fn line_of(src: &SourceFile, path: &[PathSeg], target: Target) -> usize {
     let start = src.span_of(path, target).start.min(src.text.len());
     src.text[..start].matches('\n').count() + 1
+}
+
+/// Linux's limit on one `KEY=VALUE` string of a process's environment, with its NUL
+/// (`MAX_ARG_STRLEN`, 32 pages): a longer one fails the task's start with E2BIG.
+const MAX_ENV_STRING: usize = 128 * 1024;
+
+/// Why an env var cannot be passed to a process, if it cannot: a NUL byte ends the string
+/// early, and a string over [`MAX_ENV_STRING`] is refused by `execve`.
+fn env_value_problem(key: &str, value: &str) -> Option<String> {
+    if value.contains('\0') {
+        return Some(format!("the value of `{key}` holds a NUL byte"));
+    }
+    let len = key.len() + 1 + value.len() + 1;
+    (len > MAX_ENV_STRING)
+        .then(|| format!("`{key}=…` is {len} bytes, over the 128 KiB a process's environment string may hold"))
 }
 
 fn is_env_name(s: &str) -> bool {

@@ -48,9 +48,48 @@ pub fn unified_diff(path: &str, old: &str, new: &str, color: bool) -> String {
     out
 }
 
+/// `diff` with the value of each sensitive env var `(key, value)` replaced by
+/// `(sensitive)` on every line that sets that key, as plans mask them. The value is looked
+/// for as written and as TOML and HCL escape it in a quoted string; only after the key, so a
+/// short value does not blank out the rest of the diff.
+pub fn mask_sensitive_lines(diff: &str, sensitive: &[(String, String)]) -> String {
+    if sensitive.is_empty() {
+        return diff.to_string();
+    }
+    let mut out = String::with_capacity(diff.len());
+    for line in diff.split_inclusive('\n') {
+        let mut line = line.to_string();
+        for (key, value) in sensitive.iter().filter(|(_, v)| !v.is_empty()) {
+            let Some(at) = line.find(key.as_str()) else { continue };
+            let after = at + key.len();
+            let escaped = serde_json::to_string(value).expect("a string serialises");
+            let escaped = &escaped[1..escaped.len() - 1];
+            let mut rest = line[after..].to_string();
+            for form in [value.as_str(), escaped] {
+                rest = rest.replace(form, crate::plan::diff::SENSITIVE);
+            }
+            line.replace_range(after.., &rest);
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_sensitive_values_on_their_lines() {
+        let diff = "-TOKEN = \"old\\\"secret\"\n+TOKEN = \"new-secret\"\n OTHER = \"old\"\n+env = { TOKEN = \"new-secret\" }\n";
+        let sensitive =
+            [("TOKEN".to_string(), "old\"secret".to_string()), ("TOKEN".to_string(), "new-secret".to_string())];
+        let masked = mask_sensitive_lines(diff, &sensitive);
+        assert!(!masked.contains("secret"), "{masked}");
+        assert_eq!(masked.matches("(sensitive)").count(), 3, "{masked}");
+        // Another key's value stays, even when it equals part of a sensitive one.
+        assert!(masked.contains(" OTHER = \"old\""), "{masked}");
+    }
 
     #[test]
     fn shows_changed_lines_with_context() {

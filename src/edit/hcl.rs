@@ -379,6 +379,7 @@ fn set_object_entry(body: &mut Body, at: &AppAt, attr: &str, key: &str, value: O
 
 /// Format `rest` (the part of `full` after its header comment).
 pub(super) fn format(path: &Path, full: &str, rest: &str) -> Result<String, Diagnostic> {
+    crate::config::hcl_source::check_depth(path, full)?;
     let mut body = match hcl_edit::parser::parse_body(rest) {
         Ok(b) => b,
         Err(_) => {

@@ -22,7 +22,7 @@ pub use restore::{Restore, Unrestored};
 
 use crate::config::diagnostic::Diagnostic;
 use crate::config::model::Digest;
-use crate::config::source::Format;
+use crate::config::source::{Format, SourceFile};
 
 /// Why an edit could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,9 +170,42 @@ impl StageEdit {
         self.to_string() != self.original
     }
 
-    /// A unified diff of the opened text and the edited one.
+    /// A unified diff of the opened text and the edited one, with the values of sensitive
+    /// env vars masked as plans mask them (a key marked sensitive before or after the edit).
     pub fn diff(&self, color: bool) -> String {
-        unified_diff(&self.path.to_string_lossy(), &self.original, &self.to_string(), color)
+        let edited = self.to_string();
+        let diff = unified_diff(&self.path.to_string_lossy(), &self.original, &edited, color);
+        diff::mask_sensitive_lines(&diff, &self.sensitive_values(&edited))
+    }
+
+    /// `(key, value)` of every env var of an app that marks it sensitive, in the opened text
+    /// or in `edited`; read from the parsed tree, so it needs no valid stage.
+    fn sensitive_values(&self, edited: &str) -> Vec<(String, String)> {
+        let trees: Vec<serde_json::Value> = [self.original.as_str(), edited]
+            .into_iter()
+            .filter_map(|text| SourceFile::parse(&self.path, text.to_string(), self.format()).ok())
+            .map(|source| source.root().to_json())
+            .collect();
+        let apps = |tree: &serde_json::Value| tree.get("apps").and_then(|a| a.as_object()).cloned().unwrap_or_default();
+        let mut sensitive = std::collections::BTreeSet::new();
+        for tree in &trees {
+            for (app, config) in apps(tree) {
+                for key in config.get("sensitive_env").and_then(|k| k.as_array()).into_iter().flatten() {
+                    sensitive.extend(key.as_str().map(|k| (app.clone(), k.to_string())));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for tree in &trees {
+            for (app, config) in apps(tree) {
+                for (key, value) in config.get("env").and_then(|e| e.as_object()).into_iter().flatten() {
+                    if let (true, Some(value)) = (sensitive.contains(&(app.clone(), key.clone())), value.as_str()) {
+                        out.push((key.clone(), value.to_string()));
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn at(&self, app: &str) -> AppAt {

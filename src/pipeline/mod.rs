@@ -127,5 +127,6 @@ pub fn step_named<'a>(project: &'a Project, name: &str) -> Result<&'a PipelineSt
 // is the aim once both have landed.
 pub fn next_release_id(app: &App, recorded: Option<&AppState>) -> u64 {
     let in_file = app.releases.keys().next_back().copied().unwrap_or(0);
-    in_file.max(recorded.map_or(0, AppState::max_release_id)) + 1
+    // Saturates instead of wrapping to 0: u64::MAX is then taken, and adding it is refused.
+    in_file.max(recorded.map_or(0, AppState::max_release_id)).saturating_add(1)
 }

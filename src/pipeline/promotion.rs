@@ -193,13 +193,9 @@ pub fn open_edit(project: &Project, stage: &Stage) -> Result<(PathBuf, StageEdit
     Ok((rel, edit))
 }
 
-/// Write an edited stage file: beside it first, then renamed over, so an interrupted write
-/// never leaves half a file.
+/// Write an edited stage file atomically, keeping its mode and any symlink to it.
 pub fn write_edit(root: &Path, file: &Path, edit: &StageEdit) -> Result<()> {
-    let path = root.join(file);
-    let tmp = path.with_extension("ferry-edit");
-    std::fs::write(&tmp, edit.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    crate::atomic_file::write(&root.join(file), edit.to_string().as_bytes(), crate::atomic_file::Mode::Keep)
         .map_err(|source| PipelineError::Io { path: file.display().to_string(), source })
 }
 

@@ -17,10 +17,10 @@
 //! metadata, so a request the SDK retried after a lost answer recognises its own success.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs::{self, File};
+use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -210,20 +210,8 @@ impl RecordStore for LocalRecordStore {
         if stored.as_ref() != expected {
             return Err(RecordError::Precondition { location: path.display().to_string() });
         }
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(Self::backend(&path, e));
-        }
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Self::backend(&dir, e))
+        crate::atomic_file::remove_leftovers(&dir);
+        crate::atomic_file::write(&path, bytes, crate::atomic_file::Mode::Private).map_err(|e| Self::backend(&path, e))
     }
 }
 

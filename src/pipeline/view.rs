@@ -167,6 +167,7 @@ mod tests {
             name: "shop".into(),
             state: StateBackend::Local,
             pipeline: vec![step("development", &["dev"]), step("production", &["eu", "us"])],
+            keep_deployments: 50,
             registry: Default::default(),
         };
         let stages = [stage("dev", [app("web", 2)]), stage("eu", [app("web", 2)]), stage("us", [app("web", 1)])];

@@ -147,6 +147,18 @@ pub fn config_fields(image: &str, config: &AppConfig) -> Vec<FieldChange> {
     out
 }
 
+/// `config` with the values of its `sensitive_env` keys masked, for output that shows a
+/// whole config (`ferry history --json`).
+pub fn mask_sensitive(config: &AppConfig) -> AppConfig {
+    let mut masked = config.clone();
+    for (key, value) in &mut masked.env {
+        if config.sensitive_env.contains(key) {
+            *value = SENSITIVE.to_string();
+        }
+    }
+    masked
+}
+
 /// Key changes between two maps; values of `sensitive` keys masked.
 fn map_changes(
     old: &BTreeMap<String, String>,

@@ -194,15 +194,11 @@ impl SavedPlan {
         SavedPlan::from_json(path, &text)
     }
 
-    /// Write the plan to `path` (a temp file renamed into place, so a reader never sees half
-    /// a plan), 0600: it shows the stage's config to whoever may read it.
+    /// Write the plan to `path`, atomically (a reader never sees half a plan) and private to
+    /// its owner.
     pub fn write(&self, path: &Path) -> Result<(), SavedPlanError> {
-        let err = |source| SavedPlanError::Write { path: path.to_path_buf(), source };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        crate::private_files::write(&tmp, self.to_json().as_bytes()).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        crate::atomic_file::write(path, self.to_json().as_bytes(), crate::atomic_file::Mode::Private)
+            .map_err(|source| SavedPlanError::Write { path: path.to_path_buf(), source })
     }
 }
 

@@ -204,9 +204,7 @@ pub fn ensure_running(root: &Path, settings: &RegistrySettings) -> Result<Served
     // Reap it whenever it exits, so a long-lived starter (a test) keeps no zombie.
     std::thread::spawn(move || child.wait());
     let record = dir.join("serve.json");
-    let tmp = dir.join("serve.json.tmp");
-    crate::private_files::write(&tmp, &serde_json::to_vec(&served).expect("JSON"))
-        .and_then(|()| fs::rename(&tmp, &record))
+    crate::atomic_file::write(&record, &serde_json::to_vec(&served).expect("JSON"), crate::atomic_file::Mode::Private)
         .map_err(|e| io("write", &record, e))?;
     Ok(served)
 }

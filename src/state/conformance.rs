@@ -50,7 +50,8 @@ macro_rules! state_store_conformance {
             round_trip, serial_conflict, concurrent_writers_one_wins, lineage_mismatch,
             lock_is_exclusive, unlock_with_wrong_id_is_refused, force_unlock_removes_the_lock,
             lock_timeout_waits_then_names_the_holder, lock_waits_for_a_holder_to_let_go,
-            corrupt_state_is_refused_and_left_alone, newer_version_is_refused_and_left_alone);
+            corrupt_state_is_refused_and_left_alone, newer_version_is_refused_and_left_alone,
+            archive_appends, exhausted_serial_is_refused);
     };
     (@each $make:expr; $($check:ident),*) => {
         $(
@@ -294,4 +295,27 @@ pub fn newer_version_is_refused_and_left_alone(b: &dyn Backend) {
     s.lineage = "l".into();
     assert!(matches!(store.write(&mut s), Err(StateError::NewerVersion { .. })));
     assert_eq!(b.get_raw("dev").as_deref(), Some(newer.as_bytes()));
+}
+
+/// The deployment archive only grows: each append lands after what is there, seen by every
+/// client; a stage never archived has none.
+pub fn archive_appends(b: &dyn Backend) {
+    let (one, two) = (b.client(), b.client());
+    assert_eq!(one.read_archive("dev").unwrap(), None);
+    one.append_archive("dev", b"{\"a\":1}\n").unwrap();
+    two.append_archive("dev", b"{\"a\":2}\n").unwrap();
+    assert_eq!(one.read_archive("dev").unwrap().as_deref(), Some(&b"{\"a\":1}\n{\"a\":2}\n"[..]));
+    assert_eq!(two.read_archive("other").unwrap(), None);
+}
+
+/// A state at serial `u64::MAX` cannot count another write: refused, the stored state kept.
+pub fn exhausted_serial_is_refused(b: &dyn Backend) {
+    let mut state = sample("dev");
+    state.serial = u64::MAX;
+    let bytes = super::codec::encode(&state);
+    b.put_raw("dev", &bytes);
+    let mut read = b.client().read("dev").unwrap().unwrap();
+    let err = b.client().write(&mut read).unwrap_err();
+    assert!(matches!(err, StateError::SerialExhausted { .. }), "{err}");
+    assert_eq!(b.get_raw("dev").unwrap(), bytes);
 }

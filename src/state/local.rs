@@ -61,6 +61,11 @@ impl LocalStateStore {
         self.dir.join(format!("{stage}.json.previous"))
     }
 
+    /// `<dir>/<stage>.history.jsonl`: deployments pruned from the state, appended.
+    pub fn archive_path(&self, stage: &str) -> PathBuf {
+        self.dir.join(format!("{stage}.history.jsonl"))
+    }
+
     /// `<dir>/<stage>.lock`.
     pub fn lock_path(&self, stage: &str) -> PathBuf {
         self.dir.join(format!("{stage}.lock"))
@@ -217,16 +222,13 @@ impl LocalStateStore {
         })
     }
 
-    /// Write `bytes` as the stage's state: temp file, fsync, rename over, fsync directory.
+    /// Write `bytes` as the stage's state atomically (temp file, fsync, rename over, fsync
+    /// directory), first removing temp files killed writers left.
     fn replace_state(&self, stage: &str, bytes: &[u8]) -> Result<()> {
         let path = self.state_path(stage);
-        let tmp = self.temp_path(&format!("{stage}.json"));
-        let result = Self::create_file(&tmp, bytes).and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(Self::backend_error(&path, e));
-        }
-        self.sync_dir()
+        crate::atomic_file::remove_leftovers(&self.dir);
+        crate::atomic_file::write(&path, bytes, crate::atomic_file::Mode::Private)
+            .map_err(|e| Self::backend_error(&path, e))
     }
 }
 
@@ -236,17 +238,7 @@ pub(super) fn unreadable_lock_id(bytes: &[u8]) -> String {
     format!("unreadable-{}", &hex::encode(Sha256::digest(bytes))[..12])
 }
 
-/// Whether `pid` is certainly not running on this host (`kill(pid, 0)` says `ESRCH`).
-/// Another user's process (`EPERM`) is running.
-pub(super) fn process_is_gone(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    if pid <= 0 {
-        return false; // 0 and negatives address process groups, not one process
-    }
-    // SAFETY: signal 0 only checks whether the process exists; nothing is sent.
-    let r = unsafe { libc::kill(pid, 0) };
-    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
+pub(super) use crate::atomic_file::process_is_gone;
 
 impl StateStore for LocalStateStore {
     fn location(&self, stage: &str) -> String {
@@ -311,6 +303,22 @@ impl StateStore for LocalStateStore {
         self.replace_state(&stage, &codec::encode(&next))?;
         state.serial = next.serial;
         Ok(())
+    }
+
+    fn append_archive(&self, stage: &str, lines: &[u8]) -> Result<()> {
+        self.check_stage(stage)?;
+        self.ensure_dir()?;
+        let path = self.archive_path(stage);
+        // Appended, never rewritten: a crash mid-append leaves at most one torn last line,
+        // which readers skip.
+        crate::private_files::open_append(&path)
+            .and_then(|mut f| f.write_all(lines).and_then(|()| f.sync_all()))
+            .map_err(|e| Self::backend_error(&path, e))
+    }
+
+    fn read_archive(&self, stage: &str) -> Result<Option<Vec<u8>>> {
+        self.check_stage(stage)?;
+        Self::read_file(&self.archive_path(stage))
     }
 
     fn read_previous(&self, stage: &str) -> Result<Option<StageState>> {

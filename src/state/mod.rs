@@ -5,6 +5,7 @@
 //! locked session commands work through (`session`), and the conformance suite every store
 //! passes (`conformance`).
 
+pub mod archive;
 pub mod codec;
 pub mod conformance;
 pub mod json_chunks;

@@ -61,7 +61,8 @@ pub struct AppState {
     /// runtime a content hash), oldest first. Pruned by the prune operation.
     #[serde(default)]
     pub revisions: Vec<RevisionRecord>,
-    /// Every deployment vN, oldest first; `history[i].number == i + 1`.
+    /// The newest deployments vN (`[state] keep_deployments` of them), oldest first, numbers
+    /// consecutive; older ones are in the stage's archive (`state::archive`).
     #[serde(default)]
     pub history: Vec<Deployment>,
 }
@@ -72,9 +73,10 @@ impl AppState {
         self.releases.keys().next_back().copied().unwrap_or(0)
     }
 
-    /// The number the next deployment gets.
+    /// The number the next deployment gets. Saturates instead of wrapping to v0: a commit
+    /// refuses to start when a number would pass `u64::MAX` (`apply::journal::check_counters`).
     pub fn next_deployment_number(&self) -> u64 {
-        self.history.last().map_or(1, |d| d.number + 1)
+        self.history.last().map_or(1, |d| d.number.saturating_add(1))
     }
 
     /// Deployment vN, when it exists.

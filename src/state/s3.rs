@@ -133,6 +133,11 @@ impl S3StateStore {
         self.key(&format!("{stage}.json.previous"))
     }
 
+    /// `<prefix>/<stage>.history.jsonl`: deployments pruned from the state.
+    pub fn archive_key(&self, stage: &str) -> String {
+        self.key(&format!("{stage}.history.jsonl"))
+    }
+
     /// The key of a stage's lock object.
     pub fn lock_key(&self, stage: &str) -> String {
         self.key(&format!("{stage}.lock"))
@@ -446,6 +451,23 @@ impl StateStore for S3StateStore {
         self.replace_state(&stage, state.serial, current.as_ref(), true, &codec::encode(&next))?;
         state.serial = next.serial;
         Ok(())
+    }
+
+    fn append_archive(&self, stage: &str, lines: &[u8]) -> Result<()> {
+        self.check_stage(stage)?;
+        let key = self.archive_key(stage);
+        // S3 cannot append: read, add, write back only if nobody wrote it meanwhile (the
+        // caller holds the stage lock, so a refusal means a writer that lost its lock).
+        let current = self.get(&key)?;
+        let mut bytes = current.as_ref().map(|o| o.bytes.clone()).unwrap_or_default();
+        bytes.extend_from_slice(lines);
+        self.put_if(&key, &bytes, current.as_ref().map(|o| o.etag.as_str()), None)
+            .map_err(|failure| self.unexpected(&key, failure))
+    }
+
+    fn read_archive(&self, stage: &str) -> Result<Option<Vec<u8>>> {
+        self.check_stage(stage)?;
+        Ok(self.get(&self.archive_key(stage))?.map(|o| o.bytes))
     }
 
     fn read_previous(&self, stage: &str) -> Result<Option<StageState>> {

@@ -102,6 +102,9 @@ pub enum StateError {
     /// Unlock or force-unlock with an id that is not the holder's.
     #[error("the lock of stage `{stage}` is {}, not `{id}`", match held_by { Some(h) => format!("held by {} with id `{}`", h.describe(), h.id), None => "not held".to_string() })]
     LockMismatch { stage: String, id: String, held_by: Option<Box<LockInfo>> },
+    /// The serial is `u64::MAX` and cannot count another write.
+    #[error("the state of stage `{stage}` has serial {}, the highest there is; nothing was written", u64::MAX)]
+    SerialExhausted { stage: String },
     /// The backend failed (disk, network, permissions).
     #[error("{location}: {message}")]
     Backend { location: String, message: String },
@@ -124,6 +127,9 @@ impl StateError {
             }
             StateError::Conflict { .. } => Some("run the command again to work from the new state".into()),
             StateError::NewerVersion { .. } => Some("upgrade ferry; the file was left untouched".into()),
+            StateError::SerialExhausted { .. } => {
+                Some("the state file was edited or damaged: `ferry state restore` brings back the previous copy".into())
+            }
             StateError::Corrupt { .. } => {
                 Some("the file was left untouched; `ferry state restore` brings back the previous copy".into())
             }
@@ -158,6 +164,20 @@ pub trait StateStore: Send + Sync {
     /// `state.serial` is 0) and the lineage matches; on success `state.serial` is
     /// incremented to the stored value. Atomic: a reader sees the old or the new state.
     fn write(&self, state: &mut StageState) -> Result<()>;
+
+    /// Append `lines` (JSON Lines, see `state::archive`) to the stage's deployment archive:
+    /// the deployments pruned from its state, which `ferry history` still shows. The caller
+    /// holds the lock. Stores without an archive refuse, and nothing is pruned.
+    fn append_archive(&self, stage: &str, lines: &[u8]) -> Result<()> {
+        let _ = lines;
+        Err(StateError::Backend { location: self.location(stage), message: "this store keeps no archive".into() })
+    }
+
+    /// The stage's deployment archive; `None` when nothing was ever archived.
+    fn read_archive(&self, stage: &str) -> Result<Option<Vec<u8>>> {
+        let _ = stage;
+        Ok(None)
+    }
 
     /// Where a stage's lock lives, for messages.
     fn lock_location(&self, stage: &str) -> String {
@@ -215,6 +235,11 @@ pub struct Restored {
 /// stored). Serial 0 against a stored state is a conflict, whatever its lineage.
 pub fn check_write(stored: Option<&StageState>, state: &StageState) -> Result<()> {
     let stage = || state.stage.clone();
+    // The write would give it serial + 1, which would wrap to 0 (and then every later write
+    // conflicts): refuse, so stores increment the serial knowing it fits.
+    if state.serial == u64::MAX {
+        return Err(StateError::SerialExhausted { stage: stage() });
+    }
     match stored {
         // A writer creating the state (serial 0) read nothing, so its fresh lineage cannot
         // mismatch anything: someone else created it first.
@@ -246,6 +271,7 @@ pub struct InMemoryStateStore {
 struct InMemoryInner {
     states: BTreeMap<String, Vec<u8>>,
     locks: BTreeMap<String, LockInfo>,
+    archives: BTreeMap<String, Vec<u8>>,
 }
 
 impl InMemoryStateStore {
@@ -324,6 +350,15 @@ impl StateStore for InMemoryStateStore {
         inner.states.insert(next.stage.clone(), codec::encode(&next));
         state.serial = next.serial;
         Ok(())
+    }
+
+    fn append_archive(&self, stage: &str, lines: &[u8]) -> Result<()> {
+        self.inner().archives.entry(stage.to_string()).or_default().extend_from_slice(lines);
+        Ok(())
+    }
+
+    fn read_archive(&self, stage: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner().archives.get(stage).cloned())
     }
 }
 

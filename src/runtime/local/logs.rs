@@ -46,6 +46,29 @@ impl TaskLog {
     }
 }
 
+/// How many task logs an app's log folder keeps: without a bound, every task ever started
+/// (each restart and one-off included) leaves a file forever.
+pub const KEEP_TASK_LOGS: usize = 100;
+
+/// Delete the oldest `<task>.log` files of `dir` (by modification time) beyond the newest
+/// `keep`, never one named in `in_use` (a task still running writes to it). Returns how many
+/// went; errors only leave files in place.
+pub fn prune(dir: &Path, keep: usize, in_use: &[String]) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut logs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".log") && !in_use.iter().any(|u| u == n)))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    let keep = keep.saturating_sub(in_use.len());
+    if logs.len() <= keep {
+        return 0;
+    }
+    logs.sort();
+    let excess = logs.len() - keep;
+    logs.into_iter().take(excess).filter(|(_, path)| std::fs::remove_file(path).is_ok()).count()
+}
+
 /// Copy a child's output stream into the log line by line until it closes.
 pub async fn pump(stream: impl tokio::io::AsyncRead + Unpin, log: TaskLog) {
     use tokio::io::AsyncBufReadExt;
@@ -141,5 +164,31 @@ fn read_from(path: &Path, offset: &mut u64) -> io::Result<Vec<String>> {
         }
         *offset += n as u64;
         lines.push(String::from_utf8_lossy(&buf[..n - 1]).into_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_logs_and_those_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::time::SystemTime::now() - Duration::from_secs(1000);
+        for i in 0..10u64 {
+            let path = dir.path().join(format!("t{i}.log"));
+            std::fs::write(&path, "x\n").unwrap();
+            let file = File::options().write(true).open(&path).unwrap();
+            file.set_modified(base + Duration::from_secs(i)).unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), "not a log").unwrap();
+        // t0 is the oldest but still written to.
+        let removed = prune(dir.path(), 4, &["t0.log".to_string()]);
+        assert_eq!(removed, 6, "four logs stay, the one in use among them");
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["notes.txt", "t0.log", "t7.log", "t8.log", "t9.log"]);
+        assert_eq!(prune(dir.path(), 4, &["t0.log".to_string()]), 0);
     }
 }

@@ -59,7 +59,10 @@ pub async fn run(agent: Arc<Agent>, id: TaskId) {
     loop {
         let Some(plan) = plan(&agent, &id) else { return };
         let log = match TaskLog::open(&plan.log_path) {
-            Ok(l) => l,
+            Ok(l) => {
+                prune_logs(&agent, &id, &plan.log_path);
+                l
+            }
             Err(e) => {
                 finish(&agent, &id, None, Some(format!("cannot open log {}: {e}", plan.log_path.display())));
                 return;
@@ -308,7 +311,7 @@ async fn supervise(
             log.note(&format!("stopping: {reason}"));
             let status = terminate(&mut child, plan.stop_timeout).await;
             agent.update(id, |t| t.lifecycle = Lifecycle::Deprovisioning);
-            finish(agent, id, status, Some(reason));
+            finish(agent, id, status.and_then(|s| s.code()), Some(reason));
             Ok(None)
         }
         Outcome::Exited(status) => {
@@ -317,11 +320,11 @@ async fn supervise(
             log.note(&format!("exited: {code}"));
             agent.update(id, |t| t.lifecycle = Lifecycle::Deprovisioning);
             agent.update(id, |t| {
-                t.exit_code = status.code();
+                t.exit_code = exit_code(status);
                 t.stopped_at = Some(Utc::now());
             });
             if plan.kind == TaskKind::OneOff || stop_requested(agent, id) {
-                finish(agent, id, Some(status), Some(format!("Essential container exited ({code})")));
+                finish(agent, id, exit_code(status), Some(format!("Essential container exited ({code})")));
                 return Ok(None);
             }
             let reason = format!("Essential container exited ({code})");
@@ -378,11 +381,26 @@ fn kill_group(pid: Option<u32>, signal: libc::c_int) {
     }
 }
 
+/// Keep the task's app to the newest [`logs::KEEP_TASK_LOGS`] log files, those of its
+/// tasks that still run (this one among them) always kept.
+fn prune_logs(agent: &Agent, id: &TaskId, log_path: &Path) {
+    let Some(dir) = log_path.parent() else { return };
+    let Some((stage, app)) = agent.update(id, |t| (t.stage.clone(), t.app.clone())) else { return };
+    let in_use: Vec<String> = agent.with_state(|s| {
+        s.tasks
+            .values()
+            .filter(|t| t.stage == stage && t.app == app && (t.lifecycle != Lifecycle::Stopped || t.id == *id))
+            .map(|t| format!("{}.log", t.id))
+            .collect()
+    });
+    logs::prune(dir, logs::KEEP_TASK_LOGS, &in_use);
+}
+
 /// Mark the task STOPPED.
-fn finish(agent: &Agent, id: &TaskId, status: Option<ExitStatus>, reason: Option<String>) {
+fn finish(agent: &Agent, id: &TaskId, exit: Option<i32>, reason: Option<String>) {
     agent.update(id, |t| {
-        if let Some(s) = status {
-            t.exit_code = s.code();
+        if exit.is_some() {
+            t.exit_code = exit;
         }
         if t.stopped_reason.is_none() || reason.is_some() {
             t.stopped_reason = reason.or_else(|| t.stop.as_ref().map(|s| s.reason.clone()));
@@ -393,6 +411,13 @@ fn finish(agent: &Agent, id: &TaskId, status: Option<ExitStatus>, reason: Option
         t.pid = None;
     });
     agent.wake_reconciler();
+}
+
+/// The exit code as a shell reports it: the process's own, or 128 + the signal that killed
+/// it (143 for SIGTERM), so a killed task never reads as an ordinary failure (1).
+fn exit_code(status: ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|signal| 128 + signal))
 }
 
 fn describe(status: ExitStatus) -> String {

@@ -1,0 +1,9 @@
+//! A stage file in HCL, as `ferry fmt` formats it: formatting it (and formatting what it
+//! wrote) must not panic or overflow.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    ferry_fuzz::format_twice(data, "hcl");
+});

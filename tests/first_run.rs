@@ -47,7 +47,12 @@ fn init_keeps_ferry_state_out_of_git() {
     let p = TestProject::empty();
     p.run(&["init"]).expect_code(0);
     assert_eq!(p.read(".gitignore").lines().filter(|l| *l == ".ferry/").count(), 1, "{}", p.read(".gitignore"));
-    assert!(p.path().join(".ferry/registry").is_dir(), "the example image is in the local registry");
+    // The example image is in the project's registry (here the tests' shared one, under the
+    // project's namespace), by the digest the stage file declares.
+    let stage = p.read("stages/development.toml");
+    let digest = stage.split('"').find(|s| s.starts_with("sha256:")).expect("a digest in the stage file");
+    let (status, _) = crate::support::registry::get(&format!("{}/hello/manifests/{digest}", p.registry_namespace));
+    assert_eq!(status, 200, "the example image {digest} is in the registry");
 
     // An existing .gitignore is appended to, once.
     let q = TestProject::empty();

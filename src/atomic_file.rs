@@ -82,7 +82,10 @@ fn new_file_mode() -> u32 {
         libc::umask(mask);
         mask
     };
-    0o666 & !u32::from(mask)
+    // `mode_t` is u32 here but u16 on other Unixes: the conversion is for them.
+    #[allow(clippy::useless_conversion)]
+    let mask = u32::from(mask);
+    0o666 & !mask
 }
 
 /// `.NAME.tmp-PID-`: the random part `tempfile` appends makes it unique, the pid lets

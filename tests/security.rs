@@ -738,7 +738,8 @@ fn edit_state(p: &TestProject, change: impl FnOnce(&mut serde_json::Value)) {
 #[test]
 fn exhausted_counters_refuse_the_commit_before_the_runtime_is_touched() {
     use crate::history::{file_config, record, Dep};
-    let cases: [(&str, fn(&mut serde_json::Value)); 2] = [
+    type StateChange = fn(&mut serde_json::Value);
+    let cases: [(&str, StateChange); 2] = [
         ("serial", |s| s["serial"] = serde_json::json!(u64::MAX - 1)),
         ("deployment v", |s| {
             s["apps"]["web"]["history"][0]["number"] = serde_json::json!(u64::MAX);

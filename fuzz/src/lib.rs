@@ -28,16 +28,17 @@ pub fn load_stage(data: &[u8], ext: &str) -> Option<Stage> {
 }
 
 /// Format a stage file's text as `ferry fmt` does (`stages/development.<ext>`), then format
-/// what it wrote again: neither may panic or overflow. (Idempotence is not asserted yet: the
-/// first runs found an empty HCL object and trailing spaces after a comment that settle only
-/// on the second pass.)
+/// what it wrote again: neither may panic or overflow, and the second pass changes nothing.
 pub fn format_twice(data: &[u8], ext: &str) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let path = format!("stages/development.{ext}");
     let path = Path::new(&path);
     match ferry::edit::format_file(path, text, ferry::edit::FileKind::Stage) {
         Ok(formatted) => {
-            let _ = ferry::edit::format_file(path, &formatted, ferry::edit::FileKind::Stage);
+            // What `ferry fmt` writes is canonical: formatting it again changes nothing.
+            let again = ferry::edit::format_file(path, &formatted, ferry::edit::FileKind::Stage)
+                .expect("a formatted file parses");
+            assert_eq!(again, formatted, "formatting a formatted file changed it");
         }
         Err(diagnostic) => {
             let _ = diagnostic.to_string();

@@ -560,6 +560,12 @@ fn layout_expr(expr: &mut Expression, level: usize) {
     match expr {
         Expression::Object(object) => {
             let n = object.len();
+            // Comments after the last entry (or in an empty object) stay, one per line; an
+            // object with neither entries nor comments is `{}` however it was spread out, so
+            // that formatting settles in one pass.
+            let closing: Vec<String> =
+                order::comment_lines(object.trailing()).into_iter().map(str::to_string).collect();
+            let multi = multi && (n > 0 || !closing.is_empty());
             let inner = "  ".repeat(level + 1);
             let width = object.iter().map(|(k, _)| key_name_text(k).len()).max().unwrap_or(0);
             for (i, (mut key, value)) in object.iter_mut().enumerate() {
@@ -587,7 +593,13 @@ fn layout_expr(expr: &mut Expression, level: usize) {
                 }
             }
             let trailing = if multi {
-                "  ".repeat(level)
+                let mut t = if n == 0 { "\n".to_string() } else { String::new() };
+                for c in &closing {
+                    t.push_str(&inner);
+                    t.push_str(c);
+                    t.push('\n');
+                }
+                t + &"  ".repeat(level)
             } else if n == 0 {
                 String::new()
             } else {

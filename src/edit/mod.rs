@@ -259,13 +259,17 @@ pub fn format_file(path: &Path, text: &str, kind: FileKind) -> Result<String, Di
     // A leading comment block followed by a blank line describes the file; keep it on top
     // instead of letting it travel with whatever key happens to come first.
     let (header, rest) = order::split_header(text);
+    // Header lines are laid out as every other comment is (trimmed), so that a header which
+    // ends up alone in the file formats the same on the next pass, where it is a trailing
+    // comment.
+    let header: String = order::comment_lines(header).iter().map(|line| format!("{line}\n")).collect();
     let body = match Format::of_path(path) {
         Format::Toml => toml::format(path, text, rest, kind)?,
         Format::Hcl => hcl::format(path, text, rest)?,
     };
     Ok(match (header.is_empty(), body.is_empty()) {
         (true, _) => body,
-        (false, true) => header.to_string(),
+        (false, true) => header,
         (false, false) => format!("{header}\n{body}"),
     })
 }
@@ -433,6 +437,30 @@ app "api" {
             // Apps are sorted by name: `api` now comes before `web`.
             assert!(once.find("api").unwrap() < once.find("web").unwrap(), "{path}:\n{once}");
             assert!(once.starts_with("# Production.\n\n"), "{path}: the header stays on top");
+        }
+    }
+
+    /// Inputs the `fmt_toml` and `fmt_hcl` fuzz targets found that settled only on a second
+    /// pass: a header comment with trailing blanks, an empty object spread over lines.
+    #[test]
+    fn format_settles_in_one_pass_on_what_fuzzing_found() {
+        let cases = [
+            ("stages/p.toml", "# x      \n\n"),
+            ("stages/p.toml", "  # x \n\n[apps.a]\nimage = \"a\"\n"),
+            ("stages/p.toml", "# x      \n"),
+            ("stages/p.hcl", "app \"zeb\" {\n  releases = {\n  }\n}\n"),
+            ("stages/p.hcl", "app \"zeb\" {\n  releases = {\n  }\n}"),
+            ("stages/p.hcl", "// x   \n\n"),
+            ("stages/p.hcl", "app \"a\" {\n  releases = {\n    1 = \"x\"\n    # later\n  }\n}\n"),
+            ("stages/p.hcl", "app \"a\" {\n  releases = {\n  # none yet\n  }\n}\n"),
+        ];
+        for (path, text) in cases {
+            let once = format_file(Path::new(path), text, FileKind::Stage).unwrap();
+            let twice = format_file(Path::new(path), &once, FileKind::Stage).unwrap();
+            assert_eq!(once, twice, "{path}: {text:?}");
+            for comment in ["# later", "# none yet"] {
+                assert_eq!(text.contains(comment), once.contains(comment), "{comment} kept in {once:?}");
+            }
         }
     }
 }

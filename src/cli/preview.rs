@@ -257,7 +257,7 @@ fn up(ctx: &Context, project: &Project, args: UpArgs) -> CliResult {
         })?;
         let url = preview::local_url(&ports);
         let entry = book.previews.entry(pr.to_string()).or_insert_with(|| Preview {
-            pr: pr,
+            pr,
             stage: stage.clone(),
             template: settings.template.clone(),
             status: PreviewStatus::Creating,

@@ -205,13 +205,10 @@ pub fn check(
             && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && !key.as_bytes()[0].is_ascii_digit();
         if !valid {
+            let at_key = crate::path!["pipeline", "preview", "env", key.as_str()];
             diags.push(
-                src.diagnostic(
-                    &crate::path!["pipeline", "preview", "env", key.as_str()],
-                    Target::Key,
-                    format!("`{key}` is not an environment variable name"),
-                )
-                .with_hint("use letters, digits and `_`, not starting with a digit"),
+                src.diagnostic(&at_key, Target::Key, format!("`{key}` is not an environment variable name"))
+                    .with_hint("use letters, digits and `_`, not starting with a digit"),
             );
         }
     }

@@ -419,3 +419,26 @@ fn p_port(p: &Project) -> u16 {
     let stage = p.p.read("stages/dev.toml");
     stage.lines().find_map(|l| l.strip_prefix("port = ")).unwrap().trim().parse().unwrap()
 }
+
+#[test]
+fn status_reports_and_release_creation_are_events_too() {
+    let rx = Receiver::start(200, 0);
+    let p = Project::new();
+    let one = p.push("web", "one", &[]);
+    let two = p.push("web", "two", &[]);
+    p.stage(&[app("web", vec![(1, one)], 1)]);
+    p.p.write(
+        "ferry.toml",
+        &format!("[project]\nname = \"test\"\n\n[[notify]]\nurl = \"http://127.0.0.1:{}/\"\n", rx.port),
+    );
+    p.run(&["status", "set", "web", &two, "ci/tests", "success"]).expect_code(0);
+    p.run(&["release", "create", "web", &two]).expect_code(0);
+    let events: Vec<Value> = rx.received().iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["status", "release"]);
+    assert_eq!(events[0]["action"], "ci/tests: success");
+    assert_eq!(events[0]["digest"], two.as_str());
+    assert_eq!(events[1]["stage"], "dev");
+    assert_eq!(events[1]["release"], 2);
+    assert_eq!(events[1]["digest"], two.as_str());
+}

@@ -100,6 +100,12 @@ fn a_preview_is_its_own_stage_from_the_template_and_down_removes_all_of_it() {
     let url13 = run.stdout().trim().to_string();
     assert_ne!(url13, url);
     assert_eq!(get(port_of(&url13)).as_deref(), Ok("one"));
+    // `plan --all` plans the stage files and lists the previews apart.
+    let plan = p.run(&["plan", "--all", "--offline"]);
+    plan.expect_code(0);
+    let out = plan.stdout();
+    assert!(out.contains("Previews (from dev, not planned here"), "{out}");
+    assert!(out.contains(&format!("PR 12 pr-12 up {url}")) && out.contains("PR 13 pr-13 up"), "{out}");
 
     let run = p.run(&["preview", "down", "12"]);
     run.expect_code(0);

@@ -21,6 +21,7 @@ mod image;
 mod local_runtime;
 mod pipeline;
 mod plan_cli;
+mod preview;
 mod releases;
 mod s3_store;
 mod schema;

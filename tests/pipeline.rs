@@ -431,6 +431,8 @@ fn every_ferry_command_in_the_ci_examples_parses() {
         "ferry status set --json -",
         "ferry promote",
         "--commit",
+        "ferry preview up EXPR --source .",
+        "ferry preview down EXPR",
     ] {
         assert!(has(needle), "no `{needle}` among {seen:#?}");
     }

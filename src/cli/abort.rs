@@ -43,7 +43,8 @@ pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
     let path = request_path(&project.root, &stage);
     request.write(&path).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
     eprintln!("asked {} to abort; waiting for it to roll back…", holder.describe());
-    let deadline = Instant::now() + args.wait.to_std();
+    let started = Instant::now();
+    let deadline = started + args.wait.to_std();
     loop {
         match store.lock_holder(&stage)? {
             Some(h) if h.id == holder.id => {
@@ -54,6 +55,14 @@ pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
             }
             _ => {
                 eprintln!("aborted: stage {stage} is unlocked");
+                let event = crate::events::Event::new(
+                    crate::events::EventKind::Abort,
+                    &project.name,
+                    crate::events::Outcome::Succeeded,
+                )
+                .stage(&stage)
+                .duration(started.elapsed());
+                crate::events::emit(&project, &[event]);
                 return Ok(());
             }
         }

@@ -59,6 +59,9 @@ pub struct CommitArgs {
     /// `ferry plan --refresh` shows it).
     #[arg(long, conflicts_with = "plan_file")]
     pub refresh: bool,
+    /// Also append the deploy events (one per deployment) to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
 }
 
 /// `--progress`.
@@ -97,6 +100,8 @@ pub fn run(ctx: &Context, args: CommitArgs) -> CliResult {
         logs: args.logs,
         allow_remove: args.allow_remove,
         refresh: args.refresh,
+        events: args.events.map(|f| ctx.cwd.join(f)),
+        report_on_stderr: false,
     };
     commit_stage(ctx, &project, &name, saved, &options, hook.as_mut())
 }
@@ -111,6 +116,11 @@ pub(crate) struct StageCommit {
     pub allow_remove: bool,
     /// Plan against what the runtime runs too (`--refresh`).
     pub refresh: bool,
+    /// `--events FILE`: deploy events are appended there too.
+    pub events: Option<PathBuf>,
+    /// Show the plan and the summary on stderr, keeping stdout for the caller's answer
+    /// (`preview up` prints only the URL there, for scripts).
+    pub report_on_stderr: bool,
 }
 
 /// Plan (or take the saved plan of) one stage and apply it under the stage's own lock,
@@ -124,8 +134,22 @@ pub(crate) fn commit_stage(
     args: &StageCommit,
     hook: &mut dyn Hook,
 ) -> CliResult {
-    let from_file = saved.is_some();
     let desired = config::load_stage(project, name)?;
+    commit_desired(ctx, project, desired, saved, args, hook)
+}
+
+/// [`commit_stage`] of a stage already loaded (or rendered: previews have no file).
+pub(crate) fn commit_desired(
+    ctx: &Context,
+    project: &config::Project,
+    desired: config::Stage,
+    saved: Option<SavedPlan>,
+    args: &StageCommit,
+    hook: &mut dyn Hook,
+) -> CliResult {
+    let name = desired.name.as_str();
+    let started = std::time::Instant::now();
+    let from_file = saved.is_some();
     let mut session = LockedStage::open(project, name, &command_line(), ctx.lock_timeout)?;
 
     hook.step(Step::Planning);
@@ -147,7 +171,12 @@ pub(crate) fn commit_stage(
             Some(&desired.file.display().to_string()),
         )],
     };
-    print_out(&render::text::render(&view, ctx.color))?;
+    let plan_text = render::text::render(&view, ctx.color);
+    if args.report_on_stderr {
+        eprint!("{plan_text}");
+    } else {
+        print_out(&plan_text)?;
+    }
     if changeset.is_empty() {
         settle_interrupted(&mut session, hook)?;
         return Ok(());
@@ -195,8 +224,10 @@ pub(crate) fn commit_stage(
     }
     let several_stages = config::stage_refs(&project.root).len() > 1;
     let next_steps = after_failures(session.state(), &report, several_stages.then_some(name));
+    let events = commit_events(project, session.state(), &report, &engine.source, started.elapsed());
     session.unlock()?;
-    print_summary(&changeset, &report)?;
+    crate::events::Emitter::new(project, args.events.clone()).emit(&events);
+    print_summary(&changeset, &report, args.report_on_stderr)?;
     if !next_steps.is_empty() {
         eprint!("{next_steps}");
     }
@@ -207,6 +238,53 @@ pub(crate) fn commit_stage(
     } else {
         Err(CliError::Exit(1))
     }
+}
+
+/// One `commit` event per deployment the walk recorded; one for the stage when it failed
+/// before any deployment.
+fn commit_events(
+    project: &config::Project,
+    state: &crate::state::StageState,
+    report: &ApplyReport,
+    source: &crate::state::Source,
+    took: std::time::Duration,
+) -> Vec<crate::events::Event> {
+    use crate::events::{Event, EventKind, Outcome};
+    let outcome = |status: DeploymentStatus| match status {
+        DeploymentStatus::Succeeded => Outcome::Succeeded,
+        DeploymentStatus::Aborted => Outcome::Aborted,
+        _ => Outcome::Failed,
+    };
+    let mut events: Vec<Event> = report
+        .deployments
+        .iter()
+        .map(|d| {
+            let mut e = Event::new(EventKind::Commit, &project.name, outcome(d.status))
+                .stage(&state.stage)
+                .app(&d.app)
+                .duration(took);
+            e.deployment = Some(d.number);
+            if let Some(dep) = state.apps.get(&d.app).and_then(|a| a.deployment(d.number)) {
+                e.release = Some(dep.release);
+                e.digest = Some(dep.digest.to_string());
+            }
+            e.source_commit = source.commit.clone();
+            e.reason = d.reason.clone();
+            e
+        })
+        .collect();
+    if events.is_empty() && !report.succeeded() {
+        let outcome = if report.aborted.is_some() { Outcome::Aborted } else { Outcome::Failed };
+        let mut e = Event::new(EventKind::Commit, &project.name, outcome).stage(&state.stage).duration(took);
+        e.source_commit = source.commit.clone();
+        e.reason = report.aborted.clone().or_else(|| {
+            let failed: Vec<&str> =
+                report.operations.iter().filter(|(_, o)| !o.is_success()).map(|(id, _)| id.as_str()).collect();
+            Some(format!("not done: {}", failed.join(", ")))
+        });
+        events.push(e);
+    }
+    events
 }
 
 /// The runtime and registry of a stage: the local ones, or ECS and ECR in its region.
@@ -344,7 +422,7 @@ fn after_failures(state: &crate::state::StageState, report: &ApplyReport, stage:
     out
 }
 
-fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
+fn print_summary(cs: &Changeset, report: &ApplyReport, on_stderr: bool) -> CliResult {
     let mut out = String::from("\nSummary:\n");
     let width = cs.apps().iter().map(|a| a.len()).max().unwrap_or(0);
     for d in &report.deployments {
@@ -370,6 +448,10 @@ fn print_summary(cs: &Changeset, report: &ApplyReport) -> CliResult {
     }
     if let Some(reason) = &report.aborted {
         out.push_str(&format!("  {}\n", render::escape_controls(reason)));
+    }
+    if on_stderr {
+        eprint!("{out}");
+        return Ok(());
     }
     print_out(&out)
 }

@@ -18,6 +18,7 @@ mod init;
 mod logs;
 mod pipeline;
 pub(crate) mod plan;
+pub(crate) mod preview;
 pub(crate) mod promote;
 pub mod ps;
 pub(crate) mod release;
@@ -93,6 +94,7 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     State(state::StateArgs),
     Promote(promote::PromoteArgs),
+    Preview(preview::PreviewArgs),
     Status(status::StatusArgs),
     Pipeline(pipeline::PipelineArgs),
     Images(images::ImagesArgs),
@@ -215,6 +217,7 @@ pub fn run() -> ExitCode {
         Command::Rollback(args) => rollback::run(&ctx, args),
         Command::State(args) => state::run(&ctx, args),
         Command::Promote(args) => promote::run(&ctx, args),
+        Command::Preview(args) => preview::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Pipeline(args) => pipeline::run(&ctx, args),
         Command::Images(args) => images::run(&ctx, args),

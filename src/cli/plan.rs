@@ -95,6 +95,12 @@ pub fn run(ctx: &Context, args: PlanArgs) -> CliResult {
         render::text::render(&view, ctx.color)
     };
     print_out(&text)?;
+    // Previews are stages too, but not planned with --all: listed apart (`ferry preview`).
+    if args.all && !args.json {
+        if let Some(section) = crate::cli::preview::plan_section(&project, args.markdown) {
+            print_out(&section)?;
+        }
+    }
     let has_changes = view.has_changes();
     // The process ends next: freeing the stages, states and plans allocation by allocation
     // would only add time (a tenth of a large stage's plan), so they are left to the exit.

@@ -11,6 +11,7 @@ use crate::apply::HumanHook;
 use crate::cli::commit::{commit_stage, StageCommit};
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{Project, StateBackend};
+use crate::events::{Event, EventKind, Outcome};
 use crate::pipeline::promotion::{self, Destination, TargetChange};
 use crate::pipeline::{open_records, PipelineError, StatusStore};
 use crate::plan::Changeset;
@@ -103,6 +104,18 @@ pub fn run(ctx: &Context, args: PromoteArgs) -> CliResult {
     drop(lock);
     promotion::record_pending(open_records(&project)?.as_ref(), &promotion, Utc::now())?;
     let stages: Vec<&str> = promotion.targets.iter().map(|t| t.stage.as_str()).collect();
+    let events: Vec<Event> = stages
+        .iter()
+        .map(|stage| {
+            let mut e =
+                Event::new(EventKind::Promote, &project.name, Outcome::Requested).stage(stage).app(&promotion.app);
+            e.action = Some(format!("from {} into step {}", promotion.from_stage, promotion.step.name));
+            e.release = Some(promotion.from_release);
+            e.digest = Some(promotion.digest.to_string());
+            e
+        })
+        .collect();
+    crate::events::emit(&project, &events);
     if !args.commit {
         eprintln!(
             "review with `ferry plan -s STAGE`, apply with `ferry commit -s STAGE` for {} (or promote with --commit)",

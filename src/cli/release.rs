@@ -148,6 +148,14 @@ fn create(ctx: &Context, args: CreateArgs) -> CliResult {
             id
         }
     };
+    let mut event =
+        crate::events::Event::new(crate::events::EventKind::Release, &project.name, crate::events::Outcome::Succeeded)
+            .stage(&stage.name)
+            .app(&app.name);
+    event.release = Some(id);
+    event.digest = Some(digest.to_string());
+    event.action = args.activate.then(|| "activate".to_string());
+    crate::events::emit(&project, &[event]);
     if args.activate {
         if app.active == Some(id) {
             eprintln!("release {id} already is the active one");
@@ -346,6 +354,7 @@ pub(super) fn commit_edited_stage(ctx: &Context, stage: &str) -> CliResult {
             progress: super::commit::ProgressStyle::Auto,
             allow_remove: false,
             refresh: false,
+            events: None,
         },
     )
 }

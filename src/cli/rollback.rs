@@ -97,6 +97,14 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> CliResult {
         (edit, unrestored) = restored(target)?;
     }
     let what = format!("v{} (release {}, {})", target.number, target.release, short_digest(&target.digest));
+    let mut event =
+        crate::events::Event::new(crate::events::EventKind::Rollback, &project.name, crate::events::Outcome::Requested)
+            .stage(&stage.name)
+            .app(&app.name);
+    event.deployment = Some(target.number);
+    event.release = Some(target.release);
+    event.digest = Some(target.digest.to_string());
+    crate::events::emit(&project, &[event]);
     if !edit.is_changed() {
         eprintln!(
             "{} already declares what {what} ran; `ferry plan -s {}` shows what applying it changes",

@@ -135,6 +135,8 @@ pub fn run(ctx: &Context, args: StatusArgs) -> CliResult {
     }
 }
 
+use crate::events::{Event, EventKind, Outcome};
+
 fn parse_digest(s: &str) -> CliResult<Digest> {
     s.parse().map_err(|e: crate::config::DigestError| {
         CliError::with_hint(e.to_string(), "a digest is `sha256:` and 64 hex digits, as `ferry image push` prints")
@@ -168,6 +170,10 @@ fn set(ctx: &Context, args: SetArgs) -> CliResult {
         },
     )?;
     eprintln!("{} {} {}: {}", check.app, digest.short(), check.context, check.state);
+    let mut event = Event::new(EventKind::Status, &project.name, Outcome::Requested).app(&check.app);
+    event.action = Some(format!("{}: {}", check.context, check.state));
+    event.digest = Some(digest.to_string());
+    crate::events::emit(&project, &[event]);
     // CI providers set `CI`; a check recorded in a CI job's own checkout is gone with the job.
     let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
     if in_ci && matches!(project.state, StateBackend::Local) {

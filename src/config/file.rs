@@ -31,6 +31,9 @@ pub struct ProjectFile {
     /// ferry starts on 127.0.0.1 on demand, storing images under `.ferry/oci-registry/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<RegistrySection>,
+    /// Webhooks that deploy events are sent to (`[[notify]]`). Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::events::notify::NotifySection>,
 }
 
 /// `[registry]`: which OCI registry local stages push to and pull from.
@@ -104,6 +107,10 @@ pub struct PipelineSection {
     /// Ordered steps; a release is promoted from one step to the next.
     #[serde(default)]
     pub steps: Vec<PipelineStepSection>,
+    /// Preview stages per pull request, made from a template stage (`ferry preview`).
+    /// Default: none (no previews).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<crate::preview::settings::PreviewSection>,
 }
 
 /// `[[pipeline.steps]]`.

@@ -66,8 +66,16 @@ pub fn load_project(root: &Path) -> Result<Project, Diagnostics> {
 }
 
 /// Load and check one stage by name.
+/// A preview (`[pipeline.preview]`) has no file: a name that is no stage file but a recorded
+/// preview's is rendered from its template (`preview::load_stage`).
 pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
-    validate::load_stage(project, name)
+    validate::load_stage(project, name).or_else(|missing| {
+        let is_file = stage_refs(&project.root).iter().any(|r| r.name == name);
+        match project.preview.is_some() && !is_file {
+            true => crate::preview::load_stage(project, name).unwrap_or(Err(missing)),
+            false => Err(missing),
+        }
+    })
 }
 
 /// A located diagnostic at `at` in `stage`'s file, for a problem found after the stage

@@ -28,6 +28,10 @@ pub struct Project {
     pub keep_deployments: usize,
     /// `[registry]`: the image registry of local stages.
     pub registry: RegistrySettings,
+    /// `[pipeline.preview]`: preview stages per pull request.
+    pub preview: Option<crate::preview::PreviewSettings>,
+    /// `[[notify]]`: where deploy events are sent.
+    pub notify: Vec<crate::events::notify::NotifyTarget>,
 }
 
 /// `[registry]`, checked.
@@ -62,6 +66,8 @@ impl Project {
             pipeline: Vec::new(),
             keep_deployments: crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
             registry: RegistrySettings::default(),
+            preview: None,
+            notify: Vec::new(),
         }
     }
 }

@@ -323,9 +323,25 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
     }
 
     let registry = check_registry(src, file.registry.clone().unwrap_or_default(), &mut diags);
+    let preview = crate::preview::settings::check(
+        src,
+        file.pipeline.as_ref().and_then(|p| p.preview.as_ref()),
+        stages,
+        &mut diags,
+    );
+    let notify = crate::events::notify::check_all(src, &file.notify, &mut diags);
 
     if diags.is_empty() {
-        Ok(Project { root: root.to_path_buf(), name: file.project.name, state, pipeline, keep_deployments, registry })
+        Ok(Project {
+            root: root.to_path_buf(),
+            name: file.project.name,
+            state,
+            pipeline,
+            keep_deployments,
+            registry,
+            preview,
+            notify,
+        })
     } else {
         diags.sort();
         Err(diags)

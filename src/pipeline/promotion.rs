@@ -104,16 +104,27 @@ pub fn prepare(
     release: Option<u64>,
     to: Destination<'_>,
 ) -> Result<Promotion> {
-    let from_index = step_of(project, from_stage).ok_or_else(|| PipelineError::NotInPipeline(from_stage.into()))?;
-    let target_app = to.app.unwrap_or(app);
-    let step = match to.step {
-        Some(name) => step_named(project, name)?.clone(),
-        None => project.pipeline.get(from_index + 1).cloned().ok_or_else(|| PipelineError::LastStep {
-            stage: from_stage.into(),
-            step: project.pipeline[from_index].name.clone(),
-        })?,
+    // A preview (`pr-12`) comes before every step: it promotes into the first.
+    let preview = crate::preview::load_stage(project, from_stage).transpose()?;
+    let from_index = match &preview {
+        Some(_) => None,
+        None => Some(step_of(project, from_stage).ok_or_else(|| PipelineError::NotInPipeline(from_stage.into()))?),
     };
-    let source = config::load_stage(project, from_stage)?;
+    let target_app = to.app.unwrap_or(app);
+    let step = match (to.step, from_index) {
+        (Some(name), _) => step_named(project, name)?.clone(),
+        (None, Some(i)) => project.pipeline.get(i + 1).cloned().ok_or_else(|| PipelineError::LastStep {
+            stage: from_stage.into(),
+            step: project.pipeline[i].name.clone(),
+        })?,
+        (None, None) => {
+            project.pipeline.first().cloned().ok_or_else(|| PipelineError::NotInPipeline(from_stage.into()))?
+        }
+    };
+    let source = match preview {
+        Some(stage) => stage,
+        None => config::load_stage(project, from_stage)?,
+    };
     let source_app =
         source.apps.get(app).ok_or_else(|| PipelineError::UnknownApp { stage: from_stage.into(), app: app.into() })?;
     let from_release = match release.or(source_app.active) {

@@ -51,7 +51,7 @@ macro_rules! state_store_conformance {
             lock_is_exclusive, unlock_with_wrong_id_is_refused, force_unlock_removes_the_lock,
             lock_timeout_waits_then_names_the_holder, lock_waits_for_a_holder_to_let_go,
             corrupt_state_is_refused_and_left_alone, newer_version_is_refused_and_left_alone,
-            archive_appends, exhausted_serial_is_refused);
+            archive_appends, exhausted_serial_is_refused, delete_removes_the_stage);
     };
     (@each $make:expr; $($check:ident),*) => {
         $(
@@ -318,4 +318,26 @@ pub fn exhausted_serial_is_refused(b: &dyn Backend) {
     let err = b.client().write(&mut read).unwrap_err();
     assert!(matches!(err, StateError::SerialExhausted { .. }), "{err}");
     assert_eq!(b.get_raw("dev").unwrap(), bytes);
+}
+
+/// `delete` removes the state, its previous copy and its archive, leaves other stages, and
+/// removing a stage that is not there succeeds; the stage can then start again from nothing.
+pub fn delete_removes_the_stage(b: &dyn Backend) {
+    let store = b.client();
+    let mut state = sample("pr-1");
+    store.write(&mut state).unwrap();
+    store.write(&mut state).unwrap();
+    store.append_archive("pr-1", b"{\"a\":1}\n").unwrap();
+    let mut other = sample("dev");
+    store.write(&mut other).unwrap();
+    store.delete("pr-1").unwrap();
+    assert_eq!(b.client().read("pr-1").unwrap(), None);
+    assert_eq!(b.client().read_previous("pr-1").unwrap(), None);
+    assert_eq!(b.client().read_archive("pr-1").unwrap(), None);
+    assert!(b.client().read("dev").unwrap().is_some(), "other stages stay");
+    store.delete("pr-1").unwrap();
+    store.delete("never").unwrap();
+    let mut again = sample("pr-1");
+    store.write(&mut again).unwrap();
+    assert_eq!(again.serial, 1);
 }

@@ -321,6 +321,21 @@ impl StateStore for LocalStateStore {
         Self::read_file(&self.archive_path(stage))
     }
 
+    fn delete(&self, stage: &str) -> Result<()> {
+        self.check_stage(stage)?;
+        if !self.dir.is_dir() {
+            return Ok(());
+        }
+        let _exclusive = self.exclusive()?;
+        for path in [self.state_path(stage), self.previous_path(stage), self.archive_path(stage)] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Self::backend_error(&path, e)),
+                _ => {}
+            }
+        }
+        self.sync_dir()
+    }
+
     fn read_previous(&self, stage: &str) -> Result<Option<StageState>> {
         self.check_stage(stage)?;
         let path = self.previous_path(stage);

@@ -465,6 +465,16 @@ impl StateStore for S3StateStore {
             .map_err(|failure| self.unexpected(&key, failure))
     }
 
+    fn delete(&self, stage: &str) -> Result<()> {
+        self.check_stage(stage)?;
+        for key in [self.state_key(stage), self.previous_key(stage), self.archive_key(stage)] {
+            if let Some(object) = self.get(&key)? {
+                self.delete_if(&key, &object.etag).map_err(|failure| self.unexpected(&key, failure))?;
+            }
+        }
+        Ok(())
+    }
+
     fn read_archive(&self, stage: &str) -> Result<Option<Vec<u8>>> {
         self.check_stage(stage)?;
         Ok(self.get(&self.archive_key(stage))?.map(|o| o.bytes))

@@ -179,6 +179,13 @@ pub trait StateStore: Send + Sync {
         Ok(None)
     }
 
+    /// Remove the stage's state, its previous copy and its archive, for good (the caller holds
+    /// the lock): `ferry preview down` leaves nothing of a preview. Removing what is not there
+    /// succeeds. Stores that cannot refuse, and nothing is removed.
+    fn delete(&self, stage: &str) -> Result<()> {
+        Err(StateError::Backend { location: self.location(stage), message: "this store cannot remove a stage".into() })
+    }
+
     /// Where a stage's lock lives, for messages.
     fn lock_location(&self, stage: &str) -> String {
         format!("the lock of {}", self.location(stage))
@@ -325,6 +332,13 @@ impl StateStore for InMemoryStateStore {
                 held_by: held_by.cloned().map(Box::new),
             }),
         }
+    }
+
+    fn delete(&self, stage: &str) -> Result<()> {
+        let mut inner = self.inner();
+        inner.states.remove(stage);
+        inner.archives.remove(stage);
+        Ok(())
     }
 
     fn force_unlock(&self, stage: &str, id: &str) -> Result<()> {

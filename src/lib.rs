@@ -12,6 +12,7 @@ pub mod edit;
 pub mod history;
 pub mod pipeline;
 pub mod plan;
+pub mod poll;
 pub mod private_files;
 pub mod registry;
 pub mod render;

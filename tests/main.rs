@@ -22,6 +22,7 @@ mod local_runtime;
 mod pipeline;
 mod plan_cli;
 mod releases;
+mod runtime_conformance;
 mod s3_store;
 mod schema;
 mod security;

@@ -13,6 +13,7 @@ pub mod events;
 pub mod history;
 pub mod pipeline;
 pub mod plan;
+pub mod poll;
 pub mod preview;
 pub mod private_files;
 pub mod registry;

@@ -36,14 +36,13 @@ use serde_json::Value;
 
 use ferry::apply::ops::{self, OpContext, Started};
 use ferry::apply::rollout::{judge, RolloutWatch, Verdict, Watched};
+use ferry::apply::task::{watch_task, TaskEnd, TaskWait};
 use ferry::apply::{AbortSignal, Engine, Hook};
 use ferry::config::{AppConfig, DeploySettings, Digest, EcsRuntime as EcsSettings, Health, SecretRef};
 use ferry::plan::{Changeset, DeployKind, Operation, Running};
 use ferry::registry::{EcrRegistry, Registry, RegistryError};
 use ferry::runtime::ecs::{ecs_config, EcsRuntime};
-use ferry::runtime::{
-    follow_task, Lifecycle, RecordedRevisions, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec,
-};
+use ferry::runtime::{Lifecycle, RecordedRevisions, RevisionSpec, Runtime, ServiceState, TaskKind, TaskSpec};
 use ferry::state::{DeploymentStatus, InMemoryStateStore, LockInfo, LockedStage};
 
 use crate::support::moto::{Moto, REGION};
@@ -1025,11 +1024,20 @@ async fn a_one_off_task_ends_with_its_essential_containers_exit_code_and_all_its
     let mut lines = Vec::new();
     let status = tokio::time::timeout(
         Duration::from_secs(60),
-        follow_task(&rt, "web", &task, &mut |l: &ferry::runtime::LogLine| lines.push(l.text.clone())),
+        watch_task(
+            &rt,
+            "web",
+            &task,
+            TaskWait {
+                output: Some(&mut |l: &ferry::runtime::LogLine| lines.push(l.text.clone())),
+                ..TaskWait::default()
+            },
+        ),
     )
     .await
     .expect("the task is followed to its end")
     .unwrap();
+    let TaskEnd::Stopped(status) = status else { panic!("no deadline or abort was given: {status:?}") };
     assert_eq!((status.last_status, status.exit_code), (Lifecycle::Stopped, Some(3)), "{status:?}");
     assert_eq!(lines, ["== 20260101 AddIndex: migrating", "PG::DuplicateTable"]);
 }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry::runtime::{wait_for_task, Health, Lifecycle, LogQuery, RolloutState, Runtime, ServiceStatus, TaskSpec};
+use ferry::apply::task::{watch_task, TaskEnd, TaskWait};
+use ferry::runtime::{Health, Lifecycle, LogQuery, RolloutState, Runtime, ServiceStatus, TaskSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::agent::{gone, settings, LocalFixture};
@@ -254,7 +255,8 @@ async fn one_off_tasks_exit_codes_logs_and_secrets() {
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let t = wait_for_task(rt, "web", &id, deadline).await.unwrap().expect("task finished");
+    let wait = TaskWait { deadline: Some(deadline), ..TaskWait::default() };
+    let TaskEnd::Stopped(t) = watch_task(rt, "web", &id, wait).await.unwrap() else { panic!("task did not finish") };
     assert_eq!(t.exit_code, Some(7));
     assert_eq!(t.name.as_deref(), Some("migrate"));
 

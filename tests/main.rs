@@ -23,6 +23,7 @@ mod pipeline;
 mod plan_cli;
 mod preview;
 mod releases;
+mod runtime_conformance;
 mod s3_store;
 mod schema;
 mod security;

@@ -20,6 +20,8 @@
 //! * **Abort.** When the [`AbortSignal`] fires (Ctrl-C, SIGTERM, `ferry abort`), nothing new
 //!   starts, waiting operations are skipped, release tasks are stopped, and every in-flight
 //!   rollout is rolled back and recorded `aborted`.
+//! * **Tasks.** One-off tasks (release tasks, `ferry task run`) are waited for by one loop,
+//!   [`task::watch_task`].
 //! * **Progress** goes to a [`Hook`].
 
 pub mod abort;
@@ -27,6 +29,7 @@ pub mod hook;
 pub mod journal;
 pub mod ops;
 pub mod rollout;
+pub mod task;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -732,3 +735,6 @@ impl Walk<'_> {
 fn failed(reason: String) -> Event {
     Event::Finished { outcome: OpOutcome::Failed { status: DeploymentStatus::Failed, reason }, revision: None }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use super::abort::AbortSignal;
 use super::hook::OpOutcome;
 use super::rollout::{RolloutWatch, Watched};
+use super::task::{watch_task, TaskEnd, TaskWait};
 use crate::config::{AppConfig, Digest, ReleaseTask};
 use crate::plan::Running;
+use crate::poll::Poll;
 use crate::registry::{ProjectRegistry, Registry};
 use crate::runtime::{
-    Lifecycle, LogQuery, RecordedRevisions, RevisionId, RevisionSpec, Runtime, RuntimeError, ServiceState,
-    ServiceStatus, TaskId, TaskSpec, TaskStatus,
+    LogQuery, RecordedRevisions, RevisionId, RevisionSpec, Runtime, RuntimeError, ServiceState, ServiceStatus, TaskId,
+    TaskSpec, TaskStatus,
 };
 use crate::state::{DeploymentStatus, StageState};
 
@@ -424,52 +426,48 @@ pub async fn run_release_task(
         Err(e) => return failed(format!("release task {} of app {app} did not start: {e}", task.name)),
     };
     let started = Instant::now();
-    let deadline = started + task.timeout.to_std();
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let status = match observe_one(ctx, app).await {
-            Ok(s) => s.task(&id).cloned(),
-            Err(e) => return failed(e),
-        };
-        match status {
-            Some(t) if t.last_status == Lifecycle::Stopped => {
-                let secs = started.elapsed().as_secs_f64();
-                return match t.exit_code {
-                    Some(0) => OpOutcome::Succeeded { detail: Some(format!("task {id} exited 0 after {secs:.1}s")) },
-                    code => {
-                        let how = code.map_or_else(
-                            || {
-                                format!(
-                                    "ended without an exit code ({})",
-                                    t.stopped_reason.as_deref().unwrap_or("killed")
-                                )
-                            },
-                            |c| format!("exited with code {c}"),
-                        );
-                        let tail = log_tail(ctx, app, &id).await;
-                        failed(format!("release task {} (task {id}) {how}; the deploy does not start{tail}", task.name))
-                    }
-                };
-            }
-            Some(_) => {}
-            None => return failed(format!("the runtime lost release task {} (task {id})", task.name)),
+    let wait = TaskWait {
+        deadline: Some(tokio::time::Instant::now() + task.timeout.to_std()),
+        abort: Some(abort),
+        output: None,
+    };
+    let end = match watch_task(ctx.runtime.as_ref(), app, &id, wait).await {
+        Ok(end) => end,
+        Err(RuntimeError::NotFound(_)) => {
+            return failed(format!("the runtime lost release task {} (task {id})", task.name))
         }
-        if Instant::now() >= deadline {
+        Err(e) => return failed(format!("cannot observe {app}: {e}")),
+    };
+    match end {
+        TaskEnd::Stopped(t) => {
+            let secs = started.elapsed().as_secs_f64();
+            match t.exit_code {
+                Some(0) => OpOutcome::Succeeded { detail: Some(format!("task {id} exited 0 after {secs:.1}s")) },
+                code => {
+                    let how = code.map_or_else(
+                        || format!("ended without an exit code ({})", t.stopped_reason.as_deref().unwrap_or("killed")),
+                        |c| format!("exited with code {c}"),
+                    );
+                    let tail = log_tail(ctx, app, &id).await;
+                    failed(format!("release task {} (task {id}) {how}; the deploy does not start{tail}", task.name))
+                }
+            }
+        }
+        TaskEnd::DeadlinePassed => {
             let _ = ctx.runtime.stop_task(app, &id).await;
             let tail = log_tail(ctx, app, &id).await;
-            return failed(format!(
+            failed(format!(
                 "release task {} (task {id}) did not finish within its timeout ({}); stopped it{tail}",
                 task.name, task.timeout
-            ));
+            ))
         }
-        tokio::select! {
-            _ = tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))) => {}
-            reason = abort.requested() => {
-                let _ = ctx.runtime.stop_task(app, &id).await;
-                return OpOutcome::Failed { status: DeploymentStatus::Aborted, reason: format!("{reason}; stopped release task {} (task {id})", task.name) };
+        TaskEnd::Aborted(reason) => {
+            let _ = ctx.runtime.stop_task(app, &id).await;
+            OpOutcome::Failed {
+                status: DeploymentStatus::Aborted,
+                reason: format!("{reason}; stopped release task {} (task {id})", task.name),
             }
         }
-        delay = (delay * 3 / 2).min(Duration::from_secs(1));
     }
 }
 
@@ -478,21 +476,18 @@ pub async fn remove(ctx: &OpContext, app: &str, timeout: Duration) -> OpOutcome 
     if let Err(e) = ctx.runtime.remove(app).await {
         return OpOutcome::Failed { status: DeploymentStatus::Failed, reason: format!("cannot remove {app}: {e}") };
     }
-    let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(100);
+    let mut poll = Poll::new(Duration::from_millis(100), Duration::from_secs(1)).within(timeout);
     loop {
         match observe_one(ctx, app).await {
             Ok(s) if s.state == ServiceState::Missing => return OpOutcome::Succeeded { detail: None },
             Ok(_) => {}
             Err(reason) => return OpOutcome::Failed { status: DeploymentStatus::Failed, reason },
         }
-        if Instant::now() >= deadline {
+        if !poll.wait().await {
             return OpOutcome::Failed {
                 status: DeploymentStatus::Failed,
                 reason: format!("{app} still has tasks {}s after its removal", timeout.as_secs()),
             };
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(1));
     }
 }

@@ -76,21 +76,15 @@ fn render(deployments: &[&Deployment], now: chrono::DateTime<chrono::Utc>, color
             ]
         })
         .collect();
-    let width = |i: usize| rows.iter().map(|r| console::measure_text_width(&r[i])).max().unwrap_or(0);
-    let widths = [width(0), width(1), width(2), width(3), width(4)];
+    // The last column (the commit line) sets no width: it is never padded.
+    let columns = crate::render::table::Columns::fit(rows.iter().map(|r| &r[..5]));
     let mut out = String::new();
     for (row, d) in rows.iter().zip(deployments) {
-        for (cell, w) in row.iter().zip(widths) {
-            out.push_str(cell);
-            out.push_str(&" ".repeat(w - console::measure_text_width(cell) + 2));
-        }
-        out.push_str(&row[5]);
-        let kept = out.trim_end().len();
-        out.truncate(kept);
+        out.push_str(&columns.line(row));
         out.push('\n');
         if let (DeploymentStatus::Failed | DeploymentStatus::Aborted, Some(reason)) = (d.status, &d.reason) {
             for line in reason.lines() {
-                out.push_str(&" ".repeat(widths[0] + 2));
+                out.push_str(&" ".repeat(columns.width(0) + 2));
                 out.push_str(&printable(line));
                 out.push('\n');
             }

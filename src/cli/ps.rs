@@ -136,12 +136,7 @@ pub fn render_service(s: &ServiceStatus, all: bool) -> String {
         return out;
     }
     let rows: Vec<[String; 7]> = std::iter::once(TASK_COLUMNS.map(String::from)).chain(rows).collect();
-    let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
-    for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&crate::render::table::table(&rows, ""));
     out
 }
 

@@ -127,11 +127,7 @@ impl StageView {
                 None => [name.clone(), "-".into(), "-".into(), "-".into(), "-".into(), last],
             });
         }
-        let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-        for row in rows {
-            let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
-        }
+        out.push_str(&crate::render::table::table(&rows, "  "));
         out
     }
 

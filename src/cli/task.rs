@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 
 use crate::apply::ops;
+use crate::apply::task::{watch_task, TaskEnd, TaskWait};
 use crate::cli::agent::runtime_error;
 use crate::cli::plan::select_stages;
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, RuntimeKind};
 use crate::runtime::local::LocalRuntime;
-use crate::runtime::{follow_task, LogLine, TaskKind, TaskSpec};
+use crate::runtime::{LogLine, TaskKind, TaskSpec};
 
 /// One-off tasks.
 #[derive(Debug, Args)]
@@ -113,7 +114,13 @@ fn run_task(ctx: &Context, args: RunArgs) -> CliResult {
             let _ = print_out(&format!("{}\n", line.text));
         };
         let status = tokio::select! {
-            status = follow_task(runtime.as_ref(), &app.name, &id, &mut print) => status.map_err(runtime_error)?,
+            end = watch_task(runtime.as_ref(), &app.name, &id, TaskWait { output: Some(&mut print), ..TaskWait::default() }) => {
+                match end.map_err(runtime_error)? {
+                    TaskEnd::Stopped(status) => status,
+                    // Neither a deadline nor an abort signal was given.
+                    other => return Err(CliError::new(format!("task {id}: {other:?}"))),
+                }
+            }
             _ = tokio::signal::ctrl_c() => {
                 let _ = runtime.stop_task(&app.name, &id).await;
                 eprintln!("interrupted: stopped task {id}");
@@ -181,19 +188,8 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
     print_out(&columns(std::iter::once(&header).chain(&rows)))
 }
 
-/// Rows as left-aligned columns two spaces apart, widths by characters, no trailing spaces.
-fn columns<'a>(rows: impl Iterator<Item = &'a [String; 6]> + Clone) -> String {
-    let mut widths = [0usize; 6];
-    for row in rows.clone() {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+/// Rows as a table ([`crate::render::table`]).
+fn columns<'a>(rows: impl Iterator<Item = &'a [String; 6]>) -> String {
+    let rows: Vec<&[String; 6]> = rows.collect();
+    crate::render::table::table(&rows, "")
 }

@@ -6,6 +6,7 @@ pub mod dot;
 pub mod escape;
 pub mod json;
 pub mod markdown;
+pub mod table;
 pub mod text;
 pub mod view;
 

@@ -188,30 +188,12 @@ fn write_diff(out: &mut String, p: &Painter, from: &str, to: &str) {
     }
 }
 
-/// Left-aligned columns, widths by characters (the arrows and dashes are one wide).
+/// Left-aligned columns ([`super::table`]).
 fn table<C: AsRef<str>, R: AsRef<[C]>>(out: &mut String, header: &[&str], rows: &[R], indent: &str) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
-            *w = (*w).max(cell.as_ref().chars().count());
-        }
-    }
-    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
-        let start = out.len();
-        out.push_str(indent);
-        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
-            out.push_str(cell);
-            if i + 1 < widths.len() {
-                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
-            }
-        }
-        trim_end_from(out, start);
-        out.push('\n');
-    };
-    line(out, &mut header.iter().copied());
-    for row in rows {
-        line(out, &mut row.as_ref().iter().map(AsRef::as_ref));
-    }
+    let all: Vec<Vec<&str>> = std::iter::once(header.to_vec())
+        .chain(rows.iter().map(|r| r.as_ref().iter().map(AsRef::as_ref).collect()))
+        .collect();
+    out.push_str(&super::table::table(&all, indent));
 }
 
 struct Painter {

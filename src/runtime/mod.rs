@@ -18,9 +18,16 @@
 //! counts) and the engine decides. The only exception mirrors ECS: a runtime may report a
 //! rollout `FAILED` when it was superseded or rolled back.
 
+// The conformance suite and the in-memory double are for tests only: built for the crate's
+// own tests and with the `testing` feature (the integration tests' dev-dependency on the
+// crate turns it on), never in the release library.
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 pub mod ecs;
 pub mod live;
 pub mod local;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -493,7 +500,8 @@ pub trait Runtime: Send + Sync {
     /// Stop every task of `app` (draining first) and forget the service.
     async fn remove(&self, app: &str) -> RuntimeResult<()>;
 
-    /// Start a one-off task; watch it with [`Runtime::observe`] (or [`wait_for_task`]).
+    /// Start a one-off task; watch it with [`Runtime::observe`] (or
+    /// [`crate::apply::task::watch_task`]).
     async fn run_task(&self, spec: &TaskSpec) -> RuntimeResult<TaskId>;
 
     /// Stop a task now (SIGTERM, then SIGKILL after the app's stop timeout); used for
@@ -510,77 +518,4 @@ pub trait Runtime: Send + Sync {
         let apps: Vec<String> = recorded.iter().map(|r| r.spec.app.clone()).collect();
         Ok(live::by_revision_id(recorded, &self.observe(&apps).await?))
     }
-}
-
-/// Wait until a task is STOPPED and return its status, polling `observe` with backoff from
-/// 100 ms to 2 s. `None` when `deadline` passes first (the caller decides what to do: stop
-/// it, report a timeout).
-pub async fn wait_for_task(
-    runtime: &dyn Runtime,
-    app: &str,
-    task: &TaskId,
-    deadline: tokio::time::Instant,
-) -> RuntimeResult<Option<TaskStatus>> {
-    let mut delay = std::time::Duration::from_millis(100);
-    loop {
-        let status = runtime.observe(&[app.to_string()]).await?;
-        let found = status.iter().find_map(|s| s.task(task)).cloned();
-        match found {
-            Some(t) if t.last_status == Lifecycle::Stopped => return Ok(Some(t)),
-            Some(_) => {}
-            None => return Err(RuntimeError::NotFound(format!("no task {task} of app {app}"))),
-        }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(delay.min(deadline - now)).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(2));
-    }
-}
-
-/// Follow a one-off task to its end: pass each line of its output to `out` as it comes,
-/// poll `observe` (backing off from 100 ms to 1 s) until the task is STOPPED, and return its
-/// final status. Lines the stream had not delivered by then (CloudWatch is polled) are read
-/// once more from the start and the ones past those shown are passed on, so nothing the
-/// task wrote is lost at its end.
-pub async fn follow_task(
-    runtime: &dyn Runtime,
-    app: &str,
-    task: &TaskId,
-    out: &mut (dyn FnMut(&LogLine) + Send),
-) -> RuntimeResult<TaskStatus> {
-    let query = |follow| LogQuery { task: Some(task.clone()), since: None, follow };
-    let mut lines = runtime.logs(app, &query(true)).await?;
-    let mut shown = 0usize;
-    let mut delay = std::time::Duration::from_millis(100);
-    let mut next_poll = tokio::time::Instant::now();
-    let status = loop {
-        tokio::select! {
-            Some(line) = lines.recv() => {
-                out(&line);
-                shown += 1;
-                continue;
-            }
-            _ = tokio::time::sleep_until(next_poll) => {}
-        }
-        let services = runtime.observe(&[app.to_string()]).await?;
-        match services.iter().find_map(|s| s.task(task)) {
-            Some(t) if t.last_status == Lifecycle::Stopped => break t.clone(),
-            Some(_) => {}
-            None => return Err(RuntimeError::NotFound(format!("the runtime lost task {task} of app {app}"))),
-        }
-        next_poll = tokio::time::Instant::now() + delay;
-        delay = (delay * 3 / 2).min(std::time::Duration::from_secs(1));
-    };
-    drop(lines);
-    let mut all = runtime.logs(app, &query(false)).await?;
-    let mut seen = 0usize;
-    while let Some(line) = all.recv().await {
-        seen += 1;
-        if seen > shown {
-            out(&line);
-        }
-    }
-    Ok(status)
 }

@@ -109,14 +109,13 @@ impl LocalFixture {
         timeout: Duration,
         pred: impl Fn(&ServiceStatus) -> bool,
     ) -> ServiceStatus {
-        let deadline = Instant::now() + timeout;
+        let mut poll = ferry::poll::Poll::new(Duration::from_millis(50), Duration::from_millis(50)).within(timeout);
         loop {
             let s = self.web().await;
             if pred(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; last status:\n{s:#?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(poll.wait().await, "timed out waiting for {what}; last status:\n{s:#?}");
         }
     }
 }

@@ -223,7 +223,13 @@ impl EcsRuntime {
             .include(TaskDefinitionField::Tags)
             .send()
             .await
-            .map_err(|e| sdk_error(&format!("cannot describe task definition {arn}"), e))
+            .map_err(|e| match sdk_error(&format!("cannot describe task definition {arn}"), e) {
+                // ECS answers a task definition it does not have with a ClientException
+                // ("Unable to describe task definition"): for this call, that is a revision
+                // the runtime never issued, as the local runtime reports it.
+                RuntimeError::Invalid(text) => RuntimeError::NotFound(text),
+                other => other,
+            })
     }
 
     /// Remember `arn` as the revision of `r`: `hash` when its `ferry:spec` is known to be

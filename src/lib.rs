@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod edit;
 pub mod history;
+pub mod import;
 pub mod pipeline;
 pub mod plan;
 pub mod private_files;

@@ -28,6 +28,8 @@ pub struct Project {
     pub keep_deployments: usize,
     /// `[registry]`: the image registry of local stages.
     pub registry: RegistrySettings,
+    /// `[ui] token`: where `ferry ui` reads its write token (`FERRY_UI_TOKEN` wins).
+    pub ui_token: Option<SecretRef>,
 }
 
 /// `[registry]`, checked.
@@ -62,6 +64,7 @@ impl Project {
             pipeline: Vec::new(),
             keep_deployments: crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
             registry: RegistrySettings::default(),
+            ui_token: None,
         }
     }
 }

@@ -169,6 +169,7 @@ mod tests {
             pipeline: vec![step("development", &["dev"]), step("production", &["eu", "us"])],
             keep_deployments: 50,
             registry: Default::default(),
+            ui_token: None,
         };
         let stages = [stage("dev", [app("web", 2)]), stage("eu", [app("web", 2)]), stage("us", [app("web", 1)])];
         let recorded = BTreeMap::from([("eu".to_string(), applied(&stage("eu", [app("web", 1)])))]);

@@ -184,6 +184,15 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
     assert!(plan.stdout().contains("matches recorded state and what runs"), "{}", plan.stdout());
     let state = p.read(".ferry/state/prod.json");
     assert!(!state.contains("planted"), "{state}");
+    // `ps` finds the adopted services under their own names.
+    let ps: Value = serde_json::from_str(&run(&["ps", "-s", "prod", "--json"]).expect_code(0).stdout()).unwrap();
+    let states: Vec<(&str, &str)> = ps["stages"][0]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["app"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("billing-worker", "ACTIVE"), ("legacy-web", "ACTIVE")], "{ps:#}");
 
     // Importing again changes nothing; a comment the team added stays.
     let commented =
@@ -194,7 +203,10 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
     assert_eq!(p.read(".ferry/state/prod.json"), state, "state unchanged by a second import");
 
     // A file that declares the app otherwise: refused without --force.
-    p.write("stages/other.toml", "[apps.legacy-web]\nimage = \"web\"\n");
+    let other = format!(
+        "[runtime]\nkind = \"ecs\"\nregion = \"{REGION}\"\ncluster = \"{cluster}\"\n\n[apps.legacy-web]\nimage = \"web\"\n"
+    );
+    p.write("stages/other.toml", &other);
     let taken = run(&["import", "-s", "other", "--cluster", &cluster, "--service", "legacy-web"]);
     taken.expect_code(1);
     assert!(
@@ -202,7 +214,18 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
         "{}",
         taken.stderr()
     );
-    assert_eq!(p.read("stages/other.toml"), "[apps.legacy-web]\nimage = \"web\"\n");
+    assert_eq!(p.read("stages/other.toml"), other);
+    // A stage on another runtime: refused, its apps would move too.
+    p.write("stages/other.toml", "[apps.site]\nimage = \"site\"\n");
+    let moved = run(&["import", "-s", "other", "--cluster", &cluster, "--service", "legacy-web"]);
+    moved.expect_code(1);
+    assert!(
+        moved.stderr().contains(&format!(
+            "error: stages/other.toml runs on local, not on ECS cluster {cluster}; nothing written"
+        )),
+        "{}",
+        moved.stderr()
+    );
     std::fs::remove_file(p.path().join("stages/other.toml")).unwrap();
 
     // A new release commits as an update of the same service: same ARN, a new revision of

@@ -208,6 +208,23 @@ fn refuse_conflicts(
     if force || std::fs::read_to_string(project.root.join(rel)).ok().as_deref() == Some(text) {
         return Ok(());
     }
+    // Another runtime or cluster would move every app of the stage, not only those imported.
+    let runtime = current.get("runtime");
+    let kind = runtime.and_then(|r| r.get("kind")).and_then(|k| k.as_str()).unwrap_or("local");
+    let cluster = runtime.and_then(|r| r.get("cluster")).and_then(|c| c.as_str());
+    let has_apps = current.get("apps").and_then(|a| a.as_object()).is_some_and(|a| !a.is_empty());
+    let wanted = imported.runtime.cluster.as_deref();
+    if has_apps && (kind != "ecs" || cluster.is_some_and(|c| Some(c) != wanted)) {
+        return Err(CliError::with_hint(
+            format!(
+                "{} runs on {kind}{}, not on ECS cluster {}; nothing written",
+                rel.display(),
+                cluster.map(|c| format!(" cluster {c}")).unwrap_or_default(),
+                wanted.unwrap_or("?")
+            ),
+            "import into another stage, or pass --force to move the stage's [runtime]",
+        ));
+    }
     let declared = |app: &str| current.get("apps").and_then(|a| a.get(app)).is_some();
     let same_service = |app: &import::ImportedApp| {
         let recorded = state.apps.get(&app.name).and_then(|a| a.adopted.as_ref());

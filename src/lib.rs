@@ -11,6 +11,7 @@ pub mod config;
 pub mod edit;
 pub mod events;
 pub mod history;
+pub mod import;
 pub mod pipeline;
 pub mod plan;
 pub mod poll;

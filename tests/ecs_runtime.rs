@@ -73,7 +73,7 @@ print(json.dumps({"uri": repo["repositoryUri"], "digest": digest}))
 
 /// Pushes another image manifest (made unique by `argv[2]`) under tag `argv[3]` of
 /// repository `argv[1]`; prints its digest.
-const PUSH_TAG: &str = r#"
+pub(crate) const PUSH_TAG: &str = r#"
 import boto3, hashlib, json, sys
 manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
     "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7, "digest": "sha256:" + "2" * 64},

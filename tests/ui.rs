@@ -124,3 +124,59 @@ fn a_ci_system_reports_a_status_check_with_the_token() {
     assert!(json(&body)["error"].as_str().unwrap().contains("JSON"), "{body}");
     project.p.run(&["down"]).expect_code(0);
 }
+
+/// `[ui] token` in ferry.toml: a reference read at start, never a value; the environment
+/// variable wins over it.
+#[test]
+fn the_token_comes_from_a_reference_in_ferry_toml_and_the_variable_wins() {
+    let p = TestProject::empty();
+    let token = format!("file-token-{}", uuid::Uuid::new_v4().simple());
+    p.write("ferry.toml", "[project]\nname = \"shop\"\n\n[ui]\ntoken = \"file:secrets/ui-token\"\n");
+    p.write("secrets/ui-token", &format!("{token}\n"));
+    let digest = format!("sha256:{}", "b".repeat(64));
+    p.write("stages/dev.toml", &format!("[apps.web]\nimage = \"web\"\n\n[apps.web.releases]\n1 = \"{digest}\"\n"));
+    let report = format!(r#"{{"app":"web","digest":"{digest}","context":"ci/tests","state":"success"}}"#);
+    {
+        let ui = UiServer::start(p.ferry());
+        assert_eq!(ui.post_json("/api/status", &report, Some("wrong")).0, 401);
+        let (status, body) = ui.post_json("/api/status", &report, Some(&token));
+        assert_eq!(status, 201, "{body}");
+        assert!(!body.contains(&token), "{body}");
+    }
+    // FERRY_UI_TOKEN wins: the file's token no longer writes.
+    let mut cmd = p.ferry();
+    cmd.env("FERRY_UI_TOKEN", "from-the-environment");
+    let ui = UiServer::start(cmd);
+    assert_eq!(ui.post_json("/api/status", &report, Some(&token)).0, 401);
+    assert_eq!(ui.post_json("/api/status", &report, Some("from-the-environment")).0, 201);
+}
+
+/// A reference that cannot be read stops `ferry ui` with an error naming it; a plain value
+/// or an AWS reference in `[ui] token` is a located error that never echoes the value.
+#[test]
+fn a_bad_ui_token_is_a_located_error_without_the_value() {
+    let p = TestProject::empty();
+    p.write("ferry.toml", "[project]\nname = \"shop\"\n\n[ui]\ntoken = \"env:FERRY_TEST_UNSET_TOKEN\"\n");
+    let run = p.run(&["ui", "--listen", "127.0.0.1:0"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr().contains("error: [ui] token: env:FERRY_TEST_UNSET_TOKEN is not set in ferry's environment"),
+        "{}",
+        run.stderr()
+    );
+
+    p.write("ferry.toml", "[project]\nname = \"shop\"\n\n[ui]\ntoken = \"hunter2-plain-value\"\n");
+    let run = p.run(&["validate"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.contains("error: `[ui] token` is a plain value, not a reference"), "{err}");
+    assert!(err.contains("--> ferry.toml:5:1"), "{err}");
+    assert!(!err.contains("hunter2"), "the value is never printed: {err}");
+
+    p.write("ferry.toml", "[project]\nname = \"shop\"\n\n[ui]\ntoken = \"arn:aws:ssm:eu-central-1:1:parameter/ui\"\n");
+    let run = p.run(&["validate"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.contains("error: `[ui] token` cannot be an AWS reference"), "{err}");
+    assert!(err.contains("--> ferry.toml:5:9"), "{err}");
+}

@@ -196,7 +196,11 @@ pub(crate) fn commit_desired(
 
     let root = project.root.clone();
     let engine = Engine {
-        ops: op_context(&root, &desired),
+        ops: {
+            let ops = op_context(&root, &desired);
+            ops.runtime.adopt(&session.state().adopted());
+            ops
+        },
         parallelism: args.parallelism,
         source: crate::state::Source::detect(&ctx.cwd),
         stream_logs: args.logs,
@@ -285,6 +289,23 @@ fn commit_events(
         events.push(e);
     }
     events
+}
+
+/// The runtime of `stage` for commands that only look (ps, logs, task, the dashboard),
+/// told the services recorded state says were adopted (`ferry import`), read without the
+/// lock; when state cannot be read the runtime knows ferry's own names only.
+pub(crate) fn reading_runtime(root: &std::path::Path, stage: &config::Stage) -> Arc<dyn crate::runtime::Runtime> {
+    let runtime = op_context(root, stage).runtime;
+    if matches!(stage.runtime, config::Runtime::Ecs(_)) {
+        let state = config::load_project(root)
+            .ok()
+            .and_then(|project| crate::state::open_store(&project).ok())
+            .and_then(|store| store.read(&stage.name).ok().flatten());
+        if let Some(state) = state {
+            runtime.adopt(&state.adopted());
+        }
+    }
+    runtime
 }
 
 /// The runtime and registry of a stage: the local ones, or ECS and ECR in its region.

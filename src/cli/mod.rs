@@ -14,6 +14,7 @@ mod graph;
 mod history;
 mod image;
 mod images;
+mod import;
 mod init;
 mod logs;
 mod pipeline;
@@ -99,6 +100,7 @@ pub enum Command {
     Pipeline(pipeline::PipelineArgs),
     Images(images::ImagesArgs),
     Ui(ui::UiArgs),
+    Import(import::ImportArgs),
 }
 
 /// What kind of failure, which decides the exit code and how it is shown.
@@ -222,6 +224,7 @@ pub fn run() -> ExitCode {
         Command::Pipeline(args) => pipeline::run(&ctx, args),
         Command::Images(args) => images::run(&ctx, args),
         Command::Ui(args) => ui::run(&ctx, args),
+        Command::Import(args) => import::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -154,6 +154,7 @@ pub(crate) fn plan_stage(
 ) -> CliResult<Changeset> {
     let planned = if live.applies_to(desired) {
         let runtime = crate::cli::commit::op_context(&project.root, desired).runtime;
+        runtime.adopt(&recorded.adopted());
         let live = super::tokio_runtime()?
             .block_on(crate::runtime::live::gather(runtime.as_ref(), recorded))
             .map_err(|e| CliError::new(format!("cannot refresh stage `{}`: {e}", desired.name)))?;

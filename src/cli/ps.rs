@@ -78,7 +78,7 @@ pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
             .block_on(async {
                 match &stage.runtime {
                     config::Runtime::Local => LocalRuntime::new(&root, &stage.name).observe_if_running(&apps).await,
-                    config::Runtime::Ecs(_) => super::commit::op_context(&root, &stage).runtime.observe(&apps).await,
+                    config::Runtime::Ecs(_) => super::commit::reading_runtime(&root, &stage).observe(&apps).await,
                 }
             })
             .map_err(runtime_error)?;

@@ -94,6 +94,9 @@ fn run_task(ctx: &Context, args: RunArgs) -> CliResult {
     // The local agent or ECS (RunTask with the stage's network, startedBy ferry, output
     // from CloudWatch Logs): the same steps through the runtime seam.
     let ctx_ops = super::commit::op_context(&project.root, &stage);
+    if let Ok(Some(state)) = crate::state::open_store(&project).and_then(|store| store.read(&stage.name)) {
+        ctx_ops.runtime.adopt(&state.adopted());
+    }
     let runtime = ctx_ops.runtime.clone();
     let rt = super::tokio_runtime()?;
     let code = rt.block_on(async {
@@ -160,7 +163,7 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
             super::tokio_runtime()?.block_on(runtime.observe_if_running(apps))
         }
         RuntimeKind::Ecs => {
-            let runtime = super::commit::op_context(&project.root, &stage).runtime;
+            let runtime = super::commit::reading_runtime(&project.root, &stage);
             super::tokio_runtime()?.block_on(runtime.observe(apps))
         }
     }

@@ -34,6 +34,22 @@ pub struct ProjectFile {
     /// Webhooks that deploy events are sent to (`[[notify]]`). Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<crate::events::notify::NotifySection>,
+    /// `ferry ui`, the dashboard. Default: no token here (read-only unless `FERRY_UI_TOKEN`
+    /// is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<UiSection>,
+}
+
+/// `[ui]`: the dashboard of `ferry ui`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UiSection {
+    /// The bearer token that allows writes (`POST /api/status`), as a secret reference,
+    /// never a value: `env:NAME` (ferry's environment) or `file:PATH` (a file inside the
+    /// project). `FERRY_UI_TOKEN`, when set, wins over it. Default: none (read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$"))]
+    pub token: Option<String>,
 }
 
 /// `[registry]`: which OCI registry local stages push to and pull from.

@@ -32,6 +32,8 @@ pub struct Project {
     pub preview: Option<crate::preview::PreviewSettings>,
     /// `[[notify]]`: where deploy events are sent.
     pub notify: Vec<crate::events::notify::NotifyTarget>,
+    /// `[ui] token`: where `ferry ui` reads its write token (`FERRY_UI_TOKEN` wins).
+    pub ui_token: Option<SecretRef>,
 }
 
 /// `[registry]`, checked.
@@ -68,6 +70,7 @@ impl Project {
             registry: RegistrySettings::default(),
             preview: None,
             notify: Vec::new(),
+            ui_token: None,
         }
     }
 }

@@ -203,6 +203,44 @@ fn check_registry(src: &SourceFile, section: file::RegistrySection, diags: &mut 
     settings
 }
 
+/// `[ui] token`: a reference `ferry ui` can read on this machine — `env:NAME` or a
+/// `file:PATH` inside the project. AWS references would need SSM and Secrets Manager
+/// clients on the dashboard's machine; a plain value is reported without being echoed.
+fn check_ui_token(src: &SourceFile, token: Option<&str>, diags: &mut Diagnostics) -> Option<SecretRef> {
+    let token = token?;
+    let at = path!["ui", "token"];
+    match token.parse::<SecretRef>() {
+        Ok(r @ SecretRef::Env(_)) => Some(r),
+        Ok(SecretRef::File(p)) if is_inside_project(&p) => Some(SecretRef::File(p)),
+        Ok(SecretRef::File(p)) => {
+            diags.push(
+                src.diagnostic(&at, Target::Value, format!("`[ui] token` file `{p}` is outside the project"))
+                    .with_hint("use a path relative to the project root, without `..`"),
+            );
+            None
+        }
+        Ok(_) => {
+            diags.push(
+                src.diagnostic(&at, Target::Value, "`[ui] token` cannot be an AWS reference".to_string()).with_hint(
+                    "use env:NAME or file:PATH (the dashboard reads it on this machine), or set FERRY_UI_TOKEN",
+                ),
+            );
+            None
+        }
+        Err(_) => {
+            // Never echo the value, not even in the quoted source line: it may be the token.
+            let mut d = src
+                .diagnostic(&at, Target::Key, "`[ui] token` is a plain value, not a reference".to_string())
+                .with_hint("write env:NAME or file:PATH; remove the value from the file and from its history");
+            if !token.is_empty() {
+                d.source_line = d.source_line.replace(token, &"*".repeat(token.chars().count()));
+            }
+            diags.push(d);
+            None
+        }
+    }
+}
+
 /// Check a parsed project file against the stage names that exist.
 pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result<Project, Diagnostics> {
     let mut diags = Diagnostics::default();
@@ -330,6 +368,7 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
         &mut diags,
     );
     let notify = crate::events::notify::check_all(src, &file.notify, &mut diags);
+    let ui_token = check_ui_token(src, file.ui.as_ref().and_then(|u| u.token.as_deref()), &mut diags);
 
     if diags.is_empty() {
         Ok(Project {
@@ -341,6 +380,7 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
             registry,
             preview,
             notify,
+            ui_token,
         })
     } else {
         diags.sort();

@@ -224,6 +224,7 @@ fn key_text(key: &str) -> String {
 fn to_expr(value: &FileValue) -> Expression {
     let text = match value {
         FileValue::Int(n) => n.to_string(),
+        FileValue::Bool(b) => b.to_string(),
         FileValue::Str(s) => literal(s),
         FileValue::List(items) => format!("[{}]", items.iter().map(|i| literal(i)).collect::<Vec<_>>().join(", ")),
     };

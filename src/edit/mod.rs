@@ -44,6 +44,9 @@ pub enum EditError {
     /// editing it would guess at the user's intent.
     #[error("{file}: `{key}` of app `{app}` is not a table; fix the file first (`ferry validate`)")]
     NotATable { file: PathBuf, app: String, key: String },
+    /// An edit only made to TOML stage files (`ferry import` writes TOML).
+    #[error("{file}: {what} is only written into TOML stage files")]
+    TomlOnly { file: PathBuf, what: String },
 }
 
 /// The result of an edit.
@@ -53,6 +56,8 @@ pub type EditResult<T = ()> = Result<T, EditError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileValue {
     Int(i64),
+    /// `assign_public_ip`.
+    Bool(bool),
     Str(String),
     /// A list of strings (`command`, `sensitive_env`).
     List(Vec<String>),
@@ -130,6 +135,24 @@ impl StageEdit {
         match &mut self.doc {
             Document::Toml(doc) => toml::set_env(doc, &at, key, value),
             Document::Hcl(body) => hcl::set_env(body, &at, key, value),
+        }
+    }
+
+    /// Declare app `app` with `image` when the file does not yet (`ferry import`). TOML only.
+    pub fn add_app(&mut self, app: &str, image: &str) -> EditResult {
+        let at = self.at(app);
+        match &mut self.doc {
+            Document::Toml(doc) => toml::add_app(doc, &at, image),
+            Document::Hcl(_) => Err(EditError::TomlOnly { file: self.path.clone(), what: "a new app".into() }),
+        }
+    }
+
+    /// Set `key` of the stage's `[runtime]` to `value`, or remove it with `None`. TOML only.
+    pub fn set_runtime_value(&mut self, key: &str, value: Option<&FileValue>) -> EditResult {
+        let at = self.at("");
+        match &mut self.doc {
+            Document::Toml(doc) => toml::set_runtime_value(doc, &at, key, value),
+            Document::Hcl(_) => Err(EditError::TomlOnly { file: self.path.clone(), what: "[runtime]".into() }),
         }
     }
 

@@ -344,9 +344,45 @@ fn visit_headers(table: &mut Table, f: &mut impl FnMut(&mut toml_edit::Decor)) {
 fn to_value(v: &FileValue) -> Value {
     match v {
         FileValue::Int(n) => Value::from(*n),
+        FileValue::Bool(b) => Value::from(*b),
         FileValue::Str(s) => Value::from(s.as_str()),
         FileValue::List(items) => Value::Array(items.iter().map(String::as_str).collect()),
     }
+}
+
+/// Declare `[apps.NAME]` with its `image` (`ferry import`); an existing app keeps its table.
+pub(super) fn add_app(doc: &mut DocumentMut, at: &AppAt, image: &str) -> EditResult {
+    if !doc.contains_key("apps") {
+        let mut t = Table::new();
+        t.set_implicit(true);
+        doc.insert("apps", Item::Table(t));
+    }
+    let apps = doc.get_mut("apps").and_then(Item::as_table_like_mut).ok_or_else(|| at.not_a_table("apps"))?;
+    if apps.get(&at.app).is_none() {
+        let mut app = Table::new();
+        app.insert("image", toml_edit::value(image));
+        apps.insert(&at.app, Item::Table(app));
+    }
+    Ok(())
+}
+
+/// Set or remove `key` of `[runtime]`, created when missing (`ferry import`).
+pub(super) fn set_runtime_value(doc: &mut DocumentMut, at: &AppAt, key: &str, value: Option<&FileValue>) -> EditResult {
+    if value.is_none() && doc.get("runtime").is_none() {
+        return Ok(());
+    }
+    if doc.get("runtime").is_none() {
+        let mut t = Table::new();
+        // Before the apps, where `fmt` puts it.
+        t.set_position(0);
+        doc.insert("runtime", Item::Table(t));
+    }
+    let runtime = doc.get_mut("runtime").and_then(Item::as_table_like_mut).ok_or_else(|| at.not_a_table("runtime"))?;
+    match value {
+        Some(v) => set_value(runtime, key, to_value(v), order::RUNTIME),
+        None => drop(runtime.remove(key)),
+    }
+    Ok(())
 }
 
 pub(super) fn set_app_value(doc: &mut DocumentMut, at: &AppAt, key: &str, value: Option<&FileValue>) -> EditResult {

@@ -171,6 +171,7 @@ mod tests {
             registry: Default::default(),
             preview: None,
             notify: Vec::new(),
+            ui_token: None,
         };
         let stages = [stage("dev", [app("web", 2)]), stage("eu", [app("web", 2)]), stage("us", [app("web", 1)])];
         let recorded = BTreeMap::from([("eu".to_string(), applied(&stage("eu", [app("web", 1)])))]);

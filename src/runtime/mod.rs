@@ -432,6 +432,10 @@ pub trait Runtime: Send + Sync {
     /// first new task that stops where a stop is final.
     fn restarts_in_place(&self) -> bool;
 
+    /// Services recorded state says ferry adopted (`ferry import`), by app: they keep their
+    /// own names. Told once, before any other call; runtimes without such names ignore it.
+    fn adopt(&self, _adopted: &std::collections::BTreeMap<String, crate::state::AdoptedService>) {}
+
     /// Register how to run a release (ECS: RegisterTaskDefinition). Registering an
     /// identical spec again returns the existing revision.
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId>;

@@ -65,6 +65,29 @@ pub struct AppState {
     /// consecutive; older ones are in the stage's archive (`state::archive`).
     #[serde(default)]
     pub history: Vec<Deployment>,
+    /// A service ferry adopted (`ferry import`) rather than created: it keeps its own name,
+    /// task definition family and container name. `None`: ferry's own `<stage>-<app>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<AdoptedService>,
+}
+
+/// The names an adopted ECS service keeps (see `AppState::adopted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptedService {
+    /// The service's name in its cluster.
+    pub service: String,
+    /// Its task definitions' family: new revisions are registered in it.
+    pub family: String,
+    /// The container that runs the app (its image, port, environment).
+    pub container: String,
+}
+
+impl StageState {
+    /// The adopted services of the stage, by app.
+    pub fn adopted(&self) -> BTreeMap<String, AdoptedService> {
+        self.apps.iter().filter_map(|(app, s)| Some((app.clone(), s.adopted.clone()?))).collect()
+    }
 }
 
 impl AppState {

@@ -49,7 +49,7 @@ pub(super) async fn live(rt: &EcsRuntime, recorded: &[RecordedService]) -> Runti
         let revision = s.task_definition().map(|t| RevisionId(t.to_string()));
         let changes = match &revision {
             Some(live) if Some(live) != r.revision.as_ref() => {
-                let expected = expected_definition(&Rendered::new(&r.spec, &rt.stage_settings()))?;
+                let expected = expected_definition(&rt.render(&r.spec))?;
                 differences(&expected, &describe(rt, live.as_str()).await?)
             }
             _ => Vec::new(),
@@ -208,7 +208,7 @@ fn container(c: &ContainerDefinition, put: &mut impl FnMut(String, String)) {
 }
 
 /// Task cpu or memory as a number: ECS accepts `1 vCPU` and `2 GB` and may answer so.
-fn units(value: &str, unit: &str) -> String {
+pub(crate) fn units(value: &str, unit: &str) -> String {
     let lower = value.trim().to_ascii_lowercase();
     match lower.strip_suffix(unit).map(str::trim).and_then(|n| n.parse::<f64>().ok()) {
         Some(n) => ((n * 1024.0).round() as u64).to_string(),

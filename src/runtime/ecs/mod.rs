@@ -7,6 +7,8 @@
 //!   hash of everything in it, so an identical revision is found and reused);
 //! * the service is named `<stage>-<app>` too, tagged `ferry:stage` and `ferry:app`, with
 //!   the deployment circuit breaker (with rollback) always on;
+//! * a service ferry adopted (`ferry import`, recorded in state and told through
+//!   [`Runtime::adopt`]) keeps its own service name, family and container name instead;
 //! * a rollout is an ECS deployment; observing maps deployments and tasks ([`status`]);
 //! * one-off tasks are RunTask with `startedBy = ferry`; logs are the awslogs streams
 //!   `ferry/<app>/<task-id>` in the stage's log group ([`logs`]).
@@ -100,6 +102,8 @@ pub struct EcsRuntime {
     /// ARN with their family: one missing from the next look of its family stopped, and the
     /// stopped tasks are listed then.
     watched_tasks: Mutex<HashMap<String, String>>,
+    /// Adopted services by app: their own names instead of `<stage>-<app>`.
+    adopted: Mutex<HashMap<String, crate::state::AdoptedService>>,
 }
 
 /// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered
@@ -145,12 +149,37 @@ impl EcsRuntime {
             logs,
             revisions: Mutex::default(),
             watched_tasks: Mutex::default(),
+            adopted: Mutex::default(),
         }
     }
 
-    /// The service (and family) name of `app`.
+    /// The service name of `app`: `<stage>-<app>`, or an adopted service's own.
     pub fn service_name(&self, app: &str) -> String {
-        family(&self.stage, app)
+        self.adopted_names(app).map_or_else(|| family(&self.stage, app), |a| a.service)
+    }
+
+    /// The task definition family of `app`: `<stage>-<app>`, or an adopted service's own.
+    pub fn family_name(&self, app: &str) -> String {
+        self.adopted_names(app).map_or_else(|| family(&self.stage, app), |a| a.family)
+    }
+
+    /// The name of the container that runs `app`: the app's, or an adopted service's own.
+    pub fn container_name(&self, app: &str) -> String {
+        self.adopted_names(app).map_or_else(|| app.to_string(), |a| a.container)
+    }
+
+    fn adopted_names(&self, app: &str) -> Option<crate::state::AdoptedService> {
+        self.adopted.lock().expect("adopted services").get(app).cloned()
+    }
+
+    /// `spec` rendered for this stage, in an adopted service's family and container.
+    pub fn render(&self, spec: &RevisionSpec) -> Rendered {
+        let mut rendered = Rendered::new(spec, &self.stage_settings());
+        if let Some(a) = self.adopted_names(&spec.app) {
+            rendered.family = a.family;
+            rendered.container = a.container;
+        }
+        rendered
     }
 
     fn stage_settings(&self) -> StageSettings<'_> {
@@ -336,11 +365,26 @@ impl EcsRuntime {
             arns.extend(page.service_arns().iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
         }
         let described = self.describe_services(&arns).await?;
+        let adopted: HashMap<String, String> = self
+            .adopted
+            .lock()
+            .expect("adopted services")
+            .iter()
+            .map(|(app, a)| (a.service.clone(), app.clone()))
+            .collect();
         Ok(described
             .into_iter()
             .flatten()
-            .filter(|s| revision::tag_value(s.tags(), TAG_STAGE) == Some(self.stage.as_str()))
-            .filter_map(|s| Some((revision::tag_value(s.tags(), TAG_APP)?.to_string(), s)))
+            .filter_map(|s| {
+                let app = match adopted.get(s.service_name().unwrap_or_default()) {
+                    Some(app) => app.clone(),
+                    None if revision::tag_value(s.tags(), TAG_STAGE) == Some(self.stage.as_str()) => {
+                        revision::tag_value(s.tags(), TAG_APP)?.to_string()
+                    }
+                    None => return None,
+                };
+                Some((app, s))
+            })
             .collect())
     }
 
@@ -397,7 +441,7 @@ impl EcsRuntime {
     ) -> RuntimeResult<Vec<ServiceStatus>> {
         let mut out = Vec::with_capacity(services.len());
         for (app, service) in services {
-            let family = self.service_name(&app);
+            let family = self.family_name(&app);
             let of_app: Vec<&aws_sdk_ecs::types::Task> =
                 tasks.iter().filter(|t| status::task_family(t) == Some(family.as_str())).collect();
             out.push(status::service_status(self, &app, service.as_ref(), &of_app).await?);
@@ -414,23 +458,25 @@ impl EcsRuntime {
         let primary = |s: &Service| s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).cloned();
         // Before a primary deployment runs a task, counts one failed or ends, its tasks
         // change no verdict: nothing new can be healthy or have stopped.
-        let busy: Vec<&str> = services
+        // By task definition family, which tasks are listed and matched by.
+        let busy: Vec<String> = services
             .iter()
-            .filter_map(|(_, s)| s.as_ref())
-            .filter(|s| {
-                primary(s).is_none_or(|d| {
-                    d.running_count() > 0
-                        || d.failed_tasks() > 0
-                        || d.rollout_state().is_some_and(|r| r.as_str() != "IN_PROGRESS")
+            .filter(|(_, s)| {
+                s.as_ref().is_some_and(|s| {
+                    primary(s).is_none_or(|d| {
+                        d.running_count() > 0
+                            || d.failed_tasks() > 0
+                            || d.rollout_state().is_some_and(|r| r.as_str() != "IN_PROGRESS")
+                    })
                 })
             })
-            .filter_map(|s| s.service_name())
+            .map(|(app, _)| self.family_name(app))
             .collect();
         if busy.is_empty() {
             return self.statuses(services, &[]).await;
         }
         let family = match busy.as_slice() {
-            [one] => Some(*one),
+            [one] => Some(one.as_str()),
             _ => None,
         };
         let mut arns = self.list_tasks(family, DesiredStatus::Running).await?;
@@ -438,7 +484,7 @@ impl EcsRuntime {
         let gone = {
             let listed: std::collections::HashSet<&String> = arns.iter().collect();
             let seen = self.watched_tasks.lock().expect("watched tasks");
-            seen.iter().any(|(arn, of)| busy.contains(&of.as_str()) && !listed.contains(arn))
+            seen.iter().any(|(arn, of)| busy.contains(of) && !listed.contains(arn))
         };
         if failing || gone {
             let stopped = self.list_tasks(family, DesiredStatus::Stopped).await?;
@@ -465,14 +511,14 @@ impl EcsRuntime {
             .build()
     }
 
-    fn load_balancers(app: &str, info: &RevisionInfo) -> RuntimeResult<Option<Vec<LoadBalancer>>> {
+    fn load_balancers(&self, app: &str, info: &RevisionInfo) -> RuntimeResult<Option<Vec<LoadBalancer>>> {
         let Some(tg) = &info.target_group else { return Ok(None) };
         let port = info
             .port
             .ok_or_else(|| RuntimeError::Invalid(format!("app {app} has a target group but no port to register")))?;
         Ok(Some(vec![LoadBalancer::builder()
             .target_group_arn(tg)
-            .container_name(app)
+            .container_name(self.container_name(app))
             .container_port(i32::from(port))
             .build()]))
     }
@@ -522,12 +568,17 @@ impl Runtime for EcsRuntime {
         false
     }
 
+    fn adopt(&self, adopted: &std::collections::BTreeMap<String, crate::state::AdoptedService>) {
+        let mut names = self.adopted.lock().expect("adopted services");
+        names.extend(adopted.iter().map(|(app, a)| (app.clone(), a.clone())));
+    }
+
     async fn register_revision(&self, spec: &RevisionSpec) -> RuntimeResult<RevisionId> {
         self.register_recorded(spec, &RecordedRevisions::default()).await
     }
 
     async fn register_recorded(&self, spec: &RevisionSpec, recorded: &RecordedRevisions) -> RuntimeResult<RevisionId> {
-        let rendered = Rendered::new(spec, &self.stage_settings());
+        let rendered = self.render(spec);
         let hash = rendered.hash();
         if let Some(arn) = self.seen(&rendered.family, &hash) {
             return Ok(RevisionId(arn));
@@ -581,7 +632,7 @@ impl Runtime for EcsRuntime {
     ) -> RuntimeResult<RolloutId> {
         let info = self.revision_info(revision.as_str()).await?;
         let name = self.service_name(app);
-        let load_balancers = Self::load_balancers(app, &info)?;
+        let load_balancers = self.load_balancers(app, &info)?;
         let grace = load_balancers.as_ref().map(|_| info.grace_period_s);
         let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
         // Most deploys update a service that exists: try that first, and describe only
@@ -666,7 +717,7 @@ impl Runtime for EcsRuntime {
             apps.iter().cloned().zip(self.describe_services(&names).await?).collect()
         };
         let only = match apps {
-            [one] => Some(self.service_name(one)),
+            [one] => Some(self.family_name(one)),
             _ => None,
         };
         let tasks = self.tasks(only.as_deref()).await?;
@@ -736,7 +787,7 @@ impl Runtime for EcsRuntime {
     async fn run_task(&self, spec: &TaskSpec) -> RuntimeResult<TaskId> {
         let info = self.revision_info(spec.revision.as_str()).await?;
         let port = info.port.map(|p| p.to_string());
-        let mut container = ContainerOverride::builder().name(&spec.app);
+        let mut container = ContainerOverride::builder().name(self.container_name(&spec.app));
         if let Some(cmd) = &spec.command {
             container = container.set_command(Some(
                 cmd.iter().map(|a| port.as_ref().map_or_else(|| a.clone(), |p| a.replace("${PORT}", p))).collect(),
@@ -785,7 +836,7 @@ impl Runtime for EcsRuntime {
     }
 
     async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream> {
-        Ok(logs::stream(self.logs.clone(), self.log_group(), app.to_string(), query.clone()))
+        Ok(logs::stream(self.logs.clone(), self.log_group(), self.container_name(app), query.clone()))
     }
 
     async fn live(&self, recorded: &[crate::runtime::live::RecordedService]) -> RuntimeResult<Vec<LiveService>> {

@@ -61,7 +61,8 @@ pub async fn task_status(rt: &EcsRuntime, app: &str, t: &Task) -> RuntimeResult<
         // once it runs (`TaskStatus::is_ready`), without claiming it is healthy.
         _ => Health::Unknown,
     };
-    let container = t.containers().iter().find(|c| c.name() == Some(app)).or_else(|| t.containers().first());
+    let name = rt.container_name(app);
+    let container = t.containers().iter().find(|c| c.name() == Some(name.as_str())).or_else(|| t.containers().first());
     let kind = if t.group().is_some_and(|g| g.starts_with("service:")) { TaskKind::Service } else { TaskKind::OneOff };
     let ready = last_status == Lifecycle::Running
         && (health == Health::Healthy || !info.has_health_check && health == Health::Unknown);

@@ -18,6 +18,7 @@ mod fmt;
 mod hcl;
 mod history;
 mod image;
+mod local_docker;
 mod local_runtime;
 mod pipeline;
 mod plan_cli;

@@ -13,7 +13,9 @@ use ferry::config::{AppConfig, Health, LocalDriver};
 use ferry::registry::serve::ProjectRegistry;
 use ferry::registry::{OciRegistry, RegistryUrl};
 use ferry::runtime::local::{docker, DriverSetting, Layout, LocalRuntime};
-use ferry::runtime::{wait_for_task, Lifecycle, LogQuery, RevisionSpec, RolloutState, Runtime, ServiceStatus, TaskSpec};
+use ferry::runtime::{
+    wait_for_task, Lifecycle, LogQuery, RevisionSpec, RolloutState, Runtime, ServiceStatus, TaskSpec,
+};
 
 use crate::local_runtime::{get, Load};
 use crate::support::agent::{free_port, gone, settings, AgentGuard};
@@ -127,7 +129,13 @@ impl DockerFixture {
                 sensitive_env: Default::default(),
                 secrets: Default::default(),
                 health: Health {
-                    command: Some(vec!["CMD".into(), "/bin/busybox".into(), "test".into(), "-f".into(), "/srv/health".into()]),
+                    command: Some(vec![
+                        "CMD".into(),
+                        "/bin/busybox".into(),
+                        "test".into(),
+                        "-f".into(),
+                        "/srv/health".into(),
+                    ]),
                     path: Some("/index.html".into()),
                     interval: ferry::config::Duration::from_millis(200),
                     timeout: ferry::config::Duration::from_millis(3000),
@@ -191,16 +199,22 @@ async fn containers_roll_under_load_with_health_in_the_container_labels_and_logs
     let s = fx.wait_for("first rollout", Duration::from_secs(60), completed(&r1)).await;
     // The health command ran inside the container: /srv/health exists only there.
     assert!(s.tasks.iter().all(|t| t.last_check.as_deref().is_some_and(|c| c.contains("command: exit 0"))), "{s:#?}");
+    let old_tasks: Vec<_> = s.tasks.iter().map(|t| t.id.clone()).collect();
     let old = containers(&fx.label(), false);
     assert_eq!(old.len(), 2, "one container per task");
     for id in &old {
         let labels = inspect(id, "{{json .Config.Labels}}");
-        for want in ["\"ferry.test\":\"1\"", "\"ferry.app\":\"web\"", "\"ferry.stage\":\"dev\"", "\"ferry.release\":\"1\""] {
+        for want in
+            ["\"ferry.test\":\"1\"", "\"ferry.app\":\"web\"", "\"ferry.stage\":\"dev\"", "\"ferry.release\":\"1\""]
+        {
             assert!(labels.contains(want), "{want} in {labels}");
         }
         // Published on 127.0.0.1 only, from the app's port inside.
         let ports = inspect(id, "{{json .NetworkSettings.Ports}}");
-        assert!(ports.contains(&format!("\"{}/tcp\"", fx.app_port)) && ports.contains("\"HostIp\":\"127.0.0.1\""), "{ports}");
+        assert!(
+            ports.contains(&format!("\"{}/tcp\"", fx.app_port)) && ports.contains("\"HostIp\":\"127.0.0.1\""),
+            "{ports}"
+        );
         assert!(!ports.contains("0.0.0.0"), "{ports}");
         assert!(inspect(id, "{{json .Config.Env}}").contains(&format!("PORT={}", fx.app_port)));
     }
@@ -213,7 +227,13 @@ async fn containers_roll_under_load_with_health_in_the_container_labels_and_logs
     let s = fx.wait_for("second rollout", Duration::from_secs(60), completed(&r2)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ok, failures, bodies) = load.finish().await;
-    assert!(failures.is_empty(), "{} failed requests (of {}): {:?}", failures.len(), ok + failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failed requests (of {}): {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert!(ok > 20, "too little load to mean anything: {ok}");
     assert_eq!((bodies.first().map(String::as_str), bodies.last().map(String::as_str)), (Some("1"), Some("2")));
     assert_eq!(s.running, 2);
@@ -221,6 +241,13 @@ async fn containers_roll_under_load_with_health_in_the_container_labels_and_logs
     let now = containers(&fx.label(), true);
     assert_eq!(now.len(), 2, "{now:?}");
     assert!(old.iter().all(|id| !now.contains(id)), "old containers left: {old:?} in {now:?}");
+
+    // SIGTERM reached the app (Docker's init forwards it), which ended by it: no SIGKILL
+    // after the stop timeout (137).
+    for id in &old_tasks {
+        let log = fx.log_text(Some(id)).await;
+        assert!(log.contains("stopped: exit code 143"), "{log}");
+    }
 
     // Container output is in the task's log.
     let task = s.tasks.iter().find(|t| t.last_status == Lifecycle::Running).unwrap();
@@ -439,7 +466,10 @@ fn a_bad_driver_is_a_located_error_and_a_dead_engine_one_clear_error() {
     assert!(err.contains("podman") && err.contains("docker") && err.contains("process"), "{err}");
 
     let stage = p.read("stages/dev.toml").replace("driver = \"podman\"", "driver = \"docker\"");
-    p.write("stages/dev.toml", &stage.replace("kind = \"local\"", "kind = \"ecs\"\nregion = \"eu-west-1\"\ncluster = \"c\""));
+    p.write(
+        "stages/dev.toml",
+        &stage.replace("kind = \"local\"", "kind = \"ecs\"\nregion = \"eu-west-1\"\ncluster = \"c\""),
+    );
     let run = p.run(&["validate"]);
     run.expect_code(1);
     assert!(run.stderr().contains("`driver` only applies to the local runtime"), "{}", run.stderr());
@@ -463,13 +493,18 @@ async fn a_stage_on_processes_is_not_moved_to_containers_by_the_default() {
     let _containers = Containers(docker::project_label(p.path()));
     let _agent = AgentGuard { layout: Layout::new(p.path()) };
     // The harness chooses processes; busybox from the unpacked image runs on the host.
-    let stage = p.read("stages/dev.toml").replace("\"/bin/busybox\"", "\"bin/busybox\"").replace("-h /srv", "-h srv").replace("-p $PORT", "-p 127.0.0.1:$PORT");
+    let stage = p
+        .read("stages/dev.toml")
+        .replace("\"/bin/busybox\"", "\"bin/busybox\"")
+        .replace("-h /srv", "-h srv")
+        .replace("-p $PORT", "-p 127.0.0.1:$PORT");
     p.write("stages/dev.toml", &stage);
     p.run(&["commit", "--yes"]).expect_code(0);
     assert_eq!(get(port).await.as_deref(), Ok("hello from a container\n"));
     // Without the harness's choice, an engine answers: the default would be Docker.
     p.write("stages/dev.toml", &stage.replace("drain = \"500ms\"", "drain = \"600ms\""));
-    let run = crate::support::Run(p.ferry().env_remove("FERRY_LOCAL_DRIVER").args(["commit", "--yes"]).output().unwrap());
+    let run =
+        crate::support::Run(p.ferry().env_remove("FERRY_LOCAL_DRIVER").args(["commit", "--yes"]).output().unwrap());
     run.expect_code(1);
     let err = run.stderr();
     assert!(err.contains("runs as host processes and would now run as Docker containers"), "{err}");

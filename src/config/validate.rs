@@ -677,8 +677,12 @@ fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) ->
         file::RuntimeKind::Ecs => {
             if rt.driver.is_some() {
                 diags.push(
-                    src.diagnostic(&path!["runtime", "driver"], Target::Key, "`driver` only applies to the local runtime")
-                        .with_hint("remove it (ECS runs every task as a container)"),
+                    src.diagnostic(
+                        &path!["runtime", "driver"],
+                        Target::Key,
+                        "`driver` only applies to the local runtime",
+                    )
+                    .with_hint("remove it (ECS runs every task as a container)"),
                 );
             }
             for (key, missing, example) in [

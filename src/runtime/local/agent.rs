@@ -22,9 +22,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
+use super::docker::{self, DockerDriver};
 use super::protocol::{AgentStatus, Reply, Request};
 use super::service::{State, Task};
-use super::docker::{self, DockerDriver};
 use super::{leftovers, proxy, task, Layout};
 use crate::private_files;
 use crate::runtime::{RuntimeError, RuntimeResult, ServiceStatus, TaskKind};

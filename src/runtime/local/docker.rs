@@ -129,12 +129,8 @@ impl DockerDriver {
             let labels = c.labels.clone().unwrap_or_default();
             let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
             let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
-            let port = c
-                .ports
-                .iter()
-                .flatten()
-                .find(|p| p.ip.as_deref() == Some("127.0.0.1"))
-                .and_then(|p| p.public_port);
+            let port =
+                c.ports.iter().flatten().find(|p| p.ip.as_deref() == Some("127.0.0.1")).and_then(|p| p.public_port);
             let service = label(LABEL_KIND) == "service";
             let short = short(&id);
             match (running && service, port) {
@@ -196,9 +192,8 @@ impl DockerDriver {
             return None;
         }
         let mut left = self.leftovers.lock().unwrap_or_else(|p| p.into_inner());
-        let at = left
-            .iter()
-            .position(|l| l.stage == run.stage && l.app == run.app && l.revision_key == run.revision_key)?;
+        let at =
+            left.iter().position(|l| l.stage == run.stage && l.app == run.app && l.revision_key == run.revision_key)?;
         Some(left.remove(at))
     }
 
@@ -276,7 +271,11 @@ impl TaskDriver for DockerDriver {
     async fn start(&self, run: &RunSpec, log: &TaskLog) -> Result<Started, String> {
         let docker = self.client().await?.clone();
         if let Some(left) = self.claim(run) {
-            log.note(&format!("took over container {} on port {} (left by a killed agent)", short(&left.id), left.port));
+            log.note(&format!(
+                "took over container {} on port {} (left by a killed agent)",
+                short(&left.id),
+                left.port
+            ));
             return Ok(watch(docker, left.id, left.port, left.pid, log, true).await);
         }
         let Some(image) = run.image_ref.clone() else {
@@ -295,6 +294,11 @@ impl TaskDriver for DockerDriver {
             _ => None,
         };
         let mut host = HostConfig {
+            // Docker's init as PID 1: it forwards signals to the app, so SIGTERM stops an app
+            // without a handler at once (as it does a process, and as ECS's
+            // `initProcessEnabled`); as PID 1 itself, the app would ignore it and wait for
+            // the SIGKILL after `stop_timeout`. It also reaps the app's own children.
+            init: Some(true),
             memory: Some(i64::from(run.memory_mib.max(6)) * 1024 * 1024),
             // No swap beyond the limit, so the limit is what an OOM kill reports.
             memory_swap: Some(i64::from(run.memory_mib.max(6)) * 1024 * 1024),

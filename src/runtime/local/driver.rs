@@ -178,7 +178,9 @@ impl TaskDriver for ProcessDriver {
         let (tx, exited) = watch::channel(None);
         tokio::spawn(async move {
             let exit = match child.wait().await {
-                Ok(status) => Exit { code: exit_code(status), text: describe(status), signaled: status.code().is_none() },
+                Ok(status) => {
+                    Exit { code: exit_code(status), text: describe(status), signaled: status.code().is_none() }
+                }
                 Err(e) => Exit { code: None, text: format!("lost the process: {e}"), signaled: false },
             };
             // Whatever else the task left in its group goes too.

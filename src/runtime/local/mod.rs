@@ -35,8 +35,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::config::{DeploySettings, LocalDriver, SecretRef};
-use crate::registry::serve::ProjectRegistry;
 use crate::private_files;
+use crate::registry::serve::ProjectRegistry;
 use crate::runtime::live::{LiveService, RecordedService};
 use crate::runtime::{
     LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,

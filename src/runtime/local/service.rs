@@ -267,9 +267,10 @@ impl State {
     /// command may only work on the host.
     fn check_driver_switch(&self, stage: &str, app: &str, driver: &Driver) -> RuntimeResult<()> {
         let k = key(stage, app);
-        let running = self.app_tasks(&k).into_iter().filter(|t| t.is_live()).find_map(|t| {
-            self.revision(stage, app, &t.revision).ok().map(|r| r.driver).filter(|d| *d != driver.kind)
-        });
+        let running =
+            self.app_tasks(&k).into_iter().filter(|t| t.is_live()).find_map(|t| {
+                self.revision(stage, app, &t.revision).ok().map(|r| r.driver).filter(|d| *d != driver.kind)
+            });
         let Some(before) = running else { return Ok(()) };
         let words = |d: LocalDriver| match d {
             LocalDriver::Process => "host processes",

@@ -441,10 +441,7 @@ impl Running for ContainerRun {
         let options = StopContainerOptionsBuilder::new().t(i32::try_from(t).unwrap_or(i32::MAX)).build();
         let _ = self.docker.stop_container(&self.id, Some(options)).await;
         let mut exited = self.exited.clone();
-        match tokio::time::timeout(timeout + Duration::from_secs(10), super::driver::wait_exit(&mut exited)).await {
-            Ok(exit) => Some(exit),
-            Err(_) => None,
-        }
+        tokio::time::timeout(timeout + Duration::from_secs(10), super::driver::wait_exit(&mut exited)).await.ok()
     }
 
     async fn cleanup(&self) {

@@ -8,6 +8,11 @@
 #   APP=socket scripts/bench-commit.sh    # a Python app on a plain socket
 #   APP=http scripts/bench-commit.sh      # the heavier Python app (http.server, site packages)
 #   BOOST=1 scripts/bench-commit.sh       # as root: nice -10 for the bench's and the agents' sessions
+#   APP=docker scripts/bench-commit.sh    # containers (the Docker driver): busybox httpd, FROM nothing
+#
+# Every app but `docker` runs on the process driver (`driver = "process"`), as before the
+# Docker driver existed; `docker` needs a Docker Engine and the static busybox
+# (`busybox-static`), and labels its containers `ferry.bench=1`.
 #
 # The kernel shares CPU between sessions (autogroups) before processes, and the agent runs
 # in a session of its own: on a machine busy with other sessions' work (builds), BOOST=1
@@ -30,6 +35,7 @@ if [[ -z "$FERRY" ]]; then
   FERRY=$PWD/target/release/ferry
 fi
 WORK=$(mktemp -d)
+export FERRY_CONTAINER_LABELS=ferry.bench=1
 cleanup() { "$FERRY" -C "$WORK/many" down >/dev/null 2>&1 || true; "$FERRY" -C "$WORK/one" down >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 [[ -n "${KEEP_LOG:-}" ]] && trap 'cp "$WORK/last.log" "$KEEP_LOG"; cleanup' EXIT
@@ -81,12 +87,16 @@ make_project() {
       native) cp "$WORK/server" "$dir/img$v/server"; command='["./server"]' ;;
       socket) printf '%s' "$app_socket" >"$dir/img$v/app.py"; command="[\"$PYTHON\", \"-S\", \"app.py\"]" ;;
       http) printf '%s' "$app_http" >"$dir/img$v/app.py"; command='["python3", "app.py"]' ;;
-      *) echo "APP must be native, socket or http" >&2; exit 2 ;;
+      docker)
+        mkdir -p "$dir/img$v/bin" "$dir/img$v/srv"; cp /bin/busybox "$dir/img$v/bin/busybox"; echo ok >"$dir/img$v/srv/index.html"
+        command='["/bin/busybox", "sh", "-c", "/bin/busybox sleep 0.3; exec /bin/busybox httpd -f -p $PORT -h /srv"]' ;;
+      *) echo "APP must be native, socket, http or docker" >&2; exit 2 ;;
     esac
     echo "$v" >"$dir/img$v/v.txt"
   done
   : >"$dir/stages/dev.toml"
   echo '[runtime]' >>"$dir/stages/dev.toml"; echo 'kind = "local"' >>"$dir/stages/dev.toml"
+  if [[ $APP == docker ]]; then echo 'driver = "docker"' >>"$dir/stages/dev.toml"; else echo 'driver = "process"' >>"$dir/stages/dev.toml"; fi
   for i in $(seq 1 "$n"); do
     local d1 d2
     d1=$("$FERRY" -C "$dir" image push "$dir/img1" --repo "app$i" 2>/dev/null)

@@ -196,3 +196,25 @@ fn the_apps_build_section_names_context_dockerfile_and_args() {
     assert_eq!(config["config"]["Labels"]["greeting"], "hello");
     assert_eq!(config["config"]["Labels"]["extra"], "b", "--build-arg wins over the section");
 }
+
+#[test]
+fn the_dockerignore_keeps_files_out_of_the_build_context() {
+    // The build fails unless exactly what .dockerignore allows reached the engine.
+    let (p, _images) = project(
+        "FROM scratch\nLABEL ferry.test=1\nCOPY . /ctx\nRUN [\"/ctx/busybox\", \"sh\", \"-c\", \
+         \"test ! -e /ctx/secret.txt && test ! -e /ctx/logs/drop.txt && test -e /ctx/logs/keep.txt && test ! -e /ctx/.git\"]\n",
+    );
+    p.write("src/.dockerignore", "# not for the image\n/secret.txt\nlogs\n!logs/keep.txt\n.git\n");
+    p.write("src/secret.txt", "do not send\n");
+    p.write("src/logs/drop.txt", "noise\n");
+    p.write("src/logs/keep.txt", "kept\n");
+    let run = p.run(&["release", "create", "web", "--source", "src"]);
+    run.expect_code(0);
+
+    // A pattern that is none: one error naming the file's line.
+    p.write("src/.dockerignore", "logs\n[z-a]\n");
+    let run = p.run(&["release", "create", "web", "--source", "src"]);
+    run.expect_code(1);
+    let stderr = run.stderr();
+    assert!(stderr.contains("error: the build context's .dockerignore line 2: `[z-a]` is not a pattern"), "{stderr}");
+}

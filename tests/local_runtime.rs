@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::agent::{gone, settings, LocalFixture};
 
 /// One GET through the app's port; the body on a 200.
-async fn get(port: u16) -> Result<String, String> {
+pub(crate) async fn get(port: u16) -> Result<String, String> {
     let attempt = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.map_err(|e| e.to_string())?;
@@ -30,7 +30,7 @@ async fn get(port: u16) -> Result<String, String> {
 }
 
 /// Continuous load on a port from a few clients until stopped (or a bounded count).
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicUsize>,
     failures: Arc<Mutex<Vec<String>>>,
@@ -39,7 +39,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(port: u16, clients: usize) -> Load {
+    pub(crate) fn start(port: u16, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
@@ -70,7 +70,7 @@ impl Load {
     }
 
     /// Stop and return (successes, failures, distinct bodies in order of change).
-    async fn finish(self) -> (usize, Vec<String>, Vec<String>) {
+    pub(crate) async fn finish(self) -> (usize, Vec<String>, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         for h in self.handles {
             let _ = h.await;

@@ -19,6 +19,7 @@ mod hcl;
 mod history;
 mod image;
 mod import;
+mod local_docker;
 mod local_runtime;
 mod pipeline;
 mod plan_cli;

@@ -9,6 +9,7 @@
 //! the one registry client ([`crate::registry::OciRegistry`]), so the same code pushes to
 //! the local registry and to ECR, and the digest recorded is the pushed manifest's.
 
+pub mod ignore;
 pub mod source;
 
 use std::collections::{BTreeMap, HashMap};
@@ -67,6 +68,8 @@ pub enum BuildError {
     NoDockerfile(String),
     #[error("the build failed{step}: {message}\n{tail}", step = .step.as_ref().map(|s| format!(" at {s}")).unwrap_or_default())]
     Failed { step: Option<String>, message: String, tail: String },
+    #[error("the build context's {0}")]
+    Ignore(String),
     #[error("the Docker Engine failed: {0}")]
     Engine(String),
     #[error(transparent)]
@@ -90,6 +93,9 @@ impl BuildError {
                     .into(),
             ),
             BuildError::Failed { .. } => Some("fix the failing step; the stage file was not changed".into()),
+            BuildError::Ignore(_) => Some(
+                "fix the pattern (Docker's .dockerignore syntax: `*`, `?`, `[…]`, `**`, `!` to keep)".into(),
+            ),
             BuildError::Engine(_) | BuildError::Io(_) => None,
             BuildError::Registry(e) => e.hint(),
         }
@@ -157,7 +163,12 @@ pub fn build_and_push(
             spec.context.as_deref().unwrap_or(".")
         )));
     }
-    let tree = crate::registry::layer::Tree::from_dir(&context)?;
+    // What `.dockerignore` leaves out is never sent (as the Docker CLI does), but the
+    // Dockerfile and the ignore file itself always are: the engine reads them.
+    let ignore = ignore::Ignore::load(&context).map_err(BuildError::Ignore)?;
+    let always = |rel: &str| rel == dockerfile || rel == ".dockerignore";
+    let skip = |rel: &str| !always(rel) && ignore.excludes(rel);
+    let tree = crate::registry::layer::Tree::from_dir_except(&context, &skip, ignore.walk_excluded())?;
     let context_tar = tree.write(Vec::new())?;
     let tag = match &git.sha {
         Some(sha) if git.dirty => format!("{sha}-dirty"),

@@ -72,7 +72,7 @@ pub(super) fn build_release(
 /// basic auth `GetAuthorizationToken` gives) for an ECS one; and the repository in it.
 fn push_registry(project: &Project, stage: &Stage, image: &str) -> CliResult<(OciRegistry, String)> {
     match &stage.runtime {
-        Runtime::Local => {
+        Runtime::Local { .. } => {
             let registry = serve::for_project(project).map_err(super::image::registry_error)?;
             Ok((registry, image.to_string()))
         }

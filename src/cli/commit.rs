@@ -311,12 +311,15 @@ pub(crate) fn reading_runtime(root: &std::path::Path, stage: &config::Stage) -> 
 /// The runtime and registry of a stage: the local ones, or ECS and ECR in its region.
 pub(crate) fn op_context(root: &std::path::Path, stage: &config::Stage) -> OpContext {
     match &stage.runtime {
-        config::Runtime::Local => {
+        config::Runtime::Local { driver } => {
             let registry = Arc::new(ProjectRegistry::at_root(root));
+            let driver = crate::aws::block_on(LocalRuntime::driver_for(*driver, registry.clone(), &stage.file));
+            // Containers pull their image themselves: only processes need it unpacked.
+            let unpack = driver.kind == config::LocalDriver::Process;
             OpContext {
-                runtime: Arc::new(LocalRuntime::new(root, &stage.name)),
+                runtime: Arc::new(LocalRuntime::new(root, &stage.name).with_driver(driver)),
                 registry: registry.clone(),
-                local_releases: Some((registry, root.join(".ferry").join("releases"))),
+                local_releases: unpack.then(|| (registry, root.join(".ferry").join("releases"))),
             }
         }
         config::Runtime::Ecs(ecs) => {

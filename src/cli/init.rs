@@ -42,6 +42,7 @@ fn stage_text(digest: &str, port: u16) -> String {
 
 [runtime]
 kind = "local"
+driver = "process"                     # the app is a host command (Python), not a container
 
 [apps.{APP}]
 image = "{APP}"                        # a repository of the local registry (`ferry image push`)

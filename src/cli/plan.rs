@@ -136,7 +136,7 @@ impl LiveCheck {
     fn applies_to(self, stage: &Stage) -> bool {
         match self {
             LiveCheck::Offline => false,
-            LiveCheck::Local => matches!(stage.runtime, config::Runtime::Local),
+            LiveCheck::Local => matches!(stage.runtime, config::Runtime::Local { .. }),
             LiveCheck::Refresh => true,
         }
     }

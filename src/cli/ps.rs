@@ -77,7 +77,9 @@ pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
         let services = rt
             .block_on(async {
                 match &stage.runtime {
-                    config::Runtime::Local => LocalRuntime::new(&root, &stage.name).observe_if_running(&apps).await,
+                    config::Runtime::Local { .. } => {
+                        LocalRuntime::new(&root, &stage.name).observe_if_running(&apps).await
+                    }
                     config::Runtime::Ecs(_) => super::commit::reading_runtime(&root, &stage).observe(&apps).await,
                 }
             })

@@ -220,7 +220,7 @@ fn verify(project: &Project, stage: &Stage, app: &App, digest: &Digest) -> CliRe
 pub fn registry_for_stage(project: &Project, stage: &Stage) -> CliResult<Box<dyn Registry>> {
     // (Pushes go through `build::push_registry`: the same client for the local registry and ECR.)
     match &stage.runtime {
-        Runtime::Local => Ok(Box::new(ProjectRegistry::new(project))),
+        Runtime::Local { .. } => Ok(Box::new(ProjectRegistry::new(project))),
         Runtime::Ecs(ecs) => {
             let sdk = crate::aws::block_on(crate::runtime::ecs::load_sdk_config(&ecs.region));
             Ok(Box::new(crate::registry::ecr::EcrRegistry::new(&sdk)))

@@ -69,7 +69,7 @@ fn port_clashes(project: &Project, checked: &[Stage], others: &[Stage]) -> Diagn
     let mut mine: Vec<&Stage> = checked.iter().collect();
     mine.sort_by(|a, b| a.name.cmp(&b.name));
     stages.extend(mine);
-    stages.retain(|s| matches!(s.runtime, Runtime::Local));
+    stages.retain(|s| matches!(s.runtime, Runtime::Local { .. }));
     let mut taken: BTreeMap<u16, (&str, &str)> = BTreeMap::new();
     let mut problems = Diagnostics::default();
     for stage in stages {

@@ -169,6 +169,26 @@ pub enum RuntimeKind {
     Ecs,
 }
 
+/// How the local runtime runs a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalDriver {
+    /// A Docker container of `REPO@DIGEST`, pulled from the project's registry.
+    Docker,
+    /// A process on this machine, started in the image's unpacked files.
+    Process,
+}
+
+impl LocalDriver {
+    /// `docker` or `process`, as written in a stage file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalDriver::Docker => "docker",
+            LocalDriver::Process => "process",
+        }
+    }
+}
+
 /// `[runtime]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +196,11 @@ pub struct RuntimeSection {
     /// `local` (default) or `ecs`.
     #[serde(default)]
     pub kind: RuntimeKind,
+    /// Local runtime only: `docker` (tasks are containers) or `process` (tasks are host
+    /// processes in the image's unpacked files). Default: `docker` when a Docker Engine
+    /// answers, `process` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<LocalDriver>,
     /// AWS region, e.g. `eu-central-1`. Required for `ecs`; no default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,

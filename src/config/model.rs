@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use crate::config::file::{RunOn, RuntimeKind};
+pub use crate::config::file::{LocalDriver, RunOn, RuntimeKind};
 
 /// A loaded project: `ferry.toml` and every stage file under `stages/`.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,8 +100,12 @@ pub struct Stage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Runtime {
-    /// The local runtime on this machine.
-    Local,
+    /// The local runtime on this machine. `driver`: as the stage file says (`None`: chosen
+    /// when a command runs, see `runtime::local::driver::resolve`).
+    Local {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        driver: Option<LocalDriver>,
+    },
     /// AWS ECS.
     Ecs(EcsRuntime),
 }
@@ -110,7 +114,7 @@ impl Runtime {
     /// `local` or `ecs`.
     pub fn kind(&self) -> RuntimeKind {
         match self {
-            Runtime::Local => RuntimeKind::Local,
+            Runtime::Local { .. } => RuntimeKind::Local,
             Runtime::Ecs(_) => RuntimeKind::Ecs,
         }
     }

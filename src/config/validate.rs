@@ -703,7 +703,7 @@ fn check_apps(
 }
 
 fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) -> Runtime {
-    let Some(rt) = &file.runtime else { return Runtime::Local };
+    let Some(rt) = &file.runtime else { return Runtime::Local { driver: None } };
     match rt.kind {
         file::RuntimeKind::Local => {
             let ecs_only = [
@@ -728,9 +728,19 @@ fn check_runtime(src: &SourceFile, file: &StageFile, diags: &mut Diagnostics) ->
                     );
                 }
             }
-            Runtime::Local
+            Runtime::Local { driver: rt.driver }
         }
         file::RuntimeKind::Ecs => {
+            if rt.driver.is_some() {
+                diags.push(
+                    src.diagnostic(
+                        &path!["runtime", "driver"],
+                        Target::Key,
+                        "`driver` only applies to the local runtime",
+                    )
+                    .with_hint("remove it (ECS runs every task as a container)"),
+                );
+            }
             for (key, missing, example) in [
                 ("region", rt.region.is_none(), "region = \"eu-central-1\""),
                 ("cluster", rt.cluster.is_none(), "cluster = \"my-cluster\""),
@@ -841,7 +851,7 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
             src.diagnostic(&at(&path!["image"]), Target::Value, "`image` is empty")
                 .with_hint("name the image repository"),
         );
-    } else if matches!(runtime, Runtime::Local) && !crate::registry::is_repository_name(&a.image) {
+    } else if matches!(runtime, Runtime::Local { .. }) && !crate::registry::is_repository_name(&a.image) {
         // The local registry keeps a repository as a folder of that name: `../..` would
         // leave it. Found here rather than when the commit asks the registry.
         diags.push(
@@ -1361,7 +1371,7 @@ fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diag
             }
         }
     }
-    if matches!(runtime, Runtime::Local) {
+    if matches!(runtime, Runtime::Local { .. }) {
         // In file order, so the clash is reported at the port written second.
         // Sorting needs each app's place in the file; only a clash makes it matter.
         let mut apps: Vec<(&String, &AppSection)> = file.apps.iter().collect();
@@ -1653,7 +1663,7 @@ mod tests {
         let check = |threads| {
             let src = SourceFile::unparsed(Path::new("stages/p.toml"), text.clone(), Format::Toml);
             let mut diags = Diagnostics::default();
-            let apps = check_apps(&src, file.apps.clone(), &Runtime::Local, threads, &mut diags);
+            let apps = check_apps(&src, file.apps.clone(), &Runtime::Local { driver: None }, threads, &mut diags);
             (apps, diags)
         };
         let (apps, diags) = check(1);

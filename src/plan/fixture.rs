@@ -59,7 +59,7 @@ pub fn stage(name: &str, apps: impl IntoIterator<Item = App>) -> Stage {
     Stage {
         name: name.to_string(),
         file: PathBuf::from(format!("stages/{name}.toml")),
-        runtime: Runtime::Local,
+        runtime: Runtime::Local { driver: None },
         apps: apps.into_iter().map(|a| (a.name.clone(), a)).collect(),
     }
 }

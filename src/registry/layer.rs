@@ -46,6 +46,12 @@ pub(crate) enum Node {
     Symlink(String),
 }
 
+/// What [`Tree::from_dir_except`] leaves out.
+struct Skip<'a> {
+    skip: &'a dyn Fn(&str) -> bool,
+    walk_skipped: bool,
+}
+
 /// The content of an image: relative, `/`-separated paths (no root entry) to entries.
 #[derive(Debug, Default)]
 pub(crate) struct Tree {
@@ -55,6 +61,12 @@ pub(crate) struct Tree {
 impl Tree {
     /// Gather a folder, without following symlinks below it.
     pub fn from_dir(root: &Path) -> Result<Tree> {
+        Tree::from_dir_except(root, &|_| false, false)
+    }
+
+    /// Gather a folder without what `skip` names (by `/`-separated path under `root`); a
+    /// skipped folder is still walked when `walk_skipped` (something in it may be kept).
+    pub fn from_dir_except(root: &Path, skip: &dyn Fn(&str) -> bool, walk_skipped: bool) -> Result<Tree> {
         let meta = fs::metadata(root).map_err(|e| RegistryError::io(format!("cannot read {}", root.display()), e))?;
         if !meta.is_dir() {
             return Err(RegistryError::UnsafePath {
@@ -63,11 +75,11 @@ impl Tree {
             });
         }
         let mut tree = Tree::default();
-        tree.walk(root, "")?;
+        tree.walk(root, "", &Skip { skip, walk_skipped })?;
         Ok(tree)
     }
 
-    fn walk(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+    fn walk(&mut self, dir: &Path, prefix: &str, filter: &Skip) -> Result<()> {
         let read = fs::read_dir(dir).map_err(|e| RegistryError::io(format!("cannot list {}", dir.display()), e))?;
         for entry in read {
             let entry = entry.map_err(|e| RegistryError::io(format!("cannot list {}", dir.display()), e))?;
@@ -80,9 +92,16 @@ impl Tree {
             let meta = fs::symlink_metadata(&path)
                 .map_err(|e| RegistryError::io(format!("cannot read {}", path.display()), e))?;
             let ft = meta.file_type();
+            let skipped = (filter.skip)(&rel);
             if ft.is_dir() {
-                self.insert(&rel, Node::Dir)?;
-                self.walk(&path, &rel)?;
+                if !skipped {
+                    self.insert(&rel, Node::Dir)?;
+                }
+                if !skipped || filter.walk_skipped {
+                    self.walk(&path, &rel, filter)?;
+                }
+            } else if skipped {
+                continue;
             } else if ft.is_file() {
                 let executable = meta.permissions().mode() & 0o111 != 0;
                 self.insert(&rel, Node::File { source: FileSource::Path(path), executable })?;

@@ -75,7 +75,7 @@ impl Loaded {
 /// The runtime a stage runs on, as the CLI builds it.
 pub fn runtime_of(root: &std::path::Path, stage: &Stage) -> Arc<dyn Runtime> {
     match &stage.runtime {
-        config::Runtime::Local => Arc::new(LocalRuntime::new(root, &stage.name)),
+        config::Runtime::Local { .. } => Arc::new(LocalRuntime::new(root, &stage.name)),
         config::Runtime::Ecs(_) => crate::cli::commit::reading_runtime(root, stage),
     }
 }
@@ -84,7 +84,7 @@ pub fn runtime_of(root: &std::path::Path, stage: &Stage) -> Arc<dyn Runtime> {
 /// agent is not running answers at once (every app `MISSING`), without starting one.
 pub async fn observe(root: &std::path::Path, stage: &Stage) -> Result<Vec<ServiceStatus>, String> {
     let answer = match &stage.runtime {
-        config::Runtime::Local => {
+        config::Runtime::Local { .. } => {
             let local = LocalRuntime::new(root, &stage.name);
             tokio::time::timeout(RUNTIME_TIMEOUT, async move { local.observe_if_running(&[]).await }).await
         }

@@ -67,7 +67,12 @@ impl TestProject {
         cmd.current_dir(self.path())
             .env("NO_COLOR", "1")
             .env_remove("CLICOLOR_FORCE")
-            .env("FERRY_REGISTRY_URL", self.registry_url());
+            .env("FERRY_REGISTRY_URL", self.registry_url())
+            // The suite's apps are host commands (Python, shell) unless a stage file says
+            // `driver = "docker"`; the machines have a Docker Engine, which would otherwise be
+            // the default. Containers an agent starts for a test carry `ferry.test=1`.
+            .env("FERRY_LOCAL_DRIVER", "process")
+            .env("FERRY_CONTAINER_LABELS", "ferry.test=1");
         cmd
     }
 

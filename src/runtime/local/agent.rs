@@ -4,10 +4,12 @@
 //! 100 ms (and whenever a task changes), and exits when asked (`Shutdown`, SIGTERM,
 //! SIGINT) — stopping every task first — or when a removal leaves nothing running.
 //!
-//! State is in memory only: tasks are the agent's children and die with it, and the
+//! State is in memory only: process tasks are the agent's children and die with it, and the
 //! recorded state (state store) is what `ferry commit` converges to again. What a killed
 //! agent's tasks left running (their own children) the next agent kills at start
-//! ([`leftovers`](super::leftovers)).
+//! ([`leftovers`](super::leftovers)). Containers (the Docker driver) outlive a killed agent:
+//! the next one finds them by label and lets tasks of their revision take them over
+//! ([`docker`](super::docker)), so a commit after the crash starts no duplicate.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -20,6 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
+use super::docker::{self, DockerDriver};
 use super::protocol::{AgentStatus, Reply, Request};
 use super::service::{State, Task};
 use super::{leftovers, proxy, task, Layout};
@@ -45,6 +48,9 @@ pub struct Agent {
     killed_leftovers: Vec<u32>,
     /// Counts reconcile passes, which follow every change: wakes `Observe` long polls.
     passes: watch::Sender<u64>,
+    /// Runs the tasks of revisions on the Docker driver; holds the containers a killed
+    /// predecessor left.
+    pub docker: DockerDriver,
 }
 
 impl Agent {
@@ -111,6 +117,11 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
     private_files::write(&layout.pid_file(), format!("{}\n", std::process::id()).as_bytes())?;
     eprintln!("{} ferry agent {} listening on {}", Utc::now().to_rfc3339(), std::process::id(), socket.display());
 
+    let docker = DockerDriver::new(docker::project_label(layout.root()));
+    // Containers outlive a killed agent (processes do not): find them before serving.
+    for note in docker.adopt_leftovers().await {
+        eprintln!("{} {note}", Utc::now().to_rfc3339());
+    }
     let agent = Arc::new(Agent {
         layout: layout.clone(),
         state: Mutex::new(State::default()),
@@ -120,6 +131,7 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
         busy: AtomicUsize::new(0),
         killed_leftovers,
         passes: watch::channel(0).0,
+        docker,
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -147,6 +159,12 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
                     eprintln!("{} {note}", Utc::now().to_rfc3339());
                 }
                 reconcile(&agent);
+                if agent.docker.has_leftovers() {
+                    let settled = |stage: &str, app: &str| agent.with_state(|s| s.settled(stage, app));
+                    for note in agent.docker.sweep_leftovers(settled).await {
+                        eprintln!("{} {note}", Utc::now().to_rfc3339());
+                    }
+                }
                 // A removed socket (project deleted, or another agent took over after a
                 // crash) means nobody can reach us: stop rather than run unmanaged tasks.
                 if !socket.exists() {
@@ -168,6 +186,9 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
     // Stop everything before leaving: tasks are our children and must not outlive us.
     agent.with_state(|s| s.remove_stage(None));
     stop_all(&agent).await;
+    for note in agent.docker.sweep_leftovers(|_, _| true).await {
+        eprintln!("{} {note}", Utc::now().to_rfc3339());
+    }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(layout.pid_file());
     eprintln!("{} ferry agent {} exited", Utc::now().to_rfc3339(), std::process::id());
@@ -229,8 +250,8 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
                 killed_leftovers: agent.killed_leftovers.clone(),
             }
         }))),
-        Request::Register { stage, spec, secrets } => {
-            let id = agent.with_state(|s| s.register(&stage, *spec, secrets))?;
+        Request::Register { stage, spec, secrets, driver } => {
+            let id = agent.with_state(|s| s.register(&stage, *spec, secrets, driver))?;
             Ok(Reply::Revision { id })
         }
         Request::Deploy { stage, app, revision, desired, settings, owner } => {
@@ -303,6 +324,10 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
         }
         Request::Down { stage } => {
             agent.with_state(|s| s.remove_stage(stage.as_deref()));
+            let of_stage = |st: &str, _: &str| stage.as_deref().is_none_or(|x| x == st);
+            for note in agent.docker.sweep_leftovers(of_stage).await {
+                eprintln!("{} {note}", Utc::now().to_rfc3339());
+            }
             agent.wake_reconciler();
             let deadline = tokio::time::Instant::now() + STOP_WAIT;
             loop {

@@ -37,19 +37,26 @@ pub fn has_checks(config: &HealthConfig, tcp: bool) -> bool {
     config.command.is_some() || config.path.is_some() || tcp
 }
 
+/// Where a health command runs: beside a host process, or inside a container.
+#[async_trait::async_trait]
+pub trait CommandCheck: Send + Sync {
+    /// Run `argv` (already unwrapped from `CMD` / `CMD-SHELL`); exit 0 passes.
+    async fn run_check(&self, argv: &[String], env: &BTreeMap<String, String>, timeout: Duration) -> CheckResult;
+}
+
 /// Run every check once (the configured ones, and the TCP liveness check when `tcp`); all
-/// must pass.
+/// must pass. The health command runs through `runner`.
 pub async fn check(
     config: &HealthConfig,
     tcp: bool,
     port: u16,
-    dir: &Path,
+    runner: &dyn CommandCheck,
     env: &BTreeMap<String, String>,
 ) -> CheckResult {
     let timeout = config.timeout.to_std().max(Duration::from_millis(50));
     let mut outputs = Vec::new();
     if let Some(command) = &config.command {
-        let r = container_check(command, dir, env, timeout).await;
+        let r = container_check(command, runner, env, timeout).await;
         if !r.ok {
             return r;
         }
@@ -79,7 +86,7 @@ pub async fn check(
 /// `["CMD-SHELL", "…"]` runs through `sh -c`; `["CMD", argv…]` and plain argv run directly.
 async fn container_check(
     command: &[String],
-    dir: &Path,
+    runner: &dyn CommandCheck,
     env: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> CheckResult {
@@ -88,6 +95,32 @@ async fn container_check(
         Some("CMD") => command[1..].to_vec(),
         _ => command.to_vec(),
     };
+    if argv.is_empty() {
+        return CheckResult { ok: false, output: "empty health check command".into() };
+    }
+    runner.run_check(&argv, env, timeout).await
+}
+
+/// A health command's result from its exit and output, as both drivers report it.
+pub fn command_result(ok: bool, status: &str, output: &str) -> CheckResult {
+    let text = tail(output.trim(), 500);
+    CheckResult {
+        ok,
+        output: if ok {
+            format!("command: exit 0 {text}").trim_end().to_string()
+        } else {
+            format!("command: {status} {text}").trim_end().to_string()
+        },
+    }
+}
+
+/// A health command run on this machine in `dir` (the process driver).
+pub async fn host_command(
+    argv: &[String],
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> CheckResult {
     let Some((program, args)) = argv.split_first() else {
         return CheckResult { ok: false, output: "empty health check command".into() };
     };
@@ -107,15 +140,7 @@ async fn container_check(
         Ok(Ok(out)) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&out.stderr));
-            let text = tail(text.trim(), 500);
-            CheckResult {
-                ok: out.status.success(),
-                output: if out.status.success() {
-                    format!("command: exit 0 {text}").trim_end().to_string()
-                } else {
-                    format!("command: {} {text}", out.status).trim_end().to_string()
-                },
-            }
+            command_result(out.status.success(), &out.status.to_string(), &text)
         }
         Ok(Err(e)) => CheckResult { ok: false, output: format!("health command: {e}") },
         Err(_) => CheckResult { ok: false, output: format!("health command timed out after {timeout:?}") },
@@ -223,11 +248,20 @@ mod tests {
         assert!(has_checks(&command, false));
     }
 
+    struct Host(std::path::PathBuf);
+
+    #[async_trait::async_trait]
+    impl CommandCheck for Host {
+        async fn run_check(&self, argv: &[String], env: &BTreeMap<String, String>, timeout: Duration) -> CheckResult {
+            host_command(argv, &self.0, env, timeout).await
+        }
+    }
+
     #[tokio::test]
     async fn the_tcp_check_needs_a_listener_and_runs_beside_the_command() {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let dir = std::env::temp_dir();
+        let dir = Host(std::env::temp_dir());
         let command = HealthConfig { command: Some(vec!["true".into()]), ..HealthConfig::default() };
         let r = check(&command, true, port, &dir, &BTreeMap::new()).await;
         assert!(r.ok && r.output.contains("tcp"), "{r:?}");

@@ -12,6 +12,8 @@
 //! `.ferry/logs/<stage>/<app>/<task-id>.log`.
 
 pub mod agent;
+pub mod docker;
+pub mod driver;
 pub mod health;
 pub mod leftovers;
 pub mod logs;
@@ -32,8 +34,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use crate::config::{DeploySettings, SecretRef};
+use crate::config::{DeploySettings, LocalDriver, SecretRef};
 use crate::private_files;
+use crate::registry::serve::ProjectRegistry;
 use crate::runtime::live::{LiveService, RecordedService};
 use crate::runtime::{
     LogQuery, LogStream, RevisionId, RevisionSpec, RolloutId, Runtime, RuntimeError, RuntimeResult, ServiceStatus,
@@ -187,6 +190,11 @@ pub async fn agent_status(layout: &Layout) -> RuntimeResult<Option<AgentStatus>>
 /// Start the agent detached (`PROGRAM agent run` in its own session, output to
 /// `agent.log`) unless one runs, and wait until it answers.
 pub async fn start_agent(layout: &Layout, program: &Path) -> RuntimeResult<AgentStatus> {
+    start_agent_with(layout, program, &[]).await
+}
+
+/// [`start_agent`] with extra environment variables for the agent (tests and embedders).
+pub async fn start_agent_with(layout: &Layout, program: &Path, env: &[(String, String)]) -> RuntimeResult<AgentStatus> {
     if let Some(s) = agent_status(layout).await? {
         return Ok(s);
     }
@@ -196,6 +204,7 @@ pub async fn start_agent(layout: &Layout, program: &Path) -> RuntimeResult<Agent
     cmd.arg("-C")
         .arg(layout.root())
         .args(["agent", "run"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -273,6 +282,22 @@ pub struct LocalRuntime {
     program: PathBuf,
     /// What [`Runtime::observe_changes`] asked about last; shared by clones.
     last_observed: Arc<Mutex<Option<LastObserved>>>,
+    /// How tasks run: `None` is the process driver, as before drivers existed.
+    driver: Option<DriverSetting>,
+    /// Extra environment of an agent this runtime starts.
+    agent_env: Vec<(String, String)>,
+}
+
+/// The driver of a stage's tasks, as the client resolved it.
+#[derive(Debug, Clone)]
+pub struct DriverSetting {
+    pub kind: LocalDriver,
+    /// Whether the stage file names it.
+    pub configured: bool,
+    /// Docker: the registry the images are pulled from.
+    pub registry: Option<Arc<ProjectRegistry>>,
+    /// For messages.
+    pub stage_file: Option<PathBuf>,
 }
 
 /// The apps asked about and the version of the agent's answer (`None`: the agent gave
@@ -284,7 +309,70 @@ impl LocalRuntime {
     /// this executable (`ferry`); see [`LocalRuntime::with_agent_program`].
     pub fn new(root: impl Into<PathBuf>, stage: impl Into<String>) -> Self {
         let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ferry"));
-        LocalRuntime { layout: Layout::new(root), stage: stage.into(), program, last_observed: Default::default() }
+        LocalRuntime {
+            layout: Layout::new(root),
+            stage: stage.into(),
+            program,
+            last_observed: Default::default(),
+            driver: None,
+            agent_env: Vec::new(),
+        }
+    }
+
+    /// Start the agent with `name=value` in its environment (tests mark their containers
+    /// with [`docker::EXTRA_LABELS_ENV`]).
+    pub fn with_agent_env(mut self, name: &str, value: &str) -> Self {
+        self.agent_env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Run tasks with `driver` (the default is the process driver).
+    pub fn with_driver(mut self, driver: DriverSetting) -> Self {
+        self.driver = Some(driver);
+        self
+    }
+
+    /// The driver for a stage's `[runtime] driver`: the configured one, or the detected one
+    /// ([`driver::resolve`]), with the registry Docker pulls from.
+    pub async fn driver_for(
+        configured: Option<LocalDriver>,
+        registry: Arc<ProjectRegistry>,
+        stage_file: &Path,
+    ) -> DriverSetting {
+        let (kind, configured) = driver::resolve(configured).await;
+        DriverSetting { kind, configured, registry: Some(registry), stage_file: Some(stage_file.to_path_buf()) }
+    }
+
+    /// The driver its tasks run with.
+    pub fn driver(&self) -> LocalDriver {
+        self.driver.as_ref().map_or(LocalDriver::Process, |d| d.kind)
+    }
+
+    /// The driver part of a `Register` request; for Docker, the image's address in the
+    /// registry (which is found, or started, now).
+    async fn driver_request(&self, spec: &RevisionSpec) -> RuntimeResult<Option<protocol::Driver>> {
+        let Some(setting) = &self.driver else { return Ok(None) };
+        let image_ref = match (setting.kind, &setting.registry) {
+            (LocalDriver::Docker, Some(registry)) => {
+                // Before anything is sent: no engine is one clear error, not a task that
+                // fails to start over and over.
+                docker::connect().await.map_err(RuntimeError::Unavailable)?;
+                let registry = registry.clone();
+                let repo = spec.image.clone();
+                let name = tokio::task::spawn_blocking(move || registry.get().map(|r| r.image_name(&repo)))
+                    .await
+                    .map_err(|e| RuntimeError::Unavailable(e.to_string()))?
+                    .map_err(|e| RuntimeError::Unavailable(format!("app {}: {e}", spec.app)))?;
+                Some(format!("{name}@{}", spec.digest))
+            }
+            _ => None,
+        };
+        Ok(Some(protocol::Driver {
+            kind: setting.kind,
+            configured: setting.configured,
+            image_ref,
+            stage_file: setting.stage_file.as_ref().map(|f| f.display().to_string()),
+        }))
     }
 
     /// Start the agent with another `ferry` binary (tests and embedders, whose own
@@ -307,7 +395,7 @@ impl LocalRuntime {
         if let Some(reply) = request(&self.layout, &req).await? {
             return Ok(reply);
         }
-        start_agent(&self.layout, &self.program).await?;
+        start_agent_with(&self.layout, &self.program, &self.agent_env).await?;
         request(&self.layout, &req)
             .await?
             .ok_or_else(|| RuntimeError::Unavailable("the agent stopped right after starting".into()))
@@ -390,7 +478,8 @@ impl Runtime for LocalRuntime {
                 }
             }
         }
-        let req = Request::Register { stage: self.stage.clone(), spec: Box::new(spec.clone()), secrets };
+        let driver = self.driver_request(spec).await?;
+        let req = Request::Register { stage: self.stage.clone(), spec: Box::new(spec.clone()), secrets, driver };
         match self.call(req).await? {
             Reply::Revision { id } => Ok(id),
             other => Err(unexpected(other)),

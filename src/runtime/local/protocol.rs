@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 use crate::config::DeploySettings;
 use crate::runtime::{RevisionId, RevisionSpec, RolloutId, RuntimeError, ServiceStatus, TaskId, TaskSpec};
 
+/// How a revision's tasks run, as the client chose it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Driver {
+    pub kind: crate::config::LocalDriver,
+    /// Whether the stage file names it (`false`: chosen because an engine answers or not).
+    pub configured: bool,
+    /// Docker: `HOST/REPO@DIGEST` in the project's registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ref: Option<String>,
+    /// The stage file, for the message when an app would switch driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_file: Option<String>,
+}
+
 /// What a client asks the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -23,6 +37,9 @@ pub enum Request {
         stage: String,
         spec: Box<RevisionSpec>,
         secrets: BTreeMap<String, String>,
+        /// How its tasks run (absent: `process`, what every agent did before drivers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        driver: Option<Driver>,
     },
     /// Start a rollout. `owner` is the pid of the ferry that asked (a commit): should it die
     /// before the rollout completes, the agent rolls the app back, since nobody is left to

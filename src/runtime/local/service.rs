@@ -23,7 +23,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::config::DeploySettings;
+use super::protocol::Driver;
+use crate::config::{DeploySettings, LocalDriver};
 use crate::runtime::{
     Health, Lifecycle, RevisionId, RevisionSpec, RolloutId, RolloutState, RolloutStatus, RuntimeError, RuntimeResult,
     ServiceState, ServiceStatus, TaskId, TaskKind, TaskSpec, TaskStatus,
@@ -42,6 +43,13 @@ pub struct Revision {
     pub spec: RevisionSpec,
     /// Values of `env:` secrets, resolved by the client that registered it.
     pub secrets: BTreeMap<String, String>,
+    /// How its tasks run.
+    pub driver: LocalDriver,
+    /// Docker: `HOST/REPO@DIGEST`.
+    pub image_ref: Option<String>,
+    /// A hash of what its tasks run (spec and image, no secret value): the label that lets a
+    /// restarted agent take over a container of the same revision.
+    pub key: String,
 }
 
 /// One rollout.
@@ -206,39 +214,87 @@ fn new_id() -> String {
 }
 
 impl State {
-    /// Register a revision, or return the identical one registered before.
+    /// Register a revision, or return the identical one registered before. `driver`: how
+    /// its tasks run (`None`: as processes).
     pub fn register(
         &mut self,
         stage: &str,
         spec: RevisionSpec,
         secrets: BTreeMap<String, String>,
+        driver: Option<Driver>,
     ) -> RuntimeResult<RevisionId> {
-        let Some(dir) = &spec.local_dir else {
-            return Err(RuntimeError::Invalid(format!(
-                "app {}: the local runtime needs the release's unpacked folder",
-                spec.app
-            )));
+        let driver = driver.unwrap_or(Driver {
+            kind: LocalDriver::Process,
+            configured: true,
+            image_ref: None,
+            stage_file: None,
+        });
+        match driver.kind {
+            LocalDriver::Process => check_process_spec(&spec)?,
+            LocalDriver::Docker if driver.image_ref.is_none() => {
+                return Err(RuntimeError::Invalid(format!(
+                    "app {}: the Docker driver needs the image's registry address",
+                    spec.app
+                )))
+            }
+            LocalDriver::Docker => {}
+        }
+        if !driver.configured {
+            self.check_driver_switch(stage, &spec.app, &driver)?;
+        }
+        let revision_key = {
+            let text = serde_json::to_string(&(&spec, &driver.image_ref, driver.kind)).unwrap_or_default();
+            crate::config::Digest::of_bytes(text.as_bytes()).hex()[..16].to_string()
         };
-        if !dir.is_dir() {
-            return Err(RuntimeError::Invalid(format!(
-                "app {}: release folder {} does not exist",
-                spec.app,
-                dir.display()
-            )));
-        }
-        if spec.config.command.is_empty() {
-            return Err(RuntimeError::Invalid(format!(
-                "app {}: the local runtime needs a command (images have no entrypoint here)",
-                spec.app
-            )));
-        }
         let revisions = self.revisions.entry(key(stage, &spec.app)).or_default();
-        if let Some(r) = revisions.iter().find(|r| r.spec == spec && r.secrets == secrets) {
+        if let Some(r) = revisions.iter().find(|r| r.key == revision_key && r.spec == spec && r.secrets == secrets) {
             return Ok(r.id.clone());
         }
         let id = RevisionId(format!("{stage}-{}:{}", spec.app, revisions.len() + 1));
-        revisions.push(Revision { id: id.clone(), spec, secrets });
+        revisions.push(Revision {
+            id: id.clone(),
+            spec,
+            secrets,
+            driver: driver.kind,
+            image_ref: driver.image_ref,
+            key: revision_key,
+        });
         Ok(id)
+    }
+
+    /// Refuse to move an app whose tasks run with one driver to the other when the stage
+    /// file does not say so: the default changed under it (Docker installed since), and its
+    /// command may only work on the host.
+    fn check_driver_switch(&self, stage: &str, app: &str, driver: &Driver) -> RuntimeResult<()> {
+        let k = key(stage, app);
+        let running =
+            self.app_tasks(&k).into_iter().filter(|t| t.is_live()).find_map(|t| {
+                self.revision(stage, app, &t.revision).ok().map(|r| r.driver).filter(|d| *d != driver.kind)
+            });
+        let Some(before) = running else { return Ok(()) };
+        let words = |d: LocalDriver| match d {
+            LocalDriver::Process => "host processes",
+            LocalDriver::Docker => "Docker containers",
+        };
+        let file = driver.stage_file.as_deref().unwrap_or("the stage file");
+        Err(RuntimeError::Invalid(format!(
+            "app {app} of stage {stage} runs as {} and would now run as {}, since [runtime] names no driver and \
+             {}; add `driver = \"{}\"` under [runtime] in {file} to keep it as it runs, or `driver = \"{}\"` to move it",
+            words(before),
+            words(driver.kind),
+            if driver.kind == LocalDriver::Docker { "a Docker Engine answers" } else { "no Docker Engine answers" },
+            before.as_str(),
+            driver.kind.as_str(),
+        )))
+    }
+
+    /// Whether the app was deployed and its rollout has settled (completed or failed): a
+    /// container a killed agent left for it that no task took over by now never will be.
+    pub fn settled(&self, stage: &str, app: &str) -> bool {
+        self.services
+            .get(&key(stage, app))
+            .and_then(|s| s.primary())
+            .is_some_and(|r| r.state != RolloutState::InProgress)
     }
 
     pub fn revision(&self, stage: &str, app: &str, id: &RevisionId) -> RuntimeResult<&Revision> {
@@ -703,6 +759,31 @@ impl Drop for InflightGuard {
     }
 }
 
+/// What the process driver needs: the unpacked release and a command.
+fn check_process_spec(spec: &RevisionSpec) -> RuntimeResult<()> {
+    let Some(dir) = &spec.local_dir else {
+        return Err(RuntimeError::Invalid(format!(
+            "app {}: the local runtime needs the release's unpacked folder",
+            spec.app
+        )));
+    };
+    if !dir.is_dir() {
+        return Err(RuntimeError::Invalid(format!(
+            "app {}: release folder {} does not exist",
+            spec.app,
+            dir.display()
+        )));
+    }
+    if spec.config.command.is_empty() {
+        return Err(RuntimeError::Invalid(format!(
+            "app {}: the process driver needs a command (a process has no image entrypoint); \
+             set `command`, or run containers with `driver = \"docker\"`",
+            spec.app
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,8 +835,8 @@ mod tests {
     #[test]
     fn default_rollout_switches_all_at_once_after_every_new_task_is_healthy() {
         let mut state = State::default();
-        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
-        assert_eq!(state.register("dev", spec(1), BTreeMap::new()).unwrap(), v1);
+        let v1 = state.register("dev", spec(1), BTreeMap::new(), None).unwrap();
+        assert_eq!(state.register("dev", spec(1), BTreeMap::new(), None).unwrap(), v1);
         state.deploy("dev", "web", &v1, 2, Some(DeploySettings::default()), "superseded").unwrap();
         let first = state.reconcile().start;
         assert_eq!(first.len(), 2);
@@ -763,7 +844,7 @@ mod tests {
         state.reconcile();
         assert_eq!(rollout_state(&state), (RolloutState::Completed, true));
 
-        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        let v2 = state.register("dev", spec(2), BTreeMap::new(), None).unwrap();
         state.deploy("dev", "web", &v2, 2, Some(DeploySettings::default()), "superseded").unwrap();
         let second = state.reconcile().start;
         assert_eq!(second.len(), 2, "100% surge: all new tasks beside the old");
@@ -785,12 +866,12 @@ mod tests {
     #[test]
     fn rollback_keeps_the_serving_revision_and_stops_the_new_tasks() {
         let mut state = State::default();
-        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        let v1 = state.register("dev", spec(1), BTreeMap::new(), None).unwrap();
         state.deploy("dev", "web", &v1, 1, None, "superseded").unwrap();
         let first = state.reconcile().start;
         settle(&mut state, &first);
         state.reconcile();
-        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        let v2 = state.register("dev", spec(2), BTreeMap::new(), None).unwrap();
         state.deploy("dev", "web", &v2, 1, None, "superseded").unwrap();
         let bad = state.reconcile().start;
         assert_eq!(bad.len(), 1);
@@ -809,8 +890,8 @@ mod tests {
     #[test]
     fn keeps_each_apps_newest_stopped_tasks_and_lists_them_newest_first() {
         let mut state = State::default();
-        let web = state.register("dev", spec(1), BTreeMap::new()).unwrap();
-        let api = state.register("dev", RevisionSpec { app: "api".into(), ..spec(1) }, BTreeMap::new()).unwrap();
+        let web = state.register("dev", spec(1), BTreeMap::new(), None).unwrap();
+        let api = state.register("dev", RevisionSpec { app: "api".into(), ..spec(1) }, BTreeMap::new(), None).unwrap();
         let mut ids = Vec::new();
         for _ in 0..KEEP_STOPPED + 2 {
             ids.push(state.add_task("dev", "web", &web, None).unwrap());
@@ -833,7 +914,7 @@ mod tests {
     #[test]
     fn a_watchers_observation_leaves_out_tasks_stopped_before_the_current_rollout() {
         let mut state = State::default();
-        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        let v1 = state.register("dev", spec(1), BTreeMap::new(), None).unwrap();
         let before = state.add_task("dev", "web", &v1, None).unwrap();
         let t = state.tasks.get_mut(&before).unwrap();
         t.lifecycle = Lifecycle::Stopped;
@@ -856,12 +937,12 @@ mod tests {
     fn small_surge_rolls_within_min_healthy() {
         let mut state = State::default();
         let settings = DeploySettings { max_surge: Percent(0), min_healthy: Percent(50), ..DeploySettings::default() };
-        let v1 = state.register("dev", spec(1), BTreeMap::new()).unwrap();
+        let v1 = state.register("dev", spec(1), BTreeMap::new(), None).unwrap();
         state.deploy("dev", "web", &v1, 2, Some(settings.clone()), "superseded").unwrap();
         let first = state.reconcile().start;
         settle(&mut state, &first);
         state.reconcile();
-        let v2 = state.register("dev", spec(2), BTreeMap::new()).unwrap();
+        let v2 = state.register("dev", spec(2), BTreeMap::new(), None).unwrap();
         state.deploy("dev", "web", &v2, 2, Some(settings), "superseded").unwrap();
         // No surge room: one old task goes first, keeping one of two serving (50%).
         assert!(state.reconcile().start.is_empty());

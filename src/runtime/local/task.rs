@@ -5,26 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use super::agent::Agent;
+use super::driver::{self, Exit, RunSpec, Started};
 use super::health::{self, HealthTracker};
 use super::logs::{self, TaskLog};
-use super::spawner;
-use crate::config::{Health as HealthConfig, SecretRef};
+use crate::config::{Health as HealthConfig, LocalDriver, SecretRef};
 use crate::runtime::{Health, Lifecycle, TaskId, TaskKind};
-
-/// Environment variables passed through from the agent: enough to find programs and
-/// behave sanely, not the whole environment of whoever started the agent.
-const PASSTHROUGH: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM"];
-const PASSTHROUGH_PREFIXES: &[&str] = &["LC_", "PYENV_"];
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -34,9 +27,8 @@ const BACKOFF_RESET: Duration = Duration::from_secs(60);
 /// Everything needed to start one run, copied out of the state.
 struct Plan {
     kind: TaskKind,
-    dir: PathBuf,
-    command: Vec<String>,
-    env: BTreeMap<String, String>,
+    driver: LocalDriver,
+    run: RunSpec,
     file_secrets: BTreeMap<String, String>,
     health: HealthConfig,
     /// Whether the TCP liveness check runs ([`health::tcp_liveness`]).
@@ -48,7 +40,7 @@ struct Plan {
 
 /// How one run ended.
 enum Outcome {
-    Exited(ExitStatus),
+    Exited(Exit),
     Unhealthy(String),
     StopRequested,
 }
@@ -70,7 +62,7 @@ pub async fn run(agent: Arc<Agent>, id: TaskId) {
         };
         let started = Instant::now();
         let outcome = match start(&agent, &id, &plan, &log).await {
-            Ok((child, port)) => supervise(&agent, &id, &plan, &log, child, port).await,
+            Ok(started) => supervise(&agent, &id, &plan, &log, started).await,
             Err(reason) => {
                 log.note(&reason);
                 agent.update(&id, |t| t.stopped_reason = Some(reason.clone()));
@@ -143,9 +135,22 @@ fn plan(agent: &Agent, id: &TaskId) -> Option<Plan> {
             .collect();
         Some(Plan {
             kind: t.kind,
-            dir: rev.spec.local_dir.clone().unwrap_or_default(),
-            command,
-            env,
+            driver: rev.driver,
+            run: RunSpec {
+                task: t.id.clone(),
+                kind: t.kind,
+                stage: t.stage.clone(),
+                app: t.app.clone(),
+                release: t.release,
+                command,
+                env,
+                app_port: config.port,
+                dir: rev.spec.local_dir.clone().unwrap_or_default(),
+                image_ref: rev.image_ref.clone(),
+                revision_key: rev.key.clone(),
+                memory_mib: config.memory,
+                stop_timeout: rev.spec.config.deploy.stop_timeout.to_std(),
+            },
             file_secrets,
             health: config.health.clone(),
             tcp_check: health::tcp_liveness(&config.health, config.port),
@@ -161,58 +166,22 @@ fn plan(agent: &Agent, id: &TaskId) -> Option<Plan> {
     Some(plan)
 }
 
-/// PROVISIONING → PENDING → ACTIVATING: resolve secrets, pick a port, spawn.
-async fn start(agent: &Agent, id: &TaskId, plan: &Plan, log: &TaskLog) -> Result<(Child, u16), String> {
+/// PROVISIONING → PENDING → ACTIVATING: resolve secrets, start through the revision's driver.
+async fn start(agent: &Agent, id: &TaskId, plan: &Plan, log: &TaskLog) -> Result<Started, String> {
     agent.update(id, |t| t.lifecycle = Lifecycle::Provisioning);
-    let mut env = plan.env.clone();
+    let mut run = plan.run.clone();
     for (name, path) in &plan.file_secrets {
-        env.insert(name.clone(), super::secrets::read_file(agent.layout.root(), name, path)?);
+        run.env.insert(name.clone(), super::secrets::read_file(agent.layout.root(), name, path)?);
     }
-    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    env.insert("PORT".into(), port.to_string());
-    let argv: Vec<String> = plan.command.iter().map(|a| a.replace("${PORT}", &port.to_string())).collect();
-    let Some((program, args)) = argv.split_first() else {
-        return Err("empty command".into());
+    agent.update(id, |t| t.lifecycle = Lifecycle::Pending);
+    let started = match plan.driver {
+        LocalDriver::Process => driver::TaskDriver::start(&driver::ProcessDriver, &run, log).await?,
+        LocalDriver::Docker => driver::TaskDriver::start(&agent.docker, &run, log).await?,
     };
-    agent.update(id, |t| {
-        t.lifecycle = Lifecycle::Pending;
-        t.port = Some(port);
-    });
-    let mut cmd = Command::new(resolve_program(program, &plan.dir));
-    cmd.args(args)
-        .current_dir(&plan.dir)
-        .env_clear()
-        .envs(passthrough_env())
-        .envs(&env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group, so stopping reaches the whole tree (shell wrappers, workers).
-        .process_group(0)
-        .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe. If the agent dies without stopping its tasks
-    // (SIGKILL, OOM), the kernel kills them instead of leaving orphans holding ports. The
-    // signal follows the *thread* that spawned the child: the spawner's threads live as
-    // long as the agent.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            Ok(())
-        });
-    }
-    let mut child = spawner::spawn(cmd).await.map_err(|e| format!("cannot start `{program}`: {e}"))?;
-    let pid = child.id();
-    // Names only: secret values never reach a log.
-    log.note(&format!("started pid {} on port {port}: {}", pid.unwrap_or(0), argv.join(" ")));
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(logs::pump(out, log.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(logs::pump(err, log.clone()));
-    }
-    let kind = plan.kind;
+    let (kind, pid, port) = (plan.kind, started.pid, started.port);
     agent.update(id, |t| {
         t.pid = pid;
+        t.port = Some(port);
         t.started_at = Some(Utc::now());
         t.stopped_at = None;
         t.exit_code = None;
@@ -220,7 +189,7 @@ async fn start(agent: &Agent, id: &TaskId, plan: &Plan, log: &TaskLog) -> Result
         t.lifecycle = if kind == TaskKind::OneOff { Lifecycle::Running } else { Lifecycle::Activating };
     });
     agent.wake_reconciler();
-    Ok((child, port))
+    Ok(started)
 }
 
 /// Watch a started run. `Ok(None)`: finished for good (stopped on request or one-off exit);
@@ -230,11 +199,14 @@ async fn supervise(
     id: &TaskId,
     plan: &Plan,
     log: &TaskLog,
-    mut child: Child,
-    port: u16,
+    started: Started,
 ) -> Result<Option<String>, String> {
-    let wake = agent.update(id, |t| t.wake.clone()).ok_or("task vanished")?;
-    let pid = child.id();
+    let Started { handle, port, mut exited, .. } = started;
+    let Some(wake) = agent.update(id, |t| t.wake.clone()) else {
+        let _ = handle.stop(plan.stop_timeout).await;
+        handle.cleanup().await;
+        return Err("task vanished".into());
+    };
     let service = plan.kind == TaskKind::Service;
     let checks = service && health::has_checks(&plan.health, plan.tcp_check);
     // A service task without any check (a worker with no port) runs ACTIVATING through its
@@ -245,17 +217,22 @@ async fn supervise(
     let interval = plan.health.interval.to_std().max(Duration::from_millis(50));
     let mut tracker = HealthTracker::new(&plan.health);
     let mut next_check = started;
-    let mut check_env = plan.env.clone();
-    check_env.insert("PORT".into(), port.to_string());
+    let mut check_env = plan.run.env.clone();
+    // The port the app listens on where the check runs: its own on the host (process), the
+    // app's port inside a container.
+    let inner_port = match plan.driver {
+        LocalDriver::Process => Some(port),
+        LocalDriver::Docker => plan.run.app_port,
+    };
+    if let Some(p) = inner_port {
+        check_env.insert("PORT".into(), p.to_string());
+    }
     let outcome = loop {
         if stop_requested(agent, id) {
             break Outcome::StopRequested;
         }
         tokio::select! {
-            status = child.wait() => match status {
-                Ok(s) => break Outcome::Exited(s),
-                Err(e) => break Outcome::Unhealthy(format!("lost the process: {e}")),
-            },
+            exit = driver::wait_exit(&mut exited) => break Outcome::Exited(exit),
             _ = wake.notified() => continue,
             _ = tokio::time::sleep_until(grace_end), if awaiting_grace => {
                 awaiting_grace = false;
@@ -269,7 +246,7 @@ async fn supervise(
                 agent.wake_reconciler();
             }
             _ = tokio::time::sleep_until(next_check), if checks => {
-                let result = health::check(&plan.health, plan.tcp_check, port, &plan.dir, &check_env).await;
+                let result = health::check(&plan.health, plan.tcp_check, port, handle.as_ref(), &check_env).await;
                 let in_grace = Instant::now() < grace_end;
                 let status = tracker.record(result.ok, in_grace);
                 let activating_over = status != Health::Unknown || !in_grace;
@@ -309,22 +286,26 @@ async fn supervise(
             }
             agent.update(id, |t| t.lifecycle = Lifecycle::Stopping);
             log.note(&format!("stopping: {reason}"));
-            let status = terminate(&mut child, plan.stop_timeout).await;
+            let exit = handle.stop(plan.stop_timeout).await;
+            if let Some(e) = &exit {
+                log.note(&format!("stopped: {}", e.text));
+            }
             agent.update(id, |t| t.lifecycle = Lifecycle::Deprovisioning);
-            finish(agent, id, status.and_then(|s| s.code()), Some(reason));
+            handle.cleanup().await;
+            finish(agent, id, exit.and_then(|e| e.code.filter(|_| !e.signaled)), Some(reason));
             Ok(None)
         }
-        Outcome::Exited(status) => {
-            kill_group(pid, libc::SIGKILL);
-            let code = describe(status);
+        Outcome::Exited(exit) => {
+            handle.cleanup().await;
+            let code = exit.text;
             log.note(&format!("exited: {code}"));
             agent.update(id, |t| t.lifecycle = Lifecycle::Deprovisioning);
             agent.update(id, |t| {
-                t.exit_code = exit_code(status);
+                t.exit_code = exit.code;
                 t.stopped_at = Some(Utc::now());
             });
             if plan.kind == TaskKind::OneOff || stop_requested(agent, id) {
-                finish(agent, id, exit_code(status), Some(format!("Essential container exited ({code})")));
+                finish(agent, id, exit.code, Some(format!("Essential container exited ({code})")));
                 return Ok(None);
             }
             let reason = format!("Essential container exited ({code})");
@@ -332,10 +313,11 @@ async fn supervise(
             Ok(Some(reason))
         }
         Outcome::Unhealthy(reason) => {
-            let status = terminate(&mut child, plan.stop_timeout).await;
+            let exit = handle.stop(plan.stop_timeout).await;
+            handle.cleanup().await;
             let reason = format!("Task {reason}");
             agent.update(id, |t| {
-                t.exit_code = status.and_then(|s| s.code());
+                t.exit_code = exit.and_then(|e| e.code.filter(|_| !e.signaled));
                 t.stopped_at = Some(Utc::now());
                 t.stopped_reason = Some(reason.clone());
             });
@@ -351,33 +333,6 @@ async fn drain_requests(agent: &Agent, id: &TaskId, drain: Duration) {
     let deadline = Instant::now() + drain;
     while counter.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// SIGTERM the group, SIGKILL after `timeout`; returns the exit status.
-async fn terminate(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let pid = child.id();
-    kill_group(pid, libc::SIGTERM);
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(s) => s.ok(),
-        Err(_) => {
-            kill_group(pid, libc::SIGKILL);
-            child.wait().await.ok()
-        }
-    };
-    // Whatever else the task left in its group goes too.
-    kill_group(pid, libc::SIGKILL);
-    status
-}
-
-/// Signal the task's process group (its pgid is its pid). Takes the pid saved at spawn:
-/// tokio forgets it once the child is reaped, and the group may outlive its leader.
-fn kill_group(pid: Option<u32>, signal: libc::c_int) {
-    if let Some(pid) = pid {
-        // SAFETY: plain kill(2) of the task's own process group.
-        unsafe {
-            libc::kill(-(pid as libc::pid_t), signal);
-        }
     }
 }
 
@@ -411,41 +366,4 @@ fn finish(agent: &Agent, id: &TaskId, exit: Option<i32>, reason: Option<String>)
         t.pid = None;
     });
     agent.wake_reconciler();
-}
-
-/// The exit code as a shell reports it: the process's own, or 128 + the signal that killed
-/// it (143 for SIGTERM), so a killed task never reads as an ordinary failure (1).
-fn exit_code(status: ExitStatus) -> Option<i32> {
-    use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|signal| 128 + signal))
-}
-
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => "unknown status".into(),
-    }
-}
-
-/// A free port on 127.0.0.1, chosen by the kernel.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
-
-/// `bin/server` means the release's `bin/server`, not one relative to the agent's cwd.
-fn resolve_program(program: &str, dir: &Path) -> PathBuf {
-    let p = Path::new(program);
-    if p.is_relative() && program.contains('/') {
-        dir.join(p)
-    } else {
-        p.to_path_buf()
-    }
-}
-
-fn passthrough_env() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter(|(k, _)| PASSTHROUGH.contains(&k.as_str()) || PASSTHROUGH_PREFIXES.iter().any(|p| k.starts_with(p)))
-        .collect()
 }

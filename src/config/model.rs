@@ -212,9 +212,10 @@ pub struct DeploySettings {
     pub drain: Duration,
     pub stop_timeout: Duration,
     /// How ECS deploys the app (strategy, alarms, hooks); the local runtime ignores it.
-    /// Left out of state while it is the default, so older state reads the same.
-    #[serde(default, skip_serializing_if = "EcsDeploy::is_default")]
-    pub ecs: EcsDeploy,
+    /// Left out of state while it is the default, so older state reads the same. Boxed: most
+    /// apps keep the default, and deploy settings travel in the local agent's requests.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub ecs: Box<EcsDeploy>,
 }
 
 impl Default for DeploySettings {
@@ -225,12 +226,17 @@ impl Default for DeploySettings {
             timeout: Duration::from_millis(5 * 60_000),
             drain: Duration::from_millis(5_000),
             stop_timeout: Duration::from_millis(10_000),
-            ecs: EcsDeploy::default(),
+            ecs: Box::default(),
         }
     }
 }
 
 pub use crate::config::file::Strategy;
+
+/// Whether `v` is its type's default (for `skip_serializing_if`).
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
 
 /// The ECS deployment settings of an app (`[apps.NAME.deploy]`): what ECS itself runs and
 /// watches. Bake times are whole minutes, as ECS takes them.

@@ -75,6 +75,16 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
+/// A CloudWatch (metrics and alarms) client for `config`.
+pub fn cloudwatch_client(config: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(config)
+}
+
+/// An Elastic Load Balancing (v2) client for `config`.
+pub fn elbv2_client(config: &SdkConfig) -> aws_sdk_elasticloadbalancingv2::Client {
+    aws_sdk_elasticloadbalancingv2::Client::new(config)
+}
+
 /// Whether AWS errors carry the SDK's whole error chain: set by `ferry -v`, or
 /// `FERRY_LOG=debug` (or `trace`) in the environment. A process-wide switch because the
 /// errors become text deep inside the stores and runtimes, far from the command line.

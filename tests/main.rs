@@ -7,6 +7,7 @@ mod browser;
 mod build;
 mod cli_help;
 mod commit;
+mod ecs_deploy;
 mod ecs_drift;
 mod ecs_runtime;
 mod edit;

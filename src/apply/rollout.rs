@@ -247,7 +247,11 @@ pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verd
         progress.phase = "done".into();
         return Verdict::Succeeded(progress);
     }
-    if now >= watch.deadline {
+    // The deploy timeout bounds how long new tasks take to turn healthy; once the runtime's
+    // own deployment has them running and moves on (traffic shifts, bake time, a pause),
+    // it decides the outcome, and its stage is the phase shown.
+    let runtime_stage = rollout.and_then(|r| r.stage.as_ref());
+    if now >= watch.deadline && !runtime_stage.is_some_and(|s| s.tasks_started) {
         let waited = watch.deadline.saturating_duration_since(watch.started);
         return Verdict::Failed {
             reason: format!(
@@ -258,7 +262,9 @@ pub fn judge(watch: &RolloutWatch, status: &ServiceStatus, now: Instant) -> Verd
             task: culprit(),
         };
     }
-    progress.phase = if !primary_ok {
+    progress.phase = if let Some(stage) = runtime_stage.filter(|s| s.tasks_started) {
+        stage.text.clone()
+    } else if !primary_ok {
         "waiting for the runtime to take the new revision".into()
     } else if (new.len() as u32) < watch.desired || new.iter().any(|t| t.last_status < Lifecycle::Activating) {
         "starting new tasks".into()
@@ -321,6 +327,7 @@ mod tests {
             failed_tasks: failed,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            stage: None,
         }];
         s.tasks = tasks;
         s

@@ -158,6 +158,10 @@ pub(crate) fn commit_desired(
         None => {
             let options = PlanOptions { allow_remove: args.allow_remove };
             let live = LiveCheck::of(args.refresh, false);
+            if !live.applies_to(&desired) {
+                // (plan_stage checks them when it refreshes.)
+                crate::cli::plan::check_alarms(project, &desired)?;
+            }
             let mut cs = plan_stage(project, &desired, session.state(), &options, live)?;
             crate::cli::promote::label_promotions(project, session.state(), &mut cs)?;
             cs

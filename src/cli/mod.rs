@@ -7,6 +7,7 @@ pub mod agent;
 mod build;
 pub(crate) mod commit;
 mod completions;
+mod continue_deploy;
 mod down;
 mod fmt;
 mod force_unlock;
@@ -76,6 +77,7 @@ pub enum Command {
     Init(init::InitArgs),
     Commit(commit::CommitArgs),
     Abort(abort::AbortArgs),
+    Continue(continue_deploy::ContinueArgs),
     Task(task::TaskArgs),
     Validate(validate::ValidateArgs),
     Fmt(fmt::FmtArgs),
@@ -200,6 +202,7 @@ pub fn run() -> ExitCode {
         Command::Init(args) => init::run(&ctx, args),
         Command::Commit(args) => commit::run(&ctx, args),
         Command::Abort(args) => abort::run(&ctx, args),
+        Command::Continue(args) => continue_deploy::run(&ctx, args),
         Command::Task(args) => task::run(&ctx, args),
         Command::Validate(args) => validate::run(&ctx, args),
         Command::Fmt(args) => fmt::run(&ctx, args),

@@ -133,7 +133,7 @@ impl LiveCheck {
         }
     }
 
-    fn applies_to(self, stage: &Stage) -> bool {
+    pub(crate) fn applies_to(self, stage: &Stage) -> bool {
         match self {
             LiveCheck::Offline => false,
             LiveCheck::Local => matches!(stage.runtime, config::Runtime::Local { .. }),
@@ -153,6 +153,7 @@ pub(crate) fn plan_stage(
     live: LiveCheck,
 ) -> CliResult<Changeset> {
     let planned = if live.applies_to(desired) {
+        check_alarms(project, desired)?;
         let runtime = crate::cli::commit::op_context(&project.root, desired).runtime;
         runtime.adopt(&recorded.adopted());
         let live = super::tokio_runtime()?
@@ -163,6 +164,43 @@ pub(crate) fn plan_stage(
         plan::plan(desired, recorded, options)
     };
     planned.map_err(|e| plan_error(project, desired, e))
+}
+
+/// The CloudWatch alarms the stage's apps roll back on exist (ECS stages; AWS is asked, so
+/// at `plan --refresh` and `commit` only); each missing one located in the stage file.
+pub(crate) fn check_alarms(project: &Project, desired: &Stage) -> CliResult<()> {
+    let missing = super::tokio_runtime()?
+        .block_on(crate::runtime::ecs::alarms::missing(desired))
+        .map_err(|e| CliError::new(format!("cannot check the alarms of stage `{}`: {e}", desired.name)))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let region = match &desired.runtime {
+        config::Runtime::Ecs(ecs) => ecs.region.as_str(),
+        config::Runtime::Local { .. } => "",
+    };
+    Err(CliError::Config(config::Diagnostics(
+        missing
+            .into_iter()
+            .map(|m| {
+                let path = [
+                    PathSeg::from("apps"),
+                    PathSeg::from(&m.app),
+                    "deploy".into(),
+                    "alarms".into(),
+                    PathSeg::from(m.index),
+                ];
+                config::stage_diagnostic(
+                    &project.root,
+                    desired,
+                    &path,
+                    Target::Value,
+                    format!("CloudWatch has no alarm `{}` in {region}", m.name),
+                )
+                .with_hint("create the alarm first, or correct its name: ECS never fires an alarm that does not exist")
+            })
+            .collect(),
+    )))
 }
 
 /// A planner's refusal as located diagnostics: each names the place in the stage file that

@@ -386,6 +386,106 @@ pub struct DeploySection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(default = "default_stop_timeout", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub stop_timeout: Option<String>,
+    /// ECS only: how ECS moves traffic to the new tasks — `rolling` (default), `blue_green`,
+    /// `linear` or `canary`. The last three need `alternate_target_group`,
+    /// `production_listener_rule` and `traffic_role`. Default: "rolling".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// ECS only: how long ECS watches the new tasks (and the alarms) after all traffic has
+    /// moved, before the deployment is done; whole minutes, at most "24h". Default: "0m".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(m|h)$"))]
+    pub bake_time: Option<String>,
+    /// `linear` only: the share of traffic moved at each step, 1–100%. Default: "10%".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+%$"))]
+    pub step_percent: Option<String>,
+    /// `linear` only: the wait between steps; whole minutes, at most "24h". Default: "6m".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(m|h)$"))]
+    pub step_bake_time: Option<String>,
+    /// `canary` only: the share of traffic the canary gets first, 1–100%. Default: "5%".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+%$"))]
+    pub canary_percent: Option<String>,
+    /// `canary` only: how long the canary serves before the rest moves; whole minutes, at
+    /// most "24h". Default: "10m".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(m|h)$"))]
+    pub canary_bake_time: Option<String>,
+    /// ECS only: the deployment circuit breaker. Default: enabled, with rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerSection>,
+    /// ECS only: CloudWatch alarm names; one in ALARM state during the deployment rolls it
+    /// back. They must exist (checked at `plan --refresh` and `commit`). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<Vec<String>>,
+    /// `blue_green`, `linear`, `canary`: the second target group ECS moves traffic between;
+    /// no default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternate_target_group: Option<String>,
+    /// `blue_green`, `linear`, `canary`: the listener rule ARN of production traffic; no
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_listener_rule: Option<String>,
+    /// `blue_green`, `linear`, `canary`: the listener rule ARN of test traffic. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_rule: Option<String>,
+    /// `blue_green`, `linear`, `canary`: the IAM role ECS uses to change the listener rules;
+    /// no default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_role: Option<String>,
+    /// ECS only: lifecycle hooks, `{ stages = ["post_scale_up"], lambda = "ARN", role = "ARN" }`
+    /// or `{ stages = ["post_test_traffic_shift"], pause = true }` (released with
+    /// `ferry continue`, rolled back with `ferry abort`). Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookSection>,
+}
+
+/// An ECS deployment strategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Tasks replaced in place (default).
+    #[default]
+    Rolling,
+    /// A full new set of tasks, all traffic moved at once, then the bake time.
+    BlueGreen,
+    /// Traffic moved in equal steps.
+    Linear,
+    /// A share of traffic first, the rest after the canary bake time.
+    Canary,
+}
+
+/// `circuit_breaker = { enable = true, rollback = true }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerSection {
+    /// Whether ECS fails a deployment whose tasks keep failing. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+    /// Whether ECS then returns to the previous task definition. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<bool>,
+}
+
+/// One lifecycle hook of `[apps.NAME.deploy] hooks`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookSection {
+    /// The stages it runs at: `reconcile_service`, `pre_scale_up`, `post_scale_up`,
+    /// `test_traffic_shift`, `post_test_traffic_shift`, `pre_production_traffic_shift`,
+    /// `production_traffic_shift`, `post_production_traffic_shift`.
+    pub stages: Vec<String>,
+    /// The Lambda function ARN ECS invokes; no default (a hook is `lambda` or `pause`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<String>,
+    /// The IAM role ECS invokes the Lambda function with; no default (required with `lambda`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// A manual gate: the deployment waits at the stage until `ferry continue`. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<bool>,
 }
 
 /// When a release task runs.

@@ -4,6 +4,7 @@
 //! Entry points: [`load_project`], [`load_stage`], [`load_stages`].
 
 pub mod diagnostic;
+pub mod ecs_deploy;
 pub mod file;
 pub mod hcl_source;
 pub mod model;

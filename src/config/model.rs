@@ -224,6 +224,11 @@ pub struct DeploySettings {
     pub timeout: Duration,
     pub drain: Duration,
     pub stop_timeout: Duration,
+    /// How ECS deploys the app (strategy, alarms, hooks); the local runtime ignores it.
+    /// Left out of state while it is the default, so older state reads the same. Boxed: most
+    /// apps keep the default, and deploy settings travel in the local agent's requests.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub ecs: Box<EcsDeploy>,
 }
 
 impl Default for DeploySettings {
@@ -234,8 +239,133 @@ impl Default for DeploySettings {
             timeout: Duration::from_millis(5 * 60_000),
             drain: Duration::from_millis(5_000),
             stop_timeout: Duration::from_millis(10_000),
+            ecs: Box::default(),
         }
     }
+}
+
+pub use crate::config::file::Strategy;
+
+/// Whether `v` is its type's default (for `skip_serializing_if`).
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// The ECS deployment settings of an app (`[apps.NAME.deploy]`): what ECS itself runs and
+/// watches. Bake times are whole minutes, as ECS takes them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EcsDeploy {
+    pub strategy: Strategy,
+    pub bake_minutes: u32,
+    pub step_percent: Percent,
+    pub step_bake_minutes: u32,
+    pub canary_percent: Percent,
+    pub canary_bake_minutes: u32,
+    pub circuit_breaker: bool,
+    pub circuit_breaker_rollback: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternate_target_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_listener_rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_role: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<LifecycleHook>,
+}
+
+impl Default for EcsDeploy {
+    fn default() -> Self {
+        EcsDeploy {
+            strategy: Strategy::Rolling,
+            bake_minutes: 0,
+            step_percent: Percent(10),
+            step_bake_minutes: 6,
+            canary_percent: Percent(5),
+            canary_bake_minutes: 10,
+            circuit_breaker: true,
+            circuit_breaker_rollback: true,
+            alarms: Vec::new(),
+            alternate_target_group: None,
+            production_listener_rule: None,
+            test_listener_rule: None,
+            traffic_role: None,
+            hooks: Vec::new(),
+        }
+    }
+}
+
+impl EcsDeploy {
+    pub fn is_default(&self) -> bool {
+        *self == EcsDeploy::default()
+    }
+
+    /// The plan diff's lines of the settings that differ from the defaults.
+    pub fn render(&self) -> String {
+        let d = EcsDeploy::default();
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
+        if self.strategy != d.strategy {
+            line("strategy", format!("{:?}", self.strategy).to_lowercase());
+        }
+        if self.bake_minutes != d.bake_minutes {
+            line("bake_time", format!("{}m", self.bake_minutes));
+        }
+        if self.strategy == Strategy::Linear {
+            line("step_percent", self.step_percent.to_string());
+            line("step_bake_time", format!("{}m", self.step_bake_minutes));
+        }
+        if self.strategy == Strategy::Canary {
+            line("canary_percent", self.canary_percent.to_string());
+            line("canary_bake_time", format!("{}m", self.canary_bake_minutes));
+        }
+        if (self.circuit_breaker, self.circuit_breaker_rollback) != (d.circuit_breaker, d.circuit_breaker_rollback) {
+            line(
+                "circuit_breaker",
+                format!("{{ enable = {}, rollback = {} }}", self.circuit_breaker, self.circuit_breaker_rollback),
+            );
+        }
+        if !self.alarms.is_empty() {
+            line("alarms", format!("{:?}", self.alarms));
+        }
+        for (k, v) in [
+            ("alternate_target_group", &self.alternate_target_group),
+            ("production_listener_rule", &self.production_listener_rule),
+            ("test_listener_rule", &self.test_listener_rule),
+            ("traffic_role", &self.traffic_role),
+        ] {
+            if let Some(v) = v {
+                line(k, format!("{v:?}"));
+            }
+        }
+        for h in &self.hooks {
+            let target = match &h.target {
+                HookTarget::Pause => "pause = true".to_string(),
+                HookTarget::Lambda { arn, role } => format!("lambda = {arn:?}, role = {role:?}"),
+            };
+            line("hook", format!("{{ stages = {:?}, {target} }}", h.stages));
+        }
+        out
+    }
+}
+
+/// A lifecycle hook: at `stages` (ECS stage names, e.g. `POST_SCALE_UP`), a Lambda function
+/// or a pause until `ferry continue`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LifecycleHook {
+    pub stages: Vec<String>,
+    pub target: HookTarget,
+}
+
+/// What a lifecycle hook runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookTarget {
+    Lambda { arn: String, role: String },
+    Pause,
 }
 
 /// A task run with a new release before it is activated.

@@ -1144,6 +1144,7 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         timeout: parse_opt(src, || d_at("timeout"), &d.timeout, dd.timeout, "a duration", diags),
         drain: parse_opt(src, || d_at("drain"), &d.drain, dd.drain, "a duration", diags),
         stop_timeout: parse_opt(src, || d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
+        ecs: Box::new(crate::config::ecs_deploy::check(src, &at, &d, runtime, a.target_group.as_deref(), diags)),
     };
     if deploy.min_healthy.0 > 100 {
         diags.push(

@@ -254,7 +254,7 @@ fn render_deploy(c: &AppConfig) -> String {
     format!(
         "max_surge = {}\nmin_healthy = {}\ntimeout = {}\ndrain = {}\nstop_timeout = {}\n",
         d.max_surge, d.min_healthy, d.timeout, d.drain, d.stop_timeout
-    )
+    ) + &d.ecs.render()
 }
 
 fn render_tasks(c: &AppConfig) -> String {

@@ -209,6 +209,7 @@ impl World {
                 failed_tasks: 0,
                 created_at: now,
                 updated_at: now,
+                stage: None,
             },
         );
         self.deploys.push((app.to_string(), revision.clone()));

@@ -330,6 +330,21 @@ pub struct RolloutStatus {
     pub failed_tasks: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Where a deployment the runtime itself runs in stages stands (ECS blue/green, linear,
+    /// canary, bake times, lifecycle hooks); `None` for a plain rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<DeploymentStage>,
+}
+
+/// A stage of a deployment the runtime runs itself, for progress lines and the watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentStage {
+    /// In words: `production traffic 20% on the new tasks`, `bake time, 3m left`, `paused at
+    /// post_test_traffic_shift: release with …`.
+    pub text: String,
+    /// The new tasks run and the runtime now decides (traffic shifts, bake time, a hook):
+    /// the deploy timeout, which bounds how long new tasks take to turn healthy, is over.
+    pub tasks_started: bool,
 }
 
 /// A service's overall status, as ECS names it.

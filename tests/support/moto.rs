@@ -40,6 +40,9 @@ use super::python::{python_venv, PythonVenv};
 
 /// The moto release the harness installs (the one the notes were checked on).
 pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
+/// The CBOR codec the ECS emulator answers CloudWatch with (the Rust SDK speaks CloudWatch's
+/// Smithy RPC v2 CBOR protocol, which moto does not).
+pub const CBOR_REQUIREMENT: &str = "cbor2==5.6.5";
 /// Region every client of the emulator uses (not us-east-1, so region handling is real).
 pub const REGION: &str = "eu-central-1";
 /// Static credentials; moto accepts any.
@@ -113,15 +116,33 @@ impl Moto {
 
     /// A server of its own, with `env` added to its environment; killed when dropped.
     pub fn start(env: &[(&str, &str)]) -> Moto {
-        let venv = python_venv(&[MOTO_REQUIREMENT]);
+        Moto::launch(&["-c", LAUNCHER], env, &[MOTO_REQUIREMENT])
+    }
+
+    /// The ECS emulator of its own: moto with the service scheduler of
+    /// `tests/support/ecs_emulator.py` (rollouts, the 2025 deployment APIs, strategies,
+    /// hooks, alarms, the circuit breaker), rollouts taking `rollout_delay_s` seconds and
+    /// a bake time minute lasting one second; killed when dropped.
+    pub fn start_emulator(rollout_delay_s: f64) -> Moto {
+        let script = super::repo_root().join("tests/support/ecs_emulator.py");
+        let delay = rollout_delay_s.to_string();
+        Moto::launch(
+            &[script.to_str().expect("UTF-8 repository path")],
+            &[("ECS_EMULATOR_ROLLOUT_DELAY", &delay), ("ECS_EMULATOR_MINUTE", "1")],
+            &[MOTO_REQUIREMENT, CBOR_REQUIREMENT],
+        )
+    }
+
+    /// The Python server given by `args`, with `env` added to its environment.
+    fn launch(args: &[&str], env: &[(&str, &str)], requirements: &[&str]) -> Moto {
+        let venv = python_venv(requirements);
         let log_dir = venv.dir.parent().expect("venv under target/").join("moto-logs");
         std::fs::create_dir_all(&log_dir).expect("create target/moto-logs");
         let log = log_dir.join(format!("moto-{}-{}.log", std::process::id(), uuid::Uuid::new_v4().simple()));
         let log_file = std::fs::File::create(&log).expect("create the moto log");
 
         let mut cmd = Command::new(venv.python());
-        cmd.arg("-c")
-            .arg(LAUNCHER)
+        cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log_file)

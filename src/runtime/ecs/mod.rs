@@ -32,7 +32,10 @@
 //!   calls are retried by the SDK's standard strategy (exponential backoff with full jitter)
 //!   with more attempts than its default.
 
+pub mod alarms;
+pub mod deployment;
 pub mod drift;
+pub mod load_balancer;
 pub mod logs;
 pub mod revision;
 pub mod status;
@@ -45,9 +48,8 @@ use aws_config::SdkConfig;
 use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DeploymentCircuitBreaker, DeploymentConfiguration,
-    DesiredStatus, KeyValuePair, LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags, Service,
-    TaskDefinitionField, TaskOverride,
+    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DesiredStatus, KeyValuePair, LaunchType,
+    NetworkConfiguration, PropagateTags, Service, TaskDefinitionField, TaskOverride,
 };
 
 use crate::config::{self, DeploySettings};
@@ -104,6 +106,12 @@ pub struct EcsRuntime {
     watched_tasks: Mutex<HashMap<String, String>>,
     /// Adopted services by app: their own names instead of `<stage>-<app>`.
     adopted: Mutex<HashMap<String, crate::state::AdoptedService>>,
+    /// When the watch first saw each staged deployment in its bake time.
+    bake_clock: Mutex<deployment::BakeClock>,
+    /// Elastic Load Balancing, for the new tasks' target health (`None`: not checked).
+    elb: Option<aws_sdk_elasticloadbalancingv2::Client>,
+    /// Deployments whose new tasks were seen healthy in their target groups.
+    targets_healthy: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered
@@ -133,6 +141,13 @@ impl EcsRuntime {
             aws_sdk_ecs::Client::from_conf(ecs_config(sdk).build()),
             aws_sdk_cloudwatchlogs::Client::new(sdk),
         )
+        .with_elb(crate::aws::elbv2_client(sdk))
+    }
+
+    /// This runtime, holding completed deployments to their new tasks' target health.
+    pub fn with_elb(mut self, elb: aws_sdk_elasticloadbalancingv2::Client) -> Self {
+        self.elb = Some(elb);
+        self
     }
 
     /// The runtime of `stage` with the given clients (tests wrap the ECS one).
@@ -150,6 +165,9 @@ impl EcsRuntime {
             revisions: Mutex::default(),
             watched_tasks: Mutex::default(),
             adopted: Mutex::default(),
+            bake_clock: Mutex::default(),
+            elb: None,
+            targets_healthy: Mutex::default(),
         }
     }
 
@@ -440,13 +458,60 @@ impl EcsRuntime {
         tasks: &[aws_sdk_ecs::types::Task],
     ) -> RuntimeResult<Vec<ServiceStatus>> {
         let mut out = Vec::with_capacity(services.len());
+        let staged = self.service_deployments(&services).await?;
         for (app, service) in services {
             let family = self.family_name(&app);
             let of_app: Vec<&aws_sdk_ecs::types::Task> =
                 tasks.iter().filter(|t| status::task_family(t) == Some(family.as_str())).collect();
-            out.push(status::service_status(self, &app, service.as_ref(), &of_app).await?);
+            let mut st = status::service_status(self, &app, service.as_ref(), &of_app).await?;
+            // A deployment ECS runs in stages: its stage, or ECS's rollback, on the primary rollout.
+            let sd = service.as_ref().and_then(|s| staged.get(s.current_service_deployment()?));
+            if let Some(sd) = sd {
+                let mut clock = self.bake_clock.lock().expect("bake clock");
+                // The deployment(s) it concerns: those not completed (ECS's rollback to the
+                // previous revision is a completed one beside the failed deployment).
+                for rollout in st.rollouts.iter_mut().filter(|r| r.state != crate::runtime::RolloutState::Completed) {
+                    deployment::apply(rollout, sd, &self.stage, &app, &mut clock, std::time::Instant::now());
+                }
+            }
+            if let Some(service) = &service {
+                self.hold_to_target_health(service, &mut st, &of_app).await?;
+            }
+            out.push(st);
         }
         Ok(out)
+    }
+
+    /// A primary deployment ECS completed counts once its new tasks are healthy targets
+    /// ([`load_balancer`]); asked until seen so, for services with target groups only.
+    async fn hold_to_target_health(
+        &self,
+        service: &Service,
+        st: &mut ServiceStatus,
+        tasks: &[&aws_sdk_ecs::types::Task],
+    ) -> RuntimeResult<()> {
+        let Some(elb) = &self.elb else { return Ok(()) };
+        let groups = load_balancer::target_groups(service);
+        let Some(rollout) = st.rollouts.iter_mut().find(|r| r.primary) else { return Ok(()) };
+        if groups.is_empty()
+            || rollout.state != crate::runtime::RolloutState::Completed
+            || self.targets_healthy.lock().expect("target health").contains(rollout.id.as_str())
+        {
+            return Ok(());
+        }
+        let new: Vec<&aws_sdk_ecs::types::Task> = tasks
+            .iter()
+            .copied()
+            .filter(|t| {
+                t.task_definition_arn() == Some(rollout.revision.as_str()) && t.desired_status() == Some("RUNNING")
+            })
+            .collect();
+        let health = load_balancer::describe(elb, &groups).await?;
+        load_balancer::apply(rollout, &new, &health);
+        if rollout.state == crate::runtime::RolloutState::Completed {
+            self.targets_healthy.lock().expect("target health").insert(rollout.id.to_string());
+        }
+        Ok(())
     }
 
     /// One look of the engine's watch at `apps` (see the module doc): their services, and
@@ -503,24 +568,30 @@ impl EcsRuntime {
         self.statuses(services, &tasks).await
     }
 
-    fn deployment_configuration(settings: &DeploySettings) -> DeploymentConfiguration {
-        DeploymentConfiguration::builder()
-            .minimum_healthy_percent(i32::from(settings.min_healthy.0))
-            .maximum_percent(100 + i32::from(settings.max_surge.0))
-            .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(true).build())
-            .build()
-    }
-
-    fn load_balancers(&self, app: &str, info: &RevisionInfo) -> RuntimeResult<Option<Vec<LoadBalancer>>> {
-        let Some(tg) = &info.target_group else { return Ok(None) };
-        let port = info
-            .port
-            .ok_or_else(|| RuntimeError::Invalid(format!("app {app} has a target group but no port to register")))?;
-        Ok(Some(vec![LoadBalancer::builder()
-            .target_group_arn(tg)
-            .container_name(self.container_name(app))
-            .container_port(i32::from(port))
-            .build()]))
+    /// The service deployments (DescribeServiceDeployments, ⌈n/20⌉ calls) of the services
+    /// whose deployment ECS runs in stages and is in progress ([`deployment::watched`]).
+    async fn service_deployments(
+        &self,
+        services: &[(String, Option<Service>)],
+    ) -> RuntimeResult<HashMap<String, aws_sdk_ecs::types::ServiceDeployment>> {
+        let arns: Vec<String> =
+            services.iter().filter_map(|(_, s)| deployment::watched(s.as_ref()?)).map(str::to_string).collect();
+        let mut found = HashMap::new();
+        for chunk in arns.chunks(deployment::DEPLOYMENTS_PER_CALL) {
+            let out = self
+                .ecs
+                .describe_service_deployments()
+                .set_service_deployment_arns(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| sdk_error("cannot describe service deployments", e))?;
+            for sd in out.service_deployments() {
+                if let Some(arn) = sd.service_deployment_arn() {
+                    found.insert(arn.to_string(), sd.clone());
+                }
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -632,7 +703,14 @@ impl Runtime for EcsRuntime {
     ) -> RuntimeResult<RolloutId> {
         let info = self.revision_info(revision.as_str()).await?;
         let name = self.service_name(app);
-        let load_balancers = self.load_balancers(app, &info)?;
+        let load_balancers = deployment::load_balancers(
+            app,
+            &self.container_name(app),
+            info.target_group.as_deref(),
+            info.port,
+            &settings.ecs,
+        )?;
+        let configuration = deployment::configuration(settings)?;
         let grace = load_balancers.as_ref().map(|_| info.grace_period_s);
         let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
         // Most deploys update a service that exists: try that first, and describe only
@@ -644,7 +722,7 @@ impl Runtime for EcsRuntime {
             .service(&name)
             .task_definition(revision.as_str())
             .desired_count(desired)
-            .deployment_configuration(Self::deployment_configuration(settings))
+            .deployment_configuration(configuration.clone())
             .network_configuration(self.network()?)
             // An update with an empty list removes a target group the app no longer has.
             .set_load_balancers(Some(load_balancers.clone().unwrap_or_default()))
@@ -674,7 +752,7 @@ impl Runtime for EcsRuntime {
             .task_definition(revision.as_str())
             .desired_count(desired)
             .launch_type(LaunchType::Fargate)
-            .deployment_configuration(Self::deployment_configuration(settings))
+            .deployment_configuration(configuration.clone())
             .network_configuration(self.network()?)
             .set_load_balancers(load_balancers)
             .set_health_check_grace_period_seconds(grace)
@@ -731,6 +809,9 @@ impl Runtime for EcsRuntime {
     }
 
     async fn roll_back(&self, app: &str, to_revision: &RevisionId) -> RuntimeResult<RolloutId> {
+        // A deployment ECS runs in stages (blue/green, canary, a bake time, a pause) is
+        // stopped with rollback first: ECS returns traffic to the old tasks itself.
+        self.stop_staged(app).await?;
         // An update back to the previous task definition: ECS starts its tasks beside the
         // abandoned deployment's and stops those, and old tasks still serving keep serving.
         let name = self.service_name(app);

@@ -121,6 +121,7 @@ pub async fn rollout_status(rt: &EcsRuntime, d: &Deployment, tasks: &[TaskStatus
         failed_tasks: count(d.failed_tasks()),
         created_at: created,
         updated_at: time(d.updated_at()).unwrap_or(created),
+        stage: None,
     })
 }
 

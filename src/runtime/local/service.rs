@@ -700,6 +700,7 @@ impl State {
                     failed_tasks: r.failed_tasks,
                     created_at: r.created_at,
                     updated_at: r.updated_at,
+                    stage: None,
                 }
             })
             .collect();

@@ -75,6 +75,11 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
+/// An Application Auto Scaling client for `config` (autoscaled ECS services).
+pub fn autoscaling_client(config: &SdkConfig) -> aws_sdk_applicationautoscaling::Client {
+    aws_sdk_applicationautoscaling::Client::new(config)
+}
+
 /// Whether AWS errors carry the SDK's whole error chain: set by `ferry -v`, or
 /// `FERRY_LOG=debug` (or `trace`) in the environment. A process-wide switch because the
 /// errors become text deep inside the stores and runtimes, far from the command line.

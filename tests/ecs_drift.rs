@@ -46,7 +46,7 @@ print(json.dumps(arn))
 
 /// Keeps tasks RUNNING until stopped: moto otherwise moves a task one step towards STOPPED
 /// on every DescribeTasks, so it would not live through a rollout's polling.
-const KEEP_TASKS_RUNNING: &str = r#"
+pub(crate) const KEEP_TASKS_RUNNING: &str = r#"
 import json, os, urllib.request
 body = json.dumps({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1000000}})
 url = os.environ["AWS_ENDPOINT_URL"] + "/moto-api/state-manager/set-transition"
@@ -55,13 +55,13 @@ urllib.request.urlopen(urllib.request.Request(url, data=body.encode(), method="P
 
 /// Keeps one running task of the service's current task definition, like ECS's scheduler
 /// would (see the module doc); stopped and joined when dropped.
-struct SchedulerStandIn {
+pub(crate) struct SchedulerStandIn {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), String>>>,
 }
 
 impl SchedulerStandIn {
-    fn start(moto: &Moto, cluster: &str, service: &str, subnets: Vec<String>, groups: Vec<String>) -> Self {
+    pub(crate) fn start(moto: &Moto, cluster: &str, service: &str, subnets: Vec<String>, groups: Vec<String>) -> Self {
         let client = aws_sdk_ecs::Client::new(&moto.sdk_config());
         let (cluster, service) = (cluster.to_string(), service.to_string());
         let stop = Arc::new(AtomicBool::new(false));
@@ -149,7 +149,7 @@ async fn schedule(
 }
 
 /// What the service runs, read back through the API.
-fn service_now(moto: &Moto, cluster: &str, service: &str) -> (String, i32) {
+pub(crate) fn service_now(moto: &Moto, cluster: &str, service: &str) -> (String, i32) {
     let client = aws_sdk_ecs::Client::new(&moto.sdk_config());
     let out = aws::block_on(client.describe_services().cluster(cluster).services(service).send()).expect("describe");
     let s = &out.services()[0];

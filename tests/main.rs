@@ -9,6 +9,7 @@ mod cli_help;
 mod commit;
 mod ecs_drift;
 mod ecs_runtime;
+mod ecs_taskdef;
 mod edit;
 mod error_messages;
 mod examples;

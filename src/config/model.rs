@@ -211,6 +211,27 @@ pub struct DeploySettings {
     pub timeout: Duration,
     pub drain: Duration,
     pub stop_timeout: Duration,
+    /// `scale = { min, max, … }`: the count is Application Auto Scaling's within this
+    /// range, and a deploy keeps the count it finds. Left out of state when unset, so
+    /// config hashes recorded before it existed still match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+/// An autoscaled range of tasks, with its target-tracking targets (percent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Autoscaling {
+    pub min: u32,
+    pub max: u32,
+    pub cpu_target: Option<u32>,
+    pub memory_target: Option<u32>,
+}
+
+impl Autoscaling {
+    /// Whether `count` tasks is a count autoscaling may have chosen.
+    pub fn allows(&self, count: u32) -> bool {
+        (self.min..=self.max).contains(&count)
+    }
 }
 
 impl Default for DeploySettings {
@@ -221,6 +242,7 @@ impl Default for DeploySettings {
             timeout: Duration::from_millis(5 * 60_000),
             drain: Duration::from_millis(5_000),
             stop_timeout: Duration::from_millis(10_000),
+            autoscaling: None,
         }
     }
 }

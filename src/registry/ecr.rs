@@ -49,6 +49,9 @@ struct Queue {
     /// Answers not yet collected: whether the digest is there (or why ECR could not say),
     /// with how many callers are still to collect it.
     answers: HashMap<Digest, (std::result::Result<bool, String>, usize)>,
+    /// Answers for digests announced with [`Registry::expect`] that no caller waited for
+    /// when they came: kept for the callers to come.
+    early: HashMap<Digest, std::result::Result<bool, String>>,
 }
 
 /// `(registry id, repository name)` of an image name.
@@ -113,7 +116,11 @@ impl EcrRegistry {
     fn holds(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let v = &self.verifying;
         let mut queues = v.queues.lock().expect("ECR verifications");
-        *queues.entry(repo.to_string()).or_default().waiting.entry(digest.clone()).or_default() += 1;
+        let queue = queues.entry(repo.to_string()).or_default();
+        if let Some(answer) = queue.early.get(digest) {
+            return answer.clone().map_err(RegistryError::Remote);
+        }
+        *queue.waiting.entry(digest.clone()).or_default() += 1;
         loop {
             let queue = queues.get_mut(repo).expect("queue of a waiting digest");
             if let Some((answer, readers)) = queue.answers.get_mut(digest) {
@@ -122,7 +129,7 @@ impl EcrRegistry {
                 if *readers == 0 {
                     queue.answers.remove(digest);
                 }
-                if queue.answers.is_empty() && queue.waiting.is_empty() && !queue.in_flight {
+                if queue.answers.is_empty() && queue.waiting.is_empty() && queue.early.is_empty() && !queue.in_flight {
                     queues.remove(repo);
                 }
                 return answer.map_err(RegistryError::Remote);
@@ -151,7 +158,11 @@ impl EcrRegistry {
                     Ok(found) => Ok(found.contains(&d)),
                     Err(e) => Err(e.to_string()),
                 };
-                queue.answers.insert(d, (answer, readers));
+                if readers == 0 {
+                    queue.early.insert(d, answer);
+                } else {
+                    queue.answers.insert(d, (answer, readers));
+                }
             }
             v.done.notify_all();
         }
@@ -215,6 +226,18 @@ impl Registry for EcrRegistry {
             Ok(())
         } else {
             Err(RegistryError::DigestNotFound { repo: repo.to_string(), digest: digest.clone() })
+        }
+    }
+
+    /// The digests join the repository's next request (the first verification's), unless
+    /// answered already; none is sent now.
+    fn expect(&self, repo: &str, digests: &[Digest]) {
+        let mut queues = self.verifying.queues.lock().expect("ECR verifications");
+        let queue = queues.entry(repo.to_string()).or_default();
+        for d in digests {
+            if !queue.early.contains_key(d) && !queue.answers.contains_key(d) {
+                queue.waiting.entry(d.clone()).or_default();
+            }
         }
     }
 

@@ -129,6 +129,7 @@ pub fn settings() -> DeploySettings {
         timeout: ferry::config::Duration::from_millis(30_000),
         drain: ferry::config::Duration::from_millis(3_000),
         stop_timeout: ferry::config::Duration::from_millis(3_000),
+        ..DeploySettings::default()
     }
 }
 

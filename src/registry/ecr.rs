@@ -3,9 +3,11 @@
 //! runtime ([`crate::aws::block_on`]).
 //!
 //! Verifications of one repository share requests: while one DescribeImages is under way,
-//! digests asked for meanwhile wait and go together in the next (up to 100 image ids), so
-//! the verify operations of a commit — started together, each on its own thread — cost a
-//! request or two per repository rather than one per app, and none waits for a batch to
+//! a digest it asks for is answered by it, and other digests asked for meanwhile wait and
+//! go together in the next (up to 100 image ids); digests announced with
+//! [`Registry::expect`] go in the first. So
+//! the verify operations of a commit — announced, then started together, each on its own
+//! thread — cost one request per repository rather than one per app, and none waits for a batch to
 //! fill. ECR refuses the whole request when one id is missing; such a batch is asked again
 //! digest by digest, so each missing one is named.
 //!
@@ -49,6 +51,9 @@ struct Queue {
     /// Answers not yet collected: whether the digest is there (or why ECR could not say),
     /// with how many callers are still to collect it.
     answers: HashMap<Digest, (std::result::Result<bool, String>, usize)>,
+    /// Digests of the request under way, with how many callers wait for each: one asking
+    /// for such a digest meanwhile waits for that answer instead of queueing another request.
+    sent: HashMap<Digest, usize>,
     /// Answers for digests announced with [`Registry::expect`] that no caller waited for
     /// when they came: kept for the callers to come.
     early: HashMap<Digest, std::result::Result<bool, String>>,
@@ -120,7 +125,10 @@ impl EcrRegistry {
         if let Some(answer) = queue.early.get(digest) {
             return answer.clone().map_err(RegistryError::Remote);
         }
-        *queue.waiting.entry(digest.clone()).or_default() += 1;
+        match queue.sent.get_mut(digest) {
+            Some(readers) => *readers += 1,
+            None => *queue.waiting.entry(digest.clone()).or_default() += 1,
+        }
         loop {
             let queue = queues.get_mut(repo).expect("queue of a waiting digest");
             if let Some((answer, readers)) = queue.answers.get_mut(digest) {
@@ -147,13 +155,14 @@ impl EcrRegistry {
                 all
             };
             queue.in_flight = true;
+            queue.sent = batch.iter().cloned().collect();
             drop(queues);
             let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
             let found = self.find_digests(repo, &digests);
             queues = v.queues.lock().expect("ECR verifications");
             let queue = queues.get_mut(repo).expect("queue in flight");
             queue.in_flight = false;
-            for (d, readers) in batch {
+            for (d, readers) in std::mem::take(&mut queue.sent) {
                 let answer = match &found {
                     Ok(found) => Ok(found.contains(&d)),
                     Err(e) => Err(e.to_string()),

@@ -85,6 +85,11 @@ pub fn elbv2_client(config: &SdkConfig) -> aws_sdk_elasticloadbalancingv2::Clien
     aws_sdk_elasticloadbalancingv2::Client::new(config)
 }
 
+/// An Application Auto Scaling client for `config` (autoscaled ECS services).
+pub fn autoscaling_client(config: &SdkConfig) -> aws_sdk_applicationautoscaling::Client {
+    aws_sdk_applicationautoscaling::Client::new(config)
+}
+
 /// Whether AWS errors carry the SDK's whole error chain: set by `ferry -v`, or
 /// `FERRY_LOG=debug` (or `trace`) in the environment. A process-wide switch because the
 /// errors become text deep inside the stores and runtimes, far from the command line.

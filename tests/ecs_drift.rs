@@ -150,7 +150,7 @@ async fn schedule(
 }
 
 /// What the service runs, read back through the API.
-fn service_now(moto: &Moto, cluster: &str, service: &str) -> (String, i32) {
+pub(crate) fn service_now(moto: &Moto, cluster: &str, service: &str) -> (String, i32) {
     let client = aws_sdk_ecs::Client::new(&moto.sdk_config());
     let out = aws::block_on(client.describe_services().cluster(cluster).services(service).send()).expect("describe");
     let s = &out.services()[0];

@@ -1208,6 +1208,17 @@ fn ecr_verifications_made_together_share_requests() {
     let sent = count.take();
     assert!(sent.get("DescribeImages").is_some_and(|&n| (1..=3).contains(&n)), "{sent:?}");
 
+    // Announced first, as the apply engine does with a changeset's digests: one request
+    // for all, whichever verification comes first, and none for the ones after it.
+    let fresh = Arc::new(EcrRegistry::from_client(aws_sdk_ecr::Client::from_conf(
+        aws_sdk_ecr::config::Builder::from(&sdk).interceptor(CountingLayer(count.clone())).build(),
+    )));
+    fresh.expect(&uri, &present);
+    for d in present.iter().rev() {
+        fresh.verify(&uri, d).unwrap();
+    }
+    assert_eq!(count.take(), counts(&[("DescribeImages", 1)]));
+
     let mut asked = present.clone();
     asked.push(digest(7));
     for (d, result) in verify_all(asked) {

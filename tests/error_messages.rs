@@ -65,6 +65,7 @@ error_message_tests! {
     secret_given_as_plain_value => "secret-plain-value",
     threshold_zero => "threshold-zero",
     ecs_runtime_missing_region_and_cluster => "ecs-missing-region-cluster",
+    ecs_autoscaled_scale_out_of_range => "ecs-scale-range",
     pipeline_names_unknown_stage => "pipeline-unknown-stage",
     stage_in_two_pipeline_steps => "stage-in-two-steps",
     toml_syntax_error => "toml-syntax-error",

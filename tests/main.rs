@@ -10,6 +10,7 @@ mod commit;
 mod ecs_deploy;
 mod ecs_drift;
 mod ecs_runtime;
+mod ecs_taskdef;
 mod edit;
 mod error_messages;
 mod examples;

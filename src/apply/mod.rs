@@ -195,6 +195,17 @@ impl Engine {
             deps[i] = graph.neighbors_directed(node, Direction::Incoming).map(|d| graph[d]).collect();
             dependents[i] = graph.neighbors_directed(node, Direction::Outgoing).map(|d| graph[d]).collect();
         }
+        // The registry learns every digest the walk will verify, so that it can ask for
+        // each repository's digests in one request as the first verification starts.
+        let mut expected: BTreeMap<&str, Vec<crate::config::Digest>> = BTreeMap::new();
+        for op in &cs.operations {
+            if let Operation::VerifyImage { image, digest, .. } = op {
+                expected.entry(image.as_str()).or_default().push(digest.clone());
+            }
+        }
+        for (repo, digests) in &expected {
+            self.ops.registry.expect(repo, digests);
+        }
         let (log_tx, mut log_rx) = tokio::sync::mpsc::channel(1024);
         let mut walk = Walk {
             engine: self,

@@ -233,7 +233,20 @@ pub async fn start_deploy(
             None => serving(&observe_one(ctx, app).await?),
         },
     };
+    // Autoscaling changes where a service runs: before its rollout (a refusal changes
+    // nothing), or, for a first deploy, once the service exists.
+    let range = to.config.deploy.autoscaling.as_ref();
+    let autoscale = || async {
+        ctx.runtime.autoscale(app, range).await.map_err(|e| format!("app {app}: cannot set up autoscaling: {e}"))
+    };
+    let had_range = from.is_some_and(|f| f.config.deploy.autoscaling.is_some());
+    if from.is_some() && (range.is_some() || had_range) {
+        autoscale().await?;
+    }
     let mut started = start(ctx, app, before, target, to, previous, deployment).await?;
+    if from.is_none() && range.is_some() {
+        autoscale().await?;
+    }
     started.previous_release = from.cloned();
     Ok(started)
 }

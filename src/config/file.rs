@@ -245,10 +245,12 @@ pub struct AppSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active: Option<i64>,
-    /// Number of tasks (0 stops the app but keeps it declared). Default: 1.
+    /// Number of tasks (0 stops the app but keeps it declared), or on ECS a range that
+    /// Application Auto Scaling keeps the count in: `{ min = 2, max = 10, cpu_target = 60 }`.
+    /// Default: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(default = "default_scale", range(min = 0, max = 1000))]
-    pub scale: Option<i64>,
+    #[schemars(default = "default_scale")]
+    pub scale: Option<ScaleSection>,
     /// CPU units (1024 = one vCPU). Default: 256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(default = "default_cpu", range(min = 1, max = 16384))]
@@ -304,6 +306,63 @@ pub struct AppSection {
     /// source's `Dockerfile`, its whole tree as the context, no target, no extra args.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildSection>,
+}
+
+/// `scale`: a fixed number of tasks, or an autoscaled range.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ScaleSection {
+    /// A fixed number of tasks, from 0 to 1000.
+    Count(#[schemars(range(min = 0, max = 1000))] i64),
+    /// ECS only: Application Auto Scaling keeps the count between `min` and `max`, tracking
+    /// a target. A deploy keeps the count it finds.
+    Auto(AutoscaleSection),
+}
+
+/// By hand rather than `#[serde(untagged)]`: untagged says only "did not match any
+/// variant", where a table's own problems (an unknown key, a missing `max`) should be named
+/// at their key.
+impl<'de> Deserialize<'de> for ScaleSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ScaleSection;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of tasks or a table { min, max, cpu_target }")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ScaleSection, E> {
+                Ok(ScaleSection::Count(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ScaleSection, E> {
+                Ok(ScaleSection::Count(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ScaleSection, A::Error> {
+                AutoscaleSection::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ScaleSection::Auto)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `scale = { min = …, max = …, cpu_target = … }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscaleSection {
+    /// The fewest tasks; also the count a new service starts with.
+    #[schemars(range(min = 0, max = 1000))]
+    pub min: i64,
+    /// The most tasks; at least `min`.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max: i64,
+    /// Average CPU utilisation (percent) the tasks are kept at. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub cpu_target: Option<i64>,
+    /// Average memory utilisation (percent) the tasks are kept at. Default: none. With
+    /// neither target, a target of 70% CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub memory_target: Option<i64>,
 }
 
 /// `[apps.NAME.build]`: building the app's image from sources.
@@ -537,8 +596,8 @@ mod schema {
     pub fn default_false() -> Option<bool> {
         Some(false)
     }
-    pub fn default_scale() -> Option<i64> {
-        Some(1)
+    pub fn default_scale() -> Option<ScaleSection> {
+        Some(ScaleSection::Count(1))
     }
     pub fn default_cpu() -> Option<i64> {
         Some(256)

@@ -229,6 +229,27 @@ pub struct DeploySettings {
     /// apps keep the default, and deploy settings travel in the local agent's requests.
     #[serde(default, skip_serializing_if = "is_default")]
     pub ecs: Box<EcsDeploy>,
+    /// `scale = { min, max, … }`: the count is Application Auto Scaling's within this
+    /// range, and a deploy keeps the count it finds. Left out of state when unset, so
+    /// config hashes recorded before it existed still match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+/// An autoscaled range of tasks, with its target-tracking targets (percent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Autoscaling {
+    pub min: u32,
+    pub max: u32,
+    pub cpu_target: Option<u32>,
+    pub memory_target: Option<u32>,
+}
+
+impl Autoscaling {
+    /// Whether `count` tasks is a count autoscaling may have chosen.
+    pub fn allows(&self, count: u32) -> bool {
+        (self.min..=self.max).contains(&count)
+    }
 }
 
 impl Default for DeploySettings {
@@ -240,6 +261,7 @@ impl Default for DeploySettings {
             drain: Duration::from_millis(5_000),
             stop_timeout: Duration::from_millis(10_000),
             ecs: Box::default(),
+            autoscaling: None,
         }
     }
 }

@@ -827,6 +827,50 @@ fn int_field(
     }
 }
 
+/// `scale`: the count a deploy asks for (for an autoscaled range, its `min`: what a new
+/// service starts with) and the range, if any.
+fn check_scale(
+    src: &SourceFile,
+    at: &[PathSeg],
+    scale: Option<file::ScaleSection>,
+    runtime: &Runtime,
+    diags: &mut Diagnostics,
+) -> (u32, Option<Autoscaling>) {
+    let auto = match scale {
+        None => return (1, None),
+        Some(file::ScaleSection::Count(n)) => {
+            return (int_field(src, || at.to_vec(), Some(n), 1, 0, 1000, "scale", diags), None)
+        }
+        Some(file::ScaleSection::Auto(auto)) => auto,
+    };
+    let key = |k: &str| {
+        let mut p = at.to_vec();
+        p.push(PathSeg::Key(k.to_string()));
+        p
+    };
+    let min = int_field(src, || key("min"), Some(auto.min), 1, 0, 1000, "scale min", diags);
+    let max = int_field(src, || key("max"), Some(auto.max), min.max(1), 1, 1000, "scale max", diags);
+    let target = |k: &str, v: Option<i64>, diags: &mut Diagnostics| {
+        v.map(|v| int_field(src, || key(k), Some(v), 70, 1, 100, &format!("scale {k}"), diags))
+    };
+    let cpu_target = target("cpu_target", auto.cpu_target, diags);
+    let memory_target = target("memory_target", auto.memory_target, diags);
+    if auto.min > auto.max && auto.max >= 1 {
+        diags.push(
+            src.diagnostic(&key("min"), Target::Value, format!("scale min {} is above max {}", auto.min, auto.max))
+                .with_hint("autoscaling keeps the count between min and max: make min at most max"),
+        );
+    }
+    if !matches!(runtime, Runtime::Ecs(_)) {
+        diags.push(
+            src.diagnostic(at, Target::Value, "an autoscaled `scale` needs the ECS runtime")
+                .with_hint("the local runtime runs a fixed number of tasks: write `scale = N`"),
+        );
+    }
+    let cpu_target = cpu_target.or(memory_target.is_none().then_some(70));
+    (min, Some(Autoscaling { min, max, cpu_target, memory_target }))
+}
+
 /// Check one app's section and build the app, moving the section's strings into it.
 fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, diags: &mut Diagnostics) -> Option<App> {
     let at = |rest: &[PathSeg]| {
@@ -948,7 +992,7 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         }
     };
 
-    let scale = int_field(src, || at(&path!["scale"]), a.scale, 1, 0, 1000, "scale", diags);
+    let (scale, autoscaling) = check_scale(src, &at(&path!["scale"]), a.scale, runtime, diags);
     let cpu = int_field(src, || at(&path!["cpu"]), a.cpu, 256, 1, 16_384, "cpu", diags);
     let memory = int_field(src, || at(&path!["memory"]), a.memory, 512, 1, 122_880, "memory", diags);
     let port = a.port.map(|p| int_field(src, || at(&path!["port"]), Some(p), 1, 1, 65_535, "port", diags) as u16);
@@ -1145,6 +1189,7 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         drain: parse_opt(src, || d_at("drain"), &d.drain, dd.drain, "a duration", diags),
         stop_timeout: parse_opt(src, || d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
         ecs: Box::new(crate::config::ecs_deploy::check(src, &at, &d, runtime, a.target_group.as_deref(), diags)),
+        autoscaling,
     };
     if deploy.min_healthy.0 > 100 {
         diags.push(

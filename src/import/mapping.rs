@@ -6,7 +6,7 @@
 
 use aws_sdk_ecs::types::{ContainerDefinition, Service, TaskDefinition};
 
-use crate::config::file::{AppSection, DeploySection, HealthSection, RuntimeSection};
+use crate::config::file::{AppSection, DeploySection, HealthSection, RuntimeSection, ScaleSection};
 use crate::config::{Digest, SecretRef};
 
 /// Where rows write: the app's section and the stage's `[runtime]` (shared by every app of
@@ -177,7 +177,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
         key: Some("scale"),
         used: |s| Some(s.service.desired_count().to_string()),
         write: |s, t| {
-            t.app.scale = Some(i64::from(s.service.desired_count()));
+            t.app.scale = Some(ScaleSection::Count(i64::from(s.service.desired_count())));
             Ok(())
         },
     },
@@ -597,7 +597,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
         write: |s, t| {
             let count = s.get("count").ok_or("none")?;
             if let Some(n) = yaml_int(count) {
-                t.app.scale = Some(n);
+                t.app.scale = Some(ScaleSection::Count(n));
                 return Ok(());
             }
             // `count: {range: 1-10, cpu_percentage: 70}`: autoscaling; its floor is the scale.
@@ -605,7 +605,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
                 .get("range")
                 .and_then(|r| yaml_text(r).or_else(|| r.get("min").and_then(yaml_text)))
                 .and_then(|r| r.split('-').next().and_then(|m| m.trim().parse().ok()));
-            t.app.scale = min;
+            t.app.scale = min.map(ScaleSection::Count);
             Err("autoscaling not imported (the stage file cannot say it yet); its minimum is the scale".into())
         },
     },

@@ -46,7 +46,7 @@ pub struct KeyChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldChange {
     /// `image`, `command`, `env`, `secrets`, `cpu`, `memory`, `port`, `health`, `deploy`,
-    /// `release_tasks`, `sensitive_env`, `target_group`.
+    /// `release_tasks`, `sensitive_env`, `target_group`, `autoscaling`.
     pub field: &'static str,
     /// Canonical rendering before (empty for a new app).
     pub from: String,
@@ -119,6 +119,22 @@ pub fn config_diff(old_image: &str, old: &AppConfig, new_image: &str, new: &AppC
     if old.target_group != new.target_group {
         push("target_group", opt(old.target_group.as_ref()), opt(new.target_group.as_ref()), vec![]);
     }
+    if old.deploy.autoscaling != new.deploy.autoscaling {
+        push("autoscaling", render_autoscaling(old), render_autoscaling(new), vec![]);
+    }
+    out
+}
+
+/// `min..max` and the targets, or empty for a fixed count.
+fn render_autoscaling(c: &AppConfig) -> String {
+    let Some(a) = &c.deploy.autoscaling else { return String::new() };
+    let mut out = format!("min = {}\nmax = {}\n", a.min, a.max);
+    if let Some(t) = a.cpu_target {
+        out.push_str(&format!("cpu_target = {t}\n"));
+    }
+    if let Some(t) = a.memory_target {
+        out.push_str(&format!("memory_target = {t}\n"));
+    }
     out
 }
 
@@ -144,6 +160,7 @@ pub fn config_fields(image: &str, config: &AppConfig) -> Vec<FieldChange> {
     if config.health.command.is_some() || config.health.path.is_some() {
         add("health", render_health(config), vec![]);
     }
+    add("autoscaling", render_autoscaling(config), vec![]);
     out
 }
 

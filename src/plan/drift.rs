@@ -83,7 +83,12 @@ impl Drift {
             }
             drift.cause = live.cause.clone();
         } else {
-            if live.desired != active.scale {
+            // Autoscaling moves the count within its range: only a count outside it drifted.
+            let allowed = match &active.config.deploy.autoscaling {
+                Some(auto) => auto.allows(live.desired),
+                None => live.desired == active.scale,
+            };
+            if !allowed {
                 drift.desired = Some(CountDrift { recorded: active.scale, live: live.desired });
             }
             if !live.changes.is_empty() {

@@ -3,9 +3,11 @@
 //! runtime ([`crate::aws::block_on`]).
 //!
 //! Verifications of one repository share requests: while one DescribeImages is under way,
-//! digests asked for meanwhile wait and go together in the next (up to 100 image ids), so
-//! the verify operations of a commit — started together, each on its own thread — cost a
-//! request or two per repository rather than one per app, and none waits for a batch to
+//! a digest it asks for is answered by it, and other digests asked for meanwhile wait and
+//! go together in the next (up to 100 image ids); digests announced with
+//! [`Registry::expect`] go in the first. So
+//! the verify operations of a commit — announced, then started together, each on its own
+//! thread — cost one request per repository rather than one per app, and none waits for a batch to
 //! fill. ECR refuses the whole request when one id is missing; such a batch is asked again
 //! digest by digest, so each missing one is named.
 //!
@@ -49,6 +51,12 @@ struct Queue {
     /// Answers not yet collected: whether the digest is there (or why ECR could not say),
     /// with how many callers are still to collect it.
     answers: HashMap<Digest, (std::result::Result<bool, String>, usize)>,
+    /// Digests of the request under way, with how many callers wait for each: one asking
+    /// for such a digest meanwhile waits for that answer instead of queueing another request.
+    sent: HashMap<Digest, usize>,
+    /// Answers for digests announced with [`Registry::expect`] that no caller waited for
+    /// when they came: kept for the callers to come.
+    early: HashMap<Digest, std::result::Result<bool, String>>,
 }
 
 /// `(registry id, repository name)` of an image name.
@@ -113,7 +121,14 @@ impl EcrRegistry {
     fn holds(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let v = &self.verifying;
         let mut queues = v.queues.lock().expect("ECR verifications");
-        *queues.entry(repo.to_string()).or_default().waiting.entry(digest.clone()).or_default() += 1;
+        let queue = queues.entry(repo.to_string()).or_default();
+        if let Some(answer) = queue.early.get(digest) {
+            return answer.clone().map_err(RegistryError::Remote);
+        }
+        match queue.sent.get_mut(digest) {
+            Some(readers) => *readers += 1,
+            None => *queue.waiting.entry(digest.clone()).or_default() += 1,
+        }
         loop {
             let queue = queues.get_mut(repo).expect("queue of a waiting digest");
             if let Some((answer, readers)) = queue.answers.get_mut(digest) {
@@ -122,7 +137,7 @@ impl EcrRegistry {
                 if *readers == 0 {
                     queue.answers.remove(digest);
                 }
-                if queue.answers.is_empty() && queue.waiting.is_empty() && !queue.in_flight {
+                if queue.answers.is_empty() && queue.waiting.is_empty() && queue.early.is_empty() && !queue.in_flight {
                     queues.remove(repo);
                 }
                 return answer.map_err(RegistryError::Remote);
@@ -140,18 +155,23 @@ impl EcrRegistry {
                 all
             };
             queue.in_flight = true;
+            queue.sent = batch.iter().cloned().collect();
             drop(queues);
             let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
             let found = self.find_digests(repo, &digests);
             queues = v.queues.lock().expect("ECR verifications");
             let queue = queues.get_mut(repo).expect("queue in flight");
             queue.in_flight = false;
-            for (d, readers) in batch {
+            for (d, readers) in std::mem::take(&mut queue.sent) {
                 let answer = match &found {
                     Ok(found) => Ok(found.contains(&d)),
                     Err(e) => Err(e.to_string()),
                 };
-                queue.answers.insert(d, (answer, readers));
+                if readers == 0 {
+                    queue.early.insert(d, answer);
+                } else {
+                    queue.answers.insert(d, (answer, readers));
+                }
             }
             v.done.notify_all();
         }
@@ -215,6 +235,18 @@ impl Registry for EcrRegistry {
             Ok(())
         } else {
             Err(RegistryError::DigestNotFound { repo: repo.to_string(), digest: digest.clone() })
+        }
+    }
+
+    /// The digests join the repository's next request (the first verification's), unless
+    /// answered already; none is sent now.
+    fn expect(&self, repo: &str, digests: &[Digest]) {
+        let mut queues = self.verifying.queues.lock().expect("ECR verifications");
+        let queue = queues.entry(repo.to_string()).or_default();
+        for d in digests {
+            if !queue.early.contains_key(d) && !queue.answers.contains_key(d) {
+                queue.waiting.entry(d.clone()).or_default();
+            }
         }
     }
 

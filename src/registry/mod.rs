@@ -39,6 +39,11 @@ pub trait Registry: Send + Sync {
     fn verify(&self, repo: &str, digest: &Digest) -> Result<()>;
     /// The digest `tag` currently names in `repo`.
     fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Digest>;
+    /// `digests` of `repo` will be verified soon: a registry that checks several digests in
+    /// one request may ask for them all with the first (ECR). By default nothing.
+    fn expect(&self, repo: &str, digests: &[Digest]) {
+        let _ = (repo, digests);
+    }
 }
 
 /// Where a registry is: `HOST[:PORT]` and an optional namespace every repository lives

@@ -516,6 +516,15 @@ pub trait Runtime: Send + Sync {
     /// Change the desired count of `app` without changing its revision.
     async fn scale(&self, app: &str, desired_count: u32) -> RuntimeResult<()>;
 
+    /// Hand `app`'s count to autoscaling within `range` (`None`: take it back, the count
+    /// is the deploy's again). Only runtimes with an autoscaler take a range.
+    async fn autoscale(&self, app: &str, range: Option<&crate::config::Autoscaling>) -> RuntimeResult<()> {
+        match range {
+            None => Ok(()),
+            Some(_) => Err(RuntimeError::Invalid(format!("app {app}: this runtime has no autoscaling"))),
+        }
+    }
+
     /// Stop every task of `app` (draining first) and forget the service.
     async fn remove(&self, app: &str) -> RuntimeResult<()>;
 

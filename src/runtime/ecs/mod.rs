@@ -16,11 +16,14 @@
 //! Like every runtime it only starts, stops and reports: polling, timeouts and rollback
 //! decisions are the apply engine's. What it does to stay cheap under that polling:
 //!
-//! * the engine's watch (`observe_changes`) looks every 2 s at first, backing off to 10 s
-//!   while nothing changes; each look is ⌈services/10⌉ DescribeServices, plus — only once a
+//! * the engine's watch (`observe_changes`) looks 2 s after a rollout starts, then at a
+//!   pace its deployments' progress gives ([`pace`]: as long again as a deployment without a
+//!   running task has taken, when the rest should run for one part-way, soon once all run;
+//!   2 s to 15 s); each look is ⌈services/10⌉ DescribeServices, plus — only once a
 //!   service's primary deployment has tasks running, has failed tasks or has ended — one
-//!   ListTasks of desired RUNNING tasks (of the family, or of the cluster for several) and
-//!   ⌈tasks/100⌉ DescribeTasks; stopped tasks are listed only when a deployment counts
+//!   ListTasks of desired RUNNING tasks (of the family for one service; of the cluster for
+//!   several when one page holds the cluster's tasks, else one per family) and ⌈tasks/100⌉
+//!   DescribeTasks; stopped tasks are listed only when a deployment counts
 //!   failed tasks or a task of the primary revision seen at the last look is gone;
 //! * a deploy makes no look of its own: UpdateService's answer names the deployment it
 //!   made, and recorded state names the revision serving before ([`Runtime::register_recorded`]);
@@ -33,6 +36,7 @@
 //!   with more attempts than its default.
 
 pub mod alarms;
+pub mod autoscaling;
 pub mod deployment;
 pub mod drift;
 pub mod load_balancer;
@@ -100,6 +104,12 @@ pub struct EcsRuntime {
     ecs: aws_sdk_ecs::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     revisions: Mutex<HashMap<String, RevisionInfo>>,
+    /// Application Auto Scaling, for apps with an autoscaled `scale` (`None`: a runtime
+    /// built from clients without it, which refuses autoscaling).
+    autoscaling: Option<aws_sdk_applicationautoscaling::Client>,
+    /// The wait before the next watch look, from the progress of the deployments the last
+    /// look saw, with the apps it looked at (see [`pace`]).
+    pace: Mutex<Option<(Vec<String>, Duration)>>,
     /// Tasks of services' primary revisions seen desired RUNNING at the last watch look, by
     /// ARN with their family: one missing from the next look of its family stopped, and the
     /// stopped tasks are listed then.
@@ -142,11 +152,18 @@ impl EcsRuntime {
             aws_sdk_cloudwatchlogs::Client::new(sdk),
         )
         .with_elb(crate::aws::elbv2_client(sdk))
+        .with_autoscaling(crate::aws::autoscaling_client(sdk))
     }
 
     /// This runtime, holding completed deployments to their new tasks' target health.
     pub fn with_elb(mut self, elb: aws_sdk_elasticloadbalancingv2::Client) -> Self {
         self.elb = Some(elb);
+        self
+    }
+
+    /// This runtime with `client` for Application Auto Scaling.
+    pub fn with_autoscaling(mut self, client: aws_sdk_applicationautoscaling::Client) -> Self {
+        self.autoscaling = Some(client);
         self
     }
 
@@ -163,6 +180,8 @@ impl EcsRuntime {
             ecs,
             logs,
             revisions: Mutex::default(),
+            autoscaling: None,
+            pace: Mutex::default(),
             watched_tasks: Mutex::default(),
             adopted: Mutex::default(),
             bake_clock: Mutex::default(),
@@ -433,6 +452,32 @@ impl EcsRuntime {
         Ok(arns)
     }
 
+    /// The ARNs of the tasks of the `busy` services' families whose desired status is
+    /// `desired`: of the family for one; for several, of the cluster when one page holds them
+    /// all (one request), else family by family — in a big cluster most tasks are others',
+    /// and describing them all would cost far more than a listing per family.
+    async fn list_watched(&self, busy: &[String], desired: DesiredStatus) -> RuntimeResult<Vec<String>> {
+        if let [one] = busy {
+            return self.list_tasks(Some(one.as_str()), desired).await;
+        }
+        let page = self
+            .ecs
+            .list_tasks()
+            .cluster(&self.settings.cluster)
+            .desired_status(desired.clone())
+            .send()
+            .await
+            .map_err(|e| sdk_error("cannot list tasks", e))?;
+        if page.next_token().is_none() {
+            return Ok(page.task_arns().to_vec());
+        }
+        let mut arns = Vec::new();
+        for family in busy {
+            arns.extend(self.list_tasks(Some(family.as_str()), desired.clone()).await?);
+        }
+        Ok(arns)
+    }
+
     /// The tasks of `arns`, ⌈n/100⌉ calls.
     async fn describe_tasks(&self, arns: &[String]) -> RuntimeResult<Vec<aws_sdk_ecs::types::Task>> {
         let mut tasks = Vec::new();
@@ -521,6 +566,9 @@ impl EcsRuntime {
         let services: Vec<(String, Option<Service>)> =
             apps.iter().cloned().zip(self.describe_services(&names).await?).collect();
         let primary = |s: &Service| s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).cloned();
+        let deployments: Vec<aws_sdk_ecs::types::Deployment> =
+            services.iter().filter_map(|(_, s)| s.as_ref()).filter_map(primary).collect();
+        *self.pace.lock().expect("pace") = pace(&deployments, std::time::SystemTime::now()).map(|p| (apps.to_vec(), p));
         // Before a primary deployment runs a task, counts one failed or ends, its tasks
         // change no verdict: nothing new can be healthy or have stopped.
         // By task definition family, which tasks are listed and matched by.
@@ -540,11 +588,7 @@ impl EcsRuntime {
         if busy.is_empty() {
             return self.statuses(services, &[]).await;
         }
-        let family = match busy.as_slice() {
-            [one] => Some(one.as_str()),
-            _ => None,
-        };
-        let mut arns = self.list_tasks(family, DesiredStatus::Running).await?;
+        let mut arns = self.list_watched(&busy, DesiredStatus::Running).await?;
         let failing = services.iter().filter_map(|(_, s)| s.as_ref()).filter_map(primary).any(|d| d.failed_tasks() > 0);
         let gone = {
             let listed: std::collections::HashSet<&String> = arns.iter().collect();
@@ -552,7 +596,7 @@ impl EcsRuntime {
             seen.iter().any(|(arn, of)| busy.contains(of) && !listed.contains(arn))
         };
         if failing || gone {
-            let stopped = self.list_tasks(family, DesiredStatus::Stopped).await?;
+            let stopped = self.list_watched(&busy, DesiredStatus::Stopped).await?;
             // A task that stopped between the two listings is in both.
             arns.extend(stopped.into_iter().filter(|a| !arns.contains(a)).collect::<Vec<_>>());
         }
@@ -593,6 +637,35 @@ impl EcsRuntime {
         }
         Ok(found)
     }
+}
+
+/// The slowest pace of the watch: the AWS CLI's `services-stable` waiter looks every 15 s.
+const POLL_SLOWEST: Duration = Duration::from_secs(15);
+
+/// The wait before the next look at `deployments` (the services' primary ones), from how
+/// far each got (`None`: none is rolling out). One that runs no task yet is looked at again
+/// after as long as it has taken so far (Fargate takes tens of seconds to start a task, and
+/// a look every 2 s of a 5-minute rollout would cost 150 requests); one part-way through,
+/// when its pace says the rest will run; one whose tasks all run (health checks, draining)
+/// soon. The soonest of them, between [`POLL_FIRST`] and [`POLL_SLOWEST`].
+fn pace(deployments: &[aws_sdk_ecs::types::Deployment], now: std::time::SystemTime) -> Option<Duration> {
+    let now = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    deployments
+        .iter()
+        .filter(|d| d.rollout_state().is_none_or(|r| r.as_str() == "IN_PROGRESS"))
+        .map(|d| {
+            let (desired, running) = (d.desired_count().max(0) as f64, d.running_count().max(0) as f64);
+            let elapsed = d.created_at().map_or(0.0, |t| (now - t.as_secs_f64()).max(0.0));
+            let wait = if running >= desired {
+                0.0
+            } else if running == 0.0 {
+                elapsed
+            } else {
+                elapsed * (desired - running) / running
+            };
+            Duration::from_secs_f64(wait.min(POLL_SLOWEST.as_secs_f64())).clamp(POLL_FIRST, POLL_SLOWEST)
+        })
+        .min()
 }
 
 /// The PRIMARY deployment of a service as a rollout id.
@@ -715,13 +788,14 @@ impl Runtime for EcsRuntime {
         let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
         // Most deploys update a service that exists: try that first, and describe only
         // when ECS says there is none to update (one request less per app and deploy).
+        // Under autoscaling the count is the autoscaler's: an update keeps the one it finds.
         let updated = self
             .ecs
             .update_service()
             .cluster(&self.settings.cluster)
             .service(&name)
             .task_definition(revision.as_str())
-            .desired_count(desired)
+            .set_desired_count(settings.autoscaling.is_none().then_some(desired))
             .deployment_configuration(configuration.clone())
             .network_configuration(self.network()?)
             // An update with an empty list removes a target group the app no longer has.
@@ -804,7 +878,9 @@ impl Runtime for EcsRuntime {
 
     /// The engine's watch: after the wait ECS's pace gives `within`, one cheap look.
     async fn observe_changes(&self, apps: &[String], within: Duration) -> RuntimeResult<Vec<ServiceStatus>> {
-        tokio::time::sleep((within * POLL_PACE).clamp(POLL_FIRST, POLL_MAX)).await;
+        // The pace the last look's progress gave, for the same apps; else the engine's.
+        let paced = self.pace.lock().expect("pace").take().filter(|(looked, _)| looked == apps).map(|(_, p)| p);
+        tokio::time::sleep(paced.unwrap_or_else(|| (within * POLL_PACE).clamp(POLL_FIRST, POLL_MAX))).await;
         self.watch_look(apps).await
     }
 
@@ -846,6 +922,16 @@ impl Runtime for EcsRuntime {
             .await
             .map_err(|e| sdk_error(&format!("cannot scale service {name}"), e))?;
         Ok(())
+    }
+
+    async fn autoscale(&self, app: &str, range: Option<&config::Autoscaling>) -> RuntimeResult<()> {
+        let Some(client) = &self.autoscaling else {
+            return match range {
+                None => Ok(()),
+                Some(_) => Err(RuntimeError::Invalid(format!("app {app}: no Application Auto Scaling client"))),
+            };
+        };
+        autoscaling::apply(client, &self.settings.cluster, &self.service_name(app), range).await
     }
 
     async fn remove(&self, app: &str) -> RuntimeResult<()> {
@@ -922,5 +1008,42 @@ impl Runtime for EcsRuntime {
 
     async fn live(&self, recorded: &[crate::runtime::live::RecordedService]) -> RuntimeResult<Vec<LiveService>> {
         drift::live(self, recorded).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
+
+    fn deployment(desired: i32, running: i32, age_s: u64, now: std::time::SystemTime) -> Deployment {
+        let created = now - Duration::from_secs(age_s);
+        let secs = created.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        Deployment::builder()
+            .status("PRIMARY")
+            .desired_count(desired)
+            .running_count(running)
+            .rollout_state(DeploymentRolloutState::InProgress)
+            .created_at(aws_sdk_ecs::primitives::DateTime::from_secs(secs))
+            .build()
+    }
+
+    #[test]
+    fn the_watch_paces_itself_by_each_deployments_progress() {
+        let now = std::time::SystemTime::now();
+        let at = |d: &[Deployment]| pace(d, now).map(|p| p.as_secs());
+        // Nothing rolling out: the engine's pace.
+        assert_eq!(at(&[]), None);
+        // No task running yet: again after as long as it has taken, 2 s to 15 s.
+        assert_eq!(at(&[deployment(2, 0, 1, now)]), Some(2));
+        assert_eq!(at(&[deployment(2, 0, 8, now)]), Some(8));
+        assert_eq!(at(&[deployment(2, 0, 300, now)]), Some(15));
+        // A quarter running after 12 s: the rest in about 36 s, looked at within 15.
+        assert_eq!(at(&[deployment(4, 1, 12, now)]), Some(15));
+        assert_eq!(at(&[deployment(4, 3, 12, now)]), Some(4));
+        // All running (health checks, draining): soon; the soonest of several wins.
+        assert_eq!(at(&[deployment(2, 0, 60, now), deployment(2, 2, 60, now)]), Some(2));
+        let done = Deployment::builder().rollout_state(DeploymentRolloutState::Completed).build();
+        assert_eq!(at(&[done]), None);
     }
 }

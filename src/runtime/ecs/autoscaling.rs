@@ -1,0 +1,151 @@
+//! Application Auto Scaling of ECS services: `scale = { min, max, cpu_target }` becomes a
+//! scalable target on the service's desired count and one target-tracking policy per target
+//! (`ferry-cpu`, `ferry-memory`).
+//!
+//! Setting up costs one DescribeScalingPolicies, one RegisterScalableTarget (it updates the
+//! range of an existing one) and a PutScalingPolicy per target; a policy of a target the file
+//! no longer names is deleted. Taking autoscaling back (`scale = N` again) deletes ferry's
+//! policies and deregisters the target. The deploy itself keeps the count it finds
+//! while autoscaling is declared (`EcsRuntime::deploy`), so a rollout never undoes a
+//! scale-out.
+
+use aws_sdk_applicationautoscaling::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_applicationautoscaling::types::{
+    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
+    TargetTrackingScalingPolicyConfiguration,
+};
+
+use crate::config::Autoscaling;
+use crate::runtime::{RuntimeError, RuntimeResult};
+
+/// The policy ferry puts for the CPU target.
+pub const CPU_POLICY: &str = "ferry-cpu";
+/// The policy ferry puts for the memory target.
+pub const MEMORY_POLICY: &str = "ferry-memory";
+
+/// Application Auto Scaling's name of a service: `service/<cluster>/<service>`.
+pub fn resource_id(cluster: &str, service: &str) -> String {
+    format!("service/{cluster}/{service}")
+}
+
+/// The target-tracking policies `range` asks for: (policy name, metric, target percent).
+pub fn policies(range: &Autoscaling) -> Vec<(&'static str, MetricType, u32)> {
+    let mut out = Vec::new();
+    if let Some(t) = range.cpu_target {
+        out.push((CPU_POLICY, MetricType::EcsServiceAverageCpuUtilization, t));
+    }
+    if let Some(t) = range.memory_target {
+        out.push((MEMORY_POLICY, MetricType::EcsServiceAverageMemoryUtilization, t));
+    }
+    out
+}
+
+/// Make the service's autoscaling what `range` says (`None`: none).
+pub async fn apply(
+    client: &aws_sdk_applicationautoscaling::Client,
+    cluster: &str,
+    service: &str,
+    range: Option<&Autoscaling>,
+) -> RuntimeResult<()> {
+    let id = resource_id(cluster, service);
+    let existing = client
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Ecs)
+        .resource_id(&id)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .send()
+        .await
+        .map_err(|e| error(&format!("cannot read the scaling policies of {service}"), e))?;
+    let wanted = range.map(policies).unwrap_or_default();
+    // Ferry's own policies whose target the file dropped (all of them when autoscaling is
+    // taken back: deregistering the target deletes them on AWS, but not on every emulator);
+    // policies others made are theirs.
+    for policy in existing.scaling_policies() {
+        let name = policy.policy_name();
+        if [CPU_POLICY, MEMORY_POLICY].contains(&name) && !wanted.iter().any(|(w, _, _)| *w == name) {
+            client
+                .delete_scaling_policy()
+                .policy_name(name)
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_id(&id)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .send()
+                .await
+                .map_err(|e| error(&format!("cannot delete scaling policy {name} of {service}"), e))?;
+        }
+    }
+    let Some(range) = range else {
+        return match client
+            .deregister_scalable_target()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_id(&id)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .send()
+            .await
+        {
+            // Nothing registered: nothing to take back.
+            Err(e) if e.code() == Some("ObjectNotFoundException") => Ok(()),
+            other => other.map(|_| ()).map_err(|e| error(&format!("cannot stop autoscaling {service}"), e)),
+        };
+    };
+    client
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Ecs)
+        .resource_id(&id)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .min_capacity(range.min as i32)
+        .max_capacity(range.max as i32)
+        .send()
+        .await
+        .map_err(|e| error(&format!("cannot register {service} with Application Auto Scaling"), e))?;
+    for (name, metric, target) in &wanted {
+        let metric = PredefinedMetricSpecification::builder()
+            .predefined_metric_type(metric.clone())
+            .build()
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        let config = TargetTrackingScalingPolicyConfiguration::builder()
+            .target_value(f64::from(*target))
+            .predefined_metric_specification(metric)
+            .build()
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        client
+            .put_scaling_policy()
+            .policy_name(*name)
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_id(&id)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .policy_type(PolicyType::TargetTrackingScaling)
+            .target_tracking_scaling_policy_configuration(config)
+            .send()
+            .await
+            .map_err(|e| error(&format!("cannot put scaling policy {name} of {service}"), e))?;
+    }
+    Ok(())
+}
+
+fn error<E, R>(what: &str, e: SdkError<E, R>) -> RuntimeError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let text = format!("{what}: {}", crate::aws::error_text(&e));
+    match e.code() {
+        Some("ValidationException" | "AccessDeniedException") => RuntimeError::Invalid(text),
+        Some("ObjectNotFoundException") => RuntimeError::NotFound(text),
+        _ => RuntimeError::Unavailable(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_policy_per_target() {
+        let range = Autoscaling { min: 2, max: 10, cpu_target: Some(60), memory_target: Some(80) };
+        let names: Vec<(&str, u32)> = policies(&range).into_iter().map(|(n, _, t)| (n, t)).collect();
+        assert_eq!(names, [(CPU_POLICY, 60), (MEMORY_POLICY, 80)]);
+        assert_eq!(resource_id("prod", "prod-web"), "service/prod/prod-web");
+        assert!(range.allows(2) && range.allows(10) && !range.allows(1) && !range.allows(11));
+    }
+}

@@ -1,0 +1,149 @@
+//! ECS services as teams run them, against the moto emulator: autoscaled `scale` (an
+//! Application Auto Scaling target and target-tracking policy, read back with boto3), and
+//! what a deploy and `plan --refresh` make of a count the autoscaler chose.
+//!
+//! The server runs with `MOTO_ECS_SERVICE_RUNNING=1` and the scheduler stand-in of
+//! [`crate::ecs_drift`], so commits turn healthy; everything read back is moto's answer.
+
+use serde_json::Value;
+
+use ferry::aws;
+
+use crate::ecs_drift::{service_now, SchedulerStandIn, KEEP_TASKS_RUNNING};
+use crate::ecs_runtime::{python_json, unique, SETUP_CLUSTER, SETUP_REPOSITORY};
+use crate::support::moto::{Moto, REGION};
+use crate::support::{Run, TestProject};
+
+/// The service's scalable target and policies, as Application Auto Scaling reports them.
+const READ_AUTOSCALING: &str = r#"
+import boto3, json, sys
+aas = boto3.client("application-autoscaling")
+rid = "service/%s/%s" % (sys.argv[1], sys.argv[2])
+targets = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
+policies = aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=rid)["ScalingPolicies"]
+print(json.dumps({
+    "targets": [[t["ScalableDimension"], t["MinCapacity"], t["MaxCapacity"]] for t in targets],
+    "policies": sorted([p["PolicyName"], p["PolicyType"],
+        p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]["PredefinedMetricType"],
+        p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]] for p in policies),
+}))
+"#;
+
+/// An ECS stage with one app `api`; `scale` and `extra` (more keys of the app) as given.
+struct Stage {
+    /// First, so that it stops before the server does (fields drop in order).
+    _scheduler: SchedulerStandIn,
+    moto: Moto,
+    project: TestProject,
+    stage: String,
+    cluster: String,
+    service: String,
+    head: String,
+    tail: String,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        let moto = Moto::start(&[("MOTO_ECS_SERVICE_RUNNING", "1")]);
+        python_json(&moto, KEEP_TASKS_RUNNING, &[]);
+        let cluster = unique("cluster-");
+        let stage = unique("s");
+        let service = format!("{stage}-api");
+        let net = python_json(&moto, SETUP_CLUSTER, &[&cluster]);
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+        };
+        let (subnets, groups) = (strings(&net["subnets"]), strings(&net["security_groups"]));
+        let repo = python_json(&moto, SETUP_REPOSITORY, &[&unique("shop/api-")]);
+        let (uri, digest) = (repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
+        let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+        let project = TestProject::empty();
+        project.write("ferry.toml", "[project]\nname = \"shop\"\n");
+        let head = format!(
+            "[runtime]\nkind = \"ecs\"\nregion = \"{REGION}\"\ncluster = \"{cluster}\"\nsubnets = [{}]\n\
+             security_groups = [{}]\n\n[apps.api]\nimage = \"{uri}\"\nactive = 1\ncpu = 256\nmemory = 512\nport = 8080\n",
+            list(&subnets),
+            list(&groups)
+        );
+        let tail = format!("\n[apps.api.releases]\n1 = \"{digest}\"\n\n[apps.api.deploy]\ntimeout = \"90s\"\n");
+        let scheduler = SchedulerStandIn::start(&moto, &cluster, &service, subnets, groups);
+        Stage { _scheduler: scheduler, moto, project, stage, cluster, service, head, tail }
+    }
+
+    /// Writes the stage file with `app` (keys of `[apps.api]`) and `env` (its env table).
+    fn write(&self, app: &str, env: &str) {
+        let body = format!("{}{app}\n[apps.api.env]\n{env}\n{}", self.head, self.tail);
+        self.project.write(&format!("stages/{}.toml", self.stage), &body);
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = self.project.ferry();
+        self.moto.configure(&mut cmd);
+        Run(cmd.args(args).arg("-s").arg(&self.stage).output().expect("run ferry"))
+    }
+
+    fn autoscaling(&self) -> Value {
+        python_json(&self.moto, READ_AUTOSCALING, &[&self.cluster, &self.service])
+    }
+
+    fn set_desired(&self, n: i32) {
+        let client = aws_sdk_ecs::Client::new(&self.moto.sdk_config());
+        aws::block_on(client.update_service().cluster(&self.cluster).service(&self.service).desired_count(n).send())
+            .expect("update the desired count");
+    }
+}
+
+#[test]
+fn autoscaled_scale_registers_a_target_and_policy_and_deploys_keep_the_autoscalers_count() {
+    let s = Stage::new();
+    s.write("scale = { min = 1, max = 4, cpu_target = 60 }", "MODE = \"a\"");
+    let plan = s.run(&["plan"]);
+    let text = plan.expect_code(0).stdout();
+    assert!(text.contains("min = 1") && text.contains("max = 4") && text.contains("cpu_target = 60"), "{text}");
+
+    s.run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    let (_, count) = service_now(&s.moto, &s.cluster, &s.service);
+    assert_eq!(count, 1, "a new service starts at min");
+    assert_eq!(
+        s.autoscaling(),
+        serde_json::json!({
+            "targets": [["ecs:service:DesiredCount", 1, 4]],
+            "policies": [["ferry-cpu", "TargetTrackingScaling", "ECSServiceAverageCPUUtilization", 60.0]],
+        })
+    );
+    s.run(&["plan", "--refresh", "--detailed-exitcode"]).expect_code(0);
+
+    // The autoscaler scales out: a count inside min..max is no drift, one outside is.
+    s.set_desired(3);
+    let fresh = s.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    assert!(fresh.expect_code(0).stdout().contains("matches recorded state and what runs"), "{}", fresh.stdout());
+    s.set_desired(6);
+    let drift = s.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    assert!(drift.expect_code(2).stdout().contains("desired count 1 → 6"), "{}", drift.stdout());
+    s.set_desired(3);
+
+    // A config change with a new range and a memory target (min stays 1: the stand-in
+    // scheduler runs one task): the deploy keeps the 3 tasks
+    // the autoscaler chose; the range and the policies follow the file.
+    s.write("scale = { min = 1, max = 5, memory_target = 75 }", "MODE = \"b\"");
+    let plan = s.run(&["plan"]).expect_code(0).stdout();
+    assert!(plan.contains("autoscaling"), "{plan}");
+    s.run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    let (_, count) = service_now(&s.moto, &s.cluster, &s.service);
+    assert_eq!(count, 3, "the deploy kept the autoscaler's count");
+    assert_eq!(
+        s.autoscaling(),
+        serde_json::json!({
+            "targets": [["ecs:service:DesiredCount", 1, 5]],
+            "policies": [["ferry-memory", "TargetTrackingScaling", "ECSServiceAverageMemoryUtilization", 75.0]],
+        })
+    );
+
+    // Back to a fixed count: the target (and its policies) are deregistered, the count is
+    // the file's again.
+    s.write("scale = 1", "MODE = \"b\"");
+    s.run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    assert_eq!(service_now(&s.moto, &s.cluster, &s.service).1, 1);
+    assert_eq!(s.autoscaling(), serde_json::json!({"targets": [], "policies": []}));
+    s.run(&["plan", "--refresh", "--detailed-exitcode"]).expect_code(0);
+}

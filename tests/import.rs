@@ -4,14 +4,14 @@
 //! a health check) are imported, adopted and updated in place; and an AWS Copilot workspace
 //! written for the test converts, with what does not map reported.
 //!
-//! The commit of a new release needs tasks that run: as in `ecs_drift`, the test runs a
-//! server of its own with `MOTO_ECS_SERVICE_RUNNING=1` and the scheduler stand-in. (moto
+//! The commit of a new release needs tasks that run, registered in the service's target
+//! group: the test runs the ECS emulator of its own (`Moto::start_emulator`, moto with the
+//! service scheduler of `tests/support/ecs_emulator.py`). (moto
 //! 5.2.5's RunTask fails with a 500 on a container without container-level `memory`, so
 //! every container here states one.)
 
 use serde_json::Value;
 
-use crate::ecs_drift::{SchedulerStandIn, KEEP_TASKS_RUNNING};
 use crate::ecs_runtime::{python_json, unique, SETUP_CLUSTER, SETUP_REPOSITORY};
 use crate::support::moto::{Moto, REGION};
 use crate::support::{Run, TestProject};
@@ -90,8 +90,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[test]
 fn live_services_are_imported_adopted_and_updated_in_place() {
-    let moto = Moto::start(&[("MOTO_ECS_SERVICE_RUNNING", "1")]);
-    python_json(&moto, KEEP_TASKS_RUNNING, &[]);
+    let moto = Moto::start_emulator(0.5);
     let cluster = unique("cluster-");
     let net = python_json(&moto, SETUP_CLUSTER, &[&cluster]);
     let (subnets, groups) = (strings(&net["subnets"]), strings(&net["security_groups"]));
@@ -238,9 +237,7 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
     // A rollout on the emulator takes seconds; a failure should not wait for the default 5m.
     let file = p.read("stages/prod.toml");
     p.write("stages/prod.toml", &format!("{file}\n[apps.legacy-web.deploy]\ntimeout = \"90s\"\n"));
-    let scheduler = SchedulerStandIn::start(&moto, &cluster, "legacy-web", subnets.clone(), groups.clone());
     let commit = run(&["commit", "-s", "prod", "--yes", "--progress", "plain"]);
-    drop(scheduler);
     commit.expect_code(0);
     let after = python_json(&moto, READ_SERVICES, &[&cluster]);
     let services: Vec<&String> = after.as_object().unwrap().keys().collect();

@@ -22,15 +22,16 @@ use crate::support::{registry, TestProject};
 
 /// The app: busybox's httpd on `$PORT`, serving `/srv` (`index.html` says the release,
 /// `health` is there unless the image leaves it out); it says which release it is first.
-const SERVE: &str = "echo release $VERSION listening on $PORT; exec /bin/busybox httpd -f -v -p $PORT -h /srv";
+pub(crate) const SERVE: &str =
+    "echo release $VERSION listening on $PORT; exec /bin/busybox httpd -f -v -p $PORT -h /srv";
 
 /// A project, an image per release in the tests' registry, a runtime on the Docker driver.
-struct DockerFixture {
+pub(crate) struct DockerFixture {
     // Dropped first: the agent stops its containers, then the guard removes what is left.
     _containers: Containers,
     _agent: AgentGuard,
     project: TestProject,
-    runtime: LocalRuntime,
+    pub(crate) runtime: LocalRuntime,
     registry: OciRegistry,
     app_port: u16,
 }
@@ -63,7 +64,7 @@ fn inspect(id: &str, format: &str) -> String {
 }
 
 impl DockerFixture {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let project = TestProject::empty();
         project.write("ferry.toml", "[project]\nname = \"test\"\n");
         project.write("stages/dev.toml", "[runtime]\ndriver = \"docker\"\n");
@@ -97,7 +98,7 @@ impl DockerFixture {
 
     /// Push release `release`'s image (its page says the release; `healthy`: it has
     /// `/srv/health`) and return its digest.
-    fn push(&self, release: u64, healthy: bool) -> ferry::config::Digest {
+    pub(crate) fn push(&self, release: u64, healthy: bool) -> ferry::config::Digest {
         let dir = self.project.path().join(format!("image-{release}"));
         std::fs::create_dir_all(dir.join("bin")).unwrap();
         std::fs::create_dir_all(dir.join("srv")).unwrap();
@@ -111,7 +112,7 @@ impl DockerFixture {
     }
 
     /// App `web`, release `release` of image `digest`, running `command` (busybox sh -c).
-    fn spec(&self, release: u64, digest: &ferry::config::Digest, command: &str) -> RevisionSpec {
+    pub(crate) fn spec(&self, release: u64, digest: &ferry::config::Digest, command: &str) -> RevisionSpec {
         let mut env = std::collections::BTreeMap::new();
         env.insert("VERSION".to_string(), release.to_string());
         RevisionSpec {
@@ -167,14 +168,23 @@ impl DockerFixture {
     }
 
     async fn log_text(&self, task: Option<&ferry::runtime::TaskId>) -> String {
+        self.log_text_so_far(task).await.expect("logs")
+    }
+
+    /// The task's log, or the runtime's error: a one-off task that has just been started
+    /// may have no log yet (`NotFound`) until its container has been created.
+    async fn log_text_so_far(
+        &self,
+        task: Option<&ferry::runtime::TaskId>,
+    ) -> Result<String, ferry::runtime::RuntimeError> {
         let query = LogQuery { task: task.cloned(), ..Default::default() };
-        let mut stream = self.runtime.logs("web", &query).await.expect("logs");
+        let mut stream = self.runtime.logs("web", &query).await?;
         let mut text = String::new();
         while let Some(line) = stream.recv().await {
             text.push_str(&line.text);
             text.push('\n');
         }
-        text
+        Ok(text)
     }
 }
 
@@ -376,8 +386,8 @@ async fn one_off_containers_report_exit_codes_oom_kills_and_stop_with_the_timeou
     for command in [graceful, stubborn] {
         let id = rt.run_task(&run(&v1, command)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !fx.log_text(Some(&id)).await.contains("ready") {
-            assert!(Instant::now() < deadline, "task never started: {}", fx.log_text(Some(&id)).await);
+        while !fx.log_text_so_far(Some(&id)).await.is_ok_and(|log| log.contains("ready")) {
+            assert!(Instant::now() < deadline, "task never started: {:?}", fx.log_text_so_far(Some(&id)).await);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         rt.stop_task("web", &id).await.unwrap();

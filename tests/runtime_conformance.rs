@@ -1,6 +1,7 @@
 //! The runtime conformance suite ([`ferry::runtime::conformance`]) on the real runtimes:
-//! the local runtime (process driver, through a real agent, as `local_runtime` starts it)
-//! and the ECS runtime on the moto emulator. The in-memory runtime runs the same suite in
+//! the local runtime (process driver, through a real agent, as `local_runtime` starts it;
+//! Docker driver, real containers of images in the tests' registry, as `local_docker` starts
+//! it) and the ECS runtime on the moto emulator. The in-memory runtime runs the same suite in
 //! the library's unit tests. Adding a runtime or a driver is one more fixture and one
 //! `runtime_conformance!` line.
 //!
@@ -53,6 +54,37 @@ impl RuntimeFixture for Local {
 
 mod local {
     ferry::runtime_conformance!(super::Local::new());
+}
+
+/// The local runtime, Docker driver: app `web` is busybox's httpd in a container of an image
+/// pushed to the tests' registry per release; a never-healthy release's image lacks the file
+/// its health command looks for.
+pub struct Docker(crate::local_docker::DockerFixture);
+
+impl RuntimeFixture for Docker {
+    fn runtime(&self) -> &dyn Runtime {
+        &self.0.runtime
+    }
+
+    fn spec(&self, release: u64, behaviour: Behaviour) -> RevisionSpec {
+        let digest = self.0.push(release, behaviour == Behaviour::Healthy);
+        self.0.spec(release, &digest, crate::local_docker::SERVE)
+    }
+
+    fn one_off(&self, revision: &RevisionId, name: &str, line: &str, exit: Option<i32>) -> TaskSpec {
+        let end = exit.map_or_else(|| "exec /bin/busybox sleep 600".to_string(), |c| format!("exit {c}"));
+        TaskSpec {
+            app: APP.into(),
+            revision: revision.clone(),
+            command: Some(vec!["/bin/busybox".into(), "sh".into(), "-c".into(), format!("echo {line:?}; {end}")]),
+            env: Default::default(),
+            name: name.into(),
+        }
+    }
+}
+
+mod docker {
+    ferry::runtime_conformance!(super::Docker(crate::local_docker::DockerFixture::new()));
 }
 
 /// The ECS runtime on a cluster and stage of its own on the shared emulator.

@@ -408,6 +408,13 @@ pub(super) fn format(path: &Path, full: &str, rest: &str) -> Result<String, Diag
         }
     }
     layout_body(&mut body, 0);
+    // Comments outside every structure (a file of comments only, or comments after the last
+    // structure) are laid out as in TOML files: one per line, a blank line before trailing
+    // ones, so that blank lines between them do not make a second pass change the file.
+    let lead: String = comments_of(body.decor(), true).iter().map(|c| format!("{c}\n")).collect();
+    let trail = comments_of(body.decor(), false);
+    body.decor_mut().set_prefix(lead);
+    body.decor_mut().set_suffix(if trail.is_empty() { String::new() } else { format!("\n{}\n", trail.join("\n")) });
     let out = body.to_string();
     let out = out.trim_matches('\n');
     Ok(if out.is_empty() { String::new() } else { format!("{out}\n") })

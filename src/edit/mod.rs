@@ -282,6 +282,15 @@ pub fn format_file(path: &Path, text: &str, kind: FileKind) -> Result<String, Di
     // A leading comment block followed by a blank line describes the file; keep it on top
     // instead of letting it travel with whatever key happens to come first.
     let (header, rest) = order::split_header(text);
+    // The parse below reads `rest` only: the header must still be a comment block the format
+    // accepts (no control characters; no lone CR, which ends an HCL comment), or the file
+    // would be formatted once and refused on the next read.
+    if !header.is_empty() {
+        match Format::of_path(path) {
+            Format::Toml => toml::format(path, header, header, kind)?,
+            Format::Hcl => hcl::format(path, header, header)?,
+        };
+    }
     // Header lines are laid out as every other comment is (trimmed), so that a header which
     // ends up alone in the file formats the same on the next pass, where it is a trailing
     // comment.
@@ -474,11 +483,20 @@ app "api" {
             ("stages/p.hcl", "app \"zeb\" {\n  releases = {\n  }\n}\n"),
             ("stages/p.hcl", "app \"zeb\" {\n  releases = {\n  }\n}"),
             ("stages/p.hcl", "// x   \n\n"),
+            ("stages/p.toml", "# a\0b\n\n"),
+            ("stages/p.hcl", "# a,\r\0b\n\n"),
+            ("stages/p.hcl", "\n#L.\n\n\n#\n#L\n\n"),
+            ("stages/p.hcl", "app \"a\" {\n  image = \"a\"\n}\n\n\n# after\n\n# all\n"),
+            ("stages/p.hcl", "# top\n\n\n# next\n\napp \"a\" {\n  image = \"a\"\n}\n"),
             ("stages/p.hcl", "app \"a\" {\n  releases = {\n    1 = \"x\"\n    # later\n  }\n}\n"),
             ("stages/p.hcl", "app \"a\" {\n  releases = {\n  # none yet\n  }\n}\n"),
         ];
         for (path, text) in cases {
-            let once = format_file(Path::new(path), text, FileKind::Stage).unwrap();
+            let Ok(once) = format_file(Path::new(path), text, FileKind::Stage) else {
+                // Refused (a header the format does not accept): then it stays refused.
+                assert!(text.contains('\0'), "{path}: {text:?} refused");
+                continue;
+            };
             let twice = format_file(Path::new(path), &once, FileKind::Stage).unwrap();
             assert_eq!(once, twice, "{path}: {text:?}");
             for comment in ["# later", "# none yet"] {

@@ -69,6 +69,35 @@ impl Load {
         Load { stop, ok, failures, bodies, handles }
     }
 
+    /// Wait until the app has answered `n` more requests: load that ran before (or after) a
+    /// step, waited for as a condition with a deadline rather than a fixed sleep.
+    pub(crate) async fn served(&self, n: usize) {
+        let target = self.ok.load(Ordering::SeqCst) + n;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ok.load(Ordering::SeqCst) < target {
+            let failures = self.failures.lock().unwrap().clone();
+            assert!(
+                Instant::now() < deadline,
+                "the app answered no load; failures: {:?}",
+                &failures[..failures.len().min(5)]
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stop; assert that no request failed; return the distinct bodies in order of change.
+    pub(crate) async fn finish_without_failures(self) -> Vec<String> {
+        let (ok, failures, bodies) = self.finish().await;
+        assert!(
+            failures.is_empty(),
+            "{} failed requests (of {}): {:?}",
+            failures.len(),
+            ok + failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        bodies
+    }
+
     /// Stop and return (successes, failures, distinct bodies in order of change).
     pub(crate) async fn finish(self) -> (usize, Vec<String>, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
@@ -97,24 +126,16 @@ async fn rolling_deploys_under_load_lose_no_request() {
     assert_eq!(old_pids.len(), 2);
 
     let load = Load::start(fx.app_port, 4);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.served(20).await;
     let v2 = rt.register_revision(&fx.spec(2, &[])).await.unwrap();
     let r2 = rt.deploy("web", &v2, 2, &settings()).await.unwrap();
     fx.wait_for("second rollout", Duration::from_secs(30), completed(&r2)).await;
     let v3 = rt.register_revision(&fx.spec(3, &[])).await.unwrap();
     let r3 = rt.deploy("web", &v3, 2, &settings()).await.unwrap();
     let s = fx.wait_for("third rollout", Duration::from_secs(30), completed(&r3)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (ok, failures, bodies) = load.finish().await;
+    load.served(20).await;
+    let bodies = load.finish_without_failures().await;
 
-    assert!(
-        failures.is_empty(),
-        "{} failed requests (of {}): {:?}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(ok > 50, "too little load to mean anything: {ok}");
     assert_eq!(bodies.first().map(String::as_str), Some("1"));
     assert_eq!(bodies.last().map(String::as_str), Some("3"));
     assert_eq!(s.running, 2);
@@ -147,11 +168,9 @@ async fn a_revision_that_never_turns_healthy_gets_no_traffic() {
     assert!(!bad_task.in_service, "{bad_task:#?}");
     let r_back = rt.roll_back("web", &v1).await.unwrap();
     let s = fx.wait_for("rollback", Duration::from_secs(30), completed(&r_back)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (ok, failures, bodies) = load.finish().await;
+    load.served(20).await;
+    let bodies = load.finish_without_failures().await;
 
-    assert!(failures.is_empty(), "failed requests: {:?}", &failures[..failures.len().min(5)]);
-    assert!(ok > 20, "too little load: {ok}");
     assert_eq!(bodies, vec!["1".to_string()], "release 2 must never serve");
     let r2 = s.rollout(&r2).unwrap();
     assert_eq!(r2.state, RolloutState::Failed);
@@ -384,9 +403,8 @@ async fn a_rolling_replacement_with_small_surge_keeps_serving() {
         assert!(Instant::now() < deadline, "rolling rollout did not complete: {s:#?}");
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    let (ok, failures, bodies) = load.finish().await;
-    assert!(failures.is_empty(), "failed requests: {:?}", &failures[..failures.len().min(5)]);
-    assert!(ok > 20, "too little load: {ok}");
+    load.served(20).await;
+    let bodies = load.finish_without_failures().await;
     assert_eq!(bodies.last().map(String::as_str), Some("2"));
     assert!(most <= 4, "surge of one task at most, saw {most} live tasks");
 }

@@ -123,14 +123,18 @@ fn from_ecs(ctx: &Context, project: &Project, args: &ImportArgs) -> CliResult {
         session.unlock()?;
         return print_out(&text);
     }
-    write_file(project, &rel, &text)?;
-    drop(lock);
     let mut state = session.state().clone();
     import::write::record(&mut state, &desired, &imported, chrono::Utc::now())
         .map_err(|e| CliError::new(format!("cannot record the imported services in state: {e}")))?;
+    // State first, then the file: killed in between, state names services the file does not
+    // declare yet (a re-import finishes the job; a plan will not remove them unasked), never
+    // a file declaring apps that state does not know as adopted, whose next commit would
+    // create a second service beside the live one.
     if &state != session.state() {
         session.write(state)?;
     }
+    write_file(project, &rel, &text)?;
+    drop(lock);
     session.unlock()?;
     let services: Vec<&str> =
         imported.apps.iter().filter_map(|a| a.adopted.as_ref()).map(|a| a.names.service.as_str()).collect();

@@ -183,6 +183,11 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
             break;
         }
     }
+    // Stop answering first: a client that connects while the tasks stop would otherwise sit
+    // in the listener's backlog and be reset when we exit. With the socket gone it learns at
+    // once that no agent runs (and one it starts waits for our lock).
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
     // Stop everything before leaving: tasks are our children and must not outlive us.
     agent.with_state(|s| s.remove_stage(None));
     stop_all(&agent).await;

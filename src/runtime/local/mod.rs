@@ -144,6 +144,35 @@ pub fn check_peer(stream: &UnixStream, socket: &Path) -> RuntimeResult<()> {
 
 /// Send one request to a running agent. `Ok(None)` when no agent listens.
 pub async fn request(layout: &Layout, req: &Request) -> RuntimeResult<Option<Reply>> {
+    // An agent that has nothing left to run exits; a question that reached it as it did is
+    // reset or closed unanswered. Questions that change nothing are asked again, a bounded
+    // number of times: the next try finds the socket gone (no agent) or a new agent.
+    let read_only = matches!(req, Request::Status | Request::Observe { .. });
+    let mut tries = 0;
+    loop {
+        match exchange(layout, req).await {
+            Err(e) if read_only && tries < 3 && agent_went_away(&e) => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// The connection ended before an answer: the agent exited (or crashed) meanwhile.
+fn agent_went_away(e: &RuntimeError) -> bool {
+    match e {
+        RuntimeError::Io(e) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+        ),
+        RuntimeError::Unavailable(m) => m == CLOSED_UNANSWERED,
+        _ => false,
+    }
+}
+
+const CLOSED_UNANSWERED: &str = "the agent closed the connection without answering";
+
+/// One question and its answer on a new connection; see [`request`].
+async fn exchange(layout: &Layout, req: &Request) -> RuntimeResult<Option<Reply>> {
     let socket = layout.socket();
     if let Some(dir) = layout.temp_socket_dir() {
         match check_private_dir(&dir) {
@@ -171,7 +200,7 @@ pub async fn request(layout: &Layout, req: &Request) -> RuntimeResult<Option<Rep
     let mut answer = String::new();
     BufReader::new(read).read_line(&mut answer).await?;
     if answer.is_empty() {
-        return Err(RuntimeError::Unavailable("the agent closed the connection without answering".into()));
+        return Err(RuntimeError::Unavailable(CLOSED_UNANSWERED.into()));
     }
     let reply: Reply = serde_json::from_str(&answer)
         .map_err(|e| RuntimeError::Unavailable(format!("unreadable answer from the agent: {e}")))?;
@@ -596,5 +625,57 @@ impl Runtime for LocalRuntime {
             service.cause = Some(cause.to_string());
         }
         Ok(live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent that exits as a question reaches it closes the connection unanswered; a
+    /// question that changes nothing is asked again and finds no agent, instead of failing
+    /// (the Docker conformance run saw "connection reset" from `observe` after `remove`).
+    #[tokio::test]
+    async fn a_read_only_question_to_an_agent_that_exits_meanwhile_finds_no_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        private_files::create_dir_all(&layout.agent_dir()).unwrap();
+        let socket = layout.socket();
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let exiting = tokio::spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            // Gone before answering: the socket file first, as the agent does, then the line.
+            std::fs::remove_file(&socket).unwrap();
+            drop(conn);
+        });
+        let req = Request::Observe {
+            stage: "dev".into(),
+            apps: vec!["web".into()],
+            changed_since: None,
+            wait_ms: 0,
+            current: false,
+        };
+        let answer = request(&layout, &req).await.expect("a read-only question is asked again");
+        assert!(answer.is_none(), "no agent runs any more: {answer:?}");
+        exiting.await.unwrap();
+    }
+
+    /// A question that changes something is not asked twice: the agent may have acted on it.
+    #[tokio::test]
+    async fn a_question_that_changes_something_is_not_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        private_files::create_dir_all(&layout.agent_dir()).unwrap();
+        let socket = layout.socket();
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let exiting = tokio::spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            std::fs::remove_file(&socket).unwrap();
+            drop(conn);
+        });
+        let req = Request::Remove { stage: "dev".into(), app: "web".into() };
+        let err = request(&layout, &req).await.expect_err("the closed connection is reported");
+        assert!(agent_went_away(&err), "{err}");
+        exiting.await.unwrap();
     }
 }

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use super::diff::short_digest;
 use super::operation::{DeployKind, Operation, Running};
-use super::planner::running_of;
 use crate::config::App;
 use crate::runtime::live::{DefinitionChange, LiveService};
 use crate::state::AppState;
@@ -158,7 +157,7 @@ pub(super) fn plan_back(app: &App, state: &AppState, drift: &Drift, ops: &mut Ve
         if let Some(i) = scale {
             ops.remove(i);
         }
-        let recorded = running_of(active);
+        let recorded = Running::of(active);
         let to = Running { scale: app.scale, ..recorded.clone() };
         let mut description = format!("Revert drift: {}", drift.summary());
         if app.scale != active.scale {
@@ -196,7 +195,7 @@ pub(super) fn plan_back(app: &App, state: &AppState, drift: &Drift, ops: &mut Ve
         }
         _ => ops.push(Operation::Scale {
             app: app.name.clone(),
-            running: running_of(active),
+            running: Running::of(active),
             from: count.live,
             to: app.scale,
             description: format!(

@@ -20,6 +20,20 @@ pub struct Running {
     pub config_hash: String,
 }
 
+impl Running {
+    /// What an active deployment runs.
+    pub fn of(a: &crate::state::ActiveDeployment) -> Running {
+        Running {
+            release: a.release,
+            digest: a.digest.clone(),
+            image: a.image.clone(),
+            scale: a.scale,
+            config: a.config.clone(),
+            config_hash: a.config_hash.clone(),
+        }
+    }
+}
+
 /// Why a deploy replaces tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -146,7 +146,7 @@ fn plan_with(
                 }
             }
             _ if state.active.is_some() => {
-                let running = state.active.as_ref().map(running_of);
+                let running = state.active.as_ref().map(Running::of);
                 cs.operations.push(Operation::RemoveApp { app: name.to_string(), running });
                 deployed = true;
             }
@@ -199,18 +199,6 @@ fn removals(desired: &Stage, recorded: &StageState) -> Vec<(String, RemovalReaso
         .collect()
 }
 
-/// What an active deployment runs.
-pub(super) fn running_of(a: &crate::state::ActiveDeployment) -> Running {
-    Running {
-        release: a.release,
-        digest: a.digest.clone(),
-        image: a.image.clone(),
-        scale: a.scale,
-        config: a.config.clone(),
-        config_hash: a.config_hash.clone(),
-    }
-}
-
 /// The operations of one app that runs a release in the file. Returns whether it deploys.
 fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
     let (Some(release), Some(digest)) = (app.active, app.active_digest()) else { return false };
@@ -222,7 +210,7 @@ fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
         if a.scale != app.scale {
             cs.operations.push(Operation::Scale {
                 app: app.name.clone(),
-                running: running_of(a),
+                running: Running::of(a),
                 from: a.scale,
                 to: app.scale,
                 description: format!("Scale {} → {}", a.scale, app.scale),
@@ -239,7 +227,7 @@ fn plan_app(app: &App, state: &AppState, cs: &mut Changeset) -> bool {
         config: app.config.clone(),
         config_hash: config_hash(&app.config),
     };
-    let from = from.map(running_of);
+    let from = from.map(Running::of);
     let (kind, mut description) = if same_release {
         let a = from.as_ref().expect("same release implies an active deployment");
         (DeployKind::Config, describe_config_change(&config_diff(&a.image, &a.config, &app.image, &app.config)))

@@ -6,9 +6,9 @@
 
 use std::sync::OnceLock;
 
+use super::error::{Result, StateError};
 use super::json_chunks;
 use super::model::{StageState, STATE_FORMAT_VERSION};
-use super::store::{Result, StateError};
 
 /// The stored bytes of `state`: pretty JSON (reviewable, diffable) with a final newline.
 pub fn encode(state: &StageState) -> Vec<u8> {

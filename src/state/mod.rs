@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod codec;
 pub mod conformance;
+mod error;
 pub mod json_chunks;
 pub mod local;
 pub mod model;

@@ -102,7 +102,9 @@ pub fn remove_leftovers(dir: &Path) -> usize {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(leftover_pid) else { continue };
-        if process_is_gone(pid) && entry.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(entry.path()).is_ok()
+        if crate::process::is_gone(pid)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && fs::remove_file(entry.path()).is_ok()
         {
             removed += 1;
         }
@@ -117,18 +119,6 @@ fn leftover_pid(name: &str) -> Option<u32> {
     let (pid, random) = after.split_once('-')?;
     (!random.is_empty()).then_some(())?;
     pid.parse().ok()
-}
-
-/// Whether `pid` is certainly not running on this host (`kill(pid, 0)` says `ESRCH`).
-/// Another user's process (`EPERM`) is running.
-pub(crate) fn process_is_gone(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    if pid <= 0 {
-        return false; // 0 and negatives address process groups, not one process
-    }
-    // SAFETY: signal 0 only checks whether the process exists; nothing is sent.
-    let r = unsafe { libc::kill(pid, 0) };
-    r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod poll;
 pub mod preview;
 pub mod private_files;
+pub mod process;
 pub mod registry;
 pub mod render;
 pub mod runtime;

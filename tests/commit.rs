@@ -756,8 +756,7 @@ fn a_plain_plan_notices_a_killed_agent_and_its_commit_brings_the_tasks_back() {
     // SAFETY: the agent this test started.
     unsafe { libc::kill(agent as libc::pid_t, libc::SIGKILL) };
     wait_until("the killed agent to be gone", Duration::from_secs(10), || {
-        !ferry::runtime::local::process_alive(agent)
-            && std::os::unix::net::UnixStream::connect(layout.socket()).is_err()
+        !ferry::process::alive(agent) && std::os::unix::net::UnixStream::connect(layout.socket()).is_err()
     });
     let drift = t.run(&["plan", "--detailed-exitcode"]);
     drift.expect_code(2);

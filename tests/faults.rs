@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use ferry::apply::ops::OpContext;
 use ferry::apply::{AbortSignal, ApplyError, Engine, SilentHook};
+use ferry::process::alive as process_alive;
 use ferry::registry::{OciRegistry, ProjectRegistry, RegistryUrl};
 use ferry::runtime::local::leftovers::session_members;
-use ferry::runtime::local::{process_alive, LocalRuntime};
+use ferry::runtime::local::LocalRuntime;
 use ferry::state::{DeploymentStatus, LocalStateStore, LockInfo, LockedStage, StateStore};
 use serde_json::Value;
 

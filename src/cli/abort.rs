@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::apply::abort::{request_path, AbortRequest};
-use crate::cli::plan::select_stages;
+use crate::cli::stage::select_stages;
 use crate::cli::{CliError, CliResult, Context};
 use crate::state::open_store;
 

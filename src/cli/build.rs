@@ -6,10 +6,18 @@ use std::collections::BTreeMap;
 
 use crate::build::source::{prepare, SourceSpec};
 use crate::build::{build_and_push, git_info, BuildError, BuildSpec};
-use crate::cli::release::CreateArgs;
 use crate::cli::{CliError, CliResult, Context};
 use crate::config::{App, Digest, Project, Runtime, Stage};
 use crate::registry::{serve, EcrRegistry, OciRegistry};
+
+/// The build flags of `release create` (and `preview up`): they win over `[apps.NAME.build]`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BuildFlags {
+    pub dockerfile: Option<String>,
+    pub target: Option<String>,
+    /// `KEY=VALUE` pairs, checked here.
+    pub build_args: Vec<String>,
+}
 
 /// Build `source` for `app` and push it; the pushed digest.
 pub(super) fn build_release(
@@ -18,8 +26,9 @@ pub(super) fn build_release(
     stage: &Stage,
     app: &App,
     source: &str,
-    args: &CreateArgs,
+    flags: impl Into<BuildFlags>,
 ) -> CliResult<Digest> {
+    let args = flags.into();
     // Flags win over `[apps.NAME.build]`; --build-arg adds to (and overrides) its args.
     let mut spec = BuildSpec {
         context: app.build.context.clone(),

@@ -8,21 +8,16 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
 use crate::apply::abort::{request_path, AbortRequest};
-use crate::apply::ops::OpContext;
 use crate::apply::{journal, AbortSignal, ApplyReport, Engine, Hook, HumanHook, JsonHook, Step};
-use crate::cli::plan::{plan_stage, select_stages, LiveCheck};
+use crate::cli::stage::{check_alarms, label_promotions, op_context, plan_stage, select_stages, LiveCheck};
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config;
 use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
-use crate::registry::{EcrRegistry, ProjectRegistry};
 use crate::render::{self, PlanView, StageView};
-use crate::runtime::ecs::EcsRuntime;
-use crate::runtime::local::LocalRuntime;
 use crate::state::{command_line, DeploymentStatus, LockedStage};
 
 /// The exit code of an aborted commit (128 + SIGINT, as shells report Ctrl-C).
@@ -160,10 +155,10 @@ pub(crate) fn commit_desired(
             let live = LiveCheck::of(args.refresh, false);
             if !live.applies_to(&desired) {
                 // (plan_stage checks them when it refreshes.)
-                crate::cli::plan::check_alarms(project, &desired)?;
+                check_alarms(project, &desired)?;
             }
             let mut cs = plan_stage(project, &desired, session.state(), &options, live)?;
-            crate::cli::promote::label_promotions(project, session.state(), &mut cs)?;
+            label_promotions(project, session.state(), &mut cs)?;
             cs
         }
     };
@@ -295,48 +290,6 @@ fn commit_events(
     events
 }
 
-/// The runtime of `stage` for commands that only look (ps, logs, task, the dashboard),
-/// told the services recorded state says were adopted (`ferry import`), read without the
-/// lock; when state cannot be read the runtime knows ferry's own names only.
-pub(crate) fn reading_runtime(root: &std::path::Path, stage: &config::Stage) -> Arc<dyn crate::runtime::Runtime> {
-    let runtime = op_context(root, stage).runtime;
-    if matches!(stage.runtime, config::Runtime::Ecs(_)) {
-        let state = config::load_project(root)
-            .ok()
-            .and_then(|project| crate::state::open_store(&project).ok())
-            .and_then(|store| store.read(&stage.name).ok().flatten());
-        if let Some(state) = state {
-            runtime.adopt(&state.adopted());
-        }
-    }
-    runtime
-}
-
-/// The runtime and registry of a stage: the local ones, or ECS and ECR in its region.
-pub(crate) fn op_context(root: &std::path::Path, stage: &config::Stage) -> OpContext {
-    match &stage.runtime {
-        config::Runtime::Local { driver } => {
-            let registry = Arc::new(ProjectRegistry::at_root(root));
-            let driver = crate::aws::block_on(LocalRuntime::driver_for(*driver, registry.clone(), &stage.file));
-            // Containers pull their image themselves: only processes need it unpacked.
-            let unpack = driver.kind == config::LocalDriver::Process;
-            OpContext {
-                runtime: Arc::new(LocalRuntime::new(root, &stage.name).with_driver(driver)),
-                registry: registry.clone(),
-                local_releases: unpack.then(|| (registry, root.join(".ferry").join("releases"))),
-            }
-        }
-        config::Runtime::Ecs(ecs) => {
-            let sdk = crate::aws::block_on(crate::runtime::ecs::load_sdk_config(&ecs.region));
-            OpContext {
-                runtime: Arc::new(EcsRuntime::new(&stage.name, ecs, &sdk)),
-                registry: Arc::new(EcrRegistry::new(&sdk)),
-                local_releases: None,
-            }
-        }
-    }
-}
-
 /// The saved plan's changeset, when nothing it was made against has moved.
 fn fresh_changeset(
     project: &config::Project,
@@ -360,7 +313,7 @@ fn fresh_changeset(
     // A plan made against what runs (`--refresh`, or a local stage's default) is made so again.
     let live = if saved.changeset.refreshed { LiveCheck::Refresh } else { LiveCheck::Offline };
     let mut planned = plan_stage(project, desired, state, &options, live)?;
-    crate::cli::promote::label_promotions(project, state, &mut planned)?;
+    label_promotions(project, state, &mut planned)?;
     if planned != saved.changeset {
         return Err(CliError::with_hint(
             format!(

@@ -5,7 +5,7 @@
 use clap::Args;
 
 use crate::cli::agent::runtime_error;
-use crate::cli::plan::select_stages;
+use crate::cli::stage::select_stages;
 use crate::cli::{CliError, CliResult, Context};
 use crate::config;
 use crate::runtime::ecs::EcsRuntime;

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::cli::plan::{read_recorded, select_stages};
+use crate::cli::stage::{read_recorded, select_stages};
 use crate::cli::{print_out, CliResult, Context};
 use crate::config;
 use crate::plan::{self, PlanOptions};
@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, args: GraphArgs) -> CliResult {
     let recorded = read_recorded(&project, &name)?;
     // A graph is for looking at, not applying: show removals rather than refuse them.
     let changeset = plan::plan(&desired, &recorded, &PlanOptions { allow_remove: true })
-        .map_err(|e| crate::cli::plan::plan_error(&project, &desired, e))?;
+        .map_err(|e| crate::cli::stage::plan_error(&project, &desired, e))?;
     let file = desired.file.display().to_string();
     let view = StageView::build(&changeset, &recorded.lineage, recorded.serial, Some(&file));
     print_out(&render::dot::render(&view))

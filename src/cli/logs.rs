@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, args: LogsArgs) -> CliResult {
     rt.block_on(async {
         let runtime: Arc<dyn Runtime> = match &stage.runtime {
             config::Runtime::Local { .. } => Arc::new(LocalRuntime::new(&root, &stage.name)),
-            config::Runtime::Ecs(_) => super::commit::reading_runtime(&root, &stage),
+            config::Runtime::Ecs(_) => super::stage::reading_runtime(&root, &stage),
         };
         let mut lines = runtime.logs(&args.app, &query).await.map_err(runtime_error)?;
         while let Some(line) = lines.recv().await {

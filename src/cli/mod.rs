@@ -27,6 +27,7 @@ pub(crate) mod release;
 pub(crate) mod releases;
 mod rollback;
 pub mod schema;
+pub(crate) mod stage;
 mod state;
 mod status;
 mod task;

@@ -14,8 +14,6 @@ use crate::config::{Project, StateBackend};
 use crate::events::{Event, EventKind, Outcome};
 use crate::pipeline::promotion::{self, Destination, TargetChange};
 use crate::pipeline::{open_records, PipelineError, StatusStore};
-use crate::plan::Changeset;
-use crate::state::StageState;
 
 /// Promote an app's release into the next pipeline step.
 ///
@@ -191,15 +189,4 @@ fn commit_all(ctx: &Context, project: &Project, stages: &[&str], parallelism: Op
     } else {
         Err(CliError::Exit(worst))
     }
-}
-
-/// Label the deploys of `cs` that apply a pending promotion ("Promotion from STAGE
-/// (release N)"), for `ferry plan` and `ferry commit`.
-pub(crate) fn label_promotions(project: &Project, recorded: &StageState, cs: &mut Changeset) -> CliResult {
-    let records = match open_records(project) {
-        Ok(r) => r,
-        // No records backend (S3 for now) means no promotions were recorded there.
-        Err(_) => return Ok(()),
-    };
-    Ok(promotion::label_deploys(records.as_ref(), recorded, cs)?)
 }

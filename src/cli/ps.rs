@@ -80,7 +80,7 @@ pub fn run(ctx: &Context, args: PsArgs) -> CliResult {
                     config::Runtime::Local { .. } => {
                         LocalRuntime::new(&root, &stage.name).observe_if_running(&apps).await
                     }
-                    config::Runtime::Ecs(_) => super::commit::reading_runtime(&root, &stage).observe(&apps).await,
+                    config::Runtime::Ecs(_) => super::stage::reading_runtime(&root, &stage).observe(&apps).await,
                 }
             })
             .map_err(runtime_error)?;

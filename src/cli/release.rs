@@ -103,6 +103,12 @@ pub fn run(ctx: &Context, args: ReleaseArgs) -> CliResult {
     }
 }
 
+impl From<&CreateArgs> for super::build::BuildFlags {
+    fn from(args: &CreateArgs) -> Self {
+        Self { dockerfile: args.dockerfile.clone(), target: args.target.clone(), build_args: args.build_args.clone() }
+    }
+}
+
 fn create(ctx: &Context, args: CreateArgs) -> CliResult {
     let project = ctx.project()?;
     let lock = lock_edits(&project)?;

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use crate::apply::ops;
 use crate::apply::task::{watch_task, TaskEnd, TaskWait};
 use crate::cli::agent::runtime_error;
-use crate::cli::plan::select_stages;
+use crate::cli::stage::select_stages;
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config::{self, RuntimeKind};
 use crate::runtime::local::LocalRuntime;
@@ -93,7 +93,7 @@ fn run_task(ctx: &Context, args: RunArgs) -> CliResult {
     }
     // The local agent or ECS (RunTask with the stage's network, startedBy ferry, output
     // from CloudWatch Logs): the same steps through the runtime seam.
-    let ctx_ops = super::commit::op_context(&project.root, &stage);
+    let ctx_ops = super::stage::op_context(&project.root, &stage);
     if let Ok(Some(state)) = crate::state::open_store(&project).and_then(|store| store.read(&stage.name)) {
         ctx_ops.runtime.adopt(&state.adopted());
     }
@@ -163,7 +163,7 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
             super::tokio_runtime()?.block_on(runtime.observe_if_running(apps))
         }
         RuntimeKind::Ecs => {
-            let runtime = super::commit::reading_runtime(&project.root, &stage);
+            let runtime = super::stage::reading_runtime(&project.root, &stage);
             super::tokio_runtime()?.block_on(runtime.observe(apps))
         }
     }

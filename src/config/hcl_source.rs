@@ -21,7 +21,7 @@ use hcl_edit::template::Element;
 use hcl_edit::Span;
 
 use crate::config::diagnostic::Diagnostic;
-use crate::config::source::{SourceNode, SourceValue};
+use crate::config::source_tree::{SourceNode, SourceValue};
 
 /// Labelled blocks and the TOML key they stand for.
 const APP_BLOCK: &str = "app";
@@ -466,7 +466,7 @@ app "web" {
     #[test]
     fn spans_point_into_the_hcl_text() {
         let s = src(TEXT);
-        let at = |p: Vec<crate::config::source::PathSeg>, t| &TEXT[s.span_of(&p, t)];
+        let at = |p: Vec<crate::config::source_tree::PathSeg>, t| &TEXT[s.span_of(&p, t)];
         assert_eq!(at(path!["apps", "web"], Target::Key), "\"web\"");
         assert_eq!(at(path!["apps", "web", "releases", "2"], Target::Value), "\"sha256:aa\"");
         assert_eq!(at(path!["apps", "web", "releases", "2"], Target::Key), "2");

@@ -9,6 +9,7 @@ pub mod file;
 pub mod hcl_source;
 pub mod model;
 pub mod source;
+pub mod source_tree;
 pub mod toml_chunks;
 pub mod toml_plain;
 pub mod toml_source;

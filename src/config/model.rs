@@ -101,7 +101,7 @@ pub struct Stage {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Runtime {
     /// The local runtime on this machine. `driver`: as the stage file says (`None`: chosen
-    /// when a command runs, see `runtime::local::driver::resolve`).
+    /// when a command runs, see `runtime::local::resolve_driver`).
     Local {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         driver: Option<LocalDriver>,

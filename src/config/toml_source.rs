@@ -6,7 +6,7 @@ use std::path::Path;
 use toml_edit::{ImDocument, Item, Table, Value};
 
 use crate::config::diagnostic::Diagnostic;
-use crate::config::source::{SourceNode, SourceValue};
+use crate::config::source_tree::{SourceNode, SourceValue};
 
 /// Parse a TOML document.
 pub fn parse(path: &Path, text: &str) -> Result<SourceNode, Diagnostic> {

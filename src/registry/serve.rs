@@ -221,10 +221,10 @@ fn stop_served(dir: &Path, served: Served) {
     // SAFETY: plain kill(2) of the registry's own pid, recorded when ferry started it.
     unsafe { libc::kill(served.pid as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while crate::runtime::local::process_alive(served.pid) && Instant::now() < deadline {
+    while crate::process::alive(served.pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    if crate::runtime::local::process_alive(served.pid) {
+    if crate::process::alive(served.pid) {
         // SAFETY: as above.
         unsafe { libc::kill(served.pid as i32, libc::SIGKILL) };
     }
@@ -234,7 +234,7 @@ fn stop_served(dir: &Path, served: Served) {
 /// The registry `serve.json` records, when it runs and answers.
 fn running(dir: &Path) -> Option<Served> {
     let served: Served = serde_json::from_slice(&fs::read(dir.join("serve.json")).ok()?).ok()?;
-    (crate::runtime::local::process_alive(served.pid) && answers(served.port)).then_some(served)
+    (crate::process::alive(served.pid) && answers(served.port)).then_some(served)
 }
 
 /// The registry binary: `docker-registry` (Debian) or `registry` (upstream) on PATH.

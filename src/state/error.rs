@@ -51,7 +51,7 @@ impl LockInfo {
     /// Whether the holder certainly no longer runs: a process of this host that is gone. A
     /// holder on another host cannot be checked from here, and counts as running.
     pub fn is_gone(&self) -> bool {
-        self.host == hostname() && crate::atomic_file::process_is_gone(self.pid)
+        self.host == hostname() && crate::process::is_gone(self.pid)
     }
 }
 

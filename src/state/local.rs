@@ -238,7 +238,7 @@ pub(super) fn unreadable_lock_id(bytes: &[u8]) -> String {
     format!("unreadable-{}", &hex::encode(Sha256::digest(bytes))[..12])
 }
 
-pub(super) use crate::atomic_file::process_is_gone;
+pub(super) use crate::process::is_gone as process_is_gone;
 
 impl StateStore for LocalStateStore {
     fn location(&self, stage: &str) -> String {

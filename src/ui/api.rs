@@ -105,7 +105,7 @@ pub async fn plan_view(state: &UiState) -> UiResult<PlanView> {
                 .unwrap_or_else(|| crate::state::StageState::new(&desired.name));
             let mut changeset = crate::plan::plan(desired, &recorded, &crate::plan::PlanOptions::default())
                 .map_err(|e| UiError::internal(format!("cannot plan stage `{}`: {e}", desired.name)))?;
-            crate::cli::promote::label_promotions(&project, &recorded, &mut changeset)?;
+            crate::cli::stage::label_promotions(&project, &recorded, &mut changeset)?;
             let file = desired.file.display().to_string();
             stages.push(render::StageView::build(&changeset, &recorded.lineage, recorded.serial, Some(&file)));
         }

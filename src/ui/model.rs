@@ -76,7 +76,7 @@ impl Loaded {
 pub fn runtime_of(root: &std::path::Path, stage: &Stage) -> Arc<dyn Runtime> {
     match &stage.runtime {
         config::Runtime::Local { .. } => Arc::new(LocalRuntime::new(root, &stage.name)),
-        config::Runtime::Ecs(_) => crate::cli::commit::reading_runtime(root, stage),
+        config::Runtime::Ecs(_) => crate::cli::stage::reading_runtime(root, stage),
     }
 }
 

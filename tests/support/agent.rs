@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferry::config::{AppConfig, DeploySettings, Health, Percent};
-use ferry::runtime::local::{process_alive, Layout, LocalRuntime};
+use ferry::process::alive as process_alive;
+use ferry::runtime::local::{Layout, LocalRuntime};
 use ferry::runtime::{RevisionSpec, Runtime, ServiceStatus};
 
 use super::{ferry_bin, TestProject};

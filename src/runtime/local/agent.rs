@@ -17,14 +17,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
 use super::docker::{self, DockerDriver};
 use super::protocol::{AgentStatus, Reply, Request};
-use super::service::{State, Task};
+use super::service::State;
+use super::shared::Agent;
 use super::{leftovers, proxy, task, Layout};
 use crate::private_files;
 use crate::runtime::{RuntimeError, RuntimeResult, ServiceStatus, TaskKind};
@@ -33,43 +34,6 @@ use crate::runtime::{RuntimeError, RuntimeResult, ServiceStatus, TaskKind};
 const STOP_WAIT: Duration = Duration::from_secs(120);
 /// The longest an `Observe` long poll is held.
 const MAX_OBSERVE_WAIT: Duration = Duration::from_secs(5);
-
-/// The shared agent: state behind one lock (critical sections are short and never await),
-/// plus the reconciler's wake-up.
-pub struct Agent {
-    pub layout: Layout,
-    state: Mutex<State>,
-    reconcile: Notify,
-    exit: Notify,
-    started_at: DateTime<Utc>,
-    /// Connections being answered: the agent does not exit under a client's feet.
-    busy: AtomicUsize,
-    /// Pids of processes a killed predecessor left, which this agent killed at start.
-    killed_leftovers: Vec<u32>,
-    /// Counts reconcile passes, which follow every change: wakes `Observe` long polls.
-    passes: watch::Sender<u64>,
-    /// Runs the tasks of revisions on the Docker driver; holds the containers a killed
-    /// predecessor left.
-    pub docker: DockerDriver,
-}
-
-impl Agent {
-    /// Run `f` on the state.
-    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    }
-
-    /// Run `f` on one task, if it still exists.
-    pub fn update<R>(&self, id: &crate::runtime::TaskId, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
-        self.with_state(|s| s.tasks.get_mut(id).map(f))
-    }
-
-    /// Ask for a reconcile pass soon.
-    pub fn wake_reconciler(&self) {
-        self.reconcile.notify_one();
-    }
-}
 
 /// Run the agent for the project at `layout` until it exits. Returns `Ok(false)` when
 /// another agent already holds the lock.
@@ -155,7 +119,7 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
                 }
             }
             _ = tick.tick() => {
-                for note in agent.with_state(|s| s.roll_back_orphans(super::process_alive)) {
+                for note in agent.with_state(|s| s.roll_back_orphans(crate::process::alive)) {
                     eprintln!("{} {note}", Utc::now().to_rfc3339());
                 }
                 reconcile(&agent);

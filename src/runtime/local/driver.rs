@@ -15,7 +15,6 @@ use tokio::sync::watch;
 use super::health::{self, CheckResult};
 use super::logs::{self, TaskLog};
 use super::spawner;
-use crate::config::LocalDriver;
 use crate::runtime::{TaskId, TaskKind};
 
 /// Environment variables passed through from the agent to a host process: enough to find
@@ -96,32 +95,6 @@ pub async fn wait_exit(exited: &mut watch::Receiver<Option<Exit>>) -> Exit {
 
 fn lost() -> Exit {
     Exit { code: None, text: "lost the task".into(), signaled: false }
-}
-
-/// Chooses the driver of stages whose `[runtime]` names none (`docker` or `process`), in
-/// place of the detection: for a machine (a CI runner, the test suite) whose Docker Engine
-/// should not run apps written as host commands.
-pub const DRIVER_ENV: &str = "FERRY_LOCAL_DRIVER";
-
-/// The driver a stage uses: the configured one, else [`DRIVER_ENV`], else `docker` when an
-/// engine answers and `process` otherwise. Returns whether it was chosen (file or env)
-/// rather than detected.
-pub async fn resolve(configured: Option<LocalDriver>) -> (LocalDriver, bool) {
-    let from_env = match std::env::var(DRIVER_ENV).ok().filter(|v| !v.is_empty()).as_deref() {
-        Some("docker") => Some(LocalDriver::Docker),
-        Some("process") => Some(LocalDriver::Process),
-        Some(other) => {
-            let shown = crate::render::escape::escape_line(other);
-            eprintln!("warning: {DRIVER_ENV}=`{shown}` is neither `docker` nor `process`; ignored");
-            None
-        }
-        None => None,
-    };
-    match configured.or(from_env) {
-        Some(d) => (d, true),
-        None if super::docker::engine_answers().await => (LocalDriver::Docker, false),
-        None => (LocalDriver::Process, false),
-    }
 }
 
 /// Host processes: the command runs in the release folder, in a process group of its own.

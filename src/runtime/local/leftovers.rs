@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::process_alive;
+use crate::process::alive as process_alive;
 
 /// How long to wait for the killed processes to be gone (and their ports free).
 const KILL_WAIT: Duration = Duration::from_secs(5);

@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod secrets;
 pub mod service;
+pub mod shared;
 pub mod spawner;
 pub mod task;
 
@@ -278,7 +279,7 @@ pub async fn stop_agent(layout: &Layout, timeout: Duration) -> RuntimeResult<boo
     }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let alive = pid.is_some_and(process_alive);
+        let alive = pid.is_some_and(crate::process::alive);
         if !alive && !layout.socket().exists() {
             return Ok(true);
         }
@@ -286,16 +287,6 @@ pub async fn stop_agent(layout: &Layout, timeout: Duration) -> RuntimeResult<boo
             return Err(RuntimeError::Unavailable(format!("the agent did not exit within {}s", timeout.as_secs())));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Whether a process exists (and is not a zombie).
-pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name in parentheses: `Z` is a zombie.
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        // SAFETY: signal 0 only checks for existence.
-        Err(_) => unsafe { libc::kill(pid as libc::pid_t, 0) == 0 },
     }
 }
 
@@ -362,13 +353,13 @@ impl LocalRuntime {
     }
 
     /// The driver for a stage's `[runtime] driver`: the configured one, or the detected one
-    /// ([`driver::resolve`]), with the registry Docker pulls from.
+    /// ([`resolve_driver`]), with the registry Docker pulls from.
     pub async fn driver_for(
         configured: Option<LocalDriver>,
         registry: Arc<ProjectRegistry>,
         stage_file: &Path,
     ) -> DriverSetting {
-        let (kind, configured) = driver::resolve(configured).await;
+        let (kind, configured) = resolve_driver(configured).await;
         DriverSetting { kind, configured, registry: Some(registry), stage_file: Some(stage_file.to_path_buf()) }
     }
 
@@ -625,6 +616,32 @@ impl Runtime for LocalRuntime {
             service.cause = Some(cause.to_string());
         }
         Ok(live)
+    }
+}
+
+/// Chooses the driver of stages whose `[runtime]` names none (`docker` or `process`), in
+/// place of the detection: for a machine (a CI runner, the test suite) whose Docker Engine
+/// should not run apps written as host commands.
+pub const DRIVER_ENV: &str = "FERRY_LOCAL_DRIVER";
+
+/// The driver a stage uses: the configured one, else [`DRIVER_ENV`], else `docker` when an
+/// engine answers and `process` otherwise. Returns whether it was chosen (file or env)
+/// rather than detected.
+pub async fn resolve_driver(configured: Option<LocalDriver>) -> (LocalDriver, bool) {
+    let from_env = match std::env::var(DRIVER_ENV).ok().filter(|v| !v.is_empty()).as_deref() {
+        Some("docker") => Some(LocalDriver::Docker),
+        Some("process") => Some(LocalDriver::Process),
+        Some(other) => {
+            let shown = crate::render::escape::escape_line(other);
+            eprintln!("warning: {DRIVER_ENV}=`{shown}` is neither `docker` nor `process`; ignored");
+            None
+        }
+        None => None,
+    };
+    match configured.or(from_env) {
+        Some(d) => (d, true),
+        None if docker::engine_answers().await => (LocalDriver::Docker, false),
+        None => (LocalDriver::Process, false),
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::agent::Agent;
 use super::service::AppKey;
+use super::shared::Agent;
 use crate::runtime::TaskId;
 
 /// Largest request head accepted.

@@ -12,10 +12,10 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use super::agent::Agent;
 use super::driver::{self, Exit, RunSpec, Started};
 use super::health::{self, HealthTracker};
 use super::logs::{self, TaskLog};
+use super::shared::Agent;
 use crate::config::{Health as HealthConfig, LocalDriver, SecretRef};
 use crate::runtime::{Health, Lifecycle, TaskId, TaskKind};
 

@@ -2,6 +2,7 @@
 //! (by half, by default) up to a ceiling, and a wait never runs past the deadline. The
 //! apply engine's task and removal waits, the runtime's and the tests' waits use it; the
 //! engine's rollout watch keeps its own pace, which also resets when something changes.
+//! Threads outside the async runtime (lock waits, a child's exit) use `wait_blocking`.
 //!
 //! On tokio's clock, so a paused test clock drives it too.
 
@@ -74,6 +75,16 @@ impl Poll {
             return false;
         }
         tokio::time::sleep_until(self.next_look()).await;
+        true
+    }
+
+    /// [`wait`](Self::wait) for a thread outside the async runtime (lock waits, a child
+    /// process's exit): the same pace and deadline, on the thread.
+    pub fn wait_blocking(&mut self) -> bool {
+        if self.expired() {
+            return false;
+        }
+        std::thread::sleep(self.next_look().saturating_duration_since(Instant::now()));
         true
     }
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{OciRegistry, RegistryError, RegistryUrl, Result};
 use crate::config::{Project, RegistrySettings};
+use crate::poll::Poll;
 
 /// Environment variable naming a registry (`HOST[:PORT][/NAMESPACE]`) that wins over
 /// `ferry.toml`: for CI machines that run one registry for many checkouts.
@@ -220,10 +221,8 @@ pub fn stop(root: &Path, settings: &RegistrySettings) -> Option<Served> {
 fn stop_served(dir: &Path, served: Served) {
     // SAFETY: plain kill(2) of the registry's own pid, recorded when ferry started it.
     unsafe { libc::kill(served.pid as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while crate::process::alive(served.pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut poll = Poll::new(Duration::from_millis(20), Duration::from_millis(200)).within(Duration::from_secs(5));
+    while crate::process::alive(served.pid) && poll.wait_blocking() {}
     if crate::process::alive(served.pid) {
         // SAFETY: as above.
         unsafe { libc::kill(served.pid as i32, libc::SIGKILL) };

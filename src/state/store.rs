@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::codec;
 pub use super::error::{hostname, LockInfo, Result, StateError};
 use super::model::StageState;
+use crate::poll::Poll;
 
 /// Where state is kept. All methods are per stage; implementations must be safe to use
 /// from several processes at once (the lock is the only coordination).
@@ -80,16 +81,11 @@ pub trait StateStore: Send + Sync {
     /// once). Polling is written once here for every store. A stale holder is not waited
     /// for: it is gone and will never let go.
     fn lock(&self, stage: &str, info: &LockInfo, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(50);
+        let mut poll = Poll::new(Duration::from_millis(50), Duration::from_secs(1)).growing(2, 1).within(timeout);
         loop {
             match self.try_lock(stage, info) {
                 Err(StateError::Locked { stale: false, .. } | StateError::LockUnreadable { .. })
-                    if Instant::now() < deadline =>
-                {
-                    std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
+                    if poll.wait_blocking() => {}
                 other => return other,
             }
         }
@@ -250,6 +246,8 @@ impl StateStore for InMemoryStateStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]

@@ -14,8 +14,9 @@
 //! died with the machine, and the pid may have been reused since.
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use crate::poll::Poll;
 use crate::process::alive as process_alive;
 
 /// How long to wait for the killed processes to be gone (and their ports free).
@@ -44,10 +45,8 @@ pub fn kill_leftovers(previous_pid: u32) -> Vec<u32> {
         // SAFETY: kill(2) of a process in the dead agent's session (see the module docs).
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     }
-    let deadline = Instant::now() + KILL_WAIT;
-    while left.iter().any(|&pid| process_alive(pid)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut poll = Poll::new(Duration::from_millis(10), Duration::from_millis(100)).within(KILL_WAIT);
+    while left.iter().any(|&pid| process_alive(pid)) && poll.wait_blocking() {}
     left
 }
 

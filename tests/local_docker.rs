@@ -77,6 +77,7 @@ impl DockerFixture {
             configured: true,
             registry: Some(Arc::new(ProjectRegistry::fixed(registry.clone()))),
             stage_file: None,
+            engine_answered: Default::default(),
         };
         let runtime = LocalRuntime::new(project.path(), "dev")
             .with_agent_program(crate::support::ferry_bin())

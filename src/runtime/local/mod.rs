@@ -318,6 +318,9 @@ pub struct DriverSetting {
     pub registry: Option<Arc<ProjectRegistry>>,
     /// For messages.
     pub stage_file: Option<PathBuf>,
+    /// Set once the engine answered: the check is made once per runtime, not once per app
+    /// registered (a 20-app commit connected, negotiated and pinged 20 times).
+    pub engine_answered: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// The apps asked about and the version of the agent's answer (`None`: the agent gave
@@ -360,7 +363,13 @@ impl LocalRuntime {
         stage_file: &Path,
     ) -> DriverSetting {
         let (kind, configured) = resolve_driver(configured).await;
-        DriverSetting { kind, configured, registry: Some(registry), stage_file: Some(stage_file.to_path_buf()) }
+        DriverSetting {
+            kind,
+            configured,
+            registry: Some(registry),
+            stage_file: Some(stage_file.to_path_buf()),
+            engine_answered: Default::default(),
+        }
     }
 
     /// The driver its tasks run with.
@@ -376,7 +385,11 @@ impl LocalRuntime {
             (LocalDriver::Docker, Some(registry)) => {
                 // Before anything is sent: no engine is one clear error, not a task that
                 // fails to start over and over.
-                docker::connect().await.map_err(RuntimeError::Unavailable)?;
+                setting
+                    .engine_answered
+                    .get_or_try_init(|| async { docker::connect().await.map(|_| ()) })
+                    .await
+                    .map_err(|e| RuntimeError::Unavailable(e.clone()))?;
                 let registry = registry.clone();
                 let repo = spec.image.clone();
                 let name = tokio::task::spawn_blocking(move || registry.get().map(|r| r.image_name(&repo)))

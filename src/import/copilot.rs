@@ -140,9 +140,10 @@ pub fn read(dir: &Path, region: &str) -> Result<BTreeMap<String, ImportedStage>,
 fn located(path: &Path, e: &yaml_serde::Error) -> String {
     let text = e.to_string();
     match e.location() {
-        // The error's own text ends with "at line L column C": said once, in front.
+        // The error's own text says "at line L column C" of that place: said once, in front
+        // (a context's place, "while parsing … at line …", stays).
         Some(at) => {
-            let what = text.split(" at line ").next().unwrap_or(&text);
+            let what = text.replacen(&format!(" at line {} column {}", at.line(), at.column()), "", 1);
             format!("{}:{}:{}: {what}", path.display(), at.line(), at.column())
         }
         None => format!("{}: {text}", path.display()),
@@ -212,7 +213,7 @@ mod tests {
         let e = yaml_serde::from_str::<Value>("name: api\nimage:\n  port: [8080\n").unwrap_err();
         let text = located(Path::new("copilot/api/manifest.yml"), &e);
         assert!(text.starts_with("copilot/api/manifest.yml:4:1: "), "{text}");
-        assert!(!text.contains(" at line "), "{text}");
+        assert!(!text.contains(" at line 4 column 1"), "{text}");
     }
 
     #[test]

@@ -189,7 +189,7 @@ mod tests {
         assert!(matches!(err, StateError::NewerVersion { version: 2, .. }), "{err}");
         assert_eq!(err.hint().as_deref(), Some("upgrade ferry; the file was left untouched"));
         // … and a file without an adopted service is still one it reads.
-        let mut plain = read.clone();
+        let mut plain = read;
         plain.apps.get_mut("web").unwrap().adopted = None;
         let bytes = encode(&plain);
         let v = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["version"].as_u64().unwrap();

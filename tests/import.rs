@@ -1,8 +1,10 @@
 //! `ferry import` against the moto emulator: services created with boto3 in the shapes
 //! teams have (behind a load balancer with a sidecar and secrets from SSM and Secrets
-//! Manager, on a tag; a worker without a load balancer, pinned by digest, autoscaled, with
-//! a health check) are imported, adopted and updated in place; and an AWS Copilot workspace
-//! written for the test converts, with what does not map reported.
+//! Manager, on a tag; a worker without a load balancer, pinned by digest, autoscaled on CPU
+//! and memory, with a health check and a rolling deployment with a bake time, its circuit
+//! breaker and a CloudWatch alarm) are imported, adopted and updated in place; and an AWS
+//! Copilot workspace written for the test converts (an autoscaled count, a recreating
+//! deployment), with what does not map reported.
 //!
 //! The commit of a new release needs tasks that run, registered in the service's target
 //! group: the test runs the ECS emulator of its own (`Moto::start_emulator`, moto with the
@@ -19,13 +21,18 @@ use crate::support::{Run, TestProject};
 /// Creates the two services of the test in cluster `argv[1]`: `legacy-web` (image `argv[2]`
 /// by tag `prod`, behind a target group, with an envoy sidecar and two secrets) and
 /// `billing-worker` (image `argv[3]` by digest, no load balancer, a health check, an
-/// autoscaling target and policy). Prints the ARNs the test checks against.
+/// autoscaling target with a CPU policy of its own name and ferry's memory policy, a rolling
+/// deployment of 50–150 % with a bake time, a circuit breaker without rollback and an alarm).
+/// Prints the ARNs and names the test checks against.
 const CREATE_SERVICES: &str = r#"
 import boto3, json, sys
 cluster, web_image, worker_image = sys.argv[1], sys.argv[2], sys.argv[3]
 subnets, groups = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 ec2, ecs, elb = boto3.client("ec2"), boto3.client("ecs"), boto3.client("elbv2")
 ssm, sm, aas = boto3.client("ssm"), boto3.client("secretsmanager"), boto3.client("application-autoscaling")
+alarm = cluster + "-worker-errors"
+boto3.client("cloudwatch").put_metric_alarm(AlarmName=alarm, MetricName="Errors", Namespace="billing",
+    Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
 vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
 tg = elb.create_target_group(Name=cluster[-20:] + "-web", Protocol="HTTP", Port=8080, VpcId=vpc,
                              TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
@@ -57,7 +64,10 @@ web_service = ecs.create_service(cluster=cluster, serviceName="legacy-web", task
     launchType="FARGATE", networkConfiguration=net,
     loadBalancers=[{"targetGroupArn": tg, "containerName": "app", "containerPort": 8080}])["service"]["serviceArn"]
 ecs.create_service(cluster=cluster, serviceName="billing-worker", taskDefinition=worker, desiredCount=2,
-    launchType="FARGATE", networkConfiguration=net)
+    launchType="FARGATE", networkConfiguration=net,
+    deploymentConfiguration={"maximumPercent": 150, "minimumHealthyPercent": 50, "strategy": "ROLLING",
+        "bakeTimeInMinutes": 5, "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+        "alarms": {"alarmNames": [alarm], "enable": True, "rollback": True}})
 resource = "service/" + cluster + "/billing-worker"
 aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=resource,
     ScalableDimension="ecs:service:DesiredCount", MinCapacity=2, MaxCapacity=8)
@@ -65,8 +75,12 @@ aas.put_scaling_policy(PolicyName="cpu70", ServiceNamespace="ecs", ResourceId=re
     ScalableDimension="ecs:service:DesiredCount", PolicyType="TargetTrackingScaling",
     TargetTrackingScalingPolicyConfiguration={"TargetValue": 70.0,
         "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}})
+aas.put_scaling_policy(PolicyName="ferry-memory", ServiceNamespace="ecs", ResourceId=resource,
+    ScalableDimension="ecs:service:DesiredCount", PolicyType="TargetTrackingScaling",
+    TargetTrackingScalingPolicyConfiguration={"TargetValue": 80.0,
+        "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageMemoryUtilization"}})
 print(json.dumps({"target_group": tg, "param": param, "secret": secret, "web_task_definition": web,
-                  "web_service": web_service}))
+                  "web_service": web_service, "alarm": alarm}))
 "#;
 
 /// Every service of cluster `argv[1]` with its task definition, as boto3 reads them.
@@ -162,6 +176,13 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
         "[apps.billing-worker.health]\ncommand = [\"CMD-SHELL\", \"test -f /tmp/alive\"]\ninterval = \"15s\"\n\
          timeout = \"4s\"\nunhealthy_threshold = 2\ngrace_period = \"20s\""
             .into(),
+        // Autoscaling: the range, the CPU target of a policy of its own name, ferry's memory policy.
+        "scale = { min = 2, max = 8, cpu_target = 70, memory_target = 80 }".into(),
+        // The rolling deployment as it runs.
+        "max_surge = \"50%\"\nmin_healthy = \"50%\"".into(),
+        "bake_time = \"5m\"".into(),
+        "circuit_breaker = { enable = true, rollback = false }".into(),
+        format!("alarms = [\"{}\"]", created["alarm"].as_str().unwrap()),
     ] {
         assert!(file.contains(&expected), "{expected:?} missing from:\n{file}");
     }
@@ -170,11 +191,17 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
     for expected in [
         "warning: service legacy-web: sidecar containers: [\"envoy\"]: not imported, the stage file cannot say this yet",
         "warning: service legacy-web: log configuration:",
-        "warning: service billing-worker: autoscaling: min 2, max 8; policies: cpu70 (TargetTrackingScaling target 70)",
+        "warning: service billing-worker: autoscaling: min 2, max 8; policies: cpu70 (TargetTrackingScaling target 70), \
+         ferry-memory (TargetTrackingScaling target 80): scale imported; policy cpu70 imported as cpu_target = 70; \
+         ferry keeps its own policy `ferry-cpu`",
     ] {
         assert!(warnings.contains(expected), "{expected:?} missing from:\n{warnings}");
     }
     assert!(!warnings.contains("planted"), "{warnings}");
+    for mapped in ["deployment alarms", "deployment circuit breaker", "strategy"] {
+        assert!(!warnings.contains(&format!("billing-worker: {mapped}")), "{mapped} is imported:\n{warnings}");
+    }
+    assert!(!file.contains("strategy"), "rolling is the default, not written:\n{file}");
     run(&["validate"]).expect_code(0);
 
     // Adopted: what runs is recorded, so nothing is planned, not even against what runs.
@@ -236,7 +263,11 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
     run(&["release", "create", "legacy-web", v2, "--activate", "-s", "prod"]).expect_code(0);
     // A rollout on the emulator takes seconds; a failure should not wait for the default 5m.
     let file = p.read("stages/prod.toml");
-    p.write("stages/prod.toml", &format!("{file}\n[apps.legacy-web.deploy]\ntimeout = \"90s\"\n"));
+    let file = match file.contains("[apps.legacy-web.deploy]\n") {
+        true => file.replacen("[apps.legacy-web.deploy]\n", "[apps.legacy-web.deploy]\ntimeout = \"90s\"\n", 1),
+        false => format!("{file}\n[apps.legacy-web.deploy]\ntimeout = \"90s\"\n"),
+    };
+    p.write("stages/prod.toml", &file);
     let commit = run(&["commit", "-s", "prod", "--yes", "--progress", "plain"]);
     commit.expect_code(0);
     let after = python_json(&moto, READ_SERVICES, &[&cluster]);
@@ -293,7 +324,7 @@ sidecars:
 environments:
   prod:
     count:
-      range: 2-10
+      range: 1-10
       cpu_percentage: 70
     variables:
       LOG_LEVEL: warn
@@ -309,6 +340,8 @@ cpu: 512
 memory: 1024
 storage:
   ephemeral: 40
+deployment:
+  rolling: recreate
 "#;
 
 /// A Copilot workspace of a load-balanced web service and a backend service in two
@@ -343,14 +376,13 @@ fn a_copilot_workspace_converts_with_what_does_not_map_reported() {
     ] {
         assert!(test.contains(expected), "{expected:?} missing from:\n{test}");
     }
-    // prod's overrides: the floor of the autoscaling range, its own variable.
-    assert!(prod.contains("active = 1\nscale = 2\n"), "{prod}");
+    // prod's overrides: the autoscaled count, its own variable.
+    assert!(prod.contains("active = 1\nscale = { min = 1, max = 10, cpu_target = 70 }\n"), "{prod}");
+    assert!(test.contains("[apps.worker.deploy]\nmax_surge = \"0%\"\nmin_healthy = \"0%\""), "{test}");
     assert!(prod.contains("LOG_LEVEL = \"warn\"\nWORKERS = \"4\""), "{prod}");
     assert!(!test.contains("nightly") && !test.contains("GITHUB_TOKEN"), "{test}");
     let warnings = run.stderr();
     for expected in [
-        "warning: copilot service api (environment prod): count: ",
-        "autoscaling not imported",
         "warning: copilot service api (environment test): http: ",
         "warning: copilot service api (environment test): sidecars: ",
         "warning: copilot service api (environment test): exec: true: not imported",
@@ -362,8 +394,18 @@ fn a_copilot_workspace_converts_with_what_does_not_map_reported() {
     ] {
         assert!(warnings.contains(expected), "{expected:?} missing from:\n{warnings}");
     }
+    for mapped in ["count", "deployment"] {
+        assert!(!warnings.contains(&format!("): {mapped}")), "{mapped} is imported:\n{warnings}");
+    }
     p.run(&["validate"]).expect_code(0);
     // Twice: nothing changes.
     p.run(&["import", "--copilot", "ws", "--region", REGION]).expect_code(0);
+    assert_eq!((p.read("stages/test.toml"), p.read("stages/prod.toml")), (test.clone(), prod.clone()));
+
+    // Bad YAML: named at its line and column; nothing written.
+    p.write("ws/copilot/broken/manifest.yml", "name: broken\nimage:\n  port: [8080\n");
+    let bad = p.run(&["import", "--copilot", "ws", "--region", REGION]);
+    bad.expect_code(1);
+    assert!(bad.stderr().contains("copilot/broken/manifest.yml:4:1: "), "{}", bad.stderr());
     assert_eq!((p.read("stages/test.toml"), p.read("stages/prod.toml")), (test, prod));
 }

@@ -395,7 +395,7 @@ fn every_ferry_command_in_the_ci_examples_parses() {
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap())
+        let doc: yaml_serde::Value = yaml_serde::from_str(&std::fs::read_to_string(&path).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let jobs = doc["jobs"].as_mapping().unwrap_or_else(|| panic!("{}: no jobs", path.display()));
         for job in jobs.values() {

@@ -17,9 +17,10 @@ use crate::state::{command_line, LockedStage};
 /// From ECS, each service becomes an app (its name without a `STAGE-` prefix): its image
 /// repository with the digest it runs as release 1, active (a tag is resolved through ECR),
 /// cpu, memory, command, port, environment, secrets as references (never values), health
-/// check, scale, rolling percentages, target group; the network, roles and log group go to
-/// `[runtime]`. Whatever the stage file cannot say (sidecars, autoscaling, alarms, …) is
-/// listed as a warning per service. The services are adopted, not replaced: state records
+/// check, scale or its autoscaled range, the deployment (strategy, bake time, steps, circuit
+/// breaker, alarms, traffic shifting, hooks), target group; the network, roles and log group
+/// go to `[runtime]`. Whatever the stage file cannot say (sidecars, volumes, …) is listed as
+/// a warning per service. The services are adopted, not replaced: state records
 /// what runs, so the first `ferry plan --refresh` shows no changes and the first commit of a
 /// new release updates the same service with a new revision of the same family.
 ///

@@ -222,17 +222,27 @@ fn key_text(key: &str) -> String {
 
 /// `value` as an HCL expression, laid out as `fmt` writes it.
 fn to_expr(value: &FileValue) -> Expression {
-    let text = match value {
-        FileValue::Int(n) => n.to_string(),
-        FileValue::Bool(b) => b.to_string(),
-        FileValue::Str(s) => literal(s),
-        FileValue::List(items) => format!("[{}]", items.iter().map(|i| literal(i)).collect::<Vec<_>>().join(", ")),
-    };
+    let text = expr_text(value);
     let body = hcl_edit::parser::parse_body(&format!("x = {text}\n")).expect("generated HCL parses");
     let attr = body.into_iter().next().and_then(|s| s.into_attribute().ok()).expect("one attribute");
     let mut expr = attr.value;
     expr.decor_mut().clear();
     expr
+}
+
+fn expr_text(value: &FileValue) -> String {
+    let object = |entries: &[(String, FileValue)]| {
+        let inner: Vec<String> = entries.iter().map(|(k, v)| format!("{} = {}", key_text(k), expr_text(v))).collect();
+        format!("{{ {} }}", inner.join(", "))
+    };
+    match value {
+        FileValue::Int(n) => n.to_string(),
+        FileValue::Bool(b) => b.to_string(),
+        FileValue::Str(s) => literal(s),
+        FileValue::List(items) => format!("[{}]", items.iter().map(|i| literal(i)).collect::<Vec<_>>().join(", ")),
+        FileValue::Table(entries) => object(entries),
+        FileValue::Tables(tables) => format!("[{}]", tables.iter().map(|t| object(t)).collect::<Vec<_>>().join(", ")),
+    }
 }
 
 /// `s` as an HCL string literal. `${…}` stays as written, not escaped to `$${…}`: ferry

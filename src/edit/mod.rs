@@ -61,6 +61,10 @@ pub enum FileValue {
     Str(String),
     /// A list of strings (`command`, `sensitive_env`).
     List(Vec<String>),
+    /// An inline table, keys in order (`scale = { min = 2, max = 8 }`, `circuit_breaker`).
+    Table(Vec<(String, FileValue)>),
+    /// A list of inline tables (`hooks = [{ stages = […], pause = true }]`).
+    Tables(Vec<Vec<(String, FileValue)>>),
 }
 
 /// A stage file open for editing.

@@ -347,7 +347,18 @@ fn to_value(v: &FileValue) -> Value {
         FileValue::Bool(b) => Value::from(*b),
         FileValue::Str(s) => Value::from(s.as_str()),
         FileValue::List(items) => Value::Array(items.iter().map(String::as_str).collect()),
+        FileValue::Table(entries) => Value::InlineTable(inline_table(entries)),
+        FileValue::Tables(tables) => Value::Array(tables.iter().map(|t| inline_table(t)).collect()),
     }
+}
+
+fn inline_table(entries: &[(String, FileValue)]) -> toml_edit::InlineTable {
+    let mut table = toml_edit::InlineTable::new();
+    for (key, value) in entries {
+        table.insert(key.as_str(), to_value(value));
+    }
+    table.fmt();
+    table
 }
 
 /// Declare `[apps.NAME]` with its `image` (`ferry import`); an existing app keeps its table.

@@ -5,13 +5,13 @@
 //! key, anything else replaced). Each becomes an app of the stage named after the
 //! environment, through [`mapping::COPILOT_RULES`]; every other key is reported.
 //!
-//! serde_yaml (already a dependency) reads the manifests; nothing is asked of AWS, so
+//! yaml_serde reads the manifests; nothing is asked of AWS, so
 //! images named by tag get no release (there is no digest to pin without a registry).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::mapping::{self, Target};
 use super::{app_name, ImportError, ImportedApp, ImportedStage, Warning};
@@ -47,7 +47,7 @@ pub fn read(dir: &Path, region: &str) -> Result<BTreeMap<String, ImportedStage>,
     }
     let application = std::fs::read_to_string(root.join(".workspace"))
         .ok()
-        .and_then(|t| serde_yaml::from_str::<Value>(&t).ok())
+        .and_then(|t| yaml_serde::from_str::<Value>(&t).ok())
         .and_then(|v| v.get("application").and_then(Value::as_str).map(str::to_string));
     let mut manifests: Vec<(String, Value)> = Vec::new();
     let mut environments: Vec<String> = Vec::new();
@@ -68,7 +68,7 @@ pub fn read(dir: &Path, region: &str) -> Result<BTreeMap<String, ImportedStage>,
         }
         let text =
             std::fs::read_to_string(&manifest).map_err(|e| err(format!("cannot read {}: {e}", manifest.display())))?;
-        let value: Value = serde_yaml::from_str(&text).map_err(|e| err(format!("{}: {e}", manifest.display())))?;
+        let value: Value = yaml_serde::from_str(&text).map_err(|e| err(located(&manifest, &e)))?;
         if let Some(envs) = value.get("environments").and_then(Value::as_mapping) {
             environments.extend(envs.keys().filter_map(Value::as_str).map(str::to_string));
         }
@@ -136,11 +136,25 @@ pub fn read(dir: &Path, region: &str) -> Result<BTreeMap<String, ImportedStage>,
     Ok(stages)
 }
 
+/// A YAML error as `FILE:LINE:COL: what`, the way ferry names places in its own files.
+fn located(path: &Path, e: &yaml_serde::Error) -> String {
+    let text = e.to_string();
+    match e.location() {
+        // The error's own text says "at line L column C" of that place: said once, in front
+        // (a context's place, "while parsing … at line …", stays).
+        Some(at) => {
+            let what = text.replacen(&format!(" at line {} column {}", at.line(), at.column()), "", 1);
+            format!("{}:{}:{}: {what}", path.display(), at.line(), at.column())
+        }
+        None => format!("{}: {text}", path.display()),
+    }
+}
+
 /// Every key of `manifest` (and of its maps one level down) no row of
 /// [`mapping::COPILOT_RULES`] names, so nothing is dropped without a word.
 fn unknown_keys(manifest: &Value) -> Vec<(String, String)> {
     let features: Vec<&str> = mapping::COPILOT_RULES.iter().map(|r| r.feature).collect();
-    let text = |v: &Value| serde_yaml::to_string(v).unwrap_or_default().trim().replace('\n', "; ");
+    let text = |v: &Value| yaml_serde::to_string(v).unwrap_or_default().trim().replace('\n', "; ");
     let mut unknown = Vec::new();
     for (key, value) in manifest.as_mapping().into_iter().flatten() {
         let key = key.as_str().unwrap_or_default();
@@ -195,8 +209,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bad_yaml_is_located() {
+        let e = yaml_serde::from_str::<Value>("name: api\nimage:\n  port: [8080\n").unwrap_err();
+        let text = located(Path::new("copilot/api/manifest.yml"), &e);
+        assert!(text.starts_with("copilot/api/manifest.yml:4:1: "), "{text}");
+        assert!(!text.contains(" at line 4 column 1"), "{text}");
+    }
+
+    #[test]
     fn environment_overrides_merge_maps_and_replace_the_rest() {
-        let manifest: Value = serde_yaml::from_str(
+        let manifest: Value = yaml_serde::from_str(
             "name: api\ncount: 1\nvariables:\n  A: one\n  B: two\ncommand: [a, b]\nenvironments:\n  prod:\n    count: 3\n    \
              variables:\n      B: three\n    command: [c]\n",
         )

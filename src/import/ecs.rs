@@ -56,8 +56,16 @@ pub fn read(sdk: &SdkConfig, request: &EcsRequest) -> Result<ImportedStage, Impo
                 None
             }
         };
-        let source =
-            EcsSource { service, task_definition, container, repository, digest, region, account, autoscaling };
+        let source = EcsSource {
+            service,
+            task_definition,
+            container,
+            repository,
+            digest,
+            region,
+            account,
+            scaling: autoscaling,
+        };
         let mut target = Target::default();
         warnings.extend(mapping::apply(mapping::ECS_RULES, &source, &mut target));
         stage.warnings.extend(warnings.into_iter().map(|(feature, detail)| Warning {
@@ -215,18 +223,19 @@ fn arn_region_account(arn: &str) -> (String, String) {
     }
 }
 
-/// The service's Application Auto Scaling targets and policies in a few words, or `None`.
+/// The service's Application Auto Scaling target and its policies, or `None`.
 async fn autoscaling(
     client: &aws_sdk_applicationautoscaling::Client,
     cluster: &str,
     service: &str,
-) -> Result<Option<String>, String> {
-    use aws_sdk_applicationautoscaling::types::ServiceNamespace;
-    let resource = format!("service/{cluster}/{service}");
+) -> Result<Option<mapping::Scaling>, String> {
+    use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+    let resource = crate::runtime::ecs::autoscaling::resource_id(cluster, service);
     let targets = client
         .describe_scalable_targets()
         .service_namespace(ServiceNamespace::Ecs)
         .resource_ids(&resource)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
         .send()
         .await
         .map_err(|e| crate::aws::error_text(&e))?;
@@ -235,26 +244,15 @@ async fn autoscaling(
         .describe_scaling_policies()
         .service_namespace(ServiceNamespace::Ecs)
         .resource_id(&resource)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
         .send()
         .await
         .map_err(|e| crate::aws::error_text(&e))?;
-    let described: Vec<String> = policies
-        .scaling_policies()
-        .iter()
-        .map(|p| {
-            let target = p
-                .target_tracking_scaling_policy_configuration()
-                .map(|c| format!(" target {}", c.target_value()))
-                .unwrap_or_default();
-            format!("{} ({}{target})", p.policy_name(), p.policy_type().as_str())
-        })
-        .collect();
-    Ok(Some(format!(
-        "min {}, max {}{}",
-        target.min_capacity(),
-        target.max_capacity(),
-        if described.is_empty() { String::new() } else { format!("; policies: {}", described.join(", ")) }
-    )))
+    Ok(Some(mapping::Scaling {
+        min: target.min_capacity(),
+        max: target.max_capacity(),
+        policies: policies.scaling_policies().to_vec(),
+    }))
 }
 
 #[cfg(test)]

@@ -4,10 +4,18 @@
 //! nothing is silently dropped. A new stage-file key is supported by giving its row a key
 //! and a writer, here and nowhere else ([`ECS_RULES`], [`COPILOT_RULES`]).
 
-use aws_sdk_ecs::types::{ContainerDefinition, Service, TaskDefinition};
+use aws_sdk_applicationautoscaling::types::{MetricType, ScalingPolicy};
+use aws_sdk_ecs::types::{
+    ContainerDefinition, DeploymentConfiguration, DeploymentLifecycleHookTargetType, DeploymentStrategy, LoadBalancer,
+    Service, TaskDefinition,
+};
 
-use crate::config::file::{AppSection, DeploySection, HealthSection, RuntimeSection, ScaleSection};
+use crate::config::file::{
+    AppSection, AutoscaleSection, CircuitBreakerSection, DeploySection, HealthSection, HookSection, RuntimeSection,
+    ScaleSection, Strategy,
+};
 use crate::config::{Digest, SecretRef};
+use crate::runtime::ecs::autoscaling::{CPU_POLICY, MEMORY_POLICY};
 
 /// Where rows write: the app's section and the stage's `[runtime]` (shared by every app of
 /// the stage; apps that disagree there are reported when merged, [`merge_runtime`]).
@@ -55,13 +63,14 @@ pub fn apply<S>(rules: &[Rule<S>], source: &S, target: &mut Target) -> Vec<(Stri
 /// The app keys `rules` write (the first part of each key), which a re-import owns: one
 /// the source no longer uses is removed from the file.
 pub fn app_keys<S>(rules: &[Rule<S>]) -> Vec<&'static str> {
-    let mut keys: Vec<&'static str> = rules
-        .iter()
-        .filter_map(|r| r.key)
-        .filter(|k| !k.starts_with("runtime.") && !matches!(*k, "image" | "releases" | "active"))
-        .map(|k| k.split('.').next().unwrap_or(k))
-        .collect();
-    keys.dedup();
+    let mut keys: Vec<&'static str> = Vec::new();
+    let app = rules.iter().filter_map(|r| r.key).filter(|k| !k.starts_with("runtime."));
+    for key in app.map(|k| k.split('.').next().unwrap_or(k)) {
+        // Several rows write `scale` and `deploy`, not one after the other.
+        if !matches!(key, "image" | "releases" | "active") && !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
     keys
 }
 
@@ -108,14 +117,133 @@ pub struct EcsSource {
     /// The task definition's region and account, for SSM parameters named without an ARN.
     pub region: String,
     pub account: String,
-    /// Application Auto Scaling targets and policies of the service, described.
-    pub autoscaling: Option<String>,
+    /// The service's Application Auto Scaling target and policies, when it has a target.
+    pub scaling: Option<Scaling>,
+}
+
+/// A service's scalable target (its desired count) and the scaling policies on it.
+#[derive(Debug, Clone)]
+pub struct Scaling {
+    pub min: i32,
+    pub max: i32,
+    pub policies: Vec<ScalingPolicy>,
+}
+
+impl Scaling {
+    fn describe(&self) -> String {
+        let policies: Vec<String> = self
+            .policies
+            .iter()
+            .map(|p| {
+                let target = p
+                    .target_tracking_scaling_policy_configuration()
+                    .map(|c| format!(" target {}", c.target_value()))
+                    .unwrap_or_default();
+                format!("{} ({}{target})", p.policy_name(), p.policy_type().as_str())
+            })
+            .collect();
+        let policies = if policies.is_empty() { String::new() } else { format!("; policies: {}", policies.join(", ")) };
+        format!("min {}, max {}{policies}", self.min, self.max)
+    }
+}
+
+/// `scale = { min, max, cpu_target, memory_target }` of a scalable target: the target
+/// tracking policies of average CPU and memory ferry can say (its own `ferry-cpu` and
+/// `ferry-memory`, or anyone's on those metrics), and what it cannot.
+fn scale_of(scaling: &Scaling) -> (AutoscaleSection, Vec<String>) {
+    let mut auto = AutoscaleSection {
+        min: i64::from(scaling.min),
+        max: i64::from(scaling.max),
+        cpu_target: None,
+        memory_target: None,
+    };
+    let mut notes = Vec::new();
+    for p in &scaling.policies {
+        let name = p.policy_name();
+        let tracking = p.target_tracking_scaling_policy_configuration();
+        let metric = tracking.and_then(|c| c.predefined_metric_specification()).map(|m| m.predefined_metric_type());
+        let (slot, ours, key) = match metric {
+            Some(MetricType::EcsServiceAverageCpuUtilization) => (&mut auto.cpu_target, CPU_POLICY, "cpu_target"),
+            Some(MetricType::EcsServiceAverageMemoryUtilization) => {
+                (&mut auto.memory_target, MEMORY_POLICY, "memory_target")
+            }
+            _ => {
+                notes.push(format!("policy {name} ({}) not imported", p.policy_type().as_str()));
+                continue;
+            }
+        };
+        let value = tracking.map(|c| c.target_value()).unwrap_or_default();
+        if slot.is_some() || value.fract() != 0.0 || !(1.0..=100.0).contains(&value) {
+            notes.push(format!(
+                "policy {name} (target {value}) not imported: ferry tracks one whole percent per metric"
+            ));
+            continue;
+        }
+        *slot = Some(value as i64);
+        if name != ours {
+            notes.push(format!(
+                "policy {name} imported as {key} = {value}; ferry keeps its own policy `{ours}` and puts it when it \
+                 sets autoscaling: then delete {name} (ferry leaves policies it did not make)"
+            ));
+        }
+        if tracking.is_some_and(|c| c.disable_scale_in() == Some(true)) {
+            notes.push(format!("policy {name} does not scale in; ferry's `{ours}` does"));
+        }
+    }
+    if auto.cpu_target.is_none() && auto.memory_target.is_none() {
+        notes.push(format!(
+            "no CPU or memory target: ferry tracks 70% CPU with a policy `{CPU_POLICY}` when it sets autoscaling"
+        ));
+    }
+    (auto, notes)
+}
+
+/// The file's strategy of an ECS deployment strategy.
+fn strategy_of(s: &DeploymentStrategy) -> Option<Strategy> {
+    Some(match s {
+        DeploymentStrategy::Rolling => Strategy::Rolling,
+        DeploymentStrategy::BlueGreen => Strategy::BlueGreen,
+        DeploymentStrategy::Linear => Strategy::Linear,
+        DeploymentStrategy::Canary => Strategy::Canary,
+        _ => return None,
+    })
+}
+
+/// ECS's percent (a float) as the file's `N%`; `None` for a fraction.
+fn percent(p: f64) -> Option<String> {
+    (p.fract() == 0.0 && (0.0..=100.0).contains(&p)).then(|| format!("{p:.0}%"))
+}
+
+fn minutes(m: i32) -> String {
+    format!("{m}m")
+}
+
+fn deploy(t: &mut Target) -> &mut DeploySection {
+    t.app.deploy.get_or_insert_with(DeploySection::default)
 }
 
 impl EcsSource {
     /// The app's container.
     pub fn main(&self) -> &ContainerDefinition {
         &self.task_definition.container_definitions()[self.container]
+    }
+
+    fn deployment(&self) -> Option<&DeploymentConfiguration> {
+        self.service.deployment_configuration()
+    }
+
+    /// The deployment's strategy, when ECS says one (none: rolling).
+    fn strategy(&self) -> Option<&DeploymentStrategy> {
+        self.deployment()?.strategy()
+    }
+
+    /// The load balancer entry of the app's own container.
+    fn load_balancer(&self) -> Option<&LoadBalancer> {
+        let main = self.main().name().unwrap_or_default();
+        self.service
+            .load_balancers()
+            .iter()
+            .find(|lb| lb.container_name() == Some(main) && lb.target_group_arn().is_some())
     }
 
     fn sidecars(&self) -> Vec<&str> {
@@ -299,13 +427,164 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
         },
     },
     Rule {
+        feature: "deployment strategy",
+        key: Some("deploy.strategy"),
+        used: |s| s.strategy().filter(|k| **k != DeploymentStrategy::Rolling).map(|k| k.as_str().to_string()),
+        write: |s, t| {
+            let kind = s.strategy().ok_or("none")?;
+            deploy(t).strategy = Some(strategy_of(kind).ok_or("a strategy ferry does not know")?);
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "bake time",
+        key: Some("deploy.bake_time"),
+        used: |s| s.deployment()?.bake_time_in_minutes().filter(|m| *m > 0).map(minutes),
+        write: |s, t| {
+            deploy(t).bake_time = s.deployment().and_then(|c| c.bake_time_in_minutes()).map(minutes);
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "linear steps",
+        key: Some("deploy.step_percent"),
+        used: |s| {
+            let linear = s.deployment()?.linear_configuration()?;
+            some_if(s.strategy() == Some(&DeploymentStrategy::Linear), || format!("{linear:?}"))
+        },
+        write: |s, t| {
+            let linear = s.deployment().and_then(|c| c.linear_configuration()).ok_or("none")?;
+            let d = deploy(t);
+            d.step_bake_time = linear.step_bake_time_in_minutes().map(minutes);
+            d.step_percent = match linear.step_percent() {
+                Some(p) => Some(percent(p).ok_or(format!("step of {p}%: ferry steps by whole percents"))?),
+                None => None,
+            };
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "canary",
+        key: Some("deploy.canary_percent"),
+        used: |s| {
+            let canary = s.deployment()?.canary_configuration()?;
+            some_if(s.strategy() == Some(&DeploymentStrategy::Canary), || format!("{canary:?}"))
+        },
+        write: |s, t| {
+            let canary = s.deployment().and_then(|c| c.canary_configuration()).ok_or("none")?;
+            let d = deploy(t);
+            d.canary_bake_time = canary.canary_bake_time_in_minutes().map(minutes);
+            d.canary_percent = match canary.canary_percent() {
+                Some(p) => Some(percent(p).ok_or(format!("canary of {p}%: ferry takes whole percents"))?),
+                None => None,
+            };
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "deployment circuit breaker",
+        key: Some("deploy.circuit_breaker"),
+        // Ferry's default is ECS's breaker on, with rollback: only another setting is written.
+        used: |s| {
+            let b = s.deployment()?.deployment_circuit_breaker();
+            let (enable, rollback) = b.map_or((false, false), |b| (b.enable(), b.rollback()));
+            some_if((enable, rollback) != (true, true), || format!("enable {enable}, rollback {rollback}"))
+        },
+        write: |s, t| {
+            let b = s.deployment().and_then(|c| c.deployment_circuit_breaker());
+            let (enable, rollback) = b.map_or((false, false), |b| (b.enable(), b.rollback()));
+            deploy(t).circuit_breaker = Some(CircuitBreakerSection { enable: Some(enable), rollback: Some(rollback) });
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "deployment alarms",
+        key: Some("deploy.alarms"),
+        used: |s| {
+            let a = s.deployment()?.alarms()?;
+            some_if(!a.alarm_names().is_empty(), || {
+                format!("{:?} (enable {}, rollback {})", a.alarm_names(), a.enable(), a.rollback())
+            })
+        },
+        write: |s, t| {
+            let a = s.deployment().and_then(|c| c.alarms()).ok_or("none")?;
+            if !a.enable() {
+                return Err("turned off: not imported, ferry watches every alarm it lists".into());
+            }
+            deploy(t).alarms = Some(a.alarm_names().to_vec());
+            if a.rollback() {
+                Ok(())
+            } else {
+                Err("imported; ECS only fails such a deployment, ferry's rolls back too".into())
+            }
+        },
+    },
+    Rule {
+        feature: "traffic shifting target group",
+        key: Some("deploy.alternate_target_group"),
+        used: |s| s.load_balancer()?.advanced_configuration().map(|a| format!("{a:?}")),
+        write: |s, t| {
+            let a = s.load_balancer().and_then(|lb| lb.advanced_configuration()).ok_or("none")?;
+            let d = deploy(t);
+            d.alternate_target_group = a.alternate_target_group_arn().map(str::to_string);
+            d.production_listener_rule = a.production_listener_rule().map(str::to_string);
+            d.test_listener_rule = a.test_listener_rule().map(str::to_string);
+            d.traffic_role = a.role_arn().map(str::to_string);
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "lifecycle hooks",
+        key: Some("deploy.hooks"),
+        used: |s| list(s.deployment()?.lifecycle_hooks()),
+        write: |s, t| {
+            let mut refused = Vec::new();
+            let mut hooks = Vec::new();
+            for h in s.deployment().map(|c| c.lifecycle_hooks()).unwrap_or_default() {
+                let stages = h.lifecycle_stages().iter().map(|st| st.as_str().to_ascii_lowercase()).collect();
+                match h.target_type() {
+                    Some(DeploymentLifecycleHookTargetType::Pause) => {
+                        hooks.push(HookSection { stages, pause: Some(true), ..Default::default() })
+                    }
+                    Some(DeploymentLifecycleHookTargetType::AwsLambda) | None if h.hook_target_arn().is_some() => hooks
+                        .push(HookSection {
+                            stages,
+                            lambda: h.hook_target_arn().map(str::to_string),
+                            role: h.role_arn().map(str::to_string),
+                            ..Default::default()
+                        }),
+                    other => refused.push(format!("{other:?} at {stages:?}")),
+                }
+            }
+            deploy(t).hooks = hooks;
+            if refused.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not imported: {}", refused.join("; ")))
+            }
+        },
+    },
+    Rule {
+        feature: "autoscaling",
+        key: Some("scale"),
+        used: |s| s.scaling.as_ref().map(Scaling::describe),
+        write: |s, t| {
+            let (auto, notes) = scale_of(s.scaling.as_ref().ok_or("none")?);
+            t.app.scale = Some(ScaleSection::Auto(auto));
+            if notes.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("scale imported; {}", notes.join("; ")))
+            }
+        },
+    },
+    Rule {
         feature: "load balancer",
         key: Some("target_group"),
         used: |s| list(s.service.load_balancers()),
         write: |s, t| {
-            let main = s.main().name().unwrap_or_default();
             let lbs = s.service.load_balancers();
-            let ours = lbs.iter().find(|lb| lb.container_name() == Some(main) && lb.target_group_arn().is_some());
+            let ours = s.load_balancer();
             t.app.target_group = ours.and_then(|lb| lb.target_group_arn()).map(str::to_string);
             match (ours, lbs.len()) {
                 (Some(_), 1) => Ok(()),
@@ -367,27 +646,6 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     // Rows the stage file cannot say yet: each is reported for every service using it.
     Rule { feature: "sidecar containers", key: None, used: |s| list(&s.sidecars()), write: nothing },
-    Rule { feature: "autoscaling", key: None, used: |s| s.autoscaling.clone(), write: nothing },
-    Rule {
-        feature: "deployment alarms",
-        key: None,
-        used: |s| {
-            let a = s.service.deployment_configuration()?.alarms()?;
-            some_if(a.enable(), || format!("{:?}", a.alarm_names()))
-        },
-        write: nothing,
-    },
-    Rule {
-        feature: "deployment circuit breaker",
-        key: None,
-        used: |s| {
-            let b = s.service.deployment_configuration().and_then(|c| c.deployment_circuit_breaker());
-            some_if(!b.is_some_and(|b| b.enable() && b.rollback()), || {
-                "off or without rollback; ferry turns it on, with rollback, at its first deploy".into()
-            })
-        },
-        write: nothing,
-    },
     Rule {
         feature: "deployment controller",
         key: None,
@@ -488,7 +746,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
 // AWS Copilot manifests
 
 use super::copilot::CopilotSource;
-use serde_yaml::Value as Yaml;
+use yaml_serde::Value as Yaml;
 
 /// A scalar of a manifest as text (Copilot accepts numbers and booleans as variables).
 fn yaml_text(v: &Yaml) -> Option<String> {
@@ -520,7 +778,7 @@ fn yaml_duration(v: &Yaml) -> Option<String> {
 }
 
 fn used(s: &CopilotSource, path: &str) -> Option<String> {
-    s.get(path).map(|v| serde_yaml::to_string(v).unwrap_or_default().trim().replace('\n', "; "))
+    s.get(path).map(|v| yaml_serde::to_string(v).unwrap_or_default().trim().replace('\n', "; "))
 }
 
 /// Every Copilot manifest key import knows, and where it goes. A key no row names is
@@ -600,13 +858,82 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
                 t.app.scale = Some(ScaleSection::Count(n));
                 return Ok(());
             }
-            // `count: {range: 1-10, cpu_percentage: 70}`: autoscaling; its floor is the scale.
-            let min = count
-                .get("range")
-                .and_then(|r| yaml_text(r).or_else(|| r.get("min").and_then(yaml_text)))
-                .and_then(|r| r.split('-').next().and_then(|m| m.trim().parse().ok()));
-            t.app.scale = min.map(ScaleSection::Count);
-            Err("autoscaling not imported (the stage file cannot say it yet); its minimum is the scale".into())
+            // `count: {range: 1-10, cpu_percentage: 70}` (or `range: {min, max}`): autoscaling.
+            let range = count.get("range").ok_or("no `range`: not imported")?;
+            let (min, max) = match yaml_text(range) {
+                Some(text) => {
+                    let (min, max) = text.split_once('-').ok_or(format!("range `{text}` is not MIN-MAX"))?;
+                    (min.trim().parse().ok(), max.trim().parse().ok())
+                }
+                None => (range.get("min").and_then(yaml_int), range.get("max").and_then(yaml_int)),
+            };
+            let (Some(min), Some(max)) = (min, max) else { return Err("range without a minimum and maximum".into()) };
+            // A percentage is a number, or `{value: N, cooldown: …}`.
+            let target = |k: &str| count.get(k).and_then(|v| yaml_int(v).or_else(|| v.get("value").and_then(yaml_int)));
+            let auto = AutoscaleSection {
+                min,
+                max,
+                cpu_target: target("cpu_percentage"),
+                memory_target: target("memory_percentage"),
+            };
+            let mut notes: Vec<String> = count
+                .as_mapping()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, _)| k.as_str())
+                .filter(|k| !["range", "cpu_percentage", "memory_percentage"].contains(k))
+                .map(|k| format!("count.{k} not imported"))
+                .collect();
+            if range.get("spot_from").is_some() {
+                notes.push("range.spot_from not imported (Fargate Spot)".into());
+            }
+            if auto.cpu_target.is_none() && auto.memory_target.is_none() {
+                notes.push(format!("no CPU or memory percentage: ferry tracks 70% CPU ({CPU_POLICY})"));
+            }
+            t.app.scale = Some(ScaleSection::Auto(auto));
+            if notes.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("scale imported; {}", notes.join("; ")))
+            }
+        },
+    },
+    Rule {
+        feature: "deployment.rolling",
+        key: Some("deploy.max_surge"),
+        used: |s| used(s, "deployment.rolling"),
+        write: |s, t| {
+            match s.get("deployment.rolling").and_then(Yaml::as_str) {
+                // Copilot's default is ECS's: 100 % healthy, 200 % at most, ferry's too.
+                Some("default") => Ok(()),
+                // All old tasks stopped before new ones start.
+                Some("recreate") => {
+                    let d = t.app.deploy.get_or_insert_with(DeploySection::default);
+                    d.max_surge = Some("0%".into());
+                    d.min_healthy = Some("0%".into());
+                    Ok(())
+                }
+                _ => Err("not `default` or `recreate`: not imported".into()),
+            }
+        },
+    },
+    Rule {
+        feature: "deployment.rollback_alarms",
+        key: Some("deploy.alarms"),
+        used: |s| used(s, "deployment.rollback_alarms"),
+        write: |s, t| {
+            // Names of alarms that exist; Copilot's `{cpu_utilization: …}` makes alarms of
+            // its own, which ferry does not.
+            let names = s
+                .get("deployment.rollback_alarms")
+                .and_then(Yaml::as_sequence)
+                .and_then(|items| items.iter().map(|i| i.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+                .ok_or(
+                    "alarms Copilot creates (cpu_utilization, memory_utilization) are not imported: \
+                        create them and list their names in `[apps.NAME.deploy] alarms`",
+                )?;
+            t.app.deploy.get_or_insert_with(DeploySection::default).alarms = Some(names);
+            Ok(())
         },
     },
     Rule {
@@ -692,7 +1019,6 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     Rule { feature: "exec", key: None, used: |s| used(s, "exec"), write: nothing },
     Rule { feature: "entrypoint", key: None, used: |s| used(s, "entrypoint"), write: nothing },
     Rule { feature: "platform", key: None, used: |s| used(s, "platform"), write: nothing },
-    Rule { feature: "deployment", key: None, used: |s| used(s, "deployment"), write: nothing },
     Rule { feature: "taskdef_overrides", key: None, used: |s| used(s, "taskdef_overrides"), write: nothing },
     Rule { feature: "observability", key: None, used: |s| used(s, "observability"), write: nothing },
     Rule { feature: "publish", key: None, used: |s| used(s, "publish"), write: nothing },
@@ -700,3 +1026,76 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     Rule { feature: "env_file", key: None, used: |s| used(s, "env_file"), write: nothing },
     Rule { feature: "image.depends_on", key: None, used: |s| used(s, "image.depends_on"), write: nothing },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_applicationautoscaling::types::{
+        PolicyType, PredefinedMetricSpecification, TargetTrackingScalingPolicyConfiguration,
+    };
+
+    fn tracking(name: &str, metric: MetricType, target: f64) -> ScalingPolicy {
+        let spec = PredefinedMetricSpecification::builder().predefined_metric_type(metric).build().unwrap();
+        let config = TargetTrackingScalingPolicyConfiguration::builder()
+            .target_value(target)
+            .predefined_metric_specification(spec)
+            .build()
+            .unwrap();
+        ScalingPolicy::builder()
+            .policy_arn(format!("arn:{name}"))
+            .policy_name(name)
+            .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+            .resource_id("service/c/s")
+            .scalable_dimension(aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount)
+            .policy_type(PolicyType::TargetTrackingScaling)
+            .target_tracking_scaling_policy_configuration(config)
+            .creation_time(aws_sdk_applicationautoscaling::primitives::DateTime::from_secs(0))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn target_tracking_policies_become_scale_targets() {
+        let scaling = Scaling {
+            min: 2,
+            max: 8,
+            policies: vec![
+                tracking(CPU_POLICY, MetricType::EcsServiceAverageCpuUtilization, 60.0),
+                tracking("mem", MetricType::EcsServiceAverageMemoryUtilization, 75.0),
+                tracking("requests", MetricType::AlbRequestCountPerTarget, 1000.0),
+            ],
+        };
+        let (auto, notes) = scale_of(&scaling);
+        assert_eq!(auto, AutoscaleSection { min: 2, max: 8, cpu_target: Some(60), memory_target: Some(75) });
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0]
+            .starts_with("policy mem imported as memory_target = 75; ferry keeps its own policy `ferry-memory`"));
+        assert_eq!(notes[1], "policy requests (TargetTrackingScaling) not imported");
+
+        // A fraction, a second policy on a metric: reported, not guessed.
+        let scaling = Scaling {
+            min: 1,
+            max: 3,
+            policies: vec![
+                tracking("a", MetricType::EcsServiceAverageCpuUtilization, 55.5),
+                tracking("b", MetricType::EcsServiceAverageMemoryUtilization, 50.0),
+                tracking(MEMORY_POLICY, MetricType::EcsServiceAverageMemoryUtilization, 60.0),
+            ],
+        };
+        let (auto, notes) = scale_of(&scaling);
+        assert_eq!((auto.cpu_target, auto.memory_target), (None, Some(50)));
+        assert!(notes.iter().any(|n| n.starts_with("policy a (target 55.5) not imported")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.starts_with("policy ferry-memory (target 60) not imported")), "{notes:?}");
+
+        let (auto, notes) = scale_of(&Scaling { min: 1, max: 2, policies: vec![] });
+        assert_eq!((auto.cpu_target, auto.memory_target), (None, None));
+        assert!(notes[0].starts_with("no CPU or memory target: ferry tracks 70% CPU"), "{notes:?}");
+    }
+
+    #[test]
+    fn percents_are_whole() {
+        assert_eq!(percent(20.0).as_deref(), Some("20%"));
+        assert_eq!(percent(12.5), None);
+        assert_eq!(strategy_of(&DeploymentStrategy::Canary), Some(Strategy::Canary));
+    }
+}

@@ -21,12 +21,23 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("file types serialise")
 }
 
+/// App keys written as sections of their own (`[apps.NAME.deploy]`), set key by key; any
+/// other table (`scale = { min, max }`) is one value.
+const SECTIONS: &[&str] = &["health", "deploy", "env", "secrets", "build"];
+
 /// A JSON value of the file types as a value the editor writes.
 fn file_value(v: &Value) -> Option<FileValue> {
+    let table = |o: &serde_json::Map<String, Value>| -> Option<Vec<(String, FileValue)>> {
+        o.iter().map(|(k, v)| Some((k.clone(), file_value(v)?))).collect()
+    };
     match v {
         Value::Number(n) => n.as_i64().map(FileValue::Int),
         Value::String(s) => Some(FileValue::Str(s.clone())),
         Value::Bool(b) => Some(FileValue::Bool(*b)),
+        Value::Object(o) => table(o).map(FileValue::Table),
+        Value::Array(items) if items.iter().all(Value::is_object) => {
+            items.iter().map(|i| table(i.as_object()?)).collect::<Option<_>>().map(FileValue::Tables)
+        }
         Value::Array(items) => {
             items.iter().map(|i| i.as_str().map(str::to_string)).collect::<Option<_>>().map(FileValue::List)
         }
@@ -82,7 +93,7 @@ pub fn apply(edit: &mut StageEdit, current: &Value, imported: &ImportedStage, ow
                 continue;
             }
             match (n, o) {
-                (Some(Value::Object(n)), o) => {
+                (Some(Value::Object(n)), o) if SECTIONS.contains(key) => {
                     let o = o.and_then(Value::as_object);
                     for (sub, value) in n {
                         if o.and_then(|o| o.get(sub)) != Some(value) {
@@ -100,7 +111,7 @@ pub fn apply(edit: &mut StageEdit, current: &Value, imported: &ImportedStage, ow
                         edit.set_section_value(name, key, sub, None)?;
                     }
                 }
-                (None, Some(Value::Object(_))) => {}
+                (None, Some(Value::Object(_))) if SECTIONS.contains(key) => {}
                 (n, _) => edit.set_app_value(name, key, n.and_then(file_value).as_ref())?,
             }
         }
@@ -140,6 +151,8 @@ pub fn record(
             }
         }
     }
+    // An adopted service needs the newer state format (`state::STATE_FORMAT_VERSION`).
+    state.version = state.format_version();
     Ok(())
 }
 

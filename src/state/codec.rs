@@ -10,8 +10,19 @@ use super::error::{Result, StateError};
 use super::json_chunks;
 use super::model::{StageState, STATE_FORMAT_VERSION};
 
-/// The stored bytes of `state`: pretty JSON (reviewable, diffable) with a final newline.
+/// The stored bytes of `state`: pretty JSON (reviewable, diffable) with a final newline,
+/// version [`StageState::format_version`] whatever the `version` read (an adoption raises
+/// it, removing the last adopted app lowers it again).
 pub fn encode(state: &StageState) -> Vec<u8> {
+    let version = state.format_version();
+    let relabelled;
+    // A copy only when the version changes: the first write after an import, say.
+    let state = if state.version == version {
+        state
+    } else {
+        relabelled = StageState { version, ..state.clone() };
+        &relabelled
+    };
     let mut bytes = serde_json::to_vec_pretty(state).expect("StageState serialises");
     bytes.push(b'\n');
     bytes
@@ -39,14 +50,28 @@ pub fn decode_vec(location: &str, stage: &str, bytes: Vec<u8>) -> Result<StageSt
     };
     let corrupt = |message: String| StateError::Corrupt { location: location.to_string(), message };
     let state = match parsed {
-        Some(state) if state.version <= STATE_FORMAT_VERSION => state,
-        Some(state) => return Err(StateError::NewerVersion { location: location.to_string(), version: state.version }),
+        Some(state) => {
+            check_version(location, u64::from(state.version), STATE_FORMAT_VERSION)?;
+            state
+        }
         None => decode_slowly(location, &bytes)?,
     };
     if state.stage != stage {
         return Err(corrupt(format!("it holds the state of stage `{}`, not `{stage}`", state.stage)));
     }
     Ok(state)
+}
+
+/// The check every ferry makes before reading a state: a `version` above the newest it
+/// `understands` is refused as newer (upgrade ferry), never read or rewritten.
+fn check_version(location: &str, version: u64, understands: u32) -> Result<()> {
+    if version > u64::from(understands) {
+        return Err(StateError::NewerVersion {
+            location: location.to_string(),
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(())
 }
 
 /// How many threads may decode one file: the cores, up to 4 (more pieces of a file of a few
@@ -63,14 +88,8 @@ fn decode_slowly(location: &str, bytes: &[u8]) -> Result<StageState> {
         return Err(corrupt("the file is empty".into()));
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    match value.get("version").map(serde_json::Value::as_u64) {
-        Some(Some(v)) if v > u64::from(STATE_FORMAT_VERSION) => {
-            return Err(StateError::NewerVersion {
-                location: location.to_string(),
-                version: u32::try_from(v).unwrap_or(u32::MAX),
-            })
-        }
-        _ => {}
+    if let Some(Some(v)) = value.get("version").map(serde_json::Value::as_u64) {
+        check_version(location, v, STATE_FORMAT_VERSION)?;
     }
     let state: StageState = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -133,6 +152,48 @@ mod tests {
         let err = decode("f.json", "bench", cut).unwrap_err().to_string();
         assert_eq!(err, decode_slowly("f.json", cut).unwrap_err().to_string());
         assert!(err.contains("EOF while parsing"), "{err}");
+    }
+
+    fn adopted(state: &mut StageState) {
+        state.apps.entry("web".into()).or_default().adopted = Some(crate::state::AdoptedService {
+            service: "legacy-web".into(),
+            family: "legacy-web".into(),
+            container: "app".into(),
+        });
+    }
+
+    #[test]
+    fn an_adopted_service_raises_the_version_and_older_files_read_as_before() {
+        use crate::state::model::BASE_STATE_FORMAT_VERSION;
+        // A version 1 file, as ferry wrote it before adoption existed, reads and is written
+        // back as version 1.
+        let old = br#"{"version": 1, "lineage": "l", "serial": 3, "stage": "dev", "apps": {"web": {}}}"#;
+        let mut state = decode("f.json", "dev", old).unwrap();
+        assert_eq!((state.version, state.serial), (1, 3));
+        let text = String::from_utf8(encode(&state)).unwrap();
+        assert!(text.contains("\"version\": 1,"), "{text}");
+
+        // Adopted: version 2, which this build reads back.
+        adopted(&mut state);
+        let bytes = encode(&state);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"version\": 2,") && text.contains("\"adopted\""), "{text}");
+        let read = decode("f.json", "dev", &bytes).unwrap();
+        assert_eq!(read.apps, state.apps);
+        assert_eq!(read.version, STATE_FORMAT_VERSION);
+
+        // What a ferry that understands version 1 only does with it: the version check it
+        // makes before anything else refuses the file as newer, not as corrupt.
+        let v = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["version"].as_u64().unwrap();
+        let err = check_version("f.json", v, BASE_STATE_FORMAT_VERSION).unwrap_err();
+        assert!(matches!(err, StateError::NewerVersion { version: 2, .. }), "{err}");
+        assert_eq!(err.hint().as_deref(), Some("upgrade ferry; the file was left untouched"));
+        // … and a file without an adopted service is still one it reads.
+        let mut plain = read;
+        plain.apps.get_mut("web").unwrap().adopted = None;
+        let bytes = encode(&plain);
+        let v = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["version"].as_u64().unwrap();
+        assert!(check_version("f.json", v, BASE_STATE_FORMAT_VERSION).is_ok());
     }
 
     #[test]

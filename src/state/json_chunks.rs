@@ -260,7 +260,7 @@ mod tests {
             pretty.replacen("      \"releases\": {", "      \"future\": 1,\n      \"releases\": {", 3),
             pretty.replace("\"cpu\": 256,", "\"cpu\": 256, \"later\": {\"a\": [1, 2]},"),
             // a newer version, a wrong stage: decoded alike, the caller refuses both
-            pretty.replacen("\"version\": 1", "\"version\": 2", 1),
+            pretty.replacen("\"version\": 1", "\"version\": 3", 1),
             pretty.replacen("\"stage\": \"bench\"", "\"stage\": \"other\"", 1),
             // a repeated app name, across any cut: the last one is kept
             pretty.replace("\"app-0004\"", "\"app-0001\""),

@@ -11,14 +11,28 @@ use sha2::{Digest as _, Sha256};
 use super::timestamp;
 use crate::config::{AppConfig, Digest};
 
-/// The state file format written by this build. Files with a higher version are refused.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+/// The newest state file format this build reads and writes. Files with a higher version
+/// are refused.
+///
+/// Version 2 adds `adopted` (a service `ferry import` adopted, which keeps its own names).
+/// A ferry that knows only version 1 must not read such a state: it would deploy
+/// `<stage>-<app>` beside the live service, or drop `adopted` on its next write. The
+/// version is raised per file, not for every file: a state is written as version 2 only
+/// while an app records an adopted service ([`StageState::format_version`]), so that teams
+/// whose members run older ferry builds keep sharing every other stage, and version 1 files
+/// read as they always did. Every ferry checks the version before anything else (`codec`),
+/// so an older one says "newer than this ferry understands: upgrade ferry" rather than
+/// calling the file corrupt.
+pub const STATE_FORMAT_VERSION: u32 = 2;
+
+/// The format of a state without anything newer in it: what ferry wrote before version 2.
+pub const BASE_STATE_FORMAT_VERSION: u32 = 1;
 
 /// Recorded state of one stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageState {
-    /// Format version, [`STATE_FORMAT_VERSION`] when written by this build.
+    /// Format version: what the file read said; written as [`StageState::format_version`].
     pub version: u32,
     /// A random id given when the state is first created; a saved plan or a write made
     /// against another lineage is refused.
@@ -36,7 +50,7 @@ impl StageState {
     /// Fresh, empty state for a stage that has never been applied (serial 0, new lineage).
     pub fn new(stage: &str) -> StageState {
         StageState {
-            version: STATE_FORMAT_VERSION,
+            version: BASE_STATE_FORMAT_VERSION,
             lineage: uuid::Uuid::new_v4().to_string(),
             serial: 0,
             stage: stage.to_string(),
@@ -84,6 +98,16 @@ pub struct AdoptedService {
 }
 
 impl StageState {
+    /// The format version this state is written as: the oldest that can say all of it
+    /// (see [`STATE_FORMAT_VERSION`]).
+    pub fn format_version(&self) -> u32 {
+        if self.apps.values().any(|a| a.adopted.is_some()) {
+            STATE_FORMAT_VERSION
+        } else {
+            BASE_STATE_FORMAT_VERSION
+        }
+    }
+
     /// The adopted services of the stage, by app.
     pub fn adopted(&self) -> BTreeMap<String, AdoptedService> {
         self.apps.iter().filter_map(|(app, s)| Some((app.clone(), s.adopted.clone()?))).collect()
@@ -255,7 +279,8 @@ mod tests {
         let a = StageState::new("dev");
         let b = StageState::new("dev");
         assert_eq!(a.serial, 0);
-        assert_eq!(a.version, STATE_FORMAT_VERSION);
+        assert_eq!(a.version, BASE_STATE_FORMAT_VERSION);
+        assert_eq!(a.format_version(), BASE_STATE_FORMAT_VERSION);
         assert_ne!(a.lineage, b.lineage);
     }
 

@@ -453,6 +453,19 @@ fn a_missing_alarm_is_refused_at_commit_and_plan_refresh_not_at_plain_plan() {
         &[&s.cluster],
     );
     assert_eq!(services, serde_json::json!([]), "nothing was deployed");
+
+    // A saved plan made while the alarm existed: `commit PLANFILE` asks again, and refuses
+    // once it is gone.
+    python_json(&s.moto, CREATE_ALARM, &["no-such-alarm"]);
+    s.ferry(&p, &["plan", "-s", &s.stage, "-o", "saved.plan"]).expect_code(0);
+    python_json(
+        &s.moto,
+        "import boto3\nboto3.client('cloudwatch').delete_alarms(AlarmNames=['no-such-alarm'])\nprint('null')",
+        &[],
+    );
+    let saved = s.ferry(&p, &["commit", "saved.plan"]);
+    saved.expect_code(1);
+    assert!(saved.stderr().contains("CloudWatch has no alarm `no-such-alarm`"), "{}", saved.stderr());
 }
 
 /// The emulator itself, driven with boto3 only: a canary walks its stages and traffic
@@ -559,4 +572,89 @@ fn the_emulator_runs_each_strategy_and_the_deployment_apis() {
     assert_eq!(out["stop"], "ROLLBACK_SUCCESSFUL");
     assert_eq!(out["listed"][0], "ROLLBACK_SUCCESSFUL", "newest first: {out:#}");
     assert_eq!(out["listed"].as_array().unwrap().len(), 5, "{out:#}");
+}
+
+/// `target_groups` (the long form): ECS gets a load balancer per target group with the app's
+/// container and port unless the entry names others, and the health check grace period; the
+/// commit waits until the new tasks are healthy in both target groups; read back with boto3.
+/// Nothing is left to plan, with or without `--refresh`.
+#[test]
+fn several_target_groups_reach_the_service_and_cause_no_diff() {
+    let s = Setup::new();
+    let p = s.project(1, "health_check_grace_period = \"45s\"\n", "exit 0");
+    let file = format!("stages/{}.toml", s.stage);
+    let (blue, green) = (s.lb["blue"].as_str().unwrap(), s.lb["green"].as_str().unwrap());
+    p.write(
+        &file,
+        &p.read(&file).replace(
+            &format!("target_group = \"{blue}\""),
+            &format!(
+                "target_groups = [{{ arn = \"{blue}\" }}, {{ arn = \"{green}\", container = \"web\", port = 8080 }}]"
+            ),
+        ),
+    );
+    s.ferry(&p, &["validate"]).expect_code(0);
+
+    let commit = s.ferry(&p, &["commit", "--yes", "-s", &s.stage]);
+    commit.expect_code(0);
+    let read = s.read();
+    let service = &read["service"];
+    assert_eq!(service["healthCheckGracePeriodSeconds"], 45, "{read:#}");
+    let lbs: Vec<(String, String, i64)> = service["loadBalancers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|lb| {
+            (
+                lb["targetGroupArn"].as_str().unwrap().to_string(),
+                lb["containerName"].as_str().unwrap().to_string(),
+                lb["containerPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(lbs, [(blue.to_string(), "web".to_string(), 8080), (green.to_string(), "web".to_string(), 8080)]);
+    for tg in [blue, green] {
+        assert_eq!(read["health"][tg], serde_json::json!(["healthy", "healthy"]), "{read:#}");
+    }
+
+    let stage = s.stage.as_str();
+    let plans: [&[&str]; 2] =
+        [&["plan", "-s", stage, "--detailed-exitcode"], &["plan", "-s", stage, "--refresh", "--detailed-exitcode"]];
+    for args in plans {
+        let plan = s.ferry(&p, args);
+        assert_eq!(plan.code(), 0, "{args:?}: {}{}", plan.stdout(), plan.stderr());
+    }
+}
+
+/// Both forms at once, and a target group two apps claim (or one app twice): located errors
+/// at `validate`.
+#[test]
+fn target_groups_claimed_twice_or_in_both_forms_are_located_errors() {
+    let s = Setup::new();
+    let p = s.project(1, "", "exit 0");
+    let file = format!("stages/{}.toml", s.stage);
+    let blue = s.lb["blue"].as_str().unwrap();
+    let text = p.read(&file).replace(
+        &format!("target_group = \"{blue}\"\n"),
+        &format!("target_group = \"{blue}\"\ntarget_groups = [{{ arn = \"{blue}\" }}]\n"),
+    );
+    p.write(
+        &file,
+        &format!(
+            "{text}\n[apps.api]\nimage = \"{}\"\nactive = 1\nport = 8080\ntarget_group = \"{blue}\"\n\n[apps.api.releases]\n1 = \"{}\"\n",
+            s.uri, s.first
+        ),
+    );
+    let run = p.run(&["validate"]);
+    run.expect_code(1);
+    let err = run.stderr();
+    for needle in [
+        "`target_group` and `target_groups` are both set".to_string(),
+        format!("target group `{blue}` is already app `api`'s"),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in:\n{err}");
+    }
+    // Each located in the file, at the line that claims it.
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(&format!("{file}:"))).collect();
+    assert!(lines.len() >= 3, "{err}");
 }

@@ -147,3 +147,19 @@ fn autoscaled_scale_registers_a_target_and_policy_and_deploys_keep_the_autoscale
     assert_eq!(s.autoscaling(), serde_json::json!({"targets": [], "policies": []}));
     s.run(&["plan", "--refresh", "--detailed-exitcode"]).expect_code(0);
 }
+
+/// An autoscaled app removed from the stage: its scalable target and ferry's policy go with
+/// its service (read back with boto3), so a later service of the same name is not scaled.
+#[test]
+fn removing_an_autoscaled_app_deregisters_its_scalable_target() {
+    let s = Stage::new();
+    s.write("scale = { min = 1, max = 3, cpu_target = 50 }", "MODE = \"a\"");
+    s.run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    assert_eq!(s.autoscaling()["targets"], serde_json::json!([["ecs:service:DesiredCount", 1, 3]]));
+
+    let runtime_only = s.head.split("\n[apps.api]").next().unwrap().to_string();
+    s.project.write(&format!("stages/{}.toml", s.stage), &runtime_only);
+    let removed = s.run(&["commit", "--yes", "--allow-remove", "--progress", "plain"]);
+    removed.expect_code(0);
+    assert_eq!(s.autoscaling(), serde_json::json!({ "targets": [], "policies": [] }));
+}

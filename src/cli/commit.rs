@@ -312,6 +312,11 @@ fn fresh_changeset(
     let options = PlanOptions { allow_remove: saved.allow_remove };
     // A plan made against what runs (`--refresh`, or a local stage's default) is made so again.
     let live = if saved.changeset.refreshed { LiveCheck::Refresh } else { LiveCheck::Offline };
+    // The deploy alarms may have been deleted since the plan was made: asked again, as a
+    // plain commit does (plan_stage asks them itself when it refreshes).
+    if !live.applies_to(desired) {
+        check_alarms(project, desired)?;
+    }
     let mut planned = plan_stage(project, desired, state, &options, live)?;
     label_promotions(project, state, &mut planned)?;
     if planned != saved.changeset {

@@ -27,6 +27,41 @@ pub const HOOK_STAGES: [&str; 8] = [
     "post_production_traffic_shift",
 ];
 
+/// ECS's `healthCheckGracePeriodSeconds` (0 to 2,147,483,647 s) from
+/// `health_check_grace_period`; it means something only with a target group.
+fn grace_period(
+    src: &SourceFile,
+    key: &[PathSeg],
+    d: &DeploySection,
+    target_group: Option<&str>,
+    diags: &mut Diagnostics,
+) -> Option<u32> {
+    let text = d.health_check_grace_period.as_ref()?;
+    let Ok(duration) = text.parse::<crate::config::Duration>() else {
+        diags.push(
+            src.diagnostic(key, Target::Value, format!("`{text}` is not a duration"))
+                .with_hint("write a whole number with a unit: \"30s\", \"2m\""),
+        );
+        return None;
+    };
+    if target_group.is_none() {
+        diags.push(
+            src.diagnostic(key, Target::Key, "`health_check_grace_period` needs a target group")
+                .with_hint("ECS applies it to load balancer health checks: add `target_group`, or remove it"),
+        );
+        return None;
+    }
+    let secs = duration.as_millis() / 1000;
+    if secs > u64::from(i32::MAX as u32) {
+        diags.push(
+            src.diagnostic(key, Target::Value, format!("health_check_grace_period {text} is longer than ECS allows"))
+                .with_hint("ECS takes up to 2147483647 seconds"),
+        );
+        return None;
+    }
+    Some(secs as u32)
+}
+
 /// The ECS deployment settings of one app; `at` locates a path under the app.
 pub(crate) fn check(
     src: &SourceFile,
@@ -53,6 +88,7 @@ pub(crate) fn check(
             ("test_listener_rule", d.test_listener_rule.is_some()),
             ("traffic_role", d.traffic_role.is_some()),
             ("hooks", !d.hooks.is_empty()),
+            ("health_check_grace_period", d.health_check_grace_period.is_some()),
         ];
         for (key, _) in set.iter().filter(|(_, on)| *on) {
             diags.push(
@@ -122,6 +158,9 @@ pub(crate) fn check(
         test_listener_rule: d.test_listener_rule.clone(),
         traffic_role: d.traffic_role.clone(),
         hooks: Vec::new(),
+        // The app's `target_groups` (validate's, beside the app's other keys).
+        target_groups: Vec::new(),
+        health_check_grace_period_s: grace_period(src, &d_at("health_check_grace_period"), d, target_group, diags),
     };
     for (key, set, only) in [
         ("step_percent", d.step_percent.is_some(), Strategy::Linear),

@@ -276,9 +276,15 @@ pub struct AppSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
     pub track: Option<String>,
-    /// ECS only: ARN of a load balancer target group to register tasks with. Default: none.
+    /// ECS only: ARN of a load balancer target group to register tasks with (the short form
+    /// of `target_groups`). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_group: Option<String>,
+    /// ECS only: the load balancer target groups to register tasks with, each with the
+    /// container and port (default: the app's). Not together with `target_group`.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_groups: Option<Vec<TargetGroupSection>>,
     /// Plain environment variables. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "env_schema")]
@@ -419,6 +425,21 @@ pub struct HealthSection {
     pub grace_period: Option<String>,
 }
 
+/// One entry of `target_groups = [{ arn = "…", container = "…", port = N }, …]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroupSection {
+    /// ARN of the target group.
+    pub arn: String,
+    /// The container registered in it. Default: the app's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The container port registered in it. Default: the app's `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
+}
+
 /// `[apps.NAME.deploy]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -479,6 +500,12 @@ pub struct DeploySection {
     /// back. They must exist (checked at `plan --refresh` and `commit`). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<Vec<String>>,
+    /// ECS only, with target groups: how long ECS ignores the load balancer's failing health
+    /// checks of a new task (`healthCheckGracePeriodSeconds`). Default: the container health
+    /// check's `grace_period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub health_check_grace_period: Option<String>,
     /// `blue_green`, `linear`, `canary`: the second target group ECS moves traffic between;
     /// no default.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -297,6 +297,25 @@ pub struct EcsDeploy {
     pub traffic_role: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<LifecycleHook>,
+    /// `target_groups = [{ … }, …]`, the long form: every load balancer of the service. The
+    /// short form `target_group = "ARN"` stays the app's `target_group` (so state recorded
+    /// before the long form existed reads, and hashes, the same).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<TargetGroup>,
+    /// `health_check_grace_period`, whole seconds (`None`: the container check's grace period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_grace_period_s: Option<u32>,
+}
+
+/// One load balancer of an ECS service: the target group, and the container and port it
+/// registers (`None`: the app's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 impl Default for EcsDeploy {
@@ -316,6 +335,8 @@ impl Default for EcsDeploy {
             test_listener_rule: None,
             traffic_role: None,
             hooks: Vec::new(),
+            target_groups: Vec::new(),
+            health_check_grace_period_s: None,
         }
     }
 }
@@ -362,6 +383,19 @@ impl EcsDeploy {
             if let Some(v) = v {
                 line(k, format!("{v:?}"));
             }
+        }
+        for tg in &self.target_groups {
+            let mut entry = format!("{{ arn = {:?}", tg.arn);
+            if let Some(c) = &tg.container {
+                entry.push_str(&format!(", container = {c:?}"));
+            }
+            if let Some(p) = tg.port {
+                entry.push_str(&format!(", port = {p}"));
+            }
+            line("target_group", entry + " }");
+        }
+        if let Some(s) = self.health_check_grace_period_s {
+            line("health_check_grace_period", format!("{s}s"));
         }
         for h in &self.hooks {
             let target = match &h.target {

@@ -996,6 +996,7 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
     let cpu = int_field(src, || at(&path!["cpu"]), a.cpu, 256, 1, 16_384, "cpu", diags);
     let memory = int_field(src, || at(&path!["memory"]), a.memory, 512, 1, 122_880, "memory", diags);
     let port = a.port.map(|p| int_field(src, || at(&path!["port"]), Some(p), 1, 1, 65_535, "port", diags) as u16);
+    let target_groups = check_target_groups(src, &at, &a.target_group, &a.target_groups, port, runtime, diags);
 
     let command_is_empty = a.command.as_ref().is_some_and(Vec::is_empty);
     let mut command = a.command.unwrap_or_default();
@@ -1188,7 +1189,17 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         timeout: parse_opt(src, || d_at("timeout"), &d.timeout, dd.timeout, "a duration", diags),
         drain: parse_opt(src, || d_at("drain"), &d.drain, dd.drain, "a duration", diags),
         stop_timeout: parse_opt(src, || d_at("stop_timeout"), &d.stop_timeout, dd.stop_timeout, "a duration", diags),
-        ecs: Box::new(crate::config::ecs_deploy::check(src, &at, &d, runtime, a.target_group.as_deref(), diags)),
+        ecs: Box::new(crate::config::EcsDeploy {
+            target_groups: target_groups.clone(),
+            ..crate::config::ecs_deploy::check(
+                src,
+                &at,
+                &d,
+                runtime,
+                a.target_group.as_deref().or(target_groups.first().map(|t| t.arn.as_str())),
+                diags,
+            )
+        }),
         autoscaling,
     };
     if deploy.min_healthy.0 > 100 {
@@ -1255,23 +1266,6 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         ));
     }
 
-    if let Some(tg) = &a.target_group {
-        if !matches!(runtime, Runtime::Ecs(_)) {
-            diags.push(
-                src.diagnostic(
-                    &at(&path!["target_group"]),
-                    Target::Key,
-                    "`target_group` only applies to the ecs runtime",
-                )
-                .with_hint("remove it; the local runtime proxies `port` itself"),
-            );
-        } else if !tg.starts_with("arn:aws") || !tg.contains(":targetgroup/") {
-            diags.push(
-                src.diagnostic(&at(&path!["target_group"]), Target::Value, format!("`{tg}` is not a target group ARN"))
-                    .with_hint("use arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID"),
-            );
-        }
-    }
     if let Some(tag) = &a.track {
         if tag.is_empty() || tag.len() > 128 || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
             diags.push(
@@ -1366,8 +1360,131 @@ fn is_env_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
 }
 
-/// Checks that involve more than one app: `depends_on` targets and cycles, port clashes.
+/// `target_group = "ARN"` or `target_groups = [{ arn, container, port }, …]` (not both):
+/// ARNs, ECS only, a port to register. The long form, with what it leaves out left `None`
+/// (the runtime implies the app's container and port); the short form stays the app's.
+fn check_target_groups(
+    src: &SourceFile,
+    at: &dyn Fn(&[PathSeg]) -> Vec<PathSeg>,
+    target_group: &Option<String>,
+    target_groups: &Option<Vec<file::TargetGroupSection>>,
+    port: Option<u16>,
+    runtime: &Runtime,
+    diags: &mut Diagnostics,
+) -> Vec<crate::config::TargetGroup> {
+    let not_an_arn = |tg: &str| !tg.starts_with("arn:aws") || !tg.contains(":targetgroup/");
+    let arn_hint = "use arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID";
+    let ecs = matches!(runtime, Runtime::Ecs(_));
+    for (key, set) in [("target_group", target_group.is_some()), ("target_groups", target_groups.is_some())] {
+        if set && !ecs {
+            diags.push(
+                src.diagnostic(&at(&path![key]), Target::Key, format!("`{key}` only applies to the ecs runtime"))
+                    .with_hint("remove it; the local runtime proxies `port` itself"),
+            );
+        }
+    }
+    if !ecs {
+        return Vec::new();
+    }
+    if target_group.is_some() && target_groups.is_some() {
+        diags.push(
+            src.diagnostic(
+                &at(&path!["target_groups"]),
+                Target::Key,
+                "`target_group` and `target_groups` are both set",
+            )
+            .with_hint("keep one: `target_group = \"ARN\"` is the short form of `target_groups = [{ arn = \"ARN\" }]`"),
+        );
+    }
+    if let Some(tg) = &target_group {
+        if not_an_arn(tg) {
+            diags.push(
+                src.diagnostic(&at(&path!["target_group"]), Target::Value, format!("`{tg}` is not a target group ARN"))
+                    .with_hint(arn_hint),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (i, tg) in target_groups.iter().flatten().enumerate() {
+        let before = diags.len();
+        if not_an_arn(&tg.arn) {
+            diags.push(
+                src.diagnostic(
+                    &at(&path!["target_groups", i, "arn"]),
+                    Target::Value,
+                    format!("`{}` is not a target group ARN", tg.arn),
+                )
+                .with_hint(arn_hint),
+            );
+        }
+        let own_port = tg.port.map(|p| {
+            int_field(src, || at(&path!["target_groups", i, "port"]), Some(p), 1, 1, 65_535, "port", diags) as u16
+        });
+        if own_port.or(port).is_none() {
+            diags.push(
+                src.diagnostic(
+                    &at(&path!["target_groups", i]),
+                    Target::Value,
+                    format!("target group `{}` has no port to register", tg.arn),
+                )
+                .with_hint("give the app a `port`, or this entry `port = N`"),
+            );
+        }
+        if tg.container.as_ref().is_some_and(|c| c.is_empty() || c.len() > 255) {
+            diags.push(
+                src.diagnostic(
+                    &at(&path!["target_groups", i, "container"]),
+                    Target::Value,
+                    "a container name is 1 to 255 characters",
+                )
+                .with_hint("name a container of the task definition, or leave it out for the app's"),
+            );
+        }
+        if diags.len() == before {
+            out.push(crate::config::TargetGroup {
+                arn: tg.arn.clone(),
+                container: tg.container.clone(),
+                port: own_port,
+            });
+        }
+    }
+    out
+}
+
+/// Checks that involve more than one app: `depends_on` targets and cycles, port clashes,
+/// target groups claimed twice.
 fn check_across_apps(src: &SourceFile, file: &StageFile, runtime: &Runtime, diags: &mut Diagnostics) {
+    // A target group registers one service's tasks: a second claim (in another app, or
+    // again in the same one) is an error where it is written.
+    let mut claimed: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, app) in &file.apps {
+        let short = app.target_group.iter().map(|tg| (tg.as_str(), path!["apps", name, "target_group"]));
+        let long = app
+            .target_groups
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, tg)| (tg.arn.as_str(), path!["apps", name, "target_groups", i, "arn"]));
+        for (arn, at) in short.chain(long) {
+            match claimed.get(arn) {
+                None => {
+                    claimed.insert(arn, name);
+                }
+                Some(first) => diags.push(
+                    src.diagnostic(
+                        &at,
+                        Target::Value,
+                        if *first == name.as_str() {
+                            format!("app `{name}` lists target group `{arn}` twice")
+                        } else {
+                            format!("target group `{arn}` is already app `{first}`'s")
+                        },
+                    )
+                    .with_hint("a target group registers the tasks of one service: give each app its own"),
+                ),
+            }
+        }
+    }
     for (name, app) in &file.apps {
         for (i, dep) in app.depends_on.iter().enumerate() {
             let at = path!["apps", name, "depends_on", i];

@@ -32,6 +32,7 @@ pub const APP: &[&str] = &[
     "depends_on",
     "track",
     "target_group",
+    "target_groups",
     "releases",
     "env",
     "sensitive_env",

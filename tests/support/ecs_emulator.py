@@ -224,7 +224,7 @@ class ServiceDeployment:
             self.service.tags, "FARGATE", networking_configuration=self.service.network_configuration,
             group=f"service:{self.service.name}",
         )
-        groups = target_groups(self.service)[:1]
+        groups = registering_groups(self.service)
         for t in tasks:
             t.health_status = "UNHEALTHY"
             for group in groups:
@@ -345,6 +345,15 @@ def target_groups(service):
     return groups
 
 
+def registering_groups(service):
+    """The target groups a service's new task is registered in: each load balancer's own."""
+    from moto.elbv2.models import elbv2_backends
+
+    backend = elbv2_backends[service._account_id][service.region_name]
+    arns = [lb.get("targetGroupArn") for lb in service.load_balancers or []]
+    return [backend.target_groups[arn] for arn in arns if arn in backend.target_groups]
+
+
 def alarms_in_alarm(service, names):
     from moto.cloudwatch.models import cloudwatch_backends
 
@@ -383,7 +392,7 @@ def run_tasks(backend, service, task_definition):
             service.tags, "FARGATE", networking_configuration=service.network_configuration,
             group=f"service:{service.name}",
         )
-        groups = target_groups(service)[:1] if service.load_balancers else []
+        groups = registering_groups(service)
         for t in tasks:
             t.health_status = "HEALTHY"  # their health check passes (the failing ones never get here)
             for group in groups:

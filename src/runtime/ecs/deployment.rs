@@ -19,7 +19,7 @@ use aws_sdk_ecs::types::{
     ServiceDeployment, ServiceDeploymentStatus,
 };
 
-use crate::config::{DeploySettings, EcsDeploy, HookTarget, Strategy};
+use crate::config::{DeploySettings, EcsDeploy, HookTarget, Strategy, TargetGroup};
 use crate::runtime::{DeploymentStage, RolloutState, RolloutStatus, RuntimeError, RuntimeResult};
 
 /// DescribeServiceDeployments takes at most this many ARNs per call.
@@ -90,30 +90,44 @@ fn hook(h: &crate::config::LifecycleHook) -> DeploymentLifecycleHook {
     }
 }
 
-/// The service's load balancers: the app's target group with its container and port, and for
-/// blue/green, linear and canary the alternate target group and listener rules.
+/// The service's load balancers: each target group with its container and port (the app's
+/// unless the entry says otherwise), and for blue/green, linear and canary on the first the
+/// alternate target group and listener rules.
 pub fn load_balancers(
     app: &str,
     container: &str,
-    target_group: Option<&str>,
+    target_groups: &[TargetGroup],
     port: Option<u16>,
     e: &EcsDeploy,
 ) -> RuntimeResult<Option<Vec<LoadBalancer>>> {
-    let Some(tg) = target_group else { return Ok(None) };
-    let port =
-        port.ok_or_else(|| RuntimeError::Invalid(format!("app {app} has a target group but no port to register")))?;
-    let mut lb = LoadBalancer::builder().target_group_arn(tg).container_name(container).container_port(i32::from(port));
-    if e.strategy != Strategy::Rolling {
-        lb = lb.advanced_configuration(
-            AdvancedConfiguration::builder()
-                .set_alternate_target_group_arn(e.alternate_target_group.clone())
-                .set_production_listener_rule(e.production_listener_rule.clone())
-                .set_test_listener_rule(e.test_listener_rule.clone())
-                .set_role_arn(e.traffic_role.clone())
-                .build(),
-        );
+    if target_groups.is_empty() {
+        return Ok(None);
     }
-    Ok(Some(vec![lb.build()]))
+    let mut out = Vec::with_capacity(target_groups.len());
+    for (i, tg) in target_groups.iter().enumerate() {
+        let port = tg.port.or(port).ok_or_else(|| {
+            RuntimeError::Invalid(format!(
+                "app {app} has target group {} but no port to register",
+                crate::runtime::ecs::load_balancer::group_name(&tg.arn)
+            ))
+        })?;
+        let mut lb = LoadBalancer::builder()
+            .target_group_arn(&tg.arn)
+            .container_name(tg.container.as_deref().unwrap_or(container))
+            .container_port(i32::from(port));
+        if i == 0 && e.strategy != Strategy::Rolling {
+            lb = lb.advanced_configuration(
+                AdvancedConfiguration::builder()
+                    .set_alternate_target_group_arn(e.alternate_target_group.clone())
+                    .set_production_listener_rule(e.production_listener_rule.clone())
+                    .set_test_listener_rule(e.test_listener_rule.clone())
+                    .set_role_arn(e.traffic_role.clone())
+                    .build(),
+            );
+        }
+        out.push(lb.build());
+    }
+    Ok(Some(out))
 }
 
 /// Whether ECS runs this service's deployments in stages ferry should follow with

@@ -1,8 +1,8 @@
 //! New tasks healthy in their target groups (DescribeTargetHealth, Elastic Load Balancing
 //! v2): a deployment ECS calls COMPLETED counts as done only once every new task's private
-//! IP is a healthy target of one of the service's target groups (the app's, or the alternate
-//! one blue/green moves the new tasks into); an unhealthy one fails it, naming the target
-//! group and the reason the load balancer gives.
+//! IP is a healthy target of each of the service's load balancers (in its target group, or
+//! the alternate one blue/green moves the new tasks into); one unhealthy in any target group
+//! fails it, naming that target group and the reason the load balancer gives.
 //!
 //! Asked only for a service with target groups whose primary deployment ECS has completed
 //! and that the watch has not yet seen healthy: one DescribeTargetHealth per target group,
@@ -85,8 +85,15 @@ pub async fn describe(
 }
 
 /// Hold `rollout` (completed by ECS) to its new tasks' target health: still in progress
-/// while one is not yet a healthy target, failed when one is unhealthy.
-pub fn apply(rollout: &mut RolloutStatus, new_tasks: &[&Task], health: &HashMap<String, Vec<TargetHealth>>) {
+/// while one is not yet a healthy target in `groups` target groups (one per load balancer of
+/// the service: each registers every task, in its own group or, blue/green, the alternate
+/// one), failed when one is unhealthy in any of them.
+pub fn apply(
+    rollout: &mut RolloutStatus,
+    new_tasks: &[&Task],
+    health: &HashMap<String, Vec<TargetHealth>>,
+    groups: usize,
+) {
     if rollout.state != RolloutState::Completed {
         return;
     }
@@ -94,9 +101,9 @@ pub fn apply(rollout: &mut RolloutStatus, new_tasks: &[&Task], health: &HashMap<
     let ips: Vec<&str> = new_tasks.iter().filter_map(|t| task_ip(t)).collect();
     for ip in &ips {
         let seen = health.get(*ip).map(Vec::as_slice).unwrap_or_default();
-        if seen.iter().any(|h| h.healthy) {
-            healthy += 1;
-        } else if let Some(bad) = seen.iter().find(|h| h.state == "unhealthy") {
+        let healthy_in: std::collections::BTreeSet<&str> =
+            seen.iter().filter(|h| h.healthy).map(|h| h.group.as_str()).collect();
+        if let Some(bad) = seen.iter().find(|h| h.state == "unhealthy") {
             rollout.state = RolloutState::Failed;
             rollout.reason = Some(format!(
                 "target group {}: new task {ip} is unhealthy ({})",
@@ -104,6 +111,8 @@ pub fn apply(rollout: &mut RolloutStatus, new_tasks: &[&Task], health: &HashMap<
                 bad.reason.as_deref().unwrap_or("no reason given")
             ));
             return;
+        } else if healthy_in.len() >= groups.max(1) {
+            healthy += 1;
         }
     }
     if healthy < ips.len() || ips.len() < rollout.desired as usize {

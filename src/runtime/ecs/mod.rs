@@ -552,7 +552,7 @@ impl EcsRuntime {
             })
             .collect();
         let health = load_balancer::describe(elb, &groups).await?;
-        load_balancer::apply(rollout, &new, &health);
+        load_balancer::apply(rollout, &new, &health, service.load_balancers().len());
         if rollout.state == crate::runtime::RolloutState::Completed {
             self.targets_healthy.lock().expect("target health").insert(rollout.id.to_string());
         }
@@ -776,15 +776,23 @@ impl Runtime for EcsRuntime {
     ) -> RuntimeResult<RolloutId> {
         let info = self.revision_info(revision.as_str()).await?;
         let name = self.service_name(app);
-        let load_balancers = deployment::load_balancers(
-            app,
-            &self.container_name(app),
-            info.target_group.as_deref(),
-            info.port,
-            &settings.ecs,
-        )?;
+        // `target_groups` (the long form) travels with the deploy settings; the short form's
+        // one target group with the revision.
+        let target_groups = if settings.ecs.target_groups.is_empty() {
+            let short = info.target_group.iter();
+            short.map(|arn| config::TargetGroup { arn: arn.clone(), container: None, port: None }).collect()
+        } else {
+            settings.ecs.target_groups.clone()
+        };
+        let load_balancers =
+            deployment::load_balancers(app, &self.container_name(app), &target_groups, info.port, &settings.ecs)?;
         let configuration = deployment::configuration(settings)?;
-        let grace = load_balancers.as_ref().map(|_| info.grace_period_s);
+        let grace = load_balancers.as_ref().map(|_| {
+            settings
+                .ecs
+                .health_check_grace_period_s
+                .map_or(info.grace_period_s, |s| i32::try_from(s).unwrap_or(i32::MAX))
+        });
         let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
         // Most deploys update a service that exists: try that first, and describe only
         // when ECS says there is none to update (one request less per app and deploy).
@@ -938,6 +946,11 @@ impl Runtime for EcsRuntime {
         let name = self.service_name(app);
         if self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten().is_none() {
             return Ok(());
+        }
+        // The scalable target and ferry's policies outlive the service on Application Auto
+        // Scaling (and would scale a service of the same name made later): taken back first.
+        if let Some(client) = &self.autoscaling {
+            autoscaling::apply(client, &self.settings.cluster, &name, None).await?;
         }
         // force: ECS drains and stops the tasks itself; the service turns INACTIVE after.
         self.ecs

@@ -83,8 +83,15 @@ pub async fn apply(
             .send()
             .await
         {
-            // Nothing registered: nothing to take back.
-            Err(e) if e.code() == Some("ObjectNotFoundException") => Ok(()),
+            // Nothing registered: nothing to take back (AWS says ObjectNotFoundException;
+            // moto a ValidationException naming the missing target).
+            Err(e)
+                if e.code() == Some("ObjectNotFoundException")
+                    || (e.code() == Some("ValidationException")
+                        && e.message().is_some_and(|m| m.contains("No scalable target"))) =>
+            {
+                Ok(())
+            }
             other => other.map(|_| ()).map_err(|e| error(&format!("cannot stop autoscaling {service}"), e)),
         };
     };

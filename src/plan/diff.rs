@@ -119,6 +119,9 @@ pub fn config_diff(old_image: &str, old: &AppConfig, new_image: &str, new: &AppC
     if old.target_group != new.target_group {
         push("target_group", opt(old.target_group.as_ref()), opt(new.target_group.as_ref()), vec![]);
     }
+    if old.deploy.ecs_task != new.deploy.ecs_task {
+        push("task", old.deploy.ecs_task.render(), new.deploy.ecs_task.render(), vec![]);
+    }
     if old.deploy.autoscaling != new.deploy.autoscaling {
         push("autoscaling", render_autoscaling(old), render_autoscaling(new), vec![]);
     }

@@ -1,6 +1,8 @@
 //! ECS services as teams run them, against the moto emulator: autoscaled `scale` (an
 //! Application Auto Scaling target and target-tracking policy, read back with boto3), and
-//! what a deploy and `plan --refresh` make of a count the autoscaler chose.
+//! what a deploy and `plan --refresh` make of a count the autoscaler chose; task
+//! definitions with sidecars, the app's own roles and log group, ARM64, more ephemeral
+//! storage, a capacity provider strategy, ECS Exec and tags, read back with boto3.
 //!
 //! The server runs with `MOTO_ECS_SERVICE_RUNNING=1` and the scheduler stand-in of
 //! [`crate::ecs_drift`], so commits turn healthy; everything read back is moto's answer.
@@ -26,6 +28,47 @@ print(json.dumps({
     "policies": sorted([p["PolicyName"], p["PolicyType"],
         p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]["PredefinedMetricType"],
         p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]] for p in policies),
+}))
+"#;
+
+/// The service's and its task definition's fields that `[apps.api]` sets, and whether the
+/// log group `argv[3]` exists.
+const READ_TASK_DEFINITION: &str = r#"
+import boto3, json, sys
+ecs, logs = boto3.client("ecs"), boto3.client("logs")
+s = ecs.describe_services(cluster=sys.argv[1], services=[sys.argv[2]], include=["TAGS"])["services"][0]
+out = ecs.describe_task_definition(taskDefinition=s["taskDefinition"], include=["TAGS"])
+td = out["taskDefinition"]
+containers = {c["name"]: c for c in td["containerDefinitions"]}
+api, envoy = containers["api"], containers["envoy"]
+groups = logs.describe_log_groups(logGroupNamePrefix=sys.argv[3])["logGroups"]
+print(json.dumps({
+    "service": {
+        "capacityProviderStrategy": s.get("capacityProviderStrategy"),
+        "enableExecuteCommand": s.get("enableExecuteCommand"),
+        "propagateTags": s.get("propagateTags"),
+        "team": [t["value"] for t in s.get("tags", []) if t["key"] == "team"],
+    },
+    "taskRoleArn": td.get("taskRoleArn"),
+    "executionRoleArn": td.get("executionRoleArn"),
+    "runtimePlatform": td.get("runtimePlatform"),
+    "ephemeralStorage": td.get("ephemeralStorage"),
+    "containers": sorted(containers),
+    "api": {
+        "dependsOn": api.get("dependsOn"),
+        "log": api["logConfiguration"]["options"],
+    },
+    "envoy": {
+        "image": envoy["image"],
+        "essential": envoy["essential"],
+        "environment": envoy.get("environment"),
+        "secrets": envoy.get("secrets"),
+        "ports": [p["containerPort"] for p in envoy.get("portMappings", [])],
+        "healthCheck": envoy.get("healthCheck", {}).get("command"),
+        "dependsOn": envoy.get("dependsOn"),
+    },
+    "team": [t["value"] for t in out.get("tags", []) if t["key"] == "team"],
+    "logGroups": [g["logGroupName"] for g in groups],
 }))
 "#;
 
@@ -73,6 +116,13 @@ impl Stage {
     /// Writes the stage file with `app` (keys of `[apps.api]`) and `env` (its env table).
     fn write(&self, app: &str, env: &str) {
         let body = format!("{}{app}\n[apps.api.env]\n{env}\n{}", self.head, self.tail);
+        self.project.write(&format!("stages/{}.toml", self.stage), &body);
+    }
+
+    /// Writes the stage file with `app` (keys of `[apps.api]`) and `tables` (tables under
+    /// it, after the env table).
+    fn write_tables(&self, app: &str, tables: &str) {
+        let body = format!("{}{app}\n[apps.api.env]\nMODE = \"a\"\n\n{tables}\n{}", self.head, self.tail);
         self.project.write(&format!("stages/{}.toml", self.stage), &body);
     }
 
@@ -162,4 +212,92 @@ fn removing_an_autoscaled_app_deregisters_its_scalable_target() {
     let removed = s.run(&["commit", "--yes", "--allow-remove", "--progress", "plain"]);
     removed.expect_code(0);
     assert_eq!(s.autoscaling(), serde_json::json!({ "targets": [], "policies": [] }));
+}
+
+#[test]
+fn a_task_definition_as_teams_write_it_is_registered_read_back_and_shows_no_drift() {
+    let s = Stage::new();
+    let group = format!("/shop/{}", s.stage);
+    let app = r#"task_role = "arn:aws:iam::123456789012:role/api-task"
+execution_role = "arn:aws:iam::123456789012:role/api-execution"
+architecture = "ARM64"
+ephemeral_storage = 40
+exec = true
+propagate_tags = "service"
+tags = { team = "shop" }
+capacity_providers = [{ provider = "FARGATE", weight = 1, base = 1 }, { provider = "FARGATE_SPOT", weight = 3 }]
+container_depends_on = { envoy = "HEALTHY" }"#;
+    let tables = format!(
+        r#"[apps.api.logging]
+group = "{group}"
+stream_prefix = "api"
+
+[apps.api.sidecars.envoy]
+image = "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.6.0-prod"
+essential = true
+port = 9901
+health_command = ["CMD-SHELL", "curl -s http://localhost:9901/ready"]
+env = {{ ENVOY_LOG_LEVEL = "info" }}
+secrets = {{ TOKEN = "arn:aws:ssm:{REGION}:123456789012:parameter/envoy-token" }}
+"#
+    );
+    s.write_tables(app, &tables);
+    s.run(&["validate"]).expect_code(0);
+    let plan = s.run(&["plan"]).expect_code(0).stdout();
+    for line in [
+        "architecture = ARM64",
+        "ephemeral_storage = 40 GiB",
+        "capacity_provider = FARGATE_SPOT weight 3 base 0",
+        "exec = true",
+        "tag.team = shop",
+        "sidecar.envoy.image = public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.6.0-prod",
+    ] {
+        assert!(plan.contains(line), "{line} missing from the plan: {plan}");
+    }
+
+    s.run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    let read = python_json(&s.moto, READ_TASK_DEFINITION, &[&s.cluster, &s.service, &group]);
+    assert_eq!(
+        read,
+        serde_json::json!({
+            "service": {
+                "capacityProviderStrategy": [
+                    {"capacityProvider": "FARGATE", "weight": 1, "base": 1},
+                    {"capacityProvider": "FARGATE_SPOT", "weight": 3, "base": 0},
+                ],
+                "enableExecuteCommand": true,
+                "propagateTags": "SERVICE",
+                "team": ["shop"],
+            },
+            "taskRoleArn": "arn:aws:iam::123456789012:role/api-task",
+            "executionRoleArn": "arn:aws:iam::123456789012:role/api-execution",
+            "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
+            "ephemeralStorage": {"sizeInGiB": 40},
+            "containers": ["api", "envoy"],
+            "api": {
+                "dependsOn": [{"containerName": "envoy", "condition": "HEALTHY"}],
+                "log": {"awslogs-group": group, "awslogs-region": REGION, "awslogs-stream-prefix": "api"},
+            },
+            "envoy": {
+                "image": "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.6.0-prod",
+                "essential": true,
+                "environment": [{"name": "ENVOY_LOG_LEVEL", "value": "info"}],
+                "secrets": [{"name": "TOKEN", "valueFrom": format!("arn:aws:ssm:{REGION}:123456789012:parameter/envoy-token")}],
+                "ports": [9901],
+                "healthCheck": ["CMD-SHELL", "curl -s http://localhost:9901/ready"],
+                "dependsOn": null,
+            },
+            "team": ["shop"],
+            "logGroups": [group],
+        })
+    );
+    let fresh = s.run(&["plan", "--refresh", "--detailed-exitcode"]);
+    assert!(fresh.expect_code(0).stdout().contains("matches recorded state and what runs"), "{}", fresh.stdout());
+
+    // A second commit of the same file reuses the task definition; a changed sidecar
+    // shows in the plan as the one changed line.
+    s.run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    s.write_tables(app, &tables.replace("essential = true", "essential = false"));
+    let plan = s.run(&["plan"]).expect_code(0).stdout();
+    assert!(plan.contains("sidecar.envoy.essential = false"), "{plan}");
 }

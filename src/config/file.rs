@@ -312,6 +312,47 @@ pub struct AppSection {
     /// source's `Dockerfile`, its whole tree as the context, no target, no extra args.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildSection>,
+    /// ECS only: containers beside the app's in every task (log routers, proxies, agents),
+    /// by container name. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sidecars: BTreeMap<String, crate::config::ecs_task::SidecarSection>,
+    /// ECS only: sidecars the app's container waits for, name = condition (`START`,
+    /// `COMPLETE`, `SUCCESS` or `HEALTHY`). Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_depends_on: BTreeMap<String, String>,
+    /// ECS only: the app's task role ARN, instead of `[runtime] task_role`. Default: the
+    /// stage's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role: Option<String>,
+    /// ECS only: the app's task execution role ARN, instead of `[runtime] execution_role`.
+    /// Default: the stage's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role: Option<String>,
+    /// ECS only: where the app's container logs. Default: awslogs to the stage's log group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<crate::config::ecs_task::LoggingSection>,
+    /// ECS only: the CPU architecture, `X86_64` or `ARM64`. Default: "X86_64".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// ECS only: ephemeral storage per task in GiB, 21–200. Default: Fargate's 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 21, max = 200))]
+    pub ephemeral_storage: Option<i64>,
+    /// ECS only: the capacity provider strategy, e.g.
+    /// `[{ provider = "FARGATE", weight = 1, base = 1 }, { provider = "FARGATE_SPOT", weight = 3 }]`.
+    /// Default: none (the FARGATE launch type).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_providers: Vec<crate::config::ecs_task::CapacityProviderSection>,
+    /// ECS only: ECS Exec (`aws ecs execute-command`) into the app's tasks. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<bool>,
+    /// ECS only: tags of the service and task definition. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// ECS only: which tags the tasks get: `service`, `task_definition` or `none`.
+    /// Default: "service".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<String>,
 }
 
 /// `scale`: a fixed number of tasks, or an autoscaled range.

@@ -5,6 +5,7 @@
 
 pub mod diagnostic;
 pub mod ecs_deploy;
+pub mod ecs_task;
 pub mod file;
 pub mod hcl_source;
 pub mod model;

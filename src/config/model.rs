@@ -234,6 +234,13 @@ pub struct DeploySettings {
     /// config hashes recorded before it existed still match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
+    /// The ECS task definition and service beyond the app's one container: sidecars, roles,
+    /// logging, architecture, storage, capacity providers, Exec, tags. Here rather than
+    /// beside the container's fields because both the revision (through the config) and
+    /// the service update (`Runtime::deploy` gets these settings) read it. Left out of state
+    /// while empty.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub ecs_task: Box<EcsTask>,
 }
 
 /// An autoscaled range of tasks, with its target-tracking targets (percent).
@@ -262,10 +269,12 @@ impl Default for DeploySettings {
             stop_timeout: Duration::from_millis(10_000),
             ecs: Box::default(),
             autoscaling: None,
+            ecs_task: Box::default(),
         }
     }
 }
 
+pub use crate::config::ecs_task::{CapacityProvider, EcsTask, Logging, Sidecar};
 pub use crate::config::file::Strategy;
 
 /// Whether `v` is its type's default (for `skip_serializing_if`).

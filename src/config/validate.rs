@@ -879,6 +879,8 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
         p
     };
     let before = diags.len();
+    // Before the section's fields are moved out below.
+    let ecs_task = crate::config::ecs_task::check(src, &at, name, &a, runtime, diags);
 
     if !is_dns_label(name, 32) {
         diags.push(
@@ -1201,6 +1203,7 @@ fn check_app(src: &SourceFile, name: &str, a: AppSection, runtime: &Runtime, dia
             )
         }),
         autoscaling,
+        ecs_task: Box::new(ecs_task),
     };
     if deploy.min_healthy.0 > 100 {
         diags.push(

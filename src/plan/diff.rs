@@ -119,6 +119,9 @@ pub fn config_diff(old_image: &str, old: &AppConfig, new_image: &str, new: &AppC
     if old.target_group != new.target_group {
         push("target_group", opt(old.target_group.as_ref()), opt(new.target_group.as_ref()), vec![]);
     }
+    if old.deploy.ecs_task != new.deploy.ecs_task {
+        push("task", old.deploy.ecs_task.render(), new.deploy.ecs_task.render(), vec![]);
+    }
     if old.deploy.autoscaling != new.deploy.autoscaling {
         push("autoscaling", render_autoscaling(old), render_autoscaling(new), vec![]);
     }
@@ -161,6 +164,8 @@ pub fn config_fields(image: &str, config: &AppConfig) -> Vec<FieldChange> {
         add("health", render_health(config), vec![]);
     }
     add("autoscaling", render_autoscaling(config), vec![]);
+    // The ECS task and service settings (sidecars, roles, logging, …): empty when none is set.
+    add("task", config.deploy.ecs_task.render(), vec![]);
     out
 }
 

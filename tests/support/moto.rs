@@ -65,6 +65,41 @@ from moto.s3.models import s3_backends
 app = DomainDispatcherApplication(create_backend_app)
 one_at_a_time = threading.Lock()
 
+from moto.ecs.responses import EC2ContainerServiceResponse
+moto_create_service = EC2ContainerServiceResponse.create_service
+
+def create_service(self):
+    # moto keeps the capacity provider strategy and ECS Exec on UpdateService but drops
+    # them on CreateService: keep them here too, as ECS does.
+    result = moto_create_service(self)
+    cluster = self._get_param("cluster", "default").split("/")[-1]
+    service = self.ecs_backend.services.get(cluster + ":" + self._get_param("serviceName"))
+    if service is not None:
+        service.capacity_provider_strategy = self._get_param("capacityProviderStrategy")
+        service.enable_execute_command = bool(self._get_param("enableExecuteCommand"))
+    return result
+
+EC2ContainerServiceResponse.create_service = create_service
+
+from moto.ecs.models import EC2ContainerServiceBackend
+moto_requirements = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+def task_requirements(task_definition):
+    # ECS on Fargate takes a container without its own memory (a sidecar sharing the task's);
+    # moto's RunTask adds None and fails with a 500. Count such a container as 0 MiB.
+    saved = [dict(c) for c in task_definition.container_definitions]
+    for c in task_definition.container_definitions:
+        if all(c.get(k) is None for k in ("memory", "memoryReservation", "Memory", "MemoryReservation")):
+            c["memory"] = 0
+    try:
+        return moto_requirements(task_definition)
+    finally:
+        for c, before in zip(task_definition.container_definitions, saved):
+            c.clear()
+            c.update(before)
+
+EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(task_requirements)
+
 def copy_source_changed(environ):
     expected = environ.get("HTTP_X_AMZ_COPY_SOURCE_IF_MATCH")
     source = environ.get("HTTP_X_AMZ_COPY_SOURCE")

@@ -82,7 +82,9 @@ pub fn expected_definition(rendered: &Rendered) -> RuntimeResult<TaskDefinition>
         .memory(rendered.memory.to_string())
         .set_execution_role_arn(rendered.execution_role.clone())
         .set_task_role_arn(rendered.task_role.clone())
-        .container_definitions(rendered.container_definition()?)
+        .set_container_definitions(Some(rendered.container_definitions()?))
+        .set_runtime_platform(rendered.runtime_platform())
+        .set_ephemeral_storage(rendered.ephemeral_storage())
         .build())
 }
 
@@ -131,6 +133,16 @@ pub fn normalise(td: &TaskDefinition) -> BTreeMap<String, String> {
     put(
         "ephemeralStorage".into(),
         td.ephemeral_storage().map(|e| e.size_in_gib()).filter(|&g| g != 20).map(|g| g.to_string()).unwrap_or_default(),
+    );
+    // No platform stated is Linux on X86_64.
+    let platform = td.runtime_platform();
+    put(
+        "runtimePlatform.cpuArchitecture".into(),
+        platform.and_then(|p| p.cpu_architecture()).map_or("X86_64", |a| a.as_str()).to_string(),
+    );
+    put(
+        "runtimePlatform.operatingSystemFamily".into(),
+        platform.and_then(|p| p.operating_system_family()).map_or("LINUX", |o| o.as_str()).to_string(),
     );
     let mut names: Vec<&str> = td.container_definitions().iter().map(|c| c.name().unwrap_or_default()).collect();
     names.sort_unstable();
@@ -194,7 +206,15 @@ fn container(c: &ContainerDefinition, put: &mut impl FnMut(String, String)) {
     }
     put("mountPoints", debug_list(c.mount_points()));
     put("volumesFrom", debug_list(c.volumes_from()));
-    put("dependsOn", debug_list(c.depends_on()));
+    for d in c.depends_on() {
+        put(&format!("dependsOn.{}", d.container_name()), d.condition().as_str().to_string());
+    }
+    if let Some(f) = c.firelens_configuration() {
+        put("firelensConfiguration.type", f.r#type().as_str().to_string());
+        for (k, v) in f.options().into_iter().flatten() {
+            put(&format!("firelensConfiguration.options.{k}"), v.clone());
+        }
+    }
     put("links", json_list(c.links()));
     put("ulimits", debug_list(c.ulimits()));
     put("systemControls", debug_list(c.system_controls()));

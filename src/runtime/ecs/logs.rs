@@ -77,3 +77,13 @@ pub fn stream(client: aws_sdk_cloudwatchlogs::Client, group: String, app: String
     });
     rx
 }
+
+/// Create `group` unless it exists (CreateLogGroup; "already exists" is success), before a
+/// task definition whose awslogs driver writes to it is registered.
+pub async fn ensure_group(client: &aws_sdk_cloudwatchlogs::Client, group: &str) -> crate::runtime::RuntimeResult<()> {
+    match client.create_log_group().log_group_name(group).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_already_exists_exception()) => Ok(()),
+        Err(e) => Err(super::sdk_error(&format!("cannot create log group {group}"), e)),
+    }
+}

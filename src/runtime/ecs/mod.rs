@@ -42,6 +42,7 @@ pub mod drift;
 pub mod load_balancer;
 pub mod logs;
 pub mod revision;
+pub mod service;
 pub mod status;
 
 use std::collections::HashMap;
@@ -53,7 +54,7 @@ use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DesiredStatus, KeyValuePair, LaunchType,
-    NetworkConfiguration, PropagateTags, Service, TaskDefinitionField, TaskOverride,
+    NetworkConfiguration, Service, TaskDefinitionField, TaskOverride,
 };
 
 use crate::config::{self, DeploySettings};
@@ -749,6 +750,11 @@ impl Runtime for EcsRuntime {
                 return Ok(RevisionId(arn));
             }
         }
+        if let Some(config::Logging::Awslogs { group, .. }) = &spec.config.deploy.ecs_task.logging {
+            if !group.is_empty() {
+                logs::ensure_group(&self.logs, group).await?;
+            }
+        }
         let label = recorded.deployment.map(|n| format!("v{n}"));
         let out = rendered
             .register(&self.ecs)?
@@ -809,11 +815,15 @@ impl Runtime for EcsRuntime {
             // An update with an empty list removes a target group the app no longer has.
             .set_load_balancers(Some(load_balancers.clone().unwrap_or_default()))
             .set_health_check_grace_period_seconds(grace)
+            .set_capacity_provider_strategy(service::capacity_providers(&settings.ecs_task))
+            .enable_execute_command(settings.ecs_task.exec)
+            .propagate_tags(service::propagate_tags(&settings.ecs_task))
             .send()
             .await;
         match updated {
             // (moto updates a deleted, INACTIVE service instead of refusing: create it anew.)
             Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
+                service::tag_service(&self.ecs, out.service(), &settings.ecs_task).await?;
                 return primary_rollout(out.service(), "UpdateService");
             }
             Ok(_) => {}
@@ -833,15 +843,17 @@ impl Runtime for EcsRuntime {
             .service_name(&name)
             .task_definition(revision.as_str())
             .desired_count(desired)
-            .launch_type(LaunchType::Fargate)
+            // A capacity provider strategy replaces the launch type.
+            .set_launch_type(settings.ecs_task.capacity_providers.is_empty().then_some(LaunchType::Fargate))
+            .set_capacity_provider_strategy(service::capacity_providers(&settings.ecs_task))
             .deployment_configuration(configuration.clone())
             .network_configuration(self.network()?)
             .set_load_balancers(load_balancers)
             .set_health_check_grace_period_seconds(grace)
-            .propagate_tags(PropagateTags::Service)
+            .propagate_tags(service::propagate_tags(&settings.ecs_task))
+            .enable_execute_command(settings.ecs_task.exec)
             .enable_ecs_managed_tags(true)
-            .tags(tag(TAG_STAGE, &self.stage))
-            .tags(tag(TAG_APP, app))
+            .set_tags(Some(service::tags(&self.stage, app, &settings.ecs_task)))
             .send()
             .await
             .map_err(|e| sdk_error(&format!("cannot create service {name}"), e))?;

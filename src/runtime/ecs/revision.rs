@@ -9,11 +9,13 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{
-    Compatibility, ContainerDefinition, HealthCheck, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
-    PortMapping, Secret, Tag, TransportProtocol,
+    Compatibility, ContainerCondition, ContainerDefinition, ContainerDependency, CpuArchitecture, EphemeralStorage,
+    FirelensConfiguration, FirelensConfigurationType, HealthCheck, KeyValuePair, LogConfiguration, LogDriver,
+    NetworkMode, OsFamily, PortMapping, RuntimePlatform, Secret, Tag, TransportProtocol,
 };
 use serde::Serialize;
 
+use crate::config::{Logging, Sidecar};
 use crate::runtime::{RevisionSpec, RuntimeError, RuntimeResult};
 
 /// Tag names ferry puts on what it creates.
@@ -55,6 +57,26 @@ pub struct Rendered {
     pub app: String,
     pub release: u64,
     pub target_group: Option<String>,
+    // What `[apps.NAME]` adds on ECS (`config::ecs_task`): left out of the hash while
+    // unset, so revisions registered before these keys existed are still reused.
+    /// The awslogs stream prefix; `None`: [`LOG_STREAM_PREFIX`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_stream_prefix: Option<String>,
+    /// The app logs through the FireLens sidecar with these options, not awslogs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firelens_options: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sidecars: BTreeMap<String, Sidecar>,
+    /// Sidecars the app's container waits for: name → condition.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_depends_on: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_gib: Option<u32>,
+    /// The app's own tags (besides ferry's).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// What the stage's `[runtime]` adds to every revision.
@@ -102,10 +124,21 @@ impl Rendered {
         if let Some(p) = &port_text {
             environment.entry("PORT".into()).or_insert_with(|| p.clone());
         }
-        let health_command = c.health.command.as_ref().map(|cmd| match cmd.first().map(String::as_str) {
-            Some("CMD" | "CMD-SHELL" | "NONE") => cmd.clone(),
-            _ => std::iter::once("CMD".to_string()).chain(cmd.iter().cloned()).collect(),
-        });
+        let health_command = c.health.command.as_deref().map(crate::config::ecs_task::health_form);
+        let t = &c.deploy.ecs_task;
+        // An app's own awslogs group is created by ferry before registering (CreateLogGroup),
+        // so the task needs no `awslogs-create-group` (nor the permission it takes).
+        let (log_group, log_create_group, log_stream_prefix) = match &t.logging {
+            Some(Logging::Awslogs { group, stream_prefix }) if !group.is_empty() => {
+                (group.clone(), false, Some(stream_prefix.clone()).filter(|p| p != LOG_STREAM_PREFIX))
+            }
+            Some(Logging::Awslogs { stream_prefix, .. }) => (
+                log_group(stage.stage, stage.log_group),
+                stage.log_group.is_none(),
+                Some(stream_prefix.clone()).filter(|p| p != LOG_STREAM_PREFIX),
+            ),
+            _ => (log_group(stage.stage, stage.log_group), stage.log_group.is_none(), None),
+        };
         Rendered {
             family: family(stage.stage, &spec.app),
             container: spec.app.clone(),
@@ -122,15 +155,25 @@ impl Rendered {
             cpu: c.cpu,
             memory: c.memory,
             stop_timeout_s: secs(c.deploy.stop_timeout, 2, 120),
-            execution_role: stage.execution_role.map(str::to_string),
-            task_role: stage.task_role.map(str::to_string),
-            log_group: log_group(stage.stage, stage.log_group),
-            log_create_group: stage.log_group.is_none(),
+            execution_role: t.execution_role.clone().or_else(|| stage.execution_role.map(str::to_string)),
+            task_role: t.task_role.clone().or_else(|| stage.task_role.map(str::to_string)),
+            log_group,
+            log_create_group,
             region: stage.region.to_string(),
             stage: stage.stage.to_string(),
             app: spec.app.clone(),
             release: spec.release,
             target_group: c.target_group.clone(),
+            log_stream_prefix,
+            firelens_options: match &t.logging {
+                Some(Logging::Awsfirelens { options }) => Some(options.clone()),
+                _ => None,
+            },
+            sidecars: t.sidecars.clone(),
+            container_depends_on: t.container_depends_on.clone(),
+            architecture: t.architecture.clone(),
+            ephemeral_storage_gib: t.ephemeral_storage_gib,
+            tags: t.tags.clone(),
         }
     }
 
@@ -151,6 +194,7 @@ impl Rendered {
         if let Some(tg) = &self.target_group {
             tags.push(tag(TAG_TARGET_GROUP, tg));
         }
+        tags.extend(self.tags.iter().map(|(k, v)| tag(k, v)));
         tags
     }
 
@@ -195,15 +239,93 @@ impl Rendered {
                     .map_err(invalid)?,
             );
         }
+        b = b.set_depends_on(depends_on(&self.container_depends_on)?);
+        let log = match &self.firelens_options {
+            Some(options) => {
+                let mut log = LogConfiguration::builder().log_driver(LogDriver::Awsfirelens);
+                for (k, v) in options {
+                    log = log.options(k, v);
+                }
+                log.build().map_err(invalid)?
+            }
+            None => self.awslogs()?,
+        };
+        Ok(b.log_configuration(log).build())
+    }
+
+    /// The awslogs configuration of the app's group, which sidecars share.
+    fn awslogs(&self) -> RuntimeResult<LogConfiguration> {
         let mut log = LogConfiguration::builder()
             .log_driver(LogDriver::Awslogs)
             .options("awslogs-group", &self.log_group)
             .options("awslogs-region", &self.region)
-            .options("awslogs-stream-prefix", LOG_STREAM_PREFIX);
+            .options("awslogs-stream-prefix", self.log_stream_prefix.as_deref().unwrap_or(LOG_STREAM_PREFIX));
         if self.log_create_group {
             log = log.options("awslogs-create-group", "true");
         }
-        Ok(b.log_configuration(log.build().map_err(invalid)?).build())
+        log.build().map_err(invalid)
+    }
+
+    /// Every container of the task: the app's first, then the sidecars by name.
+    pub fn container_definitions(&self) -> RuntimeResult<Vec<ContainerDefinition>> {
+        let mut out = vec![self.container_definition()?];
+        for (name, s) in &self.sidecars {
+            let mut b = ContainerDefinition::builder()
+                .name(name)
+                .image(&s.image)
+                .essential(s.essential)
+                .set_command((!s.command.is_empty()).then(|| s.command.clone()))
+                .set_environment(Some(
+                    s.env.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect(),
+                ))
+                .set_secrets(Some(
+                    s.secrets
+                        .iter()
+                        .map(|(k, v)| Secret::builder().name(k).value_from(v.reference()).build().map_err(invalid))
+                        .collect::<RuntimeResult<Vec<_>>>()?,
+                ))
+                .set_depends_on(depends_on(&s.depends_on)?)
+                // Sidecars log with awslogs to the app's group (a log router cannot route
+                // its own output).
+                .log_configuration(self.awslogs()?);
+            if let Some(port) = s.port {
+                b = b.port_mappings(
+                    PortMapping::builder()
+                        .container_port(port as i32)
+                        .host_port(port as i32)
+                        .protocol(TransportProtocol::Tcp)
+                        .build(),
+                );
+            }
+            if let Some(cmd) = &s.health_command {
+                b = b.health_check(HealthCheck::builder().set_command(Some(cmd.clone())).build().map_err(invalid)?);
+            }
+            if let Some(kind) = &s.firelens {
+                b = b.firelens_configuration(
+                    FirelensConfiguration::builder()
+                        .r#type(FirelensConfigurationType::from(kind.as_str()))
+                        .build()
+                        .map_err(invalid)?,
+                );
+            }
+            out.push(b.build());
+        }
+        Ok(out)
+    }
+
+    /// The runtime platform, when the file names an architecture.
+    pub fn runtime_platform(&self) -> Option<RuntimePlatform> {
+        self.architecture.as_deref().map(|a| {
+            RuntimePlatform::builder()
+                .cpu_architecture(CpuArchitecture::from(a))
+                .operating_system_family(OsFamily::Linux)
+                .build()
+        })
+    }
+
+    /// Ephemeral storage, when the file asks for more than Fargate's 20 GiB.
+    pub fn ephemeral_storage(&self) -> Option<EphemeralStorage> {
+        self.ephemeral_storage_gib.map(|g| EphemeralStorage::builder().size_in_gib(g as i32).build())
     }
 
     /// A RegisterTaskDefinition request for this revision (Fargate, awsvpc).
@@ -221,9 +343,28 @@ impl Rendered {
             .memory(self.memory.to_string())
             .set_execution_role_arn(self.execution_role.clone())
             .set_task_role_arn(self.task_role.clone())
-            .container_definitions(self.container_definition()?)
+            .set_container_definitions(Some(self.container_definitions()?))
+            .set_runtime_platform(self.runtime_platform())
+            .set_ephemeral_storage(self.ephemeral_storage())
             .set_tags(Some(self.tags())))
     }
+}
+
+/// `dependsOn` of a container: name → condition; `None` when it waits for nothing.
+fn depends_on(on: &BTreeMap<String, String>) -> RuntimeResult<Option<Vec<ContainerDependency>>> {
+    if on.is_empty() {
+        return Ok(None);
+    }
+    on.iter()
+        .map(|(name, condition)| {
+            ContainerDependency::builder()
+                .container_name(name)
+                .condition(ContainerCondition::from(condition.as_str()))
+                .build()
+                .map_err(invalid)
+        })
+        .collect::<RuntimeResult<Vec<_>>>()
+        .map(Some)
 }
 
 /// The family of a task definition ARN (`…:task-definition/<family>:<revision>`).

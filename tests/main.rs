@@ -26,6 +26,7 @@ mod local_runtime;
 mod pipeline;
 mod plan_cli;
 mod preview;
+mod preview_ecs;
 mod releases;
 mod runtime_conformance;
 mod s3_store;

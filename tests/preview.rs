@@ -448,3 +448,228 @@ fn status_reports_and_release_creation_are_events_too() {
     assert_eq!(events[1]["release"], 2);
     assert_eq!(events[1]["digest"], two.as_str());
 }
+
+/// The events a receiver got, parsed.
+fn received_events(rx: &Receiver) -> Vec<Value> {
+    rx.received().iter().map(|r| serde_json::from_str(&r.body).expect("one JSON object per request")).collect()
+}
+
+/// `ferry.toml` with one signed JSON `[[notify]]` to `json` and a Slack one to `slack`. The
+/// HMAC key is a `file:` reference (`hook.key`, written by `write_hook_key`), so background
+/// runs need no environment of their own.
+fn notify_both(json: &Receiver, slack: &Receiver) -> String {
+    format!(
+        "\n[[notify]]\nurl = \"http://127.0.0.1:{}/hook\"\nsecret = \"file:hook.key\"\n\n\
+         [[notify]]\nurl = \"http://127.0.0.1:{}/slack\"\nformat = \"slack\"\n",
+        json.port, slack.port
+    )
+}
+
+/// Every JSON request is signed with the key; every Slack request is `{"text": …}` whose
+/// text starts with `[KIND]`.
+fn assert_signed_and_summarised(json: &Receiver, slack: &Receiver, kinds: &[&str]) {
+    for r in json.received() {
+        assert_eq!(
+            r.header("x-ferry-signature-256").map(str::to_string),
+            Some(format!("sha256={}", hmac_hex(b"hook-key", r.body.as_bytes()))),
+            "{}",
+            r.body
+        );
+    }
+    let texts: Vec<String> = slack
+        .received()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_string())
+        .collect();
+    let slack_kinds: Vec<&str> =
+        texts.iter().map(|t| t.strip_prefix('[').and_then(|t| t.split(']').next()).unwrap()).collect();
+    assert_eq!(slack_kinds, kinds, "{texts:?}");
+}
+
+fn ferry_with_key(p: &Project, args: &[&str]) -> crate::support::Run {
+    p.p.write("hook.key", "hook-key");
+    p.run(args)
+}
+
+#[test]
+fn preview_up_and_down_are_events_in_the_file_and_at_both_webhooks() {
+    let json = Receiver::start(200, 0);
+    let slack = Receiver::start(200, 0);
+    let (p, one, _two) = two_app_project(&notify_both(&json, &slack));
+    let up = ferry_with_key(&p, &["preview", "up", "8", "--sha", "abc123", "--yes", "--events", "events.jsonl"]);
+    up.expect_code(0);
+    let url = up.stdout().trim().to_string();
+    ferry_with_key(&p, &["preview", "down", "8", "--events", "events.jsonl"]).expect_code(0);
+
+    let lines: Vec<Value> = p.p.read("events.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // The preview's commit (one event per deployment), then up, then down.
+    let kinds: Vec<(&str, Option<&str>)> =
+        lines.iter().map(|e| (e["kind"].as_str().unwrap(), e["action"].as_str())).collect();
+    assert_eq!(
+        kinds,
+        [("commit", None), ("commit", None), ("preview", Some("up")), ("preview", Some("down"))],
+        "{lines:?}"
+    );
+    assert!(lines[..2].iter().all(|e| e["stage"] == "pr-8" && e["outcome"] == "succeeded"));
+    let up_event = &lines[2];
+    assert_eq!(up_event["pr"], 8);
+    assert_eq!(up_event["stage"], "pr-8");
+    assert_eq!(up_event["url"], url.as_str());
+    assert_eq!(up_event["source_commit"], "abc123");
+    assert_eq!(up_event["outcome"], "succeeded");
+    assert!(up_event["duration_ms"].is_u64());
+    let down_event = &lines[3];
+    assert_eq!((down_event["pr"].as_u64(), down_event["outcome"].as_str()), (Some(8), Some("succeeded")));
+    let _ = one;
+
+    assert_eq!(received_events(&json), lines, "the webhook gets the same events as the file");
+    assert_signed_and_summarised(&json, &slack, &["commit", "commit", "preview", "preview"]);
+}
+
+#[test]
+fn promote_is_an_event_at_the_webhooks() {
+    let json = Receiver::start(200, 0);
+    let slack = Receiver::start(200, 0);
+    let p = Project::new();
+    let one = p.push("web", "one", &[]);
+    let two = p.push("web", "two", &[]);
+    p.stage(&[app("web", vec![(1, one)], 1)]);
+    p.p.write(
+        "ferry.toml",
+        &format!(
+            "{}\n[[pipeline.steps]]\nname = \"development\"\nstages = [\"dev\"]\n",
+            preview_toml(&port_range(), &notify_both(&json, &slack))
+        ),
+    );
+    ferry_with_key(&p, &["preview", "up", "7", "--release", &two, "--yes"]).expect_code(0);
+    let before = json.received().len();
+    ferry_with_key(&p, &["promote", "web", "--from", "pr-7"]).expect_code(0);
+    let events = received_events(&json);
+    let promoted = &events[before..];
+    assert_eq!(promoted.len(), 1, "{promoted:?}");
+    let e = &promoted[0];
+    assert_eq!(e["kind"], "promote");
+    assert_eq!(e["stage"], "dev");
+    assert_eq!(e["app"], "web");
+    assert_eq!(e["digest"], two.as_str());
+    assert_eq!(e["outcome"], "requested");
+    assert_eq!(e["action"], "from pr-7 into step development");
+    let slack_texts: Vec<Value> = slack.received().iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+    let last = slack_texts.last().unwrap()["text"].as_str().unwrap().to_string();
+    assert!(last.starts_with("[promote] test/dev: from pr-7 into step development web"), "{last}");
+    assert_signed_and_summarised(&json, &slack, &["commit", "preview", "promote"]);
+    p.run(&["preview", "down", "7"]).expect_code(0);
+}
+
+#[test]
+fn rollback_is_an_event_and_its_commit_too() {
+    let json = Receiver::start(200, 0);
+    let slack = Receiver::start(200, 0);
+    let p = Project::new();
+    let one = p.push("web", "one", &[]);
+    let two = p.push("web", "two", &[]);
+    let mut web = app("web", vec![(1, one.clone())], 1);
+    p.stage(&[web.clone()]);
+    p.p.write("ferry.toml", &format!("[project]\nname = \"test\"\n{}", notify_both(&json, &slack)));
+    ferry_with_key(&p, &["commit", "--yes"]).expect_code(0);
+    web.releases.push((2, two));
+    web.active = 2;
+    p.stage(&[web.clone()]);
+    ferry_with_key(&p, &["commit", "--yes"]).expect_code(0);
+    let run = ferry_with_key(&p, &["rollback", "web", "--commit"]);
+    run.expect_code(0);
+    assert_eq!(get(web.port).as_deref(), Ok("one"), "{}", run.stderr());
+
+    let events = received_events(&json);
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["commit", "commit", "rollback", "commit"], "{events:?}");
+    let rollback = &events[2];
+    assert_eq!(rollback["stage"], "dev");
+    assert_eq!(rollback["app"], "web");
+    assert_eq!(rollback["deployment"], 1, "back to v1");
+    assert_eq!(rollback["release"], 1);
+    assert_eq!(rollback["digest"], one.as_str());
+    assert_eq!(events[3]["deployment"], 3);
+    assert_eq!(events[3]["release"], 1);
+    assert_signed_and_summarised(&json, &slack, &["commit", "commit", "rollback", "commit"]);
+}
+
+#[test]
+fn abort_is_an_event_and_the_aborted_commit_says_so() {
+    let json = Receiver::start(200, 0);
+    let slack = Receiver::start(200, 0);
+    let p = Project::new();
+    let one = p.push("web", "one", &[]);
+    let bad = p.push("web", "bad", &["unhealthy"]);
+    let mut web = app("web", vec![(1, one)], 1);
+    p.stage(&[web.clone()]);
+    p.p.write("ferry.toml", &format!("[project]\nname = \"test\"\n{}", notify_both(&json, &slack)));
+    ferry_with_key(&p, &["commit", "--yes"]).expect_code(0);
+    web.releases.push((2, bad));
+    web.active = 2;
+    web.timeout = "60s";
+    p.stage(&[web.clone()]);
+    let commit = p.spawn(&["commit", "--yes", "--events", "events.jsonl"]);
+    wait_until("the deployment in progress", Duration::from_secs(15), || crate::commit::in_progress(&p, "web"));
+    ferry_with_key(&p, &["abort"]).expect_code(0);
+    let (code, out, err) = commit.wait(Duration::from_secs(30));
+    assert_eq!(code, 130, "{out}\n{err}");
+
+    let events = received_events(&json);
+    let kinds: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["kind"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
+    // The abort command reports once the stage is unlocked, which the commit does before
+    // it sends its own event: both orders are real.
+    assert_eq!(kinds[0], ("commit", "succeeded"));
+    let mut rest = kinds[1..].to_vec();
+    rest.sort();
+    assert_eq!(rest, [("abort", "succeeded"), ("commit", "aborted")], "{events:?}");
+    let aborted = events.iter().find(|e| e["outcome"] == "aborted").unwrap();
+    assert_eq!((aborted["stage"].as_str(), aborted["deployment"].as_u64()), (Some("dev"), Some(2)));
+    assert!(aborted["reason"].as_str().is_some_and(|r| r.contains("abort")), "{aborted}");
+    let file: Vec<Value> = p.p.read("events.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(file, [aborted.clone()], "the commit's --events file has its own event");
+    let mut slack_kinds: Vec<String> = slack
+        .received()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_string())
+        .map(|t| t[1..t.find(']').unwrap()].to_string())
+        .collect();
+    slack_kinds.sort();
+    assert_eq!(slack_kinds, ["abort", "commit", "commit"]);
+}
+
+#[test]
+fn a_preview_killed_between_its_reservation_and_its_commit_is_fully_removed_by_down() {
+    let (p, _one, _two) = two_app_project("");
+    // Another run holds the preview's lock (this test, through the library), so `preview up`
+    // reserves the preview and then waits for the lock: killed there, it has reserved ports
+    // and a record, and has no lock, state or task.
+    let project = ferry::config::load_project(p.p.path()).expect("the project loads");
+    let held = ferry::state::LockedStage::open(&project, "pr-6", "ferry commit -s pr-6", Duration::ZERO).unwrap();
+    let child = p.spawn(&["--lock-timeout", "120s", "preview", "up", "6", "--yes"]);
+    wait_until("the preview is reserved", Duration::from_secs(60), || {
+        let Ok(text) = std::fs::read_to_string(p.p.path().join(".ferry/previews.json")) else { return false };
+        serde_json::from_str::<Value>(&text).is_ok_and(|r| r["previews"]["6"]["status"] == "creating")
+    });
+    child.signal(libc::SIGKILL);
+    let _ = child.wait(Duration::from_secs(10));
+    held.unlock().unwrap();
+    let rows = list(&p);
+    assert_eq!((rows.len(), rows[0]["status"].as_str()), (1, Some("creating")), "{rows:?}");
+    let url = rows[0]["url"].as_str().unwrap().to_string();
+    assert!(!p.p.path().join(".ferry/state/pr-6.json").exists(), "killed before its commit wrote anything");
+
+    let run = p.run(&["preview", "down", "6"]);
+    run.expect_code(0);
+    assert!(run.stderr().contains("removed the preview of PR 6"), "{}", run.stderr());
+    assert!(list(&p).is_empty(), "the record and its ports are gone");
+    for gone in [".ferry/state/pr-6.json", ".ferry/state/pr-6.lock", ".ferry/logs/pr-6"] {
+        assert!(!p.p.path().join(gone).exists(), "{gone} is left");
+    }
+    assert!(!listening(&url));
+    assert!(p.run(&["preview", "down", "6"]).stderr().contains("nothing to remove"), "safe twice");
+    // The PR can have a preview again.
+    p.run(&["preview", "up", "6", "--yes"]).expect_code(0);
+    p.run(&["preview", "down", "6"]).expect_code(0);
+}

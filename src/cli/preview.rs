@@ -212,16 +212,6 @@ fn up(ctx: &Context, project: &Project, args: UpArgs) -> CliResult {
     let settings = settings(project)?;
     let stage = preview::stage_name(settings, pr)?;
     let template = config::load_stage(project, &settings.template)?;
-    if let Runtime::Ecs(_) = template.runtime {
-        return Err(CliError::with_hint(
-            format!(
-                "the template stage `{}` runs on ECS: ferry makes previews on the local runtime only for now",
-                template.name
-            ),
-            "[pipeline.preview.ecs] is checked and kept, but services, target groups and host rules per preview are \
-             not created yet; use a local template stage",
-        ));
-    }
     let store = records(project)?;
     let book = preview::load_book(store.as_ref()).map_err(record_error)?;
     if let Some(other) = book.by_stage(&stage).filter(|p| p.pr != pr) {
@@ -247,8 +237,13 @@ fn up(ctx: &Context, project: &Project, args: UpArgs) -> CliResult {
     }
 
     // Reserve first: whatever happens next, `preview down` finds it.
-    let port_apps: Vec<&str> =
-        template.apps.values().filter(|a| a.config.port.is_some()).map(|a| a.name.as_str()).collect();
+    // Ports from the range are the local runtime's; on ECS each task has its own address.
+    let port_apps: Vec<&str> = match template.runtime {
+        Runtime::Local { .. } => {
+            template.apps.values().filter(|a| a.config.port.is_some()).map(|a| a.name.as_str()).collect()
+        }
+        Runtime::Ecs(_) => Vec::new(),
+    };
     let now = crate::history::now();
     let reserved = preview::update_book(store.as_ref(), |book| {
         let ports = preview::allocate_ports(book, settings, pr, &port_apps, |port| {
@@ -266,6 +261,7 @@ fn up(ctx: &Context, project: &Project, args: UpArgs) -> CliResult {
             branch: None,
             sha: None,
             url: None,
+            ecs: None,
             created_at: now,
             updated_at: now,
         });
@@ -282,6 +278,10 @@ fn up(ctx: &Context, project: &Project, args: UpArgs) -> CliResult {
         Ok::<Preview, PreviewError>(entry.clone())
     })
     .map_err(record_error)??;
+    let reserved = match &template.runtime {
+        Runtime::Ecs(ecs) => ecs_up(project, store.as_ref(), settings, &template, ecs, pr, &stage, ctx)?,
+        Runtime::Local { .. } => reserved,
+    };
 
     let desired = preview::render(settings, &template, &reserved);
     let options = StageCommit {
@@ -325,6 +325,99 @@ fn up(ctx: &Context, project: &Project, args: UpArgs) -> CliResult {
     Ok(())
 }
 
+/// The ECS part of `preview up`, after the reservation: the preview's target groups and host
+/// rule (recorded with its URL), and, for a `service` pattern other than the runtime's own
+/// `<stage>-<app>`, the service names in the preview's state, as `ferry import` records an
+/// adopted service's, so the commit creates the services under those names.
+#[allow(clippy::too_many_arguments)]
+fn ecs_up(
+    project: &Project,
+    store: &dyn RecordStore,
+    settings: &PreviewSettings,
+    template: &config::Stage,
+    ecs: &config::EcsRuntime,
+    pr: u64,
+    stage: &str,
+    ctx: &Context,
+) -> CliResult<Preview> {
+    let (made, url) = crate::aws::block_on(async {
+        let sdk = crate::runtime::ecs::load_sdk_config(&ecs.region).await;
+        let elb = crate::aws::elbv2_client(&sdk);
+        let made = preview::ecs::up(&elb, &settings.ecs, pr, template).await?;
+        let url = preview::ecs::url(&elb, &settings.ecs, pr).await?;
+        Ok::<_, String>((made, url))
+    })
+    .map_err(|e| {
+        CliError::with_hint(format!("preview of PR {pr}: {e}"), "`ferry preview down` removes what was made")
+    })?;
+    let recorded = preview::update_book(store, |book| {
+        let p = book.previews.get_mut(&pr.to_string())?;
+        p.ecs = Some(made.clone());
+        p.url = url.clone();
+        Some(p.clone())
+    })
+    .map_err(record_error)?
+    .ok_or_else(|| CliError::new(format!("the preview of PR {pr} was removed meanwhile")))?;
+    let own_names: Vec<(String, String)> = template
+        .apps
+        .keys()
+        .map(|app| (app.clone(), preview::ecs::service_name(&settings.ecs, pr, stage, app)))
+        .filter(|(app, service)| *service != format!("{stage}-{app}"))
+        .collect();
+    if !own_names.is_empty() {
+        let mut session = lock_preview(project, stage, ctx)?;
+        let missing = own_names.iter().any(|(app, service)| {
+            session.state().apps.get(app).and_then(|a| a.adopted.as_ref()).is_none_or(|a| a.service != *service)
+        });
+        if missing {
+            session.update(|state| {
+                for (app, service) in &own_names {
+                    state.apps.entry(app.clone()).or_default().adopted = Some(crate::state::AdoptedService {
+                        service: service.clone(),
+                        family: service.clone(),
+                        container: app.clone(),
+                    });
+                }
+            })?;
+        }
+        session.unlock()?;
+    }
+    Ok(recorded)
+}
+
+/// The ECS part of `preview down`: the services (under the names recorded state gives
+/// them), then the host rule and the target groups. What is gone already is skipped.
+fn ecs_down(
+    settings: &PreviewSettings,
+    ecs: &config::EcsRuntime,
+    session: &LockedStage,
+    found: &Preview,
+    template_apps: &[String],
+) -> CliResult<Vec<String>> {
+    use crate::runtime::Runtime as _;
+    let state = session.state();
+    let mut apps: Vec<String> = template_apps.to_vec();
+    apps.extend(state.apps.keys().cloned());
+    apps.extend(found.ecs.iter().flat_map(|m| m.target_groups.keys().cloned()));
+    apps.sort();
+    apps.dedup();
+    let stage = found.stage.as_str();
+    crate::aws::block_on(async {
+        let sdk = crate::runtime::ecs::load_sdk_config(&ecs.region).await;
+        let runtime = crate::runtime::ecs::EcsRuntime::new(stage, ecs, &sdk);
+        runtime.adopt(&state.adopted());
+        let mut removed = Vec::new();
+        for app in &apps {
+            runtime.remove(app).await.map_err(|e| format!("app {app}: {e}"))?;
+            removed.push(format!("service {}", runtime.service_name(app)));
+        }
+        let elb = crate::aws::elbv2_client(&sdk);
+        removed.extend(preview::ecs::down(&elb, &settings.ecs, found.pr, &apps).await?);
+        Ok::<_, String>(removed)
+    })
+    .map_err(|e| CliError::with_hint(format!("preview of PR {}: {e}", found.pr), "run `ferry preview down` again"))
+}
+
 /// Take the preview's lock, also from a `ferry` that was killed holding it.
 fn lock_preview(project: &Project, stage: &str, ctx: &Context) -> CliResult<LockedStage> {
     match LockedStage::open(project, stage, &command_line(), ctx.lock_timeout) {
@@ -339,7 +432,7 @@ fn lock_preview(project: &Project, stage: &str, ctx: &Context) -> CliResult<Lock
 
 fn down(ctx: &Context, project: &Project, pr: u64, events: Option<PathBuf>) -> CliResult {
     let started = Instant::now();
-    settings(project)?;
+    let settings = settings(project)?;
     let store = records(project)?;
     let book = preview::load_book(store.as_ref()).map_err(record_error)?;
     let Some(found) = book.get(pr).cloned() else {
@@ -349,8 +442,22 @@ fn down(ctx: &Context, project: &Project, pr: u64, events: Option<PathBuf>) -> C
     let stage = found.stage.clone();
     let session = lock_preview(project, &stage, ctx)?;
     let root = project.root.clone();
-    let rt = super::tokio_runtime()?;
-    rt.block_on(crate::runtime::local::LocalRuntime::new(&root, &stage).down()).map_err(super::agent::runtime_error)?;
+    // The template says which runtime the preview ran on; without it (its file since
+    // removed), the local one, whose `down` is harmless when nothing runs.
+    let template = config::load_stage(project, &found.template).ok();
+    let mut removed = vec!["tasks", "ports", "state", "logs"].into_iter().map(String::from).collect::<Vec<_>>();
+    match template.as_ref().map(|t| &t.runtime) {
+        Some(Runtime::Ecs(ecs)) => {
+            let apps: Vec<String> = template.as_ref().map(|t| t.apps.keys().cloned().collect()).unwrap_or_default();
+            removed = ecs_down(settings, ecs, &session, &found, &apps)?;
+            removed.push("state".into());
+        }
+        _ => {
+            let rt = super::tokio_runtime()?;
+            rt.block_on(crate::runtime::local::LocalRuntime::new(&root, &stage).down())
+                .map_err(super::agent::runtime_error)?;
+        }
+    }
     session.store().delete(&stage)?;
     // `logs_dir(stage, "")`: the stage's folder of app log folders.
     let logs = crate::runtime::local::Layout::new(&root).logs_dir(&stage, "");
@@ -368,7 +475,7 @@ fn down(ctx: &Context, project: &Project, pr: u64, events: Option<PathBuf>) -> C
     event.action = Some("down".into());
     event.pr = Some(pr);
     Emitter::new(project, events).emit(&[event]);
-    eprintln!("removed the preview of PR {pr} (stage {stage}): tasks, ports, state and logs");
+    eprintln!("removed the preview of PR {pr} (stage {stage}): {}", removed.join(", "));
     Ok(())
 }
 

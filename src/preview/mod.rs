@@ -12,6 +12,7 @@
 //! everything it made. The pure parts live here (rendering, port choice, names); the
 //! commands are `cli::preview`.
 
+pub mod ecs;
 pub mod settings;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,9 @@ pub struct Preview {
     pub sha: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// ECS template: the target groups and host rule the preview made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecs: Option<ecs::EcsMade>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -246,6 +250,9 @@ pub fn render(settings: &PreviewSettings, template: &Stage, preview: &Preview) -
             app.active = Some(id);
         }
     }
+    if let Some(made) = &preview.ecs {
+        ecs::render_apps(&mut stage, made);
+    }
     stage
 }
 
@@ -302,6 +309,7 @@ mod tests {
             branch: None,
             sha: None,
             url: None,
+            ecs: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

@@ -628,7 +628,7 @@ fn abort_is_an_event_and_the_aborted_commit_says_so() {
     assert_eq!((aborted["stage"].as_str(), aborted["deployment"].as_u64()), (Some("dev"), Some(2)));
     assert!(aborted["reason"].as_str().is_some_and(|r| r.contains("abort")), "{aborted}");
     let file: Vec<Value> = p.p.read("events.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(file, [aborted.clone()], "the commit's --events file has its own event");
+    assert_eq!(file, std::slice::from_ref(aborted), "the commit's --events file has its own event");
     let mut slack_kinds: Vec<String> = slack
         .received()
         .iter()

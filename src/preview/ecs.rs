@@ -259,7 +259,7 @@ pub async fn down(
 pub fn render_apps(stage: &mut Stage, made: &EcsMade) {
     for app in stage.apps.values_mut() {
         app.config.target_group = made.target_groups.get(&app.name).cloned();
-        app.config.deploy.ecs = Box::default();
+        *app.config.deploy.ecs = Default::default();
     }
 }
 

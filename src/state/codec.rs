@@ -59,6 +59,10 @@ pub fn decode_vec(location: &str, stage: &str, bytes: Vec<u8>) -> Result<StageSt
     if state.stage != stage {
         return Err(corrupt(format!("it holds the state of stage `{}`, not `{stage}`", state.stage)));
     }
+    // Read as the version `encode` will write (an older or zero `version` is read the same),
+    // so what is read and what is written back are equal.
+    let mut state = state;
+    state.version = state.format_version();
     Ok(state)
 }
 

@@ -387,6 +387,11 @@ impl Walk<'_> {
             Operation::RunReleaseTask { app, task, .. } => self.release_task(app, task),
             _ => None,
         };
+        // Whether the app being removed runs autoscaled (as recorded): only then is its
+        // autoscaling taken back, so removing any other app asks nothing of autoscaling.
+        let autoscaled = matches!(&op, Operation::RemoveApp { app, .. } if self.working.apps.get(app)
+            .and_then(|a| a.active.as_ref())
+            .is_some_and(|a| a.config.deploy.autoscaling.is_some()));
         // What state records of the revisions involved, so the runtime need not look them up.
         let recorded = match &op {
             Operation::RegisterRevision { app, release, digest, config_hash, .. } => RecordedRevisions {
@@ -443,9 +448,10 @@ impl Walk<'_> {
                         Err(reason) => failed(reason),
                     }
                 }
-                Operation::RemoveApp { app, .. } => {
-                    Event::Finished { outcome: ops::remove(&ctx, app, REMOVE_TIMEOUT).await, revision: None }
-                }
+                Operation::RemoveApp { app, .. } => Event::Finished {
+                    outcome: ops::remove(&ctx, app, autoscaled, REMOVE_TIMEOUT).await,
+                    revision: None,
+                },
                 // The runtime keeps no revisions worth deregistering yet (the local agent's
                 // live in memory); recording the prune keeps state's list short. Settled in
                 // `start_ready` without a step of its own; kept here for completeness.

@@ -484,8 +484,18 @@ pub async fn run_release_task(
     }
 }
 
-/// Remove an app and wait (bounded) until the runtime has forgotten it.
-pub async fn remove(ctx: &OpContext, app: &str, timeout: Duration) -> OpOutcome {
+/// Remove an app and wait (bounded) until the runtime has forgotten it. An `autoscaled` app's
+/// autoscaling is taken back first: it outlives the service (on ECS, the scalable target and
+/// ferry's policies would scale a service of the same name made later).
+pub async fn remove(ctx: &OpContext, app: &str, autoscaled: bool, timeout: Duration) -> OpOutcome {
+    if autoscaled {
+        if let Err(e) = ctx.runtime.autoscale(app, None).await {
+            return OpOutcome::Failed {
+                status: DeploymentStatus::Failed,
+                reason: format!("cannot remove {app}: cannot take back its autoscaling: {e}"),
+            };
+        }
+    }
     if let Err(e) = ctx.runtime.remove(app).await {
         return OpOutcome::Failed { status: DeploymentStatus::Failed, reason: format!("cannot remove {app}: {e}") };
     }

@@ -959,11 +959,6 @@ impl Runtime for EcsRuntime {
         if self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten().is_none() {
             return Ok(());
         }
-        // The scalable target and ferry's policies outlive the service on Application Auto
-        // Scaling (and would scale a service of the same name made later): taken back first.
-        if let Some(client) = &self.autoscaling {
-            autoscaling::apply(client, &self.settings.cluster, &name, None).await?;
-        }
         // force: ECS drains and stops the tasks itself; the service turns INACTIVE after.
         self.ecs
             .delete_service()

@@ -110,9 +110,6 @@ print(json.dumps(digest))
     fn project(&self, active: u32, deploy: &str, health: &str) -> TestProject {
         let p = TestProject::empty();
         p.write("ferry.toml", "[project]\nname = \"shop\"\n");
-        let list = |v: &Value| {
-            v.as_array().unwrap().iter().map(|s| format!("{:?}", s.as_str().unwrap())).collect::<Vec<_>>().join(", ")
-        };
         p.write(
             &format!("stages/{}.toml", self.stage),
             &format!(
@@ -143,8 +140,8 @@ timeout = "20s"
 {deploy}
 "#,
                 cluster = self.cluster,
-                subnets = list(&self.net["subnets"]),
-                groups = list(&self.net["security_groups"]),
+                subnets = crate::support::toml_strings_of(&self.net["subnets"]),
+                groups = crate::support::toml_strings_of(&self.net["security_groups"]),
                 uri = self.uri,
                 blue = self.lb["blue"].as_str().unwrap(),
                 first = self.first,

@@ -170,7 +170,6 @@ fn plan_refresh_shows_drift_made_behind_ferrys_back_and_commit_puts_it_back() {
     let (subnets, groups) = (strings(&net["subnets"]), strings(&net["security_groups"]));
     let repo = python_json(&moto, SETUP_REPOSITORY, &[&unique("shop/api-")]);
     let (uri, digest) = (repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
-    let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
     let p = TestProject::empty();
     p.write("ferry.toml", "[project]\nname = \"shop\"\n");
     p.write(
@@ -180,8 +179,8 @@ fn plan_refresh_shows_drift_made_behind_ferrys_back_and_commit_puts_it_back() {
              security_groups = [{}]\n\n[apps.api]\nimage = \"{uri}\"\nactive = 1\nscale = 1\ncpu = 256\n\
              memory = 512\nport = 8080\n\n[apps.api.env]\nMODE = \"production\"\n\n[apps.api.releases]\n\
              1 = \"{digest}\"\n\n[apps.api.deploy]\ntimeout = \"90s\"\n",
-            list(&subnets),
-            list(&groups)
+            crate::support::toml_strings(&subnets),
+            crate::support::toml_strings(&groups)
         ),
     );
     let run = |args: &[&str]| {

@@ -171,7 +171,6 @@ impl<'m> Fixture<'m> {
         let (uri, pushed) = (image, digest);
         let p = crate::support::TestProject::empty();
         p.write("ferry.toml", "[project]\nname = \"shop\"\n");
-        let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
         p.write(
             &format!("stages/{}.toml", f.stage),
             &format!(
@@ -197,8 +196,8 @@ port = 8080
 timeout = "3s"
 "#,
                 cluster = f.settings.cluster,
-                subnets = list(&f.settings.subnets),
-                groups = list(&f.settings.security_groups),
+                subnets = crate::support::toml_strings(&f.settings.subnets),
+                groups = crate::support::toml_strings(&f.settings.security_groups),
             ),
         );
         p

@@ -99,14 +99,13 @@ impl Stage {
         let (subnets, groups) = (strings(&net["subnets"]), strings(&net["security_groups"]));
         let repo = python_json(&moto, SETUP_REPOSITORY, &[&unique("shop/api-")]);
         let (uri, digest) = (repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
-        let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
         let project = TestProject::empty();
         project.write("ferry.toml", "[project]\nname = \"shop\"\n");
         let head = format!(
             "[runtime]\nkind = \"ecs\"\nregion = \"{REGION}\"\ncluster = \"{cluster}\"\nsubnets = [{}]\n\
              security_groups = [{}]\n\n[apps.api]\nimage = \"{uri}\"\nactive = 1\ncpu = 256\nmemory = 512\nport = 8080\n",
-            list(&subnets),
-            list(&groups)
+            crate::support::toml_strings(&subnets),
+            crate::support::toml_strings(&groups)
         );
         let tail = format!("\n[apps.api.releases]\n1 = \"{digest}\"\n\n[apps.api.deploy]\ntimeout = \"90s\"\n");
         let scheduler = SchedulerStandIn::start(&moto, &cluster, &service, subnets, groups);

@@ -89,9 +89,6 @@ impl Setup {
                  PUBLIC_URL = \"{{url}}\"\n\n[pipeline.preview.ecs]\n{preview_ecs}"
             ),
         );
-        let list = |v: &Value| {
-            v.as_array().unwrap().iter().map(|s| format!("{:?}", s.as_str().unwrap())).collect::<Vec<_>>().join(", ")
-        };
         p.write(
             "stages/dev.toml",
             &format!(
@@ -128,8 +125,8 @@ scale = 2
 timeout = "30s"
 "#,
                 cluster = self.cluster,
-                subnets = list(&self.net["subnets"]),
-                groups = list(&self.net["security_groups"]),
+                subnets = crate::support::toml_strings_of(&self.net["subnets"]),
+                groups = crate::support::toml_strings_of(&self.net["security_groups"]),
                 uri = self.uri,
                 group = self.lb["template_group"].as_str().unwrap(),
                 digest = self.digest,

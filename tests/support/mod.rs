@@ -124,3 +124,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub mod agent;
 pub mod failing_store;
 pub mod ui;
+
+/// Strings as the items of a TOML array (`"a", "b"`), for stage files the tests write.
+pub fn toml_strings<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    items.into_iter().map(|s| format!("{:?}", s.as_ref())).collect::<Vec<_>>().join(", ")
+}
+
+/// The strings of a JSON array (a boto3 answer) as the items of a TOML array.
+pub fn toml_strings_of(v: &serde_json::Value) -> String {
+    toml_strings(v.as_array().expect("a JSON array").iter().map(|s| s.as_str().expect("a string")))
+}

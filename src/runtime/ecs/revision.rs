@@ -209,23 +209,10 @@ impl Rendered {
             .memory(self.memory as i32)
             .stop_timeout(self.stop_timeout_s)
             .set_command((!self.command.is_empty()).then(|| self.command.clone()))
-            .set_environment(Some(
-                self.environment.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect(),
-            ))
-            .set_secrets(Some(
-                self.secrets
-                    .iter()
-                    .map(|(k, v)| Secret::builder().name(k).value_from(v).build().map_err(invalid))
-                    .collect::<RuntimeResult<Vec<_>>>()?,
-            ));
+            .set_environment(Some(environment(&self.environment)))
+            .set_secrets(Some(secrets(self.secrets.iter().map(|(k, v)| (k, v.as_str())))?));
         if let Some(port) = self.port {
-            b = b.port_mappings(
-                PortMapping::builder()
-                    .container_port(port as i32)
-                    .host_port(port as i32)
-                    .protocol(TransportProtocol::Tcp)
-                    .build(),
-            );
+            b = b.port_mappings(port_mapping(port));
         }
         if let Some(cmd) = &self.health_command {
             b = b.health_check(
@@ -275,27 +262,14 @@ impl Rendered {
                 .image(&s.image)
                 .essential(s.essential)
                 .set_command((!s.command.is_empty()).then(|| s.command.clone()))
-                .set_environment(Some(
-                    s.env.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect(),
-                ))
-                .set_secrets(Some(
-                    s.secrets
-                        .iter()
-                        .map(|(k, v)| Secret::builder().name(k).value_from(v.reference()).build().map_err(invalid))
-                        .collect::<RuntimeResult<Vec<_>>>()?,
-                ))
+                .set_environment(Some(environment(&s.env)))
+                .set_secrets(Some(secrets(s.secrets.iter().map(|(k, v)| (k, v.reference())))?))
                 .set_depends_on(depends_on(&s.depends_on)?)
                 // Sidecars log with awslogs to the app's group (a log router cannot route
                 // its own output).
                 .log_configuration(self.awslogs()?);
             if let Some(port) = s.port {
-                b = b.port_mappings(
-                    PortMapping::builder()
-                        .container_port(port as i32)
-                        .host_port(port as i32)
-                        .protocol(TransportProtocol::Tcp)
-                        .build(),
-                );
+                b = b.port_mappings(port_mapping(port));
             }
             if let Some(cmd) = &s.health_command {
                 b = b.health_check(HealthCheck::builder().set_command(Some(cmd.clone())).build().map_err(invalid)?);
@@ -389,6 +363,25 @@ fn invalid(e: impl std::fmt::Display) -> RuntimeError {
 /// The revision number at the end of a task definition ARN (`…:task-definition/fam:12`).
 pub fn revision_number(arn: &str) -> u64 {
     arn.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// A container's environment, in ECS's shape.
+fn environment(env: &BTreeMap<String, String>) -> Vec<KeyValuePair> {
+    env.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect()
+}
+
+/// A container's secrets: variable name and the reference ECS resolves.
+fn secrets<'a>(refs: impl Iterator<Item = (&'a String, impl Into<String>)>) -> RuntimeResult<Vec<Secret>> {
+    refs.map(|(k, v)| Secret::builder().name(k).value_from(v).build().map_err(invalid)).collect()
+}
+
+/// A TCP port on the task's network interface (awsvpc: container port = host port).
+fn port_mapping(port: u16) -> PortMapping {
+    PortMapping::builder()
+        .container_port(i32::from(port))
+        .host_port(i32::from(port))
+        .protocol(TransportProtocol::Tcp)
+        .build()
 }
 
 #[cfg(test)]

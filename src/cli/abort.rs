@@ -10,6 +10,7 @@ use clap::Args;
 use crate::apply::abort::{request_path, AbortRequest};
 use crate::cli::stage::select_stages;
 use crate::cli::{CliError, CliResult, Context};
+use crate::poll::Poll;
 use crate::state::open_store;
 
 /// Abort the commit running on a stage, from another shell.
@@ -44,7 +45,7 @@ pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
     request.write(&path).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
     eprintln!("asked {} to abort; waiting for it to roll back…", holder.describe());
     let started = Instant::now();
-    let deadline = started + args.wait.to_std();
+    let mut poll = Poll::new(Duration::from_millis(50), Duration::from_millis(250)).within(args.wait.to_std());
     loop {
         match store.lock_holder(&stage)? {
             Some(h) if h.id == holder.id => {
@@ -66,14 +67,13 @@ pub fn run(ctx: &Context, args: AbortArgs) -> CliResult {
                 return Ok(());
             }
         }
-        if Instant::now() >= deadline {
+        if !poll.wait_blocking() {
             let _ = std::fs::remove_file(&path);
             return Err(CliError::with_hint(
                 format!("{} still holds the lock of stage {stage} after {}", holder.describe(), args.wait),
                 format!("if it is gone, run `ferry force-unlock {}`", holder.id),
             ));
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -22,7 +22,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -181,13 +181,13 @@ pub fn ensure_running(root: &Path, settings: &RegistrySettings) -> Result<Served
     let mut child =
         cmd.spawn().map_err(|e| RegistryError::CannotStart(format!("cannot run {}: {e}", program.display())))?;
     let served = Served { pid: child.id(), port };
-    let deadline = Instant::now() + START_TIMEOUT;
+    let mut poll = Poll::new(Duration::from_millis(10), Duration::from_millis(100)).within(START_TIMEOUT);
     loop {
         if answers(port) {
             break;
         }
         let exited = child.try_wait().ok().flatten();
-        if exited.is_some() || Instant::now() >= deadline {
+        if exited.is_some() || !poll.wait_blocking() {
             if exited.is_none() {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -200,7 +200,6 @@ pub fn ensure_running(root: &Path, settings: &RegistrySettings) -> Result<Served
                 tail.filter(|t| !t.is_empty()).map(|t| format!(":\n{t}")).unwrap_or_default()
             )));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
     // Reap it whenever it exits, so a long-lived starter (a test) keeps no zombie.
     std::thread::spawn(move || child.wait());

@@ -27,6 +27,7 @@ use super::protocol::{AgentStatus, Reply, Request};
 use super::service::State;
 use super::shared::Agent;
 use super::{leftovers, proxy, task, Layout};
+use crate::poll::Poll;
 use crate::private_files;
 use crate::runtime::{RuntimeError, RuntimeResult, ServiceStatus, TaskKind};
 
@@ -179,13 +180,12 @@ fn reconcile(agent: &Arc<Agent>) {
 
 /// Reconcile until no task is live (bounded by [`STOP_WAIT`]).
 async fn stop_all(agent: &Arc<Agent>) {
-    let deadline = tokio::time::Instant::now() + STOP_WAIT;
-    while tokio::time::Instant::now() < deadline {
+    let mut poll = Poll::new(Duration::from_millis(10), Duration::from_millis(100)).within(STOP_WAIT);
+    loop {
         reconcile(agent);
-        if agent.with_state(|s| s.live_tasks(None) == 0 && s.services.is_empty()) {
+        if agent.with_state(|s| s.live_tasks(None) == 0 && s.services.is_empty()) || !poll.wait().await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -298,16 +298,15 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
                 eprintln!("{} {note}", Utc::now().to_rfc3339());
             }
             agent.wake_reconciler();
-            let deadline = tokio::time::Instant::now() + STOP_WAIT;
+            let mut poll = Poll::new(Duration::from_millis(10), Duration::from_millis(100)).within(STOP_WAIT);
             loop {
                 let done = agent.with_state(|s| {
                     s.live_tasks(stage.as_deref()) == 0
                         && !s.services.keys().any(|(st, _)| stage.as_ref().is_none_or(|x| x == st))
                 });
-                if done || tokio::time::Instant::now() >= deadline {
+                if done || !poll.wait().await {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(Reply::Done)
         }

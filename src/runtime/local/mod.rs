@@ -36,6 +36,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::config::{DeploySettings, LocalDriver, SecretRef};
+use crate::poll::Poll;
 use crate::private_files;
 use crate::registry::serve::ProjectRegistry;
 use crate::runtime::live::{LiveService, RecordedService};
@@ -255,18 +256,17 @@ pub async fn start_agent_with(layout: &Layout, program: &Path, env: &[(String, S
     let mut child = cmd.spawn()?;
     // Reap it whenever it exits, so a long-lived starter (a test) keeps no zombie.
     std::thread::spawn(move || child.wait());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut poll = Poll::new(Duration::from_millis(10), Duration::from_millis(100)).within(Duration::from_secs(10));
     loop {
         if let Some(s) = agent_status(layout).await? {
             return Ok(s);
         }
-        if tokio::time::Instant::now() >= deadline {
+        if !poll.wait().await {
             return Err(RuntimeError::Unavailable(format!(
                 "the agent did not start within 10s; see {}",
                 layout.agent_log().display()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -277,16 +277,15 @@ pub async fn stop_agent(layout: &Layout, timeout: Duration) -> RuntimeResult<boo
     if request(layout, &Request::Shutdown).await?.is_none() {
         return Ok(false);
     }
-    let deadline = tokio::time::Instant::now() + timeout;
+    let mut poll = Poll::new(Duration::from_millis(10), Duration::from_millis(100)).within(timeout);
     loop {
         let alive = pid.is_some_and(crate::process::alive);
         if !alive && !layout.socket().exists() {
             return Ok(true);
         }
-        if tokio::time::Instant::now() >= deadline {
+        if !poll.wait().await {
             return Err(RuntimeError::Unavailable(format!("the agent did not exit within {}s", timeout.as_secs())));
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -17,6 +17,7 @@ use super::health::{self, HealthTracker};
 use super::logs::{self, TaskLog};
 use super::shared::Agent;
 use crate::config::{Health as HealthConfig, LocalDriver, SecretRef};
+use crate::poll::Poll;
 use crate::runtime::{Health, Lifecycle, TaskId, TaskKind};
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -330,10 +331,8 @@ async fn supervise(
 /// for its in-flight requests, at most `drain`.
 async fn drain_requests(agent: &Agent, id: &TaskId, drain: Duration) {
     let Some(counter) = agent.update(id, |t| t.inflight.clone()) else { return };
-    let deadline = Instant::now() + drain;
-    while counter.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut poll = Poll::new(Duration::from_millis(10), Duration::from_millis(100)).within(drain);
+    while counter.load(Ordering::SeqCst) > 0 && poll.wait().await {}
 }
 
 /// Keep the task's app to the newest [`logs::KEEP_TASK_LOGS`] log files, those of its

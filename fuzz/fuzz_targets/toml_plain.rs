@@ -7,7 +7,7 @@ use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Some(plain) = ferry::config::toml_plain::from_str::<Value>(text) {
+    if let Some(plain) = ferry::config::fast_toml::plain::from_str::<Value>(text) {
         assert_eq!(Some(plain), toml::from_str::<Value>(text).ok(), "{text:?}");
     }
 });

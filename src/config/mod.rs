@@ -6,13 +6,12 @@
 pub mod diagnostic;
 pub mod ecs_deploy;
 pub mod ecs_task;
+pub mod fast_toml;
 pub mod file;
 pub mod hcl_source;
 pub mod model;
 pub mod source;
 pub mod source_tree;
-pub mod toml_chunks;
-pub mod toml_plain;
 pub mod toml_source;
 pub mod validate;
 

@@ -14,21 +14,19 @@ use crate::config::diagnostic::{Diagnostic, Diagnostics};
 use crate::config::file::{self, AppSection, ProjectFile, StageFile};
 use crate::config::model::*;
 use crate::config::source::{Format, PathSeg, SourceFile, Target};
-use crate::config::toml_plain;
 use crate::config::{stage_refs, PROJECT_FILE, STAGES_DIR};
 use crate::path;
 
 mod across_apps;
 mod app;
-mod parse;
 mod project;
 mod stage;
 
+use crate::config::fast_toml::{cores, deserialize_valid_toml};
 use across_apps::check_across_apps;
 #[cfg(test)]
 use across_apps::{apps_on_cycles, find_cycle};
 use app::{check_app, line_of};
-use parse::{cores, deserialize_valid_toml, PARALLEL_CHECK_MIN};
 pub use project::{check_project, load_project};
 use stage::{check_runtime, check_scale, int_field, parse_opt};
 
@@ -195,6 +193,9 @@ pub fn load_stage_text(path: &Path, text: String, name: &str) -> Result<Stage, D
     check_stage(&src, name)
 }
 
+/// From this many apps on, a stage's apps are checked on several cores.
+const PARALLEL_CHECK_MIN: usize = 200;
+
 /// Check a parsed stage file and build the typed stage.
 pub fn check_stage(src: &SourceFile, name: &str) -> Result<Stage, Diagnostics> {
     let mut diags = Diagnostics::default();
@@ -301,8 +302,8 @@ fn check_apps(
 
 #[cfg(test)]
 mod tests {
-    use super::parse::*;
     use super::*;
+    use crate::config::fast_toml::*;
 
     /// The stage as the fast path loads it, when it takes it.
     fn fast(text: &str) -> Option<Result<Stage, Diagnostics>> {
@@ -488,7 +489,7 @@ mod tests {
         for inside in ["NOTE = \"\"\"\n[apps.in]\n\"\"\"\n", "NOTE = '''\n[apps.in]\n'''\n", "NOTE = [\n[apps.in]\n]\n"]
         {
             let text = format!("{pad}[apps.b]\nimage = \"b\"\n{inside}{pad}");
-            let cut = crate::config::toml_chunks::app_chunks(&text, 2).unwrap();
+            let cut = crate::config::fast_toml::chunks::app_chunks(&text, 2).unwrap();
             assert!(text[cut.chunks[1].clone()].starts_with("[apps.in]"), "{text}");
             assert_eq!(deserialize_in_chunks(&text, 2, 2), None, "{text}");
         }

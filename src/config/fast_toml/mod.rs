@@ -1,13 +1,25 @@
-//! A stage file's parse into the file types: the fast paths first — the plain one-pass
-//! TOML reader (`toml_plain`) and, for a large file, pieces of whole apps parsed on several
-//! cores (`toml_chunks`) — each declining what it does not read exactly as the `toml` crate
-//! does, which then parses the whole file.
+//! The fast paths of reading a stage file, in one place: a valid file of the right shape is
+//! deserialized straight into the file types — by `plain`, a one-pass reader of the plain
+//! TOML most stage files are written in, else by the `toml` crate's lighter reader; a large
+//! file in pieces of whole apps (`chunks`) parsed on several cores. Each path declines what
+//! it does not read exactly as the slow path (`config::validate::check_stage`: toml_edit, the
+//! spanned tree, every problem located) would, and the caller then takes that one.
+//!
+//! Why they exist: `ferry plan` reads every stage file on every run, and for the plan
+//! benchmark's 1.9 MB stage file these paths are most of the difference to its goal
+//! (docs/PERFORMANCE.md). Their oracles: the tests in `config::validate` (fast and slow
+//! paths load every example and fixture alike; chunks parse as the whole file does), the
+//! tests in `plain` (equal to the `toml` crate), and the fuzz targets `toml_plain` (plain
+//! against the `toml` crate on any input) and `stage_toml` (docs/FUZZING.md).
 
-use super::*;
+pub mod chunks;
+pub mod plain;
+
+use crate::config::file::StageFile;
 /// The fast path for a stage file that is valid TOML of the right shape: deserialize it
 /// straight into the file types with the `toml` crate's lighter reader (no spans or layout
 /// kept for every value, unlike toml_edit). `None` when anything is off; the caller then
-/// takes the slow path ([`check_stage`]), which parses with toml_edit, builds the spanned
+/// takes the slow path ([`check_stage`](crate::config::validate::check_stage)), which parses with toml_edit, builds the spanned
 /// tree, deserializes app by app and reports every problem at its place.
 ///
 /// The fast path must accept exactly what the slow one accepts, with the same result. Two
@@ -17,7 +29,7 @@ use super::*;
 /// without seconds, is a datetime, which no field of a stage file takes. And a deserializer
 /// also takes an empty table as a unit enum variant (`run_on = { release = {} }`), which the
 /// slow path rejects, so the enum keys must be strings.
-pub(super) fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
+pub(crate) fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
     // Conservative: a backslash before `e` or `x` anywhere, even escaped or in a comment.
     if text.match_indices('\\').any(|(i, _)| matches!(text.as_bytes().get(i + 1), Some(b'e' | b'x'))) {
         return None;
@@ -32,23 +44,20 @@ pub(super) fn deserialize_valid_toml(text: &str) -> Option<StageFile> {
 
 /// From this size on, a stage file is parsed in chunks on several cores; below it, the
 /// threads would cost more than they save.
-pub(super) const PARALLEL_PARSE_MIN: usize = 256 * 1024;
+pub(crate) const PARALLEL_PARSE_MIN: usize = 256 * 1024;
 
 /// About how much of a large stage file is parsed at a time.
-pub(super) const PARSE_CHUNK_SIZE: usize = 64 * 1024;
-
-/// From this many apps on, a stage's apps are checked on several cores.
-pub(super) const PARALLEL_CHECK_MIN: usize = 200;
+pub(crate) const PARSE_CHUNK_SIZE: usize = 64 * 1024;
 
 /// The cores to parse and check a large stage file on (at most 8).
-pub(super) fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from).min(8))
 }
 
 /// Which part of a stage file a text is, for [`deserialize_toml_part`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Part {
+pub(crate) enum Part {
     /// The whole file.
     Whole,
     /// What comes before the first app: it must not mention `apps` (an `apps = {}` there
@@ -59,14 +68,14 @@ pub(super) enum Part {
 }
 
 /// [`deserialize_valid_toml`] on `threads` cores: the file is cut into its prefix and
-/// `pieces` chunks of whole apps ([`toml_chunks`](crate::config::toml_chunks)), runs of
+/// `pieces` chunks of whole apps ([`chunks`]), runs of
 /// chunks are parsed on threads, and the apps merged. Small chunks keep the parser's
 /// token and event lists small, so their memory is reused from one chunk to the next
 /// rather than touched anew. `None` at any doubt — a piece that does not parse, an app
 /// found in two chunks — and the caller parses the file whole, so results and diagnostics
 /// are those of the serial path.
-pub(super) fn deserialize_in_chunks(text: &str, threads: usize, pieces: usize) -> Option<StageFile> {
-    let cut = crate::config::toml_chunks::app_chunks(text, pieces.max(threads))?;
+pub(crate) fn deserialize_in_chunks(text: &str, threads: usize, pieces: usize) -> Option<StageFile> {
+    let cut = chunks::app_chunks(text, pieces.max(threads))?;
     // Each thread takes the next chunk nobody has taken yet: the state is read beside this
     // and other work may hold a core, so a fixed share per thread would leave the file
     // waiting on whichever thread got the least time.
@@ -104,12 +113,12 @@ pub(super) fn deserialize_in_chunks(text: &str, threads: usize, pieces: usize) -
 /// Parse and deserialize `text`, one [`Part`] of a stage file, if it is valid TOML 1.0 of
 /// the right shape; `None` otherwise. Most stage files are plain TOML, which a leaner reader
 /// takes in less than half the time; what it declines is read with the `toml` crate.
-pub(super) fn deserialize_toml_part(text: &str, part: Part) -> Option<StageFile> {
+pub(crate) fn deserialize_toml_part(text: &str, part: Part) -> Option<StageFile> {
     deserialize_plain_toml_part(text, part).or_else(|| deserialize_full_toml_part(text, part))
 }
 
 /// Whether the top-level keys of a part of a stage file fit that part.
-pub(super) fn shape_fits<'k>(part: Part, mut keys: impl Iterator<Item = &'k str>) -> bool {
+pub(crate) fn shape_fits<'k>(part: Part, mut keys: impl Iterator<Item = &'k str>) -> bool {
     match part {
         Part::Whole => true,
         Part::Prefix => !keys.any(|k| k == "apps"),
@@ -117,14 +126,14 @@ pub(super) fn shape_fits<'k>(part: Part, mut keys: impl Iterator<Item = &'k str>
     }
 }
 
-/// [`deserialize_toml_part`] for plain TOML ([`toml_plain`]); `None` for anything else.
-pub(super) fn deserialize_plain_toml_part(text: &str, part: Part) -> Option<StageFile> {
-    let root = toml_plain::parse(text)?;
-    shape_fits(part, root.keys()).then(|| toml_plain::from_table(root))?
+/// [`deserialize_toml_part`] for plain TOML ([`plain`]); `None` for anything else.
+pub(crate) fn deserialize_plain_toml_part(text: &str, part: Part) -> Option<StageFile> {
+    let root = plain::parse(text)?;
+    shape_fits(part, root.keys()).then(|| plain::from_table(root))?
 }
 
 /// [`deserialize_toml_part`] with the `toml` crate's reader.
-pub(super) fn deserialize_full_toml_part(text: &str, part: Part) -> Option<StageFile> {
+pub(crate) fn deserialize_full_toml_part(text: &str, part: Part) -> Option<StageFile> {
     use serde::Deserialize as _;
     use toml::de::{DeTable, DeValue};
     type Node<'i> = toml::Spanned<DeValue<'i>>;

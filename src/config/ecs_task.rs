@@ -425,7 +425,7 @@ pub(crate) fn check(
                 src.diagnostic(&s_at(&[]), Target::Key, format!("sidecar `{sname}` is named like the app"))
                     .with_hint("the app's container has the app's name: give the sidecar another"),
             );
-        } else if !crate::config::validate::is_dns_label(sname, 255) {
+        } else if !crate::config::names::is_dns_label(sname, 255) {
             diags.push(
                 src.diagnostic(&s_at(&[]), Target::Key, format!("sidecar name `{sname}` is not a container name"))
                     .with_hint("use lowercase letters, digits and `-`"),

@@ -10,6 +10,7 @@ pub mod fast_toml;
 pub mod file;
 pub mod hcl_source;
 pub mod model;
+pub mod names;
 pub mod source;
 pub mod source_tree;
 pub mod toml_source;

@@ -12,6 +12,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::config::file::{LocalDriver, RunOn, RuntimeKind};
 
+/// How many deployments per app the state keeps when `ferry.toml` does not say (`[state]
+/// keep_deployments`).
+pub const DEFAULT_KEEP_DEPLOYMENTS: usize = 50;
+
 /// A loaded project: `ferry.toml` and every stage file under `stages/`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Project {
@@ -66,7 +70,7 @@ impl Project {
             name: String::new(),
             state: StateBackend::Local,
             pipeline: Vec::new(),
-            keep_deployments: crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
+            keep_deployments: DEFAULT_KEEP_DEPLOYMENTS,
             registry: RegistrySettings::default(),
             preview: None,
             notify: Vec::new(),

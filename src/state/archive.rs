@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::store::Result;
 use super::{AppState, Deployment, LockedStage, StateStore};
 
-/// How many deployments per app the state keeps when `ferry.toml` does not say.
-pub const DEFAULT_KEEP_DEPLOYMENTS: usize = 50;
+pub use crate::config::model::DEFAULT_KEEP_DEPLOYMENTS;
 
 /// One line of the archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -77,7 +77,7 @@ impl LocalStateStore {
 
     /// Stage names become file names: refuse anything that could leave the directory.
     fn check_stage(&self, stage: &str) -> Result<()> {
-        if crate::config::validate::is_stage_name(stage) {
+        if crate::config::names::is_stage_name(stage) {
             Ok(())
         } else {
             Err(Self::backend_error(&self.dir, format!("`{stage}` is not a valid stage name for a state file")))

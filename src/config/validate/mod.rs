@@ -16,6 +16,8 @@ use crate::config::model::*;
 use crate::config::source::{Format, PathSeg, SourceFile, Target};
 use crate::config::{stage_refs, PROJECT_FILE, STAGES_DIR};
 use crate::path;
+// Kept reachable here, where callers have long found them.
+pub use crate::config::names::{is_dns_label, is_inside_project, is_stage_name};
 
 mod across_apps;
 mod app;
@@ -119,30 +121,6 @@ fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// Whether `name` is a DNS label: lowercase letters, digits and `-`, not starting or ending
-/// with `-`, at most `max` characters.
-pub fn is_dns_label(name: &str, max: usize) -> bool {
-    !name.is_empty()
-        && name.len() <= max
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
-/// Whether `name` can name a stage: stage names become file names (`.ferry/state/NAME.json`,
-/// `.ferry/logs/NAME/`), so letters, digits, `-`, `_` and `.`, not starting with `.`.
-pub fn is_stage_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-/// Whether the path of a `file:` secret stays inside the project: relative, without `..`.
-/// (The local runtime also refuses a path that leaves the project through a symlink.)
-pub fn is_inside_project(path: &str) -> bool {
-    let path = Path::new(path);
-    !path.is_absolute() && !path.components().any(|c| matches!(c, std::path::Component::ParentDir))
-}
 
 /// Load and check one stage of a project.
 pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {

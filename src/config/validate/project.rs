@@ -118,7 +118,7 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
     }
 
     let keep_deployments = match file.state.as_ref().and_then(|s| s.keep_deployments) {
-        None => crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS,
+        None => DEFAULT_KEEP_DEPLOYMENTS,
         Some(n) if (1..=100_000).contains(&n) => n as usize,
         Some(n) => {
             diags.push(
@@ -129,7 +129,7 @@ pub fn check_project(root: &Path, src: &SourceFile, stages: &[String]) -> Result
                 )
                 .with_hint("older deployments are archived beside the state and still listed by `ferry history`"),
             );
-            crate::state::archive::DEFAULT_KEEP_DEPLOYMENTS
+            DEFAULT_KEEP_DEPLOYMENTS
         }
     };
     let state = match file.state.clone().unwrap_or_default() {

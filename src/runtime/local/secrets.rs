@@ -1,6 +1,6 @@
 //! `file:PATH` secrets, read by the agent each time a task starts (so a rotated file
 //! applies). The path is the project's: validation already refuses absolute paths and `..`
-//! (`config::validate::is_inside_project`); here the file's real location is checked too, so
+//! (`config::names::is_inside_project`); here the file's real location is checked too, so
 //! a symlink inside the project cannot hand a task a file from outside it. Errors name the
 //! reference, never the value.
 
@@ -10,7 +10,7 @@ use std::path::Path;
 /// its final line break.
 pub fn read_file(root: &Path, name: &str, path: &str) -> Result<String, String> {
     let cannot = |why: String| format!("secret {name}: cannot read file:{path}: {why}");
-    if !crate::config::validate::is_inside_project(path) {
+    if !crate::config::names::is_inside_project(path) {
         return Err(cannot(
             "the path leaves the project; use a path relative to the project root, without `..`".into(),
         ));

@@ -451,6 +451,11 @@ fn unsaid(c: &ContainerDefinition) -> Vec<String> {
     out
 }
 
+/// The stop timeout ferry's revisions state when the file names none.
+fn ferry_stop_timeout_ms() -> i64 {
+    crate::config::DeploySettings::default().stop_timeout.as_millis() as i64
+}
+
 fn seconds(s: i32) -> String {
     format!("{s}s")
 }
@@ -548,8 +553,14 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
         keys: &["env"],
         used: |s| some_if(!s.main().environment().is_empty(), || format!("{} variables", s.main().environment().len())),
         write: |s, t| {
+            // Ferry's revisions give the app `PORT` (its port) unless the file says otherwise:
+            // one it set, or that says the same, is left out.
+            let port = s.main().port_mappings().first().and_then(|p| p.container_port()).map(|p| p.to_string());
             for kv in s.main().environment() {
-                t.app.env.insert(kv.name().unwrap_or_default().into(), kv.value().unwrap_or_default().into());
+                let (name, value) = (kv.name().unwrap_or_default(), kv.value().unwrap_or_default());
+                if name != "PORT" || Some(value) != port.as_deref() {
+                    t.app.env.insert(name.into(), value.into());
+                }
             }
             Ok(())
         },
@@ -612,7 +623,8 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     Rule {
         feature: "stop timeout",
         keys: &["deploy.stop_timeout"],
-        used: |s| s.main().stop_timeout().map(seconds),
+        // Ferry's default (10 s) is what its revisions state: left out, as a commit wrote it.
+        used: |s| s.main().stop_timeout().filter(|t| i64::from(*t) * 1000 != ferry_stop_timeout_ms()).map(seconds),
         write: |s, t| {
             let deploy = t.app.deploy.get_or_insert_with(DeploySection::default);
             deploy.stop_timeout = s.main().stop_timeout().map(seconds);

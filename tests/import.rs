@@ -472,8 +472,10 @@ image:
 command: python worker.py --queue jobs
 cpu: 512
 memory: 1024
+platform: linux/arm64
 storage:
   ephemeral: 40
+  readonly_fs: true
 deployment:
   rolling: recreate
 "#;
@@ -519,16 +521,22 @@ fn a_copilot_workspace_converts_with_what_does_not_map_reported() {
     for expected in [
         "warning: copilot service api (environment test): http: ",
         "warning: copilot service api (environment test): sidecars: ",
-        "warning: copilot service api (environment test): exec: true: not imported",
         "warning: copilot service api (environment test): secrets: 2 secrets: not imported: GITHUB_TOKEN (GH_TOKEN_SECRET: named without an ARN",
         "warning: copilot service worker (environment test): image.build: ",
-        "warning: copilot service worker (environment test): storage: ",
         "warning: copilot service nightly (environment test): type: Scheduled Job: not an ECS service; not imported",
         "warning: copilot environment prod: cluster: ",
     ] {
         assert!(warnings.contains(expected), "{expected:?} missing from:\n{warnings}");
     }
-    for mapped in ["count", "deployment"] {
+    for mapped in ["exec = true", "ephemeral_storage = 40", "architecture = \"ARM64\""] {
+        assert!(test.contains(mapped), "{mapped:?} missing from:\n{test}");
+    }
+    assert!(
+        warnings
+            .contains("warning: copilot service worker (environment test): storage.readonly_fs: true: not imported"),
+        "{warnings}"
+    );
+    for mapped in ["count", "deployment", "exec", "platform", "storage.ephemeral"] {
         assert!(!warnings.contains(&format!("): {mapped}")), "{mapped} is imported:\n{warnings}");
     }
     p.run(&["validate"]).expect_code(0);

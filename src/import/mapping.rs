@@ -1403,16 +1403,62 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
             Ok(())
         },
     },
+    Rule {
+        feature: "exec",
+        keys: &["exec"],
+        used: |s| used(s, "exec"),
+        write: |s, t| {
+            let on = s.get("exec").and_then(Yaml::as_bool).ok_or("not true or false: not imported")?;
+            t.app.exec = on.then_some(true);
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "platform",
+        keys: &["architecture"],
+        used: |s| used(s, "platform"),
+        write: |s, t| {
+            let p = s.get("platform").ok_or("none")?;
+            // `linux/arm64`, or `{osfamily: linux, architecture: arm64}`.
+            let (os, arch) = match yaml_text(p) {
+                Some(text) => {
+                    let (os, arch) = text.split_once('/').ok_or(format!("`{text}` is not OS/ARCHITECTURE"))?;
+                    (os.to_string(), arch.to_string())
+                }
+                None => (
+                    p.get("osfamily").and_then(yaml_text).unwrap_or_else(|| "linux".into()),
+                    p.get("architecture").and_then(yaml_text).unwrap_or_else(|| "x86_64".into()),
+                ),
+            };
+            if !os.eq_ignore_ascii_case("linux") {
+                return Err(format!("not imported: ferry runs Linux tasks, not {os}"));
+            }
+            match arch.to_ascii_lowercase().as_str() {
+                "arm64" => t.app.architecture = Some("ARM64".into()),
+                "x86_64" | "amd64" => {}
+                other => return Err(format!("architecture {other}: not imported")),
+            }
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "storage.ephemeral",
+        keys: &["ephemeral_storage"],
+        used: |s| used(s, "storage.ephemeral"),
+        write: |s, t| {
+            let gib = s.get("storage.ephemeral").and_then(yaml_int).ok_or("not a number")?;
+            // Fargate's 20 GiB is what a task has without asking.
+            t.app.ephemeral_storage = (gib > 20).then_some(gib);
+            Ok(())
+        },
+    },
     // Copilot keys the stage file cannot say yet.
     Rule { feature: "http", keys: &[], used: |s| used(s, "http"), write: nothing },
     Rule { feature: "nlb", keys: &[], used: |s| used(s, "nlb"), write: nothing },
     Rule { feature: "sidecars", keys: &[], used: |s| used(s, "sidecars"), write: nothing },
-    Rule { feature: "storage", keys: &[], used: |s| used(s, "storage"), write: nothing },
     Rule { feature: "network", keys: &[], used: |s| used(s, "network"), write: nothing },
     Rule { feature: "logging", keys: &[], used: |s| used(s, "logging"), write: nothing },
-    Rule { feature: "exec", keys: &[], used: |s| used(s, "exec"), write: nothing },
     Rule { feature: "entrypoint", keys: &[], used: |s| used(s, "entrypoint"), write: nothing },
-    Rule { feature: "platform", keys: &[], used: |s| used(s, "platform"), write: nothing },
     Rule { feature: "taskdef_overrides", keys: &[], used: |s| used(s, "taskdef_overrides"), write: nothing },
     Rule { feature: "observability", keys: &[], used: |s| used(s, "observability"), write: nothing },
     Rule { feature: "publish", keys: &[], used: |s| used(s, "publish"), write: nothing },

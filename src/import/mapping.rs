@@ -1534,6 +1534,53 @@ mod tests {
     }
 
     #[test]
+    fn sidecars_wait_for_the_app_by_its_name_and_what_the_file_cannot_name_is_reported() {
+        use aws_sdk_ecs::types::{ContainerCondition, ContainerDependency};
+        let wait = |on: &str| {
+            ContainerDependency::builder().container_name(on).condition(ContainerCondition::Healthy).build().unwrap()
+        };
+        let td = TaskDefinition::builder()
+            .container_definitions(ContainerDefinition::builder().name("app").image("web@sha256:x").build())
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("envoy")
+                    .image("envoy:1")
+                    .memory(128)
+                    .depends_on(wait("app"))
+                    .depends_on(wait("Agent_X"))
+                    .build(),
+            )
+            .container_definitions(
+                ContainerDefinition::builder().name("Agent_X").image("agent:2").essential(false).build(),
+            )
+            .build();
+        let source = EcsSource {
+            service: Service::builder().build(),
+            task_definition: td,
+            container: 0,
+            repository: "web".into(),
+            digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
+            region: "eu-central-1".into(),
+            account: "1".into(),
+            scaling: None,
+            app: "web".into(),
+        };
+        let (sidecars, notes) = source.sidecar_sections();
+        assert_eq!(sidecars.keys().collect::<Vec<_>>(), ["envoy"]);
+        let envoy = &sidecars["envoy"];
+        // The app's container is `app` in the task, `web` in the file (the runtime maps it back).
+        assert_eq!(envoy.depends_on, BTreeMap::from([("web".to_string(), "HEALTHY".to_string())]));
+        assert_eq!(envoy.essential, Some(true), "ECS's default is essential");
+        assert_eq!(
+            notes,
+            [
+                "envoy imported without memory 128 MiB, its wait for Agent_X",
+                "Agent_X not imported: a sidecar is named in lowercase letters, digits and `-`, not like the app",
+            ]
+        );
+    }
+
+    #[test]
     fn percents_are_whole() {
         assert_eq!(percent(20.0).as_deref(), Some("20%"));
         assert_eq!(percent(12.5), None);

@@ -19,7 +19,9 @@ use crate::support::moto::{Moto, REGION};
 use crate::support::{Run, TestProject};
 
 /// Creates the two services of the test in cluster `argv[1]`: `legacy-web` (image `argv[2]`
-/// by tag `prod`, behind a target group, with an envoy sidecar and two secrets) and
+/// by tag `prod`, behind two target groups — the app's and its envoy sidecar's — with two
+/// secrets, its own task role, logs, ARM64, 40 GiB of storage, a capacity provider strategy,
+/// ECS Exec, a tag, a grace period and a CPU policy of its own name) and
 /// `billing-worker` (image `argv[3]` by digest, no load balancer, a health check, an
 /// autoscaling target with a CPU policy of its own name and ferry's memory policy, a rolling
 /// deployment of 50–150 % with a bake time, a circuit breaker without rollback and an alarm).
@@ -36,21 +38,31 @@ boto3.client("cloudwatch").put_metric_alarm(AlarmName=alarm, MetricName="Errors"
 vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
 tg = elb.create_target_group(Name=cluster[-20:] + "-web", Protocol="HTTP", Port=8080, VpcId=vpc,
                              TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+admin_tg = elb.create_target_group(Name=cluster[-18:] + "-admin", Protocol="HTTP", Port=9901, VpcId=vpc,
+                                   TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
 ssm.put_parameter(Name="/" + cluster + "/db-password", Value="planted-ssm-value", Type="SecureString")
 param = ssm.get_parameter(Name="/" + cluster + "/db-password")["Parameter"]["ARN"]
 secret = sm.create_secret(Name=cluster + "/api-key", SecretString="planted-sm-value")["ARN"]
+log = {"logDriver": "awslogs", "options": {"awslogs-group": "/legacy/web", "awslogs-region": "eu-central-1",
+    "awslogs-stream-prefix": "web"}}
 net = {"awsvpcConfiguration": {"subnets": subnets, "securityGroups": groups, "assignPublicIp": "DISABLED"}}
 web = ecs.register_task_definition(
     family="legacy-web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="512", memory="1024",
     executionRoleArn="arn:aws:iam::123456789012:role/legacy-exec",
+    taskRoleArn="arn:aws:iam::123456789012:role/legacy-web",
+    runtimePlatform={"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"}, ephemeralStorage={"sizeInGiB": 40},
     containerDefinitions=[
         {"name": "app", "image": web_image, "essential": True, "memory": 768, "command": ["serve", "--port", "8080"],
          "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
          "environment": [{"name": "MODE", "value": "production"}],
          "secrets": [{"name": "DB_PASSWORD", "valueFrom": param}, {"name": "API_KEY", "valueFrom": secret}],
-         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/legacy/web",
-             "awslogs-region": "eu-central-1", "awslogs-stream-prefix": "web"}}},
-        {"name": "envoy", "image": "envoyproxy/envoy:v1.30", "essential": False, "memory": 256},
+         "dependsOn": [{"containerName": "envoy", "condition": "START"}],
+         "logConfiguration": log},
+        {"name": "envoy", "image": "envoyproxy/envoy:v1.30", "essential": False, "memory": 256,
+         "command": ["envoy", "-c", "/etc/envoy.yaml"], "environment": [{"name": "ENVOY_UID", "value": "0"}],
+         "secrets": [{"name": "ADMIN_TOKEN", "valueFrom": param}],
+         "portMappings": [{"containerPort": 9901, "protocol": "tcp"}],
+         "healthCheck": {"command": ["CMD-SHELL", "curl -f localhost:9901/ready"]}, "logConfiguration": log},
     ])["taskDefinition"]["taskDefinitionArn"]
 worker = ecs.register_task_definition(
     family="billing-worker", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
@@ -61,8 +73,21 @@ worker = ecs.register_task_definition(
                          "retries": 2, "startPeriod": 20}},
     ])["taskDefinition"]["taskDefinitionArn"]
 web_service = ecs.create_service(cluster=cluster, serviceName="legacy-web", taskDefinition=web, desiredCount=1,
-    launchType="FARGATE", networkConfiguration=net,
-    loadBalancers=[{"targetGroupArn": tg, "containerName": "app", "containerPort": 8080}])["service"]["serviceArn"]
+    launchType="FARGATE", networkConfiguration=net, healthCheckGracePeriodSeconds=45,
+    propagateTags="TASK_DEFINITION", tags=[{"key": "team", "value": "storefront"}],
+    loadBalancers=[{"targetGroupArn": tg, "containerName": "app", "containerPort": 8080},
+                   {"targetGroupArn": admin_tg, "containerName": "envoy", "containerPort": 9901}])["service"]["serviceArn"]
+# (the emulator keeps these from UpdateService, not CreateService)
+ecs.update_service(cluster=cluster, service="legacy-web", enableExecuteCommand=True,
+    capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1, "base": 1},
+                              {"capacityProvider": "FARGATE_SPOT", "weight": 3}])
+web_resource = "service/" + cluster + "/legacy-web"
+aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=web_resource,
+    ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=4)
+aas.put_scaling_policy(PolicyName="web-cpu", ServiceNamespace="ecs", ResourceId=web_resource,
+    ScalableDimension="ecs:service:DesiredCount", PolicyType="TargetTrackingScaling",
+    TargetTrackingScalingPolicyConfiguration={"TargetValue": 60.0,
+        "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}})
 ecs.create_service(cluster=cluster, serviceName="billing-worker", taskDefinition=worker, desiredCount=2,
     launchType="FARGATE", networkConfiguration=net,
     deploymentConfiguration={"maximumPercent": 150, "minimumHealthyPercent": 50, "strategy": "ROLLING",
@@ -79,22 +104,35 @@ aas.put_scaling_policy(PolicyName="ferry-memory", ServiceNamespace="ecs", Resour
     ScalableDimension="ecs:service:DesiredCount", PolicyType="TargetTrackingScaling",
     TargetTrackingScalingPolicyConfiguration={"TargetValue": 80.0,
         "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageMemoryUtilization"}})
-print(json.dumps({"target_group": tg, "param": param, "secret": secret, "web_task_definition": web,
+print(json.dumps({"target_group": tg, "admin_target_group": admin_tg, "param": param, "secret": secret, "web_task_definition": web,
                   "web_service": web_service, "alarm": alarm}))
 "#;
 
 /// Every service of cluster `argv[1]` with its task definition, as boto3 reads them.
 const READ_SERVICES: &str = r#"
 import boto3, json, sys
-ecs = boto3.client("ecs")
+ecs, aas = boto3.client("ecs"), boto3.client("application-autoscaling")
 arns = ecs.list_services(cluster=sys.argv[1])["serviceArns"]
 out = {}
 for s in ecs.describe_services(cluster=sys.argv[1], services=arns)["services"]:
     td = ecs.describe_task_definition(taskDefinition=s["taskDefinition"])["taskDefinition"]
+    tags = ecs.list_tags_for_resource(resourceArn=s["serviceArn"])["tags"]
+    policies = aas.describe_scaling_policies(ServiceNamespace="ecs",
+        ResourceId="service/" + sys.argv[1] + "/" + s["serviceName"])["ScalingPolicies"]
     out[s["serviceName"]] = {"arn": s["serviceArn"], "status": s["status"], "taskDefinition": s["taskDefinition"],
         "family": td["family"], "revision": td["revision"],
         "containers": [c["name"] for c in td["containerDefinitions"]],
-        "image": td["containerDefinitions"][0]["image"]}
+        "image": td["containerDefinitions"][0]["image"],
+        "dependsOn": {c["name"]: c.get("dependsOn", []) for c in td["containerDefinitions"]},
+        "logs": {c["name"]: c.get("logConfiguration") for c in td["containerDefinitions"]},
+        "sidecar": {k: td["containerDefinitions"][-1].get(k) for k in ("image", "command", "environment", "secrets",
+            "portMappings", "essential")},
+        "task": {k: td.get(k) for k in ("taskRoleArn", "executionRoleArn", "runtimePlatform", "ephemeralStorage")},
+        "service": {k: s.get(k) for k in ("enableExecuteCommand", "capacityProviderStrategy", "propagateTags",
+            "loadBalancers", "healthCheckGracePeriodSeconds")},
+        "tags": {t["key"]: t["value"] for t in tags if not t["key"].startswith("ferry:")},
+        "policies": sorted((p["PolicyName"], p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"])
+            for p in policies)}
 print(json.dumps(out))
 "#;
 
@@ -164,10 +202,29 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
         "[runtime]\nkind = \"ecs\"".to_string(),
         format!("cluster = \"{cluster}\""),
         "execution_role = \"arn:aws:iam::123456789012:role/legacy-exec\"".into(),
-        "log_group = \"/legacy/web\"".into(),
-        format!("[apps.legacy-web]\nimage = \"{web_uri}\"\nactive = 1\nscale = 1\ncpu = 512\nmemory = 1024"),
+        format!(
+            "[apps.legacy-web]\nimage = \"{web_uri}\"\nactive = 1\nscale = {{ min = 1, max = 4, cpu_target = 60 }}\n\
+             cpu = 512\nmemory = 1024"
+        ),
+        // What issue #21's keys say of the task and the service.
+        "task_role = \"arn:aws:iam::123456789012:role/legacy-web\"".into(),
+        "architecture = \"ARM64\"".into(),
+        "ephemeral_storage = 40".into(),
+        "exec = true".into(),
+        "tags = { team = \"storefront\" }".into(),
+        "propagate_tags = \"task_definition\"".into(),
+        "container_depends_on = { envoy = \"START\" }".into(),
+        "capacity_providers = [{ provider = \"FARGATE\", base = 1 }, { provider = \"FARGATE_SPOT\", weight = 3 }]"
+            .into(),
+        "[apps.legacy-web.logging]\ngroup = \"/legacy/web\"\nstream_prefix = \"web\"".into(),
+        "health_check_grace_period = \"45s\"".into(),
+        "envoyproxy/envoy:v1.30".into(),
         "command = [\"serve\", \"--port\", \"8080\"]\nport = 8080".into(),
-        format!("target_group = \"{}\"", created["target_group"].as_str().unwrap()),
+        format!(
+            "target_groups = [{{ arn = \"{}\" }}, {{ arn = \"{}\", container = \"envoy\", port = 9901 }}]",
+            created["target_group"].as_str().unwrap(),
+            created["admin_target_group"].as_str().unwrap()
+        ),
         // The tag resolved through ECR to the digest it names.
         format!("[apps.legacy-web.releases]\n1 = \"{web_digest}\""),
         format!("DB_PASSWORD = \"{}\"", created["param"].as_str().unwrap()),
@@ -189,16 +246,14 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
     assert!(!file.contains("planted"), "secret values never reach the file:\n{file}");
     let warnings = imported.stderr();
     for expected in [
-        "warning: service legacy-web: sidecar containers: [\"envoy\"]: not imported, the stage file cannot say this yet",
-        "warning: service legacy-web: log configuration:",
-        "warning: service billing-worker: autoscaling: min 2, max 8; policies: cpu70 (TargetTrackingScaling target 70), \
-         ferry-memory (TargetTrackingScaling target 80): scale imported; policy cpu70 imported as cpu_target = 70; \
-         ferry keeps its own policy `ferry-cpu`",
+        "warning: service legacy-web: sidecar containers: [\"envoy\"]: envoy imported without memory 256 MiB",
+        "warning: service legacy-web: container memory: 768 MiB of the task's 1024 MiB",
     ] {
         assert!(warnings.contains(expected), "{expected:?} missing from:\n{warnings}");
     }
     assert!(!warnings.contains("planted"), "{warnings}");
-    for mapped in ["deployment alarms", "deployment circuit breaker", "strategy"] {
+    // A policy of its own name on CPU is adopted, not reported (ferry puts it, and no `ferry-cpu`).
+    for mapped in ["deployment alarms", "deployment circuit breaker", "strategy", "autoscaling"] {
         assert!(!warnings.contains(&format!("billing-worker: {mapped}")), "{mapped} is imported:\n{warnings}");
     }
     assert!(!file.contains("strategy"), "rolling is the default, not written:\n{file}");
@@ -278,11 +333,90 @@ fn live_services_are_imported_adopted_and_updated_in_place() {
     assert_eq!(new["family"], "legacy-web", "the same family");
     assert_eq!(new["revision"].as_i64(), Some(old["revision"].as_i64().unwrap() + 1), "a new revision: {new:#}");
     assert_eq!(new["image"].as_str().unwrap(), format!("{web_uri}@{v2}"));
-    assert_eq!(new["containers"], serde_json::json!(["app"]), "the container keeps its name: {new:#}");
+    // The task and the service as they ran: the container keeps its name, the sidecar, the
+    // waits, logs, roles, platform, storage, Exec, strategy, tags, target groups; the adopted
+    // CPU policy put under its own name, no `ferry-cpu` beside it.
+    assert_eq!(new["containers"], serde_json::json!(["app", "envoy"]), "{new:#}");
+    assert_eq!(new["dependsOn"], old["dependsOn"], "{new:#}");
+    assert_eq!(new["logs"]["app"]["options"]["awslogs-group"], "/legacy/web");
+    assert_eq!(new["logs"]["app"]["options"]["awslogs-stream-prefix"], "web");
+    for key in ["image", "command", "environment", "secrets", "essential"] {
+        assert_eq!(new["sidecar"][key], old["sidecar"][key], "sidecar {key}: {new:#}");
+    }
+    assert_eq!(new["sidecar"]["portMappings"][0]["containerPort"], 9901);
+    assert_eq!(new["task"], old["task"], "roles, platform, storage: {new:#}");
+    let strategy = |s: &Value| -> Vec<(String, i64, i64)> {
+        s["service"]["capacityProviderStrategy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let n = |k: &str| c[k].as_i64().unwrap_or(0);
+                (c["capacityProvider"].as_str().unwrap().to_string(), n("weight"), n("base"))
+            })
+            .collect()
+    };
+    assert_eq!(strategy(new), strategy(old));
+    for key in ["enableExecuteCommand", "propagateTags", "loadBalancers"] {
+        assert_eq!(new["service"][key], old["service"][key], "{key}: {new:#}");
+    }
+    assert_eq!(new["tags"], serde_json::json!({"team": "storefront"}));
+    assert_eq!(new["policies"], serde_json::json!([["web-cpu", 60.0]]), "no duplicate policy: {new:#}");
     assert_eq!(after["billing-worker"], before["billing-worker"], "the other service untouched");
     let history = run(&["history", "legacy-web", "-s", "prod"]);
     assert!(history.expect_code(0).stdout().contains("Import of ECS service legacy-web"), "{}", history.stdout());
+
+    // Imported again after the commit: nothing to change.
+    let file = p.read("stages/prod.toml");
+    run(&import).expect_code(0);
+    assert_eq!(p.read("stages/prod.toml"), file, "the committed service reads back as the file says");
+
+    // The live services stop using some keys: a re-import removes them, and keeps the rest,
+    // comments and the team's own deploy keys.
+    let file = file.replacen("[apps.billing-worker]\n", "[apps.billing-worker]\n# invoices, nightly\n", 1);
+    p.write("stages/prod.toml", &file);
+    python_json(&moto, CHANGE_SERVICES, &[&cluster]);
+    run(&import).expect_code(0);
+    let reimported = p.read("stages/prod.toml");
+    for gone in [
+        "tags = {",
+        "max_surge",
+        "min_healthy",
+        "bake_time",
+        "circuit_breaker",
+        "alarms",
+        "[apps.billing-worker.deploy]",
+    ] {
+        assert!(!reimported.contains(gone), "{gone:?} stays in:\n{reimported}");
+    }
+    for kept in ["# invoices, nightly", "# the storefront, adopted in December", "timeout = \"90s\"", "exec = true"] {
+        assert!(reimported.contains(kept), "{kept:?} missing from:\n{reimported}");
+    }
+    run(&["validate"]).expect_code(0);
+    let state = p.read(".ferry/state/prod.json");
+    run(&import).expect_code(0);
+    assert_eq!(p.read("stages/prod.toml"), reimported, "a third import changes nothing");
+    assert_eq!(p.read(".ferry/state/prod.json"), state);
+    let plan = run(&["plan", "-s", "prod", "--refresh", "--detailed-exitcode"]);
+    plan.expect_code(0);
 }
+
+/// The team changes its services by hand: `legacy-web` loses its tag, `billing-worker` gets a
+/// new revision with ECS's default deployment (no bake time, alarms or own percentages).
+const CHANGE_SERVICES: &str = r#"
+import boto3, json, sys
+cluster = sys.argv[1]
+ecs = boto3.client("ecs")
+web = ecs.describe_services(cluster=cluster, services=["legacy-web"])["services"][0]["serviceArn"]
+ecs.untag_resource(resourceArn=web, tagKeys=["team"])
+td = ecs.describe_task_definition(taskDefinition="billing-worker")["taskDefinition"]
+keep = ("family", "networkMode", "requiresCompatibilities", "cpu", "memory", "executionRoleArn", "containerDefinitions")
+new = ecs.register_task_definition(**{k: td[k] for k in keep if k in td})["taskDefinition"]["taskDefinitionArn"]
+ecs.update_service(cluster=cluster, service="billing-worker", taskDefinition=new,
+    deploymentConfiguration={"maximumPercent": 200, "minimumHealthyPercent": 100,
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True}})
+print(json.dumps(new))
+"#;
 
 /// A Load Balanced Web Service as `copilot init` writes it, with the keys teams add.
 const API_MANIFEST: &str = r#"# The manifest for the "api" service.
@@ -338,8 +472,10 @@ image:
 command: python worker.py --queue jobs
 cpu: 512
 memory: 1024
+platform: linux/arm64
 storage:
   ephemeral: 40
+  readonly_fs: true
 deployment:
   rolling: recreate
 "#;
@@ -385,16 +521,22 @@ fn a_copilot_workspace_converts_with_what_does_not_map_reported() {
     for expected in [
         "warning: copilot service api (environment test): http: ",
         "warning: copilot service api (environment test): sidecars: ",
-        "warning: copilot service api (environment test): exec: true: not imported",
         "warning: copilot service api (environment test): secrets: 2 secrets: not imported: GITHUB_TOKEN (GH_TOKEN_SECRET: named without an ARN",
         "warning: copilot service worker (environment test): image.build: ",
-        "warning: copilot service worker (environment test): storage: ",
         "warning: copilot service nightly (environment test): type: Scheduled Job: not an ECS service; not imported",
         "warning: copilot environment prod: cluster: ",
     ] {
         assert!(warnings.contains(expected), "{expected:?} missing from:\n{warnings}");
     }
-    for mapped in ["count", "deployment"] {
+    for mapped in ["exec = true", "ephemeral_storage = 40", "architecture = \"ARM64\""] {
+        assert!(test.contains(mapped), "{mapped:?} missing from:\n{test}");
+    }
+    assert!(
+        warnings
+            .contains("warning: copilot service worker (environment test): storage.readonly_fs: true: not imported"),
+        "{warnings}"
+    );
+    for mapped in ["count", "deployment", "exec", "platform", "storage.ephemeral"] {
         assert!(!warnings.contains(&format!("): {mapped}")), "{mapped} is imported:\n{warnings}");
     }
     p.run(&["validate"]).expect_code(0);

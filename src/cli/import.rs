@@ -17,12 +17,15 @@ use crate::state::{command_line, LockedStage};
 /// From ECS, each service becomes an app (its name without a `STAGE-` prefix): its image
 /// repository with the digest it runs as release 1, active (a tag is resolved through ECR),
 /// cpu, memory, command, port, environment, secrets as references (never values), health
-/// check, scale or its autoscaled range, the deployment (strategy, bake time, steps, circuit
-/// breaker, alarms, traffic shifting, hooks), target group; the network, roles and log group
-/// go to `[runtime]`. Whatever the stage file cannot say (sidecars, volumes, …) is listed as
-/// a warning per service. The services are adopted, not replaced: state records
-/// what runs, so the first `ferry plan --refresh` shows no changes and the first commit of a
-/// new release updates the same service with a new revision of the same family.
+/// check, scale or its autoscaled range (a CPU or memory policy of another name adopted: ferry
+/// puts that one from then on), the deployment (strategy, bake time, steps, circuit breaker,
+/// alarms, traffic shifting, hooks, grace period), target groups, sidecars and the containers'
+/// waits, roles, logging, architecture, ephemeral storage, capacity providers, Exec and tags;
+/// the network goes to `[runtime]`. Whatever the stage file cannot say (volumes, entry
+/// points, …) is listed as a warning per service. The services are adopted, not replaced:
+/// state records what runs, so the first `ferry plan --refresh` shows no changes and the
+/// first commit of a new release updates the same service with a new revision of the same
+/// family. A re-import removes the keys a service stopped using.
 ///
 /// Importing into a file that already declares the app is refused without --force, unless
 /// the app is the same adopted service (then the file is brought up to date, comments

@@ -376,6 +376,7 @@ fn ecs_up(
                         service: service.clone(),
                         family: service.clone(),
                         container: app.clone(),
+                        ..Default::default()
                     });
                 }
             })?;

@@ -65,6 +65,7 @@ pub fn read(sdk: &SdkConfig, request: &EcsRequest) -> Result<ImportedStage, Impo
             region,
             account,
             scaling: autoscaling,
+            app: app.clone(),
         };
         let mut target = Target::default();
         warnings.extend(mapping::apply(mapping::ECS_RULES, &source, &mut target));
@@ -82,6 +83,8 @@ pub fn read(sdk: &SdkConfig, request: &EcsRequest) -> Result<ImportedStage, Impo
                     service: name,
                     family: source.task_definition.family().unwrap_or_default().to_string(),
                     container: source.main().name().unwrap_or_default().to_string(),
+                    cpu_policy: target.cpu_policy,
+                    memory_policy: target.memory_policy,
                 },
                 revision: source.task_definition.task_definition_arn().unwrap_or_default().to_string(),
                 service_arn: source.service.service_arn().unwrap_or_default().to_string(),

@@ -7,15 +7,19 @@
 use aws_sdk_applicationautoscaling::types::{MetricType, ScalingPolicy};
 use aws_sdk_ecs::types::{
     ContainerDefinition, DeploymentConfiguration, DeploymentLifecycleHookTargetType, DeploymentStrategy, LoadBalancer,
-    Service, TaskDefinition,
+    LogDriver, Service, TaskDefinition,
 };
 
+use std::collections::BTreeMap;
+
+use crate::config::ecs_task::{CapacityProviderSection, LoggingSection, SidecarSection};
 use crate::config::file::{
     AppSection, AutoscaleSection, CircuitBreakerSection, DeploySection, HealthSection, HookSection, RuntimeSection,
-    ScaleSection, Strategy,
+    ScaleSection, Strategy, TargetGroupSection,
 };
 use crate::config::{Digest, SecretRef};
 use crate::runtime::ecs::autoscaling::{CPU_POLICY, MEMORY_POLICY};
+use crate::runtime::ecs::revision::LOG_STREAM_PREFIX;
 
 /// Where rows write: the app's section and the stage's `[runtime]` (shared by every app of
 /// the stage; apps that disagree there are reported when merged, [`merge_runtime`]).
@@ -23,15 +27,25 @@ use crate::runtime::ecs::autoscaling::{CPU_POLICY, MEMORY_POLICY};
 pub struct Target {
     pub app: AppSection,
     pub runtime: RuntimeSection,
+    /// Target-tracking policies of other names that track the CPU and memory targets of
+    /// `scale`: adopted, so ferry puts them under their own names (recorded in state) rather
+    /// than adding `ferry-cpu` / `ferry-memory` beside them.
+    pub cpu_policy: Option<String>,
+    pub memory_policy: Option<String>,
 }
+
+/// The health check keys an import writes (a team's HTTP `path` stays theirs).
+const HEALTH_KEYS: &[&str] =
+    &["health.command", "health.interval", "health.timeout", "health.unhealthy_threshold", "health.grace_period"];
 
 /// One feature a source can use.
 pub struct Rule<S> {
     /// What the source calls it, as warnings name it.
     pub feature: &'static str,
-    /// The stage-file key it is written to (`runtime.X` for `[runtime]`), or `None`: the
-    /// stage file cannot say it yet.
-    pub key: Option<&'static str>,
+    /// The stage-file keys it writes (`runtime.X` for `[runtime]`, `SECTION.X` for one key of
+    /// an app's section such as `deploy`), or none: the stage file cannot say it yet. A
+    /// re-import owns these keys: one the source no longer uses is removed from the file.
+    pub keys: &'static [&'static str],
     /// How the source uses it, in a few words; `None` when it does not.
     pub used: fn(&S) -> Option<String>,
     /// Write it (rows with a key); `Err(why)` for a use the key cannot express (reported).
@@ -49,9 +63,9 @@ pub fn apply<S>(rules: &[Rule<S>], source: &S, target: &mut Target) -> Vec<(Stri
     let mut unwritten = Vec::new();
     for rule in rules {
         let Some(detail) = (rule.used)(source) else { continue };
-        let why = match rule.key {
-            None => Some(format!("{detail}: not imported, the stage file cannot say this yet")),
-            Some(_) => (rule.write)(source, target).err().map(|why| format!("{detail}: {why}")),
+        let why = match rule.keys {
+            [] => Some(format!("{detail}: not imported, the stage file cannot say this yet")),
+            _ => (rule.write)(source, target).err().map(|why| format!("{detail}: {why}")),
         };
         if let Some(why) = why {
             unwritten.push((rule.feature.to_string(), why));
@@ -60,14 +74,15 @@ pub fn apply<S>(rules: &[Rule<S>], source: &S, target: &mut Target) -> Vec<(Stri
     unwritten
 }
 
-/// The app keys `rules` write (the first part of each key), which a re-import owns: one
-/// the source no longer uses is removed from the file.
+/// The app keys `rules` write, which a re-import owns: `deploy.bake_time` (one key of a
+/// section; the section's other keys are the team's) or `sidecars` (the whole value or
+/// section). `image`, `releases` and `active` are written apart (a new release per digest).
 pub fn app_keys<S>(rules: &[Rule<S>]) -> Vec<&'static str> {
     let mut keys: Vec<&'static str> = Vec::new();
-    let app = rules.iter().filter_map(|r| r.key).filter(|k| !k.starts_with("runtime."));
-    for key in app.map(|k| k.split('.').next().unwrap_or(k)) {
-        // Several rows write `scale` and `deploy`, not one after the other.
-        if !matches!(key, "image" | "releases" | "active") && !keys.contains(&key) {
+    let app = rules.iter().flat_map(|r| r.keys.iter().copied()).filter(|k| !k.starts_with("runtime."));
+    for key in app {
+        let top = key.split('.').next().unwrap_or(key);
+        if !matches!(top, "image" | "releases" | "active") && !keys.contains(&key) {
             keys.push(key);
         }
     }
@@ -119,6 +134,8 @@ pub struct EcsSource {
     pub account: String,
     /// The service's Application Auto Scaling target and policies, when it has a target.
     pub scaling: Option<Scaling>,
+    /// The app's name in the stage file (a sidecar waiting for the app's container names it).
+    pub app: String,
 }
 
 /// A service's scalable target (its desired count) and the scaling policies on it.
@@ -148,24 +165,31 @@ impl Scaling {
 }
 
 /// `scale = { min, max, cpu_target, memory_target }` of a scalable target: the target
-/// tracking policies of average CPU and memory ferry can say (its own `ferry-cpu` and
-/// `ferry-memory`, or anyone's on those metrics), and what it cannot.
-fn scale_of(scaling: &Scaling) -> (AutoscaleSection, Vec<String>) {
+/// tracking policies of average CPU and memory ferry can say, and what it cannot. A policy of
+/// another name on one of those metrics is adopted (its name returned, for the CPU and the
+/// memory target): ferry then manages it under that name, so a commit never adds its own
+/// `ferry-cpu` beside it and the service is not scaled by two policies of one metric.
+fn scale_of(scaling: &Scaling) -> (AutoscaleSection, [Option<String>; 2], Vec<String>) {
     let mut auto = AutoscaleSection {
         min: i64::from(scaling.min),
         max: i64::from(scaling.max),
         cpu_target: None,
         memory_target: None,
     };
+    let mut adopted = [None, None];
     let mut notes = Vec::new();
-    for p in &scaling.policies {
+    // Ferry's own policies first: with one of them and another on the same metric, ferry's
+    // is the one imported.
+    let mut policies: Vec<&ScalingPolicy> = scaling.policies.iter().collect();
+    policies.sort_by_key(|p| ![CPU_POLICY, MEMORY_POLICY].contains(&p.policy_name()));
+    for p in policies {
         let name = p.policy_name();
         let tracking = p.target_tracking_scaling_policy_configuration();
         let metric = tracking.and_then(|c| c.predefined_metric_specification()).map(|m| m.predefined_metric_type());
-        let (slot, ours, key) = match metric {
-            Some(MetricType::EcsServiceAverageCpuUtilization) => (&mut auto.cpu_target, CPU_POLICY, "cpu_target"),
+        let (slot, adopted, ours) = match metric {
+            Some(MetricType::EcsServiceAverageCpuUtilization) => (&mut auto.cpu_target, &mut adopted[0], CPU_POLICY),
             Some(MetricType::EcsServiceAverageMemoryUtilization) => {
-                (&mut auto.memory_target, MEMORY_POLICY, "memory_target")
+                (&mut auto.memory_target, &mut adopted[1], MEMORY_POLICY)
             }
             _ => {
                 notes.push(format!("policy {name} ({}) not imported", p.policy_type().as_str()));
@@ -181,13 +205,28 @@ fn scale_of(scaling: &Scaling) -> (AutoscaleSection, Vec<String>) {
         }
         *slot = Some(value as i64);
         if name != ours {
-            notes.push(format!(
-                "policy {name} imported as {key} = {value}; ferry keeps its own policy `{ours}` and puts it when it \
-                 sets autoscaling: then delete {name} (ferry leaves policies it did not make)"
-            ));
+            *adopted = Some(name.to_string());
         }
+        // PutScalingPolicy replaces the whole configuration: what ferry does not say goes.
+        let mut reset = Vec::new();
         if tracking.is_some_and(|c| c.disable_scale_in() == Some(true)) {
-            notes.push(format!("policy {name} does not scale in; ferry's `{ours}` does"));
+            reset.push("it does not scale in".to_string());
+        }
+        for (what, secs) in tracking
+            .map(|c| [("scale-in", c.scale_in_cooldown()), ("scale-out", c.scale_out_cooldown())])
+            .into_iter()
+            .flatten()
+        {
+            if let Some(secs) = secs {
+                reset.push(format!("{what} cooldown {secs}s"));
+            }
+        }
+        if !reset.is_empty() {
+            notes.push(format!(
+                "policy {name} imported; ferry puts it with its own settings when it sets autoscaling, \
+                 which scale in with Application Auto Scaling's default cooldowns ({})",
+                reset.join(", ")
+            ));
         }
     }
     if auto.cpu_target.is_none() && auto.memory_target.is_none() {
@@ -195,7 +234,7 @@ fn scale_of(scaling: &Scaling) -> (AutoscaleSection, Vec<String>) {
             "no CPU or memory target: ferry tracks 70% CPU with a policy `{CPU_POLICY}` when it sets autoscaling"
         ));
     }
-    (auto, notes)
+    (auto, adopted, notes)
 }
 
 /// The file's strategy of an ECS deployment strategy.
@@ -246,6 +285,116 @@ impl EcsSource {
             .find(|lb| lb.container_name() == Some(main) && lb.target_group_arn().is_some())
     }
 
+    /// The one target group of the app's container at the app's port: `target_group`, the
+    /// short form; `None` when the service has none, several, or another shape.
+    fn short_target_group(&self) -> Option<&str> {
+        let [lb] = self.service.load_balancers() else { return None };
+        let port = self.main().port_mappings().first().and_then(|p| p.container_port());
+        let main = lb.container_name() == self.main().name();
+        (main && lb.container_port() == port).then(|| lb.target_group_arn()).flatten()
+    }
+
+    /// The service's own tags (not AWS's `aws:` ones, nor ferry's `ferry:` ones).
+    fn own_tags(&self) -> BTreeMap<String, String> {
+        let own = |k: &&str| !k.starts_with("aws:") && !k.starts_with("ferry:");
+        self.service
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+            .filter(|(k, _)| own(k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The other containers of the task as `[apps.NAME.sidecars.X]`, and what of them the
+    /// file cannot say (kept out, or not written). A sidecar whose name the file cannot take
+    /// is left out; what waits for it then says so.
+    pub fn sidecar_sections(&self) -> (BTreeMap<String, SidecarSection>, Vec<String>) {
+        let main = self.main().name().unwrap_or_default();
+        let mut notes = Vec::new();
+        let containers = self.task_definition.container_definitions();
+        let taken = |name: &str| name != self.app && crate::config::validate::is_dns_label(name, 255);
+        // The app's awslogs group and prefix, which ferry gives its sidecars too.
+        let app_log = self.main().log_configuration().filter(|l| *l.log_driver() == LogDriver::Awslogs).and_then(|l| {
+            let o = l.options()?;
+            Some((o.get("awslogs-group")?.clone(), o.get("awslogs-stream-prefix").cloned()))
+        });
+        let mut out = BTreeMap::new();
+        for (i, c) in containers.iter().enumerate() {
+            let name = c.name().unwrap_or_default();
+            if i == self.container {
+                continue;
+            }
+            if !taken(name) {
+                notes.push(format!(
+                    "{name} not imported: a sidecar is named in lowercase letters, digits and `-`, not like the app"
+                ));
+                continue;
+            }
+            let mut unsaid = unsaid(c);
+            let mut depends_on = BTreeMap::new();
+            for d in c.depends_on() {
+                let on = d.container_name();
+                let on = if on == main { self.app.as_str() } else { on };
+                if on == self.app || containers.iter().any(|c| c.name() == Some(on) && taken(on)) {
+                    depends_on.insert(on.to_string(), d.condition().as_str().to_string());
+                } else {
+                    unsaid.push(format!("its wait for {on}"));
+                }
+            }
+            let mut secrets = BTreeMap::new();
+            for secret in c.secrets() {
+                match secret_reference(secret.value_from(), &self.region, &self.account) {
+                    Ok(r) => drop(secrets.insert(secret.name().to_string(), r.reference())),
+                    Err(why) => unsaid.push(format!("secret {}: {why}", secret.name())),
+                }
+            }
+            if let Some(log) = c.log_configuration() {
+                let o = log.options();
+                let same = *log.log_driver() == LogDriver::Awslogs
+                    && app_log.as_ref().is_some_and(|(group, prefix)| {
+                        o.and_then(|o| o.get("awslogs-group")) == Some(group)
+                            && o.and_then(|o| o.get("awslogs-stream-prefix")) == prefix.as_ref()
+                    });
+                if !same {
+                    unsaid.push(format!(
+                        "its log configuration ({}), which becomes the app's awslogs",
+                        log.log_driver().as_str()
+                    ));
+                }
+            }
+            let firelens = c.firelens_configuration();
+            if let Some(options) = firelens.and_then(|f| f.options()).filter(|o| !o.is_empty()) {
+                unsaid.push(format!("FireLens options {options:?}"));
+            }
+            if !unsaid.is_empty() {
+                notes.push(format!("{name} imported without {}", unsaid.join(", ")));
+            }
+            out.insert(
+                name.to_string(),
+                SidecarSection {
+                    image: c.image().unwrap_or_default().to_string(),
+                    // ECS's default is essential, the file's not.
+                    essential: c.essential().unwrap_or(true).then_some(true),
+                    command: (!c.command().is_empty()).then(|| c.command().to_vec()),
+                    depends_on,
+                    env: c
+                        .environment()
+                        .iter()
+                        .map(|kv| {
+                            (kv.name().unwrap_or_default().to_string(), kv.value().unwrap_or_default().to_string())
+                        })
+                        .collect(),
+                    secrets,
+                    port: c.port_mappings().first().and_then(|p| p.container_port()).map(i64::from),
+                    health_command: c.health_check().map(|h| h.command().to_vec()),
+                    firelens: firelens.map(|f| f.r#type().as_str().to_string()),
+                },
+            );
+        }
+        (out, notes)
+    }
+
     fn sidecars(&self) -> Vec<&str> {
         let main = self.container;
         self.task_definition
@@ -256,6 +405,55 @@ impl EcsSource {
             .map(|(_, c)| c.name().unwrap_or("?"))
             .collect()
     }
+}
+
+/// What of sidecar `c` the stage file cannot say: ferry's revisions leave it out.
+fn unsaid(c: &ContainerDefinition) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |on: bool, what: String| {
+        if on {
+            out.push(what);
+        }
+    };
+    note(c.cpu() != 0, format!("cpu {}", c.cpu()));
+    note(c.memory().is_some(), format!("memory {} MiB", c.memory().unwrap_or(0)));
+    note(c.memory_reservation().is_some(), format!("memory reservation {} MiB", c.memory_reservation().unwrap_or(0)));
+    note(!c.entry_point().is_empty(), format!("entry point {:?}", c.entry_point()));
+    note(c.working_directory().is_some(), "working directory".into());
+    note(c.user().is_some(), "user".into());
+    note(!c.mount_points().is_empty() || !c.volumes_from().is_empty(), "volumes".into());
+    note(!c.environment_files().is_empty(), "environment files".into());
+    note(c.docker_labels().is_some_and(|l| !l.is_empty()), "docker labels".into());
+    note(
+        !c.ulimits().is_empty() || c.linux_parameters().is_some() || !c.system_controls().is_empty(),
+        "kernel settings".into(),
+    );
+    note(c.repository_credentials().is_some(), "registry credentials".into());
+    note(c.stop_timeout().is_some() || c.start_timeout().is_some(), "start/stop timeouts".into());
+    note(
+        c.privileged() == Some(true) || c.readonly_root_filesystem() == Some(true),
+        "privileged/read-only root".into(),
+    );
+    let ports = c.port_mappings();
+    let odd = |p: &aws_sdk_ecs::types::PortMapping| {
+        p.host_port().is_some_and(|h| h != 0 && Some(h) != p.container_port())
+            || p.protocol().is_some_and(|t| t.as_str() != "tcp")
+    };
+    note(ports.len() > 1 || ports.iter().any(odd), format!("ports {ports:?} beyond the first TCP port"));
+    // ferry's sidecar health checks take ECS's timings.
+    let timed = c.health_check().is_some_and(|h| {
+        h.interval().unwrap_or(30) != 30
+            || h.timeout().unwrap_or(5) != 5
+            || h.retries().unwrap_or(3) != 3
+            || h.start_period().unwrap_or(0) != 0
+    });
+    note(timed, "health check timings (ECS's defaults apply)".into());
+    out
+}
+
+/// The stop timeout ferry's revisions state when the file names none.
+fn ferry_stop_timeout_ms() -> i64 {
+    crate::config::DeploySettings::default().stop_timeout.as_millis() as i64
 }
 
 fn seconds(s: i32) -> String {
@@ -291,7 +489,7 @@ pub fn secret_reference(value_from: &str, region: &str, account: &str) -> Result
 pub const ECS_RULES: &[Rule<EcsSource>] = &[
     Rule {
         feature: "image",
-        key: Some("image"),
+        keys: &["image"],
         used: |s| Some(format!("{}@{}", s.repository, s.digest)),
         write: |s, t| {
             t.app.image = s.repository.clone();
@@ -302,7 +500,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "desired count",
-        key: Some("scale"),
+        keys: &["scale"],
         used: |s| Some(s.service.desired_count().to_string()),
         write: |s, t| {
             t.app.scale = Some(ScaleSection::Count(i64::from(s.service.desired_count())));
@@ -311,7 +509,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "task cpu",
-        key: Some("cpu"),
+        keys: &["cpu"],
         used: |s| s.task_definition.cpu().map(str::to_string),
         write: |s, t| {
             t.app.cpu = Some(task_size(s.task_definition.cpu(), "vcpu").ok_or("not a number of CPU units")?);
@@ -320,7 +518,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "task memory",
-        key: Some("memory"),
+        keys: &["memory"],
         used: |s| s.task_definition.memory().map(str::to_string),
         write: |s, t| {
             t.app.memory = Some(task_size(s.task_definition.memory(), "gb").ok_or("not a number of MiB")?);
@@ -329,7 +527,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "command",
-        key: Some("command"),
+        keys: &["command"],
         used: |s| some_if(!s.main().command().is_empty(), || format!("{:?}", s.main().command())),
         write: |s, t| {
             t.app.command = Some(s.main().command().to_vec());
@@ -338,7 +536,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "port mappings",
-        key: Some("port"),
+        keys: &["port"],
         used: |s| list(s.main().port_mappings()),
         write: |s, t| {
             let ports: Vec<i32> = s.main().port_mappings().iter().filter_map(|p| p.container_port()).collect();
@@ -352,18 +550,24 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "environment",
-        key: Some("env"),
+        keys: &["env"],
         used: |s| some_if(!s.main().environment().is_empty(), || format!("{} variables", s.main().environment().len())),
         write: |s, t| {
+            // Ferry's revisions give the app `PORT` (its port) unless the file says otherwise:
+            // one it set, or that says the same, is left out.
+            let port = s.main().port_mappings().first().and_then(|p| p.container_port()).map(|p| p.to_string());
             for kv in s.main().environment() {
-                t.app.env.insert(kv.name().unwrap_or_default().into(), kv.value().unwrap_or_default().into());
+                let (name, value) = (kv.name().unwrap_or_default(), kv.value().unwrap_or_default());
+                if name != "PORT" || Some(value) != port.as_deref() {
+                    t.app.env.insert(name.into(), value.into());
+                }
             }
             Ok(())
         },
     },
     Rule {
         feature: "secrets",
-        key: Some("secrets"),
+        keys: &["secrets"],
         used: |s| some_if(!s.main().secrets().is_empty(), || format!("{} secrets", s.main().secrets().len())),
         write: |s, t| {
             let mut refused = Vec::new();
@@ -382,7 +586,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "container health check",
-        key: Some("health"),
+        keys: HEALTH_KEYS,
         used: |s| s.main().health_check().map(|h| format!("{:?}", h.command())),
         write: |s, t| {
             let h = s.main().health_check().ok_or("none")?;
@@ -400,7 +604,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "rolling deployment percentages",
-        key: Some("deploy.max_surge"),
+        keys: &["deploy.max_surge", "deploy.min_healthy"],
         used: |s| {
             let c = s.service.deployment_configuration()?;
             // ECS's defaults (200 % / 100 %) are ferry's (100 % surge, 100 % healthy).
@@ -418,8 +622,9 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "stop timeout",
-        key: Some("deploy.stop_timeout"),
-        used: |s| s.main().stop_timeout().map(seconds),
+        keys: &["deploy.stop_timeout"],
+        // Ferry's default (10 s) is what its revisions state: left out, as a commit wrote it.
+        used: |s| s.main().stop_timeout().filter(|t| i64::from(*t) * 1000 != ferry_stop_timeout_ms()).map(seconds),
         write: |s, t| {
             let deploy = t.app.deploy.get_or_insert_with(DeploySection::default);
             deploy.stop_timeout = s.main().stop_timeout().map(seconds);
@@ -428,7 +633,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "deployment strategy",
-        key: Some("deploy.strategy"),
+        keys: &["deploy.strategy"],
         used: |s| s.strategy().filter(|k| **k != DeploymentStrategy::Rolling).map(|k| k.as_str().to_string()),
         write: |s, t| {
             let kind = s.strategy().ok_or("none")?;
@@ -438,7 +643,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "bake time",
-        key: Some("deploy.bake_time"),
+        keys: &["deploy.bake_time"],
         used: |s| s.deployment()?.bake_time_in_minutes().filter(|m| *m > 0).map(minutes),
         write: |s, t| {
             deploy(t).bake_time = s.deployment().and_then(|c| c.bake_time_in_minutes()).map(minutes);
@@ -447,7 +652,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "linear steps",
-        key: Some("deploy.step_percent"),
+        keys: &["deploy.step_percent", "deploy.step_bake_time"],
         used: |s| {
             let linear = s.deployment()?.linear_configuration()?;
             some_if(s.strategy() == Some(&DeploymentStrategy::Linear), || format!("{linear:?}"))
@@ -465,7 +670,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "canary",
-        key: Some("deploy.canary_percent"),
+        keys: &["deploy.canary_percent", "deploy.canary_bake_time"],
         used: |s| {
             let canary = s.deployment()?.canary_configuration()?;
             some_if(s.strategy() == Some(&DeploymentStrategy::Canary), || format!("{canary:?}"))
@@ -483,7 +688,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "deployment circuit breaker",
-        key: Some("deploy.circuit_breaker"),
+        keys: &["deploy.circuit_breaker"],
         // Ferry's default is ECS's breaker on, with rollback: only another setting is written.
         used: |s| {
             let b = s.deployment()?.deployment_circuit_breaker();
@@ -499,7 +704,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "deployment alarms",
-        key: Some("deploy.alarms"),
+        keys: &["deploy.alarms"],
         used: |s| {
             let a = s.deployment()?.alarms()?;
             some_if(!a.alarm_names().is_empty(), || {
@@ -521,7 +726,12 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "traffic shifting target group",
-        key: Some("deploy.alternate_target_group"),
+        keys: &[
+            "deploy.alternate_target_group",
+            "deploy.production_listener_rule",
+            "deploy.test_listener_rule",
+            "deploy.traffic_role",
+        ],
         used: |s| s.load_balancer()?.advanced_configuration().map(|a| format!("{a:?}")),
         write: |s, t| {
             let a = s.load_balancer().and_then(|lb| lb.advanced_configuration()).ok_or("none")?;
@@ -535,7 +745,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "lifecycle hooks",
-        key: Some("deploy.hooks"),
+        keys: &["deploy.hooks"],
         used: |s| list(s.deployment()?.lifecycle_hooks()),
         write: |s, t| {
             let mut refused = Vec::new();
@@ -566,11 +776,12 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "autoscaling",
-        key: Some("scale"),
+        keys: &["scale"],
         used: |s| s.scaling.as_ref().map(Scaling::describe),
         write: |s, t| {
-            let (auto, notes) = scale_of(s.scaling.as_ref().ok_or("none")?);
+            let (auto, [cpu, memory], notes) = scale_of(s.scaling.as_ref().ok_or("none")?);
             t.app.scale = Some(ScaleSection::Auto(auto));
+            (t.cpu_policy, t.memory_policy) = (cpu, memory);
             if notes.is_empty() {
                 Ok(())
             } else {
@@ -580,22 +791,68 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "load balancer",
-        key: Some("target_group"),
-        used: |s| list(s.service.load_balancers()),
+        keys: &["target_group"],
+        used: |s| s.short_target_group().map(str::to_string),
         write: |s, t| {
-            let lbs = s.service.load_balancers();
-            let ours = s.load_balancer();
-            t.app.target_group = ours.and_then(|lb| lb.target_group_arn()).map(str::to_string);
-            match (ours, lbs.len()) {
-                (Some(_), 1) => Ok(()),
-                (Some(_), n) => Err(format!("one target group imported of {n}; ferry registers one per app")),
-                (None, _) => Err("no target group of the app's container (a Classic Load Balancer?)".into()),
+            t.app.target_group = s.short_target_group().map(str::to_string);
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "target groups",
+        keys: &["target_groups"],
+        used: |s| some_if(s.short_target_group().is_none(), || format!("{:?}", s.service.load_balancers())),
+        write: |s, t| {
+            let main = s.main().name().unwrap_or_default();
+            let port = s.main().port_mappings().first().and_then(|p| p.container_port());
+            let sidecars = s.sidecar_sections().0;
+            let mut refused = Vec::new();
+            let mut groups = Vec::new();
+            // The one with traffic shifting first: ferry gives the first its advanced configuration.
+            let mut lbs: Vec<&LoadBalancer> = s.service.load_balancers().iter().collect();
+            lbs.sort_by_key(|lb| lb.advanced_configuration().is_none());
+            for lb in lbs {
+                let (Some(arn), Some(container)) = (lb.target_group_arn(), lb.container_name()) else {
+                    refused.push(format!("{:?} (a Classic Load Balancer?)", lb.load_balancer_name()));
+                    continue;
+                };
+                if container != main && !sidecars.contains_key(container) {
+                    refused.push(format!("{arn} (container {container} is not imported)"));
+                    continue;
+                }
+                groups.push(TargetGroupSection {
+                    arn: arn.to_string(),
+                    container: (container != main).then(|| container.to_string()),
+                    port: lb.container_port().filter(|p| container != main || Some(*p) != port).map(i64::from),
+                });
+            }
+            t.app.target_groups = (!groups.is_empty()).then_some(groups);
+            match refused.is_empty() {
+                true => Ok(()),
+                false => Err(format!("not imported: {}", refused.join("; "))),
             }
         },
     },
     Rule {
+        feature: "health check grace period",
+        keys: &["deploy.health_check_grace_period"],
+        used: |s| {
+            let grace = s.service.health_check_grace_period_seconds()?;
+            // Without the key ferry sends the container health check's start period.
+            let start = s.main().health_check().and_then(|h| h.start_period()).unwrap_or(0);
+            some_if(grace != start, || seconds(grace))
+        },
+        write: |s, t| {
+            if !s.service.load_balancers().iter().any(|lb| lb.target_group_arn().is_some()) {
+                return Err("not imported: it applies to target groups' health checks, and the service has none".into());
+            }
+            deploy(t).health_check_grace_period = s.service.health_check_grace_period_seconds().map(seconds);
+            Ok(())
+        },
+    },
+    Rule {
         feature: "network",
-        key: Some("runtime.subnets"),
+        keys: &["runtime.subnets", "runtime.security_groups", "runtime.assign_public_ip"],
         used: |s| s.service.network_configuration().and_then(|n| n.awsvpc_configuration()).map(|v| format!("{v:?}")),
         write: |s, t| {
             let vpc = s.service.network_configuration().and_then(|n| n.awsvpc_configuration()).ok_or("none")?;
@@ -606,49 +863,208 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
             Ok(())
         },
     },
+    // Roles per app: apps of one stage often run with roles of their own, and the stage's
+    // `[runtime]` would give an app without a task role another app's.
     Rule {
         feature: "task execution role",
-        key: Some("runtime.execution_role"),
+        keys: &["execution_role"],
         used: |s| s.task_definition.execution_role_arn().map(str::to_string),
         write: |s, t| {
-            t.runtime.execution_role = s.task_definition.execution_role_arn().map(str::to_string);
+            t.app.execution_role = s.task_definition.execution_role_arn().map(str::to_string);
             Ok(())
         },
     },
     Rule {
         feature: "task role",
-        key: Some("runtime.task_role"),
+        keys: &["task_role"],
         used: |s| s.task_definition.task_role_arn().map(str::to_string),
         write: |s, t| {
-            t.runtime.task_role = s.task_definition.task_role_arn().map(str::to_string);
+            t.app.task_role = s.task_definition.task_role_arn().map(str::to_string);
             Ok(())
         },
     },
     Rule {
         feature: "log configuration",
-        key: Some("runtime.log_group"),
-        used: |s| s.main().log_configuration().map(|l| format!("{:?} {:?}", l.log_driver(), l.options())),
+        keys: &["logging"],
+        used: |s| s.main().log_configuration().map(|l| format!("{} {:?}", l.log_driver().as_str(), l.options())),
         write: |s, t| {
             let log = s.main().log_configuration().ok_or("none")?;
-            let group = log.options().and_then(|o| o.get("awslogs-group"));
-            if log.log_driver() != &aws_sdk_ecs::types::LogDriver::Awslogs || group.is_none() {
-                return Err("only the awslogs driver's group is imported; ferry's revisions log with awslogs".into());
+            let options: BTreeMap<String, String> =
+                log.options().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut notes: Vec<String> =
+                log.secret_options().iter().map(|o| format!("secret option {} not imported", o.name())).collect();
+            match log.log_driver() {
+                LogDriver::Awslogs => {
+                    let group = options.get("awslogs-group").ok_or("awslogs without a group: not imported")?;
+                    for (k, v) in &options {
+                        let known = ["awslogs-group", "awslogs-stream-prefix", "awslogs-create-group"];
+                        if k == "awslogs-region" && *v != s.region {
+                            notes.push(format!("region {v} becomes the stage's, {}", s.region));
+                        } else if k != "awslogs-region" && !known.contains(&k.as_str()) {
+                            notes.push(format!("option {k} = {v:?} not imported"));
+                        }
+                    }
+                    let prefix = options.get("awslogs-stream-prefix").filter(|p| *p != LOG_STREAM_PREFIX);
+                    t.app.logging = Some(LoggingSection {
+                        group: Some(group.clone()),
+                        stream_prefix: prefix.cloned(),
+                        ..Default::default()
+                    });
+                }
+                LogDriver::Awsfirelens => {
+                    if !s.sidecar_sections().0.values().any(|c| c.firelens.is_some()) {
+                        return Err("not imported: its FireLens log router is not an imported sidecar".into());
+                    }
+                    t.app.logging =
+                        Some(LoggingSection { driver: Some("awsfirelens".into()), options, ..Default::default() });
+                }
+                other => {
+                    return Err(format!(
+                        "the {} driver: not imported; ferry's revisions log with awslogs or awsfirelens",
+                        other.as_str()
+                    ))
+                }
             }
-            t.runtime.log_group = group.cloned();
-            match log.options().and_then(|o| o.get("awslogs-stream-prefix")).map(String::as_str) {
-                Some(crate::runtime::ecs::revision::LOG_STREAM_PREFIX) => Ok(()),
-                other => Err(format!(
-                    "group imported; its stream prefix {other:?} becomes `{}` with ferry's first revision",
-                    crate::runtime::ecs::revision::LOG_STREAM_PREFIX
-                )),
+            match notes.is_empty() {
+                true => Ok(()),
+                false => Err(format!("imported; {}", notes.join("; "))),
             }
         },
     },
+    Rule {
+        feature: "sidecar containers",
+        keys: &["sidecars"],
+        used: |s| list(&s.sidecars()),
+        write: |s, t| {
+            let (sidecars, notes) = s.sidecar_sections();
+            t.app.sidecars = sidecars;
+            match notes.is_empty() {
+                true => Ok(()),
+                false => Err(notes.join("; ")),
+            }
+        },
+    },
+    Rule {
+        feature: "container dependencies",
+        keys: &["container_depends_on"],
+        used: |s| list(s.main().depends_on()),
+        write: |s, t| {
+            let sidecars = s.sidecar_sections().0;
+            let mut refused = Vec::new();
+            for d in s.main().depends_on() {
+                match sidecars.contains_key(d.container_name()) {
+                    true => drop(
+                        t.app.container_depends_on.insert(d.container_name().into(), d.condition().as_str().into()),
+                    ),
+                    false => refused.push(d.container_name().to_string()),
+                }
+            }
+            match refused.is_empty() {
+                true => Ok(()),
+                false => Err(format!("not imported, no imported sidecar: {}", refused.join(", "))),
+            }
+        },
+    },
+    Rule {
+        feature: "runtime platform",
+        keys: &["architecture"],
+        used: |s| {
+            let p = s.task_definition.runtime_platform()?;
+            let arch = p.cpu_architecture().map_or("X86_64", |a| a.as_str());
+            let os = p.operating_system_family().map_or("LINUX", |o| o.as_str());
+            // No platform stated is Linux on X86_64 (as drift normalises it).
+            some_if((arch, os) != ("X86_64", "LINUX"), || format!("{os} on {arch}"))
+        },
+        write: |s, t| {
+            let p = s.task_definition.runtime_platform().ok_or("none")?;
+            if let Some(os) = p.operating_system_family().filter(|o| o.as_str() != "LINUX") {
+                return Err(format!("not imported: ferry runs Linux tasks, not {}", os.as_str()));
+            }
+            t.app.architecture = p.cpu_architecture().map(|a| a.as_str().to_string()).filter(|a| a != "X86_64");
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "ephemeral storage",
+        keys: &["ephemeral_storage"],
+        // Fargate's 20 GiB is what a task has without asking.
+        used: |s| {
+            s.task_definition
+                .ephemeral_storage()
+                .filter(|e| e.size_in_gib() > 20)
+                .map(|e| format!("{} GiB", e.size_in_gib()))
+        },
+        write: |s, t| {
+            t.app.ephemeral_storage = s.task_definition.ephemeral_storage().map(|e| i64::from(e.size_in_gib()));
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "capacity provider strategy",
+        keys: &["capacity_providers"],
+        used: |s| list(s.service.capacity_provider_strategy()),
+        write: |s, t| {
+            let strategy = s.service.capacity_provider_strategy();
+            let other: Vec<&str> = strategy
+                .iter()
+                .map(|c| c.capacity_provider())
+                .filter(|p| !matches!(*p, "FARGATE" | "FARGATE_SPOT"))
+                .collect();
+            if !other.is_empty() {
+                // Half a strategy would place tasks otherwise: all of it or none.
+                return Err(format!(
+                    "not imported: ferry places tasks on FARGATE and FARGATE_SPOT, not {}",
+                    other.join(", ")
+                ));
+            }
+            t.app.capacity_providers = strategy
+                .iter()
+                .map(|c| CapacityProviderSection {
+                    provider: c.capacity_provider().to_string(),
+                    // ECS's defaults are weight 0, base 0; the file's weight 1, base 0.
+                    weight: Some(i64::from(c.weight())).filter(|w| *w != 1),
+                    base: Some(i64::from(c.base())).filter(|b| *b != 0),
+                })
+                .collect();
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "ECS Exec",
+        keys: &["exec"],
+        used: |s| some_if(s.service.enable_execute_command(), || "enabled".into()),
+        write: |s, t| {
+            t.app.exec = s.service.enable_execute_command().then_some(true);
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "tags",
+        keys: &["tags"],
+        used: |s| some_if(!s.own_tags().is_empty(), || format!("{:?}", s.own_tags())),
+        write: |s, t| {
+            t.app.tags = s.own_tags();
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "propagated tags",
+        keys: &["propagate_tags"],
+        // ECS's default is NONE, ferry's SERVICE: anything but SERVICE is written.
+        used: |s| {
+            let from = s.service.propagate_tags().map_or("NONE", |p| p.as_str());
+            some_if(from != "SERVICE", || from.to_string())
+        },
+        write: |s, t| {
+            let from = s.service.propagate_tags().map_or("NONE", |p| p.as_str());
+            t.app.propagate_tags = Some(from.to_ascii_lowercase());
+            Ok(())
+        },
+    },
     // Rows the stage file cannot say yet: each is reported for every service using it.
-    Rule { feature: "sidecar containers", key: None, used: |s| list(&s.sidecars()), write: nothing },
     Rule {
         feature: "deployment controller",
-        key: None,
+        keys: &[],
         used: |s| {
             let kind = s.service.deployment_controller().map(|c| c.r#type().as_str().to_string())?;
             some_if(kind != "ECS", || kind)
@@ -656,87 +1072,65 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
         write: nothing,
     },
     Rule {
-        feature: "capacity provider strategy",
-        key: None,
-        used: |s| list(s.service.capacity_provider_strategy()),
-        write: nothing,
-    },
-    Rule {
         feature: "launch type",
-        key: None,
+        keys: &[],
         used: |s| s.service.launch_type().filter(|l| l.as_str() != "FARGATE").map(|l| l.as_str().to_string()),
         write: nothing,
     },
-    Rule { feature: "service discovery", key: None, used: |s| list(s.service.service_registries()), write: nothing },
+    Rule { feature: "service discovery", keys: &[], used: |s| list(s.service.service_registries()), write: nothing },
     Rule {
         feature: "placement constraints",
-        key: None,
+        keys: &[],
         used: |s| list(s.service.placement_constraints()),
         write: nothing,
     },
-    Rule { feature: "placement strategy", key: None, used: |s| list(s.service.placement_strategy()), write: nothing },
-    Rule {
-        feature: "health check grace period",
-        key: None,
-        used: |s| {
-            let grace = s.service.health_check_grace_period_seconds()?;
-            let start = s.main().health_check().and_then(|h| h.start_period()).unwrap_or(0);
-            some_if(grace != start, || format!("{grace}s; ferry uses the health check's start period ({start}s)"))
-        },
-        write: nothing,
-    },
-    Rule {
-        feature: "ECS Exec",
-        key: None,
-        used: |s| some_if(s.service.enable_execute_command(), || "enabled".into()),
-        write: nothing,
-    },
-    Rule { feature: "volumes", key: None, used: |s| list(s.task_definition.volumes()), write: nothing },
-    Rule { feature: "mount points", key: None, used: |s| list(s.main().mount_points()), write: nothing },
-    Rule { feature: "entry point", key: None, used: |s| list(s.main().entry_point()), write: nothing },
+    Rule { feature: "placement strategy", keys: &[], used: |s| list(s.service.placement_strategy()), write: nothing },
+    Rule { feature: "volumes", keys: &[], used: |s| list(s.task_definition.volumes()), write: nothing },
+    Rule { feature: "mount points", keys: &[], used: |s| list(s.main().mount_points()), write: nothing },
+    Rule { feature: "entry point", keys: &[], used: |s| list(s.main().entry_point()), write: nothing },
     Rule {
         feature: "working directory",
-        key: None,
+        keys: &[],
         used: |s| s.main().working_directory().map(str::to_string),
         write: nothing,
     },
-    Rule { feature: "user", key: None, used: |s| s.main().user().map(str::to_string), write: nothing },
-    Rule { feature: "environment files", key: None, used: |s| list(s.main().environment_files()), write: nothing },
+    Rule { feature: "user", keys: &[], used: |s| s.main().user().map(str::to_string), write: nothing },
+    Rule { feature: "environment files", keys: &[], used: |s| list(s.main().environment_files()), write: nothing },
     Rule {
         feature: "docker labels",
-        key: None,
-        used: |s| s.main().docker_labels().map(|l| format!("{l:?}")),
+        keys: &[],
+        used: |s| s.main().docker_labels().filter(|l| !l.is_empty()).map(|l| format!("{l:?}")),
         write: nothing,
     },
-    Rule { feature: "ulimits", key: None, used: |s| list(s.main().ulimits()), write: nothing },
+    Rule { feature: "ulimits", keys: &[], used: |s| list(s.main().ulimits()), write: nothing },
     Rule {
         feature: "linux parameters",
-        key: None,
+        keys: &[],
         used: |s| s.main().linux_parameters().map(|l| format!("{l:?}")),
         write: nothing,
     },
-    Rule { feature: "container dependencies", key: None, used: |s| list(s.main().depends_on()), write: nothing },
     Rule {
         feature: "memory reservation",
-        key: None,
+        keys: &[],
         used: |s| s.main().memory_reservation().map(|m| format!("{m} MiB")),
         write: nothing,
     },
     Rule {
-        feature: "runtime platform",
-        key: None,
-        used: |s| s.task_definition.runtime_platform().map(|p| format!("{p:?}")),
-        write: nothing,
-    },
-    Rule {
-        feature: "ephemeral storage",
-        key: None,
-        used: |s| s.task_definition.ephemeral_storage().map(|e| format!("{} GiB", e.size_in_gib())),
+        feature: "container memory",
+        keys: &[],
+        used: |s| {
+            let task = task_size(s.task_definition.memory(), "gb");
+            let own = s.main().memory().map(i64::from).filter(|m| Some(*m) != task)?;
+            Some(format!(
+                "{own} MiB of the task's {} MiB; ferry gives the app's container the task's",
+                task.unwrap_or(0)
+            ))
+        },
         write: nothing,
     },
     Rule {
         feature: "private registry credentials",
-        key: None,
+        keys: &[],
         used: |s| s.main().repository_credentials().map(|c| c.credentials_parameter().to_string()),
         write: nothing,
     },
@@ -786,7 +1180,7 @@ fn used(s: &CopilotSource, path: &str) -> Option<String> {
 pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     Rule {
         feature: "image.location",
-        key: Some("image"),
+        keys: &["image"],
         used: |s| used(s, "image.location"),
         write: |s, t| {
             let location = s.get("image.location").and_then(Yaml::as_str).ok_or("not a string")?;
@@ -809,7 +1203,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "image.build",
-        key: Some("image"),
+        keys: &["image"],
         used: |s| used(s, "image.build"),
         write: |s, t| {
             // Copilot pushes what it builds to the ECR repository `<application>/<service>`.
@@ -823,7 +1217,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "image.port",
-        key: Some("port"),
+        keys: &["port"],
         used: |s| used(s, "image.port"),
         write: |s, t| {
             t.app.port = Some(s.get("image.port").and_then(yaml_int).ok_or("not a number")?);
@@ -832,7 +1226,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "cpu",
-        key: Some("cpu"),
+        keys: &["cpu"],
         used: |s| used(s, "cpu"),
         write: |s, t| {
             t.app.cpu = Some(s.get("cpu").and_then(yaml_int).ok_or("not a number")?);
@@ -841,7 +1235,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "memory",
-        key: Some("memory"),
+        keys: &["memory"],
         used: |s| used(s, "memory"),
         write: |s, t| {
             t.app.memory = Some(s.get("memory").and_then(yaml_int).ok_or("not a number")?);
@@ -850,7 +1244,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "count",
-        key: Some("scale"),
+        keys: &["scale"],
         used: |s| used(s, "count"),
         write: |s, t| {
             let count = s.get("count").ok_or("none")?;
@@ -900,7 +1294,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "deployment.rolling",
-        key: Some("deploy.max_surge"),
+        keys: &["deploy.max_surge", "deploy.min_healthy"],
         used: |s| used(s, "deployment.rolling"),
         write: |s, t| {
             match s.get("deployment.rolling").and_then(Yaml::as_str) {
@@ -919,7 +1313,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "deployment.rollback_alarms",
-        key: Some("deploy.alarms"),
+        keys: &["deploy.alarms"],
         used: |s| used(s, "deployment.rollback_alarms"),
         write: |s, t| {
             // Names of alarms that exist; Copilot's `{cpu_utilization: …}` makes alarms of
@@ -938,7 +1332,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "command",
-        key: Some("command"),
+        keys: &["command"],
         used: |s| used(s, "command"),
         write: |s, t| {
             t.app.command = Some(s.get("command").and_then(yaml_command).ok_or("not a list or a string")?);
@@ -947,7 +1341,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "variables",
-        key: Some("env"),
+        keys: &["env"],
         used: |s| used(s, "variables"),
         write: |s, t| {
             let mut refused = Vec::new();
@@ -967,7 +1361,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "secrets",
-        key: Some("secrets"),
+        keys: &["secrets"],
         used: |s| s.get("secrets").and_then(Yaml::as_mapping).map(|m| format!("{} secrets", m.len())),
         write: |s, t| {
             let mut refused = Vec::new();
@@ -993,7 +1387,7 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
     },
     Rule {
         feature: "image.healthcheck",
-        key: Some("health"),
+        keys: HEALTH_KEYS,
         used: |s| used(s, "image.healthcheck"),
         write: |s, t| {
             let h = s.get("image.healthcheck").ok_or("none")?;
@@ -1009,22 +1403,68 @@ pub const COPILOT_RULES: &[Rule<CopilotSource>] = &[
             Ok(())
         },
     },
+    Rule {
+        feature: "exec",
+        keys: &["exec"],
+        used: |s| used(s, "exec"),
+        write: |s, t| {
+            let on = s.get("exec").and_then(Yaml::as_bool).ok_or("not true or false: not imported")?;
+            t.app.exec = on.then_some(true);
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "platform",
+        keys: &["architecture"],
+        used: |s| used(s, "platform"),
+        write: |s, t| {
+            let p = s.get("platform").ok_or("none")?;
+            // `linux/arm64`, or `{osfamily: linux, architecture: arm64}`.
+            let (os, arch) = match yaml_text(p) {
+                Some(text) => {
+                    let (os, arch) = text.split_once('/').ok_or(format!("`{text}` is not OS/ARCHITECTURE"))?;
+                    (os.to_string(), arch.to_string())
+                }
+                None => (
+                    p.get("osfamily").and_then(yaml_text).unwrap_or_else(|| "linux".into()),
+                    p.get("architecture").and_then(yaml_text).unwrap_or_else(|| "x86_64".into()),
+                ),
+            };
+            if !os.eq_ignore_ascii_case("linux") {
+                return Err(format!("not imported: ferry runs Linux tasks, not {os}"));
+            }
+            match arch.to_ascii_lowercase().as_str() {
+                "arm64" => t.app.architecture = Some("ARM64".into()),
+                "x86_64" | "amd64" => {}
+                other => return Err(format!("architecture {other}: not imported")),
+            }
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "storage.ephemeral",
+        keys: &["ephemeral_storage"],
+        used: |s| used(s, "storage.ephemeral"),
+        write: |s, t| {
+            let gib = s.get("storage.ephemeral").and_then(yaml_int).ok_or("not a number")?;
+            // Fargate's 20 GiB is what a task has without asking.
+            t.app.ephemeral_storage = (gib > 20).then_some(gib);
+            Ok(())
+        },
+    },
     // Copilot keys the stage file cannot say yet.
-    Rule { feature: "http", key: None, used: |s| used(s, "http"), write: nothing },
-    Rule { feature: "nlb", key: None, used: |s| used(s, "nlb"), write: nothing },
-    Rule { feature: "sidecars", key: None, used: |s| used(s, "sidecars"), write: nothing },
-    Rule { feature: "storage", key: None, used: |s| used(s, "storage"), write: nothing },
-    Rule { feature: "network", key: None, used: |s| used(s, "network"), write: nothing },
-    Rule { feature: "logging", key: None, used: |s| used(s, "logging"), write: nothing },
-    Rule { feature: "exec", key: None, used: |s| used(s, "exec"), write: nothing },
-    Rule { feature: "entrypoint", key: None, used: |s| used(s, "entrypoint"), write: nothing },
-    Rule { feature: "platform", key: None, used: |s| used(s, "platform"), write: nothing },
-    Rule { feature: "taskdef_overrides", key: None, used: |s| used(s, "taskdef_overrides"), write: nothing },
-    Rule { feature: "observability", key: None, used: |s| used(s, "observability"), write: nothing },
-    Rule { feature: "publish", key: None, used: |s| used(s, "publish"), write: nothing },
-    Rule { feature: "subscribe", key: None, used: |s| used(s, "subscribe"), write: nothing },
-    Rule { feature: "env_file", key: None, used: |s| used(s, "env_file"), write: nothing },
-    Rule { feature: "image.depends_on", key: None, used: |s| used(s, "image.depends_on"), write: nothing },
+    Rule { feature: "http", keys: &[], used: |s| used(s, "http"), write: nothing },
+    Rule { feature: "nlb", keys: &[], used: |s| used(s, "nlb"), write: nothing },
+    Rule { feature: "sidecars", keys: &[], used: |s| used(s, "sidecars"), write: nothing },
+    Rule { feature: "network", keys: &[], used: |s| used(s, "network"), write: nothing },
+    Rule { feature: "logging", keys: &[], used: |s| used(s, "logging"), write: nothing },
+    Rule { feature: "entrypoint", keys: &[], used: |s| used(s, "entrypoint"), write: nothing },
+    Rule { feature: "taskdef_overrides", keys: &[], used: |s| used(s, "taskdef_overrides"), write: nothing },
+    Rule { feature: "observability", keys: &[], used: |s| used(s, "observability"), write: nothing },
+    Rule { feature: "publish", keys: &[], used: |s| used(s, "publish"), write: nothing },
+    Rule { feature: "subscribe", keys: &[], used: |s| used(s, "subscribe"), write: nothing },
+    Rule { feature: "env_file", keys: &[], used: |s| used(s, "env_file"), write: nothing },
+    Rule { feature: "image.depends_on", keys: &[], used: |s| used(s, "image.depends_on"), write: nothing },
 ];
 
 #[cfg(test)]
@@ -1065,14 +1505,14 @@ mod tests {
                 tracking("requests", MetricType::AlbRequestCountPerTarget, 1000.0),
             ],
         };
-        let (auto, notes) = scale_of(&scaling);
+        let (auto, adopted, notes) = scale_of(&scaling);
         assert_eq!(auto, AutoscaleSection { min: 2, max: 8, cpu_target: Some(60), memory_target: Some(75) });
-        assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[0]
-            .starts_with("policy mem imported as memory_target = 75; ferry keeps its own policy `ferry-memory`"));
-        assert_eq!(notes[1], "policy requests (TargetTrackingScaling) not imported");
+        // A policy of another name is adopted: ferry puts it, and no `ferry-memory` beside it.
+        assert_eq!(adopted, [None, Some("mem".to_string())]);
+        assert_eq!(notes, ["policy requests (TargetTrackingScaling) not imported"]);
 
-        // A fraction, a second policy on a metric: reported, not guessed.
+        // A fraction, a second policy on a metric: reported, not guessed; ferry's own policy
+        // is the one imported of two on a metric, whatever their order.
         let scaling = Scaling {
             min: 1,
             max: 3,
@@ -1082,14 +1522,62 @@ mod tests {
                 tracking(MEMORY_POLICY, MetricType::EcsServiceAverageMemoryUtilization, 60.0),
             ],
         };
-        let (auto, notes) = scale_of(&scaling);
-        assert_eq!((auto.cpu_target, auto.memory_target), (None, Some(50)));
+        let (auto, adopted, notes) = scale_of(&scaling);
+        assert_eq!((auto.cpu_target, auto.memory_target), (None, Some(60)));
+        assert_eq!(adopted, [None, None]);
         assert!(notes.iter().any(|n| n.starts_with("policy a (target 55.5) not imported")), "{notes:?}");
-        assert!(notes.iter().any(|n| n.starts_with("policy ferry-memory (target 60) not imported")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.starts_with("policy b (target 50) not imported")), "{notes:?}");
 
-        let (auto, notes) = scale_of(&Scaling { min: 1, max: 2, policies: vec![] });
+        let (auto, _, notes) = scale_of(&Scaling { min: 1, max: 2, policies: vec![] });
         assert_eq!((auto.cpu_target, auto.memory_target), (None, None));
         assert!(notes[0].starts_with("no CPU or memory target: ferry tracks 70% CPU"), "{notes:?}");
+    }
+
+    #[test]
+    fn sidecars_wait_for_the_app_by_its_name_and_what_the_file_cannot_name_is_reported() {
+        use aws_sdk_ecs::types::{ContainerCondition, ContainerDependency};
+        let wait = |on: &str| {
+            ContainerDependency::builder().container_name(on).condition(ContainerCondition::Healthy).build().unwrap()
+        };
+        let td = TaskDefinition::builder()
+            .container_definitions(ContainerDefinition::builder().name("app").image("web@sha256:x").build())
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("envoy")
+                    .image("envoy:1")
+                    .memory(128)
+                    .depends_on(wait("app"))
+                    .depends_on(wait("Agent_X"))
+                    .build(),
+            )
+            .container_definitions(
+                ContainerDefinition::builder().name("Agent_X").image("agent:2").essential(false).build(),
+            )
+            .build();
+        let source = EcsSource {
+            service: Service::builder().build(),
+            task_definition: td,
+            container: 0,
+            repository: "web".into(),
+            digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
+            region: "eu-central-1".into(),
+            account: "1".into(),
+            scaling: None,
+            app: "web".into(),
+        };
+        let (sidecars, notes) = source.sidecar_sections();
+        assert_eq!(sidecars.keys().collect::<Vec<_>>(), ["envoy"]);
+        let envoy = &sidecars["envoy"];
+        // The app's container is `app` in the task, `web` in the file (the runtime maps it back).
+        assert_eq!(envoy.depends_on, BTreeMap::from([("web".to_string(), "HEALTHY".to_string())]));
+        assert_eq!(envoy.essential, Some(true), "ECS's default is essential");
+        assert_eq!(
+            notes,
+            [
+                "envoy imported without memory 128 MiB, its wait for Agent_X",
+                "Agent_X not imported: a sidecar is named in lowercase letters, digits and `-`, not like the app",
+            ]
+        );
     }
 
     #[test]

@@ -14,16 +14,13 @@ use crate::edit::{EditResult, FileValue, StageEdit};
 use crate::plan::{self, Operation, Outcome, PlanOptions};
 use crate::state::StageState;
 
-/// Tables whose every entry an import owns: a variable the source no longer has is removed.
-const WHOLE_TABLES: &[&str] = &["env", "secrets"];
-
 fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("file types serialise")
 }
 
 /// App keys written as sections of their own (`[apps.NAME.deploy]`), set key by key; any
 /// other table (`scale = { min, max }`) is one value.
-const SECTIONS: &[&str] = &["health", "deploy", "env", "secrets", "build"];
+const SECTIONS: &[&str] = &["health", "deploy", "env", "secrets", "build", "sidecars", "logging"];
 
 /// A JSON value of the file types as a value the editor writes.
 fn file_value(v: &Value) -> Option<FileValue> {
@@ -87,36 +84,51 @@ pub fn apply(edit: &mut StageEdit, current: &Value, imported: &ImportedStage, ow
                 edit.set_active(name, id)?;
             }
         }
-        for key in owned {
-            let (n, o) = (new.get(*key), old.get(*key));
+        for (key, whole, subs) in ownership(owned) {
+            let (n, o) = (new.get(key), old.get(key));
             if n == o {
                 continue;
             }
-            match (n, o) {
-                (Some(Value::Object(n)), o) if SECTIONS.contains(key) => {
-                    let o = o.and_then(Value::as_object);
-                    for (sub, value) in n {
-                        if o.and_then(|o| o.get(sub)) != Some(value) {
-                            edit.set_section_value(name, key, sub, file_value(value).as_ref())?;
-                        }
-                    }
-                    if WHOLE_TABLES.contains(key) {
-                        for sub in o.into_iter().flatten().map(|(k, _)| k).filter(|k| !n.contains_key(*k)) {
-                            edit.set_section_value(name, key, sub, None)?;
-                        }
-                    }
+            if !SECTIONS.contains(&key) {
+                edit.set_app_value(name, key, n.and_then(file_value).as_ref())?;
+                continue;
+            }
+            let (n, o) = (n.and_then(Value::as_object), o.and_then(Value::as_object));
+            for (sub, value) in n.into_iter().flatten() {
+                if o.and_then(|o| o.get(sub)) != Some(value) {
+                    edit.set_section_value(name, key, sub, file_value(value).as_ref())?;
                 }
-                (None, Some(Value::Object(o))) if WHOLE_TABLES.contains(key) => {
-                    for sub in o.keys() {
-                        edit.set_section_value(name, key, sub, None)?;
-                    }
-                }
-                (None, Some(Value::Object(_))) if SECTIONS.contains(key) => {}
-                (n, _) => edit.set_app_value(name, key, n.and_then(file_value).as_ref())?,
+            }
+            // What the source stopped using goes; the team's own keys of the section stay.
+            let gone =
+                o.into_iter().flatten().map(|(k, _)| k.as_str()).filter(|k| n.is_none_or(|n| !n.contains_key(*k)));
+            for sub in gone.filter(|k| whole || subs.contains(k)).collect::<Vec<_>>() {
+                edit.set_section_value(name, key, sub, None)?;
             }
         }
     }
     Ok(())
+}
+
+/// `owned` (`mapping::app_keys`) by app key: whether the whole value is owned, else which
+/// of its keys.
+fn ownership<'a>(owned: &[&'a str]) -> Vec<(&'a str, bool, Vec<&'a str>)> {
+    let mut out: Vec<(&str, bool, Vec<&str>)> = Vec::new();
+    for key in owned {
+        let (top, sub) = key.split_once('.').map_or((*key, None), |(t, s)| (t, Some(s)));
+        let i = match out.iter().position(|(t, _, _)| *t == top) {
+            Some(i) => i,
+            None => {
+                out.push((top, false, Vec::new()));
+                out.len() - 1
+            }
+        };
+        match sub {
+            Some(sub) => out[i].2.push(sub),
+            None => out[i].1 = true,
+        }
+    }
+    out
 }
 
 /// Record in `state` that the adopted apps of `imported` run what `stage` (the file as

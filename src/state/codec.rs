@@ -163,6 +163,7 @@ mod tests {
             service: "legacy-web".into(),
             family: "legacy-web".into(),
             container: "app".into(),
+            ..Default::default()
         });
     }
 

@@ -86,7 +86,7 @@ pub struct AppState {
 }
 
 /// The names an adopted ECS service keeps (see `AppState::adopted`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdoptedService {
     /// The service's name in its cluster.
@@ -95,6 +95,13 @@ pub struct AdoptedService {
     pub family: String,
     /// The container that runs the app (its image, port, environment).
     pub container: String,
+    /// The target-tracking policy of the CPU target when it is not ferry's `ferry-cpu`: one
+    /// the service had when adopted, which ferry puts under its own name from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_policy: Option<String>,
+    /// The same for the memory target (`ferry-memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<String>,
 }
 
 impl StageState {

@@ -473,6 +473,27 @@ def update_service(self, props):
 EC2ContainerServiceBackend.create_service = create_service
 EC2ContainerServiceBackend.update_service = update_service
 
+moto_requirements = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+
+def task_requirements(task_definition):
+    """ECS on Fargate runs a container without memory of its own (a sidecar sharing the
+    task's); moto's RunTask adds None and fails with a 500. Such a container counts as 0 MiB
+    (as in tests/support/moto.rs)."""
+    saved = [dict(c) for c in task_definition.container_definitions]
+    for c in task_definition.container_definitions:
+        if all(c.get(k) is None for k in ("memory", "memoryReservation", "Memory", "MemoryReservation")):
+            c["memory"] = 0
+    try:
+        return moto_requirements(task_definition)
+    finally:
+        for c, before in zip(task_definition.container_definitions, saved):
+            c.clear()
+            c.update(before)
+
+
+EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(task_requirements)
+
 
 def health_for(original):
     def health(self, target, ec2_backend):

@@ -28,14 +28,39 @@ pub fn resource_id(cluster: &str, service: &str) -> String {
     format!("service/{cluster}/{service}")
 }
 
+/// The names of a service's CPU and memory policies: ferry's own, or those of an adopted
+/// service (`ferry import` adopts a policy the service tracked CPU or memory with, so that
+/// ferry puts that one and no second policy beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyNames<'a> {
+    pub cpu: &'a str,
+    pub memory: &'a str,
+}
+
+impl Default for PolicyNames<'_> {
+    fn default() -> Self {
+        PolicyNames { cpu: CPU_POLICY, memory: MEMORY_POLICY }
+    }
+}
+
+impl<'a> PolicyNames<'a> {
+    /// An adopted service's names, ferry's where it recorded none.
+    pub fn of(adopted: Option<&'a crate::state::AdoptedService>) -> Self {
+        PolicyNames {
+            cpu: adopted.and_then(|a| a.cpu_policy.as_deref()).unwrap_or(CPU_POLICY),
+            memory: adopted.and_then(|a| a.memory_policy.as_deref()).unwrap_or(MEMORY_POLICY),
+        }
+    }
+}
+
 /// The target-tracking policies `range` asks for: (policy name, metric, target percent).
-pub fn policies(range: &Autoscaling) -> Vec<(&'static str, MetricType, u32)> {
+pub fn policies<'a>(range: &Autoscaling, names: PolicyNames<'a>) -> Vec<(&'a str, MetricType, u32)> {
     let mut out = Vec::new();
     if let Some(t) = range.cpu_target {
-        out.push((CPU_POLICY, MetricType::EcsServiceAverageCpuUtilization, t));
+        out.push((names.cpu, MetricType::EcsServiceAverageCpuUtilization, t));
     }
     if let Some(t) = range.memory_target {
-        out.push((MEMORY_POLICY, MetricType::EcsServiceAverageMemoryUtilization, t));
+        out.push((names.memory, MetricType::EcsServiceAverageMemoryUtilization, t));
     }
     out
 }
@@ -46,6 +71,7 @@ pub async fn apply(
     cluster: &str,
     service: &str,
     range: Option<&Autoscaling>,
+    names: PolicyNames<'_>,
 ) -> RuntimeResult<()> {
     let id = resource_id(cluster, service);
     let existing = client
@@ -56,13 +82,14 @@ pub async fn apply(
         .send()
         .await
         .map_err(|e| error(&format!("cannot read the scaling policies of {service}"), e))?;
-    let wanted = range.map(policies).unwrap_or_default();
-    // Ferry's own policies whose target the file dropped (all of them when autoscaling is
-    // taken back: deregistering the target deletes them on AWS, but not on every emulator);
-    // policies others made are theirs.
+    let wanted = range.map(|r| policies(r, names)).unwrap_or_default();
+    // Ferry's own policies (and adopted ones) whose target the file dropped (all of them when
+    // autoscaling is taken back: deregistering the target deletes them on AWS, but not on
+    // every emulator); policies others made are theirs.
+    let managed = [CPU_POLICY, MEMORY_POLICY, names.cpu, names.memory];
     for policy in existing.scaling_policies() {
         let name = policy.policy_name();
-        if [CPU_POLICY, MEMORY_POLICY].contains(&name) && !wanted.iter().any(|(w, _, _)| *w == name) {
+        if managed.contains(&name) && !wanted.iter().any(|(w, _, _)| *w == name) {
             client
                 .delete_scaling_policy()
                 .policy_name(name)
@@ -150,8 +177,13 @@ mod tests {
     #[test]
     fn one_policy_per_target() {
         let range = Autoscaling { min: 2, max: 10, cpu_target: Some(60), memory_target: Some(80) };
-        let names: Vec<(&str, u32)> = policies(&range).into_iter().map(|(n, _, t)| (n, t)).collect();
+        let names: Vec<(&str, u32)> =
+            policies(&range, PolicyNames::default()).into_iter().map(|(n, _, t)| (n, t)).collect();
         assert_eq!(names, [(CPU_POLICY, 60), (MEMORY_POLICY, 80)]);
+        let adopted = crate::state::AdoptedService { cpu_policy: Some("cpu70".into()), ..Default::default() };
+        let names: Vec<&str> =
+            policies(&range, PolicyNames::of(Some(&adopted))).into_iter().map(|(n, _, _)| n).collect();
+        assert_eq!(names, ["cpu70", MEMORY_POLICY], "an adopted policy is put under its own name");
         assert_eq!(resource_id("prod", "prod-web"), "service/prod/prod-web");
         assert!(range.allows(2) && range.allows(10) && !range.allows(1) && !range.allows(11));
     }

@@ -214,6 +214,13 @@ impl EcsRuntime {
     pub fn render(&self, spec: &RevisionSpec) -> Rendered {
         let mut rendered = Rendered::new(spec, &self.stage_settings());
         if let Some(a) = self.adopted_names(&spec.app) {
+            // A sidecar waiting for the app's container names it as the file does, by the
+            // app's name: in the task it has the adopted container's.
+            for sidecar in rendered.sidecars.values_mut() {
+                if let Some(condition) = sidecar.depends_on.remove(&spec.app) {
+                    sidecar.depends_on.insert(a.container.clone(), condition);
+                }
+            }
             rendered.family = a.family;
             rendered.container = a.container;
         }
@@ -951,7 +958,9 @@ impl Runtime for EcsRuntime {
                 Some(_) => Err(RuntimeError::Invalid(format!("app {app}: no Application Auto Scaling client"))),
             };
         };
-        autoscaling::apply(client, &self.settings.cluster, &self.service_name(app), range).await
+        let adopted = self.adopted_names(app);
+        let names = autoscaling::PolicyNames::of(adopted.as_ref());
+        autoscaling::apply(client, &self.settings.cluster, &self.service_name(app), range, names).await
     }
 
     async fn remove(&self, app: &str) -> RuntimeResult<()> {

@@ -170,6 +170,23 @@ fn bad_input_is_refused_clearly_and_creates_nothing() {
     let err = p.run(&["preview", "up", "1", "--yes"]).stderr();
     assert!(err.contains("ferry.toml:") && err.contains("is not a valid preview stage name"), "{err}");
 
+    // A host rule needs a host and a listener: either alone is refused where it is written.
+    let listener = "arn:aws:elasticloadbalancing:eu-west-1:1:listener/app/x/1/2";
+    for (section, key, says) in [
+        (format!("host = \"pr-{{number}}.example.com\"\n"), "host", "`host` is set without `listener`"),
+        (format!("listener = \"{listener}\"\n"), "listener", "`listener` is set without `host`"),
+    ] {
+        let toml = preview_toml(&port_range(), &format!("\n[pipeline.preview.ecs]\n{section}"));
+        p.p.write("ferry.toml", &toml);
+        let line = toml.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        for args in [&["validate"][..], &["preview", "up", "1", "--yes"]] {
+            let run = p.run(args);
+            assert_ne!(run.code(), 0, "{args:?}");
+            let err = run.stderr();
+            assert!(err.contains(&format!("ferry.toml:{line}:1")) && err.contains(says), "{args:?}: {err}");
+        }
+    }
+
     // A range of one port for two apps.
     let port = free_port();
     p.p.write("ferry.toml", &preview_toml(&format!("{port}-{port}"), ""));

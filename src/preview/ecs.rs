@@ -344,6 +344,46 @@ mod tests {
     }
 
     #[test]
+    fn the_group_copied_is_the_app_s_own_in_either_form_or_none() {
+        let tg = |arn: &str, container: Option<&str>| crate::config::TargetGroup {
+            arn: arn.into(),
+            container: container.map(str::to_string),
+            port: None,
+        };
+        let mut app = crate::plan::fixture::app("web", 1);
+        assert_eq!(template_group(&app), None, "no load balancer, no group");
+        app.config.deploy.ecs.target_groups = vec![tg("tg-sidecar", Some("envoy")), tg("tg-web", Some("web"))];
+        assert_eq!(template_group(&app), Some("tg-web"), "the entry of the app's container");
+        app.config.deploy.ecs.target_groups = vec![tg("tg-sidecar", Some("envoy"))];
+        assert_eq!(template_group(&app), None, "only a sidecar's group: nothing the app's tasks would match");
+        app.config.deploy.ecs.target_groups = vec![tg("tg-any", None)];
+        assert_eq!(template_group(&app), Some("tg-any"));
+        app.config.target_group = Some("tg-short".into());
+        assert_eq!(template_group(&app), Some("tg-short"));
+    }
+
+    #[test]
+    fn rendering_keeps_the_made_groups_and_the_grace_period_only() {
+        let mut stage = crate::plan::fixture::stage("pr-1", vec![
+            crate::plan::fixture::app("web", 1),
+            crate::plan::fixture::app("worker", 1),
+        ]);
+        for app in stage.apps.values_mut() {
+            app.config.target_group = Some("tg-template".into());
+            app.config.deploy.ecs.health_check_grace_period_s = Some(90);
+            app.config.deploy.ecs.alternate_target_group = Some("tg-green".into());
+        }
+        let mut made = EcsMade::default();
+        made.target_groups.insert("web".into(), "tg-pr-web".into());
+        render_apps(&mut stage, &made);
+        let (web, worker) = (&stage.apps["web"].config, &stage.apps["worker"].config);
+        assert_eq!(web.target_group.as_deref(), Some("tg-pr-web"));
+        assert_eq!(worker.target_group, None, "never the template's group");
+        assert_eq!(web.deploy.ecs.alternate_target_group, None, "rolling, not the template's blue/green");
+        assert_eq!(web.deploy.ecs.health_check_grace_period_s, Some(90));
+    }
+
+    #[test]
     fn the_rule_forwards_to_web_or_the_first_app() {
         let mut made = EcsMade::default();
         made.target_groups.insert("api".into(), "tg-api".into());

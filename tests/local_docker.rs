@@ -58,7 +58,7 @@ pub(crate) fn containers(project: &str, all: bool) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
 }
 
-fn inspect(id: &str, format: &str) -> String {
+pub(crate) fn inspect(id: &str, format: &str) -> String {
     let out = Command::new("docker").args(["inspect", "--format", format, id]).output().expect("docker inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

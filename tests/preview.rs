@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -746,8 +745,7 @@ fn preview_up_from_sources_builds_and_serves_a_container_and_down_removes_it() {
     let rows = list(&p);
     let release = rows[0]["release"][0].as_str().unwrap().to_string();
     assert!(release.starts_with("web@sha256:"), "{rows:?}");
-    let image = Command::new("docker").args(["inspect", "--format", "{{.Config.Image}}", &running[0]]).output().unwrap();
-    let image = String::from_utf8_lossy(&image.stdout).trim().to_string();
+    let image = crate::local_docker::inspect(&running[0], "{{.Config.Image}}");
     assert!(image.contains(&format!("{}/web@sha256:", p.registry_namespace)), "{image}");
     assert!(!p.path().join(".ferry/state/dev.json").exists(), "the template is never committed");
 

@@ -391,8 +391,11 @@ fn adopted(own_names: &[(String, String)]) -> std::collections::BTreeMap<String,
     own_names
         .iter()
         .map(|(app, service)| {
-            let names =
-                crate::state::AdoptedService { service: service.clone(), family: service.clone(), container: app.clone() };
+            let names = crate::state::AdoptedService {
+                service: service.clone(),
+                family: service.clone(),
+                container: app.clone(),
+            };
             (app.clone(), names)
         })
         .collect()

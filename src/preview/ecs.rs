@@ -364,10 +364,10 @@ mod tests {
 
     #[test]
     fn rendering_keeps_the_made_groups_and_the_grace_period_only() {
-        let mut stage = crate::plan::fixture::stage("pr-1", vec![
-            crate::plan::fixture::app("web", 1),
-            crate::plan::fixture::app("worker", 1),
-        ]);
+        let mut stage = crate::plan::fixture::stage(
+            "pr-1",
+            vec![crate::plan::fixture::app("web", 1), crate::plan::fixture::app("worker", 1)],
+        );
         for app in stage.apps.values_mut() {
             app.config.target_group = Some("tg-template".into());
             app.config.deploy.ecs.health_check_grace_period_s = Some(90);

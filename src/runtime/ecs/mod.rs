@@ -398,7 +398,12 @@ impl EcsRuntime {
     pub async fn draining_services(&self, apps: &[String]) -> RuntimeResult<Vec<String>> {
         let names: Vec<String> = apps.iter().map(|a| self.service_name(a)).collect();
         let found = self.describe_services(&names).await?;
-        Ok(names.into_iter().zip(found).filter(|(_, s)| s.as_ref().and_then(|s| s.status()) == Some("DRAINING")).map(|(n, _)| n).collect())
+        Ok(names
+            .into_iter()
+            .zip(found)
+            .filter(|(_, s)| s.as_ref().and_then(|s| s.status()) == Some("DRAINING"))
+            .map(|(n, _)| n)
+            .collect())
     }
 
     /// Every service of the cluster that belongs to this stage, by app.

@@ -173,7 +173,7 @@ fn bad_input_is_refused_clearly_and_creates_nothing() {
     // A host rule needs a host and a listener: either alone is refused where it is written.
     let listener = "arn:aws:elasticloadbalancing:eu-west-1:1:listener/app/x/1/2";
     for (section, key, says) in [
-        (format!("host = \"pr-{{number}}.example.com\"\n"), "host", "`host` is set without `listener`"),
+        ("host = \"pr-{number}.example.com\"\n".to_string(), "host", "`host` is set without `listener`"),
         (format!("listener = \"{listener}\"\n"), "listener", "`listener` is set without `host`"),
     ] {
         let toml = preview_toml(&port_range(), &format!("\n[pipeline.preview.ecs]\n{section}"));

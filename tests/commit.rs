@@ -213,9 +213,15 @@ pub(crate) fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -
 
 /// One GET of `/` through the app's port: the body on a 200.
 pub(crate) fn get(port: u16) -> Result<String, String> {
+    get_path(port, "/")
+}
+
+/// [`get`] of `path`.
+pub(crate) fn get_path(port: u16, path: &str) -> Result<String, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
     if !buf.starts_with("HTTP/1.0 200") && !buf.starts_with("HTTP/1.1 200") {

@@ -37,7 +37,7 @@ pub(crate) struct DockerFixture {
 }
 
 /// Removes every container of the test's project (by its `ferry.project` label) on drop.
-struct Containers(String);
+pub(crate) struct Containers(pub(crate) String);
 
 impl Drop for Containers {
     fn drop(&mut self) {
@@ -48,7 +48,7 @@ impl Drop for Containers {
 }
 
 /// Ids of the project's containers (running only, unless `all`).
-fn containers(project: &str, all: bool) -> Vec<String> {
+pub(crate) fn containers(project: &str, all: bool) -> Vec<String> {
     let mut cmd = Command::new("docker");
     cmd.args(["ps", "-q", "--no-trunc", "--filter", &format!("label={}={project}", docker::LABEL_PROJECT)]);
     if all {
@@ -58,7 +58,7 @@ fn containers(project: &str, all: bool) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
 }
 
-fn inspect(id: &str, format: &str) -> String {
+pub(crate) fn inspect(id: &str, format: &str) -> String {
     let out = Command::new("docker").args(["inspect", "--format", format, id]).output().expect("docker inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -37,7 +37,7 @@ fn port_of(url: &str) -> u16 {
     url.trim().rsplit(':').next().unwrap().parse().unwrap()
 }
 
-fn list(p: &Project) -> Vec<Value> {
+fn list(p: &crate::support::TestProject) -> Vec<Value> {
     let run = p.run(&["preview", "list", "--json"]);
     run.expect_code(0);
     let v: Value = serde_json::from_str(&run.stdout()).expect("list --json parses");
@@ -80,7 +80,7 @@ fn a_preview_is_its_own_stage_from_the_template_and_down_removes_all_of_it() {
     // A real stage: other commands reach it by name.
     p.run(&["ps", "-s", "pr-12"]).expect_code(0);
 
-    let rows = list(&p);
+    let rows = list(&p.p);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["pr"], 12);
     assert_eq!(rows[0]["stage"], "pr-12");
@@ -115,7 +115,7 @@ fn a_preview_is_its_own_stage_from_the_template_and_down_removes_all_of_it() {
     {
         assert!(!p.p.path().join(gone).exists(), "{gone} is left");
     }
-    let rows = list(&p);
+    let rows = list(&p.p);
     assert_eq!(rows.iter().map(|r| r["pr"].as_u64().unwrap()).collect::<Vec<_>>(), [13]);
     assert_eq!(get(port_of(&url13)).as_deref(), Ok("one"), "the other preview keeps serving");
 
@@ -123,7 +123,7 @@ fn a_preview_is_its_own_stage_from_the_template_and_down_removes_all_of_it() {
     again.expect_code(0);
     assert!(again.stderr().contains("nothing to remove: PR 12 has no preview"), "{}", again.stderr());
     p.run(&["preview", "down", "13"]).expect_code(0);
-    assert!(list(&p).is_empty());
+    assert!(list(&p.p).is_empty());
 }
 
 #[test]
@@ -170,13 +170,30 @@ fn bad_input_is_refused_clearly_and_creates_nothing() {
     let err = p.run(&["preview", "up", "1", "--yes"]).stderr();
     assert!(err.contains("ferry.toml:") && err.contains("is not a valid preview stage name"), "{err}");
 
+    // A host rule needs a host and a listener: either alone is refused where it is written.
+    let listener = "arn:aws:elasticloadbalancing:eu-west-1:1:listener/app/x/1/2";
+    for (section, key, says) in [
+        ("host = \"pr-{number}.example.com\"\n".to_string(), "host", "`host` is set without `listener`"),
+        (format!("listener = \"{listener}\"\n"), "listener", "`listener` is set without `host`"),
+    ] {
+        let toml = preview_toml(&port_range(), &format!("\n[pipeline.preview.ecs]\n{section}"));
+        p.p.write("ferry.toml", &toml);
+        let line = toml.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        for args in [&["validate"][..], &["preview", "up", "1", "--yes"]] {
+            let run = p.run(args);
+            assert_ne!(run.code(), 0, "{args:?}");
+            let err = run.stderr();
+            assert!(err.contains(&format!("ferry.toml:{line}:1")) && err.contains(says), "{args:?}: {err}");
+        }
+    }
+
     // A range of one port for two apps.
     let port = free_port();
     p.p.write("ferry.toml", &preview_toml(&format!("{port}-{port}"), ""));
     let run = p.run(&["preview", "up", "1", "--yes"]);
     assert_ne!(run.code(), 0);
     assert!(run.stderr().contains(&format!("port range {port}-{port} is exhausted")), "{}", run.stderr());
-    assert!(list(&p).is_empty(), "nothing reserved");
+    assert!(list(&p.p).is_empty(), "nothing reserved");
     assert!(!p.p.path().join(".ferry/state/pr-1.json").exists());
     assert!(p.run(&["preview", "down", "1"]).stderr().contains("nothing to remove"));
 }
@@ -205,14 +222,14 @@ fn a_preview_killed_half_way_is_fully_removed_by_down() {
     let url = url.into_inner();
     child.signal(libc::SIGKILL);
     drop(child);
-    assert_eq!(list(&p)[0]["status"], "creating", "killed before its commit ended");
+    assert_eq!(list(&p.p)[0]["status"], "creating", "killed before its commit ended");
 
     let run = p.run(&["preview", "down", "5"]);
     run.expect_code(0);
     assert!(!listening(&url));
     assert!(!p.p.path().join(".ferry/state/pr-5.lock").exists());
     assert!(!p.p.path().join(".ferry/state/pr-5.json").exists());
-    assert!(list(&p).is_empty());
+    assert!(list(&p.p).is_empty());
     let ps = p.run(&["ps", "-s", "pr-5"]);
     assert_ne!(ps.code(), 0, "no such stage any more: {}", ps.stdout());
 }
@@ -655,7 +672,7 @@ fn a_preview_killed_between_its_reservation_and_its_commit_is_fully_removed_by_d
     child.signal(libc::SIGKILL);
     let _ = child.wait(Duration::from_secs(10));
     held.unlock().unwrap();
-    let rows = list(&p);
+    let rows = list(&p.p);
     assert_eq!((rows.len(), rows[0]["status"].as_str()), (1, Some("creating")), "{rows:?}");
     let url = rows[0]["url"].as_str().unwrap().to_string();
     assert!(!p.p.path().join(".ferry/state/pr-6.json").exists(), "killed before its commit wrote anything");
@@ -663,7 +680,7 @@ fn a_preview_killed_between_its_reservation_and_its_commit_is_fully_removed_by_d
     let run = p.run(&["preview", "down", "6"]);
     run.expect_code(0);
     assert!(run.stderr().contains("removed the preview of PR 6"), "{}", run.stderr());
-    assert!(list(&p).is_empty(), "the record and its ports are gone");
+    assert!(list(&p.p).is_empty(), "the record and its ports are gone");
     for gone in [".ferry/state/pr-6.json", ".ferry/state/pr-6.lock", ".ferry/logs/pr-6"] {
         assert!(!p.p.path().join(gone).exists(), "{gone} is left");
     }
@@ -672,4 +689,69 @@ fn a_preview_killed_between_its_reservation_and_its_commit_is_fully_removed_by_d
     // The PR can have a preview again.
     p.run(&["preview", "up", "6", "--yes"]).expect_code(0);
     p.run(&["preview", "down", "6"]).expect_code(0);
+}
+
+/// `preview up --source` on the Docker driver: the image built from a Dockerfile `FROM
+/// scratch` (static busybox, as in tests/build.rs) by the real engine, pushed to the tests'
+/// registry, run as a labelled container behind the preview's URL; `down` leaves nothing
+/// listening and no container of the project.
+#[test]
+fn preview_up_from_sources_builds_and_serves_a_container_and_down_removes_it() {
+    use crate::local_docker::{containers, Containers};
+    use ferry::runtime::local::{docker, Layout};
+
+    let p = crate::support::TestProject::empty();
+    let _images = crate::build::EngineImages::of(&p.registry_namespace);
+    let label = docker::project_label(p.path());
+    // Dropped first: the agent stops the containers, then the guard removes what is left.
+    let _containers = Containers(label.clone());
+    let _agent = crate::support::agent::AgentGuard { layout: Layout::new(p.path()) };
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[project]\nname = \"docker-preview\"\n\n[state]\nbackend = \"local\"\n\n[pipeline.preview]\ntemplate = \"dev\"\n\
+             ports = \"{}\"\n\n[pipeline.preview.env]\nPUBLIC_URL = \"{{url}}\"\n",
+            port_range()
+        ),
+    );
+    // The template: never committed itself, no release yet; the preview builds its own.
+    p.write(
+        "stages/dev.toml",
+        "[runtime]\nkind = \"local\"\ndriver = \"docker\"\n\n[apps.web]\nimage = \"web\"\nport = 18080\n\
+         command = [\"/bin/busybox\", \"sh\", \"-c\", \"echo $PUBLIC_URL > /srv/url; exec /bin/busybox httpd -f -v -p $PORT -h /srv\"]\n\n\
+         [apps.web.health]\npath = \"/\"\ninterval = \"200ms\"\ngrace_period = \"2s\"\n\n\
+         [apps.web.deploy]\ntimeout = \"60s\"\ndrain = \"500ms\"\nstop_timeout = \"2s\"\n",
+    );
+    p.write(
+        "src/Dockerfile",
+        "FROM scratch\nLABEL ferry.test=1\nCOPY busybox /bin/busybox\nCOPY index.html /srv/index.html\n\
+         CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-h\", \"/srv\"]\n",
+    );
+    p.write("src/index.html", "built for the preview\n");
+    std::fs::copy("/bin/busybox", p.path().join("src/busybox")).expect("busybox-static must be installed");
+
+    let up = p.run(&["preview", "up", "31", "--source", "src", "--branch", "feat/docker", "--yes"]);
+    up.expect_code(0);
+    let url = up.stdout().trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}\n{}", up.stderr());
+    let port = port_of(&url);
+    assert_ne!(port, 18080, "the preview's port comes from the range, not the template's");
+    assert_eq!(get(port).as_deref(), Ok("built for the preview\n"));
+    assert_eq!(crate::commit::get_path(port, "/url").as_deref().map(str::trim), Ok(url.as_str()), "{{url}} in env");
+
+    // One container (the preview's scale), of the image built and pushed.
+    let running = containers(&label, false);
+    assert_eq!(running.len(), 1, "{running:?}");
+    let rows = list(&p);
+    let release = rows[0]["release"][0].as_str().unwrap().to_string();
+    assert!(release.starts_with("web@sha256:"), "{rows:?}");
+    let image = crate::local_docker::inspect(&running[0], "{{.Config.Image}}");
+    assert!(image.contains(&format!("{}/web@sha256:", p.registry_namespace)), "{image}");
+    assert!(!p.path().join(".ferry/state/dev.json").exists(), "the template is never committed");
+
+    let down = p.run(&["preview", "down", "31"]);
+    down.expect_code(0);
+    assert!(!listening(&url), "nothing listens on {url} after down");
+    assert!(containers(&label, true).is_empty(), "no container of the project is left");
+    assert!(list(&p).is_empty());
 }

@@ -62,7 +62,10 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let moto = Moto::start_emulator(1.0);
+        Setup::on(Moto::start_emulator(1.0))
+    }
+
+    fn on(moto: Moto) -> Setup {
         let cluster = unique("cluster-");
         let net = python_json(&moto, SETUP_CLUSTER, &[&cluster]);
         let repo = python_json(&moto, SETUP_REPOSITORY, &[&unique("shop/web-")]);
@@ -227,4 +230,72 @@ fn an_ecs_preview_without_a_listener_uses_the_runtime_s_names_and_has_no_url() {
     let seen = s.read(&["pr-4-web", "pr-4-worker"], &["pr-4-web"]);
     assert!(seen["services"].get("pr-4-web").is_none_or(|v| v["status"] != "ACTIVE"), "{seen}");
     assert!(seen["target_groups"].as_object().unwrap().is_empty(), "{seen}");
+}
+
+#[test]
+fn preview_up_at_once_after_down_waits_for_ecs_to_finish_deleting_the_old_services() {
+    // Deleted services stay DRAINING for 3 s, as on ECS (there: until their tasks stop), and
+    // a service of the same name cannot be created meanwhile.
+    let s = Setup::on(Moto::start_emulator_with(1.0, &[("ECS_EMULATOR_DRAIN", "3")]));
+    let p = s.project("");
+    s.ferry(&p, &["preview", "up", "7", "--yes"]).expect_code(0);
+    s.ferry(&p, &["preview", "down", "7"]).expect_code(0);
+    let seen = s.read(&["pr-7-web", "pr-7-worker"], &[]);
+    assert_eq!(seen["services"]["pr-7-web"]["status"], "DRAINING", "the emulator drains: {seen}");
+
+    let up = s.ferry(&p, &["preview", "up", "7", "--yes"]);
+    up.expect_code(0);
+    let err = up.stderr();
+    assert!(
+        err.contains("waiting for ECS to finish deleting service pr-7-web, pr-7-worker (DRAINING"),
+        "says what it waits for: {err}"
+    );
+    let seen = s.read(&["pr-7-web", "pr-7-worker"], &["pr-7-web"]);
+    for service in ["pr-7-web", "pr-7-worker"] {
+        assert_eq!(seen["services"][service]["status"], "ACTIVE", "{service} made anew: {seen}");
+        assert_eq!(seen["services"][service]["desired"], 1, "{seen}");
+    }
+    let group = seen["target_groups"]["pr-7-web"]["arn"].as_str().expect("its group made anew");
+    assert_eq!(seen["services"]["pr-7-web"]["target_groups"], serde_json::json!([group]), "{seen}");
+    s.ferry(&p, &["preview", "down", "7"]).expect_code(0);
+}
+
+#[test]
+fn prune_removes_the_stale_ecs_previews_services_rule_and_groups_and_keeps_the_rest() {
+    let s = Setup::new();
+    let listener = s.lb["listener"].as_str().unwrap();
+    let p = s.project(&format!("listener = \"{listener}\"\nhost = \"pr-{{number}}.example.com\"\n"));
+    s.ferry(&p, &["preview", "up", "20", "--yes"]).expect_code(0);
+    s.ferry(&p, &["preview", "up", "21", "--yes"]).expect_code(0);
+    // PR 20 last updated ten days ago.
+    let mut book: Value = serde_json::from_str(&p.read(".ferry/previews.json")).unwrap();
+    let ten_days_ago = (chrono::Utc::now() - chrono::Duration::days(10)).to_rfc3339();
+    book["previews"]["20"]["updated_at"] = Value::String(ten_days_ago);
+    p.write(".ferry/previews.json", &serde_json::to_string_pretty(&book).unwrap());
+
+    let prune = s.ferry(&p, &["preview", "prune", "--older-than", "7d"]);
+    prune.expect_code(0);
+    assert!(prune.stderr().contains("removed the preview of PR 20"), "{}", prune.stderr());
+    assert!(!prune.stderr().contains("PR 21"), "{}", prune.stderr());
+
+    let services = ["pr-20-web", "pr-20-worker", "pr-21-web", "pr-21-worker"];
+    let seen = s.read(&services, &["pr-20-web", "pr-21-web"]);
+    for gone in ["pr-20-web", "pr-20-worker"] {
+        assert!(seen["services"].get(gone).is_none_or(|v| v["status"] != "ACTIVE"), "{gone}: {seen}");
+    }
+    for kept in ["pr-21-web", "pr-21-worker"] {
+        assert_eq!(seen["services"][kept]["status"], "ACTIVE", "{kept}: {seen}");
+    }
+    assert!(seen["target_groups"].get("pr-20-web").is_none(), "{seen}");
+    assert!(seen["rules"].get("pr-20.example.com").is_none(), "{seen}");
+    assert_eq!(seen["rules"]["pr-21.example.com"], seen["target_groups"]["pr-21-web"]["arn"], "{seen}");
+    assert!(!p.path().join(".ferry/state/pr-20.json").exists());
+    let rows: Value = serde_json::from_str(&s.ferry(&p, &["preview", "list", "--json"]).stdout()).unwrap();
+    let prs: Vec<&Value> = rows["previews"].as_array().unwrap().iter().map(|r| &r["pr"]).collect();
+    assert_eq!(prs, [&serde_json::json!(21)], "{rows}");
+
+    let again = s.ferry(&p, &["preview", "prune", "--older-than", "7d"]);
+    again.expect_code(0);
+    assert!(again.stderr().contains("nothing to prune"), "{}", again.stderr());
+    s.ferry(&p, &["preview", "down", "21"]).expect_code(0);
 }

@@ -340,8 +340,19 @@ fn ecs_up(
     stage: &str,
     ctx: &Context,
 ) -> CliResult<Preview> {
+    let own_names: Vec<(String, String)> = template
+        .apps
+        .keys()
+        .map(|app| (app.clone(), preview::ecs::service_name(&settings.ecs, pr, stage, app)))
+        .filter(|(app, service)| *service != format!("{stage}-{app}"))
+        .collect();
     let (made, url) = crate::aws::block_on(async {
+        use crate::runtime::Runtime as _;
         let sdk = crate::runtime::ecs::load_sdk_config(&ecs.region).await;
+        let runtime = crate::runtime::ecs::EcsRuntime::new(stage, ecs, &sdk);
+        runtime.adopt(&adopted(&own_names));
+        let apps: Vec<String> = template.apps.keys().cloned().collect();
+        preview::ecs::wait_for_deleted(&runtime, &apps, preview::ecs::DRAIN_DEADLINE, |m| eprintln!("{m}")).await?;
         let elb = crate::aws::elbv2_client(&sdk);
         let made = preview::ecs::up(&elb, &settings.ecs, pr, template).await?;
         let url = preview::ecs::url(&elb, &settings.ecs, pr).await?;
@@ -358,12 +369,6 @@ fn ecs_up(
     })
     .map_err(record_error)?
     .ok_or_else(|| CliError::new(format!("the preview of PR {pr} was removed meanwhile")))?;
-    let own_names: Vec<(String, String)> = template
-        .apps
-        .keys()
-        .map(|app| (app.clone(), preview::ecs::service_name(&settings.ecs, pr, stage, app)))
-        .filter(|(app, service)| *service != format!("{stage}-{app}"))
-        .collect();
     if !own_names.is_empty() {
         let mut session = lock_preview(project, stage, ctx)?;
         let missing = own_names.iter().any(|(app, service)| {
@@ -371,19 +376,30 @@ fn ecs_up(
         });
         if missing {
             session.update(|state| {
-                for (app, service) in &own_names {
-                    state.apps.entry(app.clone()).or_default().adopted = Some(crate::state::AdoptedService {
-                        service: service.clone(),
-                        family: service.clone(),
-                        container: app.clone(),
-                        ..Default::default()
-                    });
+                for (app, names) in adopted(&own_names) {
+                    state.apps.entry(app).or_default().adopted = Some(names);
                 }
             })?;
         }
         session.unlock()?;
     }
     Ok(recorded)
+}
+
+/// The names of services a `service` pattern gives, as state records an adopted service's.
+fn adopted(own_names: &[(String, String)]) -> std::collections::BTreeMap<String, crate::state::AdoptedService> {
+    own_names
+        .iter()
+        .map(|(app, service)| {
+            let names = crate::state::AdoptedService {
+                service: service.clone(),
+                family: service.clone(),
+                container: app.clone(),
+                ..Default::default()
+            };
+            (app.clone(), names)
+        })
+        .collect()
 }
 
 /// The ECS part of `preview down`: the services (under the names recorded state gives

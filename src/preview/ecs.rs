@@ -12,6 +12,7 @@
 //! removes what a `preview up` killed before recording it made, and is safe twice.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HostHeaderConditionConfig, ProtocolEnum, Rule, RuleCondition,
@@ -112,8 +113,20 @@ async fn rules_for_host(
     Ok((matching, priorities))
 }
 
+/// The target group a preview copies for `app`: its `target_group`, or the entry of its
+/// `target_groups` that registers the app's own container (a sidecar's entry names another
+/// container and port, which the preview's one group would not match). `None`: the app is
+/// behind no load balancer, and so is its preview (no group is made for it).
+pub fn template_group(app: &crate::config::App) -> Option<&str> {
+    app.config.target_group.as_deref().or_else(|| {
+        let groups = &app.config.deploy.ecs.target_groups;
+        groups.iter().find(|t| t.container.as_deref().is_none_or(|c| c == app.name)).map(|t| t.arn.as_str())
+    })
+}
+
 /// Make (or find) each app's target group and the host rule of PR `pr`. `template` is the
-/// template stage: each app with a `target_group` gets one of its own, copied from it.
+/// template stage: each app with a target group (see [`template_group`]) gets one of its
+/// own, copied from it.
 pub async fn up(
     elb: &aws_sdk_elasticloadbalancingv2::Client,
     settings: &PreviewEcs,
@@ -122,7 +135,7 @@ pub async fn up(
 ) -> Result<EcsMade, String> {
     let mut made = EcsMade::default();
     for app in template.apps.values() {
-        let Some(template_group) = &app.config.target_group else { continue };
+        let Some(template_group) = template_group(app) else { continue };
         let name = target_group_name(settings, pr, &app.name);
         let arn = match target_group_by_name(elb, &name).await? {
             Some(existing) => existing.target_group_arn().unwrap_or_default().to_string(),
@@ -253,13 +266,57 @@ pub async fn down(
     Ok(removed)
 }
 
-/// The preview's rendering on ECS: each app in its own target group, deployed rolling
-/// (the template's blue/green or canary keys name the template's own target groups and
-/// rules, which a preview must not move).
+/// How long `preview up` waits for ECS to finish deleting the services of an earlier
+/// `preview down` of the same PR. ECS keeps a deleted service DRAINING while its tasks
+/// deregister and stop (the target group's deregistration delay, 300 s by default, and the
+/// container's stop timeout), and refuses to create one of the same name until then.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Wait until no service of `apps` is DRAINING, saying once what it waits for: a
+/// `preview down` followed at once by `preview up` of the same PR (a PR closed and
+/// reopened) finds its old services still being deleted. Gives up at `within`.
+pub async fn wait_for_deleted(
+    runtime: &crate::runtime::ecs::EcsRuntime,
+    apps: &[String],
+    within: Duration,
+    say: impl Fn(&str),
+) -> Result<(), String> {
+    let mut poll = crate::poll::Poll::new(Duration::from_millis(500), Duration::from_secs(10)).within(within);
+    let mut told = false;
+    loop {
+        let draining = runtime.draining_services(apps).await.map_err(|e| e.to_string())?;
+        if draining.is_empty() {
+            return Ok(());
+        }
+        if !told {
+            say(&format!(
+                "waiting for ECS to finish deleting service {} (DRAINING since an earlier `preview down`), at most {}s",
+                draining.join(", "),
+                within.as_secs()
+            ));
+            told = true;
+        }
+        if !poll.wait().await {
+            return Err(format!(
+                "service {} is still DRAINING after {}s: ECS has not finished deleting it, and cannot create it \
+                 again until it has",
+                draining.join(", "),
+                within.as_secs()
+            ));
+        }
+    }
+}
+
+/// The preview's rendering on ECS: each app in its own target group (none for an app that
+/// has none in the template), deployed rolling: the template's blue/green or canary keys
+/// and its `target_groups` name the template's own groups and rules, which a preview must
+/// not move. Only the health check grace period is kept: the preview's tasks start as
+/// slowly as the template's.
 pub fn render_apps(stage: &mut Stage, made: &EcsMade) {
     for app in stage.apps.values_mut() {
         app.config.target_group = made.target_groups.get(&app.name).cloned();
-        *app.config.deploy.ecs = Default::default();
+        let grace = app.config.deploy.ecs.health_check_grace_period_s;
+        *app.config.deploy.ecs = crate::config::EcsDeploy { health_check_grace_period_s: grace, ..Default::default() };
     }
 }
 
@@ -284,6 +341,46 @@ mod tests {
         assert_eq!(host(&s, 12).as_deref(), Some("pr-12.example.com"));
         let no_listener = PreviewEcs { listener: None, ..s };
         assert_eq!(host(&no_listener, 12), None, "no rule without a listener");
+    }
+
+    #[test]
+    fn the_group_copied_is_the_app_s_own_in_either_form_or_none() {
+        let tg = |arn: &str, container: Option<&str>| crate::config::TargetGroup {
+            arn: arn.into(),
+            container: container.map(str::to_string),
+            port: None,
+        };
+        let mut app = crate::plan::fixture::app("web", 1);
+        assert_eq!(template_group(&app), None, "no load balancer, no group");
+        app.config.deploy.ecs.target_groups = vec![tg("tg-sidecar", Some("envoy")), tg("tg-web", Some("web"))];
+        assert_eq!(template_group(&app), Some("tg-web"), "the entry of the app's container");
+        app.config.deploy.ecs.target_groups = vec![tg("tg-sidecar", Some("envoy"))];
+        assert_eq!(template_group(&app), None, "only a sidecar's group: nothing the app's tasks would match");
+        app.config.deploy.ecs.target_groups = vec![tg("tg-any", None)];
+        assert_eq!(template_group(&app), Some("tg-any"));
+        app.config.target_group = Some("tg-short".into());
+        assert_eq!(template_group(&app), Some("tg-short"));
+    }
+
+    #[test]
+    fn rendering_keeps_the_made_groups_and_the_grace_period_only() {
+        let mut stage = crate::plan::fixture::stage(
+            "pr-1",
+            vec![crate::plan::fixture::app("web", 1), crate::plan::fixture::app("worker", 1)],
+        );
+        for app in stage.apps.values_mut() {
+            app.config.target_group = Some("tg-template".into());
+            app.config.deploy.ecs.health_check_grace_period_s = Some(90);
+            app.config.deploy.ecs.alternate_target_group = Some("tg-green".into());
+        }
+        let mut made = EcsMade::default();
+        made.target_groups.insert("web".into(), "tg-pr-web".into());
+        render_apps(&mut stage, &made);
+        let (web, worker) = (&stage.apps["web"].config, &stage.apps["worker"].config);
+        assert_eq!(web.target_group.as_deref(), Some("tg-pr-web"));
+        assert_eq!(worker.target_group, None, "never the template's group");
+        assert_eq!(web.deploy.ecs.alternate_target_group, None, "rolling, not the template's blue/green");
+        assert_eq!(web.deploy.ecs.health_check_grace_period_s, Some(90));
     }
 
     #[test]

@@ -287,6 +287,20 @@ fn check_ecs(src: &SourceFile, section: Option<&PreviewEcsSection>, diags: &mut 
             );
         }
     }
+    // A rule needs both: a host with no listener to put it on, or a listener with no host to
+    // match, would make previews without the URL the user asked for. Refused, located at the
+    // key that is there, rather than quietly making no rule.
+    match (&section.listener, &section.host) {
+        (Some(_), None) => diags.push(
+            src.diagnostic(&at("listener"), Target::Key, "`listener` is set without `host`: the rule has no host to match")
+                .with_hint("add `host = \"pr-{number}.example.com\"` (a name your DNS sends to the load balancer), or remove `listener`"),
+        ),
+        (None, Some(_)) => diags.push(
+            src.diagnostic(&at("host"), Target::Key, "`host` is set without `listener`: there is no listener to add its rule to")
+                .with_hint("add `listener = \"arn:aws:elasticloadbalancing:…:listener/app/…\"` (the load balancer's listener), or remove `host`"),
+        ),
+        _ => {}
+    }
     PreviewEcs { service, target_group, listener: section.listener, host: section.host }
 }
 

@@ -36,6 +36,12 @@ moto has none of the 2025 deployment APIs. Here, as on ECS:
   (status ROLLBACK_SUCCESSFUL, the legacy deployment FAILED with the reason); without it the
   deployment is FAILED and the service keeps what runs.
 
+* Deletion (with ECS_EMULATOR_DRAIN > 0): DeleteService leaves the service DRAINING for
+  that many seconds, its tasks still running; then they stop and it turns INACTIVE. While
+  it drains, CreateService of the same name answers ECS's InvalidParameterException
+  ("Unable to Start a service that is still Draining.") and UpdateService its
+  ServiceNotActiveException. moto's own deletion (INACTIVE at once) is the default.
+
 Everything else is moto's. The scheduler runs inside the server, so it adds no requests to
 a request log (ECS_EMULATOR_REQUEST_LOG: one line per request, `<client>\t<action>`).
 Requests are served one at a time, as in tests/support/moto.rs. Prints the port once bound;
@@ -51,6 +57,7 @@ import threading
 import time
 
 from moto.core.utils import utcnow
+from moto.ecs.exceptions import ECSException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
 from moto.moto_api import state_manager
 from moto.moto_api._internal import mock_random
@@ -59,6 +66,7 @@ from werkzeug.serving import make_server
 
 DELAY = float(os.environ.get("ECS_EMULATOR_ROLLOUT_DELAY", "3"))
 MINUTE = float(os.environ.get("ECS_EMULATOR_MINUTE", "60"))
+DRAIN = float(os.environ.get("ECS_EMULATOR_DRAIN", "0"))
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 
 app = DomainDispatcherApplication(create_backend_app)
@@ -450,9 +458,24 @@ def new_deployment(backend, service, source):
 
 original_create = EC2ContainerServiceBackend.create_service
 original_update = EC2ContainerServiceBackend.update_service
+original_delete = EC2ContainerServiceBackend.delete_service
+
+# service -> when its draining ends (DeleteService with ECS_EMULATOR_DRAIN > 0)
+draining = {}
+
+
+def existing_service(backend, cluster, name):
+    try:
+        return backend._get_service(cluster, name.split("/")[-1])
+    except Exception:
+        return None
 
 
 def create_service(self, *args, **kwargs):
+    cluster, name = (list(args) + [kwargs.get("cluster_str"), kwargs.get("service_name")])[:2]
+    old = existing_service(self, cluster, name)
+    if old is not None and old.status == "DRAINING":
+        raise InvalidParameterException("Unable to Start a service that is still Draining.")
     service = original_create(self, *args, **kwargs)
     service.deployments = []
     service.health_check_grace_period_seconds = current_request.get("healthCheckGracePeriodSeconds")
@@ -463,6 +486,9 @@ def create_service(self, *args, **kwargs):
 def update_service(self, props):
     name = props.get("service", "").split("/")[-1]
     cluster = props.get("cluster", "default")
+    if DRAIN > 0 and existing_service(self, cluster, name) is not None:
+        if self._get_service(cluster, name).status != "ACTIVE":
+            raise ServiceNotActiveException()
     before = self._get_service(cluster, name).task_definition
     service = original_update(self, props)
     if service.task_definition != before:
@@ -470,8 +496,37 @@ def update_service(self, props):
     return service
 
 
+def delete_service(self, cluster_name, service_name, force):
+    service = original_delete(self, cluster_name, service_name, force)
+    if DRAIN > 0:
+        service.status = "DRAINING"
+        draining.setdefault(service, time.time() + DRAIN)  # deleting it again: no longer
+    return service
+
+
+def drain(now):
+    """Services whose draining is over: tasks stopped, INACTIVE."""
+    for service, until in list(draining.items()):
+        if now >= until:
+            del draining[service]
+            for backends in ecs_backends.values():
+                for backend in backends.values():
+                    if backend.services.get(f"{service.cluster_name}:{service.name}") is service:
+                        for t in service_tasks(backend, service):
+                            stop(t, "Service deleted")
+            service.status = "INACTIVE"
+
+
+class ServiceNotActiveException(ECSException):
+    code = "ServiceNotActiveException"
+
+    def __init__(self):
+        super().__init__("Service was not ACTIVE.")
+
+
 EC2ContainerServiceBackend.create_service = create_service
 EC2ContainerServiceBackend.update_service = update_service
+EC2ContainerServiceBackend.delete_service = delete_service
 
 moto_requirements = EC2ContainerServiceBackend._calculate_task_resource_requirements
 
@@ -520,6 +575,7 @@ def scheduler():
         time.sleep(0.1)
         with one_at_a_time:
             now = time.time()
+            drain(now)
             for sd in list(deployments.values()):
                 if sd.service.status == "ACTIVE":
                     sd.tick(now)

@@ -159,13 +159,18 @@ impl Moto {
     /// hooks, alarms, the circuit breaker), rollouts taking `rollout_delay_s` seconds and
     /// a bake time minute lasting one second; killed when dropped.
     pub fn start_emulator(rollout_delay_s: f64) -> Moto {
+        Moto::start_emulator_with(rollout_delay_s, &[])
+    }
+
+    /// [`start_emulator`](Moto::start_emulator) with `env` added to the emulator's
+    /// environment, e.g. `ECS_EMULATOR_DRAIN` for services that stay DRAINING a while after
+    /// DeleteService, as on ECS.
+    pub fn start_emulator_with(rollout_delay_s: f64, env: &[(&str, &str)]) -> Moto {
         let script = super::repo_root().join("tests/support/ecs_emulator.py");
         let delay = rollout_delay_s.to_string();
-        Moto::launch(
-            &[script.to_str().expect("UTF-8 repository path")],
-            &[("ECS_EMULATOR_ROLLOUT_DELAY", &delay), ("ECS_EMULATOR_MINUTE", "1")],
-            &[MOTO_REQUIREMENT, CBOR_REQUIREMENT],
-        )
+        let mut all = vec![("ECS_EMULATOR_ROLLOUT_DELAY", delay.as_str()), ("ECS_EMULATOR_MINUTE", "1")];
+        all.extend_from_slice(env);
+        Moto::launch(&[script.to_str().expect("UTF-8 repository path")], &all, &[MOTO_REQUIREMENT, CBOR_REQUIREMENT])
     }
 
     /// The Python server given by `args`, with `env` added to its environment.

@@ -400,6 +400,19 @@ impl EcsRuntime {
         Ok(names.iter().map(|n| found.remove(n)).collect())
     }
 
+    /// The services of `apps` that ECS is still deleting (DRAINING): a service of that name
+    /// cannot be created until they are INACTIVE.
+    pub async fn draining_services(&self, apps: &[String]) -> RuntimeResult<Vec<String>> {
+        let names: Vec<String> = apps.iter().map(|a| self.service_name(a)).collect();
+        let found = self.describe_services(&names).await?;
+        Ok(names
+            .into_iter()
+            .zip(found)
+            .filter(|(_, s)| s.as_ref().and_then(|s| s.status()) == Some("DRAINING"))
+            .map(|(n, _)| n)
+            .collect())
+    }
+
     /// Every service of the cluster that belongs to this stage, by app.
     async fn stage_services(&self) -> RuntimeResult<Vec<(String, Service)>> {
         let mut arns = Vec::new();
@@ -965,7 +978,9 @@ impl Runtime for EcsRuntime {
 
     async fn remove(&self, app: &str) -> RuntimeResult<()> {
         let name = self.service_name(app);
-        if self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten().is_none() {
+        let found = self.describe_services(std::slice::from_ref(&name)).await?.pop().flatten();
+        // DRAINING: deleted already, ECS is stopping its tasks.
+        if found.is_none_or(|s| s.status() == Some("DRAINING")) {
             return Ok(());
         }
         // force: ECS drains and stops the tasks itself; the service turns INACTIVE after.

@@ -111,6 +111,9 @@ pub struct EcsRuntime {
     /// The wait before the next watch look, from the progress of the deployments the last
     /// look saw, with the apps it looked at (see [`pace`]).
     pace: Mutex<Option<(Vec<String>, Duration)>>,
+    /// When each app's deployment made by this process should be done, by the pace of the
+    /// service's previous rollout (see [`expected_done`]): the first look waits for it.
+    expected: Mutex<HashMap<String, std::time::SystemTime>>,
     /// Tasks of services' primary revisions seen desired RUNNING at the last watch look, by
     /// ARN with their family: one missing from the next look of its family stopped, and the
     /// stopped tasks are listed then.
@@ -183,6 +186,7 @@ impl EcsRuntime {
             revisions: Mutex::default(),
             autoscaling: None,
             pace: Mutex::default(),
+            expected: Mutex::default(),
             watched_tasks: Mutex::default(),
             adopted: Mutex::default(),
             bake_clock: Mutex::default(),
@@ -669,6 +673,33 @@ fn pace(deployments: &[aws_sdk_ecs::types::Deployment], now: std::time::SystemTi
         .min()
 }
 
+/// When the PRIMARY deployment of `service` (as UpdateService answers) should be done: as
+/// long after it was made as the service's previous deployment took from creation to its
+/// last update (COMPLETED, the old tasks stopped). A service's rollouts take about as long
+/// each time — the same image sizes, start-up, health checks and draining. `None` without
+/// a completed previous deployment (a new service, or one whose last rollout failed).
+fn expected_done(service: &Service) -> Option<std::time::SystemTime> {
+    let made = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))?.created_at()?;
+    let previous = service.deployments().iter().find(|d| {
+        d.status() != Some("PRIMARY") && d.rollout_state().is_some_and(|r| r.as_str() == "COMPLETED")
+    })?;
+    let took = previous.updated_at()?.as_secs_f64() - previous.created_at()?.as_secs_f64();
+    let took = Duration::from_secs_f64(took.clamp(0.0, POLL_SLOWEST.as_secs_f64()));
+    Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(made.as_secs_f64().max(0.0)) + took)
+}
+
+/// The wait before the first look at `apps`: until every one of them with an expected end
+/// ([`expected_done`]) should be done — an earlier look only finds rollouts under way —
+/// between [`POLL_FIRST`] and [`POLL_SLOWEST`]. `None` when none has one.
+fn first_look(
+    expected: &HashMap<String, std::time::SystemTime>,
+    apps: &[String],
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let last = apps.iter().filter_map(|a| expected.get(a)).max()?;
+    Some(last.duration_since(now).unwrap_or_default().clamp(POLL_FIRST, POLL_SLOWEST))
+}
+
 /// The PRIMARY deployment of a service as a rollout id.
 fn primary_rollout(service: Option<&Service>, what: &str) -> RuntimeResult<RolloutId> {
     service
@@ -824,6 +855,12 @@ impl Runtime for EcsRuntime {
             // (moto updates a deleted, INACTIVE service instead of refusing: create it anew.)
             Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
                 service::tag_service(&self.ecs, out.service(), &settings.ecs_task).await?;
+                let mut expected = self.expected.lock().expect("expected rollouts");
+                match out.service().and_then(expected_done) {
+                    Some(at) => expected.insert(app.to_string(), at),
+                    None => expected.remove(app),
+                };
+                drop(expected);
                 return primary_rollout(out.service(), "UpdateService");
             }
             Ok(_) => {}
@@ -899,8 +936,13 @@ impl Runtime for EcsRuntime {
     /// The engine's watch: after the wait ECS's pace gives `within`, one cheap look.
     async fn observe_changes(&self, apps: &[String], within: Duration) -> RuntimeResult<Vec<ServiceStatus>> {
         // The pace the last look's progress gave, for the same apps; else the engine's.
+        // Before the first look at these apps: when their previous rollouts' pace says
+        // the new ones are done (one look for a rollout as quick as the last), else the
+        // engine's.
         let paced = self.pace.lock().expect("pace").take().filter(|(looked, _)| looked == apps).map(|(_, p)| p);
-        tokio::time::sleep(paced.unwrap_or_else(|| (within * POLL_PACE).clamp(POLL_FIRST, POLL_MAX))).await;
+        let first = || first_look(&self.expected.lock().expect("expected rollouts"), apps, std::time::SystemTime::now());
+        let wait = paced.or_else(first).unwrap_or_else(|| (within * POLL_PACE).clamp(POLL_FIRST, POLL_MAX));
+        tokio::time::sleep(wait).await;
         self.watch_look(apps).await
     }
 
@@ -1065,5 +1107,40 @@ mod tests {
         assert_eq!(at(&[deployment(2, 0, 60, now), deployment(2, 2, 60, now)]), Some(2));
         let done = Deployment::builder().rollout_state(DeploymentRolloutState::Completed).build();
         assert_eq!(at(&[done]), None);
+    }
+
+    #[test]
+    fn the_first_look_waits_as_long_as_the_services_last_rollout_took() {
+        use aws_sdk_ecs::primitives::DateTime;
+        let at = |secs: i64| DateTime::from_secs(secs);
+        let service = |previous: Option<(i64, i64, DeploymentRolloutState)>| {
+            let new = Deployment::builder().status("PRIMARY").created_at(at(1_000)).build();
+            let old = previous.map(|(made, updated, state)| {
+                Deployment::builder()
+                    .status("ACTIVE")
+                    .created_at(at(made))
+                    .updated_at(at(updated))
+                    .rollout_state(state)
+                    .build()
+            });
+            Service::builder().set_deployments(Some(std::iter::once(new).chain(old).collect())).build()
+        };
+        let epoch = |s: u64| std::time::UNIX_EPOCH + Duration::from_secs(s);
+        // The last rollout took 3 s: this one should be done 3 s after it was made.
+        assert_eq!(expected_done(&service(Some((500, 503, DeploymentRolloutState::Completed)))), Some(epoch(1_003)));
+        // A long one counts at most the slowest pace; a failed one or none tells nothing.
+        assert_eq!(expected_done(&service(Some((0, 600, DeploymentRolloutState::Completed)))), Some(epoch(1_015)));
+        assert_eq!(expected_done(&service(Some((500, 503, DeploymentRolloutState::Failed)))), None);
+        assert_eq!(expected_done(&service(None)), None);
+
+        // The first look at several apps comes when the last of them should be done.
+        let apps = ["a", "b", "new"].map(String::from);
+        let expected: HashMap<String, std::time::SystemTime> =
+            [("a".to_string(), epoch(1_003)), ("b".to_string(), epoch(1_004))].into();
+        assert_eq!(first_look(&expected, &apps, epoch(1_000)), Some(Duration::from_secs(4)));
+        // Within 2 s to 15 s; none for apps without an expected end.
+        assert_eq!(first_look(&expected, &apps, epoch(1_010)), Some(POLL_FIRST));
+        assert_eq!(first_look(&expected, &apps, epoch(900)), Some(POLL_SLOWEST));
+        assert_eq!(first_look(&expected, &apps[2..], epoch(1_000)), None);
     }
 }

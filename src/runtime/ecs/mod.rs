@@ -11,12 +11,15 @@
 //!   [`Runtime::adopt`]) keeps its own service name, family and container name instead;
 //! * a rollout is an ECS deployment; observing maps deployments and tasks ([`status`]);
 //! * one-off tasks are RunTask with `startedBy = ferry`; logs are the awslogs streams
-//!   `ferry/<app>/<task-id>` in the stage's log group ([`logs`]).
+//!   `ferry/<app>/<task-id>` in the stage's log group, or the app's own group and stream
+//!   prefix (`[apps.NAME.logging]`, told through [`EcsRuntime::tell_logging`]) ([`logs`]).
 //!
 //! Like every runtime it only starts, stops and reports: polling, timeouts and rollback
 //! decisions are the apply engine's. What it does to stay cheap under that polling:
 //!
-//! * the engine's watch (`observe_changes`) looks 2 s after a rollout starts, then at a
+//! * the engine's watch (`observe_changes`) first looks when the watched rollouts should be
+//!   done by the pace of each service's previous one (UpdateService's answer holds it:
+//!   [`expected_done`]; 2 s to 15 s after they start, 2 s for a new service), then at a
 //!   pace its deployments' progress gives ([`pace`]: as long again as a deployment without a
 //!   running task has taken, when the rest should run for one part-way, soon once all run;
 //!   2 s to 15 s); each look is ⌈services/10⌉ DescribeServices, plus — only once a
@@ -38,6 +41,7 @@
 pub mod alarms;
 pub mod autoscaling;
 pub mod deployment;
+pub mod images;
 pub mod drift;
 pub mod load_balancer;
 pub mod logs;
@@ -114,6 +118,9 @@ pub struct EcsRuntime {
     /// When each app's deployment made by this process should be done, by the pace of the
     /// service's previous rollout (see [`expected_done`]): the first look waits for it.
     expected: Mutex<HashMap<String, std::time::SystemTime>>,
+    /// Each app's `[apps.NAME.logging]`, where `logs` reads (see [`EcsRuntime::tell_logging`]);
+    /// an app not here logs to the stage's group.
+    logging: Mutex<HashMap<String, Option<crate::config::ecs_task::Logging>>>,
     /// Tasks of services' primary revisions seen desired RUNNING at the last watch look, by
     /// ARN with their family: one missing from the next look of its family stopped, and the
     /// stopped tasks are listed then.
@@ -187,12 +194,19 @@ impl EcsRuntime {
             autoscaling: None,
             pace: Mutex::default(),
             expected: Mutex::default(),
+            logging: Mutex::default(),
             watched_tasks: Mutex::default(),
             adopted: Mutex::default(),
             bake_clock: Mutex::default(),
             elb: None,
             targets_healthy: Mutex::default(),
         }
+    }
+
+    /// Where `app`'s container logs (`[apps.NAME.logging]`; `None`: the stage's log group),
+    /// so that [`Runtime::logs`] reads its own group and stream prefix.
+    pub fn tell_logging(&self, app: &str, logging: Option<&crate::config::ecs_task::Logging>) {
+        self.logging.lock().expect("app logging").insert(app.to_string(), logging.cloned());
     }
 
     /// The service name of `app`: `<stage>-<app>`, or an adopted service's own.
@@ -1065,7 +1079,14 @@ impl Runtime for EcsRuntime {
     }
 
     async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream> {
-        Ok(logs::stream(self.logs.clone(), self.log_group(), self.container_name(app), query.clone()))
+        let logging = self.logging.lock().expect("app logging").get(app).cloned().flatten();
+        let Some((group, prefix)) = revision::awslogs(&self.stage_settings(), logging.as_ref()) else {
+            return Err(RuntimeError::Invalid(format!(
+                "app {app} logs through its FireLens sidecar ([apps.{app}.logging] driver = \"awsfirelens\"), not to \
+                 CloudWatch Logs as awslogs: read its output where the log router sends it"
+            )));
+        };
+        Ok(logs::stream(self.logs.clone(), group, prefix, self.container_name(app), query.clone()))
     }
 
     async fn live(&self, recorded: &[crate::runtime::live::RecordedService]) -> RuntimeResult<Vec<LiveService>> {

@@ -18,9 +18,9 @@
 //! decisions are the apply engine's. What it does to stay cheap under that polling:
 //!
 //! * the engine's watch (`observe_changes`) first looks when the watched rollouts should be
-//!   done by the pace of each service's previous one (UpdateService's answer holds it:
-//!   [`expected_done`]; 2 s to 15 s after they start, 2 s for a new service), then at a
-//!   pace its deployments' progress gives ([`pace`]: as long again as a deployment without a
+//!   done by how long each service's previous one took (UpdateService's answer holds it:
+//!   [`expected_done`]; 2 s after they start for a new service, never later than the
+//!   deploy's timeout or 2 minutes), then at a pace its deployments' progress gives ([`pace`]: as long again as a deployment without a
 //!   running task has taken, when the rest should run for one part-way, soon once all run;
 //!   2 s to 15 s); each look is ⌈services/10⌉ DescribeServices, plus — only once a
 //!   service's primary deployment has tasks running, has failed tasks or has ended — one
@@ -689,29 +689,36 @@ fn pace(deployments: &[aws_sdk_ecs::types::Deployment], now: std::time::SystemTi
 
 /// When the PRIMARY deployment of `service` (as UpdateService answers) should be done: as
 /// long after it was made as the service's previous deployment took from creation to its
-/// last update (COMPLETED, the old tasks stopped). A service's rollouts take about as long
-/// each time — the same image sizes, start-up, health checks and draining. `None` without
-/// a completed previous deployment (a new service, or one whose last rollout failed).
-fn expected_done(service: &Service) -> Option<std::time::SystemTime> {
+/// last update (COMPLETED, the old tasks stopped), and a quarter more, at least a second —
+/// a look just before the end costs another, and timestamps may be whole seconds — but
+/// never after `limit` (the deploy's timeout, judged at a look) nor [`FIRST_LOOK_MAX`]. A
+/// service's rollouts take about as long each time (the same image, start-up, health checks
+/// and draining). `None` without a completed previous deployment (a new service, or one
+/// whose last rollout failed).
+fn expected_done(service: &Service, limit: Duration) -> Option<std::time::SystemTime> {
     let made = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))?.created_at()?;
     let previous = service.deployments().iter().find(|d| {
         d.status() != Some("PRIMARY") && d.rollout_state().is_some_and(|r| r.as_str() == "COMPLETED")
     })?;
-    let took = previous.updated_at()?.as_secs_f64() - previous.created_at()?.as_secs_f64();
-    let took = Duration::from_secs_f64(took.clamp(0.0, POLL_SLOWEST.as_secs_f64()));
-    Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(made.as_secs_f64().max(0.0)) + took)
+    let took = (previous.updated_at()?.as_secs_f64() - previous.created_at()?.as_secs_f64()).max(0.0);
+    let wait = Duration::from_secs_f64(took + (took / 4.0).max(1.0)).min(limit).min(FIRST_LOOK_MAX);
+    Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(made.as_secs_f64().max(0.0)) + wait)
 }
 
+/// The longest wait before the first look at a rollout: past it, a look shows how it goes.
+const FIRST_LOOK_MAX: Duration = Duration::from_secs(120);
+
 /// The wait before the first look at `apps`: until every one of them with an expected end
-/// ([`expected_done`]) should be done — an earlier look only finds rollouts under way —
-/// between [`POLL_FIRST`] and [`POLL_SLOWEST`]. `None` when none has one.
+/// ([`expected_done`]) should be done — an earlier look only finds rollouts under way, and
+/// ECS's circuit breaker, not the watch, stops one that fails — at least [`POLL_FIRST`].
+/// `None` when none has one.
 fn first_look(
     expected: &HashMap<String, std::time::SystemTime>,
     apps: &[String],
     now: std::time::SystemTime,
 ) -> Option<Duration> {
     let last = apps.iter().filter_map(|a| expected.get(a)).max()?;
-    Some(last.duration_since(now).unwrap_or_default().clamp(POLL_FIRST, POLL_SLOWEST))
+    Some(last.duration_since(now).unwrap_or_default().max(POLL_FIRST))
 }
 
 /// The PRIMARY deployment of a service as a rollout id.
@@ -870,7 +877,7 @@ impl Runtime for EcsRuntime {
             Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
                 service::tag_service(&self.ecs, out.service(), &settings.ecs_task).await?;
                 let mut expected = self.expected.lock().expect("expected rollouts");
-                match out.service().and_then(expected_done) {
+                match out.service().and_then(|s| expected_done(s, Duration::from_millis(settings.timeout.as_millis()))) {
                     Some(at) => expected.insert(app.to_string(), at),
                     None => expected.remove(app),
                 };
@@ -1147,21 +1154,27 @@ mod tests {
             Service::builder().set_deployments(Some(std::iter::once(new).chain(old).collect())).build()
         };
         let epoch = |s: u64| std::time::UNIX_EPOCH + Duration::from_secs(s);
-        // The last rollout took 3 s: this one should be done 3 s after it was made.
-        assert_eq!(expected_done(&service(Some((500, 503, DeploymentRolloutState::Completed)))), Some(epoch(1_003)));
-        // A long one counts at most the slowest pace; a failed one or none tells nothing.
-        assert_eq!(expected_done(&service(Some((0, 600, DeploymentRolloutState::Completed)))), Some(epoch(1_015)));
-        assert_eq!(expected_done(&service(Some((500, 503, DeploymentRolloutState::Failed)))), None);
-        assert_eq!(expected_done(&service(None)), None);
+        let minutes = Duration::from_secs(600);
+        let done = |previous, limit| expected_done(&service(previous), limit);
+        // The last rollout took 3 s: this one should be done 3 s after it was made, and a
+        // second more for the clock's grain; 60 s, and 15 more.
+        assert_eq!(done(Some((500, 503, DeploymentRolloutState::Completed)), minutes), Some(epoch(1_004)));
+        assert_eq!(done(Some((500, 560, DeploymentRolloutState::Completed)), minutes), Some(epoch(1_075)));
+        // Never past the deploy's timeout, nor two minutes; a failed one or none tells nothing.
+        let slow = Some((0, 600, DeploymentRolloutState::Completed));
+        assert_eq!(done(slow.clone(), Duration::from_secs(30)), Some(epoch(1_030)));
+        assert_eq!(done(slow, minutes), Some(epoch(1_000) + FIRST_LOOK_MAX));
+        assert_eq!(done(Some((500, 503, DeploymentRolloutState::Failed)), minutes), None);
+        assert_eq!(done(None, minutes), None);
 
         // The first look at several apps comes when the last of them should be done.
         let apps = ["a", "b", "new"].map(String::from);
         let expected: HashMap<String, std::time::SystemTime> =
             [("a".to_string(), epoch(1_003)), ("b".to_string(), epoch(1_004))].into();
         assert_eq!(first_look(&expected, &apps, epoch(1_000)), Some(Duration::from_secs(4)));
-        // Within 2 s to 15 s; none for apps without an expected end.
+        // At least 2 s; none for apps without an expected end.
         assert_eq!(first_look(&expected, &apps, epoch(1_010)), Some(POLL_FIRST));
-        assert_eq!(first_look(&expected, &apps, epoch(900)), Some(POLL_SLOWEST));
+        assert_eq!(first_look(&expected, &apps, epoch(950)), Some(Duration::from_secs(54)));
         assert_eq!(first_look(&expected, &apps[2..], epoch(1_000)), None);
     }
 }

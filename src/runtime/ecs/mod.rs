@@ -608,7 +608,14 @@ impl EcsRuntime {
             return self.statuses(services, &[]).await;
         }
         let mut arns = self.list_watched(&busy, DesiredStatus::Running).await?;
-        let failing = services.iter().filter_map(|(_, s)| s.as_ref()).filter_map(primary).any(|d| d.failed_tasks() > 0);
+        // Failed tasks of any deployment not completed: ECS may have rolled back before the
+        // first look (its new PRIMARY is the previous revision again), and the failed
+        // deployment's stopped tasks say why.
+        let failing = services.iter().filter_map(|(_, s)| s.as_ref()).any(|s| {
+            s.deployments()
+                .iter()
+                .any(|d| d.failed_tasks() > 0 && d.rollout_state().is_none_or(|r| r.as_str() != "COMPLETED"))
+        });
         let gone = {
             let listed: std::collections::HashSet<&String> = arns.iter().collect();
             let seen = self.watched_tasks.lock().expect("watched tasks");

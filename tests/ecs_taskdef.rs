@@ -318,9 +318,10 @@ fn a_sidecar_image_not_in_ecr_is_refused_at_plan_refresh_and_commit() {
         )
     };
     let file = format!("stages/{}.toml", s.stage);
-    for (agent, what) in
-        [(format!("{uri}@{absent}"), format!("has no image {absent}")), (format!("{uri}:nope"), "has no tag `nope`".into())]
-    {
+    for (agent, what) in [
+        (format!("{uri}@{absent}"), format!("has no image {absent}")),
+        (format!("{uri}:nope"), "has no tag `nope`".into()),
+    ] {
         s.write_tables("", &sidecars(&agent));
         s.run(&["plan"]).expect_code(0);
         for args in [&["plan", "--refresh"][..], &["commit", "--yes", "--progress", "plain"]] {

@@ -99,8 +99,13 @@ fn missing_alarms(project: &Project, desired: &Stage) -> CliResult<Vec<config::D
     Ok(missing
         .into_iter()
         .map(|m| {
-            let path =
-                [PathSeg::from("apps"), PathSeg::from(&m.app), "deploy".into(), "alarms".into(), PathSeg::from(m.index)];
+            let path = [
+                PathSeg::from("apps"),
+                PathSeg::from(&m.app),
+                "deploy".into(),
+                "alarms".into(),
+                PathSeg::from(m.index),
+            ];
             config::stage_diagnostic(
                 &project.root,
                 desired,
@@ -116,16 +121,19 @@ fn missing_alarms(project: &Project, desired: &Stage) -> CliResult<Vec<config::D
 /// The sidecar images ECR does not hold, located: each names the app, the sidecar and the
 /// image, as the commit's verify step names the app's own.
 fn missing_sidecar_images(project: &Project, desired: &Stage) -> CliResult<Vec<config::Diagnostic>> {
-    let registry = |region: &str| {
-        EcrRegistry::new(&crate::aws::block_on(crate::runtime::ecs::load_sdk_config(region)))
-    };
+    let registry = |region: &str| EcrRegistry::new(&crate::aws::block_on(crate::runtime::ecs::load_sdk_config(region)));
     let missing = crate::runtime::ecs::images::missing(desired, &registry)
         .map_err(|e| CliError::new(format!("cannot check the sidecar images of stage `{}`: {e}", desired.name)))?;
     Ok(missing
         .into_iter()
         .map(|m| {
-            let path =
-                [PathSeg::from("apps"), PathSeg::from(&m.app), "sidecars".into(), PathSeg::from(&m.sidecar), "image".into()];
+            let path = [
+                PathSeg::from("apps"),
+                PathSeg::from(&m.app),
+                "sidecars".into(),
+                PathSeg::from(&m.sidecar),
+                "image".into(),
+            ];
             let hint = m.error.hint().unwrap_or_default();
             config::stage_diagnostic(
                 &project.root,

@@ -68,7 +68,8 @@ impl StageEdit {
         }
         // The long form, `target_groups = [{ arn, container, port }, …]` (ECS keeps it with
         // the deploy settings); the short form above was cleared when vN used this one.
-        let (groups_now, groups_then) = (target_groups(&now.deploy.ecs.target_groups), target_groups(&then.deploy.ecs.target_groups));
+        let (groups_now, groups_then) =
+            (target_groups(&now.deploy.ecs.target_groups), target_groups(&then.deploy.ecs.target_groups));
         if groups_now != groups_then {
             self.set_app_value(app, "target_groups", groups_then.as_ref())?;
         }
@@ -115,7 +116,8 @@ impl StageEdit {
         // What the file keeps as it is (the command says so): the rest of the ECS deploy
         // settings (strategy, alarms, hooks…), the task definition's extras and autoscaling.
         let mut unrestored = Unrestored::default();
-        let without_groups = |d: &crate::config::EcsDeploy| crate::config::EcsDeploy { target_groups: Vec::new(), ..d.clone() };
+        let without_groups =
+            |d: &crate::config::EcsDeploy| crate::config::EcsDeploy { target_groups: Vec::new(), ..d.clone() };
         if without_groups(&d0.ecs) != without_groups(&d1.ecs) {
             unrestored.0.push("ECS deployment settings");
         }
@@ -398,7 +400,8 @@ app "web" {
         config.deploy.ecs_task.exec = true;
         let mut edit = StageEdit::parse(Path::new("stages/staging.toml"), TOML).unwrap();
         let digest: Digest = D2.parse().unwrap();
-        let unrestored = edit.restore(&web, Restore { release: 2, digest: &digest, scale: 4, config: &config }).unwrap();
+        let unrestored =
+            edit.restore(&web, Restore { release: 2, digest: &digest, scale: 4, config: &config }).unwrap();
         assert_eq!(unrestored, Unrestored(vec!["ECS deployment settings", "ECS task settings"]));
     }
 

@@ -116,7 +116,8 @@ mod tests {
             Some((uri.to_string(), "eu-west-1".to_string(), Reference::Tag("v1.2".into())))
         );
         assert_eq!(ecr_image(uri), Some((uri.to_string(), "eu-west-1".to_string(), Reference::Tag("latest".into()))));
-        for other in ["public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29", "fluent/fluent-bit:3", "envoy", "ghcr.io/a/b:1"] {
+        for other in ["public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29", "fluent/fluent-bit:3", "envoy", "ghcr.io/a/b:1"]
+        {
             assert_eq!(ecr_image(other), None, "{other}");
         }
     }

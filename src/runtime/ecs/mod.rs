@@ -41,8 +41,8 @@
 pub mod alarms;
 pub mod autoscaling;
 pub mod deployment;
-pub mod images;
 pub mod drift;
+pub mod images;
 pub mod load_balancer;
 pub mod logs;
 pub mod revision;
@@ -704,9 +704,10 @@ fn pace(deployments: &[aws_sdk_ecs::types::Deployment], now: std::time::SystemTi
 /// whose last rollout failed).
 fn expected_done(service: &Service, limit: Duration) -> Option<std::time::SystemTime> {
     let made = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))?.created_at()?;
-    let previous = service.deployments().iter().find(|d| {
-        d.status() != Some("PRIMARY") && d.rollout_state().is_some_and(|r| r.as_str() == "COMPLETED")
-    })?;
+    let previous = service
+        .deployments()
+        .iter()
+        .find(|d| d.status() != Some("PRIMARY") && d.rollout_state().is_some_and(|r| r.as_str() == "COMPLETED"))?;
     let took = (previous.updated_at()?.as_secs_f64() - previous.created_at()?.as_secs_f64()).max(0.0);
     let wait = Duration::from_secs_f64(took + (took / 4.0).max(1.0)).min(limit).min(FIRST_LOOK_MAX);
     Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(made.as_secs_f64().max(0.0)) + wait)
@@ -884,7 +885,8 @@ impl Runtime for EcsRuntime {
             Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
                 service::tag_service(&self.ecs, out.service(), &settings.ecs_task).await?;
                 let mut expected = self.expected.lock().expect("expected rollouts");
-                match out.service().and_then(|s| expected_done(s, Duration::from_millis(settings.timeout.as_millis()))) {
+                match out.service().and_then(|s| expected_done(s, Duration::from_millis(settings.timeout.as_millis())))
+                {
                     Some(at) => expected.insert(app.to_string(), at),
                     None => expected.remove(app),
                 };
@@ -968,7 +970,8 @@ impl Runtime for EcsRuntime {
         // the new ones are done (one look for a rollout as quick as the last), else the
         // engine's.
         let paced = self.pace.lock().expect("pace").take().filter(|(looked, _)| looked == apps).map(|(_, p)| p);
-        let first = || first_look(&self.expected.lock().expect("expected rollouts"), apps, std::time::SystemTime::now());
+        let first =
+            || first_look(&self.expected.lock().expect("expected rollouts"), apps, std::time::SystemTime::now());
         let wait = paced.or_else(first).unwrap_or_else(|| (within * POLL_PACE).clamp(POLL_FIRST, POLL_MAX));
         tokio::time::sleep(wait).await;
         self.watch_look(apps).await

@@ -33,6 +33,16 @@ enum Reference {
     Tag(String),
 }
 
+/// A sidecar image to ask ECR about.
+struct Wanted<'a> {
+    app: &'a str,
+    sidecar: &'a str,
+    /// As the stage file gives it.
+    image: &'a str,
+    repo: String,
+    reference: Reference,
+}
+
 /// `(repository URI, region, reference)` of an image in a private ECR repository; `None`
 /// for an image of another registry, or one the stage file check let through unparsed.
 fn ecr_image(image: &str) -> Option<(String, String, Reference)> {
@@ -56,12 +66,11 @@ pub fn missing(stage: &Stage, registry: &dyn Fn(&str) -> EcrRegistry) -> Result<
     if !matches!(stage.runtime, Runtime::Ecs(_)) {
         return Ok(Vec::new());
     }
-    // (app, sidecar, image as written, repository, reference), grouped by region.
-    let mut by_region: BTreeMap<String, Vec<(&str, &str, &str, String, Reference)>> = BTreeMap::new();
+    let mut by_region: BTreeMap<String, Vec<Wanted<'_>>> = BTreeMap::new();
     for (app, a) in &stage.apps {
-        for (name, sidecar) in &a.config.deploy.ecs_task.sidecars {
-            if let Some((repo, region, reference)) = ecr_image(&sidecar.image) {
-                by_region.entry(region).or_default().push((app, name, &sidecar.image, repo, reference));
+        for (sidecar, s) in &a.config.deploy.ecs_task.sidecars {
+            if let Some((repo, region, reference)) = ecr_image(&s.image) {
+                by_region.entry(region).or_default().push(Wanted { app, sidecar, image: &s.image, repo, reference });
             }
         }
     }
@@ -69,15 +78,15 @@ pub fn missing(stage: &Stage, registry: &dyn Fn(&str) -> EcrRegistry) -> Result<
     for (region, images) in by_region {
         let ecr = registry(&region);
         let mut digests: BTreeMap<&str, Vec<Digest>> = BTreeMap::new();
-        for (_, _, _, repo, reference) in &images {
-            if let Reference::Digest(d) = reference {
-                digests.entry(repo.as_str()).or_default().push(d.clone());
+        for w in &images {
+            if let Reference::Digest(d) = &w.reference {
+                digests.entry(w.repo.as_str()).or_default().push(d.clone());
             }
         }
         for (repo, digests) in &digests {
             ecr.expect(repo, digests);
         }
-        for (app, sidecar, image, repo, reference) in images {
+        for Wanted { app, sidecar, image, repo, reference } in images {
             let checked = match &reference {
                 Reference::Digest(d) => ecr.verify(&repo, d),
                 Reference::Tag(t) => ecr.resolve_tag(&repo, t).map(|_| ()),

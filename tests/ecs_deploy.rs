@@ -623,6 +623,58 @@ fn several_target_groups_reach_the_service_and_cause_no_diff() {
     }
 }
 
+/// The target groups a service registers with, as `(arn, container, port)`.
+fn load_balancers(read: &Value) -> Vec<(String, String, i64)> {
+    read["service"]["loadBalancers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|lb| {
+            (
+                lb["targetGroupArn"].as_str().unwrap().to_string(),
+                lb["containerName"].as_str().unwrap().to_string(),
+                lb["containerPort"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A deployment with several target groups (`target_groups`), then one with the short
+/// `target_group`: `ferry history` names the change `target_groups`, and `ferry rollback`
+/// to the first writes `target_groups` back in place of `target_group`; committed, the
+/// service registers with both again (read back with boto3) and history says "Rollback to v1".
+#[test]
+fn rollback_restores_several_target_groups() {
+    let s = Setup::new();
+    let p = s.project(1, "", "exit 0");
+    let file = format!("stages/{}.toml", s.stage);
+    let (blue, green) = (s.lb["blue"].as_str().unwrap(), s.lb["green"].as_str().unwrap());
+    let short = p.read(&file);
+    let several = format!("target_groups = [{{ arn = \"{blue}\" }}, {{ arn = \"{green}\", port = 8080 }}]");
+    p.write(&file, &short.replace(&format!("target_group = \"{blue}\""), &several));
+    let stage = s.stage.as_str();
+    s.ferry(&p, &["commit", "--yes", "-s", stage]).expect_code(0);
+    let both = [(blue.to_string(), "web".to_string(), 8080), (green.to_string(), "web".to_string(), 8080)];
+    assert_eq!(load_balancers(&s.read()), both);
+
+    p.write(&file, &short);
+    s.ferry(&p, &["commit", "--yes", "-s", stage]).expect_code(0);
+    assert_eq!(load_balancers(&s.read()), [(blue.to_string(), "web".to_string(), 8080)]);
+    let history = s.ferry(&p, &["history", "web", "-s", stage]).expect_code(0).stdout();
+    assert!(history.contains("Config change: target_group, target_groups"), "{history}");
+
+    let rollback = s.ferry(&p, &["rollback", "web", "-s", stage]);
+    rollback.expect_code(0);
+    let restored = p.read(&file);
+    assert!(restored.contains(&several) && !restored.contains("target_group ="), "{restored}");
+    s.ferry(&p, &["commit", "--yes", "-s", stage]).expect_code(0);
+    assert_eq!(load_balancers(&s.read()), both);
+    let history = s.ferry(&p, &["history", "web", "-s", stage]).expect_code(0).stdout();
+    assert!(history.lines().next().is_some_and(|l| l.contains("v3") && l.contains("Rollback to v1")), "{history}");
+    let plan = s.ferry(&p, &["plan", "-s", stage, "--refresh", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), 0, "{}{}", plan.stdout(), plan.stderr());
+}
+
 /// Both forms at once, and a target group two apps claim (or one app twice): located errors
 /// at `validate`.
 #[test]

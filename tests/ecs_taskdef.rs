@@ -300,3 +300,86 @@ secrets = {{ TOKEN = "arn:aws:ssm:{REGION}:123456789012:parameter/envoy-token" }
     let plan = s.run(&["plan"]).expect_code(0).stdout();
     assert!(plan.contains("sidecar.envoy.essential = false"), "{plan}");
 }
+
+/// Sidecar images in ECR must exist, by digest or by tag: a missing one is a located error at
+/// `plan --refresh` and `commit` naming the app, the sidecar and the image, and nothing is
+/// deployed; a plain `plan` asks no AWS. Images of other registries are ECS's to pull.
+#[test]
+fn a_sidecar_image_not_in_ecr_is_refused_at_plan_refresh_and_commit() {
+    let s = Stage::new();
+    let name = unique("shop/agent-");
+    let repo = python_json(&s.moto, SETUP_REPOSITORY, &[&name]);
+    let (uri, digest) = (repo["uri"].as_str().unwrap(), repo["digest"].as_str().unwrap());
+    let absent = format!("sha256:{}", "0".repeat(64));
+    let sidecars = |agent: &str| {
+        format!(
+            "[apps.api.sidecars.agent]\nimage = \"{agent}\"\n\n[apps.api.sidecars.envoy]\n\
+             image = \"public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.6.0-prod\"\n"
+        )
+    };
+    let file = format!("stages/{}.toml", s.stage);
+    for (agent, what) in [
+        (format!("{uri}@{absent}"), format!("has no image {absent}")),
+        (format!("{uri}:nope"), "has no tag `nope`".into()),
+    ] {
+        s.write_tables("", &sidecars(&agent));
+        s.run(&["plan"]).expect_code(0);
+        for args in [&["plan", "--refresh"][..], &["commit", "--yes", "--progress", "plain"]] {
+            let refused = s.run(args);
+            let err = refused.expect_code(1).stderr();
+            assert!(
+                err.contains(&format!("app `api`, sidecar `agent`: image `{agent}` is not in ECR"))
+                    && err.contains(what.as_str())
+                    && err.contains(&format!("{file}:")),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains("envoy"), "only the ECR image is checked: {err}");
+        }
+    }
+    let services = python_json(
+        &s.moto,
+        "import boto3, json, sys\nprint(json.dumps(len(boto3.client('ecs').list_services(cluster=sys.argv[1])['serviceArns'])))",
+        &[&s.cluster],
+    );
+    assert_eq!(services, 0, "nothing deployed");
+
+    // By tag and by digest, both there: the commit goes ahead.
+    s.write_tables("", &sidecars(&format!("{uri}:prod")));
+    s.run(&["plan", "--refresh"]).expect_code(0);
+    s.write_tables("", &sidecars(&format!("{uri}@{digest}")));
+    s.run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+}
+
+/// `ferry logs` of an app with its own awslogs group and stream prefix reads them, not the
+/// stage's group: lines written there with boto3 come back, by app and by task, and a line
+/// in the stage's default group under `ferry/api/` does not.
+#[test]
+fn ferry_logs_reads_the_apps_own_log_group_and_stream_prefix() {
+    let s = Stage::new();
+    let group = format!("/shop/{}", s.stage);
+    s.write_tables("", &format!("[apps.api.logging]\ngroup = \"{group}\"\nstream_prefix = \"svc\"\n"));
+    s.run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    let put = r#"
+import boto3, sys, time
+logs = boto3.client("logs")
+group, stream, text = sys.argv[1:4]
+try:
+    logs.create_log_group(logGroupName=group)
+except logs.exceptions.ResourceAlreadyExistsException:
+    pass
+logs.create_log_stream(logGroupName=group, logStreamName=stream)
+logs.put_log_events(logGroupName=group, logStreamName=stream,
+    logEvents=[{"timestamp": int(time.time() * 1000), "message": text}])
+print("null")
+"#;
+    python_json(&s.moto, put, &[&group, "svc/api/task1", "own group, task 1"]);
+    python_json(&s.moto, put, &[&group, "svc/api/task2", "own group, task 2"]);
+    python_json(&s.moto, put, &[&group, "ferry/api/task3", "own group, another prefix"]);
+    python_json(&s.moto, put, &[&format!("/ferry/{}", s.stage), "ferry/api/task4", "stage group"]);
+
+    let all = s.run(&["logs", "api"]).expect_code(0).stdout();
+    assert!(all.contains("own group, task 1") && all.contains("own group, task 2"), "{all}");
+    assert!(!all.contains("another prefix") && !all.contains("stage group"), "{all}");
+    let one = s.run(&["logs", "api", "--task", "task2"]).expect_code(0).stdout();
+    assert!(one.contains("own group, task 2") && !one.contains("task 1"), "{one}");
+}

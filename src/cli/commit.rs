@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 use crate::apply::abort::{request_path, AbortRequest};
 use crate::apply::{journal, AbortSignal, ApplyReport, Engine, Hook, HumanHook, JsonHook, Step};
-use crate::cli::stage::{check_alarms, label_promotions, op_context, plan_stage, select_stages, LiveCheck};
+use crate::cli::stage::{check_aws_references, label_promotions, op_context, plan_stage, select_stages, LiveCheck};
 use crate::cli::{print_out, CliError, CliResult, Context};
 use crate::config;
 use crate::plan::{self, Changeset, PlanOptions, SavedPlan};
@@ -155,7 +155,7 @@ pub(crate) fn commit_desired(
             let live = LiveCheck::of(args.refresh, false);
             if !live.applies_to(&desired) {
                 // (plan_stage checks them when it refreshes.)
-                check_alarms(project, &desired)?;
+                check_aws_references(project, &desired)?;
             }
             let mut cs = plan_stage(project, &desired, session.state(), &options, live)?;
             label_promotions(project, session.state(), &mut cs)?;
@@ -312,10 +312,10 @@ fn fresh_changeset(
     let options = PlanOptions { allow_remove: saved.allow_remove };
     // A plan made against what runs (`--refresh`, or a local stage's default) is made so again.
     let live = if saved.changeset.refreshed { LiveCheck::Refresh } else { LiveCheck::Offline };
-    // The deploy alarms may have been deleted since the plan was made: asked again, as a
+    // The deploy alarms and sidecar images may have been deleted since the plan was made: asked again, as a
     // plain commit does (plan_stage asks them itself when it refreshes).
     if !live.applies_to(desired) {
-        check_alarms(project, desired)?;
+        check_aws_references(project, desired)?;
     }
     let mut planned = plan_stage(project, desired, state, &options, live)?;
     label_promotions(project, state, &mut planned)?;

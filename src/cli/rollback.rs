@@ -17,8 +17,8 @@ use crate::state::Deployment;
 /// Edit the stage file back to what an earlier deployment ran.
 ///
 /// Restores deployment vN's release (re-declared if it was deleted from the file), scale,
-/// command, env, secret references, health and deploy settings and release tasks, and
-/// prints the diff;
+/// command, env, secret references, target group(s), health and deploy settings and release
+/// tasks, and prints the diff;
 /// `ferry commit` applies it and records "Rollback to vN".
 #[derive(Debug, Args)]
 #[command(

@@ -61,7 +61,7 @@ pub(crate) fn plan_stage(
     live: LiveCheck,
 ) -> CliResult<Changeset> {
     let planned = if live.applies_to(desired) {
-        check_alarms(project, desired)?;
+        check_aws_references(project, desired)?;
         let runtime = op_context(&project.root, desired).runtime;
         runtime.adopt(&recorded.adopted());
         let live = super::tokio_runtime()?
@@ -74,41 +74,77 @@ pub(crate) fn plan_stage(
     planned.map_err(|e| plan_error(project, desired, e))
 }
 
-/// The CloudWatch alarms the stage's apps roll back on exist (ECS stages; AWS is asked, so
-/// at `plan --refresh` and `commit` only); each missing one located in the stage file.
-pub(crate) fn check_alarms(project: &Project, desired: &Stage) -> CliResult<()> {
+/// What the stage file names in AWS exists (ECS stages; AWS is asked, so at `plan
+/// --refresh` and `commit` only): the CloudWatch alarms the apps roll back on, and the
+/// sidecar images in ECR. Each missing one located in the stage file.
+pub(crate) fn check_aws_references(project: &Project, desired: &Stage) -> CliResult<()> {
+    let mut diagnostics = missing_alarms(project, desired)?;
+    diagnostics.extend(missing_sidecar_images(project, desired)?);
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Config(config::Diagnostics(diagnostics)))
+    }
+}
+
+/// The deploy alarms CloudWatch does not know, located.
+fn missing_alarms(project: &Project, desired: &Stage) -> CliResult<Vec<config::Diagnostic>> {
     let missing = super::tokio_runtime()?
         .block_on(crate::runtime::ecs::alarms::missing(desired))
         .map_err(|e| CliError::new(format!("cannot check the alarms of stage `{}`: {e}", desired.name)))?;
-    if missing.is_empty() {
-        return Ok(());
-    }
     let region = match &desired.runtime {
         config::Runtime::Ecs(ecs) => ecs.region.as_str(),
         config::Runtime::Local { .. } => "",
     };
-    Err(CliError::Config(config::Diagnostics(
-        missing
-            .into_iter()
-            .map(|m| {
-                let path = [
-                    PathSeg::from("apps"),
-                    PathSeg::from(&m.app),
-                    "deploy".into(),
-                    "alarms".into(),
-                    PathSeg::from(m.index),
-                ];
-                config::stage_diagnostic(
-                    &project.root,
-                    desired,
-                    &path,
-                    Target::Value,
-                    format!("CloudWatch has no alarm `{}` in {region}", m.name),
-                )
-                .with_hint("create the alarm first, or correct its name: ECS never fires an alarm that does not exist")
-            })
-            .collect(),
-    )))
+    Ok(missing
+        .into_iter()
+        .map(|m| {
+            let path = [
+                PathSeg::from("apps"),
+                PathSeg::from(&m.app),
+                "deploy".into(),
+                "alarms".into(),
+                PathSeg::from(m.index),
+            ];
+            config::stage_diagnostic(
+                &project.root,
+                desired,
+                &path,
+                Target::Value,
+                format!("CloudWatch has no alarm `{}` in {region}", m.name),
+            )
+            .with_hint("create the alarm first, or correct its name: ECS never fires an alarm that does not exist")
+        })
+        .collect())
+}
+
+/// The sidecar images ECR does not hold, located: each names the app, the sidecar and the
+/// image, as the commit's verify step names the app's own.
+fn missing_sidecar_images(project: &Project, desired: &Stage) -> CliResult<Vec<config::Diagnostic>> {
+    let registry = |region: &str| EcrRegistry::new(&crate::aws::block_on(crate::runtime::ecs::load_sdk_config(region)));
+    let missing = crate::runtime::ecs::images::missing(desired, &registry)
+        .map_err(|e| CliError::new(format!("cannot check the sidecar images of stage `{}`: {e}", desired.name)))?;
+    Ok(missing
+        .into_iter()
+        .map(|m| {
+            let path = [
+                PathSeg::from("apps"),
+                PathSeg::from(&m.app),
+                "sidecars".into(),
+                PathSeg::from(&m.sidecar),
+                "image".into(),
+            ];
+            let hint = m.error.hint().unwrap_or_default();
+            config::stage_diagnostic(
+                &project.root,
+                desired,
+                &path,
+                Target::Value,
+                format!("app `{}`, sidecar `{}`: image `{}` is not in ECR: {}", m.app, m.sidecar, m.image, m.error),
+            )
+            .with_hint(format!("{hint}; or correct the image: ECS would fail to pull it mid-rollout"))
+        })
+        .collect())
 }
 
 /// A planner's refusal as located diagnostics: each names the place in the stage file that
@@ -194,15 +230,30 @@ pub(crate) fn read_recorded(project: &Project, stage: &str) -> CliResult<StageSt
 /// told the services recorded state says were adopted (`ferry import`), read without the
 /// lock; when state cannot be read the runtime knows ferry's own names only.
 pub(crate) fn reading_runtime(root: &std::path::Path, stage: &config::Stage) -> Arc<dyn crate::runtime::Runtime> {
-    let runtime = op_context(root, stage).runtime;
-    if matches!(stage.runtime, config::Runtime::Ecs(_)) {
-        let state = config::load_project(root)
-            .ok()
-            .and_then(|project| crate::state::open_store(&project).ok())
-            .and_then(|store| store.read(&stage.name).ok().flatten());
-        if let Some(state) = state {
-            runtime.adopt(&state.adopted());
+    let config::Runtime::Ecs(ecs) = &stage.runtime else { return op_context(root, stage).runtime };
+    let sdk = crate::aws::block_on(crate::runtime::ecs::load_sdk_config(&ecs.region));
+    let runtime = ecs_runtime(stage, ecs, &sdk);
+    let state = config::load_project(root)
+        .ok()
+        .and_then(|project| crate::state::open_store(&project).ok())
+        .and_then(|store| store.read(&stage.name).ok().flatten());
+    if let Some(state) = state {
+        crate::runtime::Runtime::adopt(&runtime, &state.adopted());
+        // What runs logs where its recorded config says, even when the file has changed since.
+        for (app, a) in &state.apps {
+            if let Some(active) = &a.active {
+                runtime.tell_logging(app, active.config.deploy.ecs_task.logging.as_ref());
+            }
         }
+    }
+    Arc::new(runtime)
+}
+
+/// The ECS runtime of `stage`, told where each app of the file logs.
+fn ecs_runtime(stage: &config::Stage, ecs: &config::EcsRuntime, sdk: &aws_config::SdkConfig) -> EcsRuntime {
+    let runtime = EcsRuntime::new(&stage.name, ecs, sdk);
+    for (app, a) in &stage.apps {
+        runtime.tell_logging(app, a.config.deploy.ecs_task.logging.as_ref());
     }
     runtime
 }
@@ -224,7 +275,7 @@ pub(crate) fn op_context(root: &std::path::Path, stage: &config::Stage) -> OpCon
         config::Runtime::Ecs(ecs) => {
             let sdk = crate::aws::block_on(crate::runtime::ecs::load_sdk_config(&ecs.region));
             OpContext {
-                runtime: Arc::new(EcsRuntime::new(&stage.name, ecs, &sdk)),
+                runtime: Arc::new(ecs_runtime(stage, ecs, &sdk)),
                 registry: Arc::new(EcrRegistry::new(&sdk)),
                 local_releases: None,
             }

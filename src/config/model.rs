@@ -331,6 +331,24 @@ pub struct TargetGroup {
     pub port: Option<u16>,
 }
 
+/// The plan diff's lines of `target_groups`, one `{ arn = …, container = …, port = N }` each
+/// (a field of its own, not among the deploy settings they are kept with).
+pub fn render_target_groups(groups: &[TargetGroup]) -> String {
+    let mut out = String::new();
+    for tg in groups {
+        let mut entry = format!("{{ arn = {:?}", tg.arn);
+        if let Some(c) = &tg.container {
+            entry.push_str(&format!(", container = {c:?}"));
+        }
+        if let Some(p) = tg.port {
+            entry.push_str(&format!(", port = {p}"));
+        }
+        out.push_str(&entry);
+        out.push_str(" }\n");
+    }
+    out
+}
+
 impl Default for EcsDeploy {
     fn default() -> Self {
         EcsDeploy {
@@ -396,16 +414,6 @@ impl EcsDeploy {
             if let Some(v) = v {
                 line(k, format!("{v:?}"));
             }
-        }
-        for tg in &self.target_groups {
-            let mut entry = format!("{{ arn = {:?}", tg.arn);
-            if let Some(c) = &tg.container {
-                entry.push_str(&format!(", container = {c:?}"));
-            }
-            if let Some(p) = tg.port {
-                entry.push_str(&format!(", port = {p}"));
-            }
-            line("target_group", entry + " }");
         }
         if let Some(s) = self.health_check_grace_period_s {
             line("health_check_grace_period", format!("{s}s"));

@@ -66,6 +66,13 @@ impl StageEdit {
                 self.set_app_value(app, key, wanted.as_ref())?;
             }
         }
+        // The long form, `target_groups = [{ arn, container, port }, …]` (ECS keeps it with
+        // the deploy settings); the short form above was cleared when vN used this one.
+        let (groups_now, groups_then) =
+            (target_groups(&now.deploy.ecs.target_groups), target_groups(&then.deploy.ecs.target_groups));
+        if groups_now != groups_then {
+            self.set_app_value(app, "target_groups", groups_then.as_ref())?;
+        }
         let env = |m: &std::collections::BTreeMap<String, String>, k: &str| m.get(k).and_then(|v| str(v));
         // Env and secrets first: a TOML section created for them must come before a new
         // `health` one, as `fmt` orders them.
@@ -106,8 +113,43 @@ impl StageEdit {
         if now.release_tasks != then.release_tasks {
             self.set_release_tasks(app, &then.release_tasks)?;
         }
-        Ok(Unrestored::default())
+        // What the file keeps as it is (the command says so): the rest of the ECS deploy
+        // settings (strategy, alarms, hooks…), the task definition's extras and autoscaling.
+        let mut unrestored = Unrestored::default();
+        let without_groups =
+            |d: &crate::config::EcsDeploy| crate::config::EcsDeploy { target_groups: Vec::new(), ..d.clone() };
+        if without_groups(&d0.ecs) != without_groups(&d1.ecs) {
+            unrestored.0.push("ECS deployment settings");
+        }
+        if d0.ecs_task != d1.ecs_task {
+            unrestored.0.push("ECS task settings");
+        }
+        if d0.autoscaling != d1.autoscaling {
+            unrestored.0.push("autoscaling");
+        }
+        Ok(unrestored)
     }
+}
+
+/// `target_groups` as the file writes it (`None`: none, so the key goes).
+fn target_groups(groups: &[crate::config::TargetGroup]) -> Option<FileValue> {
+    (!groups.is_empty()).then(|| {
+        FileValue::Tables(
+            groups
+                .iter()
+                .map(|g| {
+                    let mut entry = vec![("arn".to_string(), FileValue::Str(g.arn.clone()))];
+                    if let Some(c) = &g.container {
+                        entry.push(("container".to_string(), FileValue::Str(c.clone())));
+                    }
+                    if let Some(p) = g.port {
+                        entry.push(("port".to_string(), FileValue::Int(i64::from(p))));
+                    }
+                    entry
+                })
+                .collect(),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -301,6 +343,66 @@ app "web" {
             assert!(!back.contains("release_task"), "{path}:\n{back}");
             assert_eq!(load(path, &back).apps["web"].config, web.config, "{path}");
         }
+    }
+
+    /// An ECS app moved from several target groups to one: rolling back to the deployment
+    /// with several writes them back as `target_groups` and drops `target_group`, and
+    /// forward again the other way; the file then loads as exactly what each ran.
+    #[test]
+    fn several_target_groups_are_restored_in_toml_and_hcl() {
+        const ARN: &str = "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup";
+        let toml = format!(
+            "[runtime]\nkind = \"ecs\"\nregion = \"eu-central-1\"\ncluster = \"c\"\nsubnets = [\"subnet-1\"]\n\n\
+             [apps.web]\nimage = \"web\"\nactive = 2\nport = 8080\ntarget_group = \"{ARN}/web/1\"\n\n\
+             [apps.web.releases]\n2 = \"{D2}\"\n"
+        );
+        let hcl = format!(
+            "runtime {{\n  kind    = \"ecs\"\n  region  = \"eu-central-1\"\n  cluster = \"c\"\n  subnets = [\"subnet-1\"]\n}}\n\n\
+             app \"web\" {{\n  image        = \"web\"\n  active       = 2\n  port         = 8080\n  \
+             target_group = \"{ARN}/web/1\"\n\n  releases = {{\n    2 = \"{D2}\"\n  }}\n}}\n"
+        );
+        let digest: Digest = D2.parse().unwrap();
+        for (path, text) in [("stages/prod.toml", toml), ("stages/prod.hcl", hcl)] {
+            let web = load(path, &text).apps["web"].clone();
+            let mut several = web.config.clone();
+            several.target_group = None;
+            several.deploy.ecs.target_groups = vec![
+                crate::config::TargetGroup { arn: format!("{ARN}/web/1"), container: None, port: None },
+                crate::config::TargetGroup {
+                    arn: format!("{ARN}/admin/2"),
+                    container: Some("web".into()),
+                    port: Some(9090),
+                },
+            ];
+            let mut edit = StageEdit::parse(Path::new(path), &text).unwrap();
+            let unrestored =
+                edit.restore(&web, Restore { release: 2, digest: &digest, scale: 1, config: &several }).unwrap();
+            assert_eq!(unrestored, Unrestored::default(), "{path}");
+            let out = edit.to_string();
+            assert!(!out.contains("target_group "), "{path}: the short form goes:\n{out}");
+            let after = load(path, &out).apps["web"].clone();
+            assert_eq!(after.config, several, "{path}:\n{out}");
+
+            let mut edit = StageEdit::parse(Path::new(path), &out).unwrap();
+            edit.restore(&after, Restore { release: 2, digest: &digest, scale: 1, config: &web.config }).unwrap();
+            let back = edit.to_string();
+            assert!(!back.contains("target_groups"), "{path}:\n{back}");
+            assert_eq!(load(path, &back).apps["web"].config, web.config, "{path}:\n{back}");
+        }
+    }
+
+    /// ECS settings restore does not write yet are reported, not silently kept.
+    #[test]
+    fn ecs_settings_left_as_they_are_are_reported() {
+        let web = load("stages/staging.toml", TOML).apps["web"].clone();
+        let mut config = web.config.clone();
+        config.deploy.ecs.alarms = vec!["errors".into()];
+        config.deploy.ecs_task.exec = true;
+        let mut edit = StageEdit::parse(Path::new("stages/staging.toml"), TOML).unwrap();
+        let digest: Digest = D2.parse().unwrap();
+        let unrestored =
+            edit.restore(&web, Restore { release: 2, digest: &digest, scale: 4, config: &config }).unwrap();
+        assert_eq!(unrestored, Unrestored(vec!["ECS deployment settings", "ECS task settings"]));
     }
 
     #[test]

@@ -103,12 +103,21 @@ fn config_changes(old: &AppConfig, new: &AppConfig) -> Vec<String> {
         ("port", old.port != new.port),
         ("sensitive_env", old.sensitive_env != new.sensitive_env),
         ("health", old.health != new.health),
-        ("deploy", old.deploy != new.deploy),
+        ("deploy", without_target_groups(&old.deploy) != without_target_groups(&new.deploy)),
         ("release_tasks", old.release_tasks != new.release_tasks),
         ("target_group", old.target_group != new.target_group),
+        ("target_groups", old.deploy.ecs.target_groups != new.deploy.ecs.target_groups),
     ];
     out.extend(fields.iter().filter(|(_, changed)| *changed).map(|(name, _)| format!("~{name}")));
     out
+}
+
+/// Deploy settings less `target_groups`, which the config keeps there but a history names
+/// on their own, as the short `target_group`.
+fn without_target_groups(d: &crate::config::DeploySettings) -> crate::config::DeploySettings {
+    let mut d = d.clone();
+    d.ecs.target_groups.clear();
+    d
 }
 
 #[cfg(test)]
@@ -205,5 +214,23 @@ pub(crate) mod tests {
             "Activate release 3 (sha256:333333…), config change: +FEATURE_X ~RAILS_ENV -OLD +DB ~memory, scale 2 → 4"
         );
         assert_eq!(change_kind(Some(&prev), &n), DeploymentKind::Activate);
+    }
+
+    /// Several target groups (the long form, kept with the ECS deploy settings) are named
+    /// as such, not as a change of the deploy settings.
+    #[test]
+    fn target_groups_are_named_on_their_own() {
+        let prev = active(2, 2, config());
+        let mut c = config();
+        let group = |name: &str| crate::config::TargetGroup {
+            arn: format!("arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/{name}/1"),
+            container: None,
+            port: Some(9090),
+        };
+        c.deploy.ecs.target_groups = vec![group("web"), group("admin")];
+        let d2 = prev.digest.clone();
+        assert_eq!(describe_change(Some(&prev), &next(2, &d2, 2, &c)), "Config change: ~target_groups");
+        c.deploy.timeout = crate::config::Duration::from_millis(1_000);
+        assert_eq!(describe_change(Some(&prev), &next(2, &d2, 2, &c)), "Config change: ~deploy ~target_groups");
     }
 }

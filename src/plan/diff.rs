@@ -119,6 +119,10 @@ pub fn config_diff(old_image: &str, old: &AppConfig, new_image: &str, new: &AppC
     if old.target_group != new.target_group {
         push("target_group", opt(old.target_group.as_ref()), opt(new.target_group.as_ref()), vec![]);
     }
+    if old.deploy.ecs.target_groups != new.deploy.ecs.target_groups {
+        let render = |c: &AppConfig| crate::config::render_target_groups(&c.deploy.ecs.target_groups);
+        push("target_groups", render(old), render(new), vec![]);
+    }
     if old.deploy.ecs_task != new.deploy.ecs_task {
         push("task", old.deploy.ecs_task.render(), new.deploy.ecs_task.render(), vec![]);
     }

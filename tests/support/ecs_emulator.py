@@ -216,7 +216,7 @@ class ServiceDeployment:
                     self.stage_began = now  # the scheduler tries again
                 return
             run_tasks(self.backend, self.service, self.target)
-            self.legacy.update(runningCount=self.service.desired_count, pendingCount=0)
+            self.legacy.update(runningCount=self.service.desired_count, pendingCount=0, updatedAt=utcnow())
         self.plan.pop(0)
         self.advance()
 
@@ -258,7 +258,9 @@ class ServiceDeployment:
         self.stage = None if status != "SUCCESSFUL" else "CLEAN_UP"
         if status == "SUCCESSFUL":
             self.weight = 100.0
-            self.legacy.update(rolloutState="COMPLETED", rolloutStateReason="ECS deployment completed.")
+            # As on ECS, a deployment's updatedAt moves with its state: ferry paces the watch
+            # of the next rollout by how long this one took.
+            self.legacy.update(rolloutState="COMPLETED", rolloutStateReason="ECS deployment completed.", updatedAt=utcnow())
             self.service.deployments[:] = [self.legacy]
             self.service.running_count, self.service.pending_count = self.service.desired_count, 0
 

@@ -1,5 +1,6 @@
-//! Task output from CloudWatch Logs: the awslogs streams `ferry/<app>/<task-id>` of the
-//! stage's log group, read with FilterLogEvents (one call covers every stream of an app).
+//! Task output from CloudWatch Logs: the awslogs streams `<prefix>/<container>/<task-id>`
+//! of the app's log group (`[apps.NAME.logging]`; by default `ferry/…` in the stage's),
+//! read with FilterLogEvents (one call covers every stream of an app).
 //! With `follow`, it polls every 2 s from the newest event seen until the receiver is
 //! dropped (also while the group or stream does not exist yet: a task that just started
 //! has logged nothing); events already sent are skipped by id.
@@ -9,20 +10,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::revision::LOG_STREAM_PREFIX;
 use crate::runtime::{LogLine, LogQuery, LogStream, TaskId};
 
-/// Start streaming `app`'s lines from `group` into the returned receiver. Without `follow`,
+/// Start streaming the lines of container `app` from the streams under `prefix` in
+/// `group` into the returned receiver. Without `follow`,
 /// an error (a missing group: nothing was logged yet) ends the stream; with it, the next
 /// poll tries again.
-pub fn stream(client: aws_sdk_cloudwatchlogs::Client, group: String, app: String, query: LogQuery) -> LogStream {
+pub fn stream(
+    client: aws_sdk_cloudwatchlogs::Client,
+    group: String,
+    prefix: String,
+    app: String,
+    query: LogQuery,
+) -> LogStream {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(async move {
         // One task: its exact stream; else every stream under the app's prefix. Events are
         // also filtered here, so a server that ignores the prefix cannot mix apps up.
         let (one, prefix) = match &query.task {
-            Some(task) => (Some(format!("{LOG_STREAM_PREFIX}/{app}/{task}")), None),
-            None => (None, Some(format!("{LOG_STREAM_PREFIX}/{app}/"))),
+            Some(task) => (Some(format!("{prefix}/{app}/{task}")), None),
+            None => (None, Some(format!("{prefix}/{app}/"))),
         };
         let mut since = query.since.map(|t| t.timestamp_millis());
         let mut seen: HashSet<String> = HashSet::new();

@@ -11,13 +11,16 @@
 //!   [`Runtime::adopt`]) keeps its own service name, family and container name instead;
 //! * a rollout is an ECS deployment; observing maps deployments and tasks ([`status`]);
 //! * one-off tasks are RunTask with `startedBy = ferry`; logs are the awslogs streams
-//!   `ferry/<app>/<task-id>` in the stage's log group ([`logs`]).
+//!   `ferry/<app>/<task-id>` in the stage's log group, or the app's own group and stream
+//!   prefix (`[apps.NAME.logging]`, told through [`EcsRuntime::tell_logging`]) ([`logs`]).
 //!
 //! Like every runtime it only starts, stops and reports: polling, timeouts and rollback
 //! decisions are the apply engine's. What it does to stay cheap under that polling:
 //!
-//! * the engine's watch (`observe_changes`) looks 2 s after a rollout starts, then at a
-//!   pace its deployments' progress gives ([`pace`]: as long again as a deployment without a
+//! * the engine's watch (`observe_changes`) first looks when the watched rollouts should be
+//!   done by how long each service's previous one took (UpdateService's answer holds it:
+//!   [`expected_done`]; 2 s after they start for a new service, never later than the
+//!   deploy's timeout or 2 minutes), then at a pace its deployments' progress gives ([`pace`]: as long again as a deployment without a
 //!   running task has taken, when the rest should run for one part-way, soon once all run;
 //!   2 s to 15 s); each look is ⌈services/10⌉ DescribeServices, plus — only once a
 //!   service's primary deployment has tasks running, has failed tasks or has ended — one
@@ -39,6 +42,7 @@ pub mod alarms;
 pub mod autoscaling;
 pub mod deployment;
 pub mod drift;
+pub mod images;
 pub mod load_balancer;
 pub mod logs;
 pub mod revision;
@@ -111,6 +115,12 @@ pub struct EcsRuntime {
     /// The wait before the next watch look, from the progress of the deployments the last
     /// look saw, with the apps it looked at (see [`pace`]).
     pace: Mutex<Option<(Vec<String>, Duration)>>,
+    /// When each app's deployment made by this process should be done, by the pace of the
+    /// service's previous rollout (see [`expected_done`]): the first look waits for it.
+    expected: Mutex<HashMap<String, std::time::SystemTime>>,
+    /// Each app's `[apps.NAME.logging]`, where `logs` reads (see [`EcsRuntime::tell_logging`]);
+    /// an app not here logs to the stage's group.
+    logging: Mutex<HashMap<String, Option<crate::config::ecs_task::Logging>>>,
     /// Tasks of services' primary revisions seen desired RUNNING at the last watch look, by
     /// ARN with their family: one missing from the next look of its family stopped, and the
     /// stopped tasks are listed then.
@@ -183,12 +193,20 @@ impl EcsRuntime {
             revisions: Mutex::default(),
             autoscaling: None,
             pace: Mutex::default(),
+            expected: Mutex::default(),
+            logging: Mutex::default(),
             watched_tasks: Mutex::default(),
             adopted: Mutex::default(),
             bake_clock: Mutex::default(),
             elb: None,
             targets_healthy: Mutex::default(),
         }
+    }
+
+    /// Where `app`'s container logs (`[apps.NAME.logging]`; `None`: the stage's log group),
+    /// so that [`Runtime::logs`] reads its own group and stream prefix.
+    pub fn tell_logging(&self, app: &str, logging: Option<&crate::config::ecs_task::Logging>) {
+        self.logging.lock().expect("app logging").insert(app.to_string(), logging.cloned());
     }
 
     /// The service name of `app`: `<stage>-<app>`, or an adopted service's own.
@@ -610,7 +628,14 @@ impl EcsRuntime {
             return self.statuses(services, &[]).await;
         }
         let mut arns = self.list_watched(&busy, DesiredStatus::Running).await?;
-        let failing = services.iter().filter_map(|(_, s)| s.as_ref()).filter_map(primary).any(|d| d.failed_tasks() > 0);
+        // Failed tasks of any deployment not completed: ECS may have rolled back before the
+        // first look (its new PRIMARY is the previous revision again), and the failed
+        // deployment's stopped tasks say why.
+        let failing = services.iter().filter_map(|(_, s)| s.as_ref()).any(|s| {
+            s.deployments()
+                .iter()
+                .any(|d| d.failed_tasks() > 0 && d.rollout_state().is_none_or(|r| r.as_str() != "COMPLETED"))
+        });
         let gone = {
             let listed: std::collections::HashSet<&String> = arns.iter().collect();
             let seen = self.watched_tasks.lock().expect("watched tasks");
@@ -687,6 +712,41 @@ fn pace(deployments: &[aws_sdk_ecs::types::Deployment], now: std::time::SystemTi
             Duration::from_secs_f64(wait.min(POLL_SLOWEST.as_secs_f64())).clamp(POLL_FIRST, POLL_SLOWEST)
         })
         .min()
+}
+
+/// When the PRIMARY deployment of `service` (as UpdateService answers) should be done: as
+/// long after it was made as the service's previous deployment took from creation to its
+/// last update (COMPLETED, the old tasks stopped), and a quarter more, at least a second —
+/// a look just before the end costs another, and timestamps may be whole seconds — but
+/// never after `limit` (the deploy's timeout, judged at a look) nor [`FIRST_LOOK_MAX`]. A
+/// service's rollouts take about as long each time (the same image, start-up, health checks
+/// and draining). `None` without a completed previous deployment (a new service, or one
+/// whose last rollout failed).
+fn expected_done(service: &Service, limit: Duration) -> Option<std::time::SystemTime> {
+    let made = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))?.created_at()?;
+    let previous = service
+        .deployments()
+        .iter()
+        .find(|d| d.status() != Some("PRIMARY") && d.rollout_state().is_some_and(|r| r.as_str() == "COMPLETED"))?;
+    let took = (previous.updated_at()?.as_secs_f64() - previous.created_at()?.as_secs_f64()).max(0.0);
+    let wait = Duration::from_secs_f64(took + (took / 4.0).max(1.0)).min(limit).min(FIRST_LOOK_MAX);
+    Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(made.as_secs_f64().max(0.0)) + wait)
+}
+
+/// The longest wait before the first look at a rollout: past it, a look shows how it goes.
+const FIRST_LOOK_MAX: Duration = Duration::from_secs(120);
+
+/// The wait before the first look at `apps`: until every one of them with an expected end
+/// ([`expected_done`]) should be done — an earlier look only finds rollouts under way, and
+/// ECS's circuit breaker, not the watch, stops one that fails — at least [`POLL_FIRST`].
+/// `None` when none has one.
+fn first_look(
+    expected: &HashMap<String, std::time::SystemTime>,
+    apps: &[String],
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let last = apps.iter().filter_map(|a| expected.get(a)).max()?;
+    Some(last.duration_since(now).unwrap_or_default().max(POLL_FIRST))
 }
 
 /// The PRIMARY deployment of a service as a rollout id.
@@ -844,6 +904,13 @@ impl Runtime for EcsRuntime {
             // (moto updates a deleted, INACTIVE service instead of refusing: create it anew.)
             Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
                 service::tag_service(&self.ecs, out.service(), &settings.ecs_task).await?;
+                let mut expected = self.expected.lock().expect("expected rollouts");
+                match out.service().and_then(|s| expected_done(s, Duration::from_millis(settings.timeout.as_millis())))
+                {
+                    Some(at) => expected.insert(app.to_string(), at),
+                    None => expected.remove(app),
+                };
+                drop(expected);
                 return primary_rollout(out.service(), "UpdateService");
             }
             Ok(_) => {}
@@ -919,8 +986,14 @@ impl Runtime for EcsRuntime {
     /// The engine's watch: after the wait ECS's pace gives `within`, one cheap look.
     async fn observe_changes(&self, apps: &[String], within: Duration) -> RuntimeResult<Vec<ServiceStatus>> {
         // The pace the last look's progress gave, for the same apps; else the engine's.
+        // Before the first look at these apps: when their previous rollouts' pace says
+        // the new ones are done (one look for a rollout as quick as the last), else the
+        // engine's.
         let paced = self.pace.lock().expect("pace").take().filter(|(looked, _)| looked == apps).map(|(_, p)| p);
-        tokio::time::sleep(paced.unwrap_or_else(|| (within * POLL_PACE).clamp(POLL_FIRST, POLL_MAX))).await;
+        let first =
+            || first_look(&self.expected.lock().expect("expected rollouts"), apps, std::time::SystemTime::now());
+        let wait = paced.or_else(first).unwrap_or_else(|| (within * POLL_PACE).clamp(POLL_FIRST, POLL_MAX));
+        tokio::time::sleep(wait).await;
         self.watch_look(apps).await
     }
 
@@ -1047,7 +1120,14 @@ impl Runtime for EcsRuntime {
     }
 
     async fn logs(&self, app: &str, query: &LogQuery) -> RuntimeResult<LogStream> {
-        Ok(logs::stream(self.logs.clone(), self.log_group(), self.container_name(app), query.clone()))
+        let logging = self.logging.lock().expect("app logging").get(app).cloned().flatten();
+        let Some((group, prefix)) = revision::awslogs(&self.stage_settings(), logging.as_ref()) else {
+            return Err(RuntimeError::Invalid(format!(
+                "app {app} logs through its FireLens sidecar ([apps.{app}.logging] driver = \"awsfirelens\"), not to \
+                 CloudWatch Logs as awslogs: read its output where the log router sends it"
+            )));
+        };
+        Ok(logs::stream(self.logs.clone(), group, prefix, self.container_name(app), query.clone()))
     }
 
     async fn live(&self, recorded: &[crate::runtime::live::RecordedService]) -> RuntimeResult<Vec<LiveService>> {
@@ -1089,5 +1169,46 @@ mod tests {
         assert_eq!(at(&[deployment(2, 0, 60, now), deployment(2, 2, 60, now)]), Some(2));
         let done = Deployment::builder().rollout_state(DeploymentRolloutState::Completed).build();
         assert_eq!(at(&[done]), None);
+    }
+
+    #[test]
+    fn the_first_look_waits_as_long_as_the_services_last_rollout_took() {
+        use aws_sdk_ecs::primitives::DateTime;
+        let at = |secs: i64| DateTime::from_secs(secs);
+        let service = |previous: Option<(i64, i64, DeploymentRolloutState)>| {
+            let new = Deployment::builder().status("PRIMARY").created_at(at(1_000)).build();
+            let old = previous.map(|(made, updated, state)| {
+                Deployment::builder()
+                    .status("ACTIVE")
+                    .created_at(at(made))
+                    .updated_at(at(updated))
+                    .rollout_state(state)
+                    .build()
+            });
+            Service::builder().set_deployments(Some(std::iter::once(new).chain(old).collect())).build()
+        };
+        let epoch = |s: u64| std::time::UNIX_EPOCH + Duration::from_secs(s);
+        let minutes = Duration::from_secs(600);
+        let done = |previous, limit| expected_done(&service(previous), limit);
+        // The last rollout took 3 s: this one should be done 3 s after it was made, and a
+        // second more for the clock's grain; 60 s, and 15 more.
+        assert_eq!(done(Some((500, 503, DeploymentRolloutState::Completed)), minutes), Some(epoch(1_004)));
+        assert_eq!(done(Some((500, 560, DeploymentRolloutState::Completed)), minutes), Some(epoch(1_075)));
+        // Never past the deploy's timeout, nor two minutes; a failed one or none tells nothing.
+        let slow = Some((0, 600, DeploymentRolloutState::Completed));
+        assert_eq!(done(slow.clone(), Duration::from_secs(30)), Some(epoch(1_030)));
+        assert_eq!(done(slow, minutes), Some(epoch(1_000) + FIRST_LOOK_MAX));
+        assert_eq!(done(Some((500, 503, DeploymentRolloutState::Failed)), minutes), None);
+        assert_eq!(done(None, minutes), None);
+
+        // The first look at several apps comes when the last of them should be done.
+        let apps = ["a", "b", "new"].map(String::from);
+        let expected: HashMap<String, std::time::SystemTime> =
+            [("a".to_string(), epoch(1_003)), ("b".to_string(), epoch(1_004))].into();
+        assert_eq!(first_look(&expected, &apps, epoch(1_000)), Some(Duration::from_secs(4)));
+        // At least 2 s; none for apps without an expected end.
+        assert_eq!(first_look(&expected, &apps, epoch(1_010)), Some(POLL_FIRST));
+        assert_eq!(first_look(&expected, &apps, epoch(950)), Some(Duration::from_secs(54)));
+        assert_eq!(first_look(&expected, &apps[2..], epoch(1_000)), None);
     }
 }

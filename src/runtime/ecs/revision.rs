@@ -103,6 +103,20 @@ pub fn log_group(stage: &str, configured: Option<&str>) -> String {
 /// The awslogs stream prefix; streams are `<prefix>/<container>/<task-id>`.
 pub const LOG_STREAM_PREFIX: &str = "ferry";
 
+/// Where the awslogs driver writes an app's output (`logging` as `[apps.NAME.logging]`
+/// gives it): the log group and stream prefix, streams being `PREFIX/CONTAINER/TASK-ID` —
+/// the app's own, else the stage's group and `ferry`. `None`: the app logs through FireLens.
+pub fn awslogs(stage: &StageSettings<'_>, logging: Option<&Logging>) -> Option<(String, String)> {
+    match logging {
+        Some(Logging::Awslogs { group, stream_prefix }) => {
+            let group = if group.is_empty() { log_group(stage.stage, stage.log_group) } else { group.clone() };
+            Some((group, stream_prefix.clone()))
+        }
+        Some(Logging::Awsfirelens { .. }) => None,
+        None => Some((log_group(stage.stage, stage.log_group), LOG_STREAM_PREFIX.to_string())),
+    }
+}
+
 fn secs(d: crate::config::Duration, min: i32, max: i32) -> i32 {
     ((d.as_millis() / 1000).min(i32::MAX as u64) as i32).clamp(min, max)
 }
@@ -128,17 +142,11 @@ impl Rendered {
         let t = &c.deploy.ecs_task;
         // An app's own awslogs group is created by ferry before registering (CreateLogGroup),
         // so the task needs no `awslogs-create-group` (nor the permission it takes).
-        let (log_group, log_create_group, log_stream_prefix) = match &t.logging {
-            Some(Logging::Awslogs { group, stream_prefix }) if !group.is_empty() => {
-                (group.clone(), false, Some(stream_prefix.clone()).filter(|p| p != LOG_STREAM_PREFIX))
-            }
-            Some(Logging::Awslogs { stream_prefix, .. }) => (
-                log_group(stage.stage, stage.log_group),
-                stage.log_group.is_none(),
-                Some(stream_prefix.clone()).filter(|p| p != LOG_STREAM_PREFIX),
-            ),
-            _ => (log_group(stage.stage, stage.log_group), stage.log_group.is_none(), None),
-        };
+        let (log_group, log_stream_prefix) = awslogs(stage, t.logging.as_ref())
+            .unwrap_or_else(|| (log_group(stage.stage, stage.log_group), LOG_STREAM_PREFIX.to_string()));
+        let own_group = matches!(&t.logging, Some(Logging::Awslogs { group, .. }) if !group.is_empty());
+        let log_create_group = !own_group && stage.log_group.is_none();
+        let log_stream_prefix = Some(log_stream_prefix).filter(|p| p != LOG_STREAM_PREFIX);
         Rendered {
             family: family(stage.stage, &spec.app),
             container: spec.app.clone(),

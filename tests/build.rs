@@ -13,9 +13,17 @@ const STAGE: &str = "stages/development.toml";
 /// Removes the engine's images of one test project (by its registry namespace) on drop,
 /// and holds the lock that runs these tests one at a time: pruning the untagged images a
 /// failed build leaves must not catch another test's build under way.
-struct EngineImages(String, #[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+pub(crate) struct EngineImages(String, #[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
 
 static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl EngineImages {
+    /// The guard for `p`'s images (builds must label them `ferry.test=1`); waits for the
+    /// other build tests to finish.
+    pub(crate) fn of(p: &TestProject) -> Self {
+        EngineImages(p.registry_namespace.clone(), ENGINE.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 impl Drop for EngineImages {
     fn drop(&mut self) {
@@ -53,11 +61,11 @@ fn git_out(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The quick start project with a source folder `src/` (a git checkout) that builds a
+/// The python-web fixture with a source folder `src/` (a git checkout) that builds a
 /// busybox image.
 fn project(dockerfile: &str) -> (TestProject, EngineImages) {
-    let p = TestProject::from_example("quickstart");
-    let guard = EngineImages(p.registry_namespace.clone(), ENGINE.lock().unwrap_or_else(|e| e.into_inner()));
+    let p = TestProject::from_fixture("python-web");
+    let guard = EngineImages::of(&p);
     p.write("src/Dockerfile", dockerfile);
     p.write("src/index.html", "<h1>built</h1>\n");
     std::fs::copy("/bin/busybox", p.path().join("src/busybox")).expect("busybox-static must be installed");

@@ -37,7 +37,7 @@ pub(crate) struct DockerFixture {
 }
 
 /// Removes every container of the test's project (by its `ferry.project` label) on drop.
-struct Containers(String);
+pub(crate) struct Containers(pub(crate) String);
 
 impl Drop for Containers {
     fn drop(&mut self) {
@@ -48,7 +48,7 @@ impl Drop for Containers {
 }
 
 /// Ids of the project's containers (running only, unless `all`).
-fn containers(project: &str, all: bool) -> Vec<String> {
+pub(crate) fn containers(project: &str, all: bool) -> Vec<String> {
     let mut cmd = Command::new("docker");
     cmd.args(["ps", "-q", "--no-trunc", "--filter", &format!("label={}={project}", docker::LABEL_PROJECT)]);
     if all {

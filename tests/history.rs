@@ -92,6 +92,7 @@ pub fn record(p: &TestProject, releases: &[u64], deployments: Vec<Dep>) {
                 }),
                 ..Source::default()
             },
+            build: None,
             started_at,
             finished_at: Some(started_at + chrono::Duration::seconds(40)),
             status: d.status,

@@ -196,6 +196,9 @@ pub struct Deployment {
     pub description: String,
     #[serde(default)]
     pub source: Source,
+    /// For a release built by `ferry release create --source`: the sources it was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSource>,
     #[serde(deserialize_with = "timestamp::deserialize")]
     pub started_at: DateTime<Utc>,
     #[serde(default, deserialize_with = "timestamp::deserialize_option")]
@@ -261,6 +264,34 @@ pub struct Source {
     /// Local user and host that ran `ferry commit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+}
+
+/// The sources an image was built from by `ferry release create --source`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSource {
+    /// The image tag pushed: the commit, `COMMIT-dirty` with uncommitted changes, `src-HASH`
+    /// outside git.
+    pub tag: String,
+    /// The source's git commit; `None` outside git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The checkout had uncommitted changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dirty: bool,
+    /// The git repository (a URL without credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+}
+
+impl BuildSource {
+    /// The commit's first 12 digits and `-dirty` for uncommitted changes; the tag outside git.
+    pub fn short(&self) -> String {
+        match &self.commit {
+            Some(c) => format!("{}{}", &c[..c.len().min(12)], if self.dirty { "-dirty" } else { "" }),
+            None => self.tag.clone(),
+        }
+    }
 }
 
 /// Stable hash of an app config: sha256 of its canonical JSON. Equal configs hash equal

@@ -23,7 +23,15 @@ use crate::config::{AppConfig, Digest};
 /// read as they always did. Every ferry checks the version before anything else (`codec`),
 /// so an older one says "newer than this ferry understands: upgrade ferry" rather than
 /// calling the file corrupt.
-pub const STATE_FORMAT_VERSION: u32 = 2;
+///
+/// Version 3 adds `build` to a deployment (the sources `ferry release create --source` built
+/// its image from). A version 2 ferry would refuse the unknown field as a corrupt file, or,
+/// were it lenient, drop it on its next write; it refuses the file as newer instead. Raised
+/// per file as version 2 is: only while a deployment in the history records a build.
+pub const STATE_FORMAT_VERSION: u32 = 3;
+
+/// The format of a state with an adopted service and no deployment's build sources.
+pub const ADOPTED_STATE_FORMAT_VERSION: u32 = 2;
 
 /// The format of a state without anything newer in it: what ferry wrote before version 2.
 pub const BASE_STATE_FORMAT_VERSION: u32 = 1;
@@ -101,8 +109,10 @@ impl StageState {
     /// The format version this state is written as: the oldest that can say all of it
     /// (see [`STATE_FORMAT_VERSION`]).
     pub fn format_version(&self) -> u32 {
-        if self.apps.values().any(|a| a.adopted.is_some()) {
+        if self.apps.values().any(|a| a.history.iter().any(|d| d.build.is_some())) {
             STATE_FORMAT_VERSION
+        } else if self.apps.values().any(|a| a.adopted.is_some()) {
+            ADOPTED_STATE_FORMAT_VERSION
         } else {
             BASE_STATE_FORMAT_VERSION
         }
@@ -288,7 +298,8 @@ impl BuildSource {
     /// The commit's first 12 digits and `-dirty` for uncommitted changes; the tag outside git.
     pub fn short(&self) -> String {
         match &self.commit {
-            Some(c) => format!("{}{}", &c[..c.len().min(12)], if self.dirty { "-dirty" } else { "" }),
+            // By characters: a state file's commit is not necessarily hex.
+            Some(c) => format!("{}{}", c.chars().take(12).collect::<String>(), if self.dirty { "-dirty" } else { "" }),
             None => self.tag.clone(),
         }
     }

@@ -142,7 +142,10 @@ mod tests {
         let text = String::from_utf8(bytes).unwrap();
         let newer = text.replacen("\"version\": 1", &format!("\"version\": {}", STATE_FORMAT_VERSION + 1), 1);
         let err = decode("f.json", "bench", newer.as_bytes()).unwrap_err();
-        assert!(matches!(err, StateError::NewerVersion { version, .. } if version == STATE_FORMAT_VERSION + 1), "{err}");
+        assert!(
+            matches!(err, StateError::NewerVersion { version, .. } if version == STATE_FORMAT_VERSION + 1),
+            "{err}"
+        );
 
         let err = decode("f.json", "prod", text.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("holds the state of stage `bench`, not `prod`"), "{err}");

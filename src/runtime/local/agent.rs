@@ -159,7 +159,10 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
         eprintln!("{} {note}", Utc::now().to_rfc3339());
     }
     if !agent.docker.removals_finished(STOP_WAIT).await {
-        eprintln!("{} containers of stopped tasks were not all removed; the next agent removes them", Utc::now().to_rfc3339());
+        eprintln!(
+            "{} containers of stopped tasks were not all removed; the next agent removes them",
+            Utc::now().to_rfc3339()
+        );
     }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(layout.pid_file());

@@ -61,10 +61,10 @@ fn git_out(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The quick start project with a source folder `src/` (a git checkout) that builds a
+/// The python-web fixture with a source folder `src/` (a git checkout) that builds a
 /// busybox image.
 fn project(dockerfile: &str) -> (TestProject, EngineImages) {
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let guard = EngineImages::of(&p.registry_namespace);
     p.write("src/Dockerfile", dockerfile);
     p.write("src/index.html", "<h1>built</h1>\n");
@@ -225,4 +225,46 @@ fn the_dockerignore_keeps_files_out_of_the_build_context() {
     run.expect_code(1);
     let stderr = run.stderr();
     assert!(stderr.contains("error: the build context's .dockerignore line 2: `[z-a]` is not a pattern"), "{stderr}");
+}
+
+/// A release built from sources records its commit, and the deployment that activates it
+/// shows it in `ferry history` (text and JSON); uncommitted changes say `-dirty`. The
+/// fixture's stage runs processes: its Python command serves the unpacked image's files.
+#[test]
+fn history_shows_the_commit_a_release_was_built_from() {
+    let (p, _images) = project(GOOD);
+    let _agent = crate::support::agent::AgentGuard { layout: ferry::runtime::local::Layout::new(p.path()) };
+    let port = crate::support::agent::free_port();
+    p.write(STAGE, &p.read(STAGE).replace("port = 18080", &format!("port = {port}")));
+    let sha = git_out(&p.path().join("src"), &["rev-parse", "HEAD"]);
+
+    p.run(&["release", "create", "web", "--source", "src", "--activate"]).expect_code(0);
+    p.run(&["commit", "--yes"]).expect_code(0);
+    let history = p.run(&["history", "web"]);
+    history.expect_code(0);
+    let newest = history.stdout().lines().next().unwrap_or_default().to_string();
+    assert!(
+        newest.starts_with("v1 ") && newest.contains(&format!("built from {}", &sha[..12])),
+        "{}",
+        history.stdout()
+    );
+    assert!(!newest.contains("-dirty"), "{newest}");
+    let json: serde_json::Value = serde_json::from_str(&p.run(&["history", "web", "--json"]).stdout()).unwrap();
+    let build = &json["deployments"][0]["build"];
+    assert_eq!(build["commit"], sha.as_str(), "{json:#}");
+    assert_eq!(build["tag"], sha.as_str(), "{json:#}");
+    assert_eq!(build["dirty"], serde_json::Value::Null, "clean: left out");
+
+    // Uncommitted changes: the next release says so.
+    p.write("src/index.html", "<h1>changed</h1>\n");
+    p.run(&["release", "create", "web", "--source", "src", "--activate"]).expect_code(0);
+    p.run(&["commit", "--yes"]).expect_code(0);
+    let history = p.run(&["history", "web"]);
+    let newest = history.stdout().lines().next().unwrap_or_default().to_string();
+    assert!(
+        newest.starts_with("v2 ") && newest.contains(&format!("built from {}-dirty", &sha[..12])),
+        "{}",
+        history.stdout()
+    );
+    p.run(&["down"]).expect_code(0);
 }

@@ -787,6 +787,7 @@ async fn a_deploy_fails_at_the_first_new_task_that_stops_and_returns_to_the_prev
         },
         parallelism: None,
         source: Default::default(),
+        builds: Default::default(),
         stream_logs: false,
         abort: AbortSignal::new(),
     };

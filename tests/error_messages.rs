@@ -113,7 +113,7 @@ fn assert_error_snapshot(name: &str, description: &str, stderr: &str) {
 #[test]
 fn a_rebound_release_id_is_located_in_the_stage_file() {
     use crate::history::{ferry, file_config, record, Dep};
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     // State recorded release 1 with another digest than the file's.
     record(&p, &[1], vec![]);
     for command in ["plan", "graph"] {

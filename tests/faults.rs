@@ -146,6 +146,7 @@ fn engine(p: &Project) -> Engine {
         },
         parallelism: None,
         source: Default::default(),
+        builds: Default::default(),
         stream_logs: false,
         abort: AbortSignal::new(),
     }

@@ -18,7 +18,7 @@ pub fn digest(n: u64) -> Digest {
     format!("sha256:{}", &format!("{n:x}").repeat(64)[..64]).parse().unwrap()
 }
 
-/// `web`'s config as the quickstart stage file declares it now.
+/// `web`'s config as the python-web fixture's stage file declares it now.
 pub fn file_config(p: &TestProject) -> AppConfig {
     let project = config::load_project(p.path()).unwrap();
     config::load_stage(&project, "development").unwrap().apps["web"].config.clone()
@@ -92,6 +92,7 @@ pub fn record(p: &TestProject, releases: &[u64], deployments: Vec<Dep>) {
                 }),
                 ..Source::default()
             },
+            build: None,
             started_at,
             finished_at: Some(started_at + chrono::Duration::seconds(40)),
             status: d.status,
@@ -121,7 +122,7 @@ pub fn ferry(p: &TestProject, args: &[&str]) -> Run {
 }
 
 fn project_with_history() -> TestProject {
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let c = file_config(&p);
     let mut feature = c.clone();
     feature.env.insert("FEATURE_X".into(), "on".into());
@@ -159,7 +160,7 @@ fn history_lists_newest_first_with_aligned_columns_and_failure_reasons() {
 
 #[test]
 fn history_of_an_app_never_deployed_and_of_an_unknown_app() {
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let run = ferry(&p, &["history", "web"]);
     run.expect_code(0);
     assert_eq!(run.stdout(), "web has no deployments in stage development yet\n");

@@ -157,7 +157,7 @@ fn the_project_registry_starts_on_demand_and_stops() {
 /// A digest of ferry's old archive store gets a migration message, not a bare "not found".
 #[test]
 fn a_digest_of_the_old_archive_store_says_how_to_move() {
-    let p = crate::support::TestProject::from_example("quickstart");
+    let p = crate::support::TestProject::from_fixture("python-web");
     let old = format!("sha256:{}", "ab".repeat(32));
     let old = old.as_str();
     p.write(&format!(".ferry/registry/blobs/sha256/{}", &old[7..]), "old archive");

@@ -14,7 +14,7 @@ use crate::support::{Run, TestProject};
 use ferry::runtime::local::Layout;
 
 const STAGE: &str = "stages/development.toml";
-/// What `ferry image push image-v2 --repo web` prints in the quickstart.
+/// What `ferry image push image-v2 --repo web` prints in the python-web fixture.
 const V2: &str = "sha256:3a722590abfd484d536de7bb7b5ed997fda12a74d7494fccb8570ecb1c02c200";
 
 fn web(p: &TestProject) -> config::App {
@@ -24,7 +24,7 @@ fn web(p: &TestProject) -> config::App {
 
 #[test]
 fn create_verifies_the_digest_in_the_local_registry() {
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let before = p.read(STAGE);
     let run = p.run(&["release", "create", "web", V2, "--activate"]);
     run.expect_code(1);
@@ -58,7 +58,7 @@ fn create_verifies_the_digest_in_the_local_registry() {
 
 #[test]
 fn ids_are_never_reused_after_a_release_is_deleted_from_the_file() {
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let c = file_config(&p);
     // State has seen releases 1 to 3; the file declares only 1.
     record(&p, &[1, 2, 3], vec![Dep::ok(1, &c, "Activate release 1", 5)]);
@@ -98,7 +98,7 @@ fn hcl_edits_keep_comments_and_layout_and_ecs_digests_are_verified_in_ecr() {
 
 #[test]
 fn commit_applies_the_edited_file_at_once() {
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let _agent = AgentGuard { layout: Layout::new(p.path()) };
     // The example's fixed port could be taken on a shared machine; the test takes a free one.
     let stage = p.read("stages/development.toml").replace("port = 18080", &format!("port = {}", free_port()));
@@ -114,11 +114,11 @@ fn commit_applies_the_edited_file_at_once() {
     assert_eq!((newest["release"].as_u64(), newest["status"].as_str()), (Some(2), Some("succeeded")), "{json:#}");
 }
 
-/// The quickstart after release 2 shipped with other env and release 1 was deleted from the
+/// The python-web fixture after release 2 shipped with other env and release 1 was deleted from the
 /// file: v1 ran release 1 with GREETING=hello, v2 runs release 2 with GREETING=hi and
 /// FEATURE_X, v3 (release 3) failed.
 fn shipped_twice() -> TestProject {
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let mut v1 = file_config(&p);
     v1.env.insert("GREETING".into(), "hello".into());
     let text = p.read(STAGE);
@@ -179,7 +179,7 @@ fn rollback_refusals_say_why_and_what_to_do() {
     }
     assert_eq!(p.read(STAGE), before, "refusals change nothing");
 
-    let fresh = TestProject::from_example("quickstart");
+    let fresh = TestProject::from_fixture("python-web");
     let run = ferry(&fresh, &["rollback", "web"]);
     run.expect_code(1);
     assert!(run.stderr().starts_with("error: cannot roll back web: no deployment has succeeded yet"));

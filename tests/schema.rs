@@ -139,7 +139,7 @@ fn every_example_file_satisfies_the_schema() {
 
 #[test]
 fn the_schema_rejects_misspelled_keys_and_bad_values() {
-    let project = TestProject::from_example("quickstart");
+    let project = TestProject::from_fixture("python-web");
     let stage = project.read("stages/development.toml");
     assert!(stage.contains("healthy_threshold = 2"));
     project.write("typo.toml", &stage.replace("healthy_threshold = 2", "healthy_treshold = 2"));

@@ -604,11 +604,11 @@ fn a_planted_secret_never_appears_in_the_dashboard_or_its_api() {
 // ---- Items 7 to 12 of issue #18 (hostile stage files, masking, counters, file writes,
 // growth, early checks). ----
 
-/// A quickstart project whose `web` marks `TOKEN` sensitive, with two deployments recorded
+/// A python-web fixture project whose `web` marks `TOKEN` sensitive, with two deployments recorded
 /// that ran different TOKEN values: `(project, old value, value in the file now)`.
 fn project_with_sensitive_history() -> (TestProject, String, String) {
     use crate::history::{file_config, record, Dep};
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let (old, new) = (format!("old-token-{unique}"), format!("new-token-{unique}"));
     let stage = p
@@ -693,7 +693,7 @@ fn numbers_are_exact_and_read_alike_in_toml_and_hcl() {
 #[test]
 fn stage_file_writes_are_atomic_and_keep_mode_and_symlink() {
     use std::os::unix::fs::{symlink, MetadataExt};
-    let p = TestProject::from_example("quickstart");
+    let p = TestProject::from_fixture("python-web");
     let stage = p.path().join("stages/development.toml");
     // The real file lives elsewhere and is private; the stage file links to it.
     let real = p.path().join("private-development.toml");
@@ -727,7 +727,7 @@ fn stage_file_writes_are_atomic_and_keep_mode_and_symlink() {
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
 
-/// Edit the recorded state of the quickstart's `development` stage as JSON.
+/// Edit the recorded state of the python-web fixture's `development` stage as JSON.
 fn edit_state(p: &TestProject, change: impl FnOnce(&mut serde_json::Value)) {
     let path = p.path().join(".ferry/state/development.json");
     let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -747,7 +747,7 @@ fn exhausted_counters_refuse_the_commit_before_the_runtime_is_touched() {
         }),
     ];
     for (what, change) in cases {
-        let p = TestProject::from_example("quickstart");
+        let p = TestProject::from_fixture("python-web");
         let _guard = AgentGuard { layout: Layout::new(p.path()) };
         record(&p, &[2], vec![Dep::ok(2, &file_config(&p), "Activate release 2", 1)]);
         edit_state(&p, change);

@@ -10,8 +10,9 @@ use ferry::plan::{plan, Changeset, PlanOptions};
 use ferry::render::{self, PlanView, StageView};
 use ferry::state::StageState;
 
-/// The stage the state and saved-plan targets plan against: the quick start's.
-const QUICKSTART: &str = include_str!("../../examples/quickstart/stages/development.toml");
+/// The stage the state and saved-plan targets plan against: the python-web test fixture's
+/// (the quick start before it built from a Dockerfile; its releases match fuzz/seeds/).
+const QUICKSTART: &str = include_str!("../../tests/fixtures/python-web/stages/development.toml");
 
 /// Load a stage file's text as `stages/development.<ext>`; a rejected file's diagnostics
 /// are rendered (they quote the file and underline spans in it).
@@ -51,10 +52,10 @@ pub fn format_twice(data: &[u8], ext: &str) {
     }
 }
 
-/// The quick start's stage.
+/// The python-web fixture's stage.
 pub fn quickstart() -> Stage {
     load_stage_text(Path::new("stages/development.toml"), QUICKSTART.to_string(), "development")
-        .expect("the quick start's stage loads")
+        .expect("the python-web fixture's stage loads")
 }
 
 /// Plan `desired` against `recorded` and render the changeset.

@@ -48,7 +48,7 @@ use crate::plan::{Changeset, InvalidChangeset, Operation, Outcome};
 use crate::runtime::{
     LogLine, LogQuery, RecordedRevisions, RevisionId, Runtime, RuntimeResult, ServiceEvent, ServiceStatus,
 };
-use crate::state::{DeploymentStatus, LockedStage, Source, StateError};
+use crate::state::{BuildSource, DeploymentStatus, LockedStage, Source, StateError};
 
 /// First poll delay of in-flight rollouts (for the local agent: how long it may hold an
 /// answer while nothing changes).
@@ -109,6 +109,9 @@ pub struct Engine {
     pub parallelism: Option<usize>,
     /// Recorded as each deployment's source.
     pub source: Source,
+    /// The sources of images built by `ferry release create --source`, by digest: recorded
+    /// with each deployment of such an image.
+    pub builds: BTreeMap<String, BuildSource>,
     /// Stream new tasks' output to the hook while they roll out.
     pub stream_logs: bool,
     pub abort: AbortSignal,
@@ -694,7 +697,20 @@ impl Walk<'_> {
     fn record(&mut self, i: usize, op: &Operation, recorded: &Outcome, outcome: &mut OpOutcome) {
         let in_progress = self.in_progress[i];
         let mut number = None;
-        let ok = self.journal(|s| number = journal::finish(op, s, recorded, in_progress));
+        let build = match op {
+            Operation::Deploy { to, .. } => self.engine.builds.get(&to.digest.to_string()).cloned(),
+            _ => None,
+        };
+        let ok = self.journal(|s| {
+            number = journal::finish(op, s, recorded, in_progress);
+            if let (Some(n), Some(build)) = (number, build) {
+                let deployment =
+                    s.apps.get_mut(op.app()).and_then(|a| a.history.iter_mut().rev().find(|d| d.number == n));
+                if let Some(d) = deployment {
+                    d.build = Some(build);
+                }
+            }
+        });
         if !ok {
             return;
         }

@@ -85,6 +85,7 @@ fn engine(rt: &InMemoryRuntime, parallelism: Option<usize>) -> Engine {
         ops: OpContext { runtime: Arc::new(rt.clone()), registry: Arc::new(NoRegistry), local_releases: None },
         parallelism,
         source: Default::default(),
+        builds: Default::default(),
         stream_logs: false,
         abort: AbortSignal::new(),
     }

@@ -19,9 +19,12 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
 
+use crate::config::Project;
 use crate::history::GitCheckout;
+use crate::pipeline::records::{load, open_records, update, RecordError};
 use crate::registry::oci::innermost;
 use crate::registry::{image, OciRegistry, Pushed, RegistryError};
+use crate::state::BuildSource;
 
 /// How many of a failed build's last output lines the error shows.
 const FAILED_TAIL: usize = 10;
@@ -37,6 +40,55 @@ pub struct BuildSpec {
     pub target: Option<String>,
     /// Build args.
     pub args: BTreeMap<String, String>,
+}
+
+/// The project record (`pipeline::records`) of the sources each built image came from, by
+/// digest: `release create --source` adds to it, `commit` records the entry of each image it
+/// deploys in the deployment (`ferry history` shows it). A project record rather than state
+/// or the stage file: a build edits only the stage file, and the stage is not locked then.
+pub const BUILDS_RECORD: &str = "builds";
+
+/// How many builds the record keeps (the newest): older images are rarely deployed again,
+/// and their deployments then only miss the source line.
+const BUILDS_KEPT: usize = 1000;
+
+/// One entry of [`BUILDS_RECORD`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BuildRecord {
+    pub source: BuildSource,
+    pub built_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Built {
+    /// What the build came from, as deployments record it.
+    pub fn source(&self) -> BuildSource {
+        BuildSource {
+            tag: self.tag.clone(),
+            commit: self.git.sha.clone(),
+            dirty: self.git.dirty,
+            repo: self.git.repo.clone(),
+        }
+    }
+}
+
+/// Add `built` under its digest to the project's [`BUILDS_RECORD`].
+pub fn record_build(project: &Project, built: &Built) -> Result<(), RecordError> {
+    let store = open_records(project)?;
+    let entry = BuildRecord { source: built.source(), built_at: chrono::Utc::now() };
+    update(store.as_ref(), BUILDS_RECORD, |builds: &mut BTreeMap<String, BuildRecord>| {
+        builds.insert(built.pushed.digest.to_string(), entry.clone());
+        while builds.len() > BUILDS_KEPT {
+            let oldest = builds.iter().min_by_key(|(_, b)| b.built_at).map(|(d, _)| d.clone());
+            builds.remove(&oldest.expect("not empty"));
+        }
+    })
+}
+
+/// The sources of the project's built images, by digest (none when nothing was built).
+pub fn load_builds(project: &Project) -> Result<BTreeMap<String, BuildSource>, RecordError> {
+    let store = open_records(project)?;
+    let builds: BTreeMap<String, BuildRecord> = load(store.as_ref(), BUILDS_RECORD)?;
+    Ok(builds.into_iter().map(|(digest, b)| (digest, b.source)).collect())
 }
 
 /// What the source's git checkout says.

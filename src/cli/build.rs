@@ -74,6 +74,13 @@ pub(super) fn build_release(
         built.tag,
         built.pushed.digest
     );
+    // The image is pushed either way; without the record only history misses its commit.
+    if let Err(e) = crate::build::record_build(project, &built) {
+        eprintln!(
+            "warning: cannot record the sources of {} ({e}); `ferry history` will not show them",
+            built.pushed.digest
+        );
+    }
     Ok(built.pushed.digest)
 }
 

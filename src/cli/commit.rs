@@ -202,6 +202,7 @@ pub(crate) fn commit_desired(
         },
         parallelism: args.parallelism,
         source: crate::state::Source::detect(&ctx.cwd),
+        builds: built_images(project, &changeset),
         stream_logs: args.logs,
         abort: AbortSignal::new(),
     };
@@ -440,4 +441,20 @@ fn print_summary(cs: &Changeset, report: &ApplyReport, on_stderr: bool) -> CliRe
         return Ok(());
     }
     print_out(&out)
+}
+
+/// The sources of the images `changeset` deploys that `release create --source` built; read
+/// only when it deploys something (an S3 state backend pays a request for it). Unreadable,
+/// the deploy goes on and its deployments miss the source line.
+fn built_images(
+    project: &crate::config::Project,
+    changeset: &crate::plan::Changeset,
+) -> std::collections::BTreeMap<String, crate::state::BuildSource> {
+    if !changeset.operations.iter().any(|op| matches!(op, crate::plan::Operation::Deploy { .. })) {
+        return Default::default();
+    }
+    crate::build::load_builds(project).unwrap_or_else(|e| {
+        eprintln!("warning: cannot read the sources of built images ({e}); deployments will not record them");
+        Default::default()
+    })
 }

@@ -13,8 +13,9 @@ use crate::state::{Deployment, DeploymentStatus};
 
 /// List an app's deployments vN, newest first.
 ///
-/// Each line says what changed, when, from which commit, and how it ended; a failed or
-/// aborted one shows why on the lines below.
+/// Each line says what changed (for an image `release create --source` built: the commit it
+/// was built from, `-dirty` for uncommitted changes), when, from which commit it was
+/// applied, and how it ended; a failed or aborted one shows why on the lines below.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ferry history web\n  ferry history web -s production -n 5\n  \
                         ferry history web --json | jq '.deployments[0].status'")]
@@ -69,7 +70,10 @@ fn render(deployments: &[&Deployment], now: chrono::DateTime<chrono::Utc>, color
             [
                 format!("v{}", d.number),
                 relative_time(d.started_at, now),
-                printable(&d.description),
+                printable(&match &d.build {
+                    Some(build) => format!("{}, built from {}", d.description, build.short()),
+                    None => d.description.clone(),
+                }),
                 d.source.short_commit().map_or_else(|| "-".to_string(), printable),
                 status_text(d.status, color),
                 commit_line(&d.source),

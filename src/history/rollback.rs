@@ -177,6 +177,7 @@ mod tests {
                 revision: None,
                 description: format!("Activate release {release}"),
                 source: Source::default(),
+                build: None,
                 started_at: chrono::DateTime::UNIX_EPOCH,
                 finished_at: None,
                 status: *status,

@@ -123,6 +123,7 @@ fn push_deployment(
         revision: revision.clone(),
         description: description.to_string(),
         source: outcome.source.clone(),
+        build: None,
         started_at: outcome.started_at,
         finished_at: Some(outcome.finished_at),
         status: outcome.status,

@@ -23,7 +23,15 @@ use crate::config::{AppConfig, Digest};
 /// read as they always did. Every ferry checks the version before anything else (`codec`),
 /// so an older one says "newer than this ferry understands: upgrade ferry" rather than
 /// calling the file corrupt.
-pub const STATE_FORMAT_VERSION: u32 = 2;
+///
+/// Version 3 adds `build` to a deployment (the sources `ferry release create --source` built
+/// its image from). A version 2 ferry would refuse the unknown field as a corrupt file, or,
+/// were it lenient, drop it on its next write; it refuses the file as newer instead. Raised
+/// per file as version 2 is: only while a deployment in the history records a build.
+pub const STATE_FORMAT_VERSION: u32 = 3;
+
+/// The format of a state with an adopted service and no deployment's build sources.
+pub const ADOPTED_STATE_FORMAT_VERSION: u32 = 2;
 
 /// The format of a state without anything newer in it: what ferry wrote before version 2.
 pub const BASE_STATE_FORMAT_VERSION: u32 = 1;
@@ -108,8 +116,10 @@ impl StageState {
     /// The format version this state is written as: the oldest that can say all of it
     /// (see [`STATE_FORMAT_VERSION`]).
     pub fn format_version(&self) -> u32 {
-        if self.apps.values().any(|a| a.adopted.is_some()) {
+        if self.apps.values().any(|a| a.history.iter().any(|d| d.build.is_some())) {
             STATE_FORMAT_VERSION
+        } else if self.apps.values().any(|a| a.adopted.is_some()) {
+            ADOPTED_STATE_FORMAT_VERSION
         } else {
             BASE_STATE_FORMAT_VERSION
         }
@@ -203,6 +213,9 @@ pub struct Deployment {
     pub description: String,
     #[serde(default)]
     pub source: Source,
+    /// For a release built by `ferry release create --source`: the sources it was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSource>,
     #[serde(deserialize_with = "timestamp::deserialize")]
     pub started_at: DateTime<Utc>,
     #[serde(default, deserialize_with = "timestamp::deserialize_option")]
@@ -268,6 +281,35 @@ pub struct Source {
     /// Local user and host that ran `ferry commit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+}
+
+/// The sources an image was built from by `ferry release create --source`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSource {
+    /// The image tag pushed: the commit, `COMMIT-dirty` with uncommitted changes, `src-HASH`
+    /// outside git.
+    pub tag: String,
+    /// The source's git commit; `None` outside git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The checkout had uncommitted changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dirty: bool,
+    /// The git repository (a URL without credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+}
+
+impl BuildSource {
+    /// The commit's first 12 digits and `-dirty` for uncommitted changes; the tag outside git.
+    pub fn short(&self) -> String {
+        match &self.commit {
+            // By characters: a state file's commit is not necessarily hex.
+            Some(c) => format!("{}{}", c.chars().take(12).collect::<String>(), if self.dirty { "-dirty" } else { "" }),
+            None => self.tag.clone(),
+        }
+    }
 }
 
 /// Stable hash of an app config: sha256 of its canonical JSON. Equal configs hash equal

@@ -40,6 +40,13 @@ impl TestProject {
         p
     }
 
+    /// A copy of `tests/fixtures/NAME`.
+    pub fn from_fixture(name: &str) -> Self {
+        let p = Self::empty();
+        copy_dir(&repo_root().join("tests/fixtures").join(name), p.path());
+        p
+    }
+
     /// `127.0.0.1:PORT/NAMESPACE`: this project's registry (started on first use).
     pub fn registry_url(&self) -> String {
         format!("{}/{}", registry::shared(), self.registry_namespace)

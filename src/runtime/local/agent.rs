@@ -159,6 +159,12 @@ pub async fn run(layout: Layout) -> io::Result<bool> {
     for note in agent.docker.sweep_leftovers(|_, _| true).await {
         eprintln!("{} {note}", Utc::now().to_rfc3339());
     }
+    if !agent.docker.removals_finished(STOP_WAIT).await {
+        eprintln!(
+            "{} containers of stopped tasks were not all removed; the next agent removes them",
+            Utc::now().to_rfc3339()
+        );
+    }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(layout.pid_file());
     eprintln!("{} ferry agent {} exited", Utc::now().to_rfc3339(), std::process::id());
@@ -308,6 +314,10 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
                     break;
                 }
             }
+            // `down` leaves no container: those of the tasks just stopped are removed in the
+            // background (`docker::Removals`).
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            agent.docker.removals_finished(left).await;
             Ok(Reply::Done)
         }
         Request::Shutdown => {

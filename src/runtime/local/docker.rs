@@ -11,17 +11,25 @@
 //! they outlive a killed agent and the next one finds them ([`DockerDriver::adopt_leftovers`]):
 //! a task of the same revision that starts later takes such a container over instead of
 //! starting another; the rest are removed once their app has been deployed again, or when
-//! the agent exits. `FERRY_CONTAINER_LABELS` (`k=v,k=v`) adds labels to every container
+//! the agent exits.
+//!
+//! A task stopped for good (replaced by a rollout, scaled in, its app removed) is stopped
+//! within the rollout, but its container is removed in the background ([`Removals`]): the
+//! rollout, and the commit waiting on it, do not wait for `docker rm`. The agent waits for
+//! those removals before it answers `Down` and before it exits; a container whose removal
+//! a killed agent never made is an ended container of the project, which the next agent
+//! removes at start like any other. `FERRY_CONTAINER_LABELS` (`k=v,k=v`) adds labels to every container
 //! (the tests mark theirs with it).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -46,6 +54,15 @@ pub const EXTRA_LABELS_ENV: &str = "FERRY_CONTAINER_LABELS";
 
 /// How long a check that the engine answers may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long an ended container's output may take to reach the task log before its end is
+/// reported anyway (the output stream ends with the container; this bounds a stuck one).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a container SIGKILLed by nobody ferry knows of, without Docker's `OOMKilled`
+/// flag, waits for the engine's `oom` event before it is reported as a plain kill (see
+/// [`oom_event`]).
+const OOM_EVENT_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether a Docker Engine answers (for the default driver).
 pub async fn engine_answers() -> bool {
@@ -100,11 +117,46 @@ pub struct DockerDriver {
     project: String,
     docker: OnceCell<Docker>,
     leftovers: Mutex<Vec<Leftover>>,
+    removals: Removals,
+}
+
+/// Containers of stopped tasks being removed in the background: how many are under way.
+#[derive(Clone)]
+struct Removals(Arc<watch::Sender<usize>>);
+
+impl Removals {
+    fn new() -> Self {
+        Removals(Arc::new(watch::channel(0).0))
+    }
+
+    /// Remove container `id` in the background.
+    fn start(&self, docker: Docker, id: String) {
+        self.0.send_modify(|n| *n += 1);
+        let pending = self.0.clone();
+        tokio::spawn(async move {
+            remove(&docker, &id).await;
+            pending.send_modify(|n| *n -= 1);
+        });
+    }
+
+    /// Wait until no removal is under way, at most `within`; whether none is.
+    async fn finished(&self, within: Duration) -> bool {
+        let mut pending = self.0.subscribe();
+        let finished = tokio::time::timeout(within, pending.wait_for(|&n| n == 0)).await.is_ok();
+        finished
+    }
 }
 
 impl DockerDriver {
     pub fn new(project: String) -> Self {
-        DockerDriver { project, docker: OnceCell::new(), leftovers: Mutex::new(Vec::new()) }
+        DockerDriver { project, docker: OnceCell::new(), leftovers: Mutex::new(Vec::new()), removals: Removals::new() }
+    }
+
+    /// Wait (at most `within`) for the containers of stopped tasks to be removed: before
+    /// `Down` answers and before the agent exits, so that neither leaves a container
+    /// behind. Whether all were.
+    pub async fn removals_finished(&self, within: Duration) -> bool {
+        self.removals.finished(within).await
     }
 
     async fn client(&self) -> Result<&Docker, String> {
@@ -264,6 +316,9 @@ struct ContainerRun {
     docker: Docker,
     id: String,
     exited: watch::Receiver<Option<Exit>>,
+    removals: Removals,
+    /// Set once ferry stops it: a SIGKILL after the stop timeout is then no OOM kill.
+    stopping: Arc<AtomicBool>,
 }
 
 #[async_trait::async_trait]
@@ -276,7 +331,8 @@ impl TaskDriver for DockerDriver {
                 short(&left.id),
                 left.port
             ));
-            return Ok(watch(docker, left.id, left.port, left.pid, log, true).await);
+            let watched = Watched { port: left.port, pid: left.pid, adopted: true };
+            return Ok(watch(docker, left.id, watched, log, self.removals.clone()).await);
         }
         let Some(image) = run.image_ref.clone() else {
             return Err("the revision names no image for the Docker driver".into());
@@ -335,12 +391,22 @@ impl TaskDriver for DockerDriver {
         let shown = if cmd.is_empty() { "the image's command".to_string() } else { cmd.join(" ") };
         let published = host_port.map(|p| format!(", port {port_text} on 127.0.0.1:{p}")).unwrap_or_default();
         log.note(&format!("started container {} of {image}{published}: {shown}", short(&created.id)));
-        Ok(watch(docker, created.id, host_port.unwrap_or(0), pid, log, false).await)
+        let watched = Watched { port: host_port.unwrap_or(0), pid, adopted: false };
+        Ok(watch(docker, created.id, watched, log, self.removals.clone()).await)
     }
 }
 
+/// What [`watch`] reports of a container: its published port and pid, and whether it was
+/// taken over from a killed agent.
+struct Watched {
+    port: u16,
+    pid: Option<u32>,
+    adopted: bool,
+}
+
 /// Follow a started container: its output into the log, its end into the exit channel.
-async fn watch(docker: Docker, id: String, port: u16, pid: Option<u32>, log: &TaskLog, adopted: bool) -> Started {
+async fn watch(docker: Docker, id: String, watched: Watched, log: &TaskLog, removals: Removals) -> Started {
+    let Watched { port, pid, adopted } = watched;
     let mut options = LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true);
     if adopted {
         // What it printed before is in the killed agent's log of its task.
@@ -348,7 +414,7 @@ async fn watch(docker: Docker, id: String, port: u16, pid: Option<u32>, log: &Ta
     }
     let mut output = docker.logs(&id, Some(options.build()));
     let to = log.clone();
-    tokio::spawn(async move {
+    let output = tokio::spawn(async move {
         let mut partial: BTreeMap<bool, Vec<u8>> = BTreeMap::new();
         while let Some(Ok(chunk)) = output.next().await {
             let err = matches!(chunk, bollard::container::LogOutput::StdErr { .. });
@@ -365,23 +431,32 @@ async fn watch(docker: Docker, id: String, port: u16, pid: Option<u32>, log: &Ta
     });
     let (tx, exited) = watch::channel(None);
     let (waiter, wid) = (docker.clone(), id.clone());
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stopped_by_us = stopping.clone();
     tokio::spawn(async move {
         // The wait answers once the container ended (an error for a non-zero code, too);
         // the inspection says how.
         let _ = waiter.wait_container(&wid, None).next().await;
-        let _ = tx.send(Some(ended(&waiter, &wid).await));
+        // Its last lines in the log before its end is reported: the log then reads in
+        // order ("exited", "stopped" after the output), and whoever reads it once the task
+        // stopped finds all of it (a one-off task's output was sometimes cut off before).
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, output).await;
+        let _ = tx.send(Some(ended(&waiter, &wid, &stopped_by_us).await));
     });
-    Started { handle: Box::new(ContainerRun { docker, id, exited: exited.clone() }), port, pid, exited }
+    let handle = ContainerRun { docker, id, exited: exited.clone(), removals, stopping };
+    Started { handle: Box::new(handle), port, pid, exited }
 }
 
 /// How an ended container ended: its exit code, and whether the kernel killed it for memory.
-async fn ended(docker: &Docker, id: &str) -> Exit {
+async fn ended(docker: &Docker, id: &str, stopping: &AtomicBool) -> Exit {
     let state = match docker.inspect_container(id, None).await {
         Ok(c) => c.state.unwrap_or_default(),
         Err(e) => return Exit { code: None, text: format!("lost the container: {}", innermost(&e)), signaled: false },
     };
     let code = state.exit_code.and_then(|c| i32::try_from(c).ok());
-    let oom = state.oom_killed == Some(true);
+    let killed = code == Some(128 + libc::SIGKILL) && !stopping.load(Ordering::SeqCst);
+    let oom = state.oom_killed == Some(true)
+        || (killed && oom_event(docker, id, state.started_at.as_deref().unwrap_or_default()).await);
     let mut text = match code {
         Some(c) => format!("exit code {c}"),
         None => "unknown status".to_string(),
@@ -395,6 +470,30 @@ async fn ended(docker: &Docker, id: &str) -> Exit {
     // 128 + signal, as a shell reports it: a stop by signal, unless the app chose the code.
     let signaled = code.is_some_and(|c| c > 128 && c <= 128 + 64) && !oom;
     Exit { code, text, signaled }
+}
+
+/// Whether the engine reported an `oom` event of container `id` (started at `started_at`,
+/// RFC 3339), waiting for it at most [`OOM_EVENT_WAIT`]. Docker sets `OOMKilled` only when
+/// containerd's OOM event reaches it before the exit event; on a busy machine it sometimes
+/// comes after (containerd/containerd#8180), and the container then reads as a plain exit
+/// 137, but the engine still logs the `oom` event. Asked only of a container SIGKILLed by
+/// someone other than ferry, so a stop's SIGKILL after the timeout costs no wait.
+async fn oom_event(docker: &Docker, id: &str, started_at: &str) -> bool {
+    let now = chrono::Utc::now();
+    let since = chrono::DateTime::parse_from_rfc3339(started_at).map_or(now.timestamp() - 3600, |t| t.timestamp());
+    let until = now + OOM_EVENT_WAIT;
+    let filters = HashMap::from([
+        ("container".to_string(), vec![id.to_string()]),
+        ("event".to_string(), vec!["oom".to_string()]),
+    ]);
+    // Past events since its start, then live ones until `until`, when the stream ends.
+    let options = EventsOptions {
+        since: Some(since.to_string()),
+        until: Some(format!("{}.{:09}", until.timestamp(), until.timestamp_subsec_nanos())),
+        filters: Some(filters),
+    };
+    let mut events = docker.events(Some(options));
+    matches!(tokio::time::timeout(OOM_EVENT_WAIT + Duration::from_secs(1), events.next()).await, Ok(Some(Ok(_))))
 }
 
 #[async_trait::async_trait]
@@ -438,6 +537,7 @@ impl Running for ContainerRun {
     async fn stop(&self, timeout: Duration) -> Option<Exit> {
         // Docker's stop: SIGTERM, SIGKILL after `t` seconds (rounded up: never shorter).
         let t = timeout.as_millis().div_ceil(1000).max(1);
+        self.stopping.store(true, Ordering::SeqCst);
         let options = StopContainerOptionsBuilder::new().t(i32::try_from(t).unwrap_or(i32::MAX)).build();
         let _ = self.docker.stop_container(&self.id, Some(options)).await;
         let mut exited = self.exited.clone();
@@ -446,5 +546,9 @@ impl Running for ContainerRun {
 
     async fn cleanup(&self) {
         remove(&self.docker, &self.id).await;
+    }
+
+    async fn release(&self) {
+        self.removals.start(self.docker.clone(), self.id.clone());
     }
 }

@@ -83,6 +83,12 @@ pub trait Running: health::CommandCheck {
     async fn stop(&self, timeout: Duration) -> Option<Exit>;
     /// After the run ended (by itself or stopped): release what it held.
     async fn cleanup(&self);
+    /// [`Running::cleanup`] of a run stopped for good (its task is not restarted): what
+    /// takes long may go on in the background (a container's removal), so that a rollout
+    /// replacing the task does not wait for it.
+    async fn release(&self) {
+        self.cleanup().await;
+    }
 }
 
 /// Wait until `exited` says the run ended (cancel-safe: used in `select!`).

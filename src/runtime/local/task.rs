@@ -292,7 +292,8 @@ async fn supervise(
                 log.note(&format!("stopped: {}", e.text));
             }
             agent.update(id, |t| t.lifecycle = Lifecycle::Deprovisioning);
-            handle.cleanup().await;
+            // Stopped for good: the rollout waits for the stop, not for the clean-up.
+            handle.release().await;
             finish(agent, id, exit.and_then(|e| e.code.filter(|_| !e.signaled)), Some(reason));
             Ok(None)
         }

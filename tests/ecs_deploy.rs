@@ -17,7 +17,7 @@ use crate::support::{Run, TestProject};
 
 /// Two target groups behind an application load balancer with a listener and a rule (what
 /// blue/green moves traffic with), in the default VPC; prints their ARNs.
-const SETUP_LOAD_BALANCER: &str = r#"
+pub(crate) const SETUP_LOAD_BALANCER: &str = r#"
 import boto3, json, sys
 ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
 vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]

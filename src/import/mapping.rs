@@ -262,6 +262,16 @@ fn seconds(s: i32) -> String {
     format!("{s}s")
 }
 
+/// The service's tags other than ferry's and AWS's: the app's `tags`.
+fn app_tags(service: &Service) -> std::collections::BTreeMap<String, String> {
+    service
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .filter(|(k, _)| !crate::runtime::ecs::service::reserved_tag(k))
+        .collect()
+}
+
 fn some_if(on: bool, text: impl FnOnce() -> String) -> Option<String> {
     on.then(text)
 }
@@ -657,9 +667,21 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
     },
     Rule {
         feature: "capacity provider strategy",
-        key: None,
+        key: Some("capacity_providers"),
         used: |s| list(s.service.capacity_provider_strategy()),
-        write: nothing,
+        write: |s, t| {
+            t.app.capacity_providers = s
+                .service
+                .capacity_provider_strategy()
+                .iter()
+                .map(|c| crate::config::ecs_task::CapacityProviderSection {
+                    provider: c.capacity_provider().to_string(),
+                    weight: Some(i64::from(c.weight())),
+                    base: Some(i64::from(c.base())).filter(|&b| b != 0),
+                })
+                .collect();
+            Ok(())
+        },
     },
     Rule {
         feature: "launch type",
@@ -675,21 +697,55 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
         write: nothing,
     },
     Rule { feature: "placement strategy", key: None, used: |s| list(s.service.placement_strategy()), write: nothing },
+    // With load balancers ferry always sends a grace period (the file's, else the health
+    // check's start period): the service's own is written, so that none changes.
     Rule {
         feature: "health check grace period",
-        key: None,
+        key: Some("deploy.health_check_grace_period"),
         used: |s| {
-            let grace = s.service.health_check_grace_period_seconds()?;
-            let start = s.main().health_check().and_then(|h| h.start_period()).unwrap_or(0);
-            some_if(grace != start, || format!("{grace}s; ferry uses the health check's start period ({start}s)"))
+            s.load_balancer()?;
+            Some(format!("{}s", s.service.health_check_grace_period_seconds().unwrap_or(0)))
         },
-        write: nothing,
+        write: |s, t| {
+            let grace = s.service.health_check_grace_period_seconds().unwrap_or(0);
+            deploy(t).health_check_grace_period = Some(format!("{grace}s"));
+            Ok(())
+        },
     },
     Rule {
         feature: "ECS Exec",
-        key: None,
+        key: Some("exec"),
         used: |s| some_if(s.service.enable_execute_command(), || "enabled".into()),
-        write: nothing,
+        write: |_, t| {
+            t.app.exec = Some(true);
+            Ok(())
+        },
+    },
+    Rule {
+        feature: "tags",
+        key: Some("tags"),
+        used: |s| {
+            let tags = app_tags(&s.service);
+            some_if(!tags.is_empty(), || format!("{tags:?}"))
+        },
+        write: |s, t| {
+            t.app.tags = app_tags(&s.service);
+            Ok(())
+        },
+    },
+    // ferry's default is SERVICE: another source is written.
+    Rule {
+        feature: "tag propagation",
+        key: Some("propagate_tags"),
+        used: |s| {
+            let p = s.service.propagate_tags().map_or("NONE", |p| p.as_str());
+            some_if(p != "SERVICE", || p.to_string())
+        },
+        write: |s, t| {
+            t.app.propagate_tags =
+                Some(s.service.propagate_tags().map_or("NONE", |p| p.as_str()).to_ascii_lowercase());
+            Ok(())
+        },
     },
     Rule { feature: "volumes", key: None, used: |s| list(s.task_definition.volumes()), write: nothing },
     Rule { feature: "mount points", key: None, used: |s| list(s.main().mount_points()), write: nothing },

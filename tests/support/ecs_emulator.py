@@ -455,7 +455,10 @@ original_update = EC2ContainerServiceBackend.update_service
 def create_service(self, *args, **kwargs):
     service = original_create(self, *args, **kwargs)
     service.deployments = []
+    # moto drops these on CreateService (and keeps them on UpdateService): keep them, as ECS does.
     service.health_check_grace_period_seconds = current_request.get("healthCheckGracePeriodSeconds")
+    service.capacity_provider_strategy = current_request.get("capacityProviderStrategy")
+    service.enable_execute_command = bool(current_request.get("enableExecuteCommand"))
     new_deployment(self, service, None)
     return service
 

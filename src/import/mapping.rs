@@ -742,8 +742,7 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
             some_if(p != "SERVICE", || p.to_string())
         },
         write: |s, t| {
-            t.app.propagate_tags =
-                Some(s.service.propagate_tags().map_or("NONE", |p| p.as_str()).to_ascii_lowercase());
+            t.app.propagate_tags = Some(s.service.propagate_tags().map_or("NONE", |p| p.as_str()).to_ascii_lowercase());
             Ok(())
         },
     },

@@ -292,9 +292,12 @@ mod tests {
     /// The service as ECS describes it after CreateService with `settings()`: strategy in
     /// another order, ferry's and AWS's tags beside the app's.
     fn as_described() -> Service {
-        let item = |p: &str, w, b| CapacityProviderStrategyItem::builder().capacity_provider(p).weight(w).base(b).build();
+        let item =
+            |p: &str, w, b| CapacityProviderStrategyItem::builder().capacity_provider(p).weight(w).base(b).build();
         Service::builder()
-            .load_balancers(LoadBalancer::builder().target_group_arn(TG).container_name("web").container_port(8080).build())
+            .load_balancers(
+                LoadBalancer::builder().target_group_arn(TG).container_name("web").container_port(8080).build(),
+            )
             .health_check_grace_period_seconds(30)
             .capacity_provider_strategy(item("FARGATE", 1, 1).unwrap())
             .capacity_provider_strategy(item("FARGATE_SPOT", 3, 0).unwrap())
@@ -310,7 +313,10 @@ mod tests {
     fn an_untouched_service_shows_no_difference() {
         let expected = expected(&balancing(), &settings()).unwrap();
         assert_eq!(expected, described(&as_described(), true));
-        assert_eq!(expected["service.capacityProviderStrategy"], "FARGATE weight 1 base 1, FARGATE_SPOT weight 3 base 0");
+        assert_eq!(
+            expected["service.capacityProviderStrategy"],
+            "FARGATE weight 1 base 1, FARGATE_SPOT weight 3 base 0"
+        );
         assert_eq!(expected["service.loadBalancers"], format!("{TG} (web:8080)"));
     }
 
@@ -333,7 +339,8 @@ mod tests {
         let mut with = settings();
         with.ecs.health_check_grace_period_s = Some(90);
         assert_eq!(expected(&balancing(), &with).unwrap()["service.healthCheckGracePeriodSeconds"], "90");
-        with.ecs.target_groups = vec![TargetGroup { arn: TG.into(), container: Some("envoy".into()), port: Some(9901) }];
+        with.ecs.target_groups =
+            vec![TargetGroup { arn: TG.into(), container: Some("envoy".into()), port: Some(9901) }];
         assert_eq!(expected(&balancing(), &with).unwrap()["service.loadBalancers"], format!("{TG} (envoy:9901)"));
     }
 

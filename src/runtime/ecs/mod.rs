@@ -125,7 +125,7 @@ pub struct EcsRuntime {
     targets_healthy: Mutex<std::collections::HashSet<String>>,
     /// By app: the revision recorded state names as serving, and the tags its release
     /// declared (what a deploy's tag reconciliation starts from, see [`service`]).
-    serving: Mutex<HashMap<String, (String, std::collections::BTreeMap<String, String>)>>,
+    serving: Mutex<service::ServingTags>,
 }
 
 /// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered

@@ -253,6 +253,9 @@ pub fn arn_of(service: Option<&Service>) -> RuntimeResult<&str> {
         .ok_or_else(|| RuntimeError::Unavailable("UpdateService returned no service ARN".into()))
 }
 
+/// By app: the revision recorded state names as serving, and the tags its release declared.
+pub(super) type ServingTags = std::collections::HashMap<String, (String, BTreeMap<String, String>)>;
+
 impl super::EcsRuntime {
     /// Note that recorded state names `revision` as serving `app`, its release declaring `tags`.
     pub(super) fn note_serving(&self, app: &str, revision: &str, tags: &BTreeMap<String, String>) {

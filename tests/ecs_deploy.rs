@@ -17,7 +17,7 @@ use crate::support::{Run, TestProject};
 
 /// Two target groups behind an application load balancer with a listener and a rule (what
 /// blue/green moves traffic with), in the default VPC; prints their ARNs.
-const SETUP_LOAD_BALANCER: &str = r#"
+pub(crate) const SETUP_LOAD_BALANCER: &str = r#"
 import boto3, json, sys
 ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
 vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
@@ -177,6 +177,18 @@ timeout = "20s"
                 self.lb["green"].as_str().unwrap(),
             ],
         )
+    }
+
+    /// Commit release 1 (healthy), then release 2 whose health check fails: the task
+    /// definition serving before, and the failed commit (exit 1).
+    fn commit_failing_release(&self, p: &TestProject) -> (String, Run) {
+        self.ferry(p, &["commit", "--yes", "-s", &self.stage]).expect_code(0);
+        let before = self.read()["service"]["taskDefinition"].as_str().unwrap().to_string();
+        let file = format!("stages/{}.toml", self.stage);
+        p.write(&file, &p.read(&file).replace("active = 1", "active = 2").replace("\"exit 0\"", "\"exit 1\""));
+        let run = self.ferry(p, &["commit", "--yes", "-s", &self.stage]);
+        run.expect_code(1);
+        (before, run)
     }
 
     fn state(&self, p: &TestProject) -> Value {
@@ -354,15 +366,7 @@ fn an_alarm_in_alarm_state_rolls_back_and_the_commit_fails_naming_it() {
 fn the_circuit_breaker_rolls_back_and_the_commit_says_why() {
     let s = Setup::new();
     let p = s.project(1, "", "exit 0");
-    s.ferry(&p, &["commit", "--yes", "-s", &s.stage]).expect_code(0);
-    let before = s.read()["service"]["taskDefinition"].as_str().unwrap().to_string();
-    let text = p.read(&format!("stages/{}.toml", s.stage));
-    p.write(
-        &format!("stages/{}.toml", s.stage),
-        &text.replace("active = 1", "active = 2").replace("\"exit 0\"", "\"exit 1\""),
-    );
-    let run = s.ferry(&p, &["commit", "--yes", "-s", &s.stage]);
-    run.expect_code(1);
+    let (before, run) = s.commit_failing_release(&p);
     let all = format!("{}{}", run.stdout(), run.stderr());
     // ferry fails at the first new task that stops, or ECS's breaker first: either way the
     // target group that failed the tasks is named.
@@ -370,6 +374,26 @@ fn the_circuit_breaker_rolls_back_and_the_commit_says_why() {
     assert!(all.contains(&format!("ELB health checks in (target-group {})", s.lb["blue"].as_str().unwrap())), "{all}");
     let read = s.read();
     assert_eq!(read["service"]["taskDefinition"], before, "{read:#}");
+}
+
+/// The circuit breaker without ECS's rollback (`rollback = false`): ECS only stops the
+/// deployment, so ferry rolls back itself — the commit exits 1, the previous task definition
+/// serves and state says so (never a half-applied service).
+#[test]
+fn a_circuit_breaker_without_rollback_leaves_the_previous_revision_serving() {
+    let s = Setup::new();
+    let p = s.project(1, "circuit_breaker = { enable = true, rollback = false }\n", "exit 0");
+    let (before, _) = s.commit_failing_release(&p);
+    let read = s.read();
+    assert_eq!(read["service"]["taskDefinition"], before, "{read:#}");
+    assert_eq!(read["service"]["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"], false);
+    let state = s.state(&p);
+    let web = &state["apps"]["web"];
+    assert_eq!(web["history"].as_array().unwrap().last().unwrap()["status"], "failed", "{state:#}");
+    assert_eq!(
+        (web["active"]["revision"].as_str(), web["active"]["release"].as_u64()),
+        (Some(before.as_str()), Some(1))
+    );
 }
 
 /// `ferry abort` during a pause: the deployment is stopped with rollback

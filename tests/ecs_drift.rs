@@ -252,3 +252,190 @@ fn plan_refresh_shows_drift_made_behind_ferrys_back_and_commit_puts_it_back() {
     run(&["commit", "drift.plan", "--progress", "plain"]).expect_code(0);
     assert_eq!(service_now(&moto, &cluster, &service), (committed, 1));
 }
+
+/// The service's settings ferry manages, read back with boto3: load balancers, grace period,
+/// capacity provider strategy, Exec, tag source, every tag of the service
+/// (ListTagsForResource), and the tags of its task definition.
+const READ_SERVICE_SETTINGS: &str = r#"
+import boto3, json, sys
+ecs = boto3.client("ecs")
+s = ecs.describe_services(cluster=sys.argv[1], services=[sys.argv[2]])["services"][0]
+tags = ecs.list_tags_for_resource(resourceArn=s["serviceArn"])["tags"]
+td_tags = ecs.describe_task_definition(taskDefinition=s["taskDefinition"], include=["TAGS"]).get("tags", [])
+print(json.dumps({
+    "loadBalancers": sorted([lb["targetGroupArn"], lb["containerName"], lb["containerPort"]] for lb in s.get("loadBalancers", [])),
+    "grace": s.get("healthCheckGracePeriodSeconds"),
+    "capacityProviderStrategy": sorted([c["capacityProvider"], c.get("weight", 0), c.get("base", 0)]
+        for c in s.get("capacityProviderStrategy") or []),
+    "exec": s.get("enableExecuteCommand"),
+    "propagateTags": s.get("propagateTags"),
+    "tags": {t["key"]: t["value"] for t in tags},
+    "taskDefinitionTags": sorted(t["key"] for t in td_tags),
+}))
+"#;
+
+/// Changes the service's own settings behind ferry's back: another grace period, a second
+/// target group (`argv[3]`), another capacity provider strategy, Exec off, one tag changed,
+/// one added, one removed.
+const CHANGE_SERVICE_BEHIND_FERRYS_BACK: &str = r#"
+import boto3, sys
+ecs = boto3.client("ecs")
+cluster, service, green = sys.argv[1], sys.argv[2], sys.argv[3]
+s = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
+ecs.update_service(cluster=cluster, service=service, healthCheckGracePeriodSeconds=120,
+    loadBalancers=s["loadBalancers"] + [{"targetGroupArn": green, "containerName": "api", "containerPort": 8080}],
+    capacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 0}],
+    enableExecuteCommand=False)
+ecs.tag_resource(resourceArn=s["serviceArn"], tags=[{"key": "team", "value": "platform"}, {"key": "owner", "value": "ops"}])
+ecs.untag_resource(resourceArn=s["serviceArn"], tagKeys=["tier"])
+"#;
+
+/// The service-level settings (load balancers, grace period, capacity providers, Exec, tags)
+/// on the ECS emulator: a fresh `plan --refresh` after a commit shows nothing; the same
+/// settings changed with boto3 show as drift, field by field, and `commit --refresh` puts
+/// them back; a tag removed from the stage file is removed from the service, ferry's own
+/// tags stay. Everything read back with boto3.
+#[test]
+fn service_settings_drift_is_shown_and_put_back_and_removed_tags_leave_the_service() {
+    let moto = Moto::start_emulator(0.5);
+    let cluster = unique("cluster-");
+    let stage = unique("s");
+    let service = format!("{stage}-api");
+    let net = python_json(&moto, SETUP_CLUSTER, &[&cluster]);
+    let repo = python_json(&moto, SETUP_REPOSITORY, &[&unique("shop/api-")]);
+    let lb = python_json(&moto, crate::ecs_deploy::SETUP_LOAD_BALANCER, &[&unique("lb")]);
+    let (blue, green) = (lb["blue"].as_str().unwrap(), lb["green"].as_str().unwrap());
+    let p = TestProject::empty();
+    p.write("ferry.toml", "[project]\nname = \"shop\"\n");
+    let file = format!("stages/{stage}.toml");
+    let write = |tags: &str| {
+        p.write(
+            &file,
+            &format!(
+                r#"[runtime]
+kind = "ecs"
+region = "{REGION}"
+cluster = "{cluster}"
+subnets = [{subnets}]
+security_groups = [{groups}]
+
+[apps.api]
+image = "{uri}"
+active = 1
+scale = 1
+port = 8080
+target_group = "{blue}"
+exec = true
+capacity_providers = [{{ provider = "FARGATE", weight = 1, base = 1 }}, {{ provider = "FARGATE_SPOT", weight = 3 }}]
+{tags}
+
+[apps.api.releases]
+1 = "{digest}"
+
+[apps.api.deploy]
+timeout = "30s"
+health_check_grace_period = "45s"
+"#,
+                subnets = crate::support::toml_strings_of(&net["subnets"]),
+                groups = crate::support::toml_strings_of(&net["security_groups"]),
+                uri = repo["uri"].as_str().unwrap(),
+                digest = repo["digest"].as_str().unwrap(),
+            ),
+        )
+    };
+    let run = |args: &[&str]| {
+        let mut cmd = p.ferry();
+        moto.configure(&mut cmd);
+        Run(cmd.args(args).arg("-s").arg(&stage).output().expect("run ferry"))
+    };
+    let read = || python_json(&moto, READ_SERVICE_SETTINGS, &[&cluster, &service]);
+    let ferrys = |app_tags: Value| {
+        let mut tags = serde_json::json!({ "ferry:stage": stage, "ferry:app": "api" });
+        tags.as_object_mut().unwrap().extend(app_tags.as_object().unwrap().clone());
+        tags
+    };
+    let as_committed = |app_tags: Value| {
+        serde_json::json!({
+            "loadBalancers": [[blue, "api", 8080]],
+            "grace": 45,
+            "capacityProviderStrategy": [["FARGATE", 1, 1], ["FARGATE_SPOT", 3, 0]],
+            "exec": true,
+            "propagateTags": "SERVICE",
+            "tags": ferrys(app_tags),
+            "taskDefinitionTags": [],
+        })
+    };
+    // The task definition's tags: ferry's own and the app's, checked apart from the rest.
+    let without_td_tags = |mut v: Value| -> (Value, Vec<String>) {
+        let td: Vec<String> = serde_json::from_value(v["taskDefinitionTags"].take()).unwrap();
+        v["taskDefinitionTags"] = serde_json::json!([]);
+        (v, td)
+    };
+
+    write("tags = { team = \"shop\", tier = \"web\" }");
+    run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    let (now, td_tags) = without_td_tags(read());
+    assert_eq!(now, as_committed(serde_json::json!({ "team": "shop", "tier": "web" })));
+    assert!(td_tags.iter().any(|t| t == "ferry:spec"), "{td_tags:?}");
+    let fresh = run(&["plan", "--refresh", "--detailed-exitcode"]);
+    fresh.expect_code(0);
+    assert!(fresh.stdout().contains("matches recorded state and what runs"), "{}", fresh.stdout());
+
+    // Changed behind ferry's back: drift, field by field, with the recorded value first.
+    python_json(&moto, CHANGE_SERVICE_BEHIND_FERRYS_BACK, &[&cluster, &service, green]);
+    run(&["plan", "--detailed-exitcode"]).expect_code(0);
+    let drift = run(&["plan", "--refresh", "--detailed-exitcode"]);
+    drift.expect_code(2);
+    let text = drift.stdout();
+    for expected in [
+        "api: service: 7 settings differ".to_string(),
+        "service.healthCheckGracePeriodSeconds: 45 → 120".into(),
+        format!("service.loadBalancers: {blue} (api:8080) → {blue} (api:8080), {green} (api:8080)"),
+        "service.capacityProviderStrategy: FARGATE weight 1 base 1, FARGATE_SPOT weight 3 base 0 → FARGATE_SPOT weight 1 base 0".into(),
+        "service.enableExecuteCommand: true → false".into(),
+        "service.tags.team: shop → platform".into(),
+        "service.tags.owner: (none) → ops".into(),
+        "service.tags.tier: web → (none)".into(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} missing from:\n{text}");
+    }
+    let json: Value = serde_json::from_str(&run(&["plan", "--refresh", "--json"]).expect_code(0).stdout()).unwrap();
+    let fields: Vec<&str> = json["stages"][0]["drift"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "service.capacityProviderStrategy",
+            "service.enableExecuteCommand",
+            "service.healthCheckGracePeriodSeconds",
+            "service.loadBalancers",
+            "service.tags.owner",
+            "service.tags.team",
+            "service.tags.tier",
+        ]
+    );
+
+    // Put back: every setting as committed, the tag added outside ferry gone, ferry's kept.
+    run(&["commit", "--refresh", "--yes", "--progress", "plain"]).expect_code(0);
+    let (now, _) = without_td_tags(read());
+    assert_eq!(now, as_committed(serde_json::json!({ "team": "shop", "tier": "web" })));
+    run(&["plan", "--refresh", "--detailed-exitcode"]).expect_code(0);
+
+    // A tag removed from the file leaves the service; the last one too. ferry's own stay,
+    // on the service and on the task definition.
+    write("tags = { team = \"shop\" }");
+    run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    let (now, td_tags) = without_td_tags(read());
+    assert_eq!(now, as_committed(serde_json::json!({ "team": "shop" })));
+    assert!(td_tags.iter().any(|t| t == "ferry:spec") && !td_tags.iter().any(|t| t == "tier"), "{td_tags:?}");
+    write("");
+    run(&["commit", "--yes", "--progress", "plain"]).expect_code(0);
+    let (now, td_tags) = without_td_tags(read());
+    assert_eq!(now, as_committed(serde_json::json!({})));
+    assert!(td_tags.iter().any(|t| t == "ferry:spec") && !td_tags.iter().any(|t| t == "team"), "{td_tags:?}");
+    run(&["plan", "--refresh", "--detailed-exitcode"]).expect_code(0);
+}

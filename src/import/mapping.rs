@@ -460,6 +460,16 @@ fn seconds(s: i32) -> String {
     format!("{s}s")
 }
 
+/// The service's tags other than ferry's and AWS's: the app's `tags`.
+fn app_tags(service: &Service) -> std::collections::BTreeMap<String, String> {
+    service
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .filter(|(k, _)| !crate::runtime::ecs::service::reserved_tag(k))
+        .collect()
+}
+
 fn some_if(on: bool, text: impl FnOnce() -> String) -> Option<String> {
     on.then(text)
 }

@@ -3,9 +3,9 @@
 //! operations that put it back. Pure like the rest of the planner: the live facts
 //! ([`LiveStage`]) are gathered by the caller before planning.
 //!
-//! What counts: a service that is missing, a task definition whose fields differ from the
-//! recorded release's (the runtime compares them, with its server-side defaults
-//! normalised), and a desired count other than the recorded scale. A task definition drift
+//! What counts: a service that is missing, a task definition or service settings whose
+//! fields differ from the recorded release's (the runtime compares them, with its
+//! server-side defaults normalised), and a desired count other than the recorded scale. A task definition drift
 //! (or a missing service) is planned back as a deploy of the recorded release and config; a
 //! count drift alone as a scale. When the stage file changes the app anyway, its deploy puts
 //! everything back and nothing is added; a scale the file asks for starts from the live count.
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::diff::short_digest;
 use super::operation::{DeployKind, Operation, Running};
 use crate::config::App;
-use crate::runtime::live::{DefinitionChange, LiveService};
+use crate::runtime::live::{DefinitionChange, LiveService, SERVICE_FIELD};
 use crate::state::AppState;
 
 /// A desired count that differs from the recorded scale.
@@ -46,7 +46,8 @@ pub struct Drift {
     /// The revision the service runs, when its definition differs from the recorded one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
-    /// The fields of the live revision that differ (values of `sensitive_env` masked).
+    /// The fields of the live revision that differ (values of `sensitive_env` masked), then
+    /// those of the service's own settings (`service.…`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<DefinitionChange>,
     /// Of a missing service, how many tasks run of the recorded scale, where the runtime
@@ -91,7 +92,10 @@ impl Drift {
                 drift.desired = Some(CountDrift { recorded: active.scale, live: live.desired });
             }
             if !live.changes.is_empty() {
-                drift.revision = live.revision.as_ref().map(|r| r.to_string());
+                // The live revision is news only when it is not the recorded one.
+                if live.changes.iter().any(|c| !c.field.starts_with(SERVICE_FIELD)) {
+                    drift.revision = live.revision.as_ref().map(|r| r.to_string());
+                }
                 drift.changes = live.changes.iter().map(|c| mask(c, &active.config.sensitive_env)).collect();
             }
         }
@@ -104,7 +108,7 @@ impl Drift {
     }
 
     /// `service missing` (`0 of 2 tasks running` where the runtime counts tasks), `desired
-    /// count 1 → 3`, `task definition: 2 fields differ`.
+    /// count 1 → 3`, `task definition: 2 fields differ`, `service: 1 setting differs`.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
         match (self.missing, self.tasks) {
@@ -117,9 +121,15 @@ impl Drift {
         if let Some(d) = self.desired {
             parts.push(format!("desired count {} → {}", d.recorded, d.live));
         }
-        if !self.changes.is_empty() {
-            let n = self.changes.len();
+        let service = self.changes.iter().filter(|c| c.field.starts_with(SERVICE_FIELD)).count();
+        let definition = self.changes.len() - service;
+        if definition > 0 {
+            let n = definition;
             parts.push(format!("task definition: {n} field{} differ{}", plural(n), if n == 1 { "s" } else { "" }));
+        }
+        if service > 0 {
+            let n = service;
+            parts.push(format!("service: {n} setting{} differ{}", plural(n), if n == 1 { "s" } else { "" }));
         }
         parts.join("; ")
     }

@@ -398,4 +398,21 @@ mod drift {
         let c = &cs.drift[0].changes[0];
         assert_eq!((c.recorded.as_str(), c.live.as_str()), ("(sensitive)", "(sensitive, changed)"));
     }
+
+    #[test]
+    fn service_settings_are_counted_apart_and_planned_back_as_a_deploy() {
+        let s = stage("dev", [app("web", 1)]);
+        let state = applied(&s);
+        let settings = [("service.tags.team", "shop", "ops"), ("service.enableExecuteCommand", "true", "false")];
+        let cs = refreshed(&s, &state, &live(1, &settings));
+        let d = &cs.drift[0];
+        assert_eq!(d.summary(), "service: 2 settings differ");
+        // The service runs the recorded revision: no live revision to name.
+        assert_eq!(d.revision, None);
+        assert!(cs.operations.iter().any(|op| matches!(op, Operation::Deploy { .. })), "{:?}", cs.operations);
+        let both = [("container.web.image", "a", "b"), settings[0]];
+        let cs = refreshed(&s, &state, &live(1, &both));
+        assert_eq!(cs.drift[0].summary(), "task definition: 1 field differs; service: 1 setting differs");
+        assert_eq!(cs.drift[0].revision.as_deref(), Some("web:9"));
+    }
 }

@@ -27,6 +27,10 @@ pub struct DefinitionChange {
     pub live: String,
 }
 
+/// How the [`DefinitionChange`] fields of a service's own settings begin (ECS: load
+/// balancers, capacity providers, Exec, tags…), as opposed to its revision's.
+pub const SERVICE_FIELD: &str = "service.";
+
 /// What the recorded state says an app runs, for the runtime to compare with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedService {
@@ -46,7 +50,9 @@ pub struct LiveService {
     pub revision: Option<RevisionId>,
     /// Its desired count.
     pub desired: u32,
-    /// How its revision differs from the recorded one; empty: the same.
+    /// How its revision differs from the recorded one, then how the service's own settings
+    /// differ from those recorded (`service.…` fields, where the runtime has any); empty:
+    /// the same.
     pub changes: Vec<DefinitionChange>,
     /// How many of its tasks run, where the runtime counts them cheaply (the local agent);
     /// `None` where it does not (ECS, whose drift check looks at definitions only).

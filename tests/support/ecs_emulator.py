@@ -480,7 +480,10 @@ def create_service(self, *args, **kwargs):
         raise InvalidParameterException("Unable to Start a service that is still Draining.")
     service = original_create(self, *args, **kwargs)
     service.deployments = []
+    # moto drops these on CreateService (and keeps them on UpdateService): keep them, as ECS does.
     service.health_check_grace_period_seconds = current_request.get("healthCheckGracePeriodSeconds")
+    service.capacity_provider_strategy = current_request.get("capacityProviderStrategy")
+    service.enable_execute_command = bool(current_request.get("enableExecuteCommand"))
     new_deployment(self, service, None)
     return service
 

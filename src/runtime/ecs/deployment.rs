@@ -295,3 +295,57 @@ impl super::EcsRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LifecycleHook, Percent};
+
+    /// A canary with a Lambda hook and a pause: what UpdateService gets.
+    #[test]
+    fn a_canary_with_lambda_and_pause_hooks_is_sent_as_ecs_takes_it() {
+        let mut settings = DeploySettings::default();
+        let e = &mut settings.ecs;
+        e.strategy = Strategy::Canary;
+        e.canary_percent = Percent(20);
+        e.canary_bake_minutes = 15;
+        e.bake_minutes = 5;
+        e.alarms = vec!["web-5xx".into()];
+        e.hooks = vec![
+            LifecycleHook {
+                stages: vec!["PRE_SCALE_UP".into(), "POST_TEST_TRAFFIC_SHIFT".into()],
+                target: HookTarget::Lambda {
+                    arn: "arn:aws:lambda:eu-central-1:1:function:smoke".into(),
+                    role: "arn:aws:iam::1:role/hooks".into(),
+                },
+            },
+            LifecycleHook { stages: vec!["POST_PRODUCTION_TRAFFIC_SHIFT".into()], target: HookTarget::Pause },
+        ];
+        let c = configuration(&settings).unwrap();
+        assert_eq!(c.strategy(), Some(&DeploymentStrategy::Canary));
+        assert_eq!(c.bake_time_in_minutes(), Some(5));
+        let canary = c.canary_configuration().unwrap();
+        assert_eq!((canary.canary_percent(), canary.canary_bake_time_in_minutes()), (Some(20.0), Some(15)));
+        let alarms = c.alarms().unwrap();
+        assert_eq!(
+            (alarms.alarm_names(), alarms.enable(), alarms.rollback()),
+            (&["web-5xx".to_string()][..], true, true)
+        );
+        let [lambda, pause] = c.lifecycle_hooks() else { panic!("two hooks: {:?}", c.lifecycle_hooks()) };
+        assert_eq!(lambda.target_type(), Some(&DeploymentLifecycleHookTargetType::AwsLambda));
+        assert_eq!(lambda.hook_target_arn(), Some("arn:aws:lambda:eu-central-1:1:function:smoke"));
+        assert_eq!(lambda.role_arn(), Some("arn:aws:iam::1:role/hooks"));
+        assert_eq!(
+            lambda.lifecycle_stages(),
+            [DeploymentLifecycleHookStage::PreScaleUp, DeploymentLifecycleHookStage::PostTestTrafficShift]
+        );
+        assert_eq!(pause.target_type(), Some(&DeploymentLifecycleHookTargetType::Pause));
+        assert_eq!(pause.hook_target_arn(), None);
+
+        // Back to rolling: the alarms and hooks go too (empty, sent), no canary settings.
+        let c = configuration(&DeploySettings::default()).unwrap();
+        assert_eq!(c.strategy(), Some(&DeploymentStrategy::Rolling));
+        assert!(c.lifecycle_hooks().is_empty() && c.canary_configuration().is_none());
+        assert!(!c.alarms().unwrap().enable());
+    }
+}

@@ -11,14 +11,20 @@
 //! `requiresAttributes`…), and both sides get the same defaults before comparing, so an
 //! untouched service never shows a permanent diff and an equivalent task definition
 //! registered by hand is no drift either.
+//!
+//! The service's own settings — load balancers, health check grace period, capacity
+//! provider strategy, ECS Exec, propagated tags and the app's tags — are compared on every
+//! look, from the DescribeServices answer (with its tags) already made: `service.…` fields,
+//! normalised the same way ([`service::expected`], [`service::described`]). A deploy sends
+//! them all, so the deploy that puts drift back restores them too.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
 
 use super::revision::Rendered;
-use super::EcsRuntime;
-use crate::runtime::live::{DefinitionChange, LiveService, RecordedService};
+use super::{service, EcsRuntime};
+use crate::runtime::live::{DefinitionChange, LiveService, RecordedService, SERVICE_FIELD};
 use crate::runtime::{RevisionId, RuntimeError, RuntimeResult};
 
 /// ECS's own defaults for a container health check.
@@ -47,13 +53,14 @@ pub(super) async fn live(rt: &EcsRuntime, recorded: &[RecordedService]) -> Runti
             continue;
         };
         let revision = s.task_definition().map(|t| RevisionId(t.to_string()));
-        let changes = match &revision {
+        let rendered = rt.render(&r.spec);
+        let mut changes = match &revision {
             Some(live) if Some(live) != r.revision.as_ref() => {
-                let expected = expected_definition(&rt.render(&r.spec))?;
-                differences(&expected, &describe(rt, live.as_str()).await?)
+                differences(&expected_definition(&rendered)?, &describe(rt, live.as_str()).await?)
             }
             _ => Vec::new(),
         };
+        changes.extend(service_differences(&rendered, &r.spec.config.deploy, &s)?);
         out.push(LiveService {
             app,
             present: true,
@@ -88,9 +95,32 @@ pub fn expected_definition(rendered: &Rendered) -> RuntimeResult<TaskDefinition>
         .build())
 }
 
+/// Where the service's own settings (load balancers, grace period, capacity providers, Exec,
+/// tags) differ from those the recorded release's deploy settings give: `service.…` fields.
+fn service_differences(
+    rendered: &Rendered,
+    settings: &crate::config::DeploySettings,
+    live: &aws_sdk_ecs::types::Service,
+) -> RuntimeResult<Vec<DefinitionChange>> {
+    let balancing = service::Balancing {
+        app: &rendered.app,
+        container: &rendered.container,
+        target_group: rendered.target_group.as_deref(),
+        port: rendered.port,
+        health_start_period_s: rendered.health_start_period_s,
+    };
+    let expected = service::expected(&balancing, settings)?;
+    let with_grace = expected.contains_key(&format!("{SERVICE_FIELD}healthCheckGracePeriodSeconds"));
+    Ok(compare(&expected, &service::described(live, with_grace)))
+}
+
 /// Where `live` differs from `expected`, field by field after [`normalise`].
 pub fn differences(expected: &TaskDefinition, live: &TaskDefinition) -> Vec<DefinitionChange> {
-    let (a, b) = (normalise(expected), normalise(live));
+    compare(&normalise(expected), &normalise(live))
+}
+
+/// The fields whose values differ between `a` (recorded) and `b` (live), in order.
+fn compare(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<DefinitionChange> {
     let mut fields: Vec<&String> = a.keys().chain(b.keys()).collect();
     fields.sort();
     fields.dedup();

@@ -133,6 +133,9 @@ pub struct EcsRuntime {
     elb: Option<aws_sdk_elasticloadbalancingv2::Client>,
     /// Deployments whose new tasks were seen healthy in their target groups.
     targets_healthy: Mutex<std::collections::HashSet<String>>,
+    /// By app: the revision recorded state names as serving, and the tags its release
+    /// declared (what a deploy's tag reconciliation starts from, see [`service`]).
+    serving: Mutex<service::ServingTags>,
 }
 
 /// The ECS client configuration ferry uses on top of `sdk`: up to 8 attempts with jittered
@@ -200,6 +203,7 @@ impl EcsRuntime {
             bake_clock: Mutex::default(),
             elb: None,
             targets_healthy: Mutex::default(),
+            serving: Mutex::default(),
         }
     }
 
@@ -803,6 +807,9 @@ impl Runtime for EcsRuntime {
     }
 
     async fn register_recorded(&self, spec: &RevisionSpec, recorded: &RecordedRevisions) -> RuntimeResult<RevisionId> {
+        if let Some(serving) = recorded.matching.first().filter(|_| recorded.serving) {
+            self.note_serving(&spec.app, serving.as_str(), &spec.config.deploy.ecs_task.tags);
+        }
         let rendered = self.render(spec);
         let hash = rendered.hash();
         if let Some(arn) = self.seen(&rendered.family, &hash) {
@@ -862,23 +869,16 @@ impl Runtime for EcsRuntime {
     ) -> RuntimeResult<RolloutId> {
         let info = self.revision_info(revision.as_str()).await?;
         let name = self.service_name(app);
-        // `target_groups` (the long form) travels with the deploy settings; the short form's
-        // one target group with the revision.
-        let target_groups = if settings.ecs.target_groups.is_empty() {
-            let short = info.target_group.iter();
-            short.map(|arn| config::TargetGroup { arn: arn.clone(), container: None, port: None }).collect()
-        } else {
-            settings.ecs.target_groups.clone()
+        let container = self.container_name(app);
+        let balancing = service::Balancing {
+            app,
+            container: &container,
+            target_group: info.target_group.as_deref(),
+            port: info.port,
+            health_start_period_s: info.grace_period_s,
         };
-        let load_balancers =
-            deployment::load_balancers(app, &self.container_name(app), &target_groups, info.port, &settings.ecs)?;
+        let (load_balancers, grace) = service::load_balancers(&balancing, settings)?;
         let configuration = deployment::configuration(settings)?;
-        let grace = load_balancers.as_ref().map(|_| {
-            settings
-                .ecs
-                .health_check_grace_period_s
-                .map_or(info.grace_period_s, |s| i32::try_from(s).unwrap_or(i32::MAX))
-        });
         let desired = i32::try_from(desired_count).map_err(|_| RuntimeError::Invalid("scale too large".into()))?;
         // Most deploys update a service that exists: try that first, and describe only
         // when ECS says there is none to update (one request less per app and deploy).
@@ -903,7 +903,14 @@ impl Runtime for EcsRuntime {
         match updated {
             // (moto updates a deleted, INACTIVE service instead of refusing: create it anew.)
             Ok(out) if out.service().and_then(|s| s.status()) != Some("INACTIVE") => {
-                service::tag_service(&self.ecs, out.service(), &settings.ecs_task).await?;
+                let known = self.serving_tags(app);
+                let known = match &known {
+                    Some((serving, _)) if serving == revision.as_str() => service::KnownTags::Reverting,
+                    Some((_, tags)) => service::KnownTags::Serving(tags),
+                    None => service::KnownTags::Unknown,
+                };
+                let arn = service::arn_of(out.service())?;
+                service::reconcile_tags(&self.ecs, arn, &settings.ecs_task.tags, known).await?;
                 let mut expected = self.expected.lock().expect("expected rollouts");
                 match out.service().and_then(|s| expected_done(s, Duration::from_millis(settings.timeout.as_millis())))
                 {

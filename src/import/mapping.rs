@@ -296,12 +296,11 @@ impl EcsSource {
 
     /// The service's own tags (not AWS's `aws:` ones, nor ferry's `ferry:` ones).
     fn own_tags(&self) -> BTreeMap<String, String> {
-        let own = |k: &&str| !k.starts_with("aws:") && !k.starts_with("ferry:");
         self.service
             .tags()
             .iter()
             .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
-            .filter(|(k, _)| own(k))
+            .filter(|(k, _)| !crate::runtime::ecs::service::reserved_tag(k))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
@@ -458,16 +457,6 @@ fn ferry_stop_timeout_ms() -> i64 {
 
 fn seconds(s: i32) -> String {
     format!("{s}s")
-}
-
-/// The service's tags other than ferry's and AWS's: the app's `tags`.
-fn app_tags(service: &Service) -> std::collections::BTreeMap<String, String> {
-    service
-        .tags()
-        .iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-        .filter(|(k, _)| !crate::runtime::ecs::service::reserved_tag(k))
-        .collect()
 }
 
 fn some_if(on: bool, text: impl FnOnce() -> String) -> Option<String> {

@@ -121,7 +121,6 @@ fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-
 /// Load and check one stage of a project.
 pub fn load_stage(project: &Project, name: &str) -> Result<Stage, Diagnostics> {
     let refs = stage_refs(&project.root);

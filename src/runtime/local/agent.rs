@@ -316,7 +316,8 @@ async fn handle(agent: &Arc<Agent>, req: Request) -> RuntimeResult<Reply> {
             }
             // `down` leaves no container: those of the tasks just stopped are removed in the
             // background (`docker::Removals`).
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let left =
+                poll.deadline().map_or(Duration::ZERO, |d| d.saturating_duration_since(tokio::time::Instant::now()));
             agent.docker.removals_finished(left).await;
             Ok(Reply::Done)
         }

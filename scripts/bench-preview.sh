@@ -44,7 +44,8 @@ mkdir -p "$P/stages" "$P/img"
 cp "$WORK/server" "$P/img/server"
 first=$(($(free_port) % 20000 + 30000))
 printf '[project]\nname = "bench"\n\n[pipeline.preview]\ntemplate = "dev"\nports = "%s-%s"\n' "$first" "$((first + 500))" >"$P/ferry.toml"
-printf '[runtime]\nkind = "local"\n' >"$P/stages/dev.toml"
+# The app is a host binary: the process driver, as before the Docker driver existed.
+printf '[runtime]\nkind = "local"\ndriver = "process"\n' >"$P/stages/dev.toml"
 for app in web api worker; do
   d=$("$FERRY" -C "$P" image push "$P/img" --repo "$app" 2>/dev/null)
   cat >>"$P/stages/dev.toml" <<TOML

@@ -455,6 +455,15 @@ fn ferry_stop_timeout_ms() -> i64 {
     crate::config::DeploySettings::default().stop_timeout.as_millis() as i64
 }
 
+/// The stop timeout the service's tasks get: the container's, else ECS's default of 30 s.
+fn live_stop_timeout(s: &EcsSource) -> i32 {
+    s.main().stop_timeout().unwrap_or(ECS_DEFAULT_STOP_TIMEOUT_S)
+}
+
+/// What ECS gives a container that states no `stopTimeout` (Fargate, and the EC2 agent's
+/// `ECS_CONTAINER_STOP_TIMEOUT` default).
+const ECS_DEFAULT_STOP_TIMEOUT_S: i32 = 30;
+
 fn seconds(s: i32) -> String {
     format!("{s}s")
 }
@@ -623,10 +632,12 @@ pub const ECS_RULES: &[Rule<EcsSource>] = &[
         feature: "stop timeout",
         keys: &["deploy.stop_timeout"],
         // Ferry's default (10 s) is what its revisions state: left out, as a commit wrote it.
-        used: |s| s.main().stop_timeout().filter(|t| i64::from(*t) * 1000 != ferry_stop_timeout_ms()).map(seconds),
+        // A container that states none gets ECS's 30 s, which is written, so that adopting
+        // the service does not shorten the time its tasks are given to stop.
+        used: |s| Some(live_stop_timeout(s)).filter(|t| i64::from(*t) * 1000 != ferry_stop_timeout_ms()).map(seconds),
         write: |s, t| {
             let deploy = t.app.deploy.get_or_insert_with(DeploySection::default);
-            deploy.stop_timeout = s.main().stop_timeout().map(seconds);
+            deploy.stop_timeout = Some(seconds(live_stop_timeout(s)));
             Ok(())
         },
     },

@@ -36,7 +36,14 @@ if [[ -z "$FERRY" ]]; then
 fi
 WORK=$(mktemp -d)
 export FERRY_CONTAINER_LABELS=ferry.bench=1
-cleanup() { "$FERRY" -C "$WORK/many" down >/dev/null 2>&1 || true; "$FERRY" -C "$WORK/one" down >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+# `down` stops the tasks; the registry a project started on first use is stopped on its own.
+cleanup() {
+  for p in many one; do
+    "$FERRY" -C "$WORK/$p" down >/dev/null 2>&1 || true
+    "$FERRY" -C "$WORK/$p" image registry --stop >/dev/null 2>&1 || true
+  done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 [[ -n "${KEEP_LOG:-}" ]] && trap 'cp "$WORK/last.log" "$KEEP_LOG"; cleanup' EXIT
 

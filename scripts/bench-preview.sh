@@ -15,7 +15,13 @@ if [[ -z "$FERRY" ]]; then
   FERRY=$PWD/target/release/ferry
 fi
 WORK=$(mktemp -d)
-cleanup() { "$FERRY" -C "$WORK/p" preview down 1 >/dev/null 2>&1 || true; "$FERRY" -C "$WORK/p" down >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+cleanup() {
+  "$FERRY" -C "$WORK/p" preview down 1 >/dev/null 2>&1 || true
+  "$FERRY" -C "$WORK/p" down >/dev/null 2>&1 || true
+  # The registry the project started on first use outlives `down`.
+  "$FERRY" -C "$WORK/p" image registry --stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 # The app: a tiny std-only Rust HTTP server (cheap to start: the bench measures ferry, not

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::ecs_runtime::{python_json, unique, SETUP_CLUSTER, SETUP_REPOSITORY};
-use crate::support::moto::{Moto, REGION};
+use crate::support::moto::Moto;
 use crate::support::{Run, TestProject};
 
 /// Two target groups behind an application load balancer with a listener and a rule (what
@@ -113,13 +113,7 @@ print(json.dumps(digest))
         p.write(
             &format!("stages/{}.toml", self.stage),
             &format!(
-                r#"[runtime]
-kind = "ecs"
-region = "{REGION}"
-cluster = "{cluster}"
-subnets = [{subnets}]
-security_groups = [{groups}]
-execution_role = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+                r#"{runtime}execution_role = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 
 [apps.web]
 image = "{uri}"
@@ -139,9 +133,7 @@ command = ["CMD-SHELL", "{health}"]
 timeout = "20s"
 {deploy}
 "#,
-                cluster = self.cluster,
-                subnets = crate::support::toml_strings_of(&self.net["subnets"]),
-                groups = crate::support::toml_strings_of(&self.net["security_groups"]),
+                runtime = crate::support::moto::ecs_runtime_section(&self.cluster, &self.net),
                 uri = self.uri,
                 blue = self.lb["blue"].as_str().unwrap(),
                 first = self.first,

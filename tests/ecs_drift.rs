@@ -20,7 +20,7 @@ use serde_json::Value;
 use ferry::aws;
 
 use crate::ecs_runtime::{python_json, unique, SETUP_CLUSTER, SETUP_REPOSITORY};
-use crate::support::moto::{Moto, REGION};
+use crate::support::moto::Moto;
 use crate::support::{Run, TestProject};
 
 /// Who the stand-in's tasks are started by.
@@ -175,12 +175,10 @@ fn plan_refresh_shows_drift_made_behind_ferrys_back_and_commit_puts_it_back() {
     p.write(
         &format!("stages/{stage}.toml"),
         &format!(
-            "[runtime]\nkind = \"ecs\"\nregion = \"{REGION}\"\ncluster = \"{cluster}\"\nsubnets = [{}]\n\
-             security_groups = [{}]\n\n[apps.api]\nimage = \"{uri}\"\nactive = 1\nscale = 1\ncpu = 256\n\
+            "{}\n[apps.api]\nimage = \"{uri}\"\nactive = 1\nscale = 1\ncpu = 256\n\
              memory = 512\nport = 8080\n\n[apps.api.env]\nMODE = \"production\"\n\n[apps.api.releases]\n\
              1 = \"{digest}\"\n\n[apps.api.deploy]\ntimeout = \"90s\"\n",
-            crate::support::toml_strings(&subnets),
-            crate::support::toml_strings(&groups)
+            crate::support::moto::ecs_runtime_section(&cluster, &net),
         ),
     );
     let run = |args: &[&str]| {
@@ -312,13 +310,7 @@ fn service_settings_drift_is_shown_and_put_back_and_removed_tags_leave_the_servi
         p.write(
             &file,
             &format!(
-                r#"[runtime]
-kind = "ecs"
-region = "{REGION}"
-cluster = "{cluster}"
-subnets = [{subnets}]
-security_groups = [{groups}]
-
+                r#"{runtime}
 [apps.api]
 image = "{uri}"
 active = 1
@@ -336,8 +328,7 @@ capacity_providers = [{{ provider = "FARGATE", weight = 1, base = 1 }}, {{ provi
 timeout = "30s"
 health_check_grace_period = "45s"
 "#,
-                subnets = crate::support::toml_strings_of(&net["subnets"]),
-                groups = crate::support::toml_strings_of(&net["security_groups"]),
+                runtime = crate::support::moto::ecs_runtime_section(&cluster, &net),
                 uri = repo["uri"].as_str().unwrap(),
                 digest = repo["digest"].as_str().unwrap(),
             ),

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::ecs_runtime::{python_json, unique, SETUP_CLUSTER, SETUP_REPOSITORY};
-use crate::support::moto::{Moto, REGION};
+use crate::support::moto::Moto;
 use crate::support::{Run, TestProject};
 
 /// The template's target group behind a load balancer with an HTTP listener (default action:
@@ -95,13 +95,7 @@ impl Setup {
         p.write(
             "stages/dev.toml",
             &format!(
-                r#"[runtime]
-kind = "ecs"
-region = "{REGION}"
-cluster = "{cluster}"
-subnets = [{subnets}]
-security_groups = [{groups}]
-execution_role = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+                r#"{runtime}execution_role = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 
 [apps.web]
 image = "{uri}"
@@ -127,9 +121,7 @@ scale = 2
 [apps.worker.deploy]
 timeout = "30s"
 "#,
-                cluster = self.cluster,
-                subnets = crate::support::toml_strings_of(&self.net["subnets"]),
-                groups = crate::support::toml_strings_of(&self.net["security_groups"]),
+                runtime = crate::support::moto::ecs_runtime_section(&self.cluster, &self.net),
                 uri = self.uri,
                 group = self.lb["template_group"].as_str().unwrap(),
                 digest = self.digest,

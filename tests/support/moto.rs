@@ -45,6 +45,17 @@ pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
 pub const CBOR_REQUIREMENT: &str = "cbor2==5.6.5";
 /// Region every client of the emulator uses (not us-east-1, so region handling is real).
 pub const REGION: &str = "eu-central-1";
+
+/// A stage file's `[runtime]` section for ECS on the emulator: `cluster`, and the subnets and
+/// security groups of `net` (the JSON the tests' cluster set-up prints).
+pub fn ecs_runtime_section(cluster: &str, net: &serde_json::Value) -> String {
+    format!(
+        "[runtime]\nkind = \"ecs\"\nregion = \"{REGION}\"\ncluster = \"{cluster}\"\nsubnets = [{}]\n\
+         security_groups = [{}]\n",
+        super::toml_strings_of(&net["subnets"]),
+        super::toml_strings_of(&net["security_groups"]),
+    )
+}
 /// Static credentials; moto accepts any.
 pub const ACCESS_KEY_ID: &str = "testing";
 pub const SECRET_ACCESS_KEY: &str = "testing";
